@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install the Debian packages chanq needs to build and test, only those
+# that are missing, and say which. Used by run.sh and test.sh.
+# Usage: scripts/deps.sh [build|test]
+set -eu
+
+want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
+libjansson-dev check"
+want_test="netcat-openbsd python3 procps"
+
+want=$want_build
+[ "${1:-build}" = test ] && want="$want_build $want_test"
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing missing Debian packages:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >&2
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >&2

@@ -1,0 +1,10 @@
+/* The suites tests/daemon/check_daemon runs. */
+#include "chanq_config.h"
+
+#include "tests/check_main.h"
+#include "tests/daemon/suites.h"
+
+suite_fn *const test_suites[] = {
+    ping_suite,
+    NULL,
+};

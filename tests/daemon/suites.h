@@ -1,0 +1,9 @@
+/* Suites of the black-box daemon test binary (tests/daemon/check_daemon). */
+#ifndef CHANQ_TESTS_DAEMON_SUITES_H
+#define CHANQ_TESTS_DAEMON_SUITES_H
+
+#include <check.h>
+
+Suite *ping_suite(void);
+
+#endif
