@@ -1,0 +1,115 @@
+/* Requests: decode one NDJSON line into a validated, plain C struct
+ * request. The field rules (types, ranges, defaults) are documented in
+ * docs/protocol.md and live in one table in msg.c. */
+#ifndef CHANQ_PROTO_MSG_H
+#define CHANQ_PROTO_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/err.h"
+#include "proto/span.h"
+
+/* Every op of the protocol. OP_NONE is "not decoded". */
+enum op {
+    OP_NONE = 0,
+    OP_HELLO,
+    OP_PING,
+    OP_DECLARE,
+    OP_SUBMIT,
+    OP_FETCH,
+    OP_ACK,
+    OP_NACK,
+    OP_TOUCH,
+    OP_CANCEL,
+    OP_WAIT,
+    OP_JOB,
+    OP_CLOSE,
+    OP_PAUSE,
+    OP_RESUME,
+    OP_KICK,
+    OP_QUEUES,
+    OP_STATS,
+    OP_COUNT /* number of values; not an op */
+};
+
+/* Bounds that are not a server setting (see docs/protocol.md). */
+#define MSG_MAX_DEPTH 64         /* arrays/objects nested in one request (the request is 1) */
+#define MSG_MAX_QUEUE_NAME 128   /* bytes in a queue name */
+#define MSG_MAX_QUEUES 64        /* names in a "queues" list */
+#define MSG_MAX_ID 128           /* bytes in a job id */
+#define MSG_MAX_RID 256          /* bytes of raw JSON text in "rid" */
+#define MSG_MAX_TEXT 4096        /* bytes in "error", "client", "token" */
+#define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
+
+/* Server settings the decoder enforces. */
+struct msg_limits {
+    size_t max_payload; /* bytes of compact JSON in "payload"/"result" (--max-job);
+                         * more is PROTO_TOO_LARGE */
+};
+
+/* One decoded request. Plain data, filled by msg_decode(): every string is
+ * a span into `store` (owned by the request, NUL-terminated after len),
+ * so the request outlives the line it came from. A span with len 0 means
+ * the field was absent; an integer field is meaningful only when its has_
+ * flag is set (the daemon applies its own default otherwise). Fields an op
+ * does not use are left zero even if the client sent them. */
+struct request {
+    enum op op;          /* which operation */
+    struct span rid;     /* raw JSON text of "rid" (a scalar), echoed verbatim */
+    struct span queue;   /* "queue": declare, submit, close, pause, resume, kick,
+                          * stats (optional there), fetch (shorthand) */
+    struct span *queues; /* "queues": fetch (always set, >= 1), submit (send-side
+                          * select, instead of "queue"); no duplicates */
+    size_t nqueues;      /* entries in queues[]; 0 when absent */
+    struct span payload; /* submit: the payload as compact JSON text (any value) */
+    struct span id;      /* job id: ack, nack, touch, cancel, wait, job */
+    struct span parent;  /* submit: parent job id */
+    struct span result;  /* ack: result as compact JSON text */
+    struct span error;   /* nack: the failure text (unescaped UTF-8) */
+    struct span client;  /* hello: client name (unescaped) */
+    struct span token;   /* hello: auth token (unescaped) */
+
+    int64_t capacity;     /* declare: 0 = unbuffered */
+    int64_t ttr_ms;       /* declare, submit, touch */
+    int64_t max_attempts; /* declare, submit */
+    int64_t delay_ms;     /* submit, nack */
+    int64_t deadline_ms;  /* submit: relative expiry */
+    int64_t wait_ms;      /* submit: how long to wait for room */
+    int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
+    int64_t count;        /* fetch (max jobs), kick (max jobs) */
+    bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms,
+        has_wait_ms, has_timeout_ms, has_count;
+
+    bool strict; /* fetch: first listed ready queue wins (false when absent) */
+    bool dead;   /* nack: bury the job now (false when absent) */
+
+    char *store; /* owns the bytes every span above points to */
+};
+
+/* Decodes and validates one line (without its "\n") into *out, which needs
+ * no initialisation. limits may be NULL for the defaults.
+ *
+ * Returns 0 on success. On failure returns -EINVAL (err->code is
+ * PROTO_BAD_REQUEST, PROTO_UNKNOWN_OP or PROTO_TOO_LARGE) or -ENOMEM
+ * (PROTO_INTERNAL), and err->message names the field and the reason. Even
+ * on failure, out->rid (and out->op once known) are filled when the line
+ * was a JSON object, so the error reply can echo the rid: call
+ * request_clear(out) after either outcome. Any thread; no shared state. */
+int msg_decode(const char *line, size_t len, const struct msg_limits *limits,
+               struct request *out, struct proto_error *err);
+
+/* Frees what *req owns and zeroes it. Safe on a zeroed request. */
+void request_clear(struct request *req);
+
+/* The wire name of an op ("submit"), or NULL for OP_NONE/out of range. */
+const char *msg_op_name(enum op op);
+
+/* The op called name[0..len), or OP_NONE. */
+enum op msg_op_lookup(const char *name, size_t len);
+
+/* True when s[0..len) is a valid queue name ([A-Za-z0-9_.:-]{1,128}). */
+bool msg_queue_name_valid(const char *s, size_t len);
+
+#endif
