@@ -1,0 +1,43 @@
+/* The M:N scheduler: worker threads (GOMAXPROCS of them) with per-thread run
+ * queues, a global queue, work stealing, futex-sleeping idle threads, the
+ * runtime's timers and the deadlock check. One scheduler per process. */
+#ifndef CHANQ_CORE_SCHED_H
+#define CHANQ_CORE_SCHED_H
+
+#include "core/go.h"
+
+/* Starts `nthreads` worker threads (0: the environment variable GOMAXPROCS,
+ * else the number of CPUs) and returns at once; the caller does not become a
+ * worker. While started this way the calling thread counts as an outside
+ * waker (see sched_external_ref), so no deadlock is reported: use
+ * sched_run_main() for Go's "all goroutines are asleep" check.
+ * Main thread, once (again only after sched_shutdown). Returns 0, -EALREADY
+ * (already running), -ENOMEM or -EAGAIN (thread creation failed; nothing was
+ * started). */
+int sched_start(int nthreads);
+
+/* Stops and joins the worker threads. Call it after the program's goroutines
+ * have ended (or parked for good: they stay parked and are never resumed).
+ * A goroutine that never parks keeps its worker and makes this wait.
+ * Not from a goroutine. */
+void sched_shutdown(void);
+
+/* Go's main(): starts the scheduler with `nthreads` (as sched_start), runs
+ * fn(arg) as a goroutine, blocks the calling thread until fn returns, then
+ * shuts down. While fn runs, if every goroutine is parked and no timer or
+ * outside waker could wake one, prints "all goroutines are asleep -
+ * deadlock!" and the goroutine dump to stderr and aborts.
+ * Main thread; not from a goroutine. Returns 0, or a negative code of
+ * sched_start. */
+int sched_run_main(go_fn *fn, void *arg, int nthreads);
+
+/* Worker threads currently configured (0 when not started). Any thread. */
+int sched_threads(void);
+
+/* Declares an outside waker (a libevent loop, a foreign thread that will
+ * try-send or spawn): while the count is > 0 no deadlock is reported.
+ * Any thread; pairs with sched_external_unref. */
+void sched_external_ref(void);
+void sched_external_unref(void);
+
+#endif
