@@ -1,0 +1,3 @@
+module chanq.invalid/bench/go
+
+go 1.19
