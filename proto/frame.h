@@ -12,7 +12,7 @@ struct frame;
 /* What frame_next_line() found. */
 enum frame_status {
     FRAME_MORE = 0,      /* every pushed byte is consumed; push more */
-    FRAME_LINE = 1,      /* *line/*len hold one line (without "\n" or "\r\n") */
+    FRAME_LINE = 1,      /* *line and *len hold one line (without "\n" or "\r\n") */
     FRAME_TOO_LARGE = 2, /* a line passed the maximum: reported once, the rest of
                           * it (up to its '\n') is skipped, then framing goes on */
     FRAME_NOMEM = -12,   /* could not buffer a partial line (-ENOMEM); the frame
