@@ -1,0 +1,282 @@
+/* libchanq: the C client of chanqd (newline-delimited JSON over TCP or a
+ * Unix socket, see docs/protocol.md). Blocking calls on one connection.
+ *
+ * Threads: a struct chanq_conn is used by one thread at a time (any thread;
+ * different connections are independent). Every call that talks to the
+ * server blocks the calling thread until the answer comes, bounded by the
+ * operation's own timeout plus the connection's read timeout.
+ *
+ * Errors: every action returns 0, or -1 with the reason in
+ * chanq_last_error(c): the protocol's error code ("queue_full",
+ * "not_found", ...) and message, or code "io" with errno in sys_errno for a
+ * transport failure (ETIMEDOUT when the read timeout ran out). After an
+ * "io" error the connection is broken: free it and connect again. After a
+ * protocol error it stays usable, and the server changed nothing.
+ *
+ * Events: the server may send {"event":"revoked"|"cancel",...} to a
+ * connection that holds reservations, between responses. libchanq reads them
+ * whenever it reads (inside any call), and either calls the function set with
+ * chanq_set_event_fn() right there, or, when none is set, queues them for
+ * chanq_next_event(). chanq_poll_events() reads events while no request is
+ * outstanding (e.g. while a fetched job is being worked on).
+ *
+ * Strings returned through `char **` out-parameters are malloc'd and owned
+ * by the caller (free()). json_t out-parameters are new references
+ * (json_decref()). Payloads and results are passed as JSON text. */
+#ifndef CHANQ_H
+#define CHANQ_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An open connection to chanqd. Opaque. */
+struct chanq_conn;
+
+/* Why the last call failed. Filled by the library; readable by the caller. */
+struct chanq_error {
+    char code[32];     /* protocol code ("queue_full", ...), or "io" */
+    char message[256]; /* the server's message, or strerror(sys_errno) */
+    int sys_errno;     /* errno of an "io" failure, else 0 */
+};
+
+/* How to connect. Zero-initialised means: no token, no client name, 10 s
+ * connect timeout, no read timeout. */
+struct chanq_connect_opts {
+    const char *token;          /* sent in "hello" when set */
+    const char *client;         /* name sent in "hello" ("client") when set */
+    int64_t connect_timeout_ms; /* <= 0: 10000 */
+    int64_t read_timeout_ms;    /* time the server may take to answer, on top
+                                 * of the op's own waiting time; <= 0: none */
+};
+
+/* Connects to `server`: "HOST:PORT", "[IPV6]:PORT", "unix:PATH", or a path
+ * starting with "/" or "./". Sends "hello" when opts sets a token or a client
+ * name (opts may be NULL). Returns a new connection (free it with
+ * chanq_conn_free()), or NULL with the reason in *err (err may be NULL). */
+struct chanq_conn *chanq_connect(const char *server, const struct chanq_connect_opts *opts,
+                                 struct chanq_error *err);
+
+/* Closes the socket and frees the connection and its queued events. The
+ * server then puts back every job this connection still had reserved.
+ * NULL is ignored. */
+void chanq_conn_free(struct chanq_conn *c);
+
+/* The reason of the last failed call on c. Borrowed, valid until the next
+ * call on c. */
+const struct chanq_error *chanq_last_error(const struct chanq_conn *c);
+
+/* The socket, for poll(2) in the caller's loop (readable: call
+ * chanq_poll_events(c, 0)). Borrowed: do not read, write or close it. */
+int chanq_fd(const struct chanq_conn *c);
+
+/* What "hello" answered ({"server","version","protocol"}), or NULL when no
+ * hello was sent. Borrowed, valid until chanq_conn_free(). */
+const json_t *chanq_server_info(const struct chanq_conn *c);
+
+/* {"op":"ping"}. 0 or -1. */
+int chanq_ping(struct chanq_conn *c);
+
+/* Submitting. */
+
+/* For wait_ms: fail at once when the queue is full (sends "wait_ms":0). */
+#define CHANQ_NO_WAIT ((int64_t)-1)
+
+/* Every option of submit. Zero-initialised fields are not sent (the server's
+ * defaults apply). Exactly one of queue / queues must be set. */
+struct chanq_submit_opts {
+    const char *queue;         /* target queue */
+    const char *const *queues; /* or: send-side select over these nqueues */
+    size_t nqueues;
+    int64_t delay_ms;     /* > 0: delayed job */
+    int64_t ttr_ms;       /* > 0: time to run once reserved */
+    int64_t max_attempts; /* > 0: deliveries before the job is dead */
+    int64_t deadline_ms;  /* > 0: relative expiry */
+    const char *parent;   /* parent job id, or NULL */
+    int64_t wait_ms;      /* > 0: wait for room that long; 0: the server's
+                           * --submit-wait; CHANQ_NO_WAIT: fail at once */
+};
+
+/* Submits one job. `payload` is JSON text (any JSON value; NULL means
+ * null); text spanning lines is re-encoded compactly. On success stores the
+ * new id in *id_out and, when queue_out is not NULL, the queue it went to
+ * in *queue_out (both malloc'd, the caller frees them). 0 or -1; on -1
+ * nothing is stored. Blocks while the queue is full (see wait_ms). */
+int chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload,
+                 char **id_out, char **queue_out);
+
+/* The outcome of one submit of a batch. */
+struct chanq_submit_result {
+    char *id;                 /* malloc'd id, or NULL when this one failed */
+    char *queue;              /* malloc'd queue it went to, or NULL */
+    struct chanq_error error; /* why it failed, when id is NULL */
+};
+
+/* Pipelined batch submit: writes the n submits without waiting (at most
+ * `window` unanswered at a time; <= 0 means 256) and reads the answers in
+ * order, into results[0..n-1] (the caller provides the array and frees each
+ * id and queue with chanq_submit_results_free()). Returns the number of jobs
+ * submitted (0..n; failed ones have id NULL and their error set), or -1 on
+ * an "io" error (results then hold what was answered before it). */
+long chanq_submit_batch(struct chanq_conn *c, const struct chanq_submit_opts *o,
+                        const char *const *payloads, size_t n, long window,
+                        struct chanq_submit_result *results);
+
+/* Frees the strings inside results[0..n-1] (not the array itself). */
+void chanq_submit_results_free(struct chanq_submit_result *results, size_t n);
+
+/* Pipelining by hand (what chanq_submit_batch is made of):
+ * chanq_send_submit() only appends the request to the output buffer;
+ * chanq_flush() writes everything buffered; chanq_recv_submit() reads the
+ * answer to the oldest unanswered request, which must be a submit. Answers
+ * come back in request order. chanq_pending() counts unanswered requests. */
+int chanq_send_submit(struct chanq_conn *c, const struct chanq_submit_opts *o,
+                      const char *payload);
+int chanq_flush(struct chanq_conn *c);
+int chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out);
+size_t chanq_pending(const struct chanq_conn *c);
+
+/* The same for acks: chanq_send_ack() buffers an ack (result: JSON text or
+ * NULL); chanq_recv_ok() reads the oldest unanswered answer of any op and
+ * returns 0 when it says ok, -1 otherwise (error set). */
+int chanq_send_ack(struct chanq_conn *c, const char *id, const char *result);
+int chanq_recv_ok(struct chanq_conn *c);
+
+/* Working. */
+
+/* A fetched job. Fields are read-only for the caller; free a fetch's array
+ * with chanq_jobs_free(). */
+struct chanq_job {
+    char *id;         /* job id */
+    char *queue;      /* queue it came from */
+    char *payload;    /* compact JSON text */
+    int64_t attempt;  /* 1 on first delivery */
+    int64_t ttr_ms;   /* the reservation lasts this long unless touched */
+    int64_t deadline; /* absolute expiry in ms since the epoch, 0 = none */
+};
+
+/* For timeout_ms: wait until a job comes (or the connection ends). */
+#define CHANQ_FOREVER ((int64_t)-1)
+
+/* Fetch options. queues/nqueues are required. */
+struct chanq_fetch_opts {
+    const char *const *queues; /* wait on any of these */
+    size_t nqueues;
+    int64_t timeout_ms; /* 0: never wait; > 0: ms; CHANQ_FOREVER: no limit */
+    int64_t count;      /* <= 0: 1; up to this many jobs */
+    bool strict;        /* the first listed ready queue wins */
+};
+
+/* Reserves up to o->count jobs. Stores a malloc'd array in *jobs_out and its
+ * length in *n_out (0 when the time ran out; *jobs_out is then NULL). The
+ * caller frees it with chanq_jobs_free(). 0 or -1 (code "closed" when every
+ * listed queue is closed and drained). */
+int chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o,
+                struct chanq_job **jobs_out, size_t *n_out);
+
+/* Frees an array returned by chanq_fetch() and everything in it. */
+void chanq_jobs_free(struct chanq_job *jobs, size_t n);
+
+/* Marks a reserved job done; `result` is JSON text or NULL. 0 or -1
+ * ("not_reserved", "cancelled", "not_found"). */
+int chanq_ack(struct chanq_conn *c, const char *id, const char *result);
+
+/* Gives a reserved job back. `error` (may be NULL) is stored with the job;
+ * delay_ms < 0 lets the server back off exponentially; dead buries it. On
+ * success stores the new state ("queued", "delayed" or "dead") in *state_out
+ * when it is not NULL (malloc'd). 0 or -1. */
+int chanq_nack(struct chanq_conn *c, const char *id, const char *error, int64_t delay_ms,
+               bool dead, char **state_out);
+
+/* Extends a reservation to ttr_ms from now (<= 0: the job's ttr). 0 or -1. */
+int chanq_touch(struct chanq_conn *c, const char *id, int64_t ttr_ms);
+
+/* Jobs. */
+
+/* Cancels a job and its descendants. Stores how many became cancelled in
+ * *n_out when not NULL. 0 or -1. */
+int chanq_cancel(struct chanq_conn *c, const char *id, int64_t *n_out);
+
+/* Waits up to timeout_ms (CHANQ_FOREVER: no limit) for the job to be final
+ * and stores the answer ({"ok":true,"state":..,"result":..,"error":..}) in
+ * *out: a new reference. 0 or -1 (code "timeout"). */
+int chanq_wait(struct chanq_conn *c, const char *id, int64_t timeout_ms, json_t **out);
+
+/* Stores the job's description (the "job" object) in *out: a new
+ * reference. 0 or -1 ("not_found"). */
+int chanq_job_info(struct chanq_conn *c, const char *id, json_t **out);
+
+/* Queues. */
+
+/* Declares (creates or checks) a queue. capacity < 0, ttr_ms <= 0 and
+ * max_attempts <= 0 are not sent; capacity 0 is an unbuffered queue. When out
+ * is not NULL, stores the "queue" object there (new reference). 0 or -1
+ * ("conflict"). */
+int chanq_declare(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
+                  int64_t max_attempts, json_t **out);
+
+/* close / pause / resume a queue. 0 or -1 ("not_found"). */
+int chanq_close_queue(struct chanq_conn *c, const char *queue);
+int chanq_pause(struct chanq_conn *c, const char *queue);
+int chanq_resume(struct chanq_conn *c, const char *queue);
+
+/* Moves up to count (<= 0: all) dead jobs back to queued; stores how many in
+ * *n_out when not NULL. 0 or -1. */
+int chanq_kick(struct chanq_conn *c, const char *queue, int64_t count, int64_t *n_out);
+
+/* Stats of one queue (queue != NULL: the "queue" object) or of the server
+ * (queue == NULL: the "server" object), stored in *out: a new reference.
+ * 0 or -1. */
+int chanq_stats(struct chanq_conn *c, const char *queue, json_t **out);
+
+/* Every queue: the "queues" object (name -> fields), a new reference in
+ * *out. 0 or -1. */
+int chanq_queues(struct chanq_conn *c, json_t **out);
+
+/* Any request: `req` (a JSON object with "op"; borrowed) is sent as is and
+ * the whole answer is stored in *out (new reference), also when it is an
+ * error answer. Returns 0 when the answer says ok, -1 otherwise (error set;
+ * *out is NULL only after an "io" error). */
+int chanq_request(struct chanq_conn *c, const json_t *req, json_t **out);
+
+/* Events. */
+
+/* A server event. */
+struct chanq_event {
+    char *type;   /* "revoked" or "cancel" (or a newer kind) */
+    char *id;     /* the job it is about */
+    char *reason; /* revoked: "ttr" or "deadline"; else NULL */
+};
+
+/* Called for each event as soon as any libchanq call on c reads it, on the
+ * calling thread, inside that call. ev is borrowed for the call only. The
+ * function must not call libchanq on c. */
+typedef void chanq_event_fn(const struct chanq_event *ev, void *arg);
+
+/* Sets (fn != NULL) or clears the event function of c. While none is set,
+ * events are queued for chanq_next_event(). */
+void chanq_set_event_fn(struct chanq_conn *c, chanq_event_fn *fn, void *arg);
+
+/* Pops the oldest queued event. Returns a new event (free it with
+ * chanq_event_free()), or NULL when none is queued. Never blocks. */
+struct chanq_event *chanq_next_event(struct chanq_conn *c);
+
+/* Frees an event from chanq_next_event(). NULL is ignored. */
+void chanq_event_free(struct chanq_event *ev);
+
+/* Reads what the server sent, waiting up to timeout_ms (0: don't wait; < 0:
+ * no limit) for the first byte, and delivers the events in it. Only while
+ * no request is unanswered. Returns the number of events delivered, or -1
+ * (code "io"; EPIPE when the server closed the connection). */
+int chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

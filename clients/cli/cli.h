@@ -1,0 +1,89 @@
+/* The chanq CLI: what the subcommands share (options every command takes,
+ * connecting, reporting errors, exit codes). */
+#ifndef CHANQ_CLI_H
+#define CHANQ_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clients/chanq.h"
+
+/* Exit codes, the same for every subcommand (documented in chanq.1). */
+enum cli_exit {
+    CLI_OK = 0,         /* done */
+    CLI_REFUSED = 1,    /* the server answered with an error */
+    CLI_USAGE = 2,      /* bad command line */
+    CLI_IO = 3,         /* could not reach the server / connection lost */
+    CLI_NOT_DONE = 4,   /* wait: the job ended in another state than done */
+};
+
+/* Options every subcommand accepts. */
+struct cli {
+    const char *cmd;    /* subcommand name, for messages */
+    const char *usage;  /* its --help text */
+    const char *server; /* --server, else $CHANQ_SERVER, else 127.0.0.1:7420 */
+    const char *token;  /* --token, else $CHANQ_TOKEN */
+};
+
+/* getopt_long codes of the shared options; commands add theirs below 256
+ * or from OPT_FIRST_OWN on. */
+enum { OPT_SERVER = 256, OPT_TOKEN, OPT_FIRST_OWN };
+
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"server", required_argument, NULL, OPT_SERVER}, {"token", required_argument, NULL, OPT_TOKEN}, \
+        {"help", no_argument, NULL, 'h'}, { NULL, 0, NULL, 0 }
+
+/* Text of the shared options, appended to every usage. */
+#define CLI_COMMON_HELP                                                                            \
+    "  --server HOST:PORT  chanqd address, or unix:PATH (env CHANQ_SERVER;\n"                     \
+    "                      default 127.0.0.1:7420)\n"                                             \
+    "  --token TOKEN       say hello with this token (env CHANQ_TOKEN)\n"                         \
+    "  -h, --help          this help\n"
+
+/* Fills the defaults of g for subcommand `cmd` with help text `usage`. */
+void cli_init(struct cli *g, const char *cmd, const char *usage);
+
+/* Handles a shared option (server, token, help, '?'); returns false when
+ * opt is the command's own. Exits for --help (0) and bad options (2). */
+bool cli_common_opt(struct cli *g, int opt, const char *arg);
+
+/* Prints "chanq CMD: msg" and the usage hint; exits 2. */
+void cli_usage_error(const struct cli *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/* Parses a decimal integer option value or exits 2. */
+int64_t cli_i64(const struct cli *g, const char *what, const char *s);
+
+/* Connects (hello with the token if any). Prints the reason and exits 3 on
+ * failure. Returns a new connection. */
+struct chanq_conn *cli_connect(const struct cli *g);
+
+/* Prints "chanq CMD: what: code: message" for the last error of c and
+ * returns the exit code for it (1 refused, 3 io). */
+int cli_report(const struct cli *g, const struct chanq_conn *c, const char *what);
+
+/* Prints a JSON value compactly on one line to stdout. */
+void cli_print_json(const json_t *v);
+
+/* Subcommands: argc/argv start at the subcommand name. Return the exit code. */
+int cmd_submit(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
+int cmd_ack(int argc, char **argv);
+int cmd_nack(int argc, char **argv);
+int cmd_touch(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_declare(int argc, char **argv);
+int cmd_close(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_kick(int argc, char **argv);
+int cmd_ping(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_work(int argc, char **argv);
+int cmd_loadtest(int argc, char **argv);
+
+#endif

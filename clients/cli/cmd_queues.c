@@ -1,0 +1,136 @@
+/* chanq declare / close / pause / resume / kick / ping: queue administration. */
+#include "chanq_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "clients/cli/cli.h"
+
+/* Connects, runs req (taken), prints the answer. */
+static int
+run_request(struct cli *g, json_t *req)
+{
+    struct chanq_conn *c = cli_connect(g);
+    json_t *resp = NULL;
+    int rc = CLI_OK;
+    if (chanq_request(c, req, &resp) < 0)
+        rc = cli_report(g, c, g->cmd);
+    else
+        cli_print_json(resp);
+    json_decref(resp);
+    json_decref(req);
+    chanq_conn_free(c);
+    return rc;
+}
+
+static const char declare_usage[] =
+    "Usage: chanq declare QUEUE [OPTIONS]\n"
+    "Creates QUEUE, or checks that it has these settings (conflict otherwise).\n"
+    "Prints the queue's settings and counts.\n"
+    "\nOptions:\n"
+    "  --capacity N       queued jobs it holds before submits wait (0: unbuffered)\n"
+    "  --ttr-ms MS        default time to run\n"
+    "  --max-attempts N   default deliveries before a job is dead\n";
+
+enum { OPT_CAPACITY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_COUNT };
+
+int
+cmd_declare(int argc, char **argv)
+{
+    static const struct option opts[] = {{"capacity", required_argument, NULL, OPT_CAPACITY},
+                                         {"ttr-ms", required_argument, NULL, OPT_TTR},
+                                         {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
+                                         CLI_COMMON_OPTIONS};
+    struct cli g;
+    int opt;
+    cli_init(&g, "declare", declare_usage);
+    json_t *req = json_pack("{s:s}", "op", "declare");
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (cli_common_opt(&g, opt, optarg))
+            continue;
+        const char *key = opt == OPT_CAPACITY ? "capacity" : opt == OPT_TTR ? "ttr_ms" : "max_attempts";
+        json_object_set_new(req, key, json_integer(cli_i64(&g, key, optarg)));
+    }
+    if (argc - optind != 1)
+        cli_usage_error(&g, "expected one QUEUE");
+    json_object_set_new(req, "queue", json_string(argv[optind]));
+    return run_request(&g, req);
+}
+
+/* close / pause / resume: QUEUE is the only argument. */
+static int
+queue_command(int argc, char **argv, const char *op, const char *usage)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS};
+    struct cli g;
+    int opt;
+    cli_init(&g, op, usage);
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+        cli_common_opt(&g, opt, optarg);
+    if (argc - optind != 1)
+        cli_usage_error(&g, "expected one QUEUE");
+    return run_request(&g, json_pack("{s:s,s:s}", "op", op, "queue", argv[optind]));
+}
+
+int
+cmd_close(int argc, char **argv)
+{
+    return queue_command(argc, argv, "close",
+                         "Usage: chanq close QUEUE\n"
+                         "Closes QUEUE: submits fail with 'closed'; fetches drain what is\n"
+                         "queued, then every waiting fetch (and chanq work) ends.\n");
+}
+
+int
+cmd_pause(int argc, char **argv)
+{
+    return queue_command(argc, argv, "pause",
+                         "Usage: chanq pause QUEUE\n"
+                         "Pauses QUEUE: it still accepts submits but delivers nothing.\n");
+}
+
+int
+cmd_resume(int argc, char **argv)
+{
+    return queue_command(argc, argv, "resume",
+                         "Usage: chanq resume QUEUE\nDelivers a paused QUEUE's jobs again.\n");
+}
+
+static const char kick_usage[] =
+    "Usage: chanq kick QUEUE [--count N]\n"
+    "Moves up to N (default: all) dead jobs of QUEUE back to queued with fresh\n"
+    "attempts. Prints {\"ok\":true,\"kicked\":N}.\n";
+
+int
+cmd_kick(int argc, char **argv)
+{
+    static const struct option opts[] = {{"count", required_argument, NULL, OPT_COUNT},
+                                         CLI_COMMON_OPTIONS};
+    struct cli g;
+    int opt;
+    int64_t count = 0;
+    cli_init(&g, "kick", kick_usage);
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+        if (!cli_common_opt(&g, opt, optarg))
+            count = cli_i64(&g, "--count", optarg);
+    if (argc - optind != 1)
+        cli_usage_error(&g, "expected one QUEUE");
+    json_t *req = json_pack("{s:s,s:s}", "op", "kick", "queue", argv[optind]);
+    if (count > 0)
+        json_object_set_new(req, "count", json_integer(count));
+    return run_request(&g, req);
+}
+
+int
+cmd_ping(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS};
+    struct cli g;
+    int opt;
+    cli_init(&g, "ping", "Usage: chanq ping\nExits 0 when the server answers a ping.\n");
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+        cli_common_opt(&g, opt, optarg);
+    if (argc != optind)
+        cli_usage_error(&g, "no arguments expected");
+    return run_request(&g, json_pack("{s:s}", "op", "ping"));
+}

@@ -1,0 +1,100 @@
+/* The chanq CLI: shared options, connecting and error reporting. */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/cli/cli.h"
+
+void
+cli_init(struct cli *g, const char *cmd, const char *usage)
+{
+    const char *env_server = getenv("CHANQ_SERVER");
+    const char *env_token = getenv("CHANQ_TOKEN");
+    g->cmd = cmd;
+    g->usage = usage;
+    g->server = env_server && *env_server ? env_server : "127.0.0.1:7420";
+    g->token = env_token && *env_token ? env_token : NULL;
+    /* Each subcommand parses its own argv from the start. */
+    optind = 1;
+}
+
+void
+cli_usage_error(const struct cli *g, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "chanq %s: ", g->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'chanq %s --help'.\n", g->cmd);
+    exit(CLI_USAGE);
+}
+
+bool
+cli_common_opt(struct cli *g, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_SERVER:
+        g->server = arg;
+        return true;
+    case OPT_TOKEN:
+        g->token = arg;
+        return true;
+    case 'h':
+        fputs(g->usage, stdout);
+        fputs("\nCommon options:\n" CLI_COMMON_HELP, stdout);
+        exit(CLI_OK);
+    case '?':
+        fprintf(stderr, "Try 'chanq %s --help'.\n", g->cmd);
+        exit(CLI_USAGE);
+    default:
+        return false;
+    }
+}
+
+int64_t
+cli_i64(const struct cli *g, const char *what, const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        cli_usage_error(g, "%s must be an integer, not '%s'", what, s);
+    return (int64_t)v;
+}
+
+struct chanq_conn *
+cli_connect(const struct cli *g)
+{
+    struct chanq_connect_opts o = {.token = g->token, .client = NULL};
+    struct chanq_error err;
+    struct chanq_conn *c = chanq_connect(g->server, &o, &err);
+    if (!c) {
+        fprintf(stderr, "chanq %s: cannot connect to %s: %s: %s\n", g->cmd, g->server, err.code,
+                err.message);
+        exit(strcmp(err.code, "io") == 0 ? CLI_IO : CLI_REFUSED);
+    }
+    return c;
+}
+
+int
+cli_report(const struct cli *g, const struct chanq_conn *c, const char *what)
+{
+    const struct chanq_error *e = chanq_last_error(c);
+    fprintf(stderr, "chanq %s: %s: %s: %s\n", g->cmd, what, e->code, e->message);
+    return strcmp(e->code, "io") == 0 ? CLI_IO : CLI_REFUSED;
+}
+
+void
+cli_print_json(const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}

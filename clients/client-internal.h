@@ -1,0 +1,85 @@
+/* libchanq internals shared by client.c (connection, framing, events) and
+ * ops.c / wbuf.c (requests). Never installed. */
+#ifndef CHANQ_CLIENT_INTERNAL_H
+#define CHANQ_CLIENT_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clients/chanq.h"
+
+/* A growable byte buffer (not NUL-terminated). */
+struct wbuf {
+    char *data; /* heap storage, NULL until first append */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
+};
+
+/* Appends; 0 or -1 (ENOMEM, buffer unchanged). */
+int wbuf_put(struct wbuf *b, const void *p, size_t n);
+int wbuf_puts(struct wbuf *b, const char *s);
+int wbuf_put_i64(struct wbuf *b, int64_t v);
+/* Appends s as a JSON string literal, quotes included. */
+int wbuf_put_jstr(struct wbuf *b, const char *s);
+/* Appends JSON text compactly on one line (re-encoding it if it spans
+ * lines); NULL appends null. -1 when it is not JSON. */
+int wbuf_put_jtext(struct wbuf *b, const char *json);
+void wbuf_free(struct wbuf *b);
+
+/* One queued event. */
+struct event_node {
+    struct chanq_event ev;
+    struct event_node *next;
+};
+
+struct chanq_conn {
+    int fd;                  /* non-blocking socket */
+    int64_t read_timeout_ms; /* extra time granted for an answer; <= 0 none */
+    bool broken;             /* an io error happened: every call fails */
+    struct wbuf out;         /* requests built but not written yet */
+    char *in;                /* bytes read and not yet consumed */
+    size_t in_off, in_len, in_cap; /* consumed prefix, filled length, size */
+    size_t pending;          /* requests sent whose answer is not read */
+    struct chanq_error err;  /* the last failure */
+    json_t *server_info;     /* hello's answer, or NULL */
+    chanq_event_fn *event_fn; /* deliver events here, or queue them */
+    void *event_arg;
+    struct event_node *ev_head, *ev_tail; /* queued events, oldest first */
+};
+
+/* Monotonic clock in ms. */
+int64_t conn_now_ms(void);
+
+/* Records an error; returns -1. */
+int conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records an io error with errno e and marks the connection broken; -1. */
+int conn_fail_io(struct chanq_conn *c, int e);
+
+/* Marks the request just appended to c->out as sent (one more answer to
+ * read). Appending is done with the wbuf_* functions on c->out. */
+void conn_request_done(struct chanq_conn *c);
+
+/* Writes out c->out completely (reading incoming bytes meanwhile so the two
+ * sides cannot deadlock). 0 or -1. */
+int conn_flush(struct chanq_conn *c);
+
+/* Flushes, then reads the answer to the oldest unanswered request, waiting
+ * up to wait_ms for it (the op's own time; < 0: no limit) plus the read
+ * timeout, and delivering events met on the way. Stores the parsed answer in
+ * *resp (new reference) and returns 0 when it says ok, -1 otherwise (error
+ * set from the answer; *resp is NULL after an io error). */
+int conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp);
+
+/* Appends one request in JSON (borrowed) to c->out and counts it. 0 or -1. */
+int conn_send_json(struct chanq_conn *c, const json_t *req);
+
+/* conn_send_json + conn_recv. */
+int conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp);
+
+/* strdup of a JSON string member, or NULL. */
+char *json_dup_str(const json_t *obj, const char *key);
+
+#endif

@@ -1,0 +1,440 @@
+/* libchanq: one function per protocol operation. The hot ones (submit,
+ * fetch, ack) write their request text directly; the rest go through
+ * jansson. */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/client-internal.h"
+
+int
+chanq_ping(struct chanq_conn *c)
+{
+    json_t *req = json_pack("{s:s}", "op", "ping"), *resp;
+    int rc = conn_call(c, req, 0, &resp);
+    json_decref(req);
+    json_decref(resp);
+    return rc;
+}
+
+static int
+put_queue_list(struct wbuf *b, const char *const *queues, size_t n)
+{
+    int rc = wbuf_puts(b, "[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            rc = wbuf_puts(b, ",");
+        if (rc == 0)
+            rc = wbuf_put_jstr(b, queues[i]);
+    }
+    return rc == 0 ? wbuf_puts(b, "]") : rc;
+}
+
+static int
+put_opt_i64(struct wbuf *b, const char *key, int64_t v)
+{
+    return wbuf_puts(b, key) == 0 && wbuf_put_i64(b, v) == 0 ? 0 : -1;
+}
+
+/* Appends the submit request; c->out is unchanged on failure. */
+static int
+build_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload)
+{
+    struct wbuf *b = &c->out;
+    size_t mark = b->len;
+    if ((o->queue == NULL) == (o->nqueues == 0))
+        return conn_fail(c, "bad_request", "submit needs exactly one of queue and queues");
+    int rc = wbuf_puts(b, "{\"op\":\"submit\",");
+    if (o->queue)
+        rc = rc ? rc : (wbuf_puts(b, "\"queue\":") || wbuf_put_jstr(b, o->queue));
+    else
+        rc = rc ? rc : (wbuf_puts(b, "\"queues\":") || put_queue_list(b, o->queues, o->nqueues));
+    if (o->delay_ms > 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"delay_ms\":", o->delay_ms);
+    if (o->ttr_ms > 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"ttr_ms\":", o->ttr_ms);
+    if (o->max_attempts > 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"max_attempts\":", o->max_attempts);
+    if (o->deadline_ms > 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"deadline_ms\":", o->deadline_ms);
+    if (o->wait_ms > 0 || o->wait_ms == CHANQ_NO_WAIT)
+        rc = rc ? rc : put_opt_i64(b, ",\"wait_ms\":", o->wait_ms > 0 ? o->wait_ms : 0);
+    if (o->parent)
+        rc = rc ? rc : (wbuf_puts(b, ",\"parent\":") || wbuf_put_jstr(b, o->parent));
+    if (rc == 0 && wbuf_puts(b, ",\"payload\":") == 0 && wbuf_put_jtext(b, payload) < 0) {
+        b->len = mark;
+        return conn_fail(c, "bad_request", "payload is not JSON");
+    }
+    rc = rc ? rc : wbuf_puts(b, "}\n");
+    if (rc < 0) {
+        b->len = mark;
+        return conn_fail_io(c, ENOMEM);
+    }
+    conn_request_done(c);
+    return 0;
+}
+
+int
+chanq_send_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload)
+{
+    if (c->broken)
+        return -1;
+    return build_submit(c, o, payload);
+}
+
+int
+chanq_flush(struct chanq_conn *c)
+{
+    return conn_flush(c);
+}
+
+int
+chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out)
+{
+    json_t *resp;
+    int rc = conn_recv(c, -1, &resp);
+    if (rc == 0) {
+        char *id = json_dup_str(resp, "id");
+        if (!id) {
+            rc = conn_fail(c, "io", "submit answer without an id");
+        } else {
+            *id_out = id;
+            if (queue_out)
+                *queue_out = json_dup_str(resp, "queue");
+        }
+    }
+    json_decref(resp);
+    return rc;
+}
+
+int
+chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload,
+             char **id_out, char **queue_out)
+{
+    if (chanq_send_submit(c, o, payload) < 0)
+        return -1;
+    return chanq_recv_submit(c, id_out, queue_out);
+}
+
+long
+chanq_submit_batch(struct chanq_conn *c, const struct chanq_submit_opts *o,
+                   const char *const *payloads, size_t n, long window,
+                   struct chanq_submit_result *results)
+{
+    size_t win = window > 0 ? (size_t)window : 256, sent = 0, got = 0;
+    long ok = 0;
+    memset(results, 0, n * sizeof *results);
+    while (got < n) {
+        /* Keep up to `win` submits in flight, written in one go. A payload
+         * that is not JSON fails alone, locally, and sends nothing. */
+        while (sent < n && sent - got < win) {
+            if (chanq_send_submit(c, o, payloads[sent]) < 0) {
+                if (c->broken)
+                    return -1;
+                results[sent].error = c->err;
+            }
+            sent++;
+        }
+        struct chanq_submit_result *r = &results[got++];
+        if (r->error.code[0])
+            continue;
+        if (chanq_recv_submit(c, &r->id, &r->queue) == 0) {
+            ok++;
+        } else {
+            if (c->broken)
+                return -1;
+            r->error = c->err;
+        }
+    }
+    return ok;
+}
+
+void
+chanq_submit_results_free(struct chanq_submit_result *results, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(results[i].id);
+        free(results[i].queue);
+        results[i].id = results[i].queue = NULL;
+    }
+}
+
+static int
+job_from_json(const json_t *j, struct chanq_job *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = json_dup_str(j, "id");
+    out->queue = json_dup_str(j, "queue");
+    json_t *p = json_object_get(j, "payload");
+    out->payload = json_dumps(p ? p : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    out->attempt = json_integer_value(json_object_get(j, "attempt"));
+    out->ttr_ms = json_integer_value(json_object_get(j, "ttr_ms"));
+    out->deadline = json_integer_value(json_object_get(j, "deadline"));
+    return out->id && out->payload ? 0 : -1;
+}
+
+void
+chanq_jobs_free(struct chanq_job *jobs, size_t n)
+{
+    if (!jobs)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(jobs[i].id);
+        free(jobs[i].queue);
+        free(jobs[i].payload);
+    }
+    free(jobs);
+}
+
+int
+chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq_job **jobs_out,
+            size_t *n_out)
+{
+    *jobs_out = NULL;
+    *n_out = 0;
+    if (c->broken)
+        return -1;
+    if (o->nqueues == 0)
+        return conn_fail(c, "bad_request", "fetch needs at least one queue");
+    struct wbuf *b = &c->out;
+    size_t mark = b->len;
+    int rc = wbuf_puts(b, "{\"op\":\"fetch\",\"queues\":") || put_queue_list(b, o->queues, o->nqueues);
+    if (o->timeout_ms >= 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"timeout_ms\":", o->timeout_ms);
+    if (o->count > 1)
+        rc = rc ? rc : put_opt_i64(b, ",\"count\":", o->count);
+    if (o->strict)
+        rc = rc ? rc : wbuf_puts(b, ",\"strict\":true");
+    rc = rc ? rc : wbuf_puts(b, "}\n");
+    if (rc) {
+        b->len = mark;
+        return conn_fail_io(c, ENOMEM);
+    }
+    conn_request_done(c);
+    json_t *resp;
+    if (conn_recv(c, o->timeout_ms, &resp) < 0) {
+        json_decref(resp);
+        return -1;
+    }
+    json_t *arr = json_object_get(resp, "jobs");
+    size_t n = json_array_size(arr);
+    if (n > 0) {
+        struct chanq_job *jobs = calloc(n, sizeof *jobs);
+        if (!jobs) {
+            json_decref(resp);
+            return conn_fail_io(c, ENOMEM);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (job_from_json(json_array_get(arr, i), &jobs[i]) < 0) {
+                chanq_jobs_free(jobs, i + 1);
+                json_decref(resp);
+                return conn_fail(c, "io", "fetched job without id or payload");
+            }
+        }
+        *jobs_out = jobs;
+        *n_out = n;
+    }
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_send_ack(struct chanq_conn *c, const char *id, const char *result)
+{
+    if (c->broken)
+        return -1;
+    struct wbuf *b = &c->out;
+    size_t mark = b->len;
+    int rc = wbuf_puts(b, "{\"op\":\"ack\",\"id\":") || wbuf_put_jstr(b, id);
+    if (rc == 0 && result) {
+        rc = wbuf_puts(b, ",\"result\":");
+        if (rc == 0 && wbuf_put_jtext(b, result) < 0) {
+            b->len = mark;
+            return conn_fail(c, "bad_request", "result is not JSON");
+        }
+    }
+    rc = rc ? rc : wbuf_puts(b, "}\n");
+    if (rc) {
+        b->len = mark;
+        return conn_fail_io(c, ENOMEM);
+    }
+    conn_request_done(c);
+    return 0;
+}
+
+int
+chanq_recv_ok(struct chanq_conn *c)
+{
+    json_t *resp;
+    int rc = conn_recv(c, -1, &resp);
+    json_decref(resp);
+    return rc;
+}
+
+int
+chanq_ack(struct chanq_conn *c, const char *id, const char *result)
+{
+    if (chanq_send_ack(c, id, result) < 0)
+        return -1;
+    json_t *resp;
+    int rc = conn_recv(c, 0, &resp);
+    json_decref(resp);
+    return rc;
+}
+
+/* Sends req (takes ownership of it), waits, and returns the answer in *out
+ * (may be NULL: the answer is dropped). */
+static int
+call_new(struct chanq_conn *c, json_t *req, int64_t wait_ms, json_t **out)
+{
+    json_t *resp = NULL;
+    int rc = req ? conn_call(c, req, wait_ms, &resp) : conn_fail_io(c, ENOMEM);
+    json_decref(req);
+    if (out && rc == 0)
+        *out = resp;
+    else
+        json_decref(resp);
+    return rc;
+}
+
+/* call_new, then a new reference to member `key` of the answer in *out. */
+static int
+call_member(struct chanq_conn *c, json_t *req, int64_t wait_ms, const char *key, json_t **out)
+{
+    json_t *resp;
+    *out = NULL;
+    if (call_new(c, req, wait_ms, &resp) < 0)
+        return -1;
+    json_t *v = json_object_get(resp, key);
+    *out = v ? json_incref(v) : json_object();
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_nack(struct chanq_conn *c, const char *id, const char *error, int64_t delay_ms, bool dead,
+           char **state_out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "nack", "id", id), *resp;
+    if (req && error)
+        json_object_set_new(req, "error", json_string(error));
+    if (req && delay_ms >= 0)
+        json_object_set_new(req, "delay_ms", json_integer(delay_ms));
+    if (req && dead)
+        json_object_set_new(req, "dead", json_true());
+    if (call_new(c, req, 0, &resp) < 0)
+        return -1;
+    if (state_out)
+        *state_out = json_dup_str(resp, "state");
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_touch(struct chanq_conn *c, const char *id, int64_t ttr_ms)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "touch", "id", id);
+    if (req && ttr_ms > 0)
+        json_object_set_new(req, "ttr_ms", json_integer(ttr_ms));
+    return call_new(c, req, 0, NULL);
+}
+
+static int
+call_count(struct chanq_conn *c, json_t *req, const char *key, int64_t *n_out)
+{
+    json_t *resp;
+    if (call_new(c, req, 0, &resp) < 0)
+        return -1;
+    if (n_out)
+        *n_out = json_integer_value(json_object_get(resp, key));
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_cancel(struct chanq_conn *c, const char *id, int64_t *n_out)
+{
+    return call_count(c, json_pack("{s:s,s:s}", "op", "cancel", "id", id), "cancelled", n_out);
+}
+
+int
+chanq_wait(struct chanq_conn *c, const char *id, int64_t timeout_ms, json_t **out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "wait", "id", id);
+    if (req && timeout_ms >= 0)
+        json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
+    *out = NULL;
+    return call_new(c, req, timeout_ms, out);
+}
+
+int
+chanq_job_info(struct chanq_conn *c, const char *id, json_t **out)
+{
+    return call_member(c, json_pack("{s:s,s:s}", "op", "job", "id", id), 0, "job", out);
+}
+
+int
+chanq_declare(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
+              int64_t max_attempts, json_t **out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "declare", "queue", queue);
+    if (req && capacity >= 0)
+        json_object_set_new(req, "capacity", json_integer(capacity));
+    if (req && ttr_ms > 0)
+        json_object_set_new(req, "ttr_ms", json_integer(ttr_ms));
+    if (req && max_attempts > 0)
+        json_object_set_new(req, "max_attempts", json_integer(max_attempts));
+    if (!out)
+        return call_new(c, req, 0, NULL);
+    return call_member(c, req, 0, "queue", out);
+}
+
+static int
+queue_op(struct chanq_conn *c, const char *op, const char *queue)
+{
+    return call_new(c, json_pack("{s:s,s:s}", "op", op, "queue", queue), 0, NULL);
+}
+
+int
+chanq_close_queue(struct chanq_conn *c, const char *queue)
+{
+    return queue_op(c, "close", queue);
+}
+
+int
+chanq_pause(struct chanq_conn *c, const char *queue)
+{
+    return queue_op(c, "pause", queue);
+}
+
+int
+chanq_resume(struct chanq_conn *c, const char *queue)
+{
+    return queue_op(c, "resume", queue);
+}
+
+int
+chanq_kick(struct chanq_conn *c, const char *queue, int64_t count, int64_t *n_out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "kick", "queue", queue);
+    if (req && count > 0)
+        json_object_set_new(req, "count", json_integer(count));
+    return call_count(c, req, "kicked", n_out);
+}
+
+int
+chanq_stats(struct chanq_conn *c, const char *queue, json_t **out)
+{
+    if (queue)
+        return call_member(c, json_pack("{s:s,s:s}", "op", "stats", "queue", queue), 0, "queue",
+                           out);
+    return call_member(c, json_pack("{s:s}", "op", "stats"), 0, "server", out);
+}
+
+int
+chanq_queues(struct chanq_conn *c, json_t **out)
+{
+    return call_member(c, json_pack("{s:s}", "op", "queues"), 0, "queues", out);
+}
