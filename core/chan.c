@@ -1,0 +1,328 @@
+/* Channels: Go's hchan in C. A mutex per channel, a ring buffer, FIFO queues
+ * of parked senders and receivers; values move straight into a parked
+ * peer's variable, and peers are woken only after the lock is released. */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/chan-internal.h"
+#include "core/ctx.h"
+
+struct chan *
+chan_new(size_t elem_size, size_t cap)
+{
+    if (cap && elem_size > (SIZE_MAX - sizeof(struct chan)) / cap)
+        return NULL;
+    struct chan *c = malloc(sizeof *c + elem_size * cap);
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+    atomic_init(&c->refs, 1);
+    c->elem_size = elem_size;
+    c->cap = cap;
+    c->buf = (unsigned char *)(c + 1);
+    return c;
+}
+
+void
+chan_ref(struct chan *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void
+chan_unref(struct chan *c)
+{
+    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (c->recvq.first || c->sendq.first)
+        sched_fatal("chan_unref: freeing a channel goroutines are parked on");
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void
+waitq_push(struct waitq *q, struct waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->last;
+    if (q->last)
+        q->last->next = w;
+    else
+        q->first = w;
+    q->last = w;
+    w->linked = true;
+}
+
+void
+waitq_remove(struct waitq *q, struct waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->first = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->last = w->prev;
+    w->next = w->prev = NULL;
+    w->linked = false;
+}
+
+/* Pops the first waiter that can be claimed: a select waiter whose select
+ * another waker already claimed is dropped (Go's selectDone CAS). */
+static struct waiter *
+waitq_dequeue(struct waitq *q)
+{
+    struct waiter *w;
+    while ((w = q->first)) {
+        waitq_remove(q, w);
+        if (!w->sel)
+            return w;
+        int zero = 0;
+        if (atomic_compare_exchange_strong(&w->sel->done, &zero, 1)) {
+            w->sel->winner = w->case_idx;
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static void
+elem_copy(void *dst, const void *src, size_t n)
+{
+    if (n && dst)
+        memcpy(dst, src, n);
+}
+
+bool
+chan_send_locked(struct chan *c, const void *elem, struct waiter **peer)
+{
+    if (atomic_load_explicit(&c->closed, memory_order_relaxed))
+        sched_fatal("send on closed channel %p", (void *)c);
+    struct waiter *w = waitq_dequeue(&c->recvq);
+    if (w) {
+        elem_copy(w->elem, elem, c->elem_size);
+        w->success = true;
+        *peer = w;
+        return true;
+    }
+    *peer = NULL;
+    size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+    if (count < c->cap) {
+        elem_copy(c->buf + c->sendx * c->elem_size, elem, c->elem_size);
+        c->sendx = (c->sendx + 1) % c->cap;
+        atomic_store_explicit(&c->count, count + 1, memory_order_relaxed);
+        return true;
+    }
+    return false;
+}
+
+bool
+chan_recv_locked(struct chan *c, void *elem, bool *ok, struct waiter **peer)
+{
+    struct waiter *w = waitq_dequeue(&c->sendq);
+    *peer = w;
+    *ok = true;
+    if (w) {
+        if (c->cap == 0) {
+            elem_copy(elem, w->elem, c->elem_size);
+        } else {
+            /* Full buffer: take the head, the sender's value becomes the tail. */
+            unsigned char *slot = c->buf + c->recvx * c->elem_size;
+            elem_copy(elem, slot, c->elem_size);
+            elem_copy(slot, w->elem, c->elem_size);
+            c->recvx = (c->recvx + 1) % c->cap;
+            c->sendx = c->recvx;
+        }
+        w->success = true;
+        return true;
+    }
+    size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+    if (count > 0) {
+        elem_copy(elem, c->buf + c->recvx * c->elem_size, c->elem_size);
+        c->recvx = (c->recvx + 1) % c->cap;
+        atomic_store_explicit(&c->count, count - 1, memory_order_relaxed);
+        return true;
+    }
+    if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
+        if (elem && c->elem_size)
+            memset(elem, 0, c->elem_size);
+        *ok = false;
+        return true;
+    }
+    return false;
+}
+
+bool
+chan_park_unlock(struct g *g, void *chan)
+{
+    struct chan *c = chan;
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
+static bool
+park_forever(struct g *g, void *arg)
+{
+    return true;
+}
+
+/* A send or receive bounded by a ctx: a two-case select. */
+static int
+chan_op_ctx(struct chan *c, enum chan_dir dir, void *elem, struct ctx *ctx)
+{
+    int err = ctx_err(ctx);
+    if (err)
+        return err;
+    struct chan_case cs = {.c = c, .dir = dir, .elem = elem};
+    int rc = select_wait(&cs, 1, ctx, -1, dir == CHAN_SEND ? "chan send" : "chan receive");
+    if (rc < 0)
+        return rc;
+    return cs.ok || dir == CHAN_SEND ? 0 : -EPIPE;
+}
+
+int
+chan_send(struct chan *c, const void *elem, struct ctx *ctx)
+{
+    if (ctx && ctx_done(ctx))
+        return chan_op_ctx(c, CHAN_SEND, (void *)elem, ctx);
+    sched_require_goroutine("chan_send");
+    if (!c) {
+        sched_park(park_forever, NULL, "chan send (nil chan)", NULL);
+        sched_fatal("chan_send: woken from a nil channel");
+    }
+    struct waiter *peer;
+    pthread_mutex_lock(&c->lock);
+    if (chan_send_locked(c, elem, &peer)) {
+        pthread_mutex_unlock(&c->lock);
+        if (peer)
+            sched_ready(peer->g);
+        return 0;
+    }
+    struct waiter w = {.g = sched_curg(), .elem = (void *)elem};
+    waitq_push(&c->sendq, &w);
+    sched_park(chan_park_unlock, c, "chan send", c);
+    if (!w.success)
+        sched_fatal("send on closed channel %p", (void *)c);
+    return 0;
+}
+
+int
+chan_recv(struct chan *c, void *elem, struct ctx *ctx)
+{
+    if (ctx && ctx_done(ctx))
+        return chan_op_ctx(c, CHAN_RECV, elem, ctx);
+    sched_require_goroutine("chan_recv");
+    if (!c) {
+        sched_park(park_forever, NULL, "chan receive (nil chan)", NULL);
+        sched_fatal("chan_recv: woken from a nil channel");
+    }
+    struct waiter *peer;
+    bool ok;
+    pthread_mutex_lock(&c->lock);
+    if (chan_recv_locked(c, elem, &ok, &peer)) {
+        pthread_mutex_unlock(&c->lock);
+        if (peer)
+            sched_ready(peer->g);
+        return ok ? 0 : -EPIPE;
+    }
+    struct waiter w = {.g = sched_curg(), .elem = elem};
+    waitq_push(&c->recvq, &w);
+    sched_park(chan_park_unlock, c, "chan receive", c);
+    return w.success ? 0 : -EPIPE;
+}
+
+int
+chan_try_send(struct chan *c, const void *elem)
+{
+    if (!c)
+        return -EAGAIN;
+    struct waiter *peer;
+    pthread_mutex_lock(&c->lock);
+    bool done = chan_send_locked(c, elem, &peer);
+    pthread_mutex_unlock(&c->lock);
+    if (peer)
+        sched_ready(peer->g);
+    return done ? 0 : -EAGAIN;
+}
+
+int
+chan_try_recv(struct chan *c, void *elem)
+{
+    if (!c)
+        return -EAGAIN;
+    /* Go's lock-free fast path for the common "nothing there" case. */
+    if (atomic_load_explicit(&c->count, memory_order_acquire) == 0 && c->cap > 0 &&
+        !atomic_load_explicit(&c->closed, memory_order_acquire))
+        return -EAGAIN;
+    struct waiter *peer;
+    bool ok;
+    pthread_mutex_lock(&c->lock);
+    bool done = chan_recv_locked(c, elem, &ok, &peer);
+    pthread_mutex_unlock(&c->lock);
+    if (peer)
+        sched_ready(peer->g);
+    if (!done)
+        return -EAGAIN;
+    return ok ? 0 : -EPIPE;
+}
+
+void
+chan_close(struct chan *c)
+{
+    if (!c)
+        sched_fatal("close of nil channel");
+    pthread_mutex_lock(&c->lock);
+    if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
+        pthread_mutex_unlock(&c->lock);
+        sched_fatal("close of closed channel %p", (void *)c);
+    }
+    atomic_store_explicit(&c->closed, true, memory_order_release);
+    struct waiter *wake = NULL, *w;
+    while ((w = waitq_dequeue(&c->recvq))) {
+        if (w->elem && c->elem_size)
+            memset(w->elem, 0, c->elem_size);
+        w->success = false;
+        w->next = wake;
+        wake = w;
+    }
+    while ((w = waitq_dequeue(&c->sendq))) {
+        w->success = false;
+        w->next = wake;
+        wake = w;
+    }
+    pthread_mutex_unlock(&c->lock);
+    while (wake) {
+        w = wake;
+        wake = w->next; /* read before the wake: w lives on its goroutine's stack */
+        sched_ready(w->g);
+    }
+}
+
+size_t
+chan_len(const struct chan *c)
+{
+    return c ? atomic_load_explicit(&c->count, memory_order_relaxed) : 0;
+}
+
+size_t
+chan_cap(const struct chan *c)
+{
+    return c ? c->cap : 0;
+}
+
+bool
+chan_is_closed(const struct chan *c)
+{
+    return c ? atomic_load_explicit(&c->closed, memory_order_acquire) : false;
+}
+
+size_t
+chan_elem_size(const struct chan *c)
+{
+    return c ? c->elem_size : 0;
+}

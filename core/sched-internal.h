@@ -1,0 +1,90 @@
+/* Scheduler internals shared inside core/ (and with tests/core): the
+ * goroutine struct, the park/ready protocol, per-thread randomness. */
+#ifndef CHANQ_CORE_SCHED_INTERNAL_H
+#define CHANQ_CORE_SCHED_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/go.h"
+#include "core/stack.h"
+#include "core/switch.h"
+
+/* Goroutine states. Only the transitions in sched.c happen:
+ * RUNNABLE -> RUNNING -> (WAITING -> RUNNABLE | RUNNABLE | DEAD). */
+enum g_state {
+    G_RUNNABLE = 1, /* in a run queue */
+    G_RUNNING,      /* on a worker, or just switched out and not yet committed */
+    G_WAITING,      /* parked; only sched_ready() moves it on */
+    G_DEAD,         /* returned; in a free cache */
+};
+
+/* One goroutine. Allocated and recycled by go.c; fields without a comment on
+ * locking are written only by the goroutine itself or by the worker that
+ * runs/switches it. */
+struct g {
+    struct switch_ctx ctx;    /* saved registers while switched out */
+    _Atomic int state;        /* enum g_state; the WAITING->RUNNABLE CAS is the wake claim */
+    uint64_t id;              /* 1, 2, ... (go_id) */
+    go_fn *fn;                /* body */
+    void *arg;                /* its argument (also keeps it reachable for LeakSanitizer) */
+    const char *file;         /* spawn site, for go_dump and crash reports */
+    int line;
+    bool system;              /* runtime-internal: not counted by go_count */
+    struct stack stack;       /* its stack, kept when recycled */
+    /* Read by go_dump on other threads, hence relaxed atomics: */
+    _Atomic(const char *) wait_reason; /* while parked: "chan receive", "select", ... */
+    _Atomic(const void *) wait_obj;    /* while parked: the channel (or NULL) */
+    _Atomic int64_t wait_since_ms;     /* while parked: when it parked (coarse clock) */
+    struct g *schedlink;      /* global run queue and free lists */
+    struct g *all_prev;       /* the list of live goroutines (go.c, allg lock) */
+    struct g *all_next;
+    void *asan_fake;          /* ASan fake stack saved while switched out */
+    void *tsan_fiber;         /* TSan fiber of this goroutine */
+};
+
+/* Called on the worker's scheduler stack right after the parking goroutine
+ * was switched out and marked WAITING: typically releases the locks under
+ * which the goroutine registered itself as a waiter. Returning false
+ * cancels the park (the goroutine is resumed at once). Must not touch the
+ * parked goroutine's stack in a way that races with its wake-up. */
+typedef bool park_unlock_fn(struct g *g, void *arg);
+
+/* The running goroutine, or NULL (scheduler stack, foreign thread). */
+struct g *sched_curg(void);
+
+/* Aborts with "<what>: called outside a goroutine" unless on a goroutine. */
+void sched_require_goroutine(const char *what);
+
+/* Parks the running goroutine (Go's gopark): switches to the scheduler stack,
+ * marks it WAITING, then runs unlock(g, arg). Returns when some thread
+ * called sched_ready(g). `reason` and `obj` are shown by go_dump. */
+void sched_park(park_unlock_fn *unlock, void *arg, const char *reason, const void *obj);
+
+/* Makes a parked goroutine runnable. Exactly one waker may call it per park
+ * (claims are made under the lock the parker released, or by a CAS).
+ * Any thread; never call it while holding a channel lock. */
+void sched_ready(struct g *g);
+
+/* Queues a new RUNNABLE goroutine (go_spawn). Any thread. */
+void sched_ready_new(struct g *g);
+
+/* A pseudo-random 32-bit number from the calling thread's generator. */
+uint32_t sched_rand(void);
+
+/* A coarse monotonic clock in ms, cheap enough for every park. */
+int64_t sched_coarse_ms(void);
+
+/* Timer heap -> scheduler: an idle worker must recompute its sleep (a new
+ * earliest timer). Any thread; takes the scheduler lock. */
+void sched_wake_for_timer(void);
+
+/* Prints "fatal error: <message>" to stderr and aborts. */
+_Noreturn void sched_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* go.c <-> sched.c */
+void go_entry(void *arg);     /* first code of every goroutine (sched.c) */
+void go_release(struct g *g); /* recycles a dead goroutine, scheduler stack (go.c) */
+
+#endif

@@ -1,0 +1,933 @@
+/* The M:N scheduler: worker threads with per-thread lock-free run queues and
+ * a `runnext` slot, a global queue, work stealing, Go's spinning protocol for
+ * waking idle workers (which sleep on a futex), the park/ready protocol and
+ * the deadlock check. */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/sanitizer.h"
+#include "core/sched-internal.h"
+#include "core/sched.h"
+#include "core/timer-internal.h"
+#include "core/timer.h"
+
+enum {
+    RUNQ_SIZE = 256,     /* slots of a worker's ring (a power of two) */
+    MAX_THREADS = 256,   /* GOMAXPROCS cap */
+    GLOBAL_EVERY = 61,   /* a worker looks at the global queue first every N picks (Go) */
+    RUNNEXT_STREAK = 32, /* runnext picks in a row before the ring gets a turn */
+    STEAL_ROUNDS = 4,    /* passes over the victims before going idle */
+};
+
+/* What the goroutine that just switched to the scheduler stack asked for. */
+enum after_switch {
+    AFTER_PARK,  /* mark it WAITING and run park_fn */
+    AFTER_YIELD, /* requeue it */
+    AFTER_EXIT,  /* it returned: recycle it */
+};
+
+/* One worker thread (Go's M and P in one). Fields are owned by the worker
+ * unless their comment says otherwise. */
+struct m {
+    int id;                       /* index in sched.ms */
+    pthread_t thread;             /* the worker */
+    struct switch_ctx g0ctx;      /* the thread's own (scheduler) stack while a g runs */
+    struct g *curg;               /* the goroutine running now, or NULL */
+    enum after_switch after;      /* set by the goroutine before switching to g0 */
+    park_unlock_fn *park_fn;      /* AFTER_PARK: run on g0 */
+    void *park_arg;
+    /* The ring: the owner writes slots and tail, anyone CASes head. */
+    _Atomic uint32_t runq_head;
+    _Atomic uint32_t runq_tail;
+    _Atomic(struct g *) runq[RUNQ_SIZE];
+    _Atomic(struct g *) runnext;  /* readied by the running g: runs next (CAS by stealers) */
+    uint32_t schedtick;           /* picks so far (global queue fairness) */
+    uint32_t next_streak;         /* runnext picks in a row */
+    bool spinning;                /* counted in sched.nmspinning */
+    /* Idle state: */
+    _Atomic uint32_t park_word;   /* futex: set to 1 by whoever takes it off the idle list */
+    bool in_idle;                 /* on sched.idle (sched.lock) */
+    bool wake_spinning;           /* waker transferred a nmspinning count (sched.lock) */
+    struct m *idle_next;          /* sched.idle link (sched.lock) */
+    /* Sanitizers and signals: */
+    const void *g0_lo;            /* the scheduler stack, for ASan's switch */
+    size_t g0_size;
+    void *g0_fake;                /* ASan fake stack of g0 while a g runs */
+    void *g0_fiber;               /* TSan fiber of the thread */
+    void *altstack;               /* sigaltstack for the overflow reporter */
+    uint64_t rng;                 /* xorshift state */
+};
+
+/* The scheduler (process-wide, see docs/hacking.md). */
+static struct {
+    pthread_mutex_t lock;          /* guards the global queue, the idle list, start/stop */
+    struct g *gq_head, *gq_tail;   /* global run queue (lock) */
+    atomic_size_t gq_len;          /* its length, readable without the lock */
+    struct m *idle;                /* idle workers (lock) */
+    atomic_int npidle;             /* their number */
+    atomic_int nmspinning;         /* workers looking for work without sleeping */
+    atomic_int nthreads;           /* workers (0: not running) */
+    struct m *ms[MAX_THREADS];     /* the workers */
+    atomic_bool shutdown;          /* workers exit at their next pick (set under lock) */
+    atomic_int nexternal;          /* outside wakers: no deadlock report while > 0 */
+    atomic_bool detect_deadlock;   /* sched_run_main's main goroutine is running */
+    struct sigaction old_segv;     /* handlers we chain to for faults that are not overflows */
+    struct sigaction old_bus;
+} sched = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t sched_signals_once = PTHREAD_ONCE_INIT;
+
+/* The worker of this thread; NULL on other threads. */
+static __thread struct m *tls_m;
+
+/* Random state of threads that are not workers. */
+static __thread uint64_t tls_rng;
+
+/* Goroutines migrate between threads across a park, so the address of a
+ * thread-local must never be cached across one (QEMU's coroutine-tls.h
+ * rule): read it through a call the compiler cannot see into. */
+static __attribute__((noinline)) struct m *
+m_self(void)
+{
+    struct m *m = tls_m;
+    __asm__ volatile("" ::: "memory");
+    return m;
+}
+
+void
+sched_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fatal error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+    abort();
+}
+
+
+static void
+futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000;
+        tsp = &ts;
+    }
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, tsp, NULL, 0);
+}
+
+static void
+futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+
+static uint64_t
+xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    if (!x)
+        x = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+uint32_t
+sched_rand(void)
+{
+    struct m *m = m_self();
+    return (uint32_t)(xorshift(m ? &m->rng : &tls_rng) >> 32);
+}
+
+int64_t
+sched_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct g *
+sched_curg(void)
+{
+    struct m *m = m_self();
+    return m ? m->curg : NULL;
+}
+
+void
+sched_require_goroutine(const char *what)
+{
+    if (!sched_curg())
+        sched_fatal("%s: called outside a goroutine (blocking calls need a goroutine)", what);
+}
+
+uint64_t
+go_id(void)
+{
+    struct g *g = sched_curg();
+    return g ? g->id : 0;
+}
+
+bool
+go_on_goroutine(void)
+{
+    return sched_curg() != NULL;
+}
+
+int
+sched_threads(void)
+{
+    return atomic_load(&sched.nthreads);
+}
+
+
+static uint32_t
+runq_len(struct m *m)
+{
+    uint32_t t = atomic_load_explicit(&m->runq_tail, memory_order_acquire);
+    uint32_t h = atomic_load_explicit(&m->runq_head, memory_order_acquire);
+    return t - h;
+}
+
+/* Appends a chain of goroutines (linked by schedlink) to the global queue. */
+static void
+global_put_batch(struct g *head, struct g *tail, size_t n)
+{
+    pthread_mutex_lock(&sched.lock);
+    tail->schedlink = NULL;
+    if (sched.gq_tail)
+        sched.gq_tail->schedlink = head;
+    else
+        sched.gq_head = head;
+    sched.gq_tail = tail;
+    atomic_fetch_add(&sched.gq_len, n);
+    pthread_mutex_unlock(&sched.lock);
+}
+
+/* The ring is full: moves half of it plus g to the global queue. False when
+ * a stealer raced us (the caller retries the fast path). */
+static bool
+runq_put_slow(struct m *m, struct g *g, uint32_t h, uint32_t t)
+{
+    struct g *batch[RUNQ_SIZE / 2 + 1];
+    uint32_t n = (t - h) / 2;
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&m->runq[(h + i) % RUNQ_SIZE], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&m->runq_head, &h, h + n, memory_order_release,
+                                                 memory_order_relaxed))
+        return false;
+    batch[n] = g;
+    for (uint32_t i = 0; i < n; i++)
+        batch[i]->schedlink = batch[i + 1];
+    global_put_batch(batch[0], batch[n], n + 1);
+    return true;
+}
+
+/* Owner only. `next`: put g in runnext, moving the previous occupant to the
+ * ring (Go: a goroutine readied by the running one runs next). */
+static void
+runq_put(struct m *m, struct g *g, bool next)
+{
+    if (next) {
+        g = atomic_exchange_explicit(&m->runnext, g, memory_order_acq_rel);
+        if (!g)
+            return;
+    }
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&m->runq_head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&m->runq_tail, memory_order_relaxed);
+        if (t - h < RUNQ_SIZE) {
+            atomic_store_explicit(&m->runq[t % RUNQ_SIZE], g, memory_order_relaxed);
+            atomic_store_explicit(&m->runq_tail, t + 1, memory_order_release);
+            return;
+        }
+        if (runq_put_slow(m, g, h, t))
+            return;
+    }
+}
+
+/* Owner only: runnext first (bounded streak), then the ring's head. */
+static struct g *
+runq_get(struct m *m)
+{
+    struct g *g = atomic_load_explicit(&m->runnext, memory_order_relaxed);
+    if (g && m->next_streak < RUNNEXT_STREAK &&
+        atomic_compare_exchange_strong_explicit(&m->runnext, &g, NULL, memory_order_acquire,
+                                                memory_order_relaxed)) {
+        m->next_streak++;
+        return g;
+    }
+    m->next_streak = 0;
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&m->runq_head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&m->runq_tail, memory_order_relaxed);
+        if (t == h)
+            return atomic_exchange_explicit(&m->runnext, NULL, memory_order_acquire);
+        g = atomic_load_explicit(&m->runq[h % RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&m->runq_head, &h, h + 1,
+                                                    memory_order_release, memory_order_relaxed))
+            return g;
+    }
+}
+
+/* Steals half of victim's ring into m's (empty) ring and returns one of
+ * them; with `take_next` also the victim's runnext when its ring is empty. */
+static struct g *
+runq_steal(struct m *m, struct m *victim, bool take_next)
+{
+    struct g *batch[RUNQ_SIZE / 2];
+    uint32_t n;
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&victim->runq_head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&victim->runq_tail, memory_order_acquire);
+        n = t - h;
+        n -= n / 2;
+        if (n == 0) {
+            if (!take_next)
+                return NULL;
+            struct g *g = atomic_load_explicit(&victim->runnext, memory_order_relaxed);
+            if (g && atomic_compare_exchange_strong_explicit(&victim->runnext, &g, NULL,
+                                                             memory_order_acquire,
+                                                             memory_order_relaxed))
+                return g;
+            return NULL;
+        }
+        if (n > RUNQ_SIZE / 2)
+            continue; /* read an inconsistent head/tail pair */
+        for (uint32_t i = 0; i < n; i++)
+            batch[i] =
+                atomic_load_explicit(&victim->runq[(h + i) % RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&victim->runq_head, &h, h + n,
+                                                    memory_order_acq_rel, memory_order_relaxed))
+            break;
+    }
+    uint32_t t = atomic_load_explicit(&m->runq_tail, memory_order_relaxed);
+    for (uint32_t i = 1; i < n; i++)
+        atomic_store_explicit(&m->runq[(t + i - 1) % RUNQ_SIZE], batch[i], memory_order_relaxed);
+    if (n > 1)
+        atomic_store_explicit(&m->runq_tail, t + n - 1, memory_order_release);
+    return batch[0];
+}
+
+/* Takes a share of the global queue (sched.lock held): returns one, queues
+ * the rest locally after the caller unlocks (returned through *rest). */
+static struct g *
+global_get_locked(struct m *m, struct g **rest)
+{
+    size_t len = atomic_load(&sched.gq_len);
+    *rest = NULL;
+    if (!len)
+        return NULL;
+    size_t n = len / (size_t)atomic_load(&sched.nthreads) + 1;
+    if (n > len)
+        n = len;
+    if (n > RUNQ_SIZE / 2)
+        n = RUNQ_SIZE / 2;
+    if (runq_len(m) + n > RUNQ_SIZE)
+        n = 1;
+    struct g *g = sched.gq_head;
+    struct g *last = g;
+    for (size_t i = 1; i < n; i++)
+        last = last->schedlink;
+    sched.gq_head = last->schedlink;
+    if (!sched.gq_head)
+        sched.gq_tail = NULL;
+    last->schedlink = NULL;
+    atomic_fetch_sub(&sched.gq_len, n);
+    *rest = g->schedlink;
+    g->schedlink = NULL;
+    return g;
+}
+
+static void
+queue_rest(struct m *m, struct g *rest)
+{
+    while (rest) {
+        struct g *next = rest->schedlink;
+        rest->schedlink = NULL;
+        runq_put(m, rest, false);
+        rest = next;
+    }
+}
+
+static struct g *
+global_get(struct m *m)
+{
+    struct g *rest;
+    pthread_mutex_lock(&sched.lock);
+    struct g *g = global_get_locked(m, &rest);
+    pthread_mutex_unlock(&sched.lock);
+    queue_rest(m, rest);
+    return g;
+}
+
+/* Any runnable work visible anywhere (for the spinning protocol). */
+static bool
+work_visible(void)
+{
+    if (atomic_load(&sched.gq_len))
+        return true;
+    int n = atomic_load(&sched.nthreads);
+    for (int i = 0; i < n; i++) {
+        struct m *v = sched.ms[i];
+        if (runq_len(v) || atomic_load_explicit(&v->runnext, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+
+/* Takes an idle worker off the list (sched.lock held) and marks it woken. */
+static struct m *
+idle_pop_locked(bool spinning)
+{
+    struct m *m = sched.idle;
+    if (!m)
+        return NULL;
+    sched.idle = m->idle_next;
+    m->in_idle = false;
+    atomic_fetch_sub(&sched.npidle, 1);
+    m->wake_spinning = spinning;
+    atomic_store(&m->park_word, 1);
+    return m;
+}
+
+/* Go's wakep: wakes one idle worker to spin, unless one already spins. */
+static void
+wakep(void)
+{
+    if (atomic_load(&sched.npidle) == 0 || atomic_load(&sched.nmspinning) != 0)
+        return;
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
+        return;
+    pthread_mutex_lock(&sched.lock);
+    struct m *m = idle_pop_locked(true);
+    pthread_mutex_unlock(&sched.lock);
+    if (m)
+        futex_wake(&m->park_word);
+    else
+        atomic_fetch_sub(&sched.nmspinning, 1);
+}
+
+void
+sched_wake_for_timer(void)
+{
+    if (atomic_load(&sched.npidle) == 0)
+        return;
+    pthread_mutex_lock(&sched.lock);
+    struct m *m = idle_pop_locked(false);
+    pthread_mutex_unlock(&sched.lock);
+    if (m)
+        futex_wake(&m->park_word);
+}
+
+/* A spinning worker found work: it stops spinning; if it was the last
+ * spinner and more work is visible, another worker starts (Go). */
+static void
+reset_spinning(struct m *m)
+{
+    if (!m->spinning)
+        return;
+    m->spinning = false;
+    if (atomic_fetch_sub(&sched.nmspinning, 1) == 1 && work_visible())
+        wakep();
+}
+
+
+void
+sched_ready(struct g *g)
+{
+    int expect = G_WAITING;
+    if (!atomic_compare_exchange_strong(&g->state, &expect, G_RUNNABLE))
+        sched_fatal("sched_ready: goroutine %llu is not parked (state %d)",
+                    (unsigned long long)g->id, expect);
+    struct m *m = m_self();
+    if (m) {
+        runq_put(m, g, m->curg != NULL);
+        /* A g in runnext alone will run when the current one parks (the
+         * ping-pong case): only wake a helper when the ring has work. */
+        if (runq_len(m))
+            wakep();
+        return;
+    }
+    global_put_batch(g, g, 1);
+    wakep();
+}
+
+void
+sched_ready_new(struct g *g)
+{
+    struct m *m = m_self();
+    if (m && atomic_load(&sched.nthreads)) {
+        runq_put(m, g, m->curg != NULL);
+        if (runq_len(m))
+            wakep();
+        return;
+    }
+    global_put_batch(g, g, 1);
+    wakep();
+}
+
+/* Goroutine -> its worker's scheduler stack. Returns when resumed (maybe on
+ * another worker: do not use `m` afterwards). */
+static void
+switch_to_g0(struct m *m, struct g *g, bool dying)
+{
+    san_start_switch(dying ? NULL : &g->asan_fake, m->g0_lo, m->g0_size);
+    san_fiber_switch(m->g0_fiber);
+    switch_jump(&g->ctx, &m->g0ctx);
+    san_finish_switch(g->asan_fake, NULL, NULL);
+}
+
+void
+sched_park(park_unlock_fn *unlock, void *arg, const char *reason, const void *obj)
+{
+    struct m *m = m_self();
+    struct g *g = m ? m->curg : NULL;
+    if (!g)
+        sched_fatal("%s: called outside a goroutine (blocking calls need a goroutine)", reason);
+    atomic_store_explicit(&g->wait_reason, reason, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_obj, obj, memory_order_relaxed);
+    atomic_store_explicit(&g->wait_since_ms, sched_coarse_ms(), memory_order_relaxed);
+    m->park_fn = unlock;
+    m->park_arg = arg;
+    m->after = AFTER_PARK;
+    switch_to_g0(m, g, false);
+}
+
+void
+go_yield(void)
+{
+    struct m *m = m_self();
+    if (!m || !m->curg)
+        return;
+    m->after = AFTER_YIELD;
+    switch_to_g0(m, m->curg, false);
+}
+
+void
+go_entry(void *arg)
+{
+    struct g *g = arg;
+    san_finish_switch(NULL, NULL, NULL);
+    g->fn(g->arg);
+    struct m *m = m_self();
+    m->after = AFTER_EXIT;
+    switch_to_g0(m, g, true);
+    abort(); /* a dead goroutine is never resumed */
+}
+
+static void
+check_stack(struct g *g)
+{
+    if (!stack_canary_ok(&g->stack)) {
+        stack_report_overflow(g->id, g->file, g->line);
+        abort();
+    }
+}
+
+/* Runs g on m until it parks, yields or returns, then does what it asked. */
+static void
+execute(struct m *m, struct g *g)
+{
+    m->curg = g;
+    atomic_store_explicit(&g->state, G_RUNNING, memory_order_relaxed);
+    san_start_switch(&m->g0_fake, g->stack.lo, g->stack.size);
+    san_fiber_switch(g->tsan_fiber);
+    switch_jump(&m->g0ctx, &g->ctx);
+    san_finish_switch(m->g0_fake, NULL, NULL);
+    m->curg = NULL;
+    check_stack(g);
+    switch (m->after) {
+    case AFTER_PARK:
+        /* g's registers are saved: from here on a waker may resume it. */
+        atomic_store_explicit(&g->state, G_WAITING, memory_order_release);
+        if (!m->park_fn(g, m->park_arg)) {
+            int expect = G_WAITING;
+            if (atomic_compare_exchange_strong(&g->state, &expect, G_RUNNABLE))
+                runq_put(m, g, true);
+        }
+        break;
+    case AFTER_YIELD:
+        atomic_store_explicit(&g->state, G_RUNNABLE, memory_order_relaxed);
+        runq_put(m, g, false);
+        break;
+    case AFTER_EXIT:
+        atomic_store_explicit(&g->state, G_DEAD, memory_order_relaxed);
+        go_release(g);
+        break;
+    }
+}
+
+
+static void
+checkdead_locked(void)
+{
+    if (!atomic_load(&sched.detect_deadlock) || atomic_load(&sched.shutdown))
+        return;
+    if (atomic_load(&sched.npidle) != atomic_load(&sched.nthreads))
+        return;
+    if (atomic_load(&sched.nexternal) > 0 || timers_pending() > 0 || sched.gq_head)
+        return;
+    if (work_visible() || go_count() == 0)
+        return;
+    fputs("fatal error: all goroutines are asleep - deadlock!\n\n", stderr);
+    go_dump(stderr);
+    abort();
+}
+
+static struct g *
+steal_work(struct m *m)
+{
+    int n = atomic_load(&sched.nthreads);
+    for (int round = 0; round < STEAL_ROUNDS; round++) {
+        int start = (int)(xorshift(&m->rng) % (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            struct m *v = sched.ms[(start + i) % n];
+            if (v == m)
+                continue;
+            struct g *g = runq_steal(m, v, round == STEAL_ROUNDS - 1);
+            if (g)
+                return g;
+        }
+        if (atomic_load(&sched.gq_len))
+            return global_get(m);
+    }
+    return NULL;
+}
+
+/* Takes m off the idle list if still there; consumes a wake-up. */
+static void
+m_unidle(struct m *m)
+{
+    pthread_mutex_lock(&sched.lock);
+    if (m->in_idle) {
+        struct m **p = &sched.idle;
+        while (*p != m)
+            p = &(*p)->idle_next;
+        *p = m->idle_next;
+        m->in_idle = false;
+        atomic_fetch_sub(&sched.npidle, 1);
+    }
+    bool spin = m->wake_spinning;
+    m->wake_spinning = false;
+    pthread_mutex_unlock(&sched.lock);
+    if (atomic_exchange(&m->park_word, 0) && spin)
+        m->spinning = true;
+}
+
+static void
+m_sleep(struct m *m)
+{
+    int64_t next = timers_next_when();
+    int64_t timeout = -1;
+    if (next != INT64_MAX) {
+        timeout = next - timer_now_ms();
+        if (timeout <= 0)
+            return;
+    }
+    while (atomic_load(&m->park_word) == 0) {
+        futex_wait(&m->park_word, 0, timeout);
+        if (timeout >= 0)
+            break;
+    }
+}
+
+static struct g *
+find_runnable(struct m *m)
+{
+    for (;;) {
+        if (atomic_load_explicit(&sched.shutdown, memory_order_relaxed))
+            return NULL;
+        timers_run_due();
+        struct g *g, *rest;
+        if (++m->schedtick % GLOBAL_EVERY == 0 && atomic_load(&sched.gq_len) &&
+            (g = global_get(m)))
+            return g;
+        if ((g = runq_get(m))) {
+            reset_spinning(m);
+            return g;
+        }
+        if (atomic_load(&sched.gq_len) && (g = global_get(m))) {
+            reset_spinning(m);
+            return g;
+        }
+        int n = atomic_load(&sched.nthreads);
+        if (!m->spinning &&
+            2 * atomic_load(&sched.nmspinning) < n - atomic_load(&sched.npidle)) {
+            m->spinning = true;
+            atomic_fetch_add(&sched.nmspinning, 1);
+        }
+        if (m->spinning && n > 1 && (g = steal_work(m))) {
+            reset_spinning(m);
+            return g;
+        }
+
+        pthread_mutex_lock(&sched.lock);
+        if (atomic_load(&sched.shutdown)) {
+            pthread_mutex_unlock(&sched.lock);
+            return NULL;
+        }
+        if ((g = global_get_locked(m, &rest))) {
+            pthread_mutex_unlock(&sched.lock);
+            queue_rest(m, rest);
+            reset_spinning(m);
+            return g;
+        }
+        m->in_idle = true;
+        m->idle_next = sched.idle;
+        sched.idle = m;
+        atomic_fetch_add(&sched.npidle, 1);
+        checkdead_locked();
+        pthread_mutex_unlock(&sched.lock);
+
+        if (m->spinning) {
+            /* Go's rule: drop the spinning count, then recheck every queue,
+             * so a submitter that saw us spinning did not skip a wake-up
+             * for work nobody will look at. */
+            m->spinning = false;
+            atomic_fetch_sub(&sched.nmspinning, 1);
+            atomic_thread_fence(memory_order_seq_cst);
+            if (work_visible()) {
+                m_unidle(m);
+                if (!m->spinning) {
+                    m->spinning = true;
+                    atomic_fetch_add(&sched.nmspinning, 1);
+                }
+                continue;
+            }
+        }
+        m_sleep(m);
+        m_unidle(m);
+    }
+}
+
+static void *
+m_main(void *arg)
+{
+    struct m *m = arg;
+    tls_m = m;
+    m->altstack = stack_altstack_new();
+    m->g0_fiber = san_fiber_current();
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+            m->g0_lo = lo;
+            m->g0_size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    struct g *g;
+    while ((g = find_runnable(m)))
+        execute(m, g);
+    stack_altstack_free(m->altstack);
+    tls_m = NULL;
+    return NULL;
+}
+
+
+static void
+on_fault(int sig, siginfo_t *si, void *uctx)
+{
+    struct m *m = tls_m;
+    struct g *g = m ? m->curg : NULL;
+    if (g && stack_addr_is_overflow(&g->stack, si->si_addr)) {
+        stack_report_overflow(g->id, g->file, g->line);
+        abort();
+    }
+    struct sigaction *old = sig == SIGSEGV ? &sched.old_segv : &sched.old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL); /* returning re-faults into the default action */
+}
+
+static void
+install_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &sched.old_segv);
+    sigaction(SIGBUS, &sa, &sched.old_bus);
+}
+
+
+static int
+threads_wanted(int n)
+{
+    if (n <= 0) {
+        const char *env = getenv("GOMAXPROCS");
+        n = env ? atoi(env) : 0;
+    }
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    return n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+static void
+free_ms(int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(sched.ms[i]);
+        sched.ms[i] = NULL;
+    }
+}
+
+static int
+sched_start_with(int nthreads, bool detect_deadlock)
+{
+    if (tls_m)
+        return -EALREADY;
+    pthread_mutex_lock(&sched.lock);
+    if (atomic_load(&sched.nthreads)) {
+        pthread_mutex_unlock(&sched.lock);
+        return -EALREADY;
+    }
+    pthread_once(&sched_signals_once, install_signals);
+    int n = threads_wanted(nthreads);
+    for (int i = 0; i < n; i++) {
+        struct m *m = aligned_alloc(64, (sizeof *m + 63) & ~(size_t)63);
+        if (!m) {
+            free_ms(i);
+            pthread_mutex_unlock(&sched.lock);
+            return -ENOMEM;
+        }
+        *m = (struct m){.id = i, .rng = 0x2545f4914f6cdd1dULL * (uint64_t)(i + 1)};
+        sched.ms[i] = m;
+    }
+    atomic_store(&sched.shutdown, false);
+    atomic_store(&sched.detect_deadlock, detect_deadlock);
+    atomic_store(&sched.nthreads, n);
+    pthread_mutex_unlock(&sched.lock);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&sched.ms[i]->thread, NULL, m_main, sched.ms[i]) != 0) {
+            /* Stop the ones that started; treat the rest as never created. */
+            atomic_store(&sched.nthreads, i);
+            sched_shutdown();
+            free_ms(n);
+            return -EAGAIN;
+        }
+    }
+    return 0;
+}
+
+int
+sched_start(int nthreads)
+{
+    return sched_start_with(nthreads, false);
+}
+
+void
+sched_shutdown(void)
+{
+    if (tls_m)
+        sched_fatal("sched_shutdown: called from a worker thread");
+    int n = atomic_load(&sched.nthreads);
+    if (!n)
+        return;
+    pthread_mutex_lock(&sched.lock);
+    atomic_store(&sched.shutdown, true);
+    struct m *woken[MAX_THREADS];
+    int k = 0;
+    struct m *m;
+    while ((m = idle_pop_locked(false)))
+        woken[k++] = m;
+    pthread_mutex_unlock(&sched.lock);
+    for (int i = 0; i < k; i++)
+        futex_wake(&woken[i]->park_word);
+    for (int i = 0; i < n; i++)
+        pthread_join(sched.ms[i]->thread, NULL);
+    /* Leftover runnable goroutines wait in the global queue for a restart. */
+    for (int i = 0; i < n; i++) {
+        struct g *g;
+        m = sched.ms[i];
+        m->next_streak = RUNNEXT_STREAK;
+        while ((g = runq_get(m)))
+            global_put_batch(g, g, 1);
+    }
+    pthread_mutex_lock(&sched.lock);
+    atomic_store(&sched.nthreads, 0);
+    atomic_store(&sched.npidle, 0);
+    atomic_store(&sched.nmspinning, 0);
+    sched.idle = NULL;
+    free_ms(n);
+    pthread_mutex_unlock(&sched.lock);
+}
+
+void
+sched_external_ref(void)
+{
+    atomic_fetch_add(&sched.nexternal, 1);
+}
+
+void
+sched_external_unref(void)
+{
+    /* The last outside waker left: let an idle worker rerun the check. */
+    if (atomic_fetch_sub(&sched.nexternal, 1) == 1)
+        sched_wake_for_timer();
+}
+
+/* sched_run_main's goroutine: runs the program, then wakes the main thread. */
+struct main_call {
+    go_fn *fn;
+    void *arg;
+    _Atomic uint32_t done; /* futex the main thread sleeps on */
+};
+
+static void
+main_goroutine(void *arg)
+{
+    struct main_call *mc = arg;
+    mc->fn(mc->arg);
+    atomic_store(&sched.detect_deadlock, false);
+    atomic_store(&mc->done, 1);
+    futex_wake(&mc->done);
+}
+
+int
+sched_run_main(go_fn *fn, void *arg, int nthreads)
+{
+    struct main_call mc = {.fn = fn, .arg = arg};
+    int rc = go_spawn(main_goroutine, &mc, "main", 0);
+    if (rc)
+        return rc;
+    rc = sched_start_with(nthreads, true);
+    if (rc)
+        return rc;
+    while (atomic_load(&mc.done) == 0)
+        futex_wait(&mc.done, 0, -1);
+    sched_shutdown();
+    return 0;
+}

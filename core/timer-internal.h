@@ -1,0 +1,46 @@
+/* The runtime's timer heap, shared by sleep, select timeouts, context
+ * deadlines and public timers. One binary min-heap under one lock; workers
+ * run due timers between goroutines and idle workers sleep until the
+ * earliest one. Internal to core/. */
+#ifndef CHANQ_CORE_TIMER_INTERNAL_H
+#define CHANQ_CORE_TIMER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/go.h"
+
+/* How a due timer runs its callback. */
+enum rtimer_mode {
+    RTIMER_INLINE,   /* fn(arg) under the heap lock: may only claim and sched_ready */
+    RTIMER_DEFERRED, /* fn(arg) after the lock, on a worker's scheduler stack; no parking */
+    RTIMER_SPAWN,    /* go_spawn(fn, arg) after the lock */
+};
+
+/* One timer; embedded in its owner (a select frame, a ctx, struct timer). */
+struct rtimer {
+    int64_t when;          /* due time, timer_now_ms() clock */
+    size_t idx;            /* 1 + position in the heap; 0 when not armed (heap lock) */
+    enum rtimer_mode mode; /* see above */
+    go_fn *fn;             /* callback and its argument */
+    void *arg;
+};
+
+/* Arms (or re-arms) t to fire at `when`. Any thread. Lock order: may be
+ * called holding channel locks; takes the heap lock, then the scheduler's. */
+void rtimer_arm(struct rtimer *t, int64_t when);
+
+/* Disarms t; true if it was armed. Once it returns, an INLINE callback of t
+ * is not running. Any thread. */
+bool rtimer_stop(struct rtimer *t);
+
+/* The earliest due time, or INT64_MAX. Lock-free. */
+int64_t timers_next_when(void);
+
+/* Armed timers right now (the deadlock check needs 0). Lock-free. */
+size_t timers_pending(void);
+
+/* Fires every due timer. Worker scheduler stack only. */
+void timers_run_due(void);
+
+#endif

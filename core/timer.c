@@ -1,0 +1,239 @@
+/* The timer heap (one binary min-heap under one lock), the monotonic clock,
+ * go_sleep and the public one-shot timers. */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/sched-internal.h"
+#include "core/chan-internal.h"
+#include "core/timer-internal.h"
+#include "core/timer.h"
+
+enum {
+    FIRE_BATCH = 64, /* deferred callbacks collected per heap-lock hold */
+};
+
+/* The runtime's timers (process-wide, see docs/hacking.md). */
+static struct {
+    pthread_mutex_t lock;      /* guards heap, len, cap and every rtimer.idx */
+    struct rtimer **heap;      /* min-heap on when */
+    size_t len, cap;
+    _Atomic int64_t next_when; /* heap[0]->when or INT64_MAX, for lock-free peeks */
+    atomic_size_t pending;     /* len, for lock-free peeks */
+} timers = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_when = INT64_MAX};
+
+/* A public timer: an rtimer that spawns a goroutine. */
+struct timer {
+    struct rtimer rt; /* mode RTIMER_SPAWN, fn/arg are the user's */
+};
+
+int64_t
+timer_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+heap_set(size_t i, struct rtimer *t)
+{
+    timers.heap[i] = t;
+    t->idx = i + 1;
+}
+
+static void
+heap_up(size_t i)
+{
+    struct rtimer *t = timers.heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (timers.heap[p]->when <= t->when)
+            break;
+        heap_set(i, timers.heap[p]);
+        i = p;
+    }
+    heap_set(i, t);
+}
+
+static void
+heap_down(size_t i)
+{
+    struct rtimer *t = timers.heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= timers.len)
+            break;
+        if (c + 1 < timers.len && timers.heap[c + 1]->when < timers.heap[c]->when)
+            c++;
+        if (timers.heap[c]->when >= t->when)
+            break;
+        heap_set(i, timers.heap[c]);
+        i = c;
+    }
+    heap_set(i, t);
+}
+
+/* Removes the timer at index i (heap lock held). */
+static void
+heap_remove(size_t i)
+{
+    struct rtimer *t = timers.heap[i];
+    t->idx = 0;
+    timers.len--;
+    if (i == timers.len)
+        return;
+    heap_set(i, timers.heap[timers.len]);
+    heap_down(i);
+    heap_up(timers.heap[i]->idx - 1);
+}
+
+static void
+publish_locked(void)
+{
+    atomic_store(&timers.next_when, timers.len ? timers.heap[0]->when : INT64_MAX);
+    atomic_store(&timers.pending, timers.len);
+}
+
+void
+rtimer_arm(struct rtimer *t, int64_t when)
+{
+    pthread_mutex_lock(&timers.lock);
+    int64_t old_min = timers.len ? timers.heap[0]->when : INT64_MAX;
+    if (t->idx) {
+        t->when = when;
+        heap_down(t->idx - 1);
+        heap_up(t->idx - 1);
+    } else {
+        if (timers.len == timers.cap) {
+            size_t cap = timers.cap ? 2 * timers.cap : 64;
+            struct rtimer **h = realloc(timers.heap, cap * sizeof *h);
+            if (!h)
+                sched_fatal("timer heap: out of memory");
+            timers.heap = h;
+            timers.cap = cap;
+        }
+        t->when = when;
+        heap_set(timers.len++, t);
+        heap_up(timers.len - 1);
+    }
+    bool new_min = timers.heap[0] == t && when < old_min;
+    publish_locked();
+    pthread_mutex_unlock(&timers.lock);
+    if (new_min)
+        sched_wake_for_timer();
+}
+
+bool
+rtimer_stop(struct rtimer *t)
+{
+    pthread_mutex_lock(&timers.lock);
+    bool armed = t->idx != 0;
+    if (armed) {
+        heap_remove(t->idx - 1);
+        publish_locked();
+    }
+    pthread_mutex_unlock(&timers.lock);
+    return armed;
+}
+
+int64_t
+timers_next_when(void)
+{
+    return atomic_load(&timers.next_when);
+}
+
+size_t
+timers_pending(void)
+{
+    return atomic_load(&timers.pending);
+}
+
+/* A callback to run once the heap lock is released. */
+struct fire {
+    enum rtimer_mode mode;
+    go_fn *fn;
+    void *arg;
+};
+
+void
+timers_run_due(void)
+{
+    if (atomic_load_explicit(&timers.next_when, memory_order_relaxed) == INT64_MAX)
+        return;
+    int64_t now = timer_now_ms();
+    if (atomic_load_explicit(&timers.next_when, memory_order_relaxed) > now)
+        return;
+    struct fire batch[FIRE_BATCH];
+    size_t n;
+    do {
+        n = 0;
+        pthread_mutex_lock(&timers.lock);
+        while (timers.len && timers.heap[0]->when <= now && n < FIRE_BATCH) {
+            struct rtimer *t = timers.heap[0];
+            heap_remove(0);
+            /* t may be gone once its callback ran (its owner was woken). */
+            if (t->mode == RTIMER_INLINE)
+                t->fn(t->arg);
+            else
+                batch[n++] = (struct fire){t->mode, t->fn, t->arg};
+        }
+        publish_locked();
+        pthread_mutex_unlock(&timers.lock);
+        for (size_t i = 0; i < n; i++) {
+            if (batch[i].mode == RTIMER_DEFERRED)
+                batch[i].fn(batch[i].arg);
+            else if (go_spawn(batch[i].fn, batch[i].arg, "timer", 0) != 0)
+                sched_fatal("timer: cannot spawn the callback goroutine: out of memory");
+        }
+    } while (n == FIRE_BATCH);
+}
+
+int
+go_sleep(int64_t ms, struct ctx *ctx)
+{
+    sched_require_goroutine("go_sleep");
+    if (ms <= 0) {
+        go_yield();
+        return 0;
+    }
+    int rc = select_wait(NULL, 0, ctx, ms, "sleep");
+    return rc == SELECT_TIMED_OUT ? 0 : rc;
+}
+
+struct timer *
+timer_new(go_fn *fn, void *arg)
+{
+    struct timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->rt.mode = RTIMER_SPAWN;
+    t->rt.fn = fn;
+    t->rt.arg = arg;
+    return t;
+}
+
+void
+timer_reset(struct timer *t, int64_t delay_ms)
+{
+    rtimer_arm(&t->rt, timer_now_ms() + (delay_ms > 0 ? delay_ms : 0));
+}
+
+bool
+timer_stop(struct timer *t)
+{
+    return rtimer_stop(&t->rt);
+}
+
+void
+timer_free(struct timer *t)
+{
+    if (!t)
+        return;
+    rtimer_stop(&t->rt);
+    free(t);
+}

@@ -1,0 +1,84 @@
+/* Wait groups: a counter and, while someone waits, a channel that is closed
+ * when the counter returns to zero (so waits can also take a ctx). */
+#include "chanq_config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/chan.h"
+#include "core/sched-internal.h"
+#include "core/wg.h"
+
+struct wg {
+    pthread_mutex_t lock; /* guards count and zero */
+    long count;           /* outstanding work */
+    struct chan *zero;    /* closed when count reaches 0; created by the first waiter */
+};
+
+struct wg *
+wg_new(void)
+{
+    struct wg *wg = calloc(1, sizeof *wg);
+    if (wg)
+        pthread_mutex_init(&wg->lock, NULL);
+    return wg;
+}
+
+void
+wg_add(struct wg *wg, int n)
+{
+    struct chan *wake = NULL;
+    pthread_mutex_lock(&wg->lock);
+    wg->count += n;
+    if (wg->count < 0) {
+        pthread_mutex_unlock(&wg->lock);
+        sched_fatal("wg_add: negative wait group counter");
+    }
+    if (wg->count == 0) {
+        wake = wg->zero;
+        wg->zero = NULL;
+    }
+    pthread_mutex_unlock(&wg->lock);
+    if (wake) {
+        chan_close(wake);
+        chan_unref(wake);
+    }
+}
+
+void
+wg_done(struct wg *wg)
+{
+    wg_add(wg, -1);
+}
+
+int
+wg_wait(struct wg *wg, struct ctx *ctx)
+{
+    sched_require_goroutine("wg_wait");
+    pthread_mutex_lock(&wg->lock);
+    if (wg->count == 0) {
+        pthread_mutex_unlock(&wg->lock);
+        return 0;
+    }
+    if (!wg->zero && !(wg->zero = chan_new(0, 0))) {
+        pthread_mutex_unlock(&wg->lock);
+        sched_fatal("wg_wait: out of memory");
+    }
+    struct chan *zero = wg->zero;
+    chan_ref(zero);
+    pthread_mutex_unlock(&wg->lock);
+    int rc = chan_recv(zero, NULL, ctx);
+    chan_unref(zero);
+    return rc == -EPIPE ? 0 : rc;
+}
+
+void
+wg_free(struct wg *wg)
+{
+    if (!wg)
+        return;
+    chan_unref(wg->zero);
+    pthread_mutex_destroy(&wg->lock);
+    free(wg);
+}
