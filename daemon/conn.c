@@ -1,79 +1,162 @@
-/* A client connection on a bufferevent: split the input into lines, answer
- * each line in order. */
+/* A client connection: framing on the loop thread, requests on a goroutine,
+ * answers back to the loop in batches. Ownership: the loop side holds the
+ * bufferevent; the goroutine, each scheduled loop call and the loop side
+ * each hold a reference, and every reference is dropped on the loop thread,
+ * where the last one frees the connection. */
 #include "chanq_config.h"
 
 #include "daemon/conn.h"
 #include "daemon/log.h"
+#include "daemon/ops.h"
 #include "daemon/server.h"
+
+#include "core/chan.h"
+#include "core/ctx.h"
+#include "core/evbridge.h"
+#include "core/go.h"
+#include "proto/frame.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FRAME (1024 * 1024)
+/* Output held for a client that does not read: over HIGH we stop reading
+ * its requests; over MAX it is disconnected. */
+#define OUT_HIGH (4u << 20)
+#define OUT_MAX (64u << 20)
+/* Answers are handed to the loop when the goroutine idles or this much piles up. */
+#define FLUSH_AT (64u << 10)
 
-struct conn {
-    struct server *srv;      /* owner, for accounting */
-    struct bufferevent *bev; /* socket and its buffers */
-    int discarding;          /* skipping an oversize line up to its '\n' */
+/* Why reading is off (bits of conn.paused). */
+enum { PAUSE_INFLIGHT = 1, PAUSE_OUTPUT = 2 };
+
+/* One framed request line on its way to the goroutine. too_large marks a
+ * frame that passed --max-frame (answered in order, like any request). */
+struct line {
+    struct line *next; /* backlog link (loop thread) */
+    size_t len;
+    bool too_large;
+    char data[];
 };
 
-static void
-reply_json(struct conn *c, json_t *resp)
+struct conn {
+    struct holder holder;        /* the broker's view: reservations and events */
+    struct op_session os;        /* auth state + ctx for the broker */
+    struct server *srv;          /* owner */
+    struct conn *prev, *next;    /* server's list of live connections (loop) */
+    _Atomic int refs;            /* see the file comment */
+    struct bufferevent *bev;     /* socket; NULL once closed (loop) */
+    struct frame *frame;         /* request framing (loop) */
+    struct chan *reqs;           /* struct line * to the goroutine; cap = max inflight */
+    bool reqs_closed;            /* reqs is closed (loop) */
+    struct line *backlog, *backlog_tail; /* lines framed but not yet in reqs (loop) */
+    unsigned paused;             /* PAUSE_* bits (loop) */
+    bool input_done;             /* EOF or error: no more requests (loop) */
+    bool goroutine_done;         /* the goroutine has ended (loop) */
+    _Atomic bool want_room;      /* loop -> goroutine: tell me when reqs has room */
+    struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
+    struct evbuffer *pending;    /* answers and events from goroutines (locked) */
+    _Atomic bool flush_scheduled; /* a flush call is queued on the loop */
+};
+
+static void conn_unref(struct conn *c);
+
+struct conn *
+conn_next(const struct conn *c)
 {
-    char *s = json_dumps(resp, JSON_COMPACT);
-    if (s) {
-        evbuffer_add(bufferevent_get_output(c->bev), s, strlen(s));
-        evbuffer_add(bufferevent_get_output(c->bev), "\n", 1);
-        free(s);
+    return c->next;
+}
+
+void
+conn_link(struct conn **head, struct conn *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+void
+conn_unlink(struct conn **head, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* ---- loop thread: reading, framing, backpressure ---- */
+
+static void
+set_reading(struct conn *c, unsigned reason, bool pause)
+{
+    if (!c->bev)
+        return;
+    if (pause)
+        c->paused |= reason;
+    else
+        c->paused &= ~reason;
+    if (c->paused || c->input_done)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+static void
+close_reqs(struct conn *c)
+{
+    if (!c->reqs_closed) {
+        c->reqs_closed = true;
+        chan_close(c->reqs); /* the goroutine drains what is there, then ends */
     }
-    json_decref(resp);
+}
+
+/* Moves backlog lines into the channel while it has room. */
+static void
+deliver_backlog(struct conn *c)
+{
+    while (c->backlog) {
+        struct line *l = c->backlog;
+        atomic_store(&c->want_room, true);
+        if (chan_try_send(c->reqs, &l) != 0)
+            break;
+        c->backlog = l->next;
+        if (!c->backlog)
+            c->backlog_tail = NULL;
+    }
+    if (!c->backlog)
+        atomic_store(&c->want_room, false);
+    set_reading(c, PAUSE_INFLIGHT, c->backlog != NULL);
+    if (c->input_done && !c->backlog)
+        close_reqs(c);
 }
 
 static void
-reply_error(struct conn *c, json_t *rid, const char *code, const char *message)
+append_line(struct conn *c, const char *data, size_t len, bool too_large)
 {
-    json_t *resp = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message",
-                             message);
-    if (rid)
-        json_object_set(resp, "rid", rid);
-    reply_json(c, resp);
-}
-
-static void
-handle_line(struct conn *c, const char *line, size_t len)
-{
-    json_error_t jerr;
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!req || !json_is_object(req)) {
-        reply_error(c, NULL, "bad_request", req ? "request is not a JSON object" : jerr.text);
-        json_decref(req);
+    struct line *l = malloc(sizeof *l + len + 1);
+    if (!l) {
+        log_warn("out of memory framing a request; closing the connection");
+        conn_shutdown(c);
         return;
     }
-    json_t *rid = json_object_get(req, "rid");
-    json_t *op = json_object_get(req, "op");
-    if (!json_is_string(op)) {
-        reply_error(c, rid, "bad_request", "field 'op': missing or not a string");
-    } else if (strcmp(json_string_value(op), "ping") == 0) {
-        json_t *resp = json_pack("{s:b}", "ok", 1);
-        if (rid)
-            json_object_set(resp, "rid", rid);
-        reply_json(c, resp);
-    } else {
-        reply_error(c, rid, "unknown_op", "unknown op");
-    }
-    json_decref(req);
-}
-
-static void
-conn_free(struct conn *c)
-{
-    server_conn_closed(c->srv);
-    bufferevent_free(c->bev);
-    free(c);
+    l->next = NULL;
+    l->len = len;
+    l->too_large = too_large;
+    memcpy(l->data, data, len);
+    l->data[len] = '\0';
+    if (c->backlog_tail)
+        c->backlog_tail->next = l;
+    else
+        c->backlog = l;
+    c->backlog_tail = l;
 }
 
 static void
@@ -81,53 +164,300 @@ on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
+    size_t n;
+    while (c->bev && (n = evbuffer_get_contiguous_space(in)) > 0) {
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        frame_push(c->frame, data, n);
+        const char *line;
         size_t len;
-        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-        if (!line) {
-            if (evbuffer_get_length(in) > MAX_FRAME) {
-                if (!c->discarding)
-                    reply_error(c, NULL, "frame_too_large", "line longer than the frame limit");
-                c->discarding = 1;
-                evbuffer_drain(in, evbuffer_get_length(in));
+        enum frame_status st;
+        while ((st = frame_next_line(c->frame, &line, &len)) != FRAME_MORE) {
+            if (st == FRAME_NOMEM) {
+                log_warn("out of memory buffering a request; closing the connection");
+                conn_shutdown(c);
+                return;
             }
-            return;
+            append_line(c, line, st == FRAME_LINE ? len : 0, st == FRAME_TOO_LARGE);
         }
-        if (c->discarding) {
-            c->discarding = 0;
-        } else if (len > MAX_FRAME) {
-            reply_error(c, NULL, "frame_too_large", "line longer than the frame limit");
-        } else if (len > 0) {
-            handle_line(c, line, len);
-        }
-        free(line);
+        evbuffer_drain(in, n);
     }
+    deliver_backlog(c);
+}
+
+static void
+release_socket(struct conn *c)
+{
+    if (!c->bev)
+        return;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    server_conn_closed(c->srv, c);
+    conn_unref(c); /* the loop side's reference */
+}
+
+static void
+drop_backlog(struct conn *c)
+{
+    while (c->backlog) {
+        struct line *l = c->backlog;
+        c->backlog = l->next;
+        free(l);
+    }
+    c->backlog_tail = NULL;
+}
+
+void
+conn_shutdown(struct conn *c)
+{
+    ctx_cancel(c->ctx);
+    c->input_done = true;
+    drop_backlog(c);
+    close_reqs(c);
+    release_socket(c);
 }
 
 static void
 on_event(struct bufferevent *bev, short what, void *arg)
 {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-        conn_free(arg);
+    struct conn *c = arg;
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        conn_shutdown(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        /* The client sent all it will: answer what it sent, cancel waits. */
+        ctx_cancel(c->ctx);
+        conn_drain(c);
+    }
+}
+
+void
+conn_drain(struct conn *c)
+{
+    c->input_done = true;
+    set_reading(c, 0, false);
+    deliver_backlog(c);
+    if (c->goroutine_done && c->bev &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        release_socket(c);
+}
+
+/* Output drained below the low watermark: read again, or finish closing. */
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->goroutine_done && c->input_done) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            release_socket(c);
+        return;
+    }
+    if (c->paused & PAUSE_OUTPUT) {
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        set_reading(c, PAUSE_OUTPUT, false);
+    }
+}
+
+/* ---- goroutine -> loop: output ---- */
+
+static void
+flush_on_loop(void *arg)
+{
+    struct conn *c = arg;
+    atomic_store(&c->flush_scheduled, false);
+    if (c->bev) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        evbuffer_add_buffer(out, c->pending);
+        size_t len = evbuffer_get_length(out);
+        if (len > OUT_MAX) {
+            log_warn("client does not read its answers (%zu bytes pending): disconnecting", len);
+            conn_shutdown(c);
+        } else if (len > OUT_HIGH && !(c->paused & PAUSE_OUTPUT)) {
+            set_reading(c, PAUSE_OUTPUT, true);
+            bufferevent_setwatermark(c->bev, EV_WRITE, OUT_HIGH / 2, 0);
+        }
+    } else {
+        evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
+    }
+    conn_unref(c);
+}
+
+static void
+schedule_flush(struct conn *c)
+{
+    if (atomic_exchange(&c->flush_scheduled, true))
+        return;
+    atomic_fetch_add(&c->refs, 1);
+    if (evbridge_call(server_bridge(c->srv), flush_on_loop, c) < 0) {
+        atomic_store(&c->flush_scheduled, false);
+        atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
+        log_error("cannot reach the loop thread to write an answer");
+    }
+}
+
+static void
+write_out(struct conn *c, struct buf *out)
+{
+    if (out->len == 0)
+        return;
+    evbuffer_add(c->pending, out->data, out->len);
+    buf_reset(out);
+    schedule_flush(c);
+}
+
+/* Any thread, under the broker lock: an event line for this connection. */
+static void
+send_event(struct holder *h, const char *line, size_t len)
+{
+    struct conn *c = (struct conn *)h;
+    evbuffer_add(c->pending, line, len);
+    schedule_flush(c);
+}
+
+/* ---- the goroutine ---- */
+
+static void
+room_on_loop(void *arg)
+{
+    struct conn *c = arg;
+    if (!c->reqs_closed)
+        deliver_backlog(c);
+    conn_unref(c);
+}
+
+static void
+finish_on_loop(void *arg)
+{
+    struct conn *c = arg;
+    c->goroutine_done = true;
+    drop_backlog(c);
+    if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        release_socket(c);
+    } else if (c->bev) {
+        /* Last answers still queued: give a slow reader a bounded time. */
+        struct timeval tv = {30, 0};
+        bufferevent_set_timeouts(c->bev, NULL, &tv);
+    }
+    conn_unref(c); /* the goroutine's reference */
+}
+
+static void
+handle_line(struct conn *c, struct line *l, struct buf *out)
+{
+    if (l->too_large) {
+        struct proto_error err;
+        proto_error_set(&err, PROTO_FRAME_TOO_LARGE, "line longer than %zu bytes",
+                        server_config(c->srv)->max_frame);
+        ops_reply_error(out, (struct span){NULL, 0}, &err);
+        return;
+    }
+    struct request req;
+    struct proto_error err = {PROTO_OK, ""};
+    if (msg_decode(l->data, l->len, server_msg_limits(c->srv), &req, &err) < 0)
+        ops_reply_error(out, req.rid, &err);
+    else
+        ops_handle(c->srv, &c->os, &req, out);
+    request_clear(&req);
+}
+
+static void
+conn_goroutine(void *arg)
+{
+    struct conn *c = arg;
+    struct buf out;
+    buf_init(&out);
+    struct line *l;
+    while (chan_recv(c->reqs, &l, NULL) == 0) {
+        if (atomic_exchange(&c->want_room, false)) {
+            atomic_fetch_add(&c->refs, 1);
+            if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
+                atomic_fetch_sub(&c->refs, 1);
+        }
+        handle_line(c, l, &out);
+        free(l);
+        if (out.len >= FLUSH_AT || chan_len(c->reqs) == 0)
+            write_out(c, &out);
+    }
+    write_out(c, &out);
+    buf_clear(&out);
+    broker_release_holder(server_broker(c->srv), &c->holder);
+    if (evbridge_call(server_bridge(c->srv), finish_on_loop, c) < 0)
+        log_error("cannot reach the loop thread to end a connection");
+}
+
+/* ---- life cycle ---- */
+
+static void
+conn_free(struct conn *c)
+{
+    drop_backlog(c);
+    frame_free(c->frame);
+    if (c->reqs) {
+        struct line *l;
+        while (chan_try_recv(c->reqs, &l) == 0)
+            free(l);
+        chan_unref(c->reqs);
+    }
+    if (c->ctx)
+        ctx_release(c->ctx);
+    if (c->pending)
+        evbuffer_free(c->pending);
+    free(c);
+}
+
+/* Loop thread only (every reference is dropped there). */
+static void
+conn_unref(struct conn *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        conn_free(c);
+}
+
+static struct conn *
+conn_alloc(struct server *srv)
+{
+    const struct config *cfg = server_config(srv);
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->srv = srv;
+    c->frame = frame_new(cfg->max_frame);
+    c->reqs = chan_new(sizeof(struct line *), config_get(cfg, max_inflight));
+    c->ctx = ctx_with_cancel(server_root_ctx(srv));
+    c->pending = evbuffer_new();
+    if (!c->frame || !c->reqs || !c->ctx || !c->pending || evbuffer_enable_locking(c->pending, NULL)) {
+        conn_free(c);
+        return NULL;
+    }
+    c->holder.send_event = send_event;
+    c->os.s.holder = &c->holder;
+    c->os.s.ctx = c->ctx;
+    c->os.authed = !server_needs_token(srv);
+    return c;
 }
 
 struct conn *
 conn_new(struct server *srv, evutil_socket_t fd)
 {
-    struct conn *c = calloc(1, sizeof *c);
+    struct conn *c = conn_alloc(srv);
     if (!c) {
         evutil_closesocket(fd);
         return NULL;
     }
-    c->srv = srv;
     c->bev = bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
-        free(c);
+        conn_free(c);
         return NULL;
     }
-    server_conn_opened(srv);
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+    atomic_init(&c->refs, 2); /* the loop side + the goroutine */
+    if (go(conn_goroutine, c) < 0) {
+        bufferevent_free(c->bev);
+        conn_free(c);
+        return NULL;
+    }
+    server_conn_opened(srv, c);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ);
     return c;
 }

@@ -1,5 +1,8 @@
-/* One client connection: reads NDJSON requests, writes one response line
- * per request, in order. Loop thread only; never blocks. */
+/* One client connection. The loop thread reads and frames the socket and
+ * hands each line to the connection's goroutine through a bounded channel
+ * (when it is full, the loop stops reading: TCP pushes back on the
+ * client). The goroutine decodes, runs and answers requests in order, and
+ * hands its output back to the loop in batches (one write per batch). */
 #ifndef CHANQ_DAEMON_CONN_H
 #define CHANQ_DAEMON_CONN_H
 
@@ -10,7 +13,21 @@ struct conn;
 
 /* Takes ownership of fd (closed on error and when the connection ends).
  * Returns the connection, or NULL (fd closed) when out of memory. The
- * connection frees itself when the peer goes away. */
+ * connection frees itself once the peer is gone and its goroutine ended.
+ * Loop thread only. */
 struct conn *conn_new(struct server *srv, evutil_socket_t fd);
+
+/* Closes the socket now and cancels what the connection waits for; its
+ * goroutine ends soon after. Loop thread only (server shutdown). */
+void conn_shutdown(struct conn *c);
+
+/* Stops reading: requests already received are answered, then the
+ * connection closes once its answers are written. Loop thread only. */
+void conn_drain(struct conn *c);
+
+/* Intrusive list of live connections, kept by the server (loop thread). */
+struct conn *conn_next(const struct conn *c);
+void conn_link(struct conn **head, struct conn *c);
+void conn_unlink(struct conn **head, struct conn *c);
 
 #endif

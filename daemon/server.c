@@ -1,66 +1,194 @@
-/* The server: owns the libevent loop, listeners and signal handling. */
+/* The server: owns the libevent loop (on the main thread), the goroutine
+ * runtime's bridge to it, the broker, listeners and signal handling. */
 #include "chanq_config.h"
 
 #include "daemon/server.h"
+#include "daemon/broker.h"
 #include "daemon/conn.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 
+#include "core/ctx.h"
+#include "core/evbridge.h"
+#include "core/go.h"
+#include "core/sched.h"
+
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STOP_POLL_MS 20
+#define MAX_TOKEN 4096
 
 struct server {
-    const struct config *cfg;            /* borrowed from main */
-    struct event_base *base;             /* the I/O loop */
-    struct listener *listeners[CONFIG_MAX_LISTEN]; /* one per --listen */
-    size_t n_listeners;
+    struct config *cfg;                  /* borrowed from main */
+    struct event_base *base;             /* the I/O loop (main thread) */
+    struct evbridge *bridge;             /* goroutines -> loop calls */
+    struct ctx *root;                    /* cancelled on stop: ends every wait */
+    struct broker *broker;               /* queues and jobs */
+    struct msg_limits limits;            /* what the decoder enforces */
+    char *token;                         /* --token-file contents, or NULL */
+    struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct event *sig_term, *sig_int;    /* graceful stop */
-    size_t connections;                  /* open client connections */
+    struct event *stop_timer;            /* polls the drain during a stop */
+    int64_t stop_deadline;               /* when the grace period ends */
+    struct conn *conns;                  /* live connections (loop) */
+    _Atomic size_t connections;          /* how many (written on the loop) */
+    _Atomic bool stopping;               /* SIGTERM/SIGINT seen */
+    time_t started;                      /* for uptime_s in stats */
 };
 
 static void
 on_accept(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *arg)
 {
     struct server *srv = arg;
+    uint64_t max = config_get(srv->cfg, max_connections);
+    if (atomic_load(&srv->connections) >= max) {
+        static const char msg[] = "{\"ok\":false,\"error\":{\"code\":\"limit\","
+                                  "\"message\":\"too many connections\"}}\n";
+        ssize_t w = write(fd, msg, sizeof msg - 1);
+        (void)w; /* best effort: the client learns why, then the socket closes */
+        log_warn("refused a connection: %llu connections is the limit",
+                 (unsigned long long)max);
+        evutil_closesocket(fd);
+        return;
+    }
     if (!conn_new(srv, fd))
         log_warn("dropped a new connection: out of memory");
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* During a stop: once every connection is gone (or the grace period is
+ * over, when the rest are closed), leave the loop. */
+static void
+on_stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    if (srv->conns && mono_ms() >= srv->stop_deadline) {
+        log_warn("grace period over: closing %zu connections", atomic_load(&srv->connections));
+        for (struct conn *c = srv->conns, *next; c; c = next) {
+            next = conn_next(c);
+            conn_shutdown(c);
+        }
+    }
+    if (!srv->conns && (go_count() == 0 || mono_ms() >= srv->stop_deadline)) {
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, STOP_POLL_MS * 1000};
+    event_add(srv->stop_timer, &tv);
 }
 
 static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct server *srv = arg;
-    log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    for (size_t i = 0; i < srv->n_listeners; i++) {
-        listener_free(srv->listeners[i]);
-        srv->listeners[i] = NULL;
+    if (atomic_exchange(&srv->stopping, true)) {
+        log_info("second stop signal: closing every connection now");
+        srv->stop_deadline = 0;
+        return;
     }
-    event_base_loopexit(srv->base, NULL);
+    log_info("received %s, stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+             (long long)config_get(srv->cfg, grace_ms));
+    listener_set_free(srv->listeners);
+    srv->listeners = NULL;
+    /* New requests now get `shutting_down`; waits in flight end at once. */
+    ctx_cancel(srv->root);
+    /* Read no more: what each connection sent is answered, then it closes. */
+    srv->stop_deadline = mono_ms() + config_get(srv->cfg, grace_ms);
+    for (struct conn *c = srv->conns, *next; c; c = next) {
+        next = conn_next(c);
+        conn_drain(c);
+    }
+    on_stop_poll(-1, 0, srv);
+}
+
+static char *
+read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_error("cannot read --token-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[MAX_TOKEN + 2];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0' || n > MAX_TOKEN) {
+        log_error("--token-file %s: want one token of 1 to %d bytes on its first line", path,
+                  MAX_TOKEN);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+static int
+start_runtime(struct server *srv)
+{
+    int rc = sched_start((int)srv->cfg->threads);
+    if (rc < 0) {
+        log_error("cannot start the goroutine threads: %s", strerror(-rc));
+        return -1;
+    }
+    srv->root = ctx_with_cancel(NULL);
+    struct broker_config bc = {
+        .defaults = {.capacity = (int64_t)srv->cfg->default_capacity,
+                     .ttr_ms = 30000,
+                     .max_attempts = 3},
+        .submit_wait_ms = srv->cfg->submit_wait_ms,
+        .max_queues = srv->cfg->max_queues,
+        .max_payload_bytes = srv->cfg->max_memory,
+        .max_finished = 100000,
+    };
+    srv->broker = srv->root ? broker_new(&bc, srv->root) : NULL;
+    srv->bridge = evbridge_new(srv->base);
+    if (!srv->broker || !srv->bridge) {
+        log_error("out of memory starting the broker");
+        return -1;
+    }
+    return 0;
 }
 
 struct server *
-server_new(const struct config *cfg)
+server_new(struct config *cfg)
 {
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return NULL;
     srv->cfg = cfg;
+    srv->started = time(NULL);
+    srv->limits.max_payload = cfg->max_job;
+    if (cfg->token_file && !(srv->token = read_token(cfg->token_file)))
+        goto out_free;
     if (evthread_use_pthreads() != 0 || !(srv->base = event_base_new())) {
         log_error("cannot create the event loop");
         goto out_free;
     }
-    for (size_t i = 0; i < cfg->n_listen; i++) {
-        struct listener *l = listener_new_tcp(srv->base, cfg->listen[i], on_accept, srv);
-        if (!l)
-            goto out_free;
-        srv->listeners[srv->n_listeners++] = l;
-    }
+    if (start_runtime(srv) < 0)
+        goto out_free;
+    if (!(srv->listeners = listener_set_new(srv->base, cfg, on_accept, srv)))
+        goto out_free;
     srv->sig_term = evsignal_new(srv->base, SIGTERM, on_stop_signal, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, on_stop_signal, srv);
-    if (!srv->sig_term || !srv->sig_int || evsignal_add(srv->sig_term, NULL) != 0 ||
-        evsignal_add(srv->sig_int, NULL) != 0) {
+    srv->stop_timer = evtimer_new(srv->base, on_stop_poll, srv);
+    if (!srv->sig_term || !srv->sig_int || !srv->stop_timer ||
+        evsignal_add(srv->sig_term, NULL) != 0 || evsignal_add(srv->sig_int, NULL) != 0) {
         log_error("cannot install signal handlers");
         goto out_free;
     }
@@ -88,14 +216,25 @@ server_free(struct server *srv)
 {
     if (!srv)
         return;
-    for (size_t i = 0; i < srv->n_listeners; i++)
-        listener_free(srv->listeners[i]);
+    listener_set_free(srv->listeners);
     if (srv->sig_term)
         event_free(srv->sig_term);
     if (srv->sig_int)
         event_free(srv->sig_int);
+    if (srv->stop_timer)
+        event_free(srv->stop_timer);
+    evbridge_free(srv->bridge);
     if (srv->base)
         event_base_free(srv->base);
+    if (srv->root)
+        ctx_cancel(srv->root);
+    if (sched_threads() > 0)
+        sched_shutdown();
+    /* Only now no goroutine can touch the broker. */
+    broker_free(srv->broker);
+    if (srv->root)
+        ctx_release(srv->root);
+    free(srv->token);
     free(srv);
 }
 
@@ -105,20 +244,109 @@ server_base(struct server *srv)
     return srv->base;
 }
 
+struct evbridge *
+server_bridge(struct server *srv)
+{
+    return srv->bridge;
+}
+
+struct broker *
+server_broker(struct server *srv)
+{
+    return srv->broker;
+}
+
+struct ctx *
+server_root_ctx(struct server *srv)
+{
+    return srv->root;
+}
+
 const struct config *
 server_config(const struct server *srv)
 {
     return srv->cfg;
 }
 
-void
-server_conn_opened(struct server *srv)
+const struct msg_limits *
+server_msg_limits(const struct server *srv)
 {
-    srv->connections++;
+    return &srv->limits;
+}
+
+bool
+server_stopping(const struct server *srv)
+{
+    return atomic_load(&srv->stopping);
+}
+
+bool
+server_needs_token(const struct server *srv)
+{
+    return srv->token != NULL;
+}
+
+bool
+server_token_ok(const struct server *srv, struct span token)
+{
+    if (!srv->token)
+        return true;
+    size_t n = strlen(srv->token);
+    if (token.len != n)
+        return false;
+    /* Constant time in the token's length: no timing hint of a prefix. */
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(token.ptr[i] ^ srv->token[i]);
+    return diff == 0;
 }
 
 void
-server_conn_closed(struct server *srv)
+server_conn_opened(struct server *srv, struct conn *c)
 {
-    srv->connections--;
+    conn_link(&srv->conns, c);
+    atomic_fetch_add(&srv->connections, 1);
+}
+
+void
+server_conn_closed(struct server *srv, struct conn *c)
+{
+    conn_unlink(&srv->conns, c);
+    atomic_fetch_sub(&srv->connections, 1);
+}
+
+static long long
+rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lld %lld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+json_t *
+server_stats_json(struct server *srv)
+{
+    json_t *jobs = broker_jobs_json(srv->broker);
+    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:s, s:{s:s}}", "uptime_s",
+                     (json_int_t)(time(NULL) - srv->started), "connections",
+                     (json_int_t)atomic_load(&srv->connections), "goroutines",
+                     (json_int_t)go_count(), "threads", sched_threads(), "jobs",
+                     jobs ? jobs : json_object(), "rss_bytes", (json_int_t)rss_bytes(),
+                     "version", PACKAGE_VERSION, "journal", "fsync",
+                     srv->cfg->memory ? "none" : config_fsync_name(srv->cfg->fsync));
+}
+
+json_t *
+server_snapshot(void *arg)
+{
+    struct server *srv = arg;
+    json_t *server = server_stats_json(srv);
+    json_t *queues = broker_queues_json(srv->broker);
+    return json_pack("{s:o, s:o}", "server", server ? server : json_object(), "queues",
+                     queues ? queues : json_object());
 }

@@ -1,28 +1,58 @@
-/* struct server: everything chanqd owns (config, loop, listeners); no
- * globals. Built once in main.c and passed down. */
+/* struct server: everything chanqd owns (config, loop, listeners, the
+ * goroutine runtime's bridge, the broker, the root context); no globals.
+ * Built once in main.c and passed down. */
 #ifndef CHANQ_DAEMON_SERVER_H
 #define CHANQ_DAEMON_SERVER_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "daemon/config.h"
+#include "proto/msg.h"
+#include "proto/span.h"
 
 struct server;
+struct conn;
+struct broker;
+struct ctx;
+struct evbridge;
 
-/* Creates the event loop and binds every configured listener.
- * Returns NULL after logging the reason. Borrows cfg for the server's life. */
-struct server *server_new(const struct config *cfg);
+/* Starts the goroutine threads, creates the event loop and binds every
+ * listener. Returns NULL after logging the reason. Borrows cfg for the
+ * server's life (SIGHUP may change its reloadable fields). Main thread. */
+struct server *server_new(struct config *cfg);
 
-/* Serves until SIGTERM or SIGINT. Returns 0 after a clean stop. */
+/* Serves until SIGTERM or SIGINT, then stops gracefully: stops accepting,
+ * answers `shutting_down`, lets requests in flight finish within
+ * --grace-ms, closes connections. Returns 0 after a clean stop. */
 int server_run(struct server *srv);
 
 void server_free(struct server *srv);
 
-/* For conn.c: the loop connections register with. */
+/* Accessors for conn.c and ops.c. Any thread unless noted. */
 struct event_base *server_base(struct server *srv);
+struct evbridge *server_bridge(struct server *srv);
+struct broker *server_broker(struct server *srv);
+struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
-/* Connection accounting (loop thread only). */
-void server_conn_opened(struct server *srv);
-void server_conn_closed(struct server *srv);
+const struct msg_limits *server_msg_limits(const struct server *srv);
+bool server_stopping(const struct server *srv);
+/* True when --token-file is set, and whether token is one it accepts. */
+bool server_needs_token(const struct server *srv);
+bool server_token_ok(const struct server *srv, struct span token);
+
+/* Connection accounting. Loop thread only. */
+void server_conn_opened(struct server *srv, struct conn *c);
+void server_conn_closed(struct server *srv, struct conn *c);
+
+/* The server half of the stats op: uptime, connections, goroutines,
+ * threads, jobs by state, journal, RSS. New reference or NULL. Any thread. */
+json_t *server_stats_json(struct server *srv);
+
+/* The stats document behind /metrics and /stats (shape in daemon/http.h),
+ * for http_new's snapshot callback; srv is the struct server.
+ * Returns a new reference, or NULL when out of memory. */
+json_t *server_snapshot(void *srv);
 
 #endif

@@ -1,0 +1,71 @@
+/* Broker internals shared by broker.c (registry, submit, fetch),
+ * broker_jobs.c (ack, nack, touch, cancel, wait, job, timers) and
+ * broker_admin.c (declare, close, pause, resume, kick, stats). */
+#ifndef CHANQ_DAEMON_BROKER_INTERNAL_H
+#define CHANQ_DAEMON_BROKER_INTERNAL_H
+
+#include <pthread.h>
+
+#include "daemon/broker.h"
+#include "daemon/job.h"
+#include "daemon/jobtable.h"
+
+/* j->in_channel: where a QUEUED job's pointer is, for tombstone counting. */
+enum {
+    CHAN_OUT = 0,     /* not in the channel (or taken out by a fetcher) */
+    CHAN_SENDING = 1, /* a submitter or requeuer is sending it */
+    CHAN_IN = 2,      /* sitting in the channel */
+};
+
+struct broker {
+    pthread_mutex_t lock;      /* guards everything below and every job/queue field */
+    struct broker_config cfg;  /* settings */
+    struct ctx *root;          /* cancelled at shutdown (borrowed) */
+    struct queue **queues;     /* sorted by name */
+    size_t nqueues, queues_cap;
+    struct jobtable *jobs;     /* every job not yet evicted */
+    uint64_t next_id;          /* next job id */
+    size_t payload_bytes;      /* payload bytes held (the memory budget) */
+    struct job *fin_head, *fin_tail; /* final jobs kept for wait, oldest first */
+    size_t nfinished;          /* length of that list */
+    uint64_t total_done, total_cancelled, total_expired; /* final states reached */
+};
+
+/* Registry (broker.c). Lock held. */
+struct queue *broker_find_queue(struct broker *b, const char *name, size_t len);
+/* Finds or creates (with the defaults) the queue; NULL with err set when a
+ * limit or memory says no. */
+struct queue *broker_get_queue(struct broker *b, const char *name, size_t len,
+                               struct proto_error *err);
+
+/* Job lifecycle helpers. Lock held unless said otherwise. */
+struct job *broker_lookup(struct broker *b, const struct span *id, struct proto_error *err);
+/* Puts a QUEUED job into its queue's channel: at once when there is room,
+ * else from a goroutine that parks until there is (capacity only counts
+ * queued jobs, so a returning job waits its turn like a submit). */
+void broker_enqueue(struct broker *b, struct job *j);
+/* Takes j out of its holder's reservation list and stops its ttr timer. */
+void broker_unreserve(struct broker *b, struct job *j);
+/* Moves j to a final state: frees the payload, wakes waiters, keeps it for
+ * `wait` within the retention bound. */
+void broker_finalize(struct broker *b, struct job *j, enum job_state final);
+/* Arms j->timer (allocating it) to fire in delay_ms: a DELAYED job becomes
+ * queued, a RESERVED one is revoked if its ttr ran out. The armed timer
+ * holds a job reference until it fires or is stopped. */
+void broker_arm_timer(struct job *j, int64_t delay_ms);
+void broker_stop_timer(struct job *j);
+/* After a fetch took j out of the channel: true when it is deliverable
+ * (QUEUED); otherwise drops the channel's reference bookkeeping. */
+bool broker_took_from_channel(struct broker *b, struct queue *q, struct job *j);
+/* Reserves a QUEUED job for h (attempt counted, ttr armed). */
+void broker_reserve(struct broker *b, struct job *j, struct holder *h);
+/* After a queue lost a queued job or its last sender: closes `drained`
+ * once it is closed and empty. */
+void broker_check_drained(struct queue *q);
+/* Arms the job's deadline timer (broker_jobs.c). */
+void broker_arm_deadline(struct job *j, int64_t delay_ms);
+/* Writes a job id as a span into buf (>= 21 bytes). */
+struct span broker_id_span(uint64_t id, char *buf);
+int64_t broker_wall_ms(void);
+
+#endif

@@ -1,0 +1,75 @@
+/* The broker: queues, jobs, reservations, retries, cancellation. Every op
+ * of the protocol that touches jobs or queues is one broker_op_* function.
+ * State lives behind one broker lock held only for short bookkeeping, never
+ * across a park; waiting (for room, for jobs, for a result) is a goroutine
+ * parked in chan_select over queue channels, the caller's ctx and a timer. */
+#ifndef CHANQ_DAEMON_BROKER_H
+#define CHANQ_DAEMON_BROKER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/queue.h"
+#include "proto/buf.h"
+#include "proto/err.h"
+#include "proto/msg.h"
+
+struct ctx;
+struct job;
+struct broker;
+
+struct broker_config {
+    struct queue_settings defaults; /* for queues made on first use */
+    int64_t submit_wait_ms;         /* submit's wait_ms when absent */
+    size_t max_queues;              /* more -> `limit` */
+    size_t max_payload_bytes;       /* budget for payloads held; more -> `limit` */
+    size_t max_finished;            /* final jobs kept for `wait`/`job` */
+};
+
+/* A connection as the broker sees it: the jobs it holds and where its
+ * events go. Embedded in the connection; the broker owns the list fields.
+ * send_event must be callable from any thread under the broker lock and
+ * never park. */
+struct holder {
+    void (*send_event)(struct holder *h, const char *line, size_t len);
+    struct job *reserved; /* jobs reserved by this connection (list head) */
+    size_t nreserved;     /* length of that list */
+};
+
+/* One request's context: who asks and how long they may wait. */
+struct session {
+    struct holder *holder; /* the asking connection */
+    struct ctx *ctx;       /* cancelled when the connection goes away */
+};
+
+/* A broker with these settings; `root` (borrowed, outlives the broker) is
+ * cancelled at shutdown and ends the broker's own goroutines.
+ * Returns NULL when out of memory. Any thread. */
+struct broker *broker_new(const struct broker_config *cfg, struct ctx *root);
+/* Frees every queue and job. No op may run any more. */
+void broker_free(struct broker *b);
+
+/* The ops. Each validates against the broker's state, then either appends
+ * its success line (proto encoders, rid echoed) to out and returns 0, or
+ * fills *err and returns -1 with nothing changed. Goroutine only; submit,
+ * fetch and wait may park (bounded by their timeouts and s->ctx). */
+typedef int broker_op_fn(struct broker *b, struct session *s, const struct request *req,
+                         struct buf *out, struct proto_error *err);
+broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack,
+    broker_op_nack, broker_op_touch, broker_op_cancel, broker_op_wait, broker_op_job,
+    broker_op_close, broker_op_pause, broker_op_resume, broker_op_kick, broker_op_queues,
+    broker_op_stats;
+
+/* Gives back every job h holds (they go back to their queues at once, the
+ * interrupted delivery counted) and detaches h: no event reaches it after
+ * this returns. Any goroutine; call before freeing the connection. */
+void broker_release_holder(struct broker *b, struct holder *h);
+
+/* Server-wide figures for the stats op: jobs by state and totals
+ * (new reference). */
+json_t *broker_jobs_json(struct broker *b);
+/* Every queue's stats object keyed by name (new reference). */
+json_t *broker_queues_json(struct broker *b);
+
+#endif

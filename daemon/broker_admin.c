@@ -1,0 +1,214 @@
+/* The broker's queue administration: declare, close, pause, resume, kick,
+ * and the stats documents. */
+#include "chanq_config.h"
+
+#include "daemon/broker-internal.h"
+
+#include "core/chan.h"
+#include "proto/encode.h"
+
+#include <string.h>
+
+static int
+answer(struct broker *b, int rc, struct proto_error *err)
+{
+    pthread_mutex_unlock(&b->lock);
+    if (rc < 0 && err->code == PROTO_OK)
+        proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+answer_fields(struct broker *b, const struct request *req, json_t *fields, struct buf *out,
+              struct proto_error *err)
+{
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return answer(b, rc, err);
+}
+
+/* An existing queue named by req->queue, or NULL with not_found. */
+static struct queue *
+existing_queue(struct broker *b, const struct request *req, struct proto_error *err)
+{
+    struct queue *q = broker_find_queue(b, req->queue.ptr, req->queue.len);
+    if (!q)
+        proto_error_set(err, PROTO_NOT_FOUND, "no queue named '%.*s'", (int)req->queue.len,
+                        req->queue.ptr);
+    return q;
+}
+
+static bool
+settings_differ(const struct queue *q, const struct request *req, char *what, size_t len)
+{
+    const struct queue_settings *s = &q->set;
+    if (req->has_capacity && req->capacity != s->capacity)
+        snprintf(what, len, "capacity %lld", (long long)s->capacity);
+    else if (req->has_ttr_ms && req->ttr_ms != s->ttr_ms)
+        snprintf(what, len, "ttr_ms %lld", (long long)s->ttr_ms);
+    else if (req->has_max_attempts && req->max_attempts != s->max_attempts)
+        snprintf(what, len, "max_attempts %lld", (long long)s->max_attempts);
+    else
+        return false;
+    return true;
+}
+
+int
+broker_op_declare(struct broker *b, struct session *s, const struct request *req,
+                  struct buf *out, struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct queue *q = broker_find_queue(b, req->queue.ptr, req->queue.len);
+    char what[64];
+    if (q && settings_differ(q, req, what, sizeof what)) {
+        proto_error_set(err, PROTO_CONFLICT, "queue '%s' exists with %s", q->name, what);
+        return answer(b, -1, err);
+    }
+    if (!q) {
+        /* A new queue takes the declared settings, defaults for the rest. */
+        struct queue_settings saved = b->cfg.defaults;
+        if (req->has_capacity)
+            b->cfg.defaults.capacity = req->capacity;
+        if (req->has_ttr_ms)
+            b->cfg.defaults.ttr_ms = req->ttr_ms;
+        if (req->has_max_attempts)
+            b->cfg.defaults.max_attempts = req->max_attempts;
+        q = broker_get_queue(b, req->queue.ptr, req->queue.len, err);
+        b->cfg.defaults = saved;
+        if (!q)
+            return answer(b, -1, err);
+    }
+    json_t *stats = queue_stats_json(q);
+    if (stats)
+        json_object_set_new(stats, "name", json_string(q->name));
+    json_t *fields = stats ? json_pack("{s:o}", "queue", stats) : NULL;
+    return answer_fields(b, req, fields, out, err);
+}
+
+int
+broker_op_close(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct queue *q = existing_queue(b, req, err);
+    if (!q)
+        return answer(b, -1, err);
+    if (!q->closed) {
+        q->closed = true;
+        chan_close(q->closing); /* parked submitters answer `closed` */
+        queue_signal_change(q); /* parked fetchers start watching `drained` */
+        broker_check_drained(q);
+    }
+    return answer(b, encode_ok(out, req->rid), err);
+}
+
+static int
+set_paused(struct broker *b, const struct request *req, bool paused, struct buf *out,
+           struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct queue *q = existing_queue(b, req, err);
+    if (!q)
+        return answer(b, -1, err);
+    if (q->paused != paused) {
+        q->paused = paused;
+        queue_signal_change(q); /* parked fetchers re-plan their select */
+    }
+    return answer(b, encode_ok(out, req->rid), err);
+}
+
+int
+broker_op_pause(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                struct proto_error *err)
+{
+    return set_paused(b, req, true, out, err);
+}
+
+int
+broker_op_resume(struct broker *b, struct session *s, const struct request *req,
+                 struct buf *out, struct proto_error *err)
+{
+    return set_paused(b, req, false, out, err);
+}
+
+int
+broker_op_kick(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+               struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct queue *q = existing_queue(b, req, err);
+    if (!q)
+        return answer(b, -1, err);
+    int64_t max = req->has_count ? req->count : INT64_MAX;
+    int64_t n = 0;
+    struct job *j;
+    while (n < max && (j = queue_dead_pop(q))) {
+        j->attempt = 0; /* fresh attempts */
+        if (j->extra && j->extra->done) {
+            /* It is live again: a later `wait` must wait anew. */
+            chan_unref(j->extra->done);
+            j->extra->done = NULL;
+        }
+        broker_enqueue(b, j);
+        n++;
+    }
+    return answer(b, encode_ok_int(out, req->rid, "kicked", n), err);
+}
+
+int
+broker_op_queues(struct broker *b, struct session *s, const struct request *req,
+                 struct buf *out, struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    json_t *all = json_object();
+    for (size_t i = 0; all && i < b->nqueues; i++)
+        json_object_set_new(all, b->queues[i]->name, queue_stats_json(b->queues[i]));
+    json_t *fields = all ? json_pack("{s:o}", "queues", all) : NULL;
+    return answer_fields(b, req, fields, out, err);
+}
+
+int
+broker_op_stats(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct queue *q = existing_queue(b, req, err);
+    if (!q)
+        return answer(b, -1, err);
+    json_t *fields = json_pack("{s:o}", "queue", queue_stats_json(q));
+    return answer_fields(b, req, fields, out, err);
+}
+
+json_t *
+broker_queues_json(struct broker *b)
+{
+    pthread_mutex_lock(&b->lock);
+    json_t *all = json_object();
+    for (size_t i = 0; all && i < b->nqueues; i++)
+        json_object_set_new(all, b->queues[i]->name, queue_stats_json(b->queues[i]));
+    pthread_mutex_unlock(&b->lock);
+    return all;
+}
+
+json_t *
+broker_jobs_json(struct broker *b)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t queued = 0, reserved = 0, delayed = 0, dead = 0;
+    for (size_t i = 0; i < b->nqueues; i++) {
+        const struct queue *q = b->queues[i];
+        queued += queue_depth(q);
+        reserved += q->reserved;
+        delayed += q->delayed;
+        dead += q->dead;
+    }
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "queued",
+                          (json_int_t)queued, "reserved", (json_int_t)reserved, "delayed",
+                          (json_int_t)delayed, "dead", (json_int_t)dead, "done",
+                          (json_int_t)b->total_done, "cancelled", (json_int_t)b->total_cancelled,
+                          "expired", (json_int_t)b->total_expired, "tracked",
+                          (json_int_t)jobtable_count(b->jobs), "payload_bytes",
+                          (json_int_t)b->payload_bytes);
+    pthread_mutex_unlock(&b->lock);
+    return o;
+}

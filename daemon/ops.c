@@ -1,0 +1,120 @@
+/* The op table and the server-level ops (hello, ping, stats). */
+#include "chanq_config.h"
+
+#include "daemon/ops.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+
+#include "proto/encode.h"
+
+#include <string.h>
+
+typedef int op_fn(struct server *srv, struct op_session *os, const struct request *req,
+                  struct buf *out, struct proto_error *err);
+
+static int
+op_ping(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+        struct proto_error *err)
+{
+    return encode_ok(out, req->rid);
+}
+
+static int
+op_hello(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+         struct proto_error *err)
+{
+    if (!server_token_ok(srv, req->token)) {
+        proto_error_set(err, PROTO_UNAUTHORIZED, "token: missing or not accepted");
+        return -1;
+    }
+    os->authed = true;
+    json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
+                               PACKAGE_VERSION, "protocol", 1);
+    int rc = encode_ok_fields(out, req->rid, fields);
+    json_decref(fields);
+    return rc;
+}
+
+static int
+op_stats(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+         struct proto_error *err)
+{
+    if (req->queue.len)
+        return broker_op_stats(server_broker(srv), &os->s, req, out, err);
+    json_t *server = server_stats_json(srv);
+    json_t *fields = server ? json_pack("{s:o}", "server", server) : NULL;
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return rc;
+}
+
+/* A broker op, called through the server's broker. */
+struct op_entry {
+    op_fn *fn;                 /* server-level handler, or NULL */
+    broker_op_fn *broker_fn;   /* broker handler, or NULL */
+};
+
+static const struct op_entry op_table[OP_COUNT] = {
+    [OP_HELLO] = {op_hello, NULL},
+    [OP_PING] = {op_ping, NULL},
+    [OP_DECLARE] = {NULL, broker_op_declare},
+    [OP_SUBMIT] = {NULL, broker_op_submit},
+    [OP_FETCH] = {NULL, broker_op_fetch},
+    [OP_ACK] = {NULL, broker_op_ack},
+    [OP_NACK] = {NULL, broker_op_nack},
+    [OP_TOUCH] = {NULL, broker_op_touch},
+    [OP_CANCEL] = {NULL, broker_op_cancel},
+    [OP_WAIT] = {NULL, broker_op_wait},
+    [OP_JOB] = {NULL, broker_op_job},
+    [OP_CLOSE] = {NULL, broker_op_close},
+    [OP_PAUSE] = {NULL, broker_op_pause},
+    [OP_RESUME] = {NULL, broker_op_resume},
+    [OP_KICK] = {NULL, broker_op_kick},
+    [OP_QUEUES] = {NULL, broker_op_queues},
+    [OP_STATS] = {op_stats, NULL},
+};
+
+void
+ops_reply_error(struct buf *out, struct span rid, const struct proto_error *err)
+{
+    if (err->code == PROTO_INTERNAL)
+        log_error("internal error answered to a client: %s", err->message);
+    else
+        log_debug("client error %s: %s", proto_err_code(err->code), err->message);
+    if (encode_proto_error(out, rid, err) < 0)
+        log_error("out of memory encoding an error reply");
+}
+
+static int
+check_admission(struct server *srv, struct op_session *os, const struct request *req,
+                struct proto_error *err)
+{
+    if (!os->authed && req->op != OP_HELLO) {
+        proto_error_set(err, PROTO_UNAUTHORIZED, "say hello with the server's token first");
+        return -1;
+    }
+    if (server_stopping(srv) && req->op != OP_PING && req->op != OP_STATS) {
+        proto_error_set(err, PROTO_SHUTTING_DOWN, "server is stopping; retry elsewhere or later");
+        return -1;
+    }
+    return 0;
+}
+
+void
+ops_handle(struct server *srv, struct op_session *os, const struct request *req, struct buf *out)
+{
+    struct proto_error err = {PROTO_OK, ""};
+    const struct op_entry *e = &op_table[req->op];
+    int rc = check_admission(srv, os, req, &err);
+    if (rc == 0 && e->fn)
+        rc = e->fn(srv, os, req, out, &err);
+    else if (rc == 0 && e->broker_fn)
+        rc = e->broker_fn(server_broker(srv), &os->s, req, out, &err);
+    else if (rc == 0)
+        proto_error_set(&err, PROTO_UNKNOWN_OP, "op not handled"), rc = -1;
+    if (rc < 0) {
+        if (err.code == PROTO_OK)
+            proto_error_set(&err, PROTO_INTERNAL, "out of memory");
+        ops_reply_error(out, req->rid, &err);
+    }
+}

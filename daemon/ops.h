@@ -1,0 +1,29 @@
+/* Request dispatch: op -> handler, one small function per protocol op that
+ * is not the broker's (hello, ping, server stats), plus the checks every
+ * request passes first (auth, shutting down). */
+#ifndef CHANQ_DAEMON_OPS_H
+#define CHANQ_DAEMON_OPS_H
+
+#include <stdbool.h>
+
+#include "daemon/broker.h"
+#include "proto/buf.h"
+#include "proto/msg.h"
+
+struct server;
+
+/* What one connection's requests share. Owned by the connection. */
+struct op_session {
+    struct session s;   /* holder + ctx handed to the broker */
+    bool authed;        /* said hello with a valid token (or none needed) */
+};
+
+/* Runs one decoded request and appends exactly one response line to out.
+ * Goroutine only; may park (submit, fetch, wait). */
+void ops_handle(struct server *srv, struct op_session *os, const struct request *req,
+                struct buf *out);
+
+/* Appends the error line for a request that did not decode. */
+void ops_reply_error(struct buf *out, struct span rid, const struct proto_error *err);
+
+#endif

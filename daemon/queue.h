@@ -1,0 +1,74 @@
+/* One queue: a bounded channel of job pointers plus its bookkeeping
+ * (delayed/reserved/dead counts, the dead list, counters) and the broadcast
+ * channels that wake parked submitters and fetchers when its state changes.
+ * Every field is guarded by the broker lock; the channels do their own
+ * locking. The logic that moves jobs lives in broker.c. */
+#ifndef CHANQ_DAEMON_QUEUE_H
+#define CHANQ_DAEMON_QUEUE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct chan;
+struct job;
+
+/* What `declare` sets and what new jobs inherit. */
+struct queue_settings {
+    int64_t capacity;     /* buffered jobs; 0 = rendezvous */
+    int64_t ttr_ms;       /* default reservation time */
+    int64_t max_attempts; /* default deliveries before dead */
+};
+
+/* Totals since the queue was created (the stats op's counters). */
+struct queue_counters {
+    uint64_t submitted, delivered, acked, nacked, expired, cancelled, rejected_full;
+    uint64_t blocked_ms; /* time submitters spent waiting for room */
+};
+
+struct queue {
+    struct broker *broker;        /* owner: timer callbacks find the lock through it */
+    char *name;                   /* owned, NUL-terminated */
+    size_t name_len;              /* bytes of name */
+    struct queue_settings set;    /* capacity and job defaults */
+    struct chan *jobs;            /* struct job * elements; capacity = set.capacity */
+    struct chan *closing;         /* closed by `close`: wakes parked submitters */
+    struct chan *drained;         /* closed once closed and empty: fetchers answer `closed` */
+    struct chan *changed;         /* closed and replaced on pause/resume: fetchers re-plan */
+    bool paused;                  /* delivers nothing while set */
+    bool closed;                  /* submits fail with `closed` */
+    bool drained_sent;            /* `drained` has been closed */
+    size_t tombstones;            /* cancelled/expired job pointers still in `jobs` */
+    size_t inflight_sends;        /* submits/requeues between their decision and their send's end */
+    size_t reserved, delayed, dead; /* jobs in those states */
+    size_t waiting_submitters;    /* submits parked for room */
+    size_t waiting_fetchers;      /* fetches parked on this queue */
+    struct job *dead_head, *dead_tail; /* dead jobs, oldest first (kick order) */
+    struct queue_counters count;  /* totals */
+};
+
+/* A new, empty queue with these settings. Returns NULL when out of memory. */
+struct queue *queue_new(const char *name, size_t name_len, const struct queue_settings *set);
+/* Frees q and its channels. Jobs still in the channel are not unreferenced:
+ * the broker does that first (queue_drop_jobs). */
+void queue_free(struct queue *q);
+
+/* Queued jobs: buffered pointers that are not tombstones. */
+size_t queue_depth(const struct queue *q);
+
+/* Dead list: append / remove the oldest. */
+void queue_dead_push(struct queue *q, struct job *j);
+struct job *queue_dead_pop(struct queue *q);
+/* Removes j from the dead list (it must be on it). */
+void queue_dead_remove(struct queue *q, struct job *j);
+
+/* Replaces `changed` with a fresh channel and closes the old one, waking
+ * every fetcher parked on it. Returns 0 or -ENOMEM (nothing changed). */
+int queue_signal_change(struct queue *q);
+
+/* The stats object of the protocol (new reference, or NULL). */
+json_t *queue_stats_json(const struct queue *q);
+
+#endif
