@@ -1,106 +1,658 @@
-/* Command-line parsing for chanqd. */
+/* chanqd configuration: one table of keys (name, syntax, default, limits)
+ * drives the defaults, the command line, the config file, --help and the
+ * SIGHUP reload, so a key cannot be documented in one place and parsed
+ * differently in another. */
 #include "chanq_config.h"
 
 #include "daemon/config.h"
+#include "daemon/listen.h"
 
-#include <getopt.h>
-#include <stdio.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-#define DEFAULT_LISTEN "127.0.0.1:7420"
-#define DEFAULT_DATA_DIR "./var"
+enum kind {
+    K_ADDR_LIST, /* HOST:PORT, repeatable (char *[]) */
+    K_ADDR,      /* HOST:PORT or empty for none (char *) */
+    K_UNIX,      /* Unix socket path or empty for none (char *) */
+    K_DIR,       /* a directory path (char *) */
+    K_FILE,      /* a readable file, or empty for none (char *) */
+    K_BOOL,      /* true/false; a bare flag on the command line (bool) */
+    K_FSYNC,     /* always|interval|never (enum config_fsync) */
+    K_LEVEL,     /* error|warn|info|debug (enum log_level) */
+    K_UINT,      /* decimal count (uint64_t) */
+    K_SIZE,      /* bytes with optional K/M/G (size_t) */
+    K_MS,        /* milliseconds (int64_t) */
+    K_ACTION,    /* --config, --help, --version: command line only */
+};
 
-void
-config_defaults(struct config *cfg)
+enum {
+    KEY_RELOAD = 1, /* SIGHUP applies a new value without a restart */
+    KEY_CLI = 2,    /* only on the command line, never in the file */
+};
+
+struct key {
+    const char *name; /* long flag and config-file key */
+    enum kind kind;   /* value syntax and field type */
+    size_t off;       /* the field in struct config */
+    const char *def;  /* default as text; NULL for none */
+    uint64_t min;     /* numeric bounds, inclusive */
+    uint64_t max;
+    unsigned flags;   /* KEY_* */
+    const char *arg;  /* metavariable for --help */
+    const char *help; /* one line for --help */
+};
+
+#define F(field) offsetof(struct config, field)
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
+#define GIB (1024ull * MIB)
+
+/* Every key of chanqd. docs/operations.md, contrib/chanqd.conf and the man
+ * page list the same keys and defaults (tests/ops/test_config.py checks). */
+static const struct key keys[] = {
+    {"listen", K_ADDR_LIST, F(listen), "127.0.0.1:7420", 0, 0, 0, "HOST:PORT",
+     "TCP address to serve, repeatable ([::1]:PORT for IPv6, port 0 = any free)"},
+    {"unix", K_UNIX, F(unix_path), NULL, 0, 0, 0, "PATH", "also serve on this Unix socket"},
+    {"data-dir", K_DIR, F(data_dir), "./var", 0, 0, 0, "DIR", "where the journal is kept"},
+    {"memory", K_BOOL, F(memory), "false", 0, 0, 0, NULL, "keep nothing on disk"},
+    {"fsync", K_FSYNC, F(fsync), "always", 0, 0, 0, "always|interval|never",
+     "when the journal is fsynced"},
+    {"threads", K_UINT, F(threads), "0", 0, 1024, 0, "N",
+     "goroutine threads (0 = one per CPU)"},
+    {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES",
+     "longest request line"},
+    {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES",
+     "largest job payload"},
+    {"submit-wait", K_MS, F(submit_wait_ms), "30000", 0, 24 * 3600 * 1000ull, KEY_RELOAD, "MS",
+     "how long a submit waits for room by default"},
+    {"default-capacity", K_UINT, F(default_capacity), "1000", 0, 100000000, KEY_RELOAD, "N",
+     "capacity of a queue nobody declared"},
+    {"token-file", K_FILE, F(token_file), NULL, 0, 0, 0, "PATH",
+     "accepted auth tokens, one per line (none: no auth)"},
+    {"http", K_ADDR, F(http), NULL, 0, 0, 0, "HOST:PORT",
+     "serve /metrics, /healthz and /stats over HTTP"},
+    {"config", K_ACTION, F(config_file), NULL, 0, 0, KEY_CLI, "FILE",
+     "read key = value lines first (flags override them)"},
+    {"log-level", K_LEVEL, F(log_level), "info", 0, 0, KEY_RELOAD, "error|warn|info|debug",
+     "most verbose level logged"},
+    {"max-connections", K_UINT, F(max_connections), "10000", 1, 10000000, KEY_RELOAD, "N",
+     "client connections at once"},
+    {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N",
+     "queues at once"},
+    {"max-memory", K_SIZE, F(max_memory), "1G", 1 * MIB, 1024 * GIB, KEY_RELOAD, "BYTES",
+     "memory budget for job payloads"},
+    {"max-inflight", K_UINT, F(max_inflight), "64", 1, 65536, KEY_RELOAD, "N",
+     "requests in flight per connection before reading stops"},
+    {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",
+     "time given to in-flight work on SIGTERM"},
+    {"repair", K_BOOL, F(repair), "false", 0, 0, 0, NULL,
+     "truncate a corrupt journal at the first bad record"},
+    {"check-config", K_BOOL, F(check_config), "false", 0, 0, KEY_CLI, NULL,
+     "validate the configuration and exit (0 valid, 2 not)"},
+};
+
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static const char *const fsync_names[] = {"always", "interval", "never"};
+
+const char *
+config_fsync_name(enum config_fsync f)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->data_dir = DEFAULT_DATA_DIR;
-    cfg->log_level = LOG_INFO;
+    return fsync_names[f];
+}
+
+static void *
+field(const struct config *cfg, const struct key *k)
+{
+    return (char *)cfg + k->off;
+}
+
+static const struct key *
+key_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int
+parse_u64(const char *s, uint64_t *out, const char **end)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    uint64_t v = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = s;
+    return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v, mult = 1;
+    const char *p;
+    if (parse_u64(s, &v, &p) < 0)
+        return -1;
+    switch (tolower((unsigned char)*p)) {
+    case 'k':
+        mult = KIB;
+        break;
+    case 'm':
+        mult = MIB;
+        break;
+    case 'g':
+        mult = GIB;
+        break;
+    case '\0':
+        break;
+    default:
+        return -1;
+    }
+    if (mult != 1) {
+        p++;
+        if (tolower((unsigned char)*p) == 'i')
+            p++;
+        if (tolower((unsigned char)*p) == 'b')
+            p++;
+    }
+    if (*p != '\0' || v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int
+parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int
+check_addr(const char *v)
+{
+    char host[256], port[32];
+    if (listener_split_addr(v, host, sizeof host, port, sizeof port) < 0)
+        return -1;
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    return (*end || errno || p < 0 || p > 65535) ? -1 : 0;
+}
+
+/* Replaces the string at *slot with a copy of v (NULL when v is empty and
+ * empty means "none"). */
+static int
+set_string(char **slot, const char *v, bool empty_is_none)
+{
+    char *copy = NULL;
+    if (!(empty_is_none && *v == '\0') && !(copy = strdup(v)))
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int
+set_number(struct config *cfg, const struct key *k, const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    const char *end;
+    int bad = k->kind == K_SIZE ? config_parse_size(v, &n) : parse_u64(v, &n, &end) || *end;
+    if (bad) {
+        fail(err, errlen, "%s: '%s' is not %s", k->name, v,
+             k->kind == K_SIZE ? "a size (bytes, or a number with a K, M or G suffix)"
+             : k->kind == K_MS ? "a number of milliseconds"
+                               : "a non-negative whole number");
+        return -1;
+    }
+    if (n < k->min || n > k->max) {
+        fail(err, errlen, "%s: %" PRIu64 " is out of range (%" PRIu64 "..%" PRIu64 ")", k->name, n,
+             k->min, k->max);
+        return -1;
+    }
+    if (k->kind == K_SIZE)
+        *(size_t *)field(cfg, k) = (size_t)n;
+    else if (k->kind == K_MS)
+        *(int64_t *)field(cfg, k) = (int64_t)n;
+    else
+        *(uint64_t *)field(cfg, k) = n;
+    return 0;
+}
+
+/* Sets key k from text v. Returns 0, or -1 with the reason in err (no
+ * location: the caller adds "--flag" or "file:line"). */
+static int
+set_value(struct config *cfg, const struct key *k, const char *v, char *err, size_t errlen)
+{
+    int rc = 0;
+    switch (k->kind) {
+    case K_ADDR_LIST:
+        if (check_addr(v) < 0)
+            goto bad_addr;
+        if (cfg->n_listen == CONFIG_MAX_LISTEN) {
+            fail(err, errlen, "listen: at most %d addresses", CONFIG_MAX_LISTEN);
+            return -1;
+        }
+        if (!(cfg->listen[cfg->n_listen] = strdup(v)))
+            goto oom;
+        cfg->n_listen++;
+        return 0;
+    case K_ADDR:
+        if (*v && check_addr(v) < 0)
+            goto bad_addr;
+        rc = set_string(field(cfg, k), v, true);
+        break;
+    case K_UNIX:
+        if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            fail(err, errlen, "%s: path longer than %zu bytes", k->name,
+                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            return -1;
+        }
+        rc = set_string(field(cfg, k), v, true);
+        break;
+    case K_DIR:
+        if (!*v) {
+            fail(err, errlen, "%s: empty path", k->name);
+            return -1;
+        }
+        rc = set_string(field(cfg, k), v, false);
+        if (rc == 0 && k->off == F(data_dir))
+            cfg->memory = false; /* --data-dir after --memory means the dir */
+        break;
+    case K_FILE:
+    case K_ACTION:
+        if (*v && access(v, R_OK) != 0) {
+            fail(err, errlen, "%s: cannot read '%s': %s", k->name, v, strerror(errno));
+            return -1;
+        }
+        rc = set_string(field(cfg, k), v, true);
+        break;
+    case K_BOOL:
+        if (parse_bool(v, field(cfg, k)) < 0) {
+            fail(err, errlen, "%s: '%s' is not true or false", k->name, v);
+            return -1;
+        }
+        return 0;
+    case K_FSYNC:
+        for (size_t i = 0; i < 3; i++) {
+            if (strcmp(v, fsync_names[i]) == 0) {
+                *(enum config_fsync *)field(cfg, k) = (enum config_fsync)i;
+                return 0;
+            }
+        }
+        fail(err, errlen, "%s: '%s' is not always, interval or never", k->name, v);
+        return -1;
+    case K_LEVEL:
+        if (log_level_parse(v, field(cfg, k)) < 0) {
+            fail(err, errlen, "%s: '%s' is not error, warn, info or debug", k->name, v);
+            return -1;
+        }
+        return 0;
+    case K_UINT:
+    case K_SIZE:
+    case K_MS:
+        return set_number(cfg, k, v, err, errlen);
+    }
+    if (rc < 0)
+        goto oom;
+    return 0;
+
+bad_addr:
+    fail(err, errlen, "%s: '%s' is not HOST:PORT or [IPV6]:PORT", k->name, v);
+    return -1;
+oom:
+    fail(err, errlen, "%s: out of memory", k->name);
+    return -1;
 }
 
 static void
-usage(FILE *out)
+listen_clear(struct config *cfg)
 {
-    fprintf(out, "usage: chanqd [--listen HOST:PORT]... [--data-dir DIR | --memory]\n"
-                 "              [--log-level error|warn|info|debug] [--help] [--version]\n"
-                 "\n"
-                 "  --listen HOST:PORT  TCP address to serve (repeatable; default " DEFAULT_LISTEN
-                 ";\n"
-                 "                      port 0 picks a free port, logged at start)\n"
-                 "  --data-dir DIR      where state is kept (default " DEFAULT_DATA_DIR ")\n"
-                 "  --memory            keep nothing on disk\n"
-                 "  --log-level LEVEL   most verbose level logged (default info)\n");
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        free(cfg->listen[i]);
+        cfg->listen[i] = NULL;
+    }
+    cfg->n_listen = 0;
 }
 
-enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_MEMORY, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION };
-
-static const struct option long_options[] = {
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-    {"memory", no_argument, NULL, OPT_MEMORY},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"help", no_argument, NULL, OPT_HELP},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
-static int
-apply_option(struct config *cfg, int opt, const char *arg)
+void
+config_free(struct config *cfg)
 {
-    switch (opt) {
-    case OPT_LISTEN:
-        if (cfg->n_listen == CONFIG_MAX_LISTEN) {
-            fprintf(stderr, "chanqd: at most %d --listen addresses\n", CONFIG_MAX_LISTEN);
-            return -1;
+    listen_clear(cfg);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        enum kind kd = keys[i].kind;
+        if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION) {
+            char **slot = field(cfg, &keys[i]);
+            free(*slot);
+            *slot = NULL;
         }
-        cfg->listen[cfg->n_listen++] = arg;
-        return 0;
-    case OPT_DATA_DIR:
-        cfg->data_dir = arg;
-        cfg->memory = false;
-        return 0;
-    case OPT_MEMORY:
-        cfg->memory = true;
-        return 0;
-    case OPT_LOG_LEVEL:
-        if (log_level_parse(arg, &cfg->log_level) < 0) {
-            fprintf(stderr, "chanqd: --log-level: '%s' is not error, warn, info or debug\n", arg);
-            return -1;
-        }
-        return 0;
-    default:
-        return -1;
     }
 }
 
 int
-config_parse_args(struct config *cfg, int argc, char **argv)
+config_defaults(struct config *cfg)
 {
-    optind = 1;
-    opterr = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (opt == OPT_HELP) {
-            usage(stdout);
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        /* The listen default applies only when nothing else is configured
+         * (config_finish). */
+        if (keys[i].def && keys[i].kind != K_ADDR_LIST &&
+            set_value(cfg, &keys[i], keys[i].def, err, sizeof err) < 0) {
+            config_free(cfg);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Cross-key checks and the listen default, once every source is applied. */
+static int
+config_finish(struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->max_job > cfg->max_frame) {
+        fail(err, errlen, "max-job (%zu) must not exceed max-frame (%zu)", cfg->max_job,
+             cfg->max_frame);
+        return -1;
+    }
+    if (cfg->n_listen == 0 && !cfg->unix_path)
+        return set_value(cfg, &keys[0], keys[0].def, err, errlen);
+    return 0;
+}
+
+static char *
+trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* One line of a config file. Returns 0, or -1 with the reason in err. */
+static int
+load_line(struct config *cfg, char *line, char *err, size_t errlen)
+{
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        fail(err, errlen, "expected 'key = value', got '%s'", s);
+        return -1;
+    }
+    *eq = '\0';
+    char *name = trim(s);
+    char *value = trim(eq + 1);
+    const struct key *k = key_find(name, strlen(name));
+    if (!k) {
+        fail(err, errlen, "unknown key '%s'", name);
+        return -1;
+    }
+    if (k->flags & KEY_CLI) {
+        fail(err, errlen, "'%s' is only valid on the command line", name);
+        return -1;
+    }
+    return set_value(cfg, k, value, err, errlen);
+}
+
+int
+config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    char why[384];
+    int rc = 0;
+    for (unsigned lineno = 1; getline(&line, &cap, f) >= 0; lineno++) {
+        if (load_line(cfg, line, why, sizeof why) < 0) {
+            fail(err, errlen, "%s:%u: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        fail(err, errlen, "%s: read error: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Splits argv[*i] into its key and value (from "=value" or the next
+ * argument, advancing *i). Returns the key, or NULL with the reason in err. */
+static const struct key *
+arg_next(int argc, char *const *argv, int *i, const char **value, char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+        fail(err, errlen, "unexpected argument '%s'", a);
+        return NULL;
+    }
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const struct key *k = key_find(name, len);
+    if (!k) {
+        fail(err, errlen, "unknown option '--%.*s' (see chanqd --help)", (int)len, name);
+        return NULL;
+    }
+    if (eq) {
+        *value = eq + 1;
+    } else if (k->kind == K_BOOL) {
+        *value = "true";
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        fail(err, errlen, "option '--%s' needs a value (%s)", k->name, k->arg);
+        return NULL;
+    }
+    return k;
+}
+
+static bool
+is_word(const char *a, const char *word)
+{
+    return strncmp(a, "--", 2) == 0 && strcmp(a + 2, word) == 0;
+}
+
+int
+config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        if (is_word(argv[i], "help")) {
+            config_usage(stdout);
             return 1;
         }
-        if (opt == OPT_VERSION) {
+        if (is_word(argv[i], "version")) {
             printf("chanqd %s\n", PACKAGE_VERSION);
             return 1;
         }
-        if (opt == '?') {
-            fprintf(stderr, "chanqd: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            usage(stderr);
+    }
+    /* Pass 1: only --config, so that the file is applied before the flags. */
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        const struct key *k = arg_next(argc, argv, &i, &v, err, errlen);
+        if (!k)
+            return -1;
+        if (k->off == F(config_file) && k->kind == K_ACTION &&
+            set_value(cfg, k, v, err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->config_file && config_load_file(cfg, cfg->config_file, err, errlen) < 0)
+        return -1;
+    /* Pass 2: every flag, overriding the file. --listen on the command line
+     * replaces the file's list rather than adding to it. */
+    bool listen_from_flags = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        const struct key *k = arg_next(argc, argv, &i, &v, err, errlen);
+        if (k->kind == K_ACTION)
+            continue;
+        if (k->kind == K_ADDR_LIST && !listen_from_flags) {
+            listen_clear(cfg);
+            listen_from_flags = true;
+        }
+        char why[384];
+        if (set_value(cfg, k, v, why, sizeof why) < 0) {
+            fail(err, errlen, "--%s", why);
             return -1;
         }
-        if (apply_option(cfg, opt, optarg) < 0)
-            return -1;
     }
-    if (optind < argc) {
-        fprintf(stderr, "chanqd: unexpected argument '%s'\n", argv[optind]);
-        return -1;
+    return config_finish(cfg, err, errlen);
+}
+
+/* Writes key k's value in *cfg as text (as a config file would say it). */
+static void
+format_value(const struct config *cfg, const struct key *k, char *buf, size_t len)
+{
+    void *p = field(cfg, k);
+    const char *s;
+    switch (k->kind) {
+    case K_ADDR_LIST:
+        buf[0] = '\0';
+        for (size_t i = 0, off = 0; i < cfg->n_listen && off < len; i++)
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? " " : "", cfg->listen[i]);
+        return;
+    case K_ADDR:
+    case K_UNIX:
+    case K_DIR:
+    case K_FILE:
+    case K_ACTION:
+        s = *(char **)p;
+        snprintf(buf, len, "%s", s ? s : "");
+        return;
+    case K_BOOL:
+        snprintf(buf, len, "%s", *(bool *)p ? "true" : "false");
+        return;
+    case K_FSYNC:
+        snprintf(buf, len, "%s", fsync_names[*(enum config_fsync *)p]);
+        return;
+    case K_LEVEL:
+        snprintf(buf, len, "%s", log_level_name(*(enum log_level *)p));
+        return;
+    case K_UINT:
+        snprintf(buf, len, "%" PRIu64, *(uint64_t *)p);
+        return;
+    case K_SIZE:
+        snprintf(buf, len, "%zu", *(size_t *)p);
+        return;
+    case K_MS:
+        snprintf(buf, len, "%" PRId64, *(int64_t *)p);
+        return;
     }
-    if (cfg->n_listen == 0)
-        cfg->listen[cfg->n_listen++] = DEFAULT_LISTEN;
-    return 0;
+}
+
+/* Copies key k's value from src to dst with an atomic store (readers on
+ * other threads use config_get). Only for reloadable, scalar keys. */
+static void
+store_value(struct config *dst, const struct config *src, const struct key *k)
+{
+    void *d = field(dst, k), *s = field(src, k);
+    switch (k->kind) {
+    case K_LEVEL:
+        __atomic_store_n((enum log_level *)d, *(enum log_level *)s, __ATOMIC_RELAXED);
+        log_set_level(*(enum log_level *)s);
+        break;
+    case K_UINT:
+        __atomic_store_n((uint64_t *)d, *(uint64_t *)s, __ATOMIC_RELAXED);
+        break;
+    case K_SIZE:
+        __atomic_store_n((size_t *)d, *(size_t *)s, __ATOMIC_RELAXED);
+        break;
+    case K_MS:
+        __atomic_store_n((int64_t *)d, *(int64_t *)s, __ATOMIC_RELAXED);
+        break;
+    default:
+        break;
+    }
+}
+
+int
+config_reload(struct config *live, const struct config *fresh)
+{
+    int changed = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        char was[512], now[512];
+        format_value(live, k, was, sizeof was);
+        format_value(fresh, k, now, sizeof now);
+        if (strcmp(was, now) == 0 || (k->flags & KEY_CLI))
+            continue;
+        if (k->flags & KEY_RELOAD) {
+            store_value(live, fresh, k);
+            log_info("reload: %s %s -> %s", k->name, was, now);
+            changed++;
+        } else {
+            log_warn("reload: %s changed (%s -> %s) but needs a restart; keeping %s", k->name,
+                     was, now, was);
+        }
+    }
+    if (changed == 0)
+        log_info("reload: nothing that can change without a restart changed");
+    return changed;
+}
+
+void
+config_usage(FILE *out)
+{
+    fprintf(out, "usage: chanqd [OPTION]...\n"
+                 "Serve job queues (see chanqd(8) and docs/operations.md).\n\n");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", k->name, k->arg ? " " : "", k->arg ? k->arg : "");
+        fprintf(out, "  %-30s %s", left, k->help);
+        if (k->def && k->kind != K_BOOL)
+            fprintf(out, " (default %s)", k->def);
+        if (k->flags & KEY_RELOAD)
+            fprintf(out, " [SIGHUP]");
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-30s %s\n  %-30s %s\n\n", "--help", "print this and exit", "--version",
+            "print the version and exit");
+    fprintf(out, "Sizes are bytes, or a number with a K, M or G suffix (powers of 1024).\n"
+                 "Every option is also a config-file key: 'key = value', '#' starts a comment\n"
+                 "line; flags given on the command line override the file.\n");
 }

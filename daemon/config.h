@@ -1,30 +1,86 @@
-/* chanqd configuration: command line -> struct config, with every default
- * in one place (config_defaults). */
+/* chanqd configuration: command line and config file -> struct config, with
+ * every key, its default and its limits in one table (config.c). */
 #ifndef CHANQ_DAEMON_CONFIG_H
 #define CHANQ_DAEMON_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "daemon/log.h"
 
 #define CONFIG_MAX_LISTEN 16
 
+enum config_fsync { CONFIG_FSYNC_ALWAYS, CONFIG_FSYNC_INTERVAL, CONFIG_FSYNC_NEVER };
+
+/* The daemon's settings. Every string is owned by the struct (freed by
+ * config_free). Who acts on a field today is noted in brackets:
+ *   [main]   main.c/ops modules act on it;
+ *   [listen] listen.c/http.c act on it;
+ *   [lead]   parsed and validated here, to be wired by the broker/journal.
+ * Fields marked "reloadable" may change on SIGHUP (config_reload); code on
+ * threads other than the loop must read them with config_get(). */
 struct config {
-    const char *listen[CONFIG_MAX_LISTEN]; /* HOST:PORT, borrowed from argv */
-    size_t n_listen;                       /* 0 means the default address */
-    const char *data_dir;                  /* journal directory; NULL with --memory */
-    bool memory;                           /* --memory: no persistence */
-    enum log_level log_level;
+    char *listen[CONFIG_MAX_LISTEN]; /* TCP HOST:PORT addresses [listen] */
+    size_t n_listen;                 /* how many; never 0 unless unix_path is set */
+    char *unix_path;                 /* --unix: Unix socket path, or NULL [listen] */
+    char *data_dir;                  /* journal directory (unused with memory) [main, lead] */
+    bool memory;                     /* --memory: keep nothing on disk [main, lead] */
+    enum config_fsync fsync;         /* journal fsync policy [lead] */
+    uint64_t threads;                /* goroutine threads; 0 = one per CPU [lead] */
+    size_t max_frame;                /* longest request line in bytes [lead] */
+    size_t max_job;                  /* largest job payload in bytes; reloadable [lead] */
+    int64_t submit_wait_ms;          /* default wait_ms of a submit on a full queue; reloadable [lead] */
+    uint64_t default_capacity;       /* capacity of a queue created implicitly; reloadable [lead] */
+    char *token_file;                /* --token-file: accepted auth tokens, or NULL [lead] */
+    char *http;                      /* --http HOST:PORT for /metrics, or NULL [main] */
+    char *config_file;               /* --config FILE, or NULL; re-read on SIGHUP [main] */
+    enum log_level log_level;        /* most verbose level logged; reloadable [main] */
+    uint64_t max_connections;        /* client connections at once; reloadable [lead] */
+    uint64_t max_queues;             /* queues at once; reloadable [lead] */
+    size_t max_memory;               /* budget for job payload bytes; reloadable [lead] */
+    uint64_t max_inflight;           /* requests in flight per connection before reads stop; reloadable [lead] */
+    int64_t grace_ms;                /* graceful stop budget; reloadable [lead] */
+    bool repair;                     /* --repair: truncate a corrupt journal [lead] */
+    bool check_config;               /* --check-config: validate and exit [main] */
 };
 
-/* Fills *cfg with the defaults. */
-void config_defaults(struct config *cfg);
+/* Reads a reloadable field from any thread (SIGHUP writes it on the loop). */
+#define config_get(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)
 
-/* Parses argv into *cfg (which config_defaults filled). Strings point into
- * argv. Returns 0 to run, 1 when --help or --version printed and the program
- * should exit 0, and -1 after printing the reason on stderr for a bad
- * argument (the program should exit 2). */
-int config_parse_args(struct config *cfg, int argc, char **argv);
+/* Fills *cfg with the defaults (listed by `chanqd --help` and in
+ * docs/operations.md). Returns 0, or -ENOMEM with *cfg left empty. */
+int config_defaults(struct config *cfg);
+
+/* Frees the strings *cfg owns; leaves it empty. */
+void config_free(struct config *cfg);
+
+/* Parses argv (and the file named by --config, read first so that flags
+ * override it) into *cfg, which config_defaults filled. Returns 0 to run,
+ * 1 when --help or --version printed to stdout (exit 0), or -1 with the
+ * reason in err ("FILE:LINE: reason" for the config file); *cfg is then
+ * partly updated and should be freed. argv is not modified. */
+int config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, size_t errlen);
+
+/* Applies "key = value" lines of the file at path onto *cfg. Returns 0, or
+ * -1 with "path:line: reason" in err. */
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Parses a size: bytes with an optional K, M or G suffix (powers of 1024,
+ * case-insensitive, optionally followed by "B" or "iB"). Returns 0, or -1
+ * on junk or overflow (*out unchanged). */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* SIGHUP: copies the reloadable fields of *fresh into *live (atomically,
+ * on the loop thread), sets the log level, logs each change at info and
+ * each non-reloadable difference at warn ("needs a restart"). Returns the
+ * number of fields changed. */
+int config_reload(struct config *live, const struct config *fresh);
+
+/* Prints the usage text, generated from the key table. */
+void config_usage(FILE *out);
+
+const char *config_fsync_name(enum config_fsync f);
 
 #endif

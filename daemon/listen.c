@@ -1,20 +1,38 @@
-/* TCP listeners: address parsing, bind, and the accept callback. */
+/* Listeners: TCP and Unix sockets bound from the configuration or passed
+ * by systemd, each driven by a libevent evconnlistener. */
 #include "chanq_config.h"
 
+#include "daemon/config.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 
+#include <errno.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define BACKLOG 1024
+#define MAX_LISTENERS (CONFIG_MAX_LISTEN + 1 + 64)
 
 struct listener {
-    struct evconnlistener *evl;   /* libevent's accept loop for our socket */
+    struct evconnlistener *evl;    /* libevent's accept loop for our socket */
     listener_accept_fn *on_accept; /* the owner's handler for new sockets */
     void *arg;                     /* passed back to on_accept */
+    char *unlink_path;             /* Unix socket file we created, removed on free */
+    char name[128];                /* "HOST:PORT" or "unix:PATH", for logs */
+};
+
+struct listener_set {
+    struct listener *l[MAX_LISTENERS]; /* every socket we accept on */
+    size_t n;
+    bool activated; /* sockets came from systemd, not from the config */
 };
 
 int
@@ -61,22 +79,55 @@ on_evl_error(struct evconnlistener *evl, void *arg)
     log_warn("accept failed: %s", evutil_socket_error_to_string(err));
 }
 
+/* Names the socket's local address: "1.2.3.4:80", "[::1]:80", "unix:/p". */
 static void
-log_bound_address(evutil_socket_t fd)
+describe_fd(evutil_socket_t fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
+    socklen_t sl = sizeof ss;
     char host[NI_MAXHOST], port[NI_MAXSERV];
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        log_warn("listening, but the bound address is unknown");
-        return;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(buf, len, "fd %d", (int)fd);
+    } else if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t plen = sl > off ? sl - off : 0;
+        if (plen > 0 && su->sun_path[0] == '\0') /* abstract namespace */
+            snprintf(buf, len, "unix:@%.*s", (int)(plen - 1), su->sun_path + 1);
+        else
+            snprintf(buf, len, "unix:%.*s", (int)strnlen(su->sun_path, plen), su->sun_path);
+    } else if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                           NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(buf, len, "fd %d", (int)fd);
+    } else {
+        snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
     }
-    if (ss.ss_family == AF_INET6)
-        log_info("listening on [%s]:%s", host, port);
-    else
-        log_info("listening on %s:%s", host, port);
+}
+
+/* Wraps a bound socket (listening already when backlog is 0). Takes
+ * ownership of fd, even on failure. */
+static struct listener *
+listener_wrap(struct event_base *base, evutil_socket_t fd, int backlog,
+              listener_accept_fn *on_accept, void *arg)
+{
+    struct listener *l = calloc(1, sizeof *l);
+    if (!l || evutil_make_socket_nonblocking(fd) != 0)
+        goto out_close;
+    l->on_accept = on_accept;
+    l->arg = arg;
+    l->evl = evconnlistener_new(base, on_evl_accept, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, backlog, fd);
+    if (!l->evl)
+        goto out_close;
+    evconnlistener_set_error_cb(l->evl, on_evl_error);
+    describe_fd(fd, l->name, sizeof l->name);
+    return l;
+
+out_close:
+    log_error("cannot listen on fd %d: %s", (int)fd, strerror(errno));
+    evutil_closesocket(fd);
+    free(l);
+    return NULL;
 }
 
 struct listener *
@@ -101,17 +152,20 @@ listener_new_tcp(struct event_base *base, const char *addr, listener_accept_fn *
         goto out_free_res;
     l->on_accept = on_accept;
     l->arg = arg;
+    /* IPV6ONLY so that 0.0.0.0:P and [::]:P can both be listed. */
+    unsigned v6only = res->ai_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0;
     l->evl = evconnlistener_new_bind(base, on_evl_accept, l,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                         LEV_OPT_CLOSE_ON_EXEC,
-                                     1024, res->ai_addr, (int)res->ai_addrlen);
+                                         LEV_OPT_CLOSE_ON_EXEC | v6only,
+                                     BACKLOG, res->ai_addr, (int)res->ai_addrlen);
     if (!l->evl) {
         log_error("cannot listen on %s: %s", addr,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto out_free_l;
     }
     evconnlistener_set_error_cb(l->evl, on_evl_error);
-    log_bound_address(evconnlistener_get_fd(l->evl));
+    describe_fd(evconnlistener_get_fd(l->evl), l->name, sizeof l->name);
+    log_info("listening on %s", l->name);
     freeaddrinfo(res);
     return l;
 
@@ -122,11 +176,224 @@ out_free_res:
     return NULL;
 }
 
+/* Removes path if it is a Unix socket nobody accepts on. Returns 0 when
+ * path is free to bind, -1 after logging why not. */
+static int
+remove_stale_socket(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : (log_error("cannot stat %s: %s", path, strerror(errno)), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        log_error("cannot listen on unix:%s: the file exists and is not a socket", path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return -1;
+    int rc = connect(probe, (const struct sockaddr *)sa, sizeof *sa);
+    int err = errno;
+    close(probe);
+    if (rc == 0) {
+        log_error("cannot listen on unix:%s: another process is accepting on it", path);
+        return -1;
+    }
+    if (err != ECONNREFUSED && err != ENOENT) {
+        log_error("cannot listen on unix:%s: %s", path, strerror(err));
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        log_error("cannot remove stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    log_info("removed stale socket file %s", path);
+    return 0;
+}
+
+struct listener *
+listener_new_unix(struct event_base *base, const char *path, listener_accept_fn *on_accept,
+                  void *arg)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        log_error("unix socket path too long: %s", path);
+        return NULL;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (remove_stale_socket(path, &sa) < 0)
+        return NULL;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        log_error("cannot create a unix socket: %s", strerror(errno));
+        return NULL;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        log_error("cannot listen on unix:%s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    /* Group access: clients join the daemon's group to connect. */
+    if (chmod(path, 0660) != 0 || listen(fd, BACKLOG) != 0) {
+        log_error("cannot listen on unix:%s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
+    struct listener *l = listener_wrap(base, fd, 0, on_accept, arg);
+    if (!l || !(l->unlink_path = strdup(path))) {
+        listener_free(l);
+        unlink(path);
+        return NULL;
+    }
+    log_info("listening on %s", l->name);
+    return l;
+}
+
 void
 listener_free(struct listener *l)
 {
     if (!l)
         return;
-    evconnlistener_free(l->evl);
+    if (l->evl)
+        evconnlistener_free(l->evl);
+    if (l->unlink_path) {
+        unlink(l->unlink_path);
+        free(l->unlink_path);
+    }
     free(l);
+}
+
+int
+listener_activated_fds(void)
+{
+    const char *pid_s = getenv("LISTEN_PID");
+    const char *fds_s = getenv("LISTEN_FDS");
+    if (!fds_s)
+        return 0;
+    char *end;
+    errno = 0;
+    long pid = pid_s ? strtol(pid_s, &end, 10) : -1;
+    if (!pid_s || *end || errno)
+        return -EINVAL;
+    if (pid != (long)getpid())
+        return 0; /* meant for another process (we inherited the env) */
+    errno = 0;
+    long n = strtol(fds_s, &end, 10);
+    if (*end || errno || n < 0 || n > MAX_LISTENERS)
+        return -EINVAL;
+    for (long i = 0; i < n; i++) {
+        int fd = LISTENER_FIRST_ACTIVATED_FD + (int)i;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+            return -EINVAL;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return (int)n;
+}
+
+/* Checks that fd is a listening stream socket we can serve on. */
+static bool
+is_listening_stream(int fd)
+{
+    int type = 0, acc = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return false;
+    len = sizeof acc;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && acc;
+}
+
+static int
+set_add(struct listener_set *ls, struct listener *l)
+{
+    if (!l)
+        return -1;
+    ls->l[ls->n++] = l;
+    return 0;
+}
+
+static int
+open_activated(struct listener_set *ls, struct event_base *base, int n,
+               listener_accept_fn *on_accept, void *arg)
+{
+    for (int i = 0; i < n; i++) {
+        int fd = LISTENER_FIRST_ACTIVATED_FD + i;
+        if (!is_listening_stream(fd)) {
+            log_error("socket activation: fd %d is not a listening stream socket", fd);
+            return -1;
+        }
+        struct listener *l = listener_wrap(base, fd, 0, on_accept, arg);
+        if (set_add(ls, l) < 0)
+            return -1;
+        log_info("listening on %s (socket activation)", l->name);
+    }
+    return 0;
+}
+
+struct listener_set *
+listener_set_new(struct event_base *base, const struct config *cfg,
+                 listener_accept_fn *on_accept, void *arg)
+{
+    struct listener_set *ls = calloc(1, sizeof *ls);
+    if (!ls)
+        return NULL;
+    int n = listener_activated_fds();
+    if (n < 0) {
+        log_error("socket activation: malformed LISTEN_FDS or LISTEN_PID");
+        goto out_free;
+    }
+    if (n > 0) {
+        ls->activated = true;
+        if (open_activated(ls, base, n, on_accept, arg) < 0)
+            goto out_free;
+        return ls;
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        if (set_add(ls, listener_new_tcp(base, cfg->listen[i], on_accept, arg)) < 0)
+            goto out_free;
+    if (cfg->unix_path && set_add(ls, listener_new_unix(base, cfg->unix_path, on_accept, arg)) < 0)
+        goto out_free;
+    return ls;
+
+out_free:
+    listener_set_free(ls);
+    return NULL;
+}
+
+void
+listener_set_free(struct listener_set *ls)
+{
+    if (!ls)
+        return;
+    for (size_t i = 0; i < ls->n; i++)
+        listener_free(ls->l[i]);
+    free(ls);
+}
+
+void
+listener_set_enable(struct listener_set *ls, bool on)
+{
+    for (size_t i = 0; i < ls->n; i++) {
+        if (on)
+            evconnlistener_enable(ls->l[i]->evl);
+        else
+            evconnlistener_disable(ls->l[i]->evl);
+    }
+}
+
+bool
+listener_set_activated(const struct listener_set *ls)
+{
+    return ls->activated;
+}
+
+void
+listener_set_describe(const struct listener_set *ls, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ls->n && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", ls->l[i]->name);
 }

@@ -1,16 +1,45 @@
-/* TCP listeners for chanqd on a libevent base.
+/* Listeners for chanqd on a libevent base: TCP (IPv4/IPv6), Unix sockets,
+ * and sockets passed by systemd (socket activation, LISTEN_FDS).
  * Loop thread only; never blocks. */
 #ifndef CHANQ_DAEMON_LISTEN_H
 #define CHANQ_DAEMON_LISTEN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <event2/event.h>
 #include <event2/util.h>
 
+struct config;
 struct listener;
+struct listener_set;
 
 /* Called on the loop thread for every accepted socket; takes ownership of fd. */
 typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer, int peerlen,
                                 void *arg);
+
+/* Opens every listener the daemon serves on: the sockets systemd passed
+ * (LISTEN_FDS with LISTEN_PID equal to our pid; the configured addresses
+ * are then not bound), else every cfg->listen address and cfg->unix_path.
+ * Logs "listening on HOST:PORT" / "listening on unix:PATH" for each.
+ * Returns the set, or NULL after logging why (nothing is left open). */
+struct listener_set *listener_set_new(struct event_base *base, const struct config *cfg,
+                                      listener_accept_fn *on_accept, void *arg);
+
+/* Stops accepting, closes every socket and removes the Unix socket files
+ * this process created (not those systemd passed). NULL is allowed. */
+void listener_set_free(struct listener_set *ls);
+
+/* Pauses (false) or resumes (true) accepting on every listener, e.g. while
+ * at --max-connections; pending connections wait in the kernel backlog. */
+void listener_set_enable(struct listener_set *ls, bool on);
+
+/* True when the sockets came from systemd socket activation. */
+bool listener_set_activated(const struct listener_set *ls);
+
+/* Writes "127.0.0.1:7420, unix:/run/chanqd.sock" (the addresses actually
+ * bound) into buf, truncated to len. */
+void listener_set_describe(const struct listener_set *ls, char *buf, size_t len);
 
 /* Binds and listens on "HOST:PORT" (IPv6 as "[::1]:PORT"; port 0 picks a free
  * one) and logs "listening on HOST:PORT" with the port actually bound.
@@ -18,11 +47,27 @@ typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer,
 struct listener *listener_new_tcp(struct event_base *base, const char *addr,
                                   listener_accept_fn *on_accept, void *arg);
 
-/* Stops accepting and closes the socket. NULL is allowed. */
+/* Listens on a Unix stream socket at path (mode 0660). A stale socket file
+ * (nobody accepting on it) is removed first; a live one or a file that is
+ * not a socket is an error. Returns the listener, or NULL after logging why. */
+struct listener *listener_new_unix(struct event_base *base, const char *path,
+                                   listener_accept_fn *on_accept, void *arg);
+
+/* Stops accepting and closes the socket (removing a Unix socket file this
+ * process created). NULL is allowed. */
 void listener_free(struct listener *l);
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. Returns 0, or -1
  * (and leaves the outputs unspecified) when the form is wrong. */
 int listener_split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
+
+/* The sockets systemd passed to this process: returns how many (0 when
+ * LISTEN_FDS is unset or LISTEN_PID names another process), starting at fd
+ * 3, or -EINVAL when the variables are malformed. Marks them close-on-exec
+ * and unsets LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES so that children do
+ * not inherit them. Call once, before opening any other file. */
+int listener_activated_fds(void);
+
+#define LISTENER_FIRST_ACTIVATED_FD 3
 
 #endif

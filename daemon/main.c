@@ -6,6 +6,7 @@
 #include "daemon/server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -25,10 +26,16 @@ int
 main(int argc, char **argv)
 {
     struct config cfg;
-    config_defaults(&cfg);
-    int rc = config_parse_args(&cfg, argc, argv);
-    if (rc != 0)
+    char err[512];
+    if (config_defaults(&cfg) < 0)
+        return 1;
+    int rc = config_parse_args(&cfg, argc, argv, err, sizeof err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "chanqd: %s\n", err);
+        config_free(&cfg);
         return rc > 0 ? 0 : 2;
+    }
     log_set_level(cfg.log_level);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     if (prepare_data_dir(&cfg) < 0)
