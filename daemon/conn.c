@@ -124,10 +124,11 @@ deliver_backlog(struct conn *c)
 {
     while (c->backlog) {
         struct line *l = c->backlog;
+        struct line *next = l->next; /* once sent, l belongs to the goroutine */
         atomic_store(&c->want_room, true);
         if (chan_try_send(c->reqs, &l) != 0)
             break;
-        c->backlog = l->next;
+        c->backlog = next;
         if (!c->backlog)
             c->backlog_tail = NULL;
     }

@@ -6,5 +6,8 @@
 
 suite_fn *const test_suites[] = {
     ping_suite,
+    ops_suite,
+    flow_suite,
+    input_suite,
     NULL,
 };

@@ -5,5 +5,8 @@
 #include <check.h>
 
 Suite *ping_suite(void);
+Suite *ops_suite(void);
+Suite *flow_suite(void);
+Suite *input_suite(void);
 
 #endif
