@@ -121,7 +121,9 @@ go_release(struct g *g)
 {
     san_fiber_destroy(g->tsan_fiber);
     g->tsan_fiber = NULL;
-    bool keep;
+    g->arg = NULL;
+    bool user = !g->system;
+    bool keep; /* once on the free list, g belongs to the next go_spawn */
     pthread_mutex_lock(&gs.lock);
     if (g->all_prev)
         g->all_prev->all_next = g->all_next;
@@ -136,9 +138,8 @@ go_release(struct g *g)
         gs.nfree++;
     }
     pthread_mutex_unlock(&gs.lock);
-    if (!g->system)
+    if (user)
         atomic_fetch_sub(&gs.nuser, 1);
-    g->arg = NULL;
     if (!keep) {
         stack_free(&g->stack);
         free(g);

@@ -753,7 +753,11 @@ on_fault(int sig, siginfo_t *si, void *uctx)
 {
     struct m *m = tls_m;
     struct g *g = m ? m->curg : NULL;
-    if (g && stack_addr_is_overflow(&g->stack, si->si_addr)) {
+    void *sp = switch_fault_sp(uctx);
+    /* The fault hit the guard page, or the goroutine's stack pointer left
+     * its (unguarded) stack. */
+    if (g && (stack_addr_is_overflow(&g->stack, si->si_addr) ||
+              (sp && (uintptr_t)sp < (uintptr_t)g->stack.lo))) {
         stack_report_overflow(g->id, g->file, g->line);
         abort();
     }

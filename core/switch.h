@@ -34,4 +34,8 @@ void switch_init(struct switch_ctx *ctx, void *stack_lo, size_t size, switch_ent
  * thread later switches back to `from`. */
 void switch_jump(struct switch_ctx *from, struct switch_ctx *to);
 
+/* The stack pointer of the context a signal interrupted (`uctx` is the
+ * SA_SIGINFO handler's third argument), or NULL when unknown. */
+void *switch_fault_sp(void *uctx);
+
 #endif

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <ucontext.h>
 
 #include "core/switch.h"
 
@@ -33,4 +34,10 @@ switch_init(struct switch_ctx *ctx, void *stack_lo, size_t size, switch_entry_fn
     frame[SLOT_X30] = (uint64_t)(uintptr_t)switch_trampoline;
     frame[SLOT_FPCR] = 0; /* IEEE defaults: round to nearest, no traps */
     ctx->sp = frame;
+}
+
+void *
+switch_fault_sp(void *uctx)
+{
+    return (void *)(uintptr_t)((ucontext_t *)uctx)->uc_mcontext.sp;
 }

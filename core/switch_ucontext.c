@@ -40,3 +40,10 @@ switch_jump(struct switch_ctx *from, struct switch_ctx *to)
     if (swapcontext(&from->uc, &to->uc) != 0)
         abort();
 }
+
+void *
+switch_fault_sp(void *uctx)
+{
+    (void)uctx;
+    return NULL; /* not portable */
+}
