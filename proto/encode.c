@@ -26,6 +26,8 @@ str_bound(struct span s)
 static void
 put(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* p may be NULL for an empty span */
     memcpy(b->data + b->len, p, n);
     b->len += n;
 }
@@ -43,8 +45,12 @@ static void
 put_str(struct buf *b, struct span s)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
     b->data[b->len++] = '"';
+    if (s.len == 0) {
+        b->data[b->len++] = '"';
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s.ptr, *end = p + s.len;
     while (p < end) {
         const unsigned char *run = p;
         while (p < end && !needs_escape[*p])

@@ -7,6 +7,7 @@
 #include "tests/proto/msg_helpers.h"
 #include "tests/proto/suites.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,11 +85,13 @@ make_stream(size_t *len)
     return s;
 }
 
-/* Feeds the stream in chunks and writes one description line per event. */
+/* Feeds the stream in chunks and writes one description line per event.
+ * (No ck_assert in the loop: each one costs Check a write(2).) */
 static void
 decode_stream(const char *s, size_t len, size_t chunk, struct buf *out)
 {
     struct frame *f = frame_new(STREAM_MAX_LINE);
+    bool nomem = false;
     ck_assert_msg(f != NULL, "frame_new");
     for (size_t off = 0; off < len; off += chunk) {
         frame_push(f, s + off, len - off < chunk ? len - off : chunk);
@@ -96,7 +99,10 @@ decode_stream(const char *s, size_t len, size_t chunk, struct buf *out)
         size_t ll;
         enum frame_status st;
         while ((st = frame_next_line(f, &line, &ll)) != FRAME_MORE) {
-            ck_assert_msg(st != FRAME_NOMEM, "out of memory");
+            if (st == FRAME_NOMEM) {
+                nomem = true;
+                break;
+            }
             if (st == FRAME_TOO_LARGE) {
                 buf_append_str(out, "frame_too_large\n");
                 continue;
@@ -115,6 +121,7 @@ decode_stream(const char *s, size_t len, size_t chunk, struct buf *out)
         }
     }
     frame_free(f);
+    ck_assert_msg(!nomem, "frame ran out of memory with chunks of %zu", chunk);
 }
 
 static size_t
