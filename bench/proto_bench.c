@@ -33,14 +33,16 @@ static size_t
 make_line(char *out, size_t cap, int i)
 {
     char payload[128];
-    int n = snprintf(payload, sizeof payload, "{\"to\":\"user%06d@example.com\",\"subject\":\"hello\",\"n\":%d,\"pad\":\"", i, i);
+    int n = snprintf(payload, sizeof payload,
+                     "{\"to\":\"user%06d@example.com\",\"subject\":\"hello\",\"n\":%d,\"pad\":\"",
+                     i, i);
     while (n < 98)
         payload[n++] = 'x';
     payload[n++] = '"';
     payload[n++] = '}';
     payload[n] = '\0';
-    return (size_t)snprintf(out, cap, "{\"op\":\"submit\",\"queue\":\"mail\",\"payload\":%s,\"rid\":%d}\n",
-                            payload, i);
+    return (size_t)snprintf(
+        out, cap, "{\"op\":\"submit\",\"queue\":\"mail\",\"payload\":%s,\"rid\":%d}\n", payload, i);
 }
 
 /* Decodes every line of stream[0..len) fed in 64 KiB reads, as the daemon

@@ -60,11 +60,31 @@ put_str(struct buf *b, struct span s)
             break;
         char *o = b->data + b->len;
         switch (*p) {
-        case '"': o[0] = '\\'; o[1] = '"'; b->len += 2; break;
-        case '\\': o[0] = '\\'; o[1] = '\\'; b->len += 2; break;
-        case '\n': o[0] = '\\'; o[1] = 'n'; b->len += 2; break;
-        case '\r': o[0] = '\\'; o[1] = 'r'; b->len += 2; break;
-        case '\t': o[0] = '\\'; o[1] = 't'; b->len += 2; break;
+        case '"':
+            o[0] = '\\';
+            o[1] = '"';
+            b->len += 2;
+            break;
+        case '\\':
+            o[0] = '\\';
+            o[1] = '\\';
+            b->len += 2;
+            break;
+        case '\n':
+            o[0] = '\\';
+            o[1] = 'n';
+            b->len += 2;
+            break;
+        case '\r':
+            o[0] = '\\';
+            o[1] = 'r';
+            b->len += 2;
+            break;
+        case '\t':
+            o[0] = '\\';
+            o[1] = 't';
+            b->len += 2;
+            break;
         default:
             memcpy(o, "\\u00", 4);
             o[4] = hex[*p >> 4];

@@ -10,13 +10,13 @@
 #include <string.h>
 
 struct frame {
-    size_t max;       /* longest line accepted, without "\n"/"\r\n" */
-    const char *in;   /* pushed bytes not consumed yet (borrowed) */
-    size_t in_len;    /* how many */
-    char *pend;       /* start of a line whose end has not arrived */
-    size_t pend_len;  /* bytes in pend */
-    size_t pend_cap;  /* bytes allocated for pend, never above max + 1 */
-    bool skipping;    /* an oversize line was reported; drop bytes to its '\n' */
+    size_t max;      /* longest line accepted, without "\n"/"\r\n" */
+    const char *in;  /* pushed bytes not consumed yet (borrowed) */
+    size_t in_len;   /* how many */
+    char *pend;      /* start of a line whose end has not arrived */
+    size_t pend_len; /* bytes in pend */
+    size_t pend_cap; /* bytes allocated for pend, never above max + 1 */
+    bool skipping;   /* an oversize line was reported; drop bytes to its '\n' */
 };
 
 struct frame *

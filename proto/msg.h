@@ -35,12 +35,12 @@ enum op {
 };
 
 /* Bounds that are not a server setting (see docs/protocol.md). */
-#define MSG_MAX_DEPTH 64         /* arrays/objects nested in one request (the request is 1) */
-#define MSG_MAX_QUEUE_NAME 128   /* bytes in a queue name */
-#define MSG_MAX_QUEUES 64        /* names in a "queues" list */
-#define MSG_MAX_ID 128           /* bytes in a job id */
-#define MSG_MAX_RID 256          /* bytes of raw JSON text in "rid" */
-#define MSG_MAX_TEXT 4096        /* bytes in "error", "client", "token" */
+#define MSG_MAX_DEPTH 64       /* arrays/objects nested in one request (the request is 1) */
+#define MSG_MAX_QUEUE_NAME 128 /* bytes in a queue name */
+#define MSG_MAX_QUEUES 64      /* names in a "queues" list */
+#define MSG_MAX_ID 128         /* bytes in a job id */
+#define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
+#define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
 
 /* Server settings the decoder enforces. */
@@ -79,8 +79,8 @@ struct request {
     int64_t wait_ms;      /* submit: how long to wait for room */
     int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
     int64_t count;        /* fetch (max jobs), kick (max jobs) */
-    bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms,
-        has_wait_ms, has_timeout_ms, has_count;
+    bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
+        has_timeout_ms, has_count;
 
     bool strict; /* fetch: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */
@@ -97,8 +97,8 @@ struct request {
  * on failure, out->rid (and out->op once known) are filled when the line
  * was a JSON object, so the error reply can echo the rid: call
  * request_clear(out) after either outcome. Any thread; no shared state. */
-int msg_decode(const char *line, size_t len, const struct msg_limits *limits,
-               struct request *out, struct proto_error *err);
+int msg_decode(const char *line, size_t len, const struct msg_limits *limits, struct request *out,
+               struct proto_error *err);
 
 /* Frees what *req owns and zeroes it. Safe on a zeroed request. */
 void request_clear(struct request *req);

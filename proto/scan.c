@@ -10,7 +10,10 @@
 /* Bytes that end the fast path inside a string: '"', '\\', control
  * characters and anything non-ASCII (which needs a UTF-8 check). */
 static const unsigned char str_stop[256] = {
-    [0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+    [0x00 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+    [0x80 ... 0xff] = 1,
 };
 
 static const unsigned char is_ws[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
@@ -151,7 +154,14 @@ scan_string(struct scan *s, struct scan_value *v)
             if (end - p < 2)
                 return fail(s, (const char *)p, "unterminated string");
             switch (p[1]) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
                 p += 2;
                 continue;
             case 'u': {
@@ -418,11 +428,26 @@ scan_unescape(const struct scan_value *v, char *out)
             break;
         unsigned cp;
         switch (p[1]) {
-        case 'b': *o++ = '\b'; p += 2; break;
-        case 'f': *o++ = '\f'; p += 2; break;
-        case 'n': *o++ = '\n'; p += 2; break;
-        case 'r': *o++ = '\r'; p += 2; break;
-        case 't': *o++ = '\t'; p += 2; break;
+        case 'b':
+            *o++ = '\b';
+            p += 2;
+            break;
+        case 'f':
+            *o++ = '\f';
+            p += 2;
+            break;
+        case 'n':
+            *o++ = '\n';
+            p += 2;
+            break;
+        case 'r':
+            *o++ = '\r';
+            p += 2;
+            break;
+        case 't':
+            *o++ = '\t';
+            p += 2;
+            break;
         case 'u':
             p += u_escape(p, end, &cp);
             o += put_utf8(o, cp);

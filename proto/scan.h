@@ -14,13 +14,13 @@ enum scan_type { SCAN_NULL, SCAN_BOOL, SCAN_NUMBER, SCAN_STRING, SCAN_ARRAY, SCA
  * without scanning it again. */
 struct scan_value {
     enum scan_type type;
-    const char *raw;   /* first byte of the value's text */
-    size_t len;        /* bytes of text (a string includes its quotes) */
-    bool has_ws;       /* array/object: whitespace inside, so compaction is needed */
-    bool has_escape;   /* string: contains a backslash escape */
-    bool is_int;       /* number: no fraction, no exponent */
-    bool truth;        /* bool: its value */
-    size_t nelems;     /* array: number of elements */
+    const char *raw; /* first byte of the value's text */
+    size_t len;      /* bytes of text (a string includes its quotes) */
+    bool has_ws;     /* array/object: whitespace inside, so compaction is needed */
+    bool has_escape; /* string: contains a backslash escape */
+    bool is_int;     /* number: no fraction, no exponent */
+    bool truth;      /* bool: its value */
+    size_t nelems;   /* array: number of elements */
 };
 
 /* Scanning state over text[0..len). Stack-allocated by the caller. */

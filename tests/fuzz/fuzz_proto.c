@@ -61,8 +61,8 @@ static void
 check_decoded(const char *line, size_t len, const struct request *r, size_t store_cap)
 {
     check(r->op > OP_NONE && r->op < OP_COUNT, "a decoded op is valid");
-    const struct span *spans[] = {&r->rid, &r->queue, &r->payload, &r->id, &r->parent,
-                                  &r->result, &r->error, &r->client, &r->token};
+    const struct span *spans[] = {&r->rid,    &r->queue, &r->payload, &r->id,   &r->parent,
+                                  &r->result, &r->error, &r->client,  &r->token};
     for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++)
         check(span_in(*spans[i], r, store_cap), "spans point into the store");
     for (size_t i = 0; i < r->nqueues; i++)
@@ -121,8 +121,12 @@ encode_request(const struct request *r, struct buf *b)
         break;
     }
     case OP_FETCH: {
-        struct proto_job job = {span_str("job-1"), r->queues[0], span_str("{\"a\":1}"), 1,
-                                r->has_timeout_ms ? r->timeout_ms : 0, r->count};
+        struct proto_job job = {span_str("job-1"),
+                                r->queues[0],
+                                span_str("{\"a\":1}"),
+                                1,
+                                r->has_timeout_ms ? r->timeout_ms : 0,
+                                r->count};
         check(encode_jobs(b, r->rid, &job, 1) == 0, "encode_jobs");
         break;
     }
@@ -140,8 +144,8 @@ encode_request(const struct request *r, struct buf *b)
         break;
     case OP_HELLO: {
         json_t *f = json_object();
-        json_object_set_new(f, "client", json_stringn(r->client.ptr ? r->client.ptr : "",
-                                                      r->client.len));
+        json_object_set_new(f, "client",
+                            json_stringn(r->client.ptr ? r->client.ptr : "", r->client.len));
         check(encode_ok_fields(b, r->rid, f) == 0, "encode_ok_fields");
         json_decref(f);
         break;

@@ -23,7 +23,10 @@ struct reject_case {
     enum proto_err code;
     const char *needle;
 };
-#define BAD(line, needle) {line, PROTO_BAD_REQUEST, needle}
+#define BAD(line, needle)                                                                          \
+    {                                                                                              \
+        line, PROTO_BAD_REQUEST, needle                                                            \
+    }
 void expect_rejects(const struct reject_case *cases, size_t n);
 #define EXPECT_REJECTS(arr) expect_rejects(arr, sizeof arr / sizeof arr[0])
 

@@ -5,6 +5,5 @@
 #include "tests/proto/suites.h"
 
 suite_fn *const test_suites[] = {
-    err_suite, buf_suite, frame_suite, scan_suite, msg_suite, encode_suite, pipeline_suite,
-    NULL,
+    err_suite, buf_suite, frame_suite, scan_suite, msg_suite, encode_suite, pipeline_suite, NULL,
 };

@@ -46,7 +46,8 @@ START_TEST(rid_is_echoed_verbatim_right_after_ok)
     encode_ok(&b, span_str("\"a\\u0062\""));
     expect_line(&b, "{\"ok\":true,\"rid\":\"a\\u0062\"}\n");
     encode_error(&b, span_str("null"), PROTO_TIMEOUT, "late");
-    expect_line(&b, "{\"ok\":false,\"rid\":null,\"error\":{\"code\":\"timeout\",\"message\":\"late\"}}\n");
+    expect_line(
+        &b, "{\"ok\":false,\"rid\":null,\"error\":{\"code\":\"timeout\",\"message\":\"late\"}}\n");
     buf_clear(&b);
 }
 END_TEST
@@ -82,8 +83,9 @@ START_TEST(error_carries_the_wire_code_and_an_escaped_message)
     struct buf b;
     buf_init(&b);
     encode_error(&b, no_rid, PROTO_QUEUE_FULL, "queue 'mail' is at capacity 100");
-    expect_line(&b, "{\"ok\":false,\"error\":{\"code\":\"queue_full\",\"message\":\"queue 'mail' is "
-                    "at capacity 100\"}}\n");
+    expect_line(&b,
+                "{\"ok\":false,\"error\":{\"code\":\"queue_full\",\"message\":\"queue 'mail' is "
+                "at capacity 100\"}}\n");
     encode_error(&b, no_rid, PROTO_BAD_REQUEST, "a\"b\\c\nd\te\x01\xc3\xa9");
     expect_line(&b, "{\"ok\":false,\"error\":{\"code\":\"bad_request\",\"message\":"
                     "\"a\\\"b\\\\c\\nd\\te\\u0001\xc3\xa9\"}}\n");

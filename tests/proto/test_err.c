@@ -9,10 +9,9 @@
 START_TEST(every_code_has_its_wire_spelling)
 {
     static const char *const want[PROTO_ERR_COUNT] = {
-        "ok",           "bad_request", "frame_too_large", "unknown_op", "unauthorized",
-        "not_found",    "not_reserved", "queue_full",     "timeout",    "closed",
-        "cancelled",    "conflict",     "too_large",      "limit",      "shutting_down",
-        "internal",
+        "ok",           "bad_request", "frame_too_large", "unknown_op", "unauthorized", "not_found",
+        "not_reserved", "queue_full",  "timeout",         "closed",     "cancelled",    "conflict",
+        "too_large",    "limit",       "shutting_down",   "internal",
     };
     for (int i = 0; i < PROTO_ERR_COUNT; i++)
         ck_assert_msg(strcmp(proto_err_code((enum proto_err)i), want[i]) == 0,
@@ -24,7 +23,7 @@ START_TEST(out_of_range_code_reads_as_internal)
 {
     ck_assert_msg(strcmp(proto_err_code(PROTO_ERR_COUNT), "internal") == 0,
                   "PROTO_ERR_COUNT should map to internal");
-    ck_assert_msg(strcmp(proto_err_code((enum proto_err)-1), "internal") == 0,
+    ck_assert_msg(strcmp(proto_err_code((enum proto_err) - 1), "internal") == 0,
                   "-1 should map to internal");
 }
 END_TEST
@@ -48,7 +47,9 @@ START_TEST(error_message_is_formatted_and_made_printable)
     struct proto_error err;
     proto_error_set(&err, PROTO_NOT_FOUND, "queue '%s' has %d jobs", "m\x01\xc3\xa9", 3);
     ck_assert_msg(err.code == PROTO_NOT_FOUND, "code kept");
-    ck_assert_msg(strcmp(err.message, "queue 'm?" "?" "?' has 3 jobs") == 0,
+    ck_assert_msg(strcmp(err.message, "queue 'm?"
+                                      "?"
+                                      "?' has 3 jobs") == 0,
                   "non-printable bytes become '?': got '%s'", err.message);
     proto_error_set(NULL, PROTO_INTERNAL, "ignored"); /* must not crash */
 }

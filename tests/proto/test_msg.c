@@ -205,8 +205,7 @@ START_TEST(stats_takes_an_optional_queue)
     decode_ok("{'op':'stats','queue':'mail'}", &r);
     ck_assert_msg(span_is(r.queue, "mail"), "queue stats");
     request_clear(&r);
-    expect_reject("{'op':'stats','queue':1}", PROTO_BAD_REQUEST,
-                  "field 'queue': must be a string");
+    expect_reject("{'op':'stats','queue':1}", PROTO_BAD_REQUEST, "field 'queue': must be a string");
     expect_reject("{'op':'stats','queue':'no/slash'}", PROTO_BAD_REQUEST,
                   "field 'queue': 'no/slash' is not a queue name");
 }
@@ -217,8 +216,7 @@ END_TEST
 START_TEST(declare_with_every_setting_decodes)
 {
     struct request r;
-    decode_ok("{'op':'declare','queue':'mail','capacity':100,'ttr_ms':60000,'max_attempts':5}",
-              &r);
+    decode_ok("{'op':'declare','queue':'mail','capacity':100,'ttr_ms':60000,'max_attempts':5}", &r);
     ck_assert_msg(r.op == OP_DECLARE && span_is(r.queue, "mail"), "op and queue");
     ck_assert_msg(r.has_capacity && r.capacity == 100, "capacity");
     ck_assert_msg(r.has_ttr_ms && r.ttr_ms == 60000, "ttr_ms");
@@ -314,8 +312,7 @@ START_TEST(submit_payload_of_any_type_is_kept_compact)
         "{'op':'submit','queue':'q','payload':{'\\u00e9':'\\n'}}",
     };
     static const char *const want[] = {
-        "\"text with  spaces\"", "-1.25e+2", "true", "[1,{\"a\":\" b \"}]",
-        "{\"\\u00e9\":\"\\n\"}",
+        "\"text with  spaces\"", "-1.25e+2", "true", "[1,{\"a\":\" b \"}]", "{\"\\u00e9\":\"\\n\"}",
     };
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
         struct request r;
@@ -480,7 +477,8 @@ START_TEST(fetch_rejects_missing_mistyped_and_out_of_range_fields)
         BAD("{'op':'fetch','queues':['a'],'timeout_ms':-1}", "field 'timeout_ms': -1 is out"),
         BAD("{'op':'fetch','queues':['a'],'timeout_ms':'5s'}",
             "field 'timeout_ms': must be an integer, got string"),
-        BAD("{'op':'fetch','queues':['a'],'count':0}", "field 'count': 0 is out of range [1, 1000]"),
+        BAD("{'op':'fetch','queues':['a'],'count':0}",
+            "field 'count': 0 is out of range [1, 1000]"),
         BAD("{'op':'fetch','queues':['a'],'count':1001}", "field 'count': 1001 is out of range"),
         BAD("{'op':'fetch','queues':['a'],'count':'1'}", "field 'count': must be an integer"),
         BAD("{'op':'fetch','queues':['a'],'strict':1}",
@@ -509,8 +507,7 @@ END_TEST
 START_TEST(nack_with_every_option_decodes)
 {
     struct request r;
-    decode_ok("{'op':'nack','id':'j','error':'smtp\\ttimeout','delay_ms':1000,'dead':false}",
-              &r);
+    decode_ok("{'op':'nack','id':'j','error':'smtp\\ttimeout','delay_ms':1000,'dead':false}", &r);
     ck_assert_msg(r.op == OP_NACK && span_is(r.id, "j"), "id");
     ck_assert_msg(span_is(r.error, "smtp\ttimeout"), "error unescaped");
     ck_assert_msg(r.has_delay_ms && r.delay_ms == 1000, "delay_ms");
@@ -628,7 +625,8 @@ START_TEST(queue_ops_reject_missing_mistyped_and_out_of_range_fields)
         BAD("{'op':'resume'}", "field 'queue': missing"),
         BAD("{'op':'resume','queue':'a b'}", "field 'queue': 'a b' is not a queue name"),
         BAD("{'op':'kick'}", "field 'queue': missing"),
-        BAD("{'op':'kick','queue':'q','count':0}", "field 'count': 0 is out of range [1, 1000000000]"),
+        BAD("{'op':'kick','queue':'q','count':0}",
+            "field 'count': 0 is out of range [1, 1000000000]"),
         BAD("{'op':'kick','queue':'q','count':'all'}", "field 'count': must be an integer"),
     };
     EXPECT_REJECTS(cases);

@@ -37,9 +37,23 @@ expect_invalid(const char *text, size_t len)
 START_TEST(valid_values_of_every_type_are_accepted)
 {
     static const char *const ok[] = {
-        "null", "true", "false", "0", "-0", "12", "-12.5", "1e10", "1E+2", "2.5e-3",
-        "\"\"", "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "\"\\u00e9\\uD83D\\uDE00\"",
-        "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", "[]", "{}", "[1,[2,[3]],{\"a\":{}}]",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "12",
+        "-12.5",
+        "1e10",
+        "1E+2",
+        "2.5e-3",
+        "\"\"",
+        "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+        "\"\\u00e9\\uD83D\\uDE00\"",
+        "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+        "[]",
+        "{}",
+        "[1,[2,[3]],{\"a\":{}}]",
         " { \"a\" : [ 1 , 2 ] , \"b\" : null } ",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
@@ -71,9 +85,9 @@ START_TEST(malformed_strings_are_rejected)
     INVALID("\"\\x\"");
     INVALID("\"\\u12\"");
     INVALID("\"\\u12G4\"");
-    INVALID("\"\\uD800\"");         /* lone high surrogate */
-    INVALID("\"\\uDC00\"");         /* lone low surrogate */
-    INVALID("\"\\uD800\\u0041\"");  /* high surrogate, then no low one */
+    INVALID("\"\\uD800\"");        /* lone high surrogate */
+    INVALID("\"\\uDC00\"");        /* lone low surrogate */
+    INVALID("\"\\uD800\\u0041\""); /* high surrogate, then no low one */
     INVALID("\"a\0b\"");
     INVALID("'single'");
 }
@@ -87,8 +101,8 @@ START_TEST(invalid_utf8_is_rejected)
     INVALID("\"\xed\xa0\x80\"");     /* UTF-16 surrogate encoded */
     INVALID("\"\xf4\x90\x80\x80\""); /* above U+10FFFF */
     INVALID("\"\xf5\x80\x80\x80\"");
-    INVALID("\"\x80\"");             /* stray continuation */
-    INVALID("\"\xc3\"");             /* truncated */
+    INVALID("\"\x80\""); /* stray continuation */
+    INVALID("\"\xc3\""); /* truncated */
     INVALID("\"\xe2\x82\"");
     INVALID("\"\xff\"");
 }
