@@ -486,6 +486,7 @@ submit_wait(struct broker *b, struct session *s, struct queue **qs, size_t *nq, 
             cases[2 * i + 1] = (struct chan_case){qs[i]->closing, CHAN_RECV, NULL, false};
         }
         pthread_mutex_unlock(&b->lock);
+        session_before_park(s);
         int64_t left = until - timer_now_ms();
         int r = left > 0 ? chan_select(cases, 2 * *nq, s->ctx, left) : -ETIMEDOUT;
         pthread_mutex_lock(&b->lock);
@@ -641,6 +642,7 @@ fetch_park(struct broker *b, struct session *s, struct queue **qs, size_t nq, in
         cases[3 * i + 2] = (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
     }
     pthread_mutex_unlock(&b->lock);
+    session_before_park(s);
     int r = chan_select(cases, 3 * nq, s->ctx, left);
     pthread_mutex_lock(&b->lock);
     for (size_t i = 0; i < nq; i++) {

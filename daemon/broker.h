@@ -41,7 +41,19 @@ struct holder {
 struct session {
     struct holder *holder; /* the asking connection */
     struct ctx *ctx;       /* cancelled when the connection goes away */
+    /* Called (without the broker lock) right before the request parks, so
+     * the connection can send the answers it already has: a parked submit
+     * must not hold back the answers to the requests before it. May be NULL. */
+    void (*before_park)(struct session *s);
 };
+
+/* Calls s->before_park if set. */
+static inline void
+session_before_park(struct session *s)
+{
+    if (s->before_park)
+        s->before_park(s);
+}
 
 /* A broker with these settings; `root` (borrowed, outlives the broker) is
  * cancelled at shutdown and ends the broker's own goroutines.

@@ -424,6 +424,7 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     chan_ref(done);
     job_ref(j);
     pthread_mutex_unlock(&b->lock);
+    session_before_park(s);
     struct chan_case c = {done, CHAN_RECV, NULL, false};
     int r = chan_select(&c, 1, s->ctx, timeout);
     chan_unref(done);

@@ -20,6 +20,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,7 @@ struct conn {
     _Atomic bool want_room;      /* loop -> goroutine: tell me when reqs has room */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     struct evbuffer *pending;    /* answers and events from goroutines (locked) */
+    struct buf out;              /* answers being batched by the goroutine */
     _Atomic bool flush_scheduled; /* a flush call is queued on the loop */
 };
 
@@ -361,12 +363,20 @@ handle_line(struct conn *c, struct line *l, struct buf *out)
     request_clear(&req);
 }
 
+/* The broker is about to park this connection's request: send what is
+ * already answered. */
+static void
+before_park(struct session *s)
+{
+    struct conn *c = (struct conn *)((char *)s - offsetof(struct conn, os.s));
+    write_out(c, &c->out);
+}
+
 static void
 conn_goroutine(void *arg)
 {
     struct conn *c = arg;
-    struct buf out;
-    buf_init(&out);
+    struct buf *out = &c->out;
     struct line *l;
     while (chan_recv(c->reqs, &l, NULL) == 0) {
         if (atomic_exchange(&c->want_room, false)) {
@@ -374,13 +384,13 @@ conn_goroutine(void *arg)
             if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
                 atomic_fetch_sub(&c->refs, 1);
         }
-        handle_line(c, l, &out);
+        handle_line(c, l, out);
         free(l);
-        if (out.len >= FLUSH_AT || chan_len(c->reqs) == 0)
-            write_out(c, &out);
+        if (out->len >= FLUSH_AT || chan_len(c->reqs) == 0)
+            write_out(c, out);
     }
-    write_out(c, &out);
-    buf_clear(&out);
+    write_out(c, out);
+    buf_clear(out);
     broker_release_holder(server_broker(c->srv), &c->holder);
     if (evbridge_call(server_bridge(c->srv), finish_on_loop, c) < 0)
         log_error("cannot reach the loop thread to end a connection");
@@ -433,6 +443,8 @@ conn_alloc(struct server *srv)
     c->holder.send_event = send_event;
     c->os.s.holder = &c->holder;
     c->os.s.ctx = c->ctx;
+    c->os.s.before_park = before_park;
+    buf_init(&c->out);
     c->os.authed = !server_needs_token(srv);
     return c;
 }

@@ -9,5 +9,6 @@ suite_fn *const test_suites[] = {
     ops_suite,
     flow_suite,
     input_suite,
+    scale_suite,
     NULL,
 };

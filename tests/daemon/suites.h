@@ -8,5 +8,6 @@ Suite *ping_suite(void);
 Suite *ops_suite(void);
 Suite *flow_suite(void);
 Suite *input_suite(void);
+Suite *scale_suite(void);
 
 #endif
