@@ -1,0 +1,250 @@
+/* Prometheus text format 0.0.4 from the stats document: a table per level
+ * of the document says which field becomes which metric family. */
+#include "chanq_config.h"
+
+#include "daemon/metrics.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct family {
+    const char *field; /* key in the stats document */
+    const char *name;  /* metric family name */
+    const char *type;  /* "gauge" or "counter" (then name ends in _total) */
+    double divisor;    /* 1, or 1e3 / 1e6 to turn ms / us into seconds */
+    const char *help;  /* the # HELP text */
+};
+
+static const struct family server_families[] = {
+    {"uptime_s", "chanq_uptime_seconds", "gauge", 1, "Seconds since chanqd started."},
+    {"connections", "chanq_connections", "gauge", 1, "Open client connections."},
+    {"goroutines", "chanq_goroutines", "gauge", 1, "Live goroutines."},
+    {"threads", "chanq_threads", "gauge", 1, "Goroutine threads of the runtime."},
+    {"rss_bytes", "chanq_resident_memory_bytes", "gauge", 1,
+     "Resident set size of the chanqd process in bytes."},
+};
+
+static const struct family journal_families[] = {
+    {"bytes", "chanq_journal_bytes", "gauge", 1, "Bytes of journal segments on disk."},
+    {"last_fsync_us", "chanq_journal_last_fsync_seconds", "gauge", 1e6,
+     "Duration of the most recent journal fsync in seconds."},
+};
+
+static const struct family queue_families[] = {
+    {"capacity", "chanq_queue_capacity", "gauge", 1, "Jobs the queue holds before submits wait."},
+    {"depth", "chanq_queue_depth", "gauge", 1, "Jobs queued and ready for delivery."},
+    {"reserved", "chanq_queue_reserved", "gauge", 1, "Jobs delivered and not yet acked."},
+    {"delayed", "chanq_queue_delayed", "gauge", 1, "Jobs waiting for their delay to pass."},
+    {"dead", "chanq_queue_dead", "gauge", 1, "Jobs that ran out of attempts."},
+    {"waiting_submitters", "chanq_queue_waiting_submitters", "gauge", 1,
+     "Submits waiting for room in the queue."},
+    {"waiting_fetchers", "chanq_queue_waiting_fetchers", "gauge", 1,
+     "Fetches waiting for a job from the queue."},
+    {"paused", "chanq_queue_paused", "gauge", 1, "1 when the queue is paused."},
+    {"closed", "chanq_queue_closed", "gauge", 1, "1 when the queue is closed."},
+    {"submitted", "chanq_queue_submitted_total", "counter", 1, "Jobs accepted by submit."},
+    {"delivered", "chanq_queue_delivered_total", "counter", 1, "Deliveries to fetchers."},
+    {"acked", "chanq_queue_acked_total", "counter", 1, "Jobs acknowledged as done."},
+    {"nacked", "chanq_queue_nacked_total", "counter", 1, "Deliveries given back by nack."},
+    {"expired", "chanq_queue_expired_total", "counter", 1,
+     "Reservations revoked at ttr and jobs past their deadline."},
+    {"cancelled", "chanq_queue_cancelled_total", "counter", 1, "Jobs cancelled."},
+    {"rejected_full", "chanq_queue_rejected_full_total", "counter", 1,
+     "Submits that failed because the queue stayed full."},
+    {"blocked_ms", "chanq_queue_blocked_seconds_total", "counter", 1e3,
+     "Seconds submitters spent waiting for room."},
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool
+is_value(const json_t *v)
+{
+    return json_is_number(v) || json_is_boolean(v);
+}
+
+static void
+put_double(FILE *f, double d)
+{
+    if (isnan(d))
+        fputs("NaN", f);
+    else if (isinf(d))
+        fputs(d > 0 ? "+Inf" : "-Inf", f);
+    else
+        fprintf(f, "%.15g", d);
+}
+
+static void
+put_value(FILE *f, const json_t *v, double divisor)
+{
+    if (json_is_boolean(v))
+        fputc(json_is_true(v) ? '1' : '0', f);
+    else if (json_is_integer(v) && divisor == 1)
+        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        put_double(f, json_number_value(v) / divisor);
+    fputc('\n', f);
+}
+
+/* A label value with \, " and newline escaped, as the format requires. */
+static void
+put_label_value(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void
+put_header(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+put_scalars(FILE *f, const json_t *obj, const struct family *fam, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(obj, fam[i].field);
+        if (!is_value(v))
+            continue;
+        put_header(f, fam[i].name, fam[i].type, fam[i].help);
+        fputs(fam[i].name, f);
+        fputc(' ', f);
+        put_value(f, v, fam[i].divisor);
+    }
+}
+
+/* One family with a sample per key of obj: name{label="KEY"} value. */
+static void
+put_labelled(FILE *f, const json_t *obj, const char *name, const char *label, const char *help)
+{
+    if (!json_is_object(obj))
+        return;
+    put_header(f, name, "gauge", help);
+    const char *key;
+    json_t *v;
+    json_object_foreach ((json_t *)obj, key, v) {
+        if (!is_value(v))
+            continue;
+        fprintf(f, "%s{%s=\"", name, label);
+        put_label_value(f, key);
+        fputs("\"} ", f);
+        put_value(f, v, 1);
+    }
+}
+
+static bool
+hist_valid(const json_t *le, const json_t *counts)
+{
+    if (!json_is_array(le) || !json_is_array(counts) || json_array_size(le) != json_array_size(counts))
+        return false;
+    double prev = -INFINITY;
+    for (size_t i = 0; i < json_array_size(le); i++) {
+        double b = json_number_value(json_array_get(le, i));
+        if (!json_is_number(json_array_get(le, i)) || !(b > prev) ||
+            !json_is_integer(json_array_get(counts, i)) ||
+            json_integer_value(json_array_get(counts, i)) < 0)
+            return false;
+        prev = b;
+    }
+    return true;
+}
+
+/* fsync_hist: counts[i] fsyncs took at most le_us[i] (and more than
+ * le_us[i-1]); count is the total, including those above the last bound. */
+static void
+put_fsync_hist(FILE *f, const json_t *h)
+{
+    static const char name[] = "chanq_journal_fsync_duration_seconds";
+    const json_t *le = json_object_get(h, "le_us"), *counts = json_object_get(h, "counts");
+    if (!hist_valid(le, counts))
+        return;
+    put_header(f, name, "histogram", "Journal fsync latency in seconds.");
+    json_int_t cum = 0;
+    for (size_t i = 0; i < json_array_size(le); i++) {
+        cum += json_integer_value(json_array_get(counts, i));
+        fprintf(f, "%s_bucket{le=\"", name);
+        put_double(f, json_number_value(json_array_get(le, i)) / 1e6);
+        fprintf(f, "\"} %" JSON_INTEGER_FORMAT "\n", cum);
+    }
+    json_int_t total = json_integer_value(json_object_get(h, "count"));
+    if (total < cum)
+        total = cum;
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %" JSON_INTEGER_FORMAT "\n", name, total);
+    fprintf(f, "%s_sum ", name);
+    put_double(f, json_number_value(json_object_get(h, "sum_us")) / 1e6);
+    fprintf(f, "\n%s_count %" JSON_INTEGER_FORMAT "\n", name, total);
+}
+
+static void
+put_journal(FILE *f, const json_t *journal)
+{
+    if (!json_is_object(journal))
+        return;
+    put_scalars(f, journal, journal_families, N(journal_families));
+    const char *policy = json_string_value(json_object_get(journal, "fsync"));
+    if (policy) {
+        put_header(f, "chanq_journal_fsync_policy", "gauge",
+                   "The --fsync policy in force (1 for the one named).");
+        fputs("chanq_journal_fsync_policy{policy=\"", f);
+        put_label_value(f, policy);
+        fputs("\"} 1\n", f);
+    }
+    put_fsync_hist(f, json_object_get(journal, "fsync_hist"));
+}
+
+static void
+put_queues(FILE *f, const json_t *queues)
+{
+    for (size_t i = 0; i < N(queue_families); i++) {
+        const struct family *fam = &queue_families[i];
+        put_header(f, fam->name, fam->type, fam->help);
+        const char *qname;
+        json_t *q;
+        json_object_foreach ((json_t *)queues, qname, q) {
+            const json_t *v = json_object_get(q, fam->field);
+            if (!is_value(v))
+                continue;
+            fprintf(f, "%s{queue=\"", fam->name);
+            put_label_value(f, qname);
+            fputs("\"} ", f);
+            put_value(f, v, fam->divisor);
+        }
+    }
+}
+
+char *
+metrics_render(const json_t *stats, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f)
+        return NULL;
+    const json_t *server = json_object_get(stats, "server");
+    const char *version = json_string_value(json_object_get(server, "version"));
+    if (version) {
+        put_header(f, "chanq_build_info", "gauge", "Always 1; the version is a label.");
+        fputs("chanq_build_info{version=\"", f);
+        put_label_value(f, version);
+        fputs("\"} 1\n", f);
+    }
+    put_scalars(f, server, server_families, N(server_families));
+    put_labelled(f, json_object_get(server, "jobs"), "chanq_jobs", "state",
+                 "Jobs in each state, over all queues.");
+    put_journal(f, json_object_get(server, "journal"));
+    put_queues(f, json_object_get(stats, "queues"));
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}

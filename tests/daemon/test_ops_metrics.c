@@ -1,0 +1,371 @@
+/* daemon/metrics.c and daemon/http.c with a fake stats snapshot: the
+ * Prometheus rendering (escaping, counters, the histogram), checked line by
+ * line and by the strict checker tests/ops/promcheck.py; the endpoint's
+ * routes over a real socket. */
+#include "chanq_config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/http.h"
+#include "daemon/metrics.h"
+#include "tests/ops/unit_suites.h"
+
+static const char fake_doc[] =
+    "{\"server\":{\"uptime_s\":12,\"connections\":3,\"goroutines\":40,\"threads\":2,"
+    "\"rss_bytes\":1048576,\"version\":\"0.1.0\","
+    "\"jobs\":{\"queued\":5,\"reserved\":1,\"delayed\":0,\"dead\":2,\"done\":7},"
+    "\"journal\":{\"bytes\":4096,\"fsync\":\"always\",\"last_fsync_us\":420,"
+    "\"fsync_hist\":{\"le_us\":[100,1000,10000],\"counts\":[2,5,1],\"sum_us\":500000,"
+    "\"count\":9}}},"
+    "\"queues\":{\"mail\":{\"capacity\":10,\"depth\":3,\"reserved\":1,\"delayed\":0,\"dead\":2,"
+    "\"waiting_submitters\":0,\"waiting_fetchers\":4,\"paused\":false,\"closed\":true,"
+    "\"submitted\":100,\"delivered\":90,\"acked\":80,\"nacked\":5,\"expired\":1,"
+    "\"cancelled\":2,\"rejected_full\":3,\"blocked_ms\":1500},"
+    "\"we\\\"ird\\\\q\\nname\":{\"depth\":1,\"paused\":true}}}";
+
+static json_t *
+fake_snapshot(void *arg)
+{
+    atomic_int *calls = arg;
+    if (calls)
+        atomic_fetch_add(calls, 1);
+    return json_loads(fake_doc, 0, NULL);
+}
+
+static char *
+render_fake(void)
+{
+    json_t *doc = fake_snapshot(NULL);
+    ck_assert_msg(doc, "fake document does not parse");
+    size_t len;
+    char *text = metrics_render(doc, &len);
+    json_decref(doc);
+    ck_assert_msg(text && len == strlen(text), "render failed");
+    return text;
+}
+
+static void
+assert_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)); p++)
+        if ((p == text || p[-1] == '\n') && p[n] == '\n')
+            return;
+    ck_abort_msg("line '%s' missing from:\n%s", line, text);
+}
+
+/* Runs tests/ops/promcheck.py on text; returns its exit status, or -1 when
+ * python3 is not there (the check is then skipped). */
+static int
+promcheck(const char *text)
+{
+    const char *srcdir = getenv("top_srcdir");
+    if (system("python3 -c '' 2>/dev/null") != 0)
+        return -1;
+    char path[] = "/tmp/chanq-metrics-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_msg(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text),
+                  "cannot write the temp file");
+    close(fd);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 %s/tests/ops/promcheck.py %s", srcdir ? srcdir : ".", path);
+    int rc = system(cmd);
+    unlink(path);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -2;
+}
+
+START_TEST(every_number_becomes_a_described_metric)
+{
+    char *t = render_fake();
+    assert_line(t, "# HELP chanq_uptime_seconds Seconds since chanqd started.");
+    assert_line(t, "# TYPE chanq_uptime_seconds gauge");
+    assert_line(t, "chanq_uptime_seconds 12");
+    assert_line(t, "chanq_connections 3");
+    assert_line(t, "chanq_goroutines 40");
+    assert_line(t, "chanq_threads 2");
+    assert_line(t, "chanq_resident_memory_bytes 1048576");
+    assert_line(t, "chanq_build_info{version=\"0.1.0\"} 1");
+    assert_line(t, "chanq_jobs{state=\"queued\"} 5");
+    assert_line(t, "chanq_jobs{state=\"done\"} 7");
+    assert_line(t, "chanq_journal_bytes 4096");
+    assert_line(t, "chanq_journal_last_fsync_seconds 0.00042");
+    assert_line(t, "chanq_journal_fsync_policy{policy=\"always\"} 1");
+    assert_line(t, "# TYPE chanq_queue_submitted_total counter");
+    assert_line(t, "chanq_queue_capacity{queue=\"mail\"} 10");
+    assert_line(t, "chanq_queue_waiting_fetchers{queue=\"mail\"} 4");
+    assert_line(t, "chanq_queue_closed{queue=\"mail\"} 1");
+    assert_line(t, "chanq_queue_paused{queue=\"mail\"} 0");
+    assert_line(t, "chanq_queue_rejected_full_total{queue=\"mail\"} 3");
+    assert_line(t, "chanq_queue_blocked_seconds_total{queue=\"mail\"} 1.5");
+    free(t);
+}
+END_TEST
+
+START_TEST(queue_names_are_escaped_in_labels)
+{
+    char *t = render_fake();
+    assert_line(t, "chanq_queue_depth{queue=\"we\\\"ird\\\\q\\nname\"} 1");
+    assert_line(t, "chanq_queue_paused{queue=\"we\\\"ird\\\\q\\nname\"} 1");
+    ck_assert_msg(!strstr(t, "chanq_queue_capacity{queue=\"we"),
+                  "a field the queue lacks was rendered");
+    free(t);
+}
+END_TEST
+
+START_TEST(fsync_latency_is_a_cumulative_histogram_in_seconds)
+{
+    char *t = render_fake();
+    assert_line(t, "# TYPE chanq_journal_fsync_duration_seconds histogram");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_bucket{le=\"0.0001\"} 2");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_bucket{le=\"0.001\"} 7");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_bucket{le=\"0.01\"} 8");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_bucket{le=\"+Inf\"} 9");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_sum 0.5");
+    assert_line(t, "chanq_journal_fsync_duration_seconds_count 9");
+    free(t);
+}
+END_TEST
+
+START_TEST(rendering_passes_the_strict_checker)
+{
+    char *t = render_fake();
+    int rc = promcheck(t);
+    if (rc == -1) {
+        fprintf(stderr, "python3 missing: promcheck skipped\n");
+    } else {
+        ck_assert_msg(rc == 0, "promcheck.py rejected the rendering:\n%s", t);
+    }
+    free(t);
+    /* An empty or minimal document renders, and still passes. */
+    json_t *doc = json_pack("{s:{s:i}, s:{}}", "server", "uptime_s", 0, "queues");
+    size_t len;
+    t = metrics_render(doc, &len);
+    json_decref(doc);
+    ck_assert_msg(t && strstr(t, "chanq_uptime_seconds 0\n"), "minimal document: %s", t);
+    ck_assert_msg(promcheck(t) <= 0, "promcheck rejected the minimal rendering:\n%s", t);
+    free(t);
+}
+END_TEST
+
+START_TEST(a_malformed_histogram_is_left_out)
+{
+    json_t *doc = json_loads("{\"server\":{\"journal\":{\"fsync_hist\":{\"le_us\":[10,5],"
+                             "\"counts\":[1,1],\"sum_us\":1,\"count\":2}}}}",
+                             0, NULL);
+    size_t len;
+    char *t = metrics_render(doc, &len);
+    json_decref(doc);
+    ck_assert_msg(t && !strstr(t, "fsync_duration"), "a decreasing histogram was rendered");
+    free(t);
+}
+END_TEST
+
+/* The HTTP endpoint, over a socket: a client thread asks while the test
+ * runs the loop. */
+
+struct http_fixture {
+    struct event_base *base;
+    struct http *http;
+    atomic_int calls;     /* snapshot calls */
+    bool stopping;        /* what http_stopping_fn says */
+    bool fail_snapshot;   /* the snapshot returns NULL */
+};
+
+static json_t *
+fixture_snapshot(void *arg)
+{
+    struct http_fixture *f = arg;
+    atomic_fetch_add(&f->calls, 1);
+    return f->fail_snapshot ? NULL : json_loads(fake_doc, 0, NULL);
+}
+
+static bool
+fixture_stopping(void *arg)
+{
+    return ((struct http_fixture *)arg)->stopping;
+}
+
+struct fetch {
+    int port;
+    const char *request; /* full HTTP request text */
+    char response[65536];
+    atomic_bool done;
+};
+
+static void *
+fetch_thread(void *arg)
+{
+    struct fetch *fe = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fe->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    size_t off = 0;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, fe->request, strlen(fe->request)) == (ssize_t)strlen(fe->request)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        while (off < sizeof fe->response - 1 && poll(&p, 1, 5000) == 1) {
+            ssize_t r = read(fd, fe->response + off, sizeof fe->response - 1 - off);
+            if (r <= 0)
+                break;
+            off += (size_t)r;
+        }
+    }
+    fe->response[off] = '\0';
+    close(fd);
+    atomic_store(&fe->done, true);
+    return NULL;
+}
+
+/* Sends request to the fixture's endpoint while running its loop here;
+ * returns the whole response (static buffer of fe). */
+static const char *
+http_fetch(struct http_fixture *f, struct fetch *fe, const char *request)
+{
+    memset(fe, 0, sizeof *fe);
+    fe->port = http_port(f->http);
+    fe->request = request;
+    pthread_t t;
+    ck_assert_msg(pthread_create(&t, NULL, fetch_thread, fe) == 0, "pthread_create");
+    for (int i = 0; i < 5000 && !atomic_load(&fe->done); i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    pthread_join(t, NULL);
+    return fe->response;
+}
+
+static void
+fixture_start(struct http_fixture *f)
+{
+    memset(f, 0, sizeof *f);
+    f->base = event_base_new();
+    f->http = http_new(f->base, "127.0.0.1:0", fixture_snapshot, fixture_stopping, f);
+    ck_assert_msg(f->http && http_port(f->http) > 0, "http_new failed");
+}
+
+static void
+fixture_stop(struct http_fixture *f)
+{
+    http_free(f->http);
+    event_base_free(f->base);
+}
+
+#define GET(path) "GET " path " HTTP/1.0\r\nHost: x\r\n\r\n"
+
+START_TEST(metrics_route_serves_the_text_format)
+{
+    struct http_fixture f;
+    static struct fetch fe;
+    fixture_start(&f);
+    const char *r = http_fetch(&f, &fe, GET("/metrics"));
+    ck_assert_msg(strncmp(r, "HTTP/1.0 200", 12) == 0 || strncmp(r, "HTTP/1.1 200", 12) == 0,
+                  "status line: %.40s", r);
+    ck_assert_msg(strstr(r, "Content-Type: text/plain; version=0.0.4"), "content type: %s", r);
+    const char *body = strstr(r, "\r\n\r\n");
+    ck_assert_msg(body && strstr(body, "\nchanq_queue_depth{queue=\"mail\"} 3\n"), "body: %s", r);
+    ck_assert_msg(promcheck(body + 4) <= 0, "served metrics fail the checker");
+    ck_assert_msg(atomic_load(&f.calls) == 1, "snapshot called %d times", atomic_load(&f.calls));
+    fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(stats_route_serves_the_snapshot_as_json)
+{
+    struct http_fixture f;
+    static struct fetch fe;
+    fixture_start(&f);
+    const char *r = http_fetch(&f, &fe, GET("/stats"));
+    ck_assert_msg(strstr(r, " 200 ") && strstr(r, "Content-Type: application/json"), "%s", r);
+    const char *body = strstr(r, "\r\n\r\n");
+    json_t *got = body ? json_loads(body + 4, 0, NULL) : NULL;
+    json_t *want = json_loads(fake_doc, 0, NULL);
+    ck_assert_msg(got && json_equal(got, want), "/stats body differs: %s", body ? body : r);
+    json_decref(got);
+    json_decref(want);
+    fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(healthz_says_ok_then_503_while_stopping)
+{
+    struct http_fixture f;
+    static struct fetch fe;
+    fixture_start(&f);
+    const char *r = http_fetch(&f, &fe, GET("/healthz"));
+    ck_assert_msg(strstr(r, " 200 ") && strstr(r, "\r\n\r\nok\n"), "healthz: %s", r);
+    f.stopping = true;
+    r = http_fetch(&f, &fe, GET("/healthz"));
+    ck_assert_msg(strstr(r, " 503 "), "healthz while stopping: %s", r);
+    ck_assert_msg(atomic_load(&f.calls) == 0, "healthz built a snapshot");
+    fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(unknown_paths_methods_and_failed_snapshots_get_errors)
+{
+    struct http_fixture f;
+    static struct fetch fe;
+    fixture_start(&f);
+    const char *r = http_fetch(&f, &fe, GET("/nope"));
+    ck_assert_msg(strstr(r, " 404 "), "unknown path: %s", r);
+    r = http_fetch(&f, &fe, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    ck_assert_msg(strstr(r, " 405 ") || strstr(r, " 501 "), "POST: %s", r);
+    f.fail_snapshot = true;
+    r = http_fetch(&f, &fe, GET("/metrics"));
+    ck_assert_msg(strstr(r, " 503 "), "failed snapshot: %s", r);
+    r = http_fetch(&f, &fe, GET("/metrics?x=1"));
+    ck_assert_msg(strstr(r, " 503 "), "query string not routed: %s", r);
+    fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(a_bad_address_is_refused)
+{
+    struct event_base *base = event_base_new();
+    ck_assert_msg(!http_new(base, "nonsense", fake_snapshot, NULL, NULL), "bad address accepted");
+    ck_assert_msg(!http_new(base, "192.0.2.1:1", fake_snapshot, NULL, NULL),
+                  "an address we do not have was bound");
+    event_base_free(base);
+}
+END_TEST
+
+Suite *
+metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("render");
+    tcase_add_test(tc, every_number_becomes_a_described_metric);
+    tcase_add_test(tc, queue_names_are_escaped_in_labels);
+    tcase_add_test(tc, fsync_latency_is_a_cumulative_histogram_in_seconds);
+    tcase_add_test(tc, rendering_passes_the_strict_checker);
+    tcase_add_test(tc, a_malformed_histogram_is_left_out);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+Suite *
+http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *tc = tcase_create("routes");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, metrics_route_serves_the_text_format);
+    tcase_add_test(tc, stats_route_serves_the_snapshot_as_json);
+    tcase_add_test(tc, healthz_says_ok_then_503_while_stopping);
+    tcase_add_test(tc, unknown_paths_methods_and_failed_snapshots_get_errors);
+    tcase_add_test(tc, a_bad_address_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
