@@ -6,14 +6,17 @@
 # Usage: bench/compare-go.sh [ROW...]
 # Environment: BUILD_DIR (default ./build, configured by scripts/build.sh if
 # it has no Makefile yet), PROCS (default "1 2"), BENCH_RUNS (default 5;
-# each figure is the median of that many runs).
+# each figure is the median of that many runs), BENCH_SCALE (default 1;
+# multiplies every iteration count, for quick checks).
 # Installs Debian's golang-go with apt-get if `go` is missing. Exits 0 once
-# the table is printed, whatever the ratios; non-zero if something can't run.
+# the table is printed, whatever the ratios; non-zero if the build fails or a
+# row crashed (the table is still printed, the row marked FAILED).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build}
 procs_list=${PROCS:-1 2}
 runs=${BENCH_RUNS:-5}
+scale=${BENCH_SCALE:-1}
 
 if ! command -v go >/dev/null 2>&1; then
     echo "compare-go: 'go' not found; installing Debian's golang-go (apt-get install golang-go)" >&2
@@ -43,36 +46,46 @@ export GOPROXY=off GOFLAGS= GO111MODULE=on GOTOOLCHAIN=local
 gobench=$tmp/gobench
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "# compare-go: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), $(go version | cut -d' ' -f3), runs=$runs (median), PROCS=\"$procs_list\""
+echo "# compare-go: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), $(go version | cut -d' ' -f3), runs=$runs (median), scale=$scale, PROCS=\"$procs_list\""
 echo "# command: bench/compare-go.sh $*"
-echo "# The machine may be shared: figures are medians and still noisy."
+echo "# Each row: its own process per side, chanq then Go. A shared machine is noisy."
 echo
+# Each row runs in its own process, chanq then Go, so that a row starts
+# with fresh memory, noise falls on both sides alike, and a crash costs one
+# row rather than the table.
+rows=${*:-$("$cbench" -l)}
+failed=0
 for p in $procs_list; do
-    GOMAXPROCS=$p "$cbench" -p "$p" -r "$runs" "$@" >"$tmp/c.$p"
-    GOMAXPROCS=$p "$gobench" -p "$p" -r "$runs" "$@" >"$tmp/go.$p"
     echo "### GOMAXPROCS=$p"
     echo
-    # Join the two outputs on the row name. Every unit is lower-is-better;
-    # rss_parked_100k is judged against its 8 KiB target rather than Go.
-    awk -v p="$p" '
-        /^#/ || NF < 3 { next }
-        FNR == NR { goval[$1] = $2; next }
-        {
-            name = $1; c = $2; unit = $3
-            if (!(name in goval)) { printf "| %s | %s | %s | - | - | no Go row |\n", name, unit, c; next }
-            g = goval[name]
-            ratio = (c > 0) ? g / c : 0
-            if (name ~ /^rss_/)
-                verdict = (c <= 8) ? "ok (target <= 8 KiB)" : "MISSES the 8 KiB target"
-            else
-                verdict = (ratio >= 1) ? "chanq faster" : "SLOWER than Go"
-            printf "| %s | %s | %s | %s | %.2f | %s |\n", name, unit, c, g, ratio, verdict
-        }
-        BEGIN {
-            print "| row | unit | chanq | Go | Go/chanq | verdict |"
-            print "|---|---|---:|---:|---:|---|"
-        }
-    ' "$tmp/go.$p" "$tmp/c.$p"
+    echo "| row | unit | chanq | Go | Go/chanq | verdict |"
+    echo "|---|---|---:|---:|---:|---|"
+    for row in $rows; do
+        GOMAXPROCS=$p "$cbench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/c.out" 2>"$tmp/c.err" ||
+            { failed=1; echo "compare-go: core_bench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/c.err")" >&2; }
+        GOMAXPROCS=$p "$gobench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/go.out" 2>"$tmp/go.err" ||
+            { failed=1; echo "compare-go: gobench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/go.err")" >&2; }
+        c=$(grep "^$row " "$tmp/c.out" || true)
+        g=$(grep "^$row " "$tmp/go.out" || true)
+        # Every unit is lower-is-better; rss_parked_100k is judged against
+        # its 8 KiB target rather than against Go.
+        echo "$row|$c|$g" | awk -F'|' '
+            {
+                split($2, c, " "); split($3, g, " ")
+                unit = (c[3] != "") ? c[3] : g[3]
+                cv = (c[2] != "") ? c[2] : "crashed"; gv = (g[2] != "") ? g[2] : "crashed"
+                if (c[2] == "" || g[2] == "") {
+                    printf "| %s | %s | %s | %s | - | FAILED to run |\n", $1, unit, cv, gv
+                    next
+                }
+                ratio = (c[2] > 0) ? g[2] / c[2] : 0
+                if ($1 ~ /^rss_/)
+                    verdict = (c[2] <= 8) ? "ok (target <= 8 KiB)" : "MISSES the 8 KiB target"
+                else
+                    verdict = (ratio >= 1) ? "chanq faster" : "SLOWER than Go"
+                printf "| %s | %s | %s | %s | %.2f | %s |\n", $1, unit, cv, gv, ratio, verdict
+            }'
+    done
     echo
 done
-exit 0
+[ "$failed" -eq 0 ] || { echo "compare-go: some rows failed to run (see above)" >&2; exit 1; }

@@ -4,10 +4,10 @@
  * bench/go/main.go and in the same output format (bench/compare-go.sh joins
  * the two). Not a test: it prints figures.
  *
- * Usage: core_bench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...]
+ * Usage: core_bench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...] | -l
  * Output: a comment line "# ..." then one line per row, "name value unit",
  * where value is the median of RUNS runs (default 5, or $BENCH_RUNS).
- * Every unit is lower-is-better. */
+ * Every unit is lower-is-better. -l lists the rows. */
 
 #include <errno.h>
 #include <limits.h>
@@ -186,6 +186,7 @@ bench_pingpong(double scale)
 struct spsc {
     struct chan *c;
     long n;
+    struct wg *done; /* the producer has returned: s may go */
 };
 
 static void
@@ -196,21 +197,25 @@ spsc_produce(void *arg)
     for (long i = 0; i < s->n; i++)
         must_send(s->c, &i);
     chan_close(s->c);
+    wg_done(s->done);
 }
 
 static double
 bench_spsc(double scale)
 {
-    struct spsc s = {must_chan(sizeof(long), 1024), count(2000000, scale, 1000)};
+    struct spsc s = {must_chan(sizeof(long), 1024), count(2000000, scale, 1000), must_wg()};
     long v, sum = 0;
     int64_t t0, el;
 
     t0 = now_ns();
+    wg_add(s.done, 1);
     must_go(spsc_produce, &s);
     while (chan_recv(s.c, &v, NULL) == 0)
         sum += v;
     el = now_ns() - t0;
     check_sum("spsc_buf1024", sum, s.n);
+    wg_wait(s.done, NULL);
+    wg_free(s.done);
     chan_unref(s.c);
     return ns_per(el, s.n);
 }
@@ -431,6 +436,7 @@ bench_select_uncontended(double scale)
 struct sel_feed {
     struct chan *c[4];
     long n;
+    struct wg *done; /* the producer has returned: f may go */
 };
 
 static void
@@ -440,12 +446,13 @@ sel_feed_run(void *arg)
 
     for (long i = 0; i < f->n; i++)
         must_send(f->c[i & 3], &i);
+    wg_done(f->done);
 }
 
 static double
 bench_select_blocking(double scale)
 {
-    struct sel_feed f = {.n = count(500000, scale, 1000)};
+    struct sel_feed f = {.n = count(500000, scale, 1000), .done = must_wg()};
     struct chan_case cases[4];
     long v, sum = 0;
     int64_t t0, el;
@@ -455,6 +462,7 @@ bench_select_blocking(double scale)
         cases[i] = (struct chan_case){.c = f.c[i], .dir = CHAN_RECV, .elem = &v};
     }
     t0 = now_ns();
+    wg_add(f.done, 1);
     must_go(sel_feed_run, &f);
     for (long i = 0; i < f.n; i++) {
         int k = chan_select(cases, 4, NULL, -1);
@@ -465,6 +473,8 @@ bench_select_blocking(double scale)
     }
     el = now_ns() - t0;
     check_sum("select4_blocking", sum, f.n);
+    wg_wait(f.done, NULL);
+    wg_free(f.done);
     for (int i = 0; i < 4; i++)
         chan_unref(f.c[i]);
     return ns_per(el, f.n);
@@ -718,7 +728,7 @@ env_int(const char *name, int def)
 static void
 usage(void)
 {
-    fputs("usage: core_bench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...]\nrows:", stderr);
+    fputs("usage: core_bench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...] | -l\nrows:", stderr);
     for (int i = 0; i < NROWS; i++)
         fprintf(stderr, " %s", rows[i].name);
     fputc('\n', stderr);
@@ -731,8 +741,12 @@ main(int argc, char **argv)
     struct opts o = {.procs = 0, .runs = env_int("BENCH_RUNS", 5), .scale = 1.0};
     int opt, rc;
 
-    while ((opt = getopt(argc, argv, "p:r:s:c:h")) != -1) {
+    while ((opt = getopt(argc, argv, "lp:r:s:c:h")) != -1) {
         switch (opt) {
+        case 'l':
+            for (int i = 0; i < NROWS; i++)
+                printf("%s\n", rows[i].name);
+            return 0;
         case 'p':
             o.procs = atoi(optarg);
             break;

@@ -2,10 +2,11 @@
 // same as bench/core_bench.c and in the same output format, so that
 // bench/compare-go.sh can set the two side by side. Standard library only.
 //
-// Usage: gobench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...]
+// Usage: gobench [-p GOMAXPROCS] [-r RUNS] [-s SCALE] [ROW...] | -l
 //
 // Output: a comment line "# ..." then one line per row, "name value unit",
 // where value is the median of RUNS runs. Every unit is lower-is-better.
+// -l lists the rows.
 package main
 
 import (
@@ -388,7 +389,14 @@ func main() {
 	runs := flag.Int("r", envInt("BENCH_RUNS", 5), "runs per row; the median is printed")
 	scale := flag.Float64("s", 1, "scale every iteration count (for quick checks)")
 	child := flag.String("child", "", "internal: run one run of this row and print its value")
+	list := flag.Bool("l", false, "list the rows and exit")
 	flag.Parse()
+	if *list {
+		for _, r := range rows {
+			fmt.Println(r.name)
+		}
+		return
+	}
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
 	}
@@ -406,6 +414,13 @@ func main() {
 
 	want := map[string]bool{}
 	for _, a := range flag.Args() {
+		found := false
+		for _, r := range rows {
+			found = found || r.name == a
+		}
+		if !found {
+			fail("unknown row %q", a)
+		}
 		want[a] = true
 	}
 	fmt.Printf("# gobench go=%s gomaxprocs=%d runs=%d scale=%g\n",
@@ -423,9 +438,5 @@ func main() {
 			}
 		}
 		fmt.Printf("%-24s %12.1f %s\n", r.name, median(v), r.unit)
-		delete(want, r.name)
-	}
-	for name := range want {
-		fail("unknown row %q", name)
 	}
 }
