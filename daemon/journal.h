@@ -1,0 +1,182 @@
+/* The journal: an append-only log of the broker's state changes in segment
+ * files (segment.h), written by one writer goroutine with group commit,
+ * replayed on start, compacted in the background. It stores opaque records;
+ * jrec.h is the broker's codec for them. docs/durability.md has the promises.
+ *
+ * Life cycle: journal_open (lock + list) -> journal_replay (main thread,
+ * before serving) -> journal_start (writer goroutine) -> journal_append* /
+ * journal_compact* -> journal_close. */
+#ifndef CHANQ_DAEMON_JOURNAL_H
+#define CHANQ_DAEMON_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "daemon/config.h" /* enum config_fsync */
+
+struct ctx;
+struct journal;
+
+/* The system calls the journal's I/O thread makes on segment files, as a test
+ * seam (beanstalkd's falloc, without the global): tests count fsyncs or
+ * inject -ENOSPC / -EIO. Each returns the system call's result, or a
+ * negative errno instead of -1. NULL fields mean the real call. */
+struct journal_io {
+    ssize_t (*writev)(void *arg, int fd, const struct iovec *iov, int iovcnt);
+    int (*fsync)(void *arg, int fd); /* the real one is fdatasync(2) */
+    void *arg;                       /* passed to both */
+};
+
+/* Everything journal_open_opts takes besides the directory. Zero fields take
+ * the defaults in brackets. */
+struct journal_opts {
+    enum config_fsync fsync;  /* always (group commit), interval (100 ms), never */
+    bool repair;              /* replay truncates at a bad checksum instead of failing */
+    uint64_t segment_bytes;   /* roll to a new segment past this size [64 MiB] */
+    uint64_t compact_bytes;   /* journal_maybe_compact threshold [64 MiB] */
+    int64_t interval_ms;      /* fsync period of `interval` [100] */
+    const struct journal_io *io; /* NULL: real system calls; borrowed, must outlive j */
+};
+
+/* journal_open_opts with the defaults and this fsync mode and repair flag. */
+struct journal *journal_open(const char *dir, enum config_fsync fsync, bool repair, char *err,
+                             size_t errlen);
+
+/* Creates dir (mode 0750) if missing, takes dir/LOCK (flock, our pid written
+ * in it), removes leftover *.tmp files and lists the segments. Returns a new
+ * journal owned by the caller, or NULL with the reason in err, e.g. "data dir
+ * DIR is in use by another chanqd (pid N holds DIR/LOCK)". Any thread; does
+ * blocking I/O. */
+struct journal *journal_open_opts(const char *dir, const struct journal_opts *opts, char *err,
+                                  size_t errlen);
+
+/* A record as handed to apply/keep callbacks: borrowed bytes, valid only
+ * during the call. */
+struct journal_rec {
+    const void *data;
+    size_t len;
+};
+
+/* Replay callback: one record, in log order. Return 0 to go on, or a
+ * negative errno to stop the replay (reported with the file and offset). */
+typedef int journal_apply_fn(void *arg, const void *rec, size_t len);
+
+/* Calls apply (may be NULL: just verify) for every record, oldest first: a
+ * compacted segment's records, then the later segments'. A torn tail (a bad
+ * last record with no valid record after it, in any segment) is cut off:
+ * the file is truncated and a line "journal: FILE: torn tail at offset N
+ * (reason), dropped M bytes" is logged. A bad record followed by valid ones
+ * is corruption: returns -EBADMSG with "FILE at offset N: bad checksum (run
+ * chanqd --repair to truncate here; K later records would be lost)" in err,
+ * unless opts.repair, in which case the file is truncated there, later
+ * segments are deleted and the loss is logged. Also -EIO etc. on I/O errors.
+ * Once per journal, before journal_start; main thread (not a goroutine: it
+ * blocks). */
+int journal_replay(struct journal *j, journal_apply_fn *apply, void *arg, char *err, size_t errlen);
+
+/* Records replayed by journal_replay (0 before). */
+uint64_t journal_replayed(const struct journal *j);
+
+/* Opens a fresh segment for appends and starts the writer goroutine and its
+ * I/O thread (fsync must not take one of the runtime's worker threads).
+ * Runs a verify-only replay first if journal_replay was not called. Needs
+ * the scheduler started (sched_start / sched_run_main). Any thread, once.
+ * Returns 0, or a negative errno (nothing started; err says why). */
+int journal_start(struct journal *j, char *err, size_t errlen);
+
+/* Copies rec (1..SEGMENT_MAX_RECORD bytes) into the batch being gathered and
+ * parks until it is durable under the fsync mode: `always`: written and
+ * fsync'd (one writev + one fsync per batch, shared by every record in it);
+ * `interval` and `never`: written to the file (the page cache).
+ * Returns 0, or:
+ *   -ENOSPC, -EIO, ... : writing or syncing its batch failed; the batch was
+ *     cut off the file again, so the record will not be replayed (see
+ *     docs/durability.md); later appends may succeed;
+ *   -ECANCELED / -ETIMEDOUT: ctx (may be NULL) was done first; the record
+ *     stays queued and will probably be written: its fate is unknown;
+ *   -ESHUTDOWN: journal_close has begun (not recorded);
+ *   -EMSGSIZE (bad len), -ENOMEM (not recorded).
+ * Goroutine only; may park. */
+int journal_append(struct journal *j, const void *rec, size_t len, struct ctx *ctx);
+
+/* Queues a copy of rec for the next batch and returns at once: for records
+ * whose durability nobody waits for (e.g. a delivery count). A failure of
+ * its batch is only counted and logged. Returns 0, -ESHUTDOWN, -EMSGSIZE or
+ * -ENOMEM. Any goroutine or thread; never parks. */
+int journal_append_nowait(struct journal *j, const void *rec, size_t len);
+
+/* Compaction. keep_batch says for each of n old records whether it is still
+ * live (keep[i] = true) and must survive; it is called from the compacting
+ * goroutine with up to JOURNAL_KEEP_BATCH records at a time, so the broker
+ * can answer a whole batch under one short lock. Records are borrowed. */
+#define JOURNAL_KEEP_BATCH 1024
+typedef void journal_keep_batch_fn(void *arg, const struct journal_rec *recs, size_t n,
+                                   bool *keep);
+typedef bool journal_keep_fn(void *arg, const void *rec, size_t len);
+
+/* Compacts now, in the calling goroutine: rolls to a new segment (a few ms
+ * of the writer), then rewrites the kept records of every older segment, in
+ * order, into one segment written as a temp file, fsync'd and renamed over
+ * the newest old segment's name (flagged SEGMENT_COMPACTED), fsyncs the dir
+ * and deletes the older segments. Appends go on meanwhile. Returns 0,
+ * -EBUSY (another compaction runs), -ESHUTDOWN, or an I/O error (the old
+ * segments are then untouched). Goroutine only; parks; its heavy I/O runs on
+ * a thread of its own. */
+int journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg);
+
+/* journal_compact_batch asking keep once per record. */
+int journal_compact(struct journal *j, journal_keep_fn *keep, void *arg);
+
+/* The policy hook: when no compaction runs, journal_bytes > compact_bytes
+ * and journal_bytes >= 2 x the size the last compaction left (so a journal
+ * that is mostly live is not rewritten again and again), spawns a goroutine
+ * running journal_compact_batch(j, keep, arg) and returns 1; else 0; or
+ * -ENOMEM. `arg` must stay valid until the compaction ends (journal_close
+ * waits for it). Any goroutine or thread; never parks. */
+int journal_maybe_compact(struct journal *j, journal_keep_batch_fn *keep, void *arg);
+
+/* Registers the compactor the writer goroutine then tries (through
+ * journal_maybe_compact) after every segment roll. NULL disables it. Call
+ * before journal_start. */
+void journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg);
+
+/* Bytes of all segment files (headers included). Any thread; a snapshot. */
+uint64_t journal_bytes(const struct journal *j);
+
+#define JOURNAL_FSYNC_BUCKETS 14
+
+/* Counters for the stats op and /metrics. The histogram is Prometheus-style:
+ * fsync_bucket[i] counts fsyncs that took <= fsync_bucket_le_us[i]
+ * (cumulative; the last bound is UINT64_MAX, i.e. +Inf). */
+struct journal_stats {
+    uint64_t bytes;          /* on disk, all segments */
+    uint64_t segments;       /* segment files */
+    uint64_t appends;        /* records accepted (waited or not) */
+    uint64_t batches;        /* batches written */
+    uint64_t write_errors;   /* batches whose write failed */
+    uint64_t fsync_errors;   /* fsyncs that failed */
+    uint64_t lost_nowait;    /* journal_append_nowait records in failed batches */
+    uint64_t compactions;    /* finished compactions */
+    uint64_t compact_before; /* bytes rewritten by the last compaction (old segments) */
+    uint64_t compact_after;  /* bytes of its output */
+    uint64_t last_fsync_us;  /* duration of the latest fsync */
+    uint64_t fsync_count;    /* fsyncs (successful or not) */
+    uint64_t fsync_sum_us;   /* their total duration */
+    uint64_t fsync_bucket_le_us[JOURNAL_FSYNC_BUCKETS];
+    uint64_t fsync_bucket[JOURNAL_FSYNC_BUCKETS];
+};
+
+/* Fills *out. Any thread; fields are individually consistent snapshots. */
+void journal_stats(const struct journal *j, struct journal_stats *out);
+
+/* Stops appends (-ESHUTDOWN), waits for a running compaction, lets the
+ * writer write and fsync everything queued (in every mode), ends the writer
+ * goroutine and I/O thread, closes the files, releases the lock and frees j.
+ * Returns 0, or the error of the last write/fsync (j is freed anyway). Any
+ * thread: parks on a goroutine, blocks elsewhere. NULL is ignored. */
+int journal_close(struct journal *j);
+
+#endif

@@ -1,0 +1,114 @@
+/* The broker's journal records: a binary codec (a type byte, then the type's
+ * fields as LEB128 varints and length-prefixed byte strings). A new layout
+ * gets a new type byte; decoding is strict, so a malformed record is reported
+ * as corruption, never crashes. Ids are u64; times are i64 ms since the epoch
+ * (0 = none). No I/O, no allocation. */
+#ifndef CHANQ_DAEMON_JREC_H
+#define CHANQ_DAEMON_JREC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum jrec_type {
+    JREC_SUBMIT = 1,  /* a job was accepted */
+    JREC_RESERVE = 2, /* a job was delivered (attempt counted) */
+    JREC_STATE = 3,   /* back to queued / delayed / dead (nack, ttr, disconnect, kick) */
+    JREC_FINAL = 4,   /* done / cancelled / expired, with its result */
+    JREC_DROP = 5,    /* a written submit whose job was refused: it never existed */
+    JREC_QUEUE = 6,   /* a queue's full settings (declare, pause, resume, close) */
+};
+
+enum jrec_job_state {
+    JREC_QUEUED = 1,
+    JREC_DELAYED = 2,
+    JREC_DEAD = 3,
+    JREC_DONE = 4,
+    JREC_CANCELLED = 5,
+    JREC_EXPIRED = 6,
+};
+
+struct jrec_submit {
+    uint64_t id;
+    const char *queue;   /* queue name (not NUL-terminated when decoded) */
+    size_t queue_len;
+    const char *payload; /* compact JSON bytes */
+    size_t payload_len;
+    int64_t ttr_ms;
+    uint32_t max_attempts;
+    int64_t created_ms;
+    int64_t deadline_ms; /* 0 = none */
+    int64_t due_ms;      /* delayed until; 0 = ready */
+    uint64_t parent_id;  /* 0 = none */
+};
+
+struct jrec_reserve {
+    uint64_t id;
+    uint32_t attempt; /* the delivery count after this delivery */
+};
+
+struct jrec_state {
+    uint64_t id;
+    enum jrec_job_state state; /* JREC_QUEUED, JREC_DELAYED or JREC_DEAD */
+    uint32_t attempt;
+    int64_t due_ms;
+    const char *error; /* may be empty (len 0) */
+    size_t error_len;
+};
+
+struct jrec_final {
+    uint64_t id;
+    enum jrec_job_state state; /* JREC_DONE, JREC_CANCELLED or JREC_EXPIRED */
+    const char *result;        /* JSON bytes; may be empty (len 0) */
+    size_t result_len;
+};
+
+struct jrec_drop {
+    uint64_t id;
+};
+
+struct jrec_queue {
+    const char *name;
+    size_t name_len;
+    int64_t capacity;
+    int64_t ttr_ms;
+    uint32_t max_attempts;
+    bool paused;
+    bool closed;
+};
+
+/* One record. Decoded strings point into the record bytes (borrowed: valid
+ * while those bytes are). */
+struct jrec {
+    enum jrec_type type; /* says which member of u is set */
+    union {
+        struct jrec_submit submit;
+        struct jrec_reserve reserve;
+        struct jrec_state state;
+        struct jrec_final final;
+        struct jrec_drop drop;
+        struct jrec_queue queue;
+    } u;
+};
+
+/* The exact encoded size of r, or 0 when r is invalid (unknown type, a state
+ * not allowed for the type, a NULL string with a nonzero length). */
+size_t jrec_size(const struct jrec *r);
+
+/* Encodes r into buf (cap bytes). Returns the bytes written (> 0), -ENOBUFS
+ * when cap < jrec_size(r) (buf untouched), or -EINVAL when r is invalid. */
+int jrec_encode(const struct jrec *r, void *buf, size_t cap);
+
+/* Decodes len bytes into *out. Returns 0, or -EBADMSG (unknown type, a field
+ * cut short, a varint over 10 bytes or out of range, a bad state, trailing
+ * bytes) with *why (may be NULL) set to a static reason; *out is then
+ * unspecified. Never reads outside buf. */
+int jrec_decode(const void *buf, size_t len, struct jrec *out, const char **why);
+
+/* "submit", "reserve", ... or "unknown". */
+const char *jrec_type_name(enum jrec_type t);
+
+/* "queued", "delayed", ... or "unknown". */
+const char *jrec_state_name(enum jrec_job_state s);
+
+#endif
