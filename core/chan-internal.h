@@ -5,13 +5,13 @@
 #ifndef CHANQ_CORE_CHAN_INTERNAL_H
 #define CHANQ_CORE_CHAN_INTERNAL_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/chan.h"
+#include "core/lock.h"
 #include "core/sched-internal.h"
 #include "core/select.h"
 
@@ -44,7 +44,7 @@ struct waitq {
 
 /* A channel. */
 struct chan {
-    pthread_mutex_t lock;  /* guards everything below but the atomics' writers */
+    struct lock lock;      /* guards everything below; released by the park step */
     atomic_int refs;       /* references */
     size_t elem_size;      /* bytes per element */
     size_t cap;            /* buffer slots */

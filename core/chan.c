@@ -19,7 +19,6 @@ chan_new(size_t elem_size, size_t cap)
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->lock, NULL);
     atomic_init(&c->refs, 1);
     c->elem_size = elem_size;
     c->cap = cap;
@@ -40,7 +39,6 @@ chan_unref(struct chan *c)
         return;
     if (c->recvq.first || c->sendq.first)
         sched_fatal("chan_unref: freeing a channel goroutines are parked on");
-    pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
@@ -161,7 +159,7 @@ bool
 chan_park_unlock(struct g *g, void *chan)
 {
     struct chan *c = chan;
-    pthread_mutex_unlock(&c->lock);
+    lock_release(&c->lock);
     return true;
 }
 
@@ -196,9 +194,9 @@ chan_send(struct chan *c, const void *elem, struct ctx *ctx)
         sched_fatal("chan_send: woken from a nil channel");
     }
     struct waiter *peer;
-    pthread_mutex_lock(&c->lock);
+    lock_acquire(&c->lock);
     if (chan_send_locked(c, elem, &peer)) {
-        pthread_mutex_unlock(&c->lock);
+        lock_release(&c->lock);
         if (peer)
             sched_ready(peer->g);
         return 0;
@@ -223,9 +221,9 @@ chan_recv(struct chan *c, void *elem, struct ctx *ctx)
     }
     struct waiter *peer;
     bool ok;
-    pthread_mutex_lock(&c->lock);
+    lock_acquire(&c->lock);
     if (chan_recv_locked(c, elem, &ok, &peer)) {
-        pthread_mutex_unlock(&c->lock);
+        lock_release(&c->lock);
         if (peer)
             sched_ready(peer->g);
         return ok ? 0 : -EPIPE;
@@ -242,9 +240,9 @@ chan_try_send(struct chan *c, const void *elem)
     if (!c)
         return -EAGAIN;
     struct waiter *peer;
-    pthread_mutex_lock(&c->lock);
+    lock_acquire(&c->lock);
     bool done = chan_send_locked(c, elem, &peer);
-    pthread_mutex_unlock(&c->lock);
+    lock_release(&c->lock);
     if (peer)
         sched_ready(peer->g);
     return done ? 0 : -EAGAIN;
@@ -261,9 +259,9 @@ chan_try_recv(struct chan *c, void *elem)
         return -EAGAIN;
     struct waiter *peer;
     bool ok;
-    pthread_mutex_lock(&c->lock);
+    lock_acquire(&c->lock);
     bool done = chan_recv_locked(c, elem, &ok, &peer);
-    pthread_mutex_unlock(&c->lock);
+    lock_release(&c->lock);
     if (peer)
         sched_ready(peer->g);
     if (!done)
@@ -276,9 +274,9 @@ chan_close(struct chan *c)
 {
     if (!c)
         sched_fatal("close of nil channel");
-    pthread_mutex_lock(&c->lock);
+    lock_acquire(&c->lock);
     if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
-        pthread_mutex_unlock(&c->lock);
+        lock_release(&c->lock);
         sched_fatal("close of closed channel %p", (void *)c);
     }
     atomic_store_explicit(&c->closed, true, memory_order_release);
@@ -295,7 +293,7 @@ chan_close(struct chan *c)
         w->next = wake;
         wake = w;
     }
-    pthread_mutex_unlock(&c->lock);
+    lock_release(&c->lock);
     while (wake) {
         w = wake;
         wake = w->next; /* read before the wake: w lives on its goroutine's stack */

@@ -1,10 +1,10 @@
 /* The goroutine-aware mutex: a flag and a FIFO of parked lockers under a
- * short pthread lock; unlock hands the mutex straight to the first waiter. */
+ * short futex lock; unlock hands the mutex straight to the first waiter. */
 #include "chanq_config.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
+#include "core/lock.h"
 #include "core/mutex.h"
 #include "core/sched-internal.h"
 
@@ -15,7 +15,7 @@ struct mutex_waiter {
 };
 
 struct mutex {
-    pthread_mutex_t guard;      /* guards the fields below (held briefly) */
+    struct lock guard;          /* guards the fields below; released by the park step */
     bool locked;                /* owned by someone */
     struct mutex_waiter *first; /* FIFO of parked lockers */
     struct mutex_waiter *last;
@@ -24,32 +24,29 @@ struct mutex {
 struct mutex *
 mutex_new(void)
 {
-    struct mutex *m = calloc(1, sizeof *m);
-    if (m)
-        pthread_mutex_init(&m->guard, NULL);
-    return m;
+    return calloc(1, sizeof(struct mutex));
 }
 
 static bool
 mutex_park_unlock(struct g *g, void *arg)
 {
     struct mutex *m = arg;
-    pthread_mutex_unlock(&m->guard);
+    lock_release(&m->guard);
     return true;
 }
 
 void
 mutex_lock(struct mutex *m)
 {
-    pthread_mutex_lock(&m->guard);
+    lock_acquire(&m->guard);
     if (!m->locked) {
         m->locked = true;
-        pthread_mutex_unlock(&m->guard);
+        lock_release(&m->guard);
         return;
     }
     struct g *self = sched_curg();
     if (!self) {
-        pthread_mutex_unlock(&m->guard);
+        lock_release(&m->guard);
         sched_fatal("mutex_lock: would park outside a goroutine");
     }
     struct mutex_waiter w = {.g = self};
@@ -65,19 +62,19 @@ mutex_lock(struct mutex *m)
 bool
 mutex_trylock(struct mutex *m)
 {
-    pthread_mutex_lock(&m->guard);
+    lock_acquire(&m->guard);
     bool taken = !m->locked;
     m->locked = true;
-    pthread_mutex_unlock(&m->guard);
+    lock_release(&m->guard);
     return taken;
 }
 
 void
 mutex_unlock(struct mutex *m)
 {
-    pthread_mutex_lock(&m->guard);
+    lock_acquire(&m->guard);
     if (!m->locked) {
-        pthread_mutex_unlock(&m->guard);
+        lock_release(&m->guard);
         sched_fatal("mutex_unlock: mutex %p is not locked", (void *)m);
     }
     struct mutex_waiter *w = m->first;
@@ -89,7 +86,7 @@ mutex_unlock(struct mutex *m)
         m->locked = false;
     }
     struct g *g = w ? w->g : NULL;
-    pthread_mutex_unlock(&m->guard);
+    lock_release(&m->guard);
     if (g)
         sched_ready(g);
 }
@@ -101,6 +98,5 @@ mutex_free(struct mutex *m)
         return;
     if (m->locked)
         sched_fatal("mutex_free: mutex %p is locked", (void *)m);
-    pthread_mutex_destroy(&m->guard);
     free(m);
 }

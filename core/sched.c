@@ -415,7 +415,10 @@ idle_pop_locked(bool spinning)
 static void
 wakep(void)
 {
-    if (atomic_load(&sched.npidle) == 0 || atomic_load(&sched.nmspinning) != 0)
+    /* The RMW orders the caller's run queue store before the loads below
+     * (Go's StoreLoad barrier in the submitter; no thread fence, which TSan
+     * does not model). */
+    if (atomic_fetch_add(&sched.npidle, 0) == 0 || atomic_load(&sched.nmspinning) != 0)
         return;
     int zero = 0;
     if (!atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
@@ -706,8 +709,7 @@ find_runnable(struct m *m)
              * so a submitter that saw us spinning did not skip a wake-up
              * for work nobody will look at. */
             m->spinning = false;
-            atomic_fetch_sub(&sched.nmspinning, 1);
-            atomic_thread_fence(memory_order_seq_cst);
+            atomic_fetch_sub(&sched.nmspinning, 1); /* seq_cst RMW: a full barrier */
             if (work_visible()) {
                 m_unidle(m);
                 if (!m->spinning) {

@@ -37,7 +37,7 @@ lock_all(struct chan_case *cases, struct sel_scratch *s, size_t nlock)
     for (size_t i = 0; i < nlock; i++) {
         struct chan *c = cases[s[i].lock].c;
         if (i == 0 || c != cases[s[i - 1].lock].c)
-            pthread_mutex_lock(&c->lock);
+            lock_acquire(&c->lock);
     }
 }
 
@@ -47,7 +47,7 @@ unlock_all(struct chan_case *cases, struct sel_scratch *s, size_t nlock)
     for (size_t i = nlock; i-- > 0;) {
         struct chan *c = cases[s[i].lock].c;
         if (i == 0 || c != cases[s[i - 1].lock].c)
-            pthread_mutex_unlock(&c->lock);
+            lock_release(&c->lock);
     }
 }
 
@@ -56,10 +56,13 @@ unlock_all(struct chan_case *cases, struct sel_scratch *s, size_t nlock)
 static bool
 select_unlock(struct g *g, void *arg)
 {
-    struct sel_park *p = arg;
-    if (p->timer)
-        rtimer_arm(p->timer, p->when);
-    unlock_all(p->cases, p->s, p->nlock);
+    /* Once the timer is armed it may fire and resume g, whose stack holds
+     * *arg: copy it first. The cases stay readable until the lowest channel
+     * lock is released, last (g's pass 3 must take that one first). */
+    struct sel_park p = *(struct sel_park *)arg;
+    if (p.timer)
+        rtimer_arm(p.timer, p.when);
+    unlock_all(p.cases, p.s, p.nlock);
     return true;
 }
 
