@@ -11,19 +11,12 @@
 #include <string.h>
 
 #define DAY_MS INT64_C(86400000)
-#define SPAN_F(n, k, m)                                                                            \
-    {                                                                                              \
-        n, sizeof n - 1, k, offsetof(struct request, m), 0, 0, 0                                   \
-    }
-#define INT_F(n, m, lo, hi)                                                                        \
-    {                                                                                              \
-        n, sizeof n - 1, K_INT, offsetof(struct request, m), offsetof(struct request, has_##m),    \
-            lo, hi                                                                                 \
-    }
-#define BOOL_F(n, m)                                                                               \
-    {                                                                                              \
-        n, sizeof n - 1, K_BOOL, offsetof(struct request, m), 0, 0, 0                              \
-    }
+/* clang-format off */
+#define SPAN_F(n, k, m) {n, sizeof n - 1, k, offsetof(struct request, m), 0, 0, 0}
+#define INT_F(n, m, lo, hi) \
+    {n, sizeof n - 1, K_INT, offsetof(struct request, m), offsetof(struct request, has_##m), lo, hi}
+#define BOOL_F(n, m) {n, sizeof n - 1, K_BOOL, offsetof(struct request, m), 0, 0, 0}
+/* clang-format on */
 
 /* The ranges here are the ones docs/protocol.md lists. */
 const struct field_def field_defs[F_NFIELDS] = {

@@ -124,13 +124,16 @@ msg_queue_name_valid(const char *s, size_t len)
     return true;
 }
 
-/* Pass 1: the syntax of the whole line, and where the known fields are. */
+/* Pass 1: the syntax of the whole line, and where the known fields are.
+ * *dup is set to a known field given twice (reported later, once the rid
+ * is known), or -1. 0, or -EINVAL when the line is not a JSON object. */
 static int
-scan_fields(struct decoder *d, const char *line, size_t len)
+scan_fields(struct decoder *d, const char *line, size_t len, int *dup)
 {
     struct scan s;
     struct scan_value key, val;
-    int dup = -1, rc;
+    int rc;
+    *dup = -1;
     scan_init(&s, line, len, MSG_MAX_DEPTH);
     if (scan_object_open(&s))
         return field_reject(d, PROTO_BAD_REQUEST, "request is not a JSON object");
@@ -139,7 +142,7 @@ scan_fields(struct decoder *d, const char *line, size_t len)
         if (f < 0)
             continue;
         if (d->seen & (1u << f))
-            dup = f;
+            *dup = f;
         d->seen |= 1u << f;
         d->vals[f] = val;
     }
@@ -153,7 +156,7 @@ scan_fields(struct decoder *d, const char *line, size_t len)
                                 MSG_MAX_DEPTH);
         return field_reject(d, PROTO_BAD_REQUEST, "invalid JSON at byte %zu: %s", s.at, s.why);
     }
-    return dup;
+    return 0;
 }
 
 /* One allocation holds every string of the request: queues[] first (so
@@ -230,10 +233,11 @@ msg_decode(const char *line, size_t len, const struct msg_limits *limits, struct
         err->code = PROTO_OK;
         err->message[0] = '\0';
     }
-    int dup = scan_fields(&d, line, len);
-    if (dup < -1)
-        return dup;
-    int rc = alloc_store(&d);
+    int dup;
+    int rc = scan_fields(&d, line, len, &dup);
+    if (rc)
+        return rc;
+    rc = alloc_store(&d);
     if (rc)
         return rc;
     if (take_rid(&d))
