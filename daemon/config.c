@@ -621,8 +621,9 @@ config_reload(struct config *live, const struct config *fresh)
         if (strcmp(was, now) == 0 || (k->flags & KEY_CLI))
             continue;
         if (k->flags & KEY_RELOAD) {
-            store_value(live, fresh, k);
+            /* Logged first: a quieter log level would hide its own change. */
             log_info("reload: %s %s -> %s", k->name, was, now);
+            store_value(live, fresh, k);
             changed++;
         } else {
             log_warn("reload: %s changed (%s -> %s) but needs a restart; keeping %s", k->name,
