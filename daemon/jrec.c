@@ -1,0 +1,330 @@
+/* The broker's journal record codec: a type byte, then per type a fixed
+ * sequence of fields: u = unsigned LEB128 varint, i = zigzag varint,
+ * b = varint length + bytes, f = one flag byte. */
+#include "chanq_config.h"
+
+#include "daemon/jrec.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Encoding goes through a cursor that only counts when buf is NULL. */
+
+struct enc {
+    uint8_t *p; /* NULL: measuring */
+    size_t n;   /* bytes produced */
+};
+
+static void
+put_u(struct enc *e, uint64_t v)
+{
+    do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        if (v)
+            b |= 0x80;
+        if (e->p)
+            e->p[e->n] = b;
+        e->n++;
+    } while (v);
+}
+
+static void
+put_i(struct enc *e, int64_t v)
+{
+    put_u(e, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void
+put_byte(struct enc *e, uint8_t b)
+{
+    if (e->p)
+        e->p[e->n] = b;
+    e->n++;
+}
+
+static void
+put_b(struct enc *e, const char *s, size_t len)
+{
+    put_u(e, len);
+    if (e->p && len)
+        memcpy(e->p + e->n, s, len);
+    e->n += len;
+}
+
+static bool
+state_ok(enum jrec_type t, enum jrec_job_state s)
+{
+    if (t == JREC_STATE)
+        return s == JREC_QUEUED || s == JREC_DELAYED || s == JREC_DEAD;
+    return s == JREC_DONE || s == JREC_CANCELLED || s == JREC_EXPIRED;
+}
+
+/* Walks r's fields into e; false when r is invalid. */
+static bool
+encode(const struct jrec *r, struct enc *e)
+{
+    put_byte(e, (uint8_t)r->type);
+    switch (r->type) {
+    case JREC_SUBMIT: {
+        const struct jrec_submit *s = &r->u.submit;
+        if ((!s->queue && s->queue_len) || (!s->payload && s->payload_len))
+            return false;
+        put_u(e, s->id);
+        put_b(e, s->queue, s->queue_len);
+        put_b(e, s->payload, s->payload_len);
+        put_i(e, s->ttr_ms);
+        put_u(e, s->max_attempts);
+        put_i(e, s->created_ms);
+        put_i(e, s->deadline_ms);
+        put_i(e, s->due_ms);
+        put_u(e, s->parent_id);
+        return true;
+    }
+    case JREC_RESERVE:
+        put_u(e, r->u.reserve.id);
+        put_u(e, r->u.reserve.attempt);
+        return true;
+    case JREC_STATE: {
+        const struct jrec_state *s = &r->u.state;
+        if (!state_ok(r->type, s->state) || (!s->error && s->error_len))
+            return false;
+        put_u(e, s->id);
+        put_byte(e, (uint8_t)s->state);
+        put_u(e, s->attempt);
+        put_i(e, s->due_ms);
+        put_b(e, s->error, s->error_len);
+        return true;
+    }
+    case JREC_FINAL: {
+        const struct jrec_final *f = &r->u.final;
+        if (!state_ok(r->type, f->state) || (!f->result && f->result_len))
+            return false;
+        put_u(e, f->id);
+        put_byte(e, (uint8_t)f->state);
+        put_b(e, f->result, f->result_len);
+        return true;
+    }
+    case JREC_DROP:
+        put_u(e, r->u.drop.id);
+        return true;
+    case JREC_QUEUE: {
+        const struct jrec_queue *q = &r->u.queue;
+        if (!q->name && q->name_len)
+            return false;
+        put_b(e, q->name, q->name_len);
+        put_i(e, q->capacity);
+        put_i(e, q->ttr_ms);
+        put_u(e, q->max_attempts);
+        put_byte(e, (uint8_t)((q->paused ? 1 : 0) | (q->closed ? 2 : 0)));
+        return true;
+    }
+    }
+    return false;
+}
+
+size_t
+jrec_size(const struct jrec *r)
+{
+    struct enc e = {NULL, 0};
+    return encode(r, &e) ? e.n : 0;
+}
+
+int
+jrec_encode(const struct jrec *r, void *buf, size_t cap)
+{
+    size_t need = jrec_size(r);
+    if (need == 0)
+        return -EINVAL;
+    if (need > cap || need > INT32_MAX)
+        return -ENOBUFS;
+    struct enc e = {buf, 0};
+    encode(r, &e);
+    return (int)e.n;
+}
+
+/* Decoding: every getter fails (and stays failed) on short input. */
+
+struct dec {
+    const uint8_t *p, *end;
+    const char *why; /* first failure, or NULL */
+};
+
+static void
+fail(struct dec *d, const char *why)
+{
+    if (!d->why)
+        d->why = why;
+    d->p = d->end;
+}
+
+static uint64_t
+get_u(struct dec *d)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (d->p >= d->end) {
+            fail(d, "record cut short in a number");
+            return 0;
+        }
+        uint8_t b = *d->p++;
+        if (shift == 63 && b > 1) {
+            fail(d, "number out of range");
+            return 0;
+        }
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    fail(d, "number longer than 10 bytes");
+    return 0;
+}
+
+static int64_t
+get_i(struct dec *d)
+{
+    uint64_t z = get_u(d);
+    return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+}
+
+static uint32_t
+get_u32(struct dec *d)
+{
+    uint64_t v = get_u(d);
+    if (v > UINT32_MAX) {
+        fail(d, "number out of range");
+        return 0;
+    }
+    return (uint32_t)v;
+}
+
+static uint8_t
+get_byte(struct dec *d)
+{
+    if (d->p >= d->end) {
+        fail(d, "record cut short");
+        return 0;
+    }
+    return *d->p++;
+}
+
+static const char *
+get_b(struct dec *d, size_t *len)
+{
+    uint64_t n = get_u(d);
+    *len = 0;
+    if (d->why)
+        return "";
+    if (n > (uint64_t)(d->end - d->p)) {
+        fail(d, "string longer than the record");
+        return "";
+    }
+    const char *s = (const char *)d->p;
+    d->p += n;
+    *len = (size_t)n;
+    return s;
+}
+
+static void
+decode_state(struct dec *d, enum jrec_type t, enum jrec_job_state *out)
+{
+    uint8_t s = get_byte(d);
+    *out = (enum jrec_job_state)s;
+    if (!d->why && !state_ok(t, *out))
+        fail(d, "bad job state");
+}
+
+static void
+decode_body(struct dec *d, struct jrec *r)
+{
+    switch (r->type) {
+    case JREC_SUBMIT: {
+        struct jrec_submit *s = &r->u.submit;
+        s->id = get_u(d);
+        s->queue = get_b(d, &s->queue_len);
+        s->payload = get_b(d, &s->payload_len);
+        s->ttr_ms = get_i(d);
+        s->max_attempts = get_u32(d);
+        s->created_ms = get_i(d);
+        s->deadline_ms = get_i(d);
+        s->due_ms = get_i(d);
+        s->parent_id = get_u(d);
+        return;
+    }
+    case JREC_RESERVE:
+        r->u.reserve.id = get_u(d);
+        r->u.reserve.attempt = get_u32(d);
+        return;
+    case JREC_STATE: {
+        struct jrec_state *s = &r->u.state;
+        s->id = get_u(d);
+        decode_state(d, r->type, &s->state);
+        s->attempt = get_u32(d);
+        s->due_ms = get_i(d);
+        s->error = get_b(d, &s->error_len);
+        return;
+    }
+    case JREC_FINAL: {
+        struct jrec_final *f = &r->u.final;
+        f->id = get_u(d);
+        decode_state(d, r->type, &f->state);
+        f->result = get_b(d, &f->result_len);
+        return;
+    }
+    case JREC_DROP:
+        r->u.drop.id = get_u(d);
+        return;
+    case JREC_QUEUE: {
+        struct jrec_queue *q = &r->u.queue;
+        q->name = get_b(d, &q->name_len);
+        q->capacity = get_i(d);
+        q->ttr_ms = get_i(d);
+        q->max_attempts = get_u32(d);
+        uint8_t flags = get_byte(d);
+        if (!d->why && (flags & ~3u))
+            fail(d, "unknown queue flags");
+        q->paused = flags & 1;
+        q->closed = (flags & 2) != 0;
+        return;
+    }
+    }
+    fail(d, "unknown record type");
+}
+
+int
+jrec_decode(const void *buf, size_t len, struct jrec *out, const char **why)
+{
+    struct dec d = {buf, (const uint8_t *)buf + len, NULL};
+    memset(out, 0, sizeof(*out));
+    if (len == 0)
+        fail(&d, "empty record");
+    else {
+        out->type = (enum jrec_type)get_byte(&d);
+        decode_body(&d, out);
+    }
+    if (!d.why && d.p != d.end)
+        fail(&d, "trailing bytes after the record");
+    if (why)
+        *why = d.why;
+    return d.why ? -EBADMSG : 0;
+}
+
+const char *
+jrec_type_name(enum jrec_type t)
+{
+    static const char *const names[] = {
+        [JREC_SUBMIT] = "submit", [JREC_RESERVE] = "reserve", [JREC_STATE] = "state",
+        [JREC_FINAL] = "final",   [JREC_DROP] = "drop",       [JREC_QUEUE] = "queue",
+    };
+    return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
+}
+
+const char *
+jrec_state_name(enum jrec_job_state s)
+{
+    static const char *const names[] = {
+        [JREC_QUEUED] = "queued", [JREC_DELAYED] = "delayed",     [JREC_DEAD] = "dead",
+        [JREC_DONE] = "done",     [JREC_CANCELLED] = "cancelled", [JREC_EXPIRED] = "expired",
+    };
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) && names[s] ? names[s] : "unknown";
+}

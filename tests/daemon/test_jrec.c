@@ -1,0 +1,230 @@
+/* jrec_suite: every record type round-trips; decoding is strict (every
+ * truncation, trailing byte, bad state or type is refused) and survives
+ * random input. */
+#include "chanq_config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/jrec.h"
+
+Suite *jrec_suite(void);
+
+static const char *const PAYLOAD = "{\"to\":\"a@b.c\",\"n\":[1,2,3]}";
+
+/* One valid record of each type. */
+static size_t
+sample_records(struct jrec *out)
+{
+    size_t n = 0;
+    out[n].type = JREC_SUBMIT;
+    out[n++].u.submit = (struct jrec_submit){
+        .id = 0x123456789abcull, .queue = "emails", .queue_len = 6, .payload = PAYLOAD,
+        .payload_len = strlen(PAYLOAD), .ttr_ms = 30000, .max_attempts = 5,
+        .created_ms = 1700000000123, .deadline_ms = 0, .due_ms = 1700000060000,
+        .parent_id = UINT64_MAX,
+    };
+    out[n].type = JREC_RESERVE;
+    out[n++].u.reserve = (struct jrec_reserve){.id = 7, .attempt = 3};
+    out[n].type = JREC_STATE;
+    out[n++].u.state = (struct jrec_state){.id = 8, .state = JREC_DELAYED, .attempt = 2,
+                                           .due_ms = -5, .error = "boom", .error_len = 4};
+    out[n].type = JREC_STATE;
+    out[n++].u.state = (struct jrec_state){.id = 9, .state = JREC_DEAD, .attempt = 5};
+    out[n].type = JREC_FINAL;
+    out[n++].u.final = (struct jrec_final){.id = 10, .state = JREC_DONE, .result = "{\"ok\":1}",
+                                           .result_len = 8};
+    out[n].type = JREC_FINAL;
+    out[n++].u.final = (struct jrec_final){.id = 11, .state = JREC_EXPIRED};
+    out[n].type = JREC_DROP;
+    out[n++].u.drop = (struct jrec_drop){.id = 12};
+    out[n].type = JREC_QUEUE;
+    out[n++].u.queue = (struct jrec_queue){.name = "q1", .name_len = 2, .capacity = 1000,
+                                           .ttr_ms = 60000, .max_attempts = 3, .paused = true,
+                                           .closed = false};
+    return n;
+}
+
+static bool
+same_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+static bool
+same_record(const struct jrec *a, const struct jrec *b)
+{
+    if (a->type != b->type)
+        return false;
+    switch (a->type) {
+    case JREC_SUBMIT: {
+        const struct jrec_submit *x = &a->u.submit, *y = &b->u.submit;
+        return x->id == y->id && same_bytes(x->queue, x->queue_len, y->queue, y->queue_len) &&
+               same_bytes(x->payload, x->payload_len, y->payload, y->payload_len) &&
+               x->ttr_ms == y->ttr_ms && x->max_attempts == y->max_attempts &&
+               x->created_ms == y->created_ms && x->deadline_ms == y->deadline_ms &&
+               x->due_ms == y->due_ms && x->parent_id == y->parent_id;
+    }
+    case JREC_RESERVE:
+        return a->u.reserve.id == b->u.reserve.id && a->u.reserve.attempt == b->u.reserve.attempt;
+    case JREC_STATE: {
+        const struct jrec_state *x = &a->u.state, *y = &b->u.state;
+        return x->id == y->id && x->state == y->state && x->attempt == y->attempt &&
+               x->due_ms == y->due_ms && same_bytes(x->error, x->error_len, y->error, y->error_len);
+    }
+    case JREC_FINAL: {
+        const struct jrec_final *x = &a->u.final, *y = &b->u.final;
+        return x->id == y->id && x->state == y->state &&
+               same_bytes(x->result, x->result_len, y->result, y->result_len);
+    }
+    case JREC_DROP:
+        return a->u.drop.id == b->u.drop.id;
+    case JREC_QUEUE: {
+        const struct jrec_queue *x = &a->u.queue, *y = &b->u.queue;
+        return same_bytes(x->name, x->name_len, y->name, y->name_len) &&
+               x->capacity == y->capacity && x->ttr_ms == y->ttr_ms &&
+               x->max_attempts == y->max_attempts && x->paused == y->paused &&
+               x->closed == y->closed;
+    }
+    }
+    return false;
+}
+
+START_TEST(every_record_type_round_trips)
+{
+    struct jrec recs[16], back;
+    uint8_t buf[256];
+    size_t n = sample_records(recs);
+    for (size_t i = 0; i < n; i++) {
+        int len = jrec_encode(&recs[i], buf, sizeof(buf));
+        ck_assert_msg(len > 0 && (size_t)len == jrec_size(&recs[i]), "%s encodes",
+                      jrec_type_name(recs[i].type));
+        ck_assert_msg(jrec_decode(buf, (size_t)len, &back, NULL) == 0, "%s decodes",
+                      jrec_type_name(recs[i].type));
+        ck_assert_msg(same_record(&recs[i], &back), "%s round-trips",
+                      jrec_type_name(recs[i].type));
+    }
+    ck_assert_msg(jrec_size(&recs[1]) <= 4, "a reserve record is compact: %zu bytes",
+                  jrec_size(&recs[1]));
+}
+END_TEST
+
+START_TEST(decoding_refuses_every_truncation_and_trailing_bytes)
+{
+    struct jrec recs[16], back;
+    uint8_t buf[256];
+    size_t n = sample_records(recs);
+    for (size_t i = 0; i < n; i++) {
+        int len = jrec_encode(&recs[i], buf, sizeof(buf));
+        for (int cut = 0; cut < len; cut++) {
+            /* A copy of exactly `cut` bytes, so ASan sees any over-read. */
+            uint8_t *p = malloc(cut ? (size_t)cut : 1);
+            memcpy(p, buf, (size_t)cut);
+            const char *why = NULL;
+            ck_assert_msg(jrec_decode(p, (size_t)cut, &back, &why) == -EBADMSG && why,
+                          "%s cut to %d of %d bytes is refused", jrec_type_name(recs[i].type),
+                          cut, len);
+            free(p);
+        }
+        buf[len] = 0;
+        ck_assert_msg(jrec_decode(buf, (size_t)len + 1, &back, NULL) == -EBADMSG,
+                      "%s with a trailing byte is refused", jrec_type_name(recs[i].type));
+    }
+}
+END_TEST
+
+START_TEST(decoding_refuses_bad_types_states_and_numbers)
+{
+    const char *why = NULL;
+    struct jrec back;
+    const uint8_t unknown[] = {99, 1};
+    ck_assert_msg(jrec_decode(unknown, sizeof(unknown), &back, &why) == -EBADMSG,
+                  "unknown type refused");
+    /* final with state "queued" (1): not a final state */
+    const uint8_t bad_final[] = {JREC_FINAL, 5, 1, 0};
+    ck_assert_msg(jrec_decode(bad_final, sizeof(bad_final), &back, &why) == -EBADMSG,
+                  "final with a non-final state refused");
+    const uint8_t bad_state[] = {JREC_STATE, 5, 4, 1, 0, 0};
+    ck_assert_msg(jrec_decode(bad_state, sizeof(bad_state), &back, &why) == -EBADMSG,
+                  "state record with state done refused");
+    const uint8_t long_varint[] = {JREC_DROP, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    ck_assert_msg(jrec_decode(long_varint, sizeof(long_varint), &back, &why) == -EBADMSG,
+                  "11-byte varint refused");
+    const uint8_t overflow[] = {JREC_DROP, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                0xff, 0xff, 0xff, 0xff, 0x02};
+    ck_assert_msg(jrec_decode(overflow, sizeof(overflow), &back, &why) == -EBADMSG,
+                  "varint above 2^64 refused");
+    const uint8_t attempt_big[] = {JREC_RESERVE, 1, 0x80, 0x80, 0x80, 0x80, 0x10};
+    ck_assert_msg(jrec_decode(attempt_big, sizeof(attempt_big), &back, &why) == -EBADMSG,
+                  "attempt above u32 refused");
+    const uint8_t flags[] = {JREC_QUEUE, 1, 'q', 0, 0, 0, 4};
+    ck_assert_msg(jrec_decode(flags, sizeof(flags), &back, &why) == -EBADMSG,
+                  "unknown queue flag refused");
+    ck_assert_msg(jrec_decode("", 0, &back, &why) == -EBADMSG, "empty record refused");
+}
+END_TEST
+
+START_TEST(encoding_refuses_small_buffers_and_invalid_records)
+{
+    struct jrec recs[16];
+    uint8_t buf[256];
+    sample_records(recs);
+    size_t need = jrec_size(&recs[0]);
+    memset(buf, 0xaa, sizeof(buf));
+    ck_assert_msg(jrec_encode(&recs[0], buf, need - 1) == -ENOBUFS, "short buffer refused");
+    ck_assert_msg(buf[0] == 0xaa, "buffer untouched on -ENOBUFS");
+    struct jrec bad = {.type = JREC_FINAL};
+    bad.u.final = (struct jrec_final){.id = 1, .state = JREC_QUEUED};
+    ck_assert_msg(jrec_encode(&bad, buf, sizeof(buf)) == -EINVAL, "bad state refused");
+    bad.type = (enum jrec_type)77;
+    ck_assert_msg(jrec_size(&bad) == 0, "unknown type has no size");
+    struct jrec nul = {.type = JREC_DROP};
+    nul.type = JREC_STATE;
+    nul.u.state = (struct jrec_state){.id = 1, .state = JREC_QUEUED, .error = NULL, .error_len = 3};
+    ck_assert_msg(jrec_encode(&nul, buf, sizeof(buf)) == -EINVAL, "NULL string with a length");
+}
+END_TEST
+
+START_TEST(decoding_random_bytes_never_crashes)
+{
+    struct jrec back;
+    uint8_t buf[64];
+    unsigned seed = 7;
+    int ok = 0;
+    for (int round = 0; round < 200000; round++) {
+        size_t len = (size_t)(rand_r(&seed) % sizeof(buf));
+        for (size_t i = 0; i < len; i++)
+            buf[i] = (uint8_t)rand_r(&seed);
+        if (len)
+            buf[0] = (uint8_t)(1 + rand_r(&seed) % 7);
+        uint8_t *p = malloc(len ? len : 1);
+        memcpy(p, buf, len);
+        if (jrec_decode(p, len, &back, NULL) == 0) {
+            ok++;
+            uint8_t again[128];
+            int n = jrec_encode(&back, again, sizeof(again));
+            ck_assert_msg(n > 0, "a decoded record re-encodes");
+        }
+        free(p);
+    }
+    ck_assert_msg(ok > 0, "some random records decode (%d)", ok);
+}
+END_TEST
+
+Suite *
+jrec_suite(void)
+{
+    Suite *s = suite_create("jrec");
+    TCase *tc = tcase_create("jrec");
+    tcase_add_test(tc, every_record_type_round_trips);
+    tcase_add_test(tc, decoding_refuses_every_truncation_and_trailing_bytes);
+    tcase_add_test(tc, decoding_refuses_bad_types_states_and_numbers);
+    tcase_add_test(tc, encoding_refuses_small_buffers_and_invalid_records);
+    tcase_add_test(tc, decoding_random_bytes_never_crashes);
+    suite_add_tcase(s, tc);
+    return s;
+}
