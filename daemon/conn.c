@@ -49,6 +49,10 @@ struct conn {
     struct server *srv;          /* owner */
     struct conn *prev, *next;    /* server's list of live connections (loop) */
     _Atomic int refs;            /* see the file comment */
+    /* The atomics sit together, away from the loop's plain flags: the
+     * compiler may read neighbouring plain fields with one wide load. */
+    _Atomic int want_room;       /* loop -> goroutine: tell me when reqs has room */
+    _Atomic int flush_scheduled; /* a flush call is queued on the loop */
     struct bufferevent *bev;     /* socket; NULL once closed (loop) */
     struct frame *frame;         /* request framing (loop) */
     struct chan *reqs;           /* struct line * to the goroutine; cap = max inflight */
@@ -57,11 +61,9 @@ struct conn {
     unsigned paused;             /* PAUSE_* bits (loop) */
     bool input_done;             /* EOF or error: no more requests (loop) */
     bool goroutine_done;         /* the goroutine has ended (loop) */
-    _Atomic bool want_room;      /* loop -> goroutine: tell me when reqs has room */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     struct evbuffer *pending;    /* answers and events from goroutines (locked) */
     struct buf out;              /* answers being batched by the goroutine */
-    _Atomic bool flush_scheduled; /* a flush call is queued on the loop */
 };
 
 static void conn_unref(struct conn *c);
@@ -127,7 +129,7 @@ deliver_backlog(struct conn *c)
     while (c->backlog) {
         struct line *l = c->backlog;
         struct line *next = l->next; /* once sent, l belongs to the goroutine */
-        atomic_store(&c->want_room, true);
+        atomic_store(&c->want_room, 1);
         if (chan_try_send(c->reqs, &l) != 0)
             break;
         c->backlog = next;
@@ -135,7 +137,7 @@ deliver_backlog(struct conn *c)
             c->backlog_tail = NULL;
     }
     if (!c->backlog)
-        atomic_store(&c->want_room, false);
+        atomic_store(&c->want_room, 0);
     set_reading(c, PAUSE_INFLIGHT, c->backlog != NULL);
     if (c->input_done && !c->backlog)
         close_reqs(c);
@@ -267,7 +269,7 @@ static void
 flush_on_loop(void *arg)
 {
     struct conn *c = arg;
-    atomic_store(&c->flush_scheduled, false);
+    atomic_store(&c->flush_scheduled, 0);
     if (c->bev) {
         struct evbuffer *out = bufferevent_get_output(c->bev);
         evbuffer_add_buffer(out, c->pending);
@@ -288,11 +290,11 @@ flush_on_loop(void *arg)
 static void
 schedule_flush(struct conn *c)
 {
-    if (atomic_exchange(&c->flush_scheduled, true))
+    if (atomic_exchange(&c->flush_scheduled, 1))
         return;
     atomic_fetch_add(&c->refs, 1);
     if (evbridge_call(server_bridge(c->srv), flush_on_loop, c) < 0) {
-        atomic_store(&c->flush_scheduled, false);
+        atomic_store(&c->flush_scheduled, 0);
         atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
         log_error("cannot reach the loop thread to write an answer");
     }
@@ -379,7 +381,7 @@ conn_goroutine(void *arg)
     struct buf *out = &c->out;
     struct line *l;
     while (chan_recv(c->reqs, &l, NULL) == 0) {
-        if (atomic_exchange(&c->want_room, false)) {
+        if (atomic_exchange(&c->want_room, 0)) {
             atomic_fetch_add(&c->refs, 1);
             if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
                 atomic_fetch_sub(&c->refs, 1);

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -15,6 +16,19 @@
 
 #include "tests/daemon/suites.h"
 #include "tests/daemon/util.h"
+
+/* Sanitizer builds keep freed memory in quarantine: RSS says nothing there. */
+#if defined(CHANQ_ASAN) || defined(CHANQ_TSAN)
+static const bool rss_meaningful = false;
+#else
+static const bool rss_meaningful = true;
+#endif
+/* TSan counts every goroutine as a thread and dies past 8128 of them. */
+#if defined(CHANQ_TSAN)
+enum { MAX_PARKED = 4000 };
+#else
+enum { MAX_PARKED = 10000 };
+#endif
 
 static int64_t
 now_ms(void)
@@ -110,8 +124,8 @@ END_TEST
 START_TEST(ten_thousand_parked_fetchers_leave_no_goroutine_behind)
 {
     int n = fd_budget() - 200;
-    if (n > 10000)
-        n = 10000;
+    if (n > MAX_PARKED)
+        n = MAX_PARKED;
     ck_assert_msg(n >= 1000, "only %d file descriptors available", n);
     const char *args[] = {"--max-connections", "20000", NULL};
     struct harness *h = start_daemon(args);
@@ -138,7 +152,7 @@ START_TEST(ten_thousand_parked_fetchers_leave_no_goroutine_behind)
                     "RSS %lld -> %lld -> %lld KiB\n",
             n, base_g, peak_g, server_stat(admin, "goroutines"), base_rss / 1024,
             peak_rss / 1024, after_rss / 1024);
-    ck_assert_msg(after_rss < base_rss + (peak_rss - base_rss) / 2,
+    ck_assert_msg(!rss_meaningful || after_rss < base_rss + (peak_rss - base_rss) / 2,
                   "RSS did not drop back: %lld -> %lld -> %lld", base_rss, peak_rss, after_rss);
     harness_close(admin);
     ck_assert_int_eq(harness_stop(h), 0);
@@ -232,7 +246,7 @@ START_TEST(a_producer_flood_against_a_slow_consumer_stays_bounded)
     ck_assert_msg(waiting >= 1, "no submit is parked on the full queue");
     ck_assert_msg(submitted <= acked + CAPACITY + PRODUCERS,
                   "submits (%lld) ran ahead of the consumer (%lld acked)", submitted, acked);
-    ck_assert_msg(rss_end < rss_1s + 4 * 1024 * 1024, "RSS grew from %lld to %lld under the flood",
+    ck_assert_msg(!rss_meaningful || rss_end < rss_1s + 4 * 1024 * 1024, "RSS grew from %lld to %lld under the flood",
                   rss_1s, rss_end);
     for (int i = 0; i < PRODUCERS; i++) {
         harness_close(ps[i].fd);
