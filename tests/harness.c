@@ -20,7 +20,12 @@
 
 #define MAX_ARGS 64
 #define START_TIMEOUT_MS 10000
+/* Sanitizer builds run several times slower: give every read more time. */
+#if defined(CHANQ_ASAN) || defined(CHANQ_TSAN)
+#define READ_TIMEOUT_MS 60000
+#else
 #define READ_TIMEOUT_MS 10000
+#endif
 
 struct harness {
     pid_t pid;                    /* the daemon, or 0 when not running */

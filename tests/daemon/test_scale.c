@@ -25,7 +25,7 @@ static const bool rss_meaningful = true;
 #endif
 /* TSan counts every goroutine as a thread and dies past 8128 of them. */
 #if defined(CHANQ_TSAN)
-enum { MAX_PARKED = 4000 };
+enum { MAX_PARKED = 2000 };
 #else
 enum { MAX_PARKED = 10000 };
 #endif
