@@ -35,7 +35,9 @@ sd_notify_send(const char *state)
     if (path[0] == '@')
         sa.sun_path[0] = '\0'; /* abstract namespace: no trailing NUL counted */
     socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: a notification dropped on a full socket queue beats a
+     * stalled event loop. */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
     ssize_t n = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
