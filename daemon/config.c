@@ -528,6 +528,8 @@ config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, si
     for (int i = 1; i < argc; i++) {
         const char *v;
         const struct key *k = arg_next(argc, argv, &i, &v, err, errlen);
+        if (!k)
+            return -1; /* cannot happen: pass 1 read the same argv */
         if (k->kind == K_ACTION)
             continue;
         if (k->kind == K_ADDR_LIST && !listen_from_flags) {
