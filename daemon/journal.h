@@ -5,7 +5,8 @@
  *
  * Life cycle: journal_open (lock + list) -> journal_replay (main thread,
  * before serving) -> journal_start (writer goroutine) -> journal_append* /
- * journal_compact* -> journal_close. */
+ * journal_compact* -> journal_close. Source: journal.c, journal_writer.c,
+ * journal_replay.c, journal_compact.c (journal-internal.h). */
 #ifndef CHANQ_DAEMON_JOURNAL_H
 #define CHANQ_DAEMON_JOURNAL_H
 
@@ -108,6 +109,31 @@ int journal_append(struct journal *j, const void *rec, size_t len, struct ctx *c
  * -ENOMEM. Any goroutine or thread; never parks. */
 int journal_append_nowait(struct journal *j, const void *rec, size_t len);
 
+/* A reference on the batch a queued record went into (journal_append_async). */
+struct journal_wait;
+
+/* journal_append split in two, so a caller can queue records under its own
+ * lock (log order = call order) and wait after releasing it: copies rec into
+ * the current batch and returns at once. With wait != NULL, *wait receives a
+ * new reference on that batch (records that land in the same batch get the
+ * same pointer, one reference per call) for journal_wait_durable or
+ * journal_wait_release; with wait == NULL it is journal_append_nowait.
+ * Returns 0, or -ESHUTDOWN, -EMSGSIZE, -ENOMEM, or the error that made the
+ * journal refuse writes (nothing queued, *wait untouched). Any goroutine or
+ * thread; never parks. */
+int journal_append_async(struct journal *j, const void *rec, size_t len,
+                         struct journal_wait **wait);
+
+/* Parks until w's batch is settled and returns what journal_append would
+ * have: 0 once durable under the fsync mode, -ENOSPC/-EIO/... when its write
+ * or fsync failed, -ECANCELED/-ETIMEDOUT when ctx (may be NULL) was done
+ * first. Consumes the reference (w is invalid afterwards) in every case.
+ * Goroutine only; may park. */
+int journal_wait_durable(struct journal_wait *w, struct ctx *ctx);
+
+/* Drops the reference without waiting. Any thread; never parks. */
+void journal_wait_release(struct journal_wait *w);
+
 /* Compaction. keep_batch says for each of n old records whether it is still
  * live (keep[i] = true) and must survive; it is called from the compacting
  * goroutine with up to JOURNAL_KEEP_BATCH records at a time, so the broker
@@ -175,8 +201,9 @@ void journal_stats(const struct journal *j, struct journal_stats *out);
 /* Stops appends (-ESHUTDOWN), waits for a running compaction, lets the
  * writer write and fsync everything queued (in every mode), ends the writer
  * goroutine and I/O thread, closes the files, releases the lock and frees j.
- * Returns 0, or the error of the last write/fsync (j is freed anyway). Any
- * thread: parks on a goroutine, blocks elsewhere. NULL is ignored. */
+ * Returns 0 when no write or fsync ever failed, else the last such error (j
+ * is freed anyway). Any thread while the scheduler runs (the writer must get
+ * to run): parks on a goroutine, blocks elsewhere. NULL is ignored. */
 int journal_close(struct journal *j);
 
 #endif

@@ -30,7 +30,7 @@ Suite *journal_suite(void);
 
 suite_fn *const test_suites[] = {crc32c_suite, jrec_suite, journal_suite, NULL};
 
-/* ---- fixtures ---- */
+/* fixtures */
 
 /* The journal_io seam: counts calls, injects failures, slows fsync down. */
 struct fakeio {
@@ -222,7 +222,7 @@ capture_stderr(void (*fn)(void *), void *arg, char *out, size_t size)
     unlink(path);
 }
 
-/* ---- append and replay ---- */
+/* append and replay */
 
 struct writer_args {
     struct journal *j;
@@ -270,7 +270,7 @@ START_TEST(appended_records_replay_in_order)
 }
 END_TEST
 
-/* ---- group commit ---- */
+/* group commit */
 
 #define GC_WRITERS 64
 #define GC_EACH 20
@@ -343,7 +343,54 @@ START_TEST(concurrent_appenders_share_fsyncs)
 }
 END_TEST
 
-/* ---- fsync modes ---- */
+struct async_args {
+    struct journal *j;
+    int distinct; /* distinct handles among the 10 queued records */
+    int rc;       /* first non-zero wait result */
+};
+
+static void
+body_async(void *arg)
+{
+    struct async_args *a = arg;
+    struct journal_wait *w[10];
+    char rec[128];
+    start(a->j);
+    /* Queued back to back without parking: they land in one or two batches. */
+    for (int i = 0; i < 10; i++) {
+        size_t len = make_record(rec, i);
+        ck_assert_msg(journal_append_async(a->j, rec, len, &w[i]) == 0, "async append");
+        a->distinct += i == 0 || w[i] != w[i - 1];
+    }
+    size_t len = make_record(rec, 10);
+    ck_assert_msg(journal_append_async(a->j, rec, len, NULL) == 0, "async without a handle");
+    journal_wait_release(w[9]);
+    for (int i = 0; i < 9; i++) {
+        int rc = journal_wait_durable(w[i], NULL);
+        if (rc && !a->rc)
+            a->rc = rc;
+    }
+    journal_close(a->j);
+}
+
+START_TEST(async_appends_share_a_handle_per_batch)
+{
+    make_dir();
+    struct async_args a = {.j = open_dir(CONFIG_FSYNC_ALWAYS, false, NULL, 0)};
+    run_main(body_async, &a);
+    ck_assert_msg(a.rc == 0, "waits succeed (%d)", a.rc);
+    ck_assert_msg(a.distinct <= 3, "records queued together share batches (%d handles)",
+                  a.distinct);
+    struct seen s = {0};
+    char err[512];
+    ck_assert_msg(replay_dir(false, apply_in_order, &s, err, sizeof(err)) == 0, "replay: %s",
+                  err);
+    ck_assert_msg(s.n == 11 && s.bad == 0, "11 records in order (%d)", s.n);
+    remove_dir();
+}
+END_TEST
+
+/* fsync modes */
 
 struct mode_args {
     struct journal *j;
@@ -419,7 +466,7 @@ START_TEST(nowait_records_are_written_by_close)
 }
 END_TEST
 
-/* ---- write errors ---- */
+/* write errors */
 
 struct err_args {
     struct journal *j;
@@ -509,7 +556,7 @@ START_TEST(an_fsync_error_fails_the_batch_and_cuts_it_off)
 }
 END_TEST
 
-/* ---- torn tail, corruption, repair ---- */
+/* torn tail, corruption, repair */
 
 static void
 write_records(int n, uint64_t segment_bytes)
@@ -653,7 +700,7 @@ START_TEST(corruption_in_an_older_segment_counts_records_of_later_ones)
 }
 END_TEST
 
-/* ---- lock file ---- */
+/* lock file */
 
 START_TEST(a_second_open_of_the_same_dir_is_refused)
 {
@@ -675,7 +722,7 @@ START_TEST(a_second_open_of_the_same_dir_is_refused)
 }
 END_TEST
 
-/* ---- segments and compaction ---- */
+/* segments and compaction */
 
 START_TEST(segments_roll_at_the_size_limit)
 {
@@ -870,6 +917,7 @@ journal_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, appended_records_replay_in_order);
     tcase_add_test(tc, concurrent_appenders_share_fsyncs);
+    tcase_add_test(tc, async_appends_share_a_handle_per_batch);
     tcase_add_test(tc, interval_mode_syncs_on_a_timer_and_never_mode_not_at_all);
     tcase_add_test(tc, nowait_records_are_written_by_close);
     tcase_add_test(tc, a_full_disk_fails_the_batch_and_later_appends_work);

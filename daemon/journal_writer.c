@@ -1,0 +1,303 @@
+/* The writer goroutine: takes the current batch, has its I/O thread write
+ * (and in `always` mode fsync) it, settles its waiters; interval fsyncs,
+ * segment rolls and cutting a failed batch back off the file. */
+#include "chanq_config.h"
+
+#include "daemon/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/chan.h"
+#include "core/go.h"
+#include "core/select.h"
+#include "core/timer.h"
+#include "daemon/journal-internal.h"
+#include "daemon/log.h"
+#include "daemon/segment.h"
+
+/* Creates segment `seq` with a header, synced (file and dir); the new fd in
+ * *fdp. On failure nothing is left behind. */
+static int
+segment_create(struct journal *j, uint64_t seq, unsigned flags, const char *path, int *fdp)
+{
+    uint8_t hdr[SEGMENT_HEADER_SIZE];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    (void)seq;
+    if (fd < 0)
+        return -errno;
+    segment_header(hdr, flags);
+    int rc = journal_write_all(j, fd, hdr, sizeof(hdr));
+    if (rc == 0)
+        rc = journal_timed_fsync(j, fd);
+    if (rc == 0)
+        rc = journal_fsync_dir(j->dir);
+    if (rc < 0) {
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    *fdp = fd;
+    return 0;
+}
+
+/* Opens segment j->next_seq as the current one. */
+static int
+open_next_segment(struct journal *j)
+{
+    char path[4096];
+    int fd = -1;
+    uint64_t seq = j->next_seq;
+    journal_seg_path(j, seq, path, sizeof(path));
+    int rc = segment_create(j, seq, 0, path, &fd);
+    if (rc < 0) {
+        log_error("journal: cannot create %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    pthread_mutex_lock(&j->mu);
+    rc = journal_segs_add(j, seq, SEGMENT_HEADER_SIZE);
+    pthread_mutex_unlock(&j->mu);
+    if (rc < 0) {
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = fd;
+    j->seq = seq;
+    j->seg_size = SEGMENT_HEADER_SIZE;
+    j->next_seq = seq + 1;
+    return 0;
+}
+/* Cuts the current segment back to off after a failed write or fsync, so
+ * that the failed batch can never be replayed. If that fails too, the tail
+ * is unknown and the journal refuses appends from now on. */
+static void
+undo_tail(struct journal *j, uint64_t off, int cause)
+{
+    int rc = ftruncate(j->fd, (off_t)off) != 0 ? -errno : 0;
+    if (rc == 0)
+        rc = journal_timed_fsync(j, j->fd);
+    if (rc == 0)
+        return;
+    log_error("journal: cannot cut segment %016" PRIx64 ".log back to %" PRIu64
+              " after a failed write (%s): %s; refusing further writes",
+              j->seq, off, strerror(-cause), strerror(-rc));
+    pthread_mutex_lock(&j->mu);
+    j->fatal = cause;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Passed to the I/O thread: the batch and its journal. */
+struct write_req {
+    struct journal *j;
+    struct batch *b;
+};
+
+static int
+io_write(void *arg)
+{
+    struct write_req *w = arg;
+    struct journal *j = w->j;
+    uint64_t off = j->seg_size;
+    int rc = journal_write_all(j, j->fd, w->b->buf, w->b->len);
+    if (rc < 0) {
+        STAT_ADD(j, write_errors, 1);
+    } else if (j->opts.fsync == CONFIG_FSYNC_ALWAYS) {
+        rc = journal_timed_fsync(j, j->fd);
+    }
+    if (rc < 0) {
+        undo_tail(j, off, rc);
+        return rc;
+    }
+    j->seg_size += w->b->len;
+    j->dirty = true;
+    if (j->opts.fsync == CONFIG_FSYNC_ALWAYS)
+        j->dirty = false;
+    pthread_mutex_lock(&j->mu);
+    j->segs[j->nsegs - 1].bytes = j->seg_size;
+    j->bytes += w->b->len;
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
+static int
+io_sync(void *arg)
+{
+    struct journal *j = arg;
+    int rc = journal_timed_fsync(j, j->fd);
+    if (rc == 0)
+        j->dirty = false;
+    return rc;
+}
+
+/* Syncs the current segment and starts the next one. On failure the writer
+ * stays on the current segment. */
+static int
+io_roll(void *arg)
+{
+    struct journal *j = arg;
+    int rc = journal_timed_fsync(j, j->fd);
+    if (rc == 0)
+        rc = open_next_segment(j);
+    if (rc == 0)
+        j->dirty = false;
+    return rc;
+}
+
+static void
+write_batch(struct journal *j, struct batch *b)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = j->fatal;
+    pthread_mutex_unlock(&j->mu);
+    if (rc == 0) {
+        struct write_req w = {j, b};
+        rc = iothread_call(&j->iot, io_write, &w);
+    }
+    STAT_ADD(j, batches, 1);
+    if (rc < 0) {
+        j->last_rc = rc;
+        STAT_ADD(j, lost_nowait, b->nowait);
+        log_error("journal: writing a batch of %zu bytes to segment %016" PRIx64 ".log failed: "
+                  "%s; its requests fail",
+                  b->len, j->seq, strerror(-rc));
+    }
+    __atomic_store_n(&b->rc, rc, __ATOMIC_RELEASE);
+    chan_close(b->done);
+    journal_batch_unref(b);
+}
+
+static void
+maybe_sync(struct journal *j, bool force)
+{
+    if (!j->dirty)
+        return;
+    if (!force && (j->opts.fsync != CONFIG_FSYNC_INTERVAL || timer_now_ms() < j->next_sync_ms))
+        return;
+    int rc = iothread_call(&j->iot, io_sync, j);
+    j->next_sync_ms = timer_now_ms() + j->opts.interval_ms;
+    if (rc < 0) {
+        j->last_rc = rc;
+        log_error("journal: fsync of segment %016" PRIx64 ".log failed: %s", j->seq,
+                  strerror(-rc));
+    }
+}
+
+static void
+do_roll(struct journal *j, struct chan *req)
+{
+    int rc = iothread_call(&j->iot, io_roll, j);
+    if (rc < 0)
+        log_warn("journal: cannot roll to a new segment: %s", strerror(-rc));
+    if (req) {
+        pthread_mutex_lock(&j->mu);
+        j->roll_rc = rc;
+        pthread_mutex_unlock(&j->mu);
+        chan_close(req);
+    }
+    if (rc == 0 && j->auto_keep)
+        journal_maybe_compact(j, j->auto_keep, j->auto_arg);
+}
+
+static void
+writer_main(void *arg)
+{
+    struct journal *j = arg;
+    struct batch *spare = NULL;
+    bool closing = false;
+    for (;;) {
+        int64_t timeout = -1;
+        if (closing) {
+            timeout = 0; /* drain without waiting for kicks */
+        } else if (j->dirty && j->opts.fsync == CONFIG_FSYNC_INTERVAL) {
+            timeout = j->next_sync_ms - timer_now_ms();
+            if (timeout < 1)
+                timeout = 1;
+        }
+        struct chan_case c = {j->kick, CHAN_RECV, NULL, false};
+        chan_select(&c, 1, NULL, timeout);
+        while (!spare && !(spare = journal_batch_new()))
+            journal_nap();
+
+        pthread_mutex_lock(&j->mu);
+        struct batch *b = NULL;
+        if (j->cur->len > 0) {
+            b = j->cur;
+            j->cur = spare;
+            spare = NULL;
+        }
+        struct chan *roll = j->roll_req;
+        j->roll_req = NULL;
+        closing = j->closing;
+        pthread_mutex_unlock(&j->mu);
+
+        if (b)
+            write_batch(j, b);
+        maybe_sync(j, false);
+        if (roll || j->seg_size >= j->opts.segment_bytes)
+            do_roll(j, roll);
+        if (!closing || b || roll)
+            continue;
+        pthread_mutex_lock(&j->mu);
+        bool empty = j->cur->len == 0 && !j->roll_req;
+        pthread_mutex_unlock(&j->mu);
+        if (empty)
+            break;
+    }
+    maybe_sync(j, true);
+    if (spare)
+        journal_batch_unref(spare);
+    pthread_mutex_lock(&j->mu);
+    j->writer_done = true;
+    pthread_mutex_unlock(&j->mu);
+}
+
+int
+journal_start(struct journal *j, char *err, size_t errlen)
+{
+    int rc;
+    if (j->started) {
+        snprintf(err, errlen, "journal already started");
+        return -EALREADY;
+    }
+    if (!j->replayed && (rc = journal_replay(j, NULL, NULL, err, errlen)) < 0)
+        return rc;
+    if (!(j->kick = chan_new(0, 1)) || !(j->cur = journal_batch_new())) {
+        rc = -ENOMEM;
+        goto out_free;
+    }
+    if ((rc = open_next_segment(j)) < 0)
+        goto out_free;
+    if ((rc = iothread_start(&j->iot)) < 0)
+        goto out_close;
+    j->next_sync_ms = timer_now_ms() + j->opts.interval_ms;
+    j->started = true;
+    if ((rc = go(writer_main, j)) < 0) {
+        j->started = false;
+        iothread_stop(&j->iot);
+        goto out_close;
+    }
+    return 0;
+
+out_close:
+    close(j->fd);
+    j->fd = -1;
+out_free:
+    snprintf(err, errlen, "cannot start the journal in %s: %s", j->dir, strerror(-rc));
+    if (j->cur)
+        journal_batch_unref(j->cur);
+    j->cur = NULL;
+    if (j->kick)
+        chan_unref(j->kick);
+    j->kick = NULL;
+    return rc;
+}
