@@ -1,0 +1,71 @@
+#!/bin/bash
+# chanq CLI end to end: --help everywhere, submit (argument and pipelined
+# NDJSON), fetch with --ack and with ack lines on stdin, queue admin, stats,
+# exit codes.
+. "${top_srcdir:-.}/tests/clients/cli-lib.sh"
+
+for sub in submit fetch ack nack touch cancel wait job declare close pause resume kick ping stats work loadtest; do
+    out=$(cq "$sub" --help) || fail "chanq $sub --help exited $?"
+    case "$out" in *Usage:*) ;; *) fail "chanq $sub --help printed no usage" ;; esac
+done
+cq --help | grep -q loadtest || fail "chanq --help lists no commands"
+set +e
+cq submit >/dev/null 2>&1; [ $? -eq 2 ] || fail "missing QUEUE is not exit 2"
+CHANQ_SERVER=127.0.0.1:1 cq ping >/dev/null 2>&1; [ $? -eq 3 ] || fail "unreachable server is not exit 3"
+set -e
+
+start_daemon
+cq ping >/dev/null || fail "ping"
+cq declare mail --capacity 5000 >/dev/null || fail "declare"
+
+id=$(cq submit mail '{"to":"ann"}') || fail "submit with a JSON argument"
+[ -n "$id" ] || fail "submit printed no id"
+
+seq 1 1000 | sed 's/.*/{"n":&}/' | cq submit mail >"$TMP/ids" || fail "pipelined submit from stdin"
+[ "$(wc -l <"$TMP/ids")" -eq 1000 ] || fail "stdin submit printed $(wc -l <"$TMP/ids") ids, want 1000"
+[ "$(sort -u "$TMP/ids" | wc -l)" -eq 1000 ] || fail "duplicate ids"
+
+out=$(cq fetch mail --ack --timeout-ms 2000) || fail "fetch --ack"
+[ "$(json_field "$out" id)" = "$id" ] || fail "fetch returned $out, want job $id first"
+case "$out" in *'"payload":{"to":"ann"}'*) ;; *) fail "payload lost: $out" ;; esac
+
+out=$(cq fetch mail --count 10 --ack --timeout-ms 2000) || fail "fetch --count"
+[ "$(printf '%s\n' "$out" | wc -l)" -eq 10 ] || fail "fetch --count 10 printed $(printf '%s\n' "$out" | wc -l) jobs"
+first=$(head -n 1 "$TMP/ids")
+[ "$(json_field "$(printf '%s\n' "$out" | head -n 1)" id)" = "$first" ] || fail "FIFO order broken"
+
+# A reservation lives on the fetching connection: ack it through fetch's stdin.
+ack_id=$(cq submit solo '"work me"')
+coproc FETCH { timeout 20 "$CHANQ" fetch solo --timeout-ms 5000; }
+fetch_pid=$FETCH_PID
+read -r -t 10 line <&"${FETCH[0]}" || fail "fetch printed no job"
+[ "$(json_field "$line" id)" = "$ack_id" ] || fail "fetched $line"
+echo "ack $ack_id {\"r\":1}" >&"${FETCH[1]}"
+read -r -t 10 answer <&"${FETCH[0]}" || fail "no answer to the ack line"
+[ "$answer" = '{"ok":true}' ] || fail "ack line answered $answer"
+exec {FETCH[1]}>&-
+wait "$fetch_pid" || true
+out=$(cq wait "$ack_id" --timeout-ms 5000) || fail "wait after ack: $out"
+case "$out" in *'"state":"done"'*'"result":{"r":1}'*|*'"result":{"r":1}'*'"state":"done"'*) ;; *) fail "wait said $out" ;; esac
+
+set +e
+cq wait "$(sed -n 20p "$TMP/ids")" --timeout-ms 200 >/dev/null 2>&1
+[ $? -eq 1 ] || fail "wait timeout is not exit 1"
+set -e
+
+cq pause mail >/dev/null || fail "pause"
+out=$(cq fetch mail --timeout-ms 300 --ack) || fail "fetch on paused"
+[ -z "$out" ] || fail "paused queue delivered $out"
+cq resume mail >/dev/null || fail "resume"
+
+table=$(cq stats) || fail "stats"
+printf '%s\n' "$table" | grep -q '^QUEUE' || fail "stats has no header: $table"
+printf '%s\n' "$table" | grep -Eq '^mail +990/5000 ' || fail "stats row for mail wrong: $table"
+cq stats mail --json | grep -q '"depth":990' || fail "stats --json"
+
+cq close mail >/dev/null || fail "close"
+set +e
+cq submit mail '1' >/dev/null 2>"$TMP/err.txt"; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q closed "$TMP/err.txt" || fail "submit to a closed queue: rc $rc $(cat "$TMP/err.txt")"
+echo "cli-basics: ok"
