@@ -270,8 +270,8 @@ ctx_bound_body(void *arg)
 {
     struct chan *c = chan_new(sizeof(int), 0);
     int v = 3;
-    struct ctx *ctx = ctx_with_timeout(NULL, 20);
     int64_t t0 = timer_now_ms();
+    struct ctx *ctx = ctx_with_timeout(NULL, 20);
     ck_assert_msg(chan_send(c, &v, ctx) == -ETIMEDOUT, "send did not time out");
     ck_assert_msg(timer_now_ms() - t0 >= 20, "send timed out early");
     ck_assert_msg(chan_recv(c, &v, ctx) == -ETIMEDOUT, "recv on an expired ctx");
