@@ -15,7 +15,8 @@
  *
  * core/ has no poller for file descriptors: a worker waiting in poll(2) for
  * its command and its connection holds its thread, so the scheduler gets one
- * thread per worker plus one for the reporter and main goroutines. */
+ * thread per worker plus two for the reporter and main goroutines, and a
+ * worker yields after handing an outcome over (see worker_main). */
 #include "chanq_config.h"
 
 #include <errno.h>
@@ -284,6 +285,9 @@ worker_main(void *arg)
             struct outcome o;
             run_job(w, c, &jobs[i], &o);
             chan_send(p->results, &o, NULL);
+            /* The reporter was readied on this thread's run queue; let it
+             * run now, before this goroutine blocks its thread in poll(2). */
+            go_yield();
             if (o.what == LOST) {
                 chanq_conn_free(c);
                 c = NULL;
