@@ -17,8 +17,21 @@ enum {
     CHAN_IN = 2,      /* sitting in the channel */
 };
 
+struct journal;
+struct journal_wait;
+
+/* The journal records one op waits for before answering (usually one). */
+struct bj_waits {
+    struct journal_wait **v;           /* inline_v or a heap array */
+    struct journal_wait *inline_v[4];  /* room for the common case */
+    size_t n, cap;
+    int rc;                            /* a record that could not even be queued */
+};
+
 struct broker {
     pthread_mutex_t lock;      /* guards everything below and every job/queue field */
+    struct journal *journal;   /* NULL with --memory */
+    struct job *replay_head, *replay_tail; /* queued jobs during a replay, in order */
     struct broker_config cfg;  /* settings */
     struct ctx *root;          /* cancelled at shutdown (borrowed) */
     struct queue **queues;     /* sorted by name */
@@ -64,6 +77,23 @@ void broker_reserve(struct broker *b, struct job *j, struct holder *h);
 void broker_check_drained(struct queue *q);
 /* Arms the job's deadline timer (broker_jobs.c). */
 void broker_arm_deadline(struct job *j, int64_t delay_ms);
+/* Removes a job that never became real (a refused submit) from the table. */
+void broker_forget_job(struct broker *b, struct job *j);
+
+/* Journal records (broker_journal.c). Lock held. A NULL waits means nobody
+ * waits for the record's durability. */
+void bj_waits_init(struct bj_waits *w);
+int bj_waits_add(struct bj_waits *w, struct journal_wait *jw);
+/* Lock NOT held: parks until every record is durable. 0, or a negative
+ * errno with err filled (when not NULL). */
+int bj_waits_finish(struct bj_waits *w, struct ctx *ctx, struct proto_error *err);
+void bj_log_submit(struct broker *b, struct job *j, int64_t delay_ms, struct bj_waits *w);
+void bj_log_reserve(struct broker *b, struct job *j);
+void bj_log_state(struct broker *b, struct job *j, struct bj_waits *w);
+void bj_log_final(struct broker *b, struct job *j, struct bj_waits *w);
+void bj_log_drop(struct broker *b, uint64_t id, struct bj_waits *w);
+void bj_log_queue(struct broker *b, const struct queue *q, struct bj_waits *w);
+
 /* Writes a job id as a span into buf (>= 21 bytes). */
 struct span broker_id_span(uint64_t id, char *buf);
 int64_t broker_wall_ms(void);

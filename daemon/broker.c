@@ -274,6 +274,7 @@ broker_reserve(struct broker *b, struct job *j, struct holder *h)
     holder_link(h, j);
     j->ttr_due = timer_now_ms() + j->ttr_ms;
     broker_arm_timer(j, j->ttr_ms);
+    bj_log_reserve(b, j);
 }
 
 /* A per-thread xorshift: fair queue order without a shared lock. */
@@ -321,9 +322,15 @@ resolve_queues(struct broker *b, const struct request *req, struct queue **qs, s
 
 /* ---- submit ---- */
 
+void
+broker_set_journal(struct broker *b, struct journal *j)
+{
+    b->journal = j;
+}
+
 /* Undoes a submit that could not place its job: it never existed. */
-static void
-discard_job(struct broker *b, struct job *j)
+void
+broker_forget_job(struct broker *b, struct job *j)
 {
     jobtable_del(b->jobs, j->id);
     b->payload_bytes -= j->payload_len;
@@ -358,6 +365,8 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
     }
     b->next_id++;
     b->payload_bytes += req->payload.len;
+    j->state = JOB_QUEUED; /* not in the channel yet: placed once durable */
+    j->in_channel = CHAN_OUT;
     j->ttr_ms = (int32_t)(req->has_ttr_ms ? req->ttr_ms : q->set.ttr_ms);
     j->max_attempts = (uint16_t)(req->has_max_attempts ? req->max_attempts : q->set.max_attempts);
     j->created_ms = broker_wall_ms();
@@ -444,7 +453,7 @@ submit_try_now(struct queue **qs, size_t nq, struct job *j)
 
 static void
 submit_failed(struct broker *b, struct queue **qs, size_t nq, struct job *j, int rc,
-              struct proto_error *err)
+              struct bj_waits *w, struct proto_error *err)
 {
     bool unbuffered = qs[0]->set.capacity == 0;
     if (rc == -ETIMEDOUT || rc == -EAGAIN) {
@@ -465,8 +474,10 @@ submit_failed(struct broker *b, struct queue **qs, size_t nq, struct job *j, int
     job_unref(j); /* the channel's reference */
     /* A job cancelled or expired while it waited is final and kept as such;
      * any other never existed for the client. */
-    if (!job_state_is_final(j->state))
-        discard_job(b, j);
+    if (!job_state_is_final(j->state)) {
+        bj_log_drop(b, j->id, w);
+        broker_forget_job(b, j);
+    }
 }
 
 /* Parks until one of qs has room (or closes, or time runs out). Called
@@ -521,6 +532,51 @@ submit_wait(struct broker *b, struct session *s, struct queue **qs, size_t *nq, 
     }
 }
 
+/* Parks until the submit record is durable. Lock held on entry and exit.
+ * Returns 0 when the job should now be placed (or is already final), -1
+ * with err set when it could not be recorded (the job is forgotten). */
+static int
+submit_make_durable(struct broker *b, struct job *j, int64_t delay_ms, struct proto_error *err)
+{
+    struct bj_waits w;
+    bj_waits_init(&w);
+    bj_log_submit(b, j, delay_ms, &w);
+    job_ref(j);
+    pthread_mutex_unlock(&b->lock);
+    int rc = bj_waits_finish(&w, NULL, err);
+    pthread_mutex_lock(&b->lock);
+    if (rc < 0 && !job_state_is_final(j->state))
+        broker_forget_job(b, j);
+    job_unref(j);
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+submit_place(struct broker *b, struct session *s, const struct request *req, struct queue **qs,
+             size_t nq, struct job *j, struct bj_waits *w, struct proto_error *err)
+{
+    if (job_state_is_final(j->state))
+        return 0; /* cancelled with its parent while it was being recorded */
+    if (req->has_delay_ms && req->delay_ms > 0) {
+        j->state = JOB_DELAYED;
+        j->queue->delayed++;
+        j->ttr_due = timer_now_ms() + req->delay_ms;
+        broker_arm_timer(j, req->delay_ms);
+        return 0;
+    }
+    job_ref(j); /* the channel's reference */
+    j->in_channel = CHAN_SENDING;
+    if (submit_try_now(qs, nq, j))
+        return 0;
+    int64_t wait_ms = req->has_wait_ms ? req->wait_ms : b->cfg.submit_wait_ms;
+    int rc = wait_ms > 0 ? submit_wait(b, s, qs, &nq, j, wait_ms) : -EAGAIN;
+    if (rc < 0) {
+        submit_failed(b, qs, nq, j, rc, w, err);
+        return -1;
+    }
+    return 0;
+}
+
 int
 broker_op_submit(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                  struct proto_error *err)
@@ -528,30 +584,18 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     struct queue *qs[MAX_SELECT_QUEUES];
     size_t nq;
     struct job *parent;
+    struct bj_waits w;
+    bj_waits_init(&w);
     pthread_mutex_lock(&b->lock);
-    if (submit_precheck(b, req, qs, &nq, &parent, err) < 0)
-        goto out_unlock_err;
-    struct job *j = create_job(b, req, qs[0], parent, err);
+    int rc = submit_precheck(b, req, qs, &nq, &parent, err);
+    struct job *j = rc == 0 ? create_job(b, req, qs[0], parent, err) : NULL;
     if (!j)
         goto out_unlock_err;
-    if (req->has_delay_ms && req->delay_ms > 0) {
-        j->state = JOB_DELAYED;
-        j->queue->delayed++;
-        broker_arm_timer(j, req->delay_ms);
-        goto out_unlock_ok;
-    }
-    j->state = JOB_QUEUED;
-    job_ref(j); /* the channel's reference */
-    j->in_channel = CHAN_SENDING;
-    if (submit_try_now(qs, nq, j))
-        goto out_unlock_ok;
-    int64_t wait_ms = req->has_wait_ms ? req->wait_ms : b->cfg.submit_wait_ms;
-    int rc = wait_ms > 0 ? submit_wait(b, s, qs, &nq, j, wait_ms) : -EAGAIN;
-    if (rc < 0) {
-        submit_failed(b, qs, nq, j, rc, err);
+    int64_t delay = req->has_delay_ms ? req->delay_ms : 0;
+    if (b->journal && submit_make_durable(b, j, delay, err) < 0)
         goto out_unlock_err;
-    }
-out_unlock_ok:
+    if (submit_place(b, s, req, qs, nq, j, &w, err) < 0)
+        goto out_unlock_err;
     rc = submit_ok(b, j, req, out);
     pthread_mutex_unlock(&b->lock);
     if (rc < 0) {
@@ -562,6 +606,7 @@ out_unlock_ok:
 
 out_unlock_err:
     pthread_mutex_unlock(&b->lock);
+    bj_waits_finish(&w, NULL, NULL); /* a drop record, if any */
     return -1;
 }
 

@@ -7,6 +7,7 @@
 #define CHANQ_DAEMON_BROKER_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,6 +78,20 @@ broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack
  * interrupted delivery counted) and detaches h: no event reaches it after
  * this returns. Any goroutine; call before freeing the connection. */
 void broker_release_holder(struct broker *b, struct holder *h);
+
+/* Durability (broker_journal.c). The broker records every state change in
+ * j (borrowed; NULL = none) and answers only once they are durable. Call
+ * before serving. */
+struct journal;
+struct journal_rec;
+void broker_set_journal(struct broker *b, struct journal *j);
+/* journal_replay's apply callback (arg is the broker), then the step that
+ * puts the replayed jobs in their queues and arms their timers. Main
+ * thread, with the scheduler started, before serving. */
+int broker_replay_apply(void *arg, const void *rec, size_t len);
+void broker_replay_finish(struct broker *b);
+/* journal_keep_batch_fn: a record is live while its job or queue is. */
+void broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *keep);
 
 /* Server-wide figures for the stats op: jobs by state and totals
  * (new reference). */

@@ -18,6 +18,20 @@ answer(struct broker *b, int rc, struct proto_error *err)
     return rc < 0 ? -1 : 0;
 }
 
+/* answer() for a change recorded in w: the `ok` in out (from mark on)
+ * stands only once the records are durable. */
+static int
+answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
+               struct proto_error *err)
+{
+    rc = answer(b, rc, err);
+    if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
+        out->len = mark;
+        rc = -1;
+    }
+    return rc;
+}
+
 static int
 answer_fields(struct broker *b, const struct request *req, json_t *fields, struct buf *out,
               struct proto_error *err)
@@ -78,11 +92,17 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
         if (!q)
             return answer(b, -1, err);
     }
+    struct bj_waits w;
+    bj_waits_init(&w);
+    bj_log_queue(b, q, &w); /* also for a queue made on first use: its settings now count */
     json_t *stats = queue_stats_json(q);
     if (stats)
         json_object_set_new(stats, "name", json_string(q->name));
     json_t *fields = stats ? json_pack("{s:o}", "queue", stats) : NULL;
-    return answer_fields(b, req, fields, out, err);
+    size_t mark = out->len;
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return answer_durable(b, rc, &w, out, mark, err);
 }
 
 int
@@ -93,13 +113,17 @@ broker_op_close(struct broker *b, struct session *s, const struct request *req, 
     struct queue *q = existing_queue(b, req, err);
     if (!q)
         return answer(b, -1, err);
+    struct bj_waits w;
+    bj_waits_init(&w);
     if (!q->closed) {
         q->closed = true;
         chan_close(q->closing); /* parked submitters answer `closed` */
         queue_signal_change(q); /* parked fetchers start watching `drained` */
         broker_check_drained(q);
+        bj_log_queue(b, q, &w);
     }
-    return answer(b, encode_ok(out, req->rid), err);
+    size_t mark = out->len;
+    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int
@@ -110,11 +134,15 @@ set_paused(struct broker *b, const struct request *req, bool paused, struct buf 
     struct queue *q = existing_queue(b, req, err);
     if (!q)
         return answer(b, -1, err);
+    struct bj_waits w;
+    bj_waits_init(&w);
     if (q->paused != paused) {
         q->paused = paused;
         queue_signal_change(q); /* parked fetchers re-plan their select */
+        bj_log_queue(b, q, &w);
     }
-    return answer(b, encode_ok(out, req->rid), err);
+    size_t mark = out->len;
+    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 int
@@ -142,6 +170,8 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
     int64_t max = req->has_count ? req->count : INT64_MAX;
     int64_t n = 0;
     struct job *j;
+    struct bj_waits w;
+    bj_waits_init(&w);
     while (n < max && (j = queue_dead_pop(q))) {
         j->attempt = 0; /* fresh attempts */
         if (j->extra && j->extra->done) {
@@ -149,10 +179,13 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
             chan_unref(j->extra->done);
             j->extra->done = NULL;
         }
+        j->state = JOB_QUEUED;
+        bj_log_state(b, j, &w);
         broker_enqueue(b, j);
         n++;
     }
-    return answer(b, encode_ok_int(out, req->rid, "kicked", n), err);
+    size_t mark = out->len;
+    return answer_durable(b, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
 }
 
 int

@@ -87,20 +87,26 @@ send_event_cancel(struct job *j)
     buf_clear(&line);
 }
 
-/* A reserved job leaves its reservation for another try (or the dead list). */
+/* A reserved job leaves its reservation for another try (or the dead
+ * list), recorded in the journal (w may be NULL: nobody waits). */
 static void
-retry_or_bury(struct broker *b, struct job *j, int64_t delay_ms, bool bury)
+retry_or_bury(struct broker *b, struct job *j, int64_t delay_ms, bool bury, struct bj_waits *w)
 {
     struct queue *q = j->queue;
     if (bury || j->attempt >= j->max_attempts) {
         j->state = JOB_DEAD;
         queue_dead_push(q, j);
+        bj_log_state(b, j, w);
         broker_finalize(b, j, JOB_DEAD);
     } else if (delay_ms > 0) {
         j->state = JOB_DELAYED;
         q->delayed++;
+        j->ttr_due = timer_now_ms() + delay_ms;
+        bj_log_state(b, j, w);
         broker_arm_timer(j, delay_ms);
     } else {
+        j->state = JOB_QUEUED;
+        bj_log_state(b, j, w);
         broker_enqueue(b, j);
     }
 }
@@ -117,7 +123,7 @@ job_timer_fired(void *arg)
     } else if (j->state == JOB_RESERVED && timer_now_ms() >= j->ttr_due) {
         send_event_revoked(j, REVOKE_TTR);
         broker_unreserve(b, j);
-        retry_or_bury(b, j, 0, false);
+        retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);
     job_unref(j);
@@ -158,6 +164,7 @@ deadline_fired(void *arg)
         leave_state(b, j);
         j->queue->count.expired++;
         broker_finalize(b, j, JOB_EXPIRED);
+        bj_log_final(b, j, NULL);
     }
     pthread_mutex_unlock(&b->lock);
     job_unref(j);
@@ -277,6 +284,20 @@ answer(struct broker *b, int rc, struct proto_error *err)
     return rc < 0 ? -1 : 0;
 }
 
+/* answer() for a change recorded in w: the `ok` already in out (from
+ * mark on) stands only once the records are durable. */
+static int
+answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
+               struct proto_error *err)
+{
+    rc = answer(b, rc, err);
+    if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
+        out->len = mark;
+        rc = -1;
+    }
+    return rc;
+}
+
 int
 broker_op_ack(struct broker *b, struct session *s, const struct request *req, struct buf *out,
               struct proto_error *err)
@@ -300,7 +321,11 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
     broker_unreserve(b, j);
     j->queue->count.acked++;
     broker_finalize(b, j, JOB_DONE);
-    return answer(b, encode_ok(out, req->rid), err);
+    struct bj_waits w;
+    bj_waits_init(&w);
+    bj_log_final(b, j, &w);
+    size_t mark = out->len;
+    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int64_t
@@ -336,9 +361,12 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
     broker_unreserve(b, j);
     j->queue->count.nacked++;
     int64_t delay = req->has_delay_ms ? req->delay_ms : backoff_ms(j->attempt);
-    retry_or_bury(b, j, delay, req->dead);
-    return answer(b, encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state))),
-                  err);
+    struct bj_waits w;
+    bj_waits_init(&w);
+    retry_or_bury(b, j, delay, req->dead, &w);
+    size_t mark = out->len;
+    int rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
+    return answer_durable(b, rc, &w, out, mark, err);
 }
 
 int
@@ -357,7 +385,7 @@ broker_op_touch(struct broker *b, struct session *s, const struct request *req, 
 
 /* Cancels j and its live descendants; returns how many changed. */
 static int64_t
-cancel_tree(struct broker *b, struct job *j, int depth)
+cancel_tree(struct broker *b, struct job *j, int depth, struct bj_waits *w)
 {
     int64_t n = 0;
     if (!job_state_is_final(j->state)) {
@@ -366,12 +394,13 @@ cancel_tree(struct broker *b, struct job *j, int depth)
         leave_state(b, j);
         j->queue->count.cancelled++;
         broker_finalize(b, j, JOB_CANCELLED);
+        bj_log_final(b, j, w);
         n++;
     }
     /* Bounded recursion: a chain deeper than this is cut (and documented). */
     if (depth < 1000 && j->extra)
         for (struct job *c = j->extra->first_child; c; c = c->extra->next_sibling)
-            n += cancel_tree(b, c, depth + 1);
+            n += cancel_tree(b, c, depth + 1, w);
     return n;
 }
 
@@ -384,9 +413,12 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
     if (!j)
         return answer(b, -1, err);
     job_ref(j); /* finalizing may evict it from the retention list */
-    int64_t n = cancel_tree(b, j, 0);
+    struct bj_waits w;
+    bj_waits_init(&w);
+    int64_t n = cancel_tree(b, j, 0, &w);
     job_unref(j);
-    return answer(b, encode_ok_int(out, req->rid, "cancelled", n), err);
+    size_t mark = out->len;
+    return answer_durable(b, encode_ok_int(out, req->rid, "cancelled", n), &w, out, mark, err);
 }
 
 static int
@@ -493,7 +525,7 @@ broker_release_holder(struct broker *b, struct holder *h)
     while (h->reserved) {
         struct job *j = h->reserved;
         broker_unreserve(b, j);
-        retry_or_bury(b, j, 0, false);
+        retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);
 }

@@ -5,6 +5,7 @@
 #include "daemon/server.h"
 #include "daemon/broker.h"
 #include "daemon/conn.h"
+#include "daemon/journal.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 
@@ -33,6 +34,7 @@ struct server {
     struct evbridge *bridge;             /* goroutines -> loop calls */
     struct ctx *root;                    /* cancelled on stop: ends every wait */
     struct broker *broker;               /* queues and jobs */
+    struct journal *journal;             /* durability; NULL with --memory */
     struct msg_limits limits;            /* what the decoder enforces */
     char *token;                         /* --token-file contents, or NULL */
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
@@ -42,6 +44,7 @@ struct server {
     struct conn *conns;                  /* live connections (loop) */
     _Atomic size_t connections;          /* how many (written on the loop) */
     _Atomic bool stopping;               /* SIGTERM/SIGINT seen */
+    size_t idle_goroutines;              /* the server's own (journal writer...) */
     time_t started;                      /* for uptime_s in stats */
 };
 
@@ -85,7 +88,7 @@ on_stop_poll(evutil_socket_t fd, short what, void *arg)
             conn_shutdown(c);
         }
     }
-    if (!srv->conns && (go_count() == 0 || mono_ms() >= srv->stop_deadline)) {
+    if (!srv->conns && (go_count() <= srv->idle_goroutines || mono_ms() >= srv->stop_deadline)) {
         event_base_loopexit(srv->base, NULL);
         return;
     }
@@ -165,6 +168,36 @@ start_runtime(struct server *srv)
     return 0;
 }
 
+/* Opens the data dir's journal, rebuilds the broker's state from it and
+ * starts writing: after this every change is durable before its `ok`. */
+static int
+open_journal(struct server *srv)
+{
+    char err[512];
+    const struct config *cfg = srv->cfg;
+    int64_t start = mono_ms();
+    srv->journal = journal_open(cfg->data_dir, cfg->fsync, cfg->repair, err, sizeof err);
+    if (!srv->journal) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (journal_replay(srv->journal, broker_replay_apply, srv->broker, err, sizeof err) < 0) {
+        log_error("journal replay failed: %s", err);
+        return -1;
+    }
+    journal_set_compactor(srv->journal, broker_keep_batch, srv->broker);
+    if (journal_start(srv->journal, err, sizeof err) < 0) {
+        log_error("cannot start the journal: %s", err);
+        return -1;
+    }
+    broker_set_journal(srv->broker, srv->journal);
+    broker_replay_finish(srv->broker);
+    log_info("journal %s: %llu records replayed in %lld ms (fsync %s)", cfg->data_dir,
+             (unsigned long long)journal_replayed(srv->journal), (long long)(mono_ms() - start),
+             config_fsync_name(cfg->fsync));
+    return 0;
+}
+
 struct server *
 server_new(struct config *cfg)
 {
@@ -181,6 +214,8 @@ server_new(struct config *cfg)
         goto out_free;
     }
     if (start_runtime(srv) < 0)
+        goto out_free;
+    if (!cfg->memory && open_journal(srv) < 0)
         goto out_free;
     if (!(srv->listeners = listener_set_new(srv->base, cfg, on_accept, srv)))
         goto out_free;
@@ -203,6 +238,7 @@ int
 server_run(struct server *srv)
 {
     signal(SIGPIPE, SIG_IGN);
+    srv->idle_goroutines = go_count();
     if (event_base_dispatch(srv->base) < 0) {
         log_error("event loop failed");
         return -1;
@@ -228,6 +264,9 @@ server_free(struct server *srv)
         event_base_free(srv->base);
     if (srv->root)
         ctx_cancel(srv->root);
+    if (srv->journal && journal_close(srv->journal) < 0)
+        log_error("journal: the last write before stopping failed");
+    srv->journal = NULL;
     if (sched_threads() > 0)
         sched_shutdown();
     /* Only now no goroutine can touch the broker. */
@@ -328,17 +367,42 @@ rss_bytes(void)
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+static json_t *
+journal_json(struct server *srv)
+{
+    if (!srv->journal)
+        return json_pack("{s:s, s:I, s:I}", "fsync", "none", "bytes", (json_int_t)0,
+                         "last_fsync_us", (json_int_t)0);
+    struct journal_stats st;
+    journal_stats(srv->journal, &st);
+    json_t *le = json_array(), *counts = json_array();
+    for (size_t i = 0; i < JOURNAL_FSYNC_BUCKETS; i++) {
+        /* The last bound is +Inf: left out, the count is the total. */
+        if (st.fsync_bucket_le_us[i] != UINT64_MAX) {
+            json_array_append_new(le, json_integer((json_int_t)st.fsync_bucket_le_us[i]));
+            json_array_append_new(counts, json_integer((json_int_t)st.fsync_bucket[i]));
+        }
+    }
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:I, s:I}}", "fsync",
+                     config_fsync_name(srv->cfg->fsync), "bytes", (json_int_t)st.bytes,
+                     "segments", (json_int_t)st.segments, "last_fsync_us",
+                     (json_int_t)st.last_fsync_us, "write_errors", (json_int_t)st.write_errors,
+                     "fsync_errors", (json_int_t)st.fsync_errors, "compactions",
+                     (json_int_t)st.compactions, "fsync_hist", "le_us", le, "counts", counts,
+                     "sum_us", (json_int_t)st.fsync_sum_us, "count",
+                     (json_int_t)st.fsync_count);
+}
+
 json_t *
 server_stats_json(struct server *srv)
 {
     json_t *jobs = broker_jobs_json(srv->broker);
-    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:s, s:{s:s}}", "uptime_s",
+    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:s, s:o}", "uptime_s",
                      (json_int_t)(time(NULL) - srv->started), "connections",
                      (json_int_t)atomic_load(&srv->connections), "goroutines",
                      (json_int_t)go_count(), "threads", sched_threads(), "jobs",
                      jobs ? jobs : json_object(), "rss_bytes", (json_int_t)rss_bytes(),
-                     "version", PACKAGE_VERSION, "journal", "fsync",
-                     srv->cfg->memory ? "none" : config_fsync_name(srv->cfg->fsync));
+                     "version", PACKAGE_VERSION, "journal", journal_json(srv));
 }
 
 json_t *
