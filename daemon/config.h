@@ -42,6 +42,9 @@ struct config {
     size_t max_memory;               /* budget for job payload bytes; reloadable [lead] */
     uint64_t max_inflight;           /* requests in flight per connection before reads stop; reloadable [lead] */
     int64_t grace_ms;                /* graceful stop budget; reloadable [lead] */
+    size_t journal_segment_bytes;    /* journal segment roll size [lead] */
+    size_t journal_compact_bytes;    /* journal compaction threshold [lead] */
+    uint64_t keep_results;           /* finished jobs kept for wait/job [lead] */
     bool repair;                     /* --repair: truncate a corrupt journal [lead] */
     bool check_config;               /* --check-config: validate and exit [main] */
 };

@@ -157,7 +157,7 @@ start_runtime(struct server *srv)
         .submit_wait_ms = srv->cfg->submit_wait_ms,
         .max_queues = srv->cfg->max_queues,
         .max_payload_bytes = srv->cfg->max_memory,
-        .max_finished = 100000,
+        .max_finished = srv->cfg->keep_results,
     };
     srv->broker = srv->root ? broker_new(&bc, srv->root) : NULL;
     srv->bridge = evbridge_new(srv->base);
@@ -176,7 +176,13 @@ open_journal(struct server *srv)
     char err[512];
     const struct config *cfg = srv->cfg;
     int64_t start = mono_ms();
-    srv->journal = journal_open(cfg->data_dir, cfg->fsync, cfg->repair, err, sizeof err);
+    struct journal_opts opts = {
+        .fsync = cfg->fsync,
+        .repair = cfg->repair,
+        .segment_bytes = cfg->journal_segment_bytes,
+        .compact_bytes = cfg->journal_compact_bytes,
+    };
+    srv->journal = journal_open_opts(cfg->data_dir, &opts, err, sizeof err);
     if (!srv->journal) {
         log_error("%s", err);
         return -1;
