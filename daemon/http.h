@@ -13,7 +13,7 @@
  *               "journal": {"bytes", "fsync": "always|interval|never|none",
  *                           "last_fsync_us",
  *                           "fsync_hist": {"le_us": [upper bounds, increasing],
- *                                          "counts": [fsyncs per bucket, NOT
+ *                                          "counts": [fsyncs <= each bound,
  *                                                     cumulative],
  *                                          "sum_us", "count" (all fsyncs)}}},
  *    "queues": {"NAME": {"capacity", "depth", "reserved", "delayed", "dead",

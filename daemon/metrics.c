@@ -148,19 +148,21 @@ hist_valid(const json_t *le, const json_t *counts)
     if (!json_is_array(le) || !json_is_array(counts) || json_array_size(le) != json_array_size(counts))
         return false;
     double prev = -INFINITY;
+    json_int_t prev_count = 0;
     for (size_t i = 0; i < json_array_size(le); i++) {
-        double b = json_number_value(json_array_get(le, i));
-        if (!json_is_number(json_array_get(le, i)) || !(b > prev) ||
-            !json_is_integer(json_array_get(counts, i)) ||
-            json_integer_value(json_array_get(counts, i)) < 0)
+        const json_t *b = json_array_get(le, i), *c = json_array_get(counts, i);
+        if (!json_is_number(b) || !(json_number_value(b) > prev) || !json_is_integer(c) ||
+            json_integer_value(c) < prev_count)
             return false;
-        prev = b;
+        prev = json_number_value(b);
+        prev_count = json_integer_value(c);
     }
     return true;
 }
 
-/* fsync_hist: counts[i] fsyncs took at most le_us[i] (and more than
- * le_us[i-1]); count is the total, including those above the last bound. */
+/* fsync_hist: counts[i] fsyncs took at most le_us[i] (cumulative, as
+ * Prometheus buckets are); count is the total, including those above the
+ * last bound (the +Inf bucket). */
 static void
 put_fsync_hist(FILE *f, const json_t *h)
 {
@@ -169,16 +171,16 @@ put_fsync_hist(FILE *f, const json_t *h)
     if (!hist_valid(le, counts))
         return;
     put_header(f, name, "histogram", "Journal fsync latency in seconds.");
-    json_int_t cum = 0;
+    json_int_t last = 0;
     for (size_t i = 0; i < json_array_size(le); i++) {
-        cum += json_integer_value(json_array_get(counts, i));
+        last = json_integer_value(json_array_get(counts, i));
         fprintf(f, "%s_bucket{le=\"", name);
         put_double(f, json_number_value(json_array_get(le, i)) / 1e6);
-        fprintf(f, "\"} %" JSON_INTEGER_FORMAT "\n", cum);
+        fprintf(f, "\"} %" JSON_INTEGER_FORMAT "\n", last);
     }
     json_int_t total = json_integer_value(json_object_get(h, "count"));
-    if (total < cum)
-        total = cum;
+    if (total < last)
+        total = last; /* a racing snapshot: keep the buckets cumulative */
     fprintf(f, "%s_bucket{le=\"+Inf\"} %" JSON_INTEGER_FORMAT "\n", name, total);
     fprintf(f, "%s_sum ", name);
     put_double(f, json_number_value(json_object_get(h, "sum_us")) / 1e6);

@@ -39,6 +39,29 @@ def test_metrics_pass_the_strict_checker_with_queues():
         d.cleanup()
 
 
+def test_journal_metrics_with_a_data_dir_pass_the_checker():
+    d = Daemon(["--data-dir", "@DIR@/data", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+    try:
+        port = int(d.wait_log(r"http: serving \S+ \S+ \S+ on 127\.0\.0\.1:(\d+)").group(1))
+        with dial(("127.0.0.1", d.port)) as s:
+            assert request(s, {"op": "declare", "queue": "j", "capacity": 10}).get("ok") is True
+            for i in range(3):
+                r = request(s, {"op": "submit", "queue": "j", "payload": {"n": i}})
+                assert r.get("ok") is True, r
+        status, _, text = http_get(port, "/metrics")
+        assert status == 200
+        errors = promcheck.check(text)
+        assert not errors, "promcheck:\n%s\n%s" % ("\n".join(errors), text)
+        for want in ('chanq_journal_fsync_policy{policy="always"} 1',
+                     "# TYPE chanq_journal_fsync_duration_seconds histogram",
+                     'chanq_journal_fsync_duration_seconds_bucket{le="+Inf"} ',
+                     '\nchanq_queue_depth{queue="j"} 3\n'):
+            assert want in text, "%r missing from /metrics:\n%s" % (want, text)
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
 def test_stats_and_healthz():
     d, port = start()
     try:
@@ -59,5 +82,6 @@ def test_stats_and_healthz():
 if __name__ == "__main__":
     sys.exit(main([
         test_metrics_pass_the_strict_checker_with_queues,
+        test_journal_metrics_with_a_data_dir_pass_the_checker,
         test_stats_and_healthz,
     ]))
