@@ -37,6 +37,7 @@ struct line {
     const char *color; /* stroke */
     const char *name;  /* legend */
     bool dashed;       /* reference lines (capacity) */
+    double width;      /* stroke width: a wide line stays visible under a thin one */
 };
 
 struct panel {
@@ -59,12 +60,11 @@ nice_ceiling(double v)
 {
     if (v <= 0)
         return 1;
+    static const double steps[] = {1, 1.2, 1.6, 2, 2.5, 3, 4, 5, 6, 8, 10};
     double p = pow(10, floor(log10(v)));
-    for (int k = 0; k < 4; k++) {
-        double m = (double[]){1, 2, 5, 10}[k] * p;
-        if (v <= m)
-            return m;
-    }
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++)
+        if (v <= steps[k] * p * 1.0000001)
+            return steps[k] * p;
     return 10 * p;
 }
 
@@ -88,7 +88,7 @@ draw_panel(FILE *f, const struct panel *pn, double y0, const struct sample *s, s
         for (size_t i = 0; i < n; i++)
             if (field(&s[i], pn->lines[l].offset) > ymax)
                 ymax = field(&s[i], pn->lines[l].offset);
-    ymax = nice_ceiling(ymax * 1.05);
+    ymax = nice_ceiling(ymax);
     double pw = W - LEFT - RIGHT;
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\" font-weight=\"bold\">%s</text>\n",
             LEFT, y0 - 10, pn->title);
@@ -117,8 +117,8 @@ draw_panel(FILE *f, const struct panel *pn, double y0, const struct sample *s, s
     }
     for (int l = 0; l < 3 && pn->lines[l].name; l++) {
         const struct line *ln = &pn->lines[l];
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
-                ln->color, ln->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\"%s points=\"",
+                ln->color, ln->width > 0 ? ln->width : 2, ln->dashed ? " stroke-dasharray=\"6 4\"" : "");
         for (size_t i = 0; i < n; i++) {
             double v = field(&s[i], ln->offset);
             if (v < 0)
@@ -141,21 +141,21 @@ chart_write_svg(const char *path, const struct sample *s, size_t n, const char *
 {
     static const struct panel panels[] = {
         {"Queue depth (queued jobs)", "jobs",
-         {{offsetof(struct sample, depth), "#1f77b4", "depth", false},
-          {offsetof(struct sample, capacity), "#d62728", "capacity", true},
-          {offsetof(struct sample, waiting_submitters), "#9467bd", "waiting submits", false}}},
-        {"Throughput", "jobs / s",
-         {{offsetof(struct sample, submitted), "#ff7f0e", "submitted/s", false},
-          {offsetof(struct sample, acked), "#2ca02c", "acked/s", false},
-          {offsetof(struct sample, rejected), "#d62728", "rejected/s", false}}},
+         {{offsetof(struct sample, capacity), "#d62728", "capacity", true, 2},
+          {offsetof(struct sample, depth), "#1f77b4", "depth", false, 2},
+          {offsetof(struct sample, waiting_submitters), "#9467bd", "waiting submits", false, 2}}},
+        {"Throughput (submitted drawn wide, acked thin on top)", "jobs / s",
+         {{offsetof(struct sample, submitted), "#ff7f0e", "submitted/s", false, 5},
+          {offsetof(struct sample, acked), "#2ca02c", "acked/s", false, 1.5},
+          {offsetof(struct sample, rejected), "#d62728", "rejected/s", false, 1.5}}},
         {"Latency, submit to ack", "ms",
-         {{offsetof(struct sample, p99_ms), "#d62728", "p99", false},
-          {offsetof(struct sample, p50_ms), "#1f77b4", "p50", false},
-          {0, NULL, NULL, false}}},
+         {{offsetof(struct sample, p99_ms), "#d62728", "p99", false, 2},
+          {offsetof(struct sample, p50_ms), "#1f77b4", "p50", false, 2},
+          {0, NULL, NULL, false, 0}}},
         {"chanqd resident memory", "MiB",
-         {{offsetof(struct sample, rss_mib), "#8c564b", "RSS", false},
-          {0, NULL, NULL, false},
-          {0, NULL, NULL, false}}},
+         {{offsetof(struct sample, rss_mib), "#8c564b", "RSS", false, 2},
+          {0, NULL, NULL, false, 0},
+          {0, NULL, NULL, false, 0}}},
     };
     size_t np = sizeof panels / sizeof panels[0];
     FILE *f = fopen(path, "w");

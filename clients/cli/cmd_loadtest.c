@@ -40,14 +40,15 @@ static const char loadtest_usage[] =
     "  --work-us US         consumer time per job (default 0)\n"
     "  --window N           submits in flight per producer (default 64)\n"
     "  --batch N            jobs per fetch (default 64)\n"
+    "  --drain SEC          after producing, wait at most SEC for the consumers\n"
+    "                       to ack what was submitted (default 30)\n"
     "  --csv FILE           per-second series as CSV\n"
     "  --svg FILE           chart of depth, rates, p99 latency and RSS over time\n"
     "  --quiet              no live line\n";
 
 enum { OPT_RATE = OPT_FIRST_OWN, OPT_PAYLOAD, OPT_CAPACITY, OPT_QUEUE, OPT_WORK, OPT_WINDOW,
-       OPT_BATCH, OPT_CSV, OPT_SVG, OPT_QUIET };
+       OPT_BATCH, OPT_CSV, OPT_SVG, OPT_QUIET, OPT_DRAIN };
 
-#define DRAIN_TIMEOUT_S 30
 #define MAX_SAMPLES 86400
 
 /* A consumer's latency histograms: `now` is taken by the sampler each second. */
@@ -62,6 +63,7 @@ struct lt {
     double rate;              /* total submits/s, 0: flat out */
     int64_t duration_s, jobs; /* stop condition: jobs > 0 wins */
     int64_t payload_size, capacity, work_us, window, batch;
+    int64_t drain_s;          /* how long consumers may drain after producing */
     char queue[160];
     const char *csv, *svg;
     bool quiet;
@@ -371,7 +373,8 @@ parse(struct lt *lt, int argc, char **argv)
         {"queue", required_argument, NULL, OPT_QUEUE}, {"work-us", required_argument, NULL, OPT_WORK},
         {"window", required_argument, NULL, OPT_WINDOW}, {"batch", required_argument, NULL, OPT_BATCH},
         {"csv", required_argument, NULL, OPT_CSV}, {"svg", required_argument, NULL, OPT_SVG},
-        {"quiet", no_argument, NULL, OPT_QUIET}, CLI_COMMON_OPTIONS};
+        {"quiet", no_argument, NULL, OPT_QUIET}, {"drain", required_argument, NULL, OPT_DRAIN},
+        CLI_COMMON_OPTIONS};
     int opt;
     while ((opt = getopt_long(argc, argv, "hp:c:d:n:", opts, NULL)) != -1) {
         if (cli_common_opt(&lt->g, opt, optarg))
@@ -391,6 +394,7 @@ parse(struct lt *lt, int argc, char **argv)
         case OPT_CSV: lt->csv = optarg; break;
         case OPT_SVG: lt->svg = optarg; break;
         case OPT_QUIET: lt->quiet = true; break;
+        case OPT_DRAIN: lt->drain_s = cli_i64(&lt->g, "--drain", optarg); break;
         }
     }
     if (optind != argc)
@@ -412,6 +416,7 @@ cmd_loadtest(int argc, char **argv)
     lt->capacity = 10000;
     lt->window = 64;
     lt->batch = 64;
+    lt->drain_s = 30;
     snprintf(lt->queue, sizeof lt->queue, "loadtest-%d", (int)getpid());
     parse(lt, argc, argv);
     /* {"t":<up to 16 digits>,"p":"<pad>"} is payload_size bytes. */
@@ -476,7 +481,7 @@ cmd_loadtest(int argc, char **argv)
         }
         if (!atomic_load(&lt->producing) &&
             (atomic_load(&lt->acked) >= atomic_load(&lt->submitted) || interrupted > 1 ||
-             t - drain_start > DRAIN_TIMEOUT_S || atomic_load(&lt->errors)))
+             t - drain_start >= lt->drain_s || atomic_load(&lt->errors)))
             break;
     }
     double total_s = elapsed_s(lt);

@@ -30,7 +30,9 @@ c=$(cq submit jobs --max-attempts 1 '{"mode":"fail"}')
 d=$(cq submit jobs '{"mode":"hang"}')
 e=$(cq submit jobs '{"mode":"stubborn"}')
 
-timeout 60 "$CHANQ" work jobs --concurrency 4 --grace-ms 1000 -- "$TMP/job.sh" 2>"$TMP/work.log" &
+# --foreground: a plain timeout would pass our SIGTERM on twice (to chanq,
+# then to its process group), and a second signal means "stop the commands".
+timeout --foreground 60 "$CHANQ" work jobs --concurrency 4 --grace-ms 1000 -- "$TMP/job.sh" 2>"$TMP/work.log" &
 wpid=$!
 
 out=$(cq wait "$a" --timeout-ms 10000) || fail "json job not done: $out"
@@ -74,7 +76,7 @@ sleep 0.5
 out=$(cq job "$g"); case "$out" in *'"state":"queued"'*) ;; *) fail "a stopped worker took $g: $out" ;; esac
 
 # Closing the queue ends chanq work by itself.
-timeout 30 "$CHANQ" work jobs -q -- "$TMP/job.sh" 2>>"$TMP/work.log" &
+timeout --foreground 30 "$CHANQ" work jobs -q -- "$TMP/job.sh" 2>>"$TMP/work.log" &
 wpid=$!
 cq wait "$g" --timeout-ms 10000 >/dev/null || fail "second worker did not run $g"
 cq close jobs >/dev/null
