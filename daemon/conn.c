@@ -19,6 +19,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -454,6 +456,11 @@ conn_alloc(struct server *srv)
 struct conn *
 conn_new(struct server *srv, evutil_socket_t fd)
 {
+    /* Answers leave in batches already: Nagle would only add the 40 ms
+     * delayed-ACK stall to request/response clients. (Fails harmlessly on
+     * Unix sockets.) */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = conn_alloc(srv);
     if (!c) {
         evutil_closesocket(fd);

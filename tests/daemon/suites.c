@@ -10,5 +10,6 @@ suite_fn *const test_suites[] = {
     flow_suite,
     input_suite,
     scale_suite,
+    crash_suite,
     NULL,
 };

@@ -9,5 +9,6 @@ Suite *ops_suite(void);
 Suite *flow_suite(void);
 Suite *input_suite(void);
 Suite *scale_suite(void);
+Suite *crash_suite(void);
 
 #endif

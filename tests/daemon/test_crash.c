@@ -1,0 +1,426 @@
+/* Durability: kill -9 under load, torn tails, corruption and repair, a
+ * full disk, and compaction keeping the data dir bounded. */
+#include "chanq_config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/daemon/suites.h"
+#include "tests/daemon/util.h"
+
+#if defined(CHANQ_ASAN) || defined(CHANQ_TSAN)
+enum { COMPACT_CYCLES = 100000 };
+#else
+enum { COMPACT_CYCLES = 1000000 };
+#endif
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What the client knows about each job key from answers it received. */
+enum { K_SENT = 1, K_SUBMIT_OK = 2, K_ACK_SENT = 4, K_ACK_OK = 8 };
+
+struct ledger {
+    unsigned char *state; /* per key: K_* bits */
+    char (*ids)[24];      /* per key: id from the submit answer */
+    int nkeys;
+    int answered;         /* submit answers received (the in-flight window) */
+};
+
+/* Reads every complete line available on fd (non-blocking) into fn. */
+static void
+drain_lines(int fd, char *buf, size_t *len, size_t cap, void (*fn)(void *, json_t *), void *arg)
+{
+    for (;;) {
+        ssize_t r = read(fd, buf + *len, cap - *len);
+        if (r <= 0)
+            return;
+        *len += (size_t)r;
+        char *start = buf, *nl;
+        while ((nl = memchr(start, '\n', *len - (size_t)(start - buf)))) {
+            *nl = '\0';
+            json_t *j = json_loads(start, 0, NULL);
+            if (j)
+                fn(arg, j);
+            json_decref(j);
+            start = nl + 1;
+        }
+        *len -= (size_t)(start - buf);
+        memmove(buf, start, *len);
+    }
+}
+
+static void
+on_submit_answer(void *arg, json_t *r)
+{
+    struct ledger *l = arg;
+    json_int_t k = json_integer_value(json_object_get(r, "rid"));
+    l->answered++;
+    if (k < 0 || k >= l->nkeys || !is_ok(r))
+        return;
+    l->state[k] |= K_SUBMIT_OK;
+    snprintf(l->ids[k], sizeof l->ids[k], "%s", json_string_value(json_object_get(r, "id")));
+}
+
+struct consumer {
+    struct ledger *l;
+    int fd;
+    int acks_out; /* ack requests sent */
+};
+
+static void
+on_consumer_answer(void *arg, json_t *r)
+{
+    struct consumer *c = arg;
+    json_t *rid = json_object_get(r, "rid");
+    if (json_is_integer(rid)) { /* an ack answer: rid is the key */
+        json_int_t k = json_integer_value(rid);
+        if (is_ok(r) && k >= 0 && k < c->l->nkeys)
+            c->l->state[k] |= K_ACK_OK;
+        return;
+    }
+    json_t *jobs = json_object_get(r, "jobs");
+    for (size_t i = 0; i < json_array_size(jobs); i++) {
+        json_t *job = json_array_get(jobs, i);
+        json_int_t k = json_integer_value(json_object_get(json_object_get(job, "payload"), "k"));
+        char line[128];
+        snprintf(line, sizeof line, "{\"op\":\"ack\",\"id\":\"%s\",\"rid\":%lld}",
+                 json_string_value(json_object_get(job, "id")), (long long)k);
+        if (k >= 0 && k < c->l->nkeys)
+            c->l->state[k] |= K_ACK_SENT;
+        send_line(c->fd, line);
+    }
+    send_line(c->fd, "{\"op\":\"fetch\",\"queues\":[\"crash\"],\"count\":8,\"timeout_ms\":20,\"rid\":\"f\"}");
+}
+
+/* Loads the daemon with submits and acks for run_ms, then kills it -9. */
+static void
+load_then_kill(struct harness *h, struct ledger *l, int first_key, int nkeys, int run_ms)
+{
+    int prod = dial(h), cons = dial(h);
+    fcntl(prod, F_SETFL, O_NONBLOCK);
+    fcntl(cons, F_SETFL, O_NONBLOCK);
+    struct consumer c = {l, cons, 0};
+    send_line(cons, "{\"op\":\"fetch\",\"queues\":[\"crash\"],\"count\":8,\"timeout_ms\":20,\"rid\":\"f\"}");
+    static char pbuf[1 << 16], cbuf[1 << 16];
+    size_t plen = 0, clen = 0;
+    int next = first_key;
+    l->answered = 0;
+    int64_t until = now_ms() + run_ms;
+    while (now_ms() < until) {
+        /* A window of 64 submits in flight: the socket never fills, so
+         * every line goes out whole. */
+        for (; next - first_key - l->answered < 64 && next < first_key + nkeys; next++) {
+            char line[160];
+            snprintf(line, sizeof line,
+                     "{\"op\":\"submit\",\"queue\":\"crash\",\"payload\":{\"k\":%d,\"pad\":\"%040d\"},"
+                     "\"rid\":%d}",
+                     next, next, next);
+            l->state[next] |= K_SENT;
+            if (send_line(prod, line) < 0)
+                break;
+        }
+        struct pollfd p[2] = {{prod, POLLIN, 0}, {cons, POLLIN, 0}};
+        poll(p, 2, 2);
+        drain_lines(prod, pbuf, &plen, sizeof pbuf, on_submit_answer, l);
+        drain_lines(cons, cbuf, &clen, sizeof cbuf, on_consumer_answer, &c);
+    }
+    harness_kill9(h);
+    /* Answers already in our socket buffers were sent before the kill. */
+    drain_lines(prod, pbuf, &plen, sizeof pbuf, on_submit_answer, l);
+    drain_lines(cons, cbuf, &clen, sizeof cbuf, on_consumer_answer, &c);
+    harness_close(prod);
+    harness_close(cons);
+}
+
+/* After a restart: every job in the queue, each key at most once; the
+ * promises checked against the ledger; everything acked for the next round. */
+static void
+verify_after_restart(struct harness *h, struct ledger *l, int nkeys)
+{
+    int fd = dial(h);
+    unsigned char *seen = calloc((size_t)nkeys, 1);
+    for (;;) {
+        json_t *r = req_ok(fd, "{\"op\":\"fetch\",\"queues\":[\"crash\"],\"count\":500,\"timeout_ms\":0}");
+        json_t *jobs = json_object_get(r, "jobs");
+        size_t n = json_array_size(jobs);
+        for (size_t i = 0; i < n; i++) {
+            json_t *job = json_array_get(jobs, i);
+            json_int_t k = json_integer_value(json_object_get(json_object_get(job, "payload"), "k"));
+            ck_assert_msg(k >= 0 && k < nkeys, "unknown job payload came back");
+            ck_assert_msg(!seen[k], "job %lld delivered twice after restart", (long long)k);
+            ck_assert_msg(!(l->state[k] & K_ACK_OK), "acked job %lld came back", (long long)k);
+            seen[k] = 1;
+            json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\"}",
+                               json_string_value(json_object_get(job, "id"))));
+            l->state[k] |= K_ACK_OK;
+        }
+        json_decref(r);
+        if (n == 0)
+            break;
+    }
+    for (int k = 0; k < nkeys; k++) {
+        bool promised = (l->state[k] & K_SUBMIT_OK) && !(l->state[k] & K_ACK_SENT);
+        ck_assert_msg(!promised || seen[k] || (l->state[k] & K_ACK_OK),
+                      "job %d (id %s) was answered ok, never acked, and is gone", k, l->ids[k]);
+    }
+    free(seen);
+    harness_close(fd);
+}
+
+START_TEST(kill_9_under_load_loses_no_acknowledged_job_and_revives_no_acked_one)
+{
+    enum { ROUNDS = 10, PER_ROUND = 3000 };
+    struct harness *h = harness_start(NULL); /* data dir, fsync always */
+    ck_assert_msg(h, "chanqd did not start");
+    struct ledger l = {calloc(ROUNDS * PER_ROUND, 1), calloc(ROUNDS * PER_ROUND, 24),
+                       ROUNDS * PER_ROUND, 0};
+    srand((unsigned)time(NULL));
+    long long promised = 0, acked = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        load_then_kill(h, &l, round * PER_ROUND, PER_ROUND, 100 + rand() % 300);
+        ck_assert_msg(harness_restart(h) == 0, "chanqd did not restart after kill -9 (round %d)",
+                      round);
+        verify_after_restart(h, &l, (round + 1) * PER_ROUND);
+    }
+    for (int k = 0; k < l.nkeys; k++) {
+        promised += (l.state[k] & K_SUBMIT_OK) != 0;
+        acked += (l.state[k] & K_ACK_OK) != 0;
+    }
+    fprintf(stderr, "crash: %d rounds, %lld submits answered ok, %lld acked, none lost\n", ROUNDS,
+            promised, acked);
+    ck_assert_msg(promised > ROUNDS * 10, "the load was too light to mean anything (%lld)", promised);
+    free(l.state);
+    free(l.ids);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
+/* The newest segment file of the data dir (malloc'd path). */
+static char *
+newest_segment(struct harness *h)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/data", harness_dir(h));
+    DIR *d = opendir(dir);
+    char best[256] = "";
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".log") && strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof best, "%s", e->d_name);
+    if (d)
+        closedir(d);
+    char *path;
+    ck_assert_msg(best[0] && asprintf(&path, "%s/%s", dir, best) > 0, "no segment in %s", dir);
+    return path;
+}
+
+static off_t
+file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Submits n jobs and stops the daemon cleanly. */
+static void
+fill_and_stop(struct harness *h, int n)
+{
+    int fd = dial(h);
+    for (int i = 0; i < n; i++)
+        free(submit(fd, "dur", "{\"x\":\"some payload to take room\"}"));
+    harness_close(fd);
+}
+
+START_TEST(a_torn_tail_is_cut_off_with_a_log_line)
+{
+    struct harness *h = harness_start(NULL);
+    fill_and_stop(h, 20);
+    harness_kill9(h);
+    char *seg = newest_segment(h);
+    FILE *f = fopen(seg, "ab");
+    fwrite("\x40\x00\x00\x00\x12\x34", 1, 6, f); /* a record header cut short */
+    fclose(f);
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not start on a torn tail");
+    char *log = harness_log(h);
+    ck_assert_msg(strstr(log, "torn tail"), "no log line about the torn tail:\n%s", log);
+    free(log);
+    int fd = dial(h);
+    ck_assert_int_eq(queue_stat(fd, "dur", "depth"), 20);
+    harness_close(fd);
+    free(seg);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
+START_TEST(a_flipped_byte_stops_start_up_and_repair_truncates_there)
+{
+    struct harness *h = harness_start(NULL);
+    fill_and_stop(h, 50);
+    harness_kill9(h);
+    char *seg = newest_segment(h);
+    off_t size = file_size(seg);
+    int sfd = open(seg, O_RDWR);
+    unsigned char c;
+    ck_assert_msg(pread(sfd, &c, 1, size / 2) == 1, "cannot read the segment");
+    c ^= 0x5a;
+    ck_assert_msg(pwrite(sfd, &c, 1, size / 2) == 1, "cannot corrupt the segment");
+    close(sfd);
+    ck_assert_msg(harness_restart(h) < 0, "chanqd started on a corrupt journal");
+    char *log = harness_log(h);
+    ck_assert_msg(strstr(log, "bad checksum") && strstr(log, "offset") && strstr(log, ".log"),
+                  "the refusal does not name the file and offset:\n%s", log);
+    free(log);
+    /* --repair truncates at the bad record and says what was lost. */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s/daemon/chanqd --repair --data-dir %s/data --listen 127.0.0.1:0"
+                              " 2>%s/repair.log & pid=$!; sleep 2; kill $pid; wait $pid",
+             getenv("top_builddir"), harness_dir(h), harness_dir(h));
+    ck_assert_msg(system(cmd) == 0, "chanqd --repair did not run and stop cleanly");
+    snprintf(cmd, sizeof cmd, "grep -q 'lost' %s/repair.log", harness_dir(h));
+    ck_assert_msg(system(cmd) == 0, "--repair did not say how many records were lost");
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not start after --repair");
+    int fd = dial(h);
+    long long depth = queue_stat(fd, "dur", "depth");
+    ck_assert_msg(depth > 0 && depth < 50, "after repair depth is %lld", depth);
+    harness_close(fd);
+    free(seg);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
+START_TEST(a_full_disk_fails_the_request_and_serving_goes_on)
+{
+    char flag[400];
+    struct harness *probe = harness_start(NULL); /* for a temp dir */
+    snprintf(flag, sizeof flag, "%s/enospc", harness_dir(probe));
+    char preload[4200];
+    snprintf(preload, sizeof preload, "%s/tests/daemon/failwrite.so", getenv("top_builddir"));
+    ck_assert_msg(access(preload, R_OK) == 0, "missing %s", preload);
+    setenv("CHANQ_FAILWRITE_FLAG", flag, 1);
+    setenv("LD_PRELOAD", preload, 1);
+    setenv("ASAN_OPTIONS", "detect_stack_use_after_return=0:verify_asan_link_order=0", 1);
+    struct harness *h = harness_start(NULL);
+    unsetenv("LD_PRELOAD");
+    ck_assert_msg(h, "chanqd did not start with the write-failure shim");
+    int fd = dial(h);
+    char *id = submit(fd, "disk", "1");
+    FILE *f = fopen(flag, "w"); /* from now on every journal write fails: ENOSPC */
+    fclose(f);
+    json_t *r = reqf(fd, "{\"op\":\"submit\",\"queue\":\"disk\",\"payload\":2}");
+    ck_assert_msg(r && !is_ok(r), "a submit was acknowledged while the disk was full");
+    const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
+    ck_assert_msg(msg && strstr(msg, "space"), "the error does not say why: %s", msg ? msg : "");
+    json_decref(r);
+    /* Reads go on; the refused job does not exist. */
+    ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 1);
+    json_decref(req_ok(fd, "{\"op\":\"ping\"}"));
+    unlink(flag); /* space is back */
+    free(submit(fd, "disk", "3"));
+    ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 2);
+    harness_close(fd);
+    harness_kill9(h);
+    unsetenv("CHANQ_FAILWRITE_FLAG");
+    ck_assert_msg(harness_restart(h) == 0, "no restart after the full disk");
+    fd = dial(h);
+    ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 2);
+    harness_close(fd);
+    free(id);
+    ck_assert_int_eq(harness_stop(h), 0);
+    ck_assert_int_eq(harness_stop(probe), 0);
+}
+END_TEST
+
+static long long
+dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    long long sum = 0;
+    struct dirent *e;
+    char path[1024];
+    while (d && (e = readdir(d))) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (e->d_name[0] != '.' && stat(path, &st) == 0)
+            sum += st.st_size;
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
+START_TEST(compaction_keeps_the_data_dir_bounded_over_many_cycles)
+{
+    const char *args[] = {"--fsync", "never", "--journal-segment", "1M", "--journal-compact",
+                          "2M", "--keep-results", "100", NULL};
+    struct harness *h = harness_start(args);
+    ck_assert_msg(h, "chanqd did not start");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/data", harness_dir(h));
+    int fd = dial(h);
+    enum { BATCH = 500 };
+    char *batch = malloc(BATCH * 128);
+    long long peak = 0;
+    for (int done = 0; done < COMPACT_CYCLES; done += BATCH) {
+        size_t len = 0;
+        for (int i = 0; i < BATCH; i++)
+            len += (size_t)sprintf(batch + len,
+                                   "{\"op\":\"submit\",\"queue\":\"cyc\",\"payload\":{\"n\":%d}}\n",
+                                   done + i);
+        ck_assert_msg(write(fd, batch, len) == (ssize_t)len, "write failed");
+        for (int i = 0; i < BATCH; i++)
+            json_decref(recv_json(fd));
+        json_t *r = req_ok(fd, "{\"op\":\"fetch\",\"queues\":[\"cyc\"],\"count\":%d,\"timeout_ms\":1000}",
+                           BATCH);
+        json_t *jobs = json_object_get(r, "jobs");
+        len = 0;
+        for (size_t i = 0; i < json_array_size(jobs); i++)
+            len += (size_t)sprintf(batch + len, "{\"op\":\"ack\",\"id\":\"%s\"}\n",
+                                   json_string_value(json_object_get(json_array_get(jobs, i), "id")));
+        size_t n = json_array_size(jobs);
+        json_decref(r);
+        ck_assert_msg(write(fd, batch, len) == (ssize_t)len, "write failed");
+        for (size_t i = 0; i < n; i++)
+            json_decref(recv_json(fd));
+        long long now = dir_bytes(dir);
+        if (now > peak)
+            peak = now;
+    }
+    free(batch);
+    ck_assert_int_eq(queue_stat(fd, "cyc", "acked"), COMPACT_CYCLES);
+    fprintf(stderr, "compaction: %d cycles, data dir peaked at %lld KiB, ends at %lld KiB\n",
+            COMPACT_CYCLES, peak / 1024, dir_bytes(dir) / 1024);
+    ck_assert_msg(peak < 8 * 1024 * 1024, "data dir grew to %lld bytes", peak);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
+Suite *
+crash_suite(void)
+{
+    Suite *s = suite_create("daemon_crash");
+    TCase *tc = tcase_create("crash");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, kill_9_under_load_loses_no_acknowledged_job_and_revives_no_acked_one);
+    tcase_add_test(tc, a_torn_tail_is_cut_off_with_a_log_line);
+    tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_truncates_there);
+    tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
+    tcase_add_test(tc, compaction_keeps_the_data_dir_bounded_over_many_cycles);
+    suite_add_tcase(s, tc);
+    return s;
+}
