@@ -1,5 +1,5 @@
-/* libchanq: the C client of chanqd (newline-delimited JSON over TCP or a
- * Unix socket, see docs/protocol.md). Blocking calls on one connection.
+/* libchanq: the C client of chanqd (newline-delimited JSON over TCP, TLS or
+ * a Unix socket, see docs/protocol.md). Blocking calls on one connection.
  *
  * Threads: a struct chanq_conn is used by one thread at a time (any thread;
  * different connections are independent). Every call that talks to the
@@ -46,13 +46,26 @@ struct chanq_error {
 };
 
 /* How to connect. Zero-initialised means: no token, no client name, 10 s
- * connect timeout, no read timeout. */
+ * connect timeout, no read timeout, no TLS. The strings are borrowed for
+ * the chanq_connect() call only. */
 struct chanq_connect_opts {
     const char *token;          /* sent in "hello" when set */
     const char *client;         /* name sent in "hello" ("client") when set */
     int64_t connect_timeout_ms; /* <= 0: 10000 */
     int64_t read_timeout_ms;    /* time the server may take to answer, on top
                                  * of the op's own waiting time; <= 0: none */
+    /* TLS (chanqd --tls-listen; TCP addresses only). The server's
+     * certificate is verified against tls_ca (else the system's CAs) and
+     * must name the host of the address (or tls_server_name), which is
+     * also sent as SNI. A libchanq built --without-tls fails to connect
+     * with code "io" and EPROTONOSUPPORT when tls is set. */
+    bool tls;                    /* speak TLS (1.2 or 1.3) */
+    const char *tls_ca;          /* PEM file of CAs to trust; NULL: the system's */
+    const char *tls_cert;        /* PEM client certificate for mutual TLS, or NULL */
+    const char *tls_key;         /* its PEM private key; NULL: read from tls_cert */
+    const char *tls_server_name; /* name to verify and send; NULL: the address's host */
+    bool tls_insecure;           /* verify nothing: for tests only, never in
+                                  * production (the CLI prints a warning) */
 };
 
 /* Connects to `server`: "HOST:PORT", "[IPV6]:PORT", "unix:PATH", or a path
@@ -72,7 +85,9 @@ void chanq_conn_free(struct chanq_conn *c);
 const struct chanq_error *chanq_last_error(const struct chanq_conn *c);
 
 /* The socket, for poll(2) in the caller's loop (readable: call
- * chanq_poll_events(c, 0)). Borrowed: do not read, write or close it. */
+ * chanq_poll_events(c, 0)). Borrowed: do not read, write or close it. Over
+ * TLS too: libchanq decrypts everything the socket delivered before it
+ * returns, so "readable" still means "the server sent something". */
 int chanq_fd(const struct chanq_conn *c);
 
 /* What "hello" answered ({"server","version","protocol"}), or NULL when no

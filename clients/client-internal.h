@@ -36,6 +36,7 @@ struct event_node {
 
 struct chanq_conn {
     int fd;                  /* non-blocking socket */
+    struct tlsconn *tls;     /* TLS session on fd (chanq_connect_opts.tls), or NULL */
     int64_t read_timeout_ms; /* extra time granted for an answer; <= 0 none */
     bool broken;             /* an io error happened: every call fails */
     struct wbuf out;         /* requests built but not written yet */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clients/client-internal.h"
+#include "clients/tlsconn.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define READ_CHUNK 65536
@@ -137,30 +138,41 @@ dial_unix(const char *path, int64_t deadline)
     return dial_addr((struct sockaddr *)&sun, sizeof sun, AF_UNIX, deadline);
 }
 
+/* Splits "host:port" or "[v6]:port" (an empty host is 127.0.0.1). Returns
+ * the port (inside server), or NULL when the form is wrong. */
+static const char *
+split_host(const char *server, char *host, size_t hostlen)
+{
+    const char *port;
+    if (server[0] == '[') {
+        const char *end = strchr(server, ']');
+        if (!end || end[1] != ':' || (size_t)(end - server) > hostlen)
+            return NULL;
+        snprintf(host, hostlen, "%.*s", (int)(end - server - 1), server + 1);
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(server, ':');
+        if (!colon || (size_t)(colon - server) >= hostlen)
+            return NULL;
+        snprintf(host, hostlen, "%.*s", (int)(colon - server), server);
+        port = colon + 1;
+    }
+    if (!*host)
+        snprintf(host, hostlen, "127.0.0.1");
+    return *port ? port : NULL;
+}
+
 /* "host:port" or "[v6]:port" -> every resolved address in turn. */
 static int
 dial_tcp(const char *server, int64_t deadline, struct chanq_error *err)
 {
     char host[256];
-    const char *port;
-    if (server[0] == '[') {
-        const char *end = strchr(server, ']');
-        if (!end || end[1] != ':' || (size_t)(end - server) > sizeof host)
-            goto out_bad_address;
-        snprintf(host, sizeof host, "%.*s", (int)(end - server - 1), server + 1);
-        port = end + 2;
-    } else {
-        const char *colon = strrchr(server, ':');
-        if (!colon || (size_t)(colon - server) >= sizeof host)
-            goto out_bad_address;
-        snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
-        port = colon + 1;
-    }
-    if (!*port)
+    const char *port = split_host(server, host, sizeof host);
+    if (!port)
         goto out_bad_address;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(*host ? host : "127.0.0.1", port, &hints, &res);
+    int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s: %s", server, gai_strerror(gai));
@@ -210,7 +222,13 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
         return NULL;
     }
     int fd;
-    if (strncmp(server, "unix:", 5) == 0 || server[0] == '/' || strncmp(server, "./", 2) == 0) {
+    bool is_unix = strncmp(server, "unix:", 5) == 0 || server[0] == '/' ||
+                   strncmp(server, "./", 2) == 0;
+    if (o->tls && is_unix) {
+        error_set(err, "io", "TLS needs a HOST:PORT address, not a Unix socket", EINVAL);
+        return NULL;
+    }
+    if (is_unix) {
         fd = dial_unix(server[0] == 'u' ? server + 5 : server, deadline);
         if (fd < 0) {
             char msg[300];
@@ -231,6 +249,12 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
     }
     c->fd = fd;
     c->read_timeout_ms = o->read_timeout_ms;
+    char host[256];
+    if (o->tls && (!split_host(server, host, sizeof host) ||
+                   !(c->tls = tlsconn_new(fd, host, o, deadline, err)))) {
+        chanq_conn_free(c);
+        return NULL;
+    }
     if ((o->token || o->client) && say_hello(c, o) < 0) {
         if (err)
             *err = c->err;
@@ -245,6 +269,7 @@ chanq_conn_free(struct chanq_conn *c)
 {
     if (!c)
         return;
+    tlsconn_free(c->tls);
     close(c->fd);
     wbuf_free(&c->out);
     free(c->in);
@@ -343,8 +368,35 @@ deliver_event(struct chanq_conn *c, const json_t *j)
     c->ev_tail = n;
 }
 
+/* An io error; a TLS one with OpenSSL's reason. -1. */
+static int
+transport_fail(struct chanq_conn *c, int e)
+{
+    const char *why = e == EPROTO && c->tls ? tlsconn_error(c->tls) : NULL;
+    if (!why)
+        return conn_fail_io(c, e);
+    error_set(&c->err, "io", why, e);
+    c->broken = true;
+    return -1;
+}
+
+/* read(2) and send(2) on the socket, or through its TLS session. */
+static ssize_t
+transport_read(struct chanq_conn *c, void *buf, size_t len)
+{
+    return c->tls ? tlsconn_read(c->tls, buf, len) : read(c->fd, buf, len);
+}
+
+static ssize_t
+transport_write(struct chanq_conn *c, const void *buf, size_t len)
+{
+    return c->tls ? tlsconn_write(c->tls, buf, len) : send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+
 /* Reads what is available into c->in (the fd is readable or about to be).
- * 0 (something read, or EAGAIN), or -1 (io error recorded). */
+ * Over TLS it also takes what the session already holds, so that a poll
+ * of the fd afterwards tells the truth. 0 (something read, or EAGAIN), or
+ * -1 (io error recorded). */
 static int
 read_some(struct chanq_conn *c)
 {
@@ -355,24 +407,28 @@ read_some(struct chanq_conn *c)
         c->in_len -= c->in_off;
         c->in_off = 0;
     }
-    if (c->in_cap - c->in_len < READ_CHUNK / 2) {
-        size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
-        char *p = realloc(c->in, cap);
-        if (!p)
-            return conn_fail_io(c, ENOMEM);
-        c->in = p;
-        c->in_cap = cap;
+    for (;;) {
+        if (c->in_cap - c->in_len < READ_CHUNK / 2) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
+            char *p = realloc(c->in, cap);
+            if (!p)
+                return conn_fail_io(c, ENOMEM);
+            c->in = p;
+            c->in_cap = cap;
+        }
+        ssize_t r = transport_read(c, c->in + c->in_len, c->in_cap - c->in_len);
+        if (r > 0) {
+            c->in_len += (size_t)r;
+            if (c->tls && tlsconn_pending(c->tls))
+                continue;
+            return 0;
+        }
+        if (r == 0)
+            return conn_fail_io(c, EPIPE);
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        return transport_fail(c, errno);
     }
-    ssize_t r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (r > 0) {
-        c->in_len += (size_t)r;
-        return 0;
-    }
-    if (r == 0)
-        return conn_fail_io(c, EPIPE);
-    if (errno == EAGAIN || errno == EINTR)
-        return 0;
-    return conn_fail_io(c, errno);
 }
 
 int
@@ -382,7 +438,7 @@ conn_flush(struct chanq_conn *c)
         return -1;
     size_t off = 0;
     while (off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        ssize_t w = transport_write(c, c->out.data + off, c->out.len - off);
         if (w > 0) {
             off += (size_t)w;
             continue;
@@ -390,7 +446,7 @@ conn_flush(struct chanq_conn *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno != EAGAIN)
-            return conn_fail_io(c, errno);
+            return transport_fail(c, errno);
         /* The server is not reading (a submit waits for room, or it is
          * writing answers we have not read): keep reading meanwhile. */
         struct pollfd p = {.fd = c->fd, .events = POLLOUT | POLLIN};

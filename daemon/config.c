@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 enum kind {
-    K_ADDR_LIST, /* HOST:PORT, repeatable (char *[]) */
+    K_ADDR_LIST, /* HOST:PORT, repeatable; empty clears (char *[], see addr_list) */
     K_ADDR,      /* HOST:PORT or empty for none (char *) */
     K_UNIX,      /* Unix socket path or empty for none (char *) */
     K_DIR,       /* a directory path (char *) */
@@ -103,6 +103,14 @@ static const struct key keys[] = {
      "validate the configuration and exit (0 valid, 2 not)"},
 };
 
+    {"tls-listen", K_ADDR_LIST, F(tls_listen), NULL, 0, 0, 0, "HOST:PORT",
+     "TLS address to serve, repeatable (needs tls-cert and tls-key)"},
+    {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD, "PATH",
+     "TLS certificate chain (PEM), re-read on every SIGHUP"},
+    {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD, "PATH",
+     "TLS private key (PEM), re-read on every SIGHUP"},
+    {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD, "PATH",
+     "require TLS client certificates signed by these CAs (PEM)"},
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 static const char *const fsync_names[] = {"always", "interval", "never"};
@@ -221,6 +229,53 @@ check_addr(const char *v)
 
 /* Replaces the string at *slot with a copy of v (NULL when v is empty and
  * empty means "none"). */
+/* The array and the count behind an address-list key (listen, tls-listen). */
+static char **
+addr_list(const struct config *cfg, const struct key *k, size_t **n)
+{
+    size_t count_off = k->off == F(tls_listen) ? F(n_tls_listen) : F(n_listen);
+    *n = (size_t *)((char *)cfg + count_off);
+    return field(cfg, k);
+}
+
+static void
+list_clear(struct config *cfg, const struct key *k)
+{
+    size_t *n;
+    char **list = addr_list(cfg, k, &n);
+    for (size_t i = 0; i < *n; i++) {
+        free(list[i]);
+        list[i] = NULL;
+    }
+    *n = 0;
+}
+
+/* Appends v to an address-list key; an empty v clears the list. */
+static int
+list_add(struct config *cfg, const struct key *k, const char *v, char *err, size_t errlen)
+{
+    size_t *n;
+    char **list = addr_list(cfg, k, &n);
+    if (*v == '\0') {
+        list_clear(cfg, k);
+        return 0;
+    }
+    if (check_addr(v) < 0) {
+        fail(err, errlen, "%s: '%s' is not HOST:PORT or [IPV6]:PORT", k->name, v);
+        return -1;
+    }
+    if (*n == CONFIG_MAX_LISTEN) {
+        fail(err, errlen, "%s: at most %d addresses", k->name, CONFIG_MAX_LISTEN);
+        return -1;
+    }
+    if (!(list[*n] = strdup(v))) {
+        fail(err, errlen, "%s: out of memory", k->name);
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
 static int
 set_string(char **slot, const char *v, bool empty_is_none)
 {
@@ -267,16 +322,7 @@ set_value(struct config *cfg, const struct key *k, const char *v, char *err, siz
     int rc = 0;
     switch (k->kind) {
     case K_ADDR_LIST:
-        if (check_addr(v) < 0)
-            goto bad_addr;
-        if (cfg->n_listen == CONFIG_MAX_LISTEN) {
-            fail(err, errlen, "listen: at most %d addresses", CONFIG_MAX_LISTEN);
-            return -1;
-        }
-        if (!(cfg->listen[cfg->n_listen] = strdup(v)))
-            goto oom;
-        cfg->n_listen++;
-        return 0;
+        return list_add(cfg, k, v, err, errlen);
     case K_ADDR:
         if (*v && check_addr(v) < 0)
             goto bad_addr;
@@ -345,24 +391,15 @@ oom:
     return -1;
 }
 
-static void
-listen_clear(struct config *cfg)
-{
-    for (size_t i = 0; i < cfg->n_listen; i++) {
-        free(cfg->listen[i]);
-        cfg->listen[i] = NULL;
-    }
-    cfg->n_listen = 0;
-}
-
 void
 config_free(struct config *cfg)
 {
-    listen_clear(cfg);
     for (size_t i = 0; i < N_KEYS; i++) {
         enum kind kd = keys[i].kind;
         if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION) {
             char **slot = field(cfg, &keys[i]);
+        if (kd == K_ADDR_LIST)
+            list_clear(cfg, &keys[i]);
             free(*slot);
             *slot = NULL;
         }
@@ -395,7 +432,13 @@ config_finish(struct config *cfg, char *err, size_t errlen)
              cfg->max_frame);
         return -1;
     }
-    if (cfg->n_listen == 0 && !cfg->unix_path)
+    if (cfg->n_tls_listen > 0 && (!cfg->tls_cert || !cfg->tls_key)) {
+        fail(err, errlen, "tls-listen needs tls-cert and tls-key");
+        return -1;
+    }
+    /* The plain default only when nothing at all is configured: a TLS-only
+     * setup gets no cleartext port it did not ask for. */
+    if (cfg->n_listen == 0 && !cfg->unix_path && cfg->n_tls_listen == 0)
         return set_value(cfg, &keys[0], keys[0].def, err, errlen);
     return 0;
 }
@@ -528,9 +571,9 @@ config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, si
     }
     if (cfg->config_file && config_load_file(cfg, cfg->config_file, err, errlen) < 0)
         return -1;
-    /* Pass 2: every flag, overriding the file. --listen on the command line
-     * replaces the file's list rather than adding to it. */
-    bool listen_from_flags = false;
+    /* Pass 2: every flag, overriding the file. --listen (--tls-listen) on
+     * the command line replaces the file's list rather than adding to it. */
+    bool list_from_flags[N_KEYS] = {false};
     for (int i = 1; i < argc; i++) {
         const char *v;
         const struct key *k = arg_next(argc, argv, &i, &v, err, errlen);
@@ -538,9 +581,9 @@ config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, si
             return -1; /* cannot happen: pass 1 read the same argv */
         if (k->kind == K_ACTION)
             continue;
-        if (k->kind == K_ADDR_LIST && !listen_from_flags) {
-            listen_clear(cfg);
-            listen_from_flags = true;
+        if (k->kind == K_ADDR_LIST && !list_from_flags[k - keys]) {
+            list_clear(cfg, k);
+            list_from_flags[k - keys] = true;
         }
         char why[384];
         if (set_value(cfg, k, v, why, sizeof why) < 0) {
@@ -559,9 +602,12 @@ format_value(const struct config *cfg, const struct key *k, char *buf, size_t le
     const char *s;
     switch (k->kind) {
     case K_ADDR_LIST:
+    size_t *n;
+    char **list;
         buf[0] = '\0';
-        for (size_t i = 0, off = 0; i < cfg->n_listen && off < len; i++)
-            off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? " " : "", cfg->listen[i]);
+        list = addr_list(cfg, k, &n);
+        for (size_t i = 0, off = 0; i < *n && off < len; i++)
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? " " : "", list[i]);
         return;
     case K_ADDR:
     case K_UNIX:
@@ -593,7 +639,8 @@ format_value(const struct config *cfg, const struct key *k, char *buf, size_t le
 }
 
 /* Copies key k's value from src to dst with an atomic store (readers on
- * other threads use config_get). Only for reloadable, scalar keys. */
+ * other threads use config_get). Only for reloadable keys: scalars, and
+ * file paths that only the loop thread reads. */
 static void
 store_value(struct config *dst, const struct config *src, const struct key *k)
 {
@@ -613,6 +660,11 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
         __atomic_store_n((int64_t *)d, *(int64_t *)s, __ATOMIC_RELAXED);
         break;
     default:
+        break;
+    case K_FILE:
+        /* Paths only the loop thread reads (tls-*): a plain swap. */
+        if (set_string(d, *(char **)s ? *(char **)s : "", true) < 0)
+            log_error("reload: %s: out of memory, keeping the old path", k->name);
         break;
     }
 }

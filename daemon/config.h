@@ -18,7 +18,8 @@ enum config_fsync { CONFIG_FSYNC_ALWAYS, CONFIG_FSYNC_INTERVAL, CONFIG_FSYNC_NEV
  * config_free). Who acts on a field today is noted in brackets:
  *   [main]   main.c/ops modules act on it;
  *   [listen] listen.c/http.c act on it;
- *   [lead]   parsed and validated here, to be wired by the broker/journal.
+ *   [lead]   parsed and validated here, to be wired by the broker/journal;
+ *   [tls]    daemon/tls.c acts on it (re-read on every SIGHUP).
  * Fields marked "reloadable" may change on SIGHUP (config_reload); code on
  * threads other than the loop must read them with config_get(). */
 struct config {
@@ -48,6 +49,12 @@ struct config {
     bool repair;                     /* --repair: truncate a corrupt journal [lead] */
     bool check_config;               /* --check-config: validate and exit [main] */
 };
+    char *tls_listen[CONFIG_MAX_LISTEN]; /* TLS HOST:PORT addresses [listen, tls] */
+    size_t n_tls_listen;             /* how many; 0 = no TLS listener */
+    char *tls_cert;                  /* PEM certificate chain; reloadable (loop thread only) [tls] */
+    char *tls_key;                   /* PEM private key; reloadable (loop thread only) [tls] */
+    char *tls_client_ca;             /* PEM CAs that sign client certificates: mutual TLS
+                                      * when set; reloadable (loop thread only) [tls] */
 
 /* Reads a reloadable field from any thread (SIGHUP writes it on the loop). */
 #define config_get(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)

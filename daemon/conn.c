@@ -9,6 +9,7 @@
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/server.h"
+#include "daemon/tls.h"
 
 #include "core/chan.h"
 #include "core/ctx.h"
@@ -30,6 +31,8 @@
  * its requests; over MAX it is disconnected. */
 #define OUT_HIGH (4u << 20)
 #define OUT_MAX (64u << 20)
+/* Time a TLS client has to finish its handshake. */
+#define TLS_HANDSHAKE_S 10
 /* Answers are handed to the loop when the goroutine idles or this much piles up. */
 #define FLUSH_AT (64u << 10)
 
@@ -227,7 +230,13 @@ static void
 on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done: no more limit */
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        return;
+    }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (what & BEV_EVENT_ERROR)
+            tls_log_error(bev);
         conn_shutdown(c);
         return;
     }
@@ -454,7 +463,7 @@ conn_alloc(struct server *srv)
 }
 
 struct conn *
-conn_new(struct server *srv, evutil_socket_t fd)
+conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
 {
     /* Answers leave in batches already: Nagle would only add the 40 ms
      * delayed-ACK stall to request/response clients. (Fails harmlessly on
@@ -466,7 +475,8 @@ conn_new(struct server *srv, evutil_socket_t fd)
         evutil_closesocket(fd);
         return NULL;
     }
-    c->bev = bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = tls ? tls_bufferevent_new(tls, server_base(srv), fd)
+                 : bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
         conn_free(c);
@@ -480,6 +490,10 @@ conn_new(struct server *srv, evutil_socket_t fd)
     }
     server_conn_opened(srv, c);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    if (tls) { /* a client that never finishes its handshake is dropped */
+        struct timeval tv = {TLS_HANDSHAKE_S, 0};
+        bufferevent_set_timeouts(c->bev, &tv, &tv);
+    }
     bufferevent_enable(c->bev, EV_READ);
     return c;
 }

@@ -10,12 +10,14 @@
 
 struct server;
 struct conn;
+struct tls;
 
 /* Takes ownership of fd (closed on error and when the connection ends).
- * Returns the connection, or NULL (fd closed) when out of memory. The
- * connection frees itself once the peer is gone and its goroutine ended.
- * Loop thread only. */
-struct conn *conn_new(struct server *srv, evutil_socket_t fd);
+ * With tls (borrowed; may be NULL for a plain connection) the socket
+ * speaks TLS with that context, the handshake bounded in time. Returns the
+ * connection, or NULL (fd closed) when out of memory. The connection frees
+ * itself once the peer is gone and its goroutine ended. Loop thread only. */
+struct conn *conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls);
 
 /* Closes the socket now and cancels what the connection waits for; its
  * goroutine ends soon after. Loop thread only (server shutdown). */

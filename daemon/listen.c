@@ -19,14 +19,14 @@
 #include <unistd.h>
 
 #define BACKLOG 1024
-#define MAX_LISTENERS (CONFIG_MAX_LISTEN + 1 + 64)
+#define MAX_LISTENERS (2 * CONFIG_MAX_LISTEN + 1 + 64)
 
 struct listener {
     struct evconnlistener *evl;    /* libevent's accept loop for our socket */
     listener_accept_fn *on_accept; /* the owner's handler for new sockets */
     void *arg;                     /* passed back to on_accept */
     char *unlink_path;             /* Unix socket file we created, removed on free */
-    char name[128];                /* "HOST:PORT" or "unix:PATH", for logs */
+    char name[128];                /* "HOST:PORT", "tls:HOST:PORT" or "unix:PATH", for logs */
 };
 
 struct listener_set {
@@ -130,9 +130,10 @@ out_close:
     return NULL;
 }
 
-struct listener *
-listener_new_tcp(struct event_base *base, const char *addr, listener_accept_fn *on_accept,
-                 void *arg)
+/* Binds addr; prefix ("" or "tls:") starts the listener's name. */
+static struct listener *
+listen_tcp(struct event_base *base, const char *addr, const char *prefix,
+           listener_accept_fn *on_accept, void *arg)
 {
     char host[256], port[32];
     if (listener_split_addr(addr, host, sizeof host, port, sizeof port) < 0) {
@@ -164,7 +165,9 @@ listener_new_tcp(struct event_base *base, const char *addr, listener_accept_fn *
         goto out_free_l;
     }
     evconnlistener_set_error_cb(l->evl, on_evl_error);
-    describe_fd(evconnlistener_get_fd(l->evl), l->name, sizeof l->name);
+    size_t plen = strlen(prefix);
+    memcpy(l->name, prefix, plen);
+    describe_fd(evconnlistener_get_fd(l->evl), l->name + plen, sizeof l->name - plen);
     log_info("listening on %s", l->name);
     freeaddrinfo(res);
     return l;
@@ -174,6 +177,20 @@ out_free_l:
 out_free_res:
     freeaddrinfo(res);
     return NULL;
+}
+
+struct listener *
+listener_new_tcp(struct event_base *base, const char *addr, listener_accept_fn *on_accept,
+                 void *arg)
+{
+    return listen_tcp(base, addr, "", on_accept, arg);
+}
+
+struct listener *
+listener_new_tls(struct event_base *base, const char *addr, listener_accept_fn *on_accept,
+                 void *arg)
+{
+    return listen_tcp(base, addr, "tls:", on_accept, arg);
 }
 
 /* Removes path if it is a Unix socket nobody accepts on. Returns 0 when
@@ -360,6 +377,21 @@ listener_set_new(struct event_base *base, const struct config *cfg,
 out_free:
     listener_set_free(ls);
     return NULL;
+}
+
+int
+listener_set_add_tls(struct listener_set *ls, struct event_base *base, const struct config *cfg,
+                     listener_accept_fn *on_accept, void *arg)
+{
+    for (size_t i = 0; i < cfg->n_tls_listen; i++) {
+        if (ls->n == MAX_LISTENERS) {
+            log_error("tls-listen: too many listeners");
+            return -1;
+        }
+        if (set_add(ls, listener_new_tls(base, cfg->tls_listen[i], on_accept, arg)) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 void

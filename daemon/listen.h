@@ -26,6 +26,14 @@ typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer,
 struct listener_set *listener_set_new(struct event_base *base, const struct config *cfg,
                                       listener_accept_fn *on_accept, void *arg);
 
+/* Adds a listener for every cfg->tls_listen address, bound by chanqd
+ * itself (also under socket activation), with its own accept function
+ * (the server wraps those connections in TLS). Logs "listening on
+ * tls:HOST:PORT" for each. Returns 0, or -1 after logging why (the
+ * listeners added so far stay in the set; free it). */
+int listener_set_add_tls(struct listener_set *ls, struct event_base *base, const struct config *cfg,
+                         listener_accept_fn *on_accept, void *arg);
+
 /* Stops accepting, closes every socket and removes the Unix socket files
  * this process created (not those systemd passed). NULL is allowed. */
 void listener_set_free(struct listener_set *ls);
@@ -45,6 +53,10 @@ void listener_set_describe(const struct listener_set *ls, char *buf, size_t len)
  * one) and logs "listening on HOST:PORT" with the port actually bound.
  * Returns the listener, or NULL after logging why (bad address, bind error). */
 struct listener *listener_new_tcp(struct event_base *base, const char *addr,
+                                  listener_accept_fn *on_accept, void *arg);
+
+/* The same for a TLS listener: its name and log line say "tls:HOST:PORT". */
+struct listener *listener_new_tls(struct event_base *base, const char *addr,
                                   listener_accept_fn *on_accept, void *arg);
 
 /* Listens on a Unix stream socket at path (mode 0660). A stale socket file

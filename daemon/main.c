@@ -9,6 +9,7 @@
 #include "daemon/sd.h"
 #include "daemon/server.h"
 
+#include "daemon/tls.h"
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -87,6 +88,10 @@ on_reload(evutil_socket_t sig, short what, void *arg)
         int n = config_reload(&d->cfg, &fresh);
         sd_notify_status("serving (chanqd %s); reloaded, %d setting%s changed", PACKAGE_VERSION,
                          n, n == 1 ? "" : "s");
+        /* Certificates are re-read even when their paths did not change:
+         * a renewal replaces the files in place. */
+        if (server_tls(d->srv))
+            tls_reload(server_tls(d->srv), &d->cfg);
     }
     config_free(&fresh);
     sd_notify_ready();

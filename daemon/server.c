@@ -8,6 +8,7 @@
 #include "daemon/journal.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
+#include "daemon/tls.h"
 
 #include "core/ctx.h"
 #include "core/evbridge.h"
@@ -38,6 +39,7 @@ struct server {
     struct msg_limits limits;            /* what the decoder enforces */
     char *token;                         /* --token-file contents, or NULL */
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
+    struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
     struct event *sig_term, *sig_int;    /* graceful stop */
     struct event *stop_timer;            /* polls the drain during a stop */
     int64_t stop_deadline;               /* when the grace period ends */
@@ -63,8 +65,25 @@ on_accept(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *ar
         evutil_closesocket(fd);
         return;
     }
-    if (!conn_new(srv, fd))
+    if (!conn_new(srv, fd, NULL))
         log_warn("dropped a new connection: out of memory");
+}
+
+/* A --tls-listen socket: over the limit it is just closed (a cleartext
+ * answer would mean nothing to a TLS client). */
+static void
+on_accept_tls(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *arg)
+{
+    struct server *srv = arg;
+    uint64_t max = config_get(srv->cfg, max_connections);
+    if (atomic_load(&srv->connections) >= max) {
+        log_warn("refused a TLS connection: %llu connections is the limit",
+                 (unsigned long long)max);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (!conn_new(srv, fd, srv->tls))
+        log_warn("dropped a new TLS connection: out of memory");
 }
 
 static int64_t
@@ -215,6 +234,8 @@ server_new(struct config *cfg)
     srv->limits.max_payload = cfg->max_job;
     if (cfg->token_file && !(srv->token = read_token(cfg->token_file)))
         goto out_free;
+    if (cfg->n_tls_listen > 0 && !(srv->tls = tls_new(cfg)))
+        goto out_free;
     if (evthread_use_pthreads() != 0 || !(srv->base = event_base_new())) {
         log_error("cannot create the event loop");
         goto out_free;
@@ -224,6 +245,8 @@ server_new(struct config *cfg)
     if (!cfg->memory && open_journal(srv) < 0)
         goto out_free;
     if (!(srv->listeners = listener_set_new(srv->base, cfg, on_accept, srv)))
+        goto out_free;
+    if (srv->tls && listener_set_add_tls(srv->listeners, srv->base, cfg, on_accept_tls, srv) < 0)
         goto out_free;
     srv->sig_term = evsignal_new(srv->base, SIGTERM, on_stop_signal, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, on_stop_signal, srv);
@@ -259,6 +282,7 @@ server_free(struct server *srv)
     if (!srv)
         return;
     listener_set_free(srv->listeners);
+    tls_free(srv->tls);
     if (srv->sig_term)
         event_free(srv->sig_term);
     if (srv->sig_int)
@@ -323,6 +347,12 @@ bool
 server_stopping(const struct server *srv)
 {
     return atomic_load(&srv->stopping);
+}
+
+struct tls *
+server_tls(struct server *srv)
+{
+    return srv->tls;
 }
 
 bool

@@ -38,6 +38,9 @@ struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
 const struct msg_limits *server_msg_limits(const struct server *srv);
 bool server_stopping(const struct server *srv);
+/* The TLS context of --tls-listen connections, or NULL when none is
+ * configured (SIGHUP reloads it). Loop thread only. */
+struct tls *server_tls(struct server *srv);
 /* True when --token-file is set, and whether token is one it accepts. */
 bool server_needs_token(const struct server *srv);
 bool server_token_ok(const struct server *srv, struct span token);

@@ -5,8 +5,8 @@
 set -eu
 
 want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
-libjansson-dev check"
-want_test="netcat-openbsd python3 procps systemd"
+libjansson-dev check libssl-dev"
+want_test="netcat-openbsd python3 procps systemd openssl"
 
 want=$want_build
 [ "${1:-build}" = test ] && want="$want_build $want_test"

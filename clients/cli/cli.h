@@ -25,21 +25,51 @@ struct cli {
     const char *usage;  /* its --help text */
     const char *server; /* --server, else $CHANQ_SERVER, else 127.0.0.1:7420 */
     const char *token;  /* --token, else $CHANQ_TOKEN */
+    bool tls;           /* --tls (implied by every --tls-* option) */
+    const char *tls_ca;   /* --tls-ca: CAs to trust instead of the system's */
+    const char *tls_cert; /* --tls-cert: client certificate (mutual TLS) */
+    const char *tls_key;  /* --tls-key: its key (default: in tls_cert) */
+    const char *tls_server_name; /* --tls-server-name: name to verify */
+    bool tls_insecure;  /* --tls-insecure: verify nothing (tests only) */
 };
 
 /* getopt_long codes of the shared options; commands add theirs below 256
  * or from OPT_FIRST_OWN on. */
-enum { OPT_SERVER = 256, OPT_TOKEN, OPT_FIRST_OWN };
+enum {
+    OPT_SERVER = 256,
+    OPT_TOKEN,
+    OPT_TLS,
+    OPT_TLS_CA,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_SERVER_NAME,
+    OPT_TLS_INSECURE,
+    OPT_FIRST_OWN
+};
 
 #define CLI_COMMON_OPTIONS                                                                         \
     {"server", required_argument, NULL, OPT_SERVER}, {"token", required_argument, NULL, OPT_TOKEN}, \
-        {"help", no_argument, NULL, 'h'}, { NULL, 0, NULL, 0 }
+        {"tls", no_argument, NULL, OPT_TLS}, {"tls-ca", required_argument, NULL, OPT_TLS_CA},      \
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},                                       \
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},                                         \
+        {"tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME},                         \
+        {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE}, {"help", no_argument, NULL, 'h'},   \
+    {                                                                                              \
+        NULL, 0, NULL, 0                                                                           \
+    }
 
 /* Text of the shared options, appended to every usage. */
 #define CLI_COMMON_HELP                                                                            \
     "  --server HOST:PORT  chanqd address, or unix:PATH (env CHANQ_SERVER;\n"                     \
     "                      default 127.0.0.1:7420)\n"                                             \
     "  --token TOKEN       say hello with this token (env CHANQ_TOKEN)\n"                         \
+    "  --tls               connect with TLS (chanqd --tls-listen); the server's\n"                \
+    "                      certificate must be trusted and name the host\n"                       \
+    "  --tls-ca FILE       trust the CAs in this PEM file (default: the system's)\n"              \
+    "  --tls-cert FILE     client certificate for mutual TLS (PEM)\n"                            \
+    "  --tls-key FILE      its private key (default: in --tls-cert)\n"                           \
+    "  --tls-server-name NAME  verify this name instead of the address's host\n"                 \
+    "  --tls-insecure      verify nothing (tests only: anyone can intercept)\n"                  \
     "  -h, --help          this help\n"
 
 /* Fills the defaults of g for subcommand `cmd` with help text `usage`. */
@@ -55,6 +85,9 @@ void cli_usage_error(const struct cli *g, const char *fmt, ...)
 
 /* Parses a decimal integer option value or exits 2. */
 int64_t cli_i64(const struct cli *g, const char *what, const char *s);
+
+/* Fills o with the token and the TLS options of g (o is zeroed first). */
+void cli_connect_opts(const struct cli *g, struct chanq_connect_opts *o);
 
 /* Connects (hello with the token if any). Prints the reason and exits 3 on
  * failure. Returns a new connection. */

@@ -88,7 +88,8 @@ now_us(void)
 static struct chanq_conn *
 lt_connect(struct lt *lt)
 {
-    struct chanq_connect_opts o = {.token = lt->g.token, .client = NULL};
+    struct chanq_connect_opts o;
+    cli_connect_opts(&lt->g, &o);
     struct chanq_error err;
     struct chanq_conn *c = chanq_connect(lt->g.server, &o, &err);
     if (!c)

@@ -258,7 +258,9 @@ worker_main(void *arg)
                                   .strict = p->strict};
     while (ctx_err(p->ctx) == 0) {
         if (!c) {
-            struct chanq_connect_opts co = {.token = p->g.token, .client = "chanq-work"};
+            struct chanq_connect_opts co;
+            cli_connect_opts(&p->g, &co);
+            co.client = "chanq-work";
             struct chanq_error err;
             c = chanq_connect(p->g.server, &co, &err);
             if (!c) {

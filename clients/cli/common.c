@@ -14,6 +14,7 @@ cli_init(struct cli *g, const char *cmd, const char *usage)
 {
     const char *env_server = getenv("CHANQ_SERVER");
     const char *env_token = getenv("CHANQ_TOKEN");
+    *g = (struct cli){0};
     g->cmd = cmd;
     g->usage = usage;
     g->server = env_server && *env_server ? env_server : "127.0.0.1:7420";
@@ -44,6 +45,32 @@ cli_common_opt(struct cli *g, int opt, const char *arg)
     case OPT_TOKEN:
         g->token = arg;
         return true;
+    case OPT_TLS:
+        g->tls = true;
+        return true;
+    case OPT_TLS_CA:
+        g->tls = true;
+        g->tls_ca = arg;
+        return true;
+    case OPT_TLS_CERT:
+        g->tls = true;
+        g->tls_cert = arg;
+        return true;
+    case OPT_TLS_KEY:
+        g->tls = true;
+        g->tls_key = arg;
+        return true;
+    case OPT_TLS_SERVER_NAME:
+        g->tls = true;
+        g->tls_server_name = arg;
+        return true;
+    case OPT_TLS_INSECURE:
+        g->tls = g->tls_insecure = true;
+        fprintf(stderr, "chanq %s: warning: --tls-insecure: the server's certificate is not "
+                        "verified; anyone on the path can read and change the traffic (for "
+                        "tests only)\n",
+                g->cmd);
+        return true;
     case 'h':
         fputs(g->usage, stdout);
         fputs("\nCommon options:\n" CLI_COMMON_HELP, stdout);
@@ -67,10 +94,24 @@ cli_i64(const struct cli *g, const char *what, const char *s)
     return (int64_t)v;
 }
 
+void
+cli_connect_opts(const struct cli *g, struct chanq_connect_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->token = g->token;
+    o->tls = g->tls;
+    o->tls_ca = g->tls_ca;
+    o->tls_cert = g->tls_cert;
+    o->tls_key = g->tls_key;
+    o->tls_server_name = g->tls_server_name;
+    o->tls_insecure = g->tls_insecure;
+}
+
 struct chanq_conn *
 cli_connect(const struct cli *g)
 {
-    struct chanq_connect_opts o = {.token = g->token, .client = NULL};
+    struct chanq_connect_opts o;
+    cli_connect_opts(g, &o);
     struct chanq_error err;
     struct chanq_conn *c = chanq_connect(g->server, &o, &err);
     if (!c) {
