@@ -77,6 +77,8 @@ static const struct key keys[] = {
      "accepted auth tokens, one per line (none: no auth)"},
     {"http", K_ADDR, F(http), NULL, 0, 0, 0, "HOST:PORT",
      "serve /metrics, /healthz and /stats over HTTP"},
+    {"http-admin", K_BOOL, F(http_admin), "false", 0, 0, 0, NULL,
+     "let the --http listener pause, resume, close and kick queues"},
     {"config", K_ACTION, F(config_file), NULL, 0, 0, KEY_CLI, "FILE",
      "read key = value lines first (flags override them)"},
     {"log-level", K_LEVEL, F(log_level), "info", 0, 0, KEY_RELOAD, "error|warn|info|debug",

@@ -36,6 +36,7 @@ struct config {
     uint64_t default_capacity;       /* capacity of a queue created implicitly; reloadable [lead] */
     char *token_file;                /* --token-file: accepted auth tokens, or NULL [lead] */
     char *http;                      /* --http HOST:PORT for /metrics, or NULL [main] */
+    bool http_admin;                 /* --http-admin: POST /admin/... on the --http listener [main] */
     char *config_file;               /* --config FILE, or NULL; re-read on SIGHUP [main] */
     enum log_level log_level;        /* most verbose level logged; reloadable [main] */
     uint64_t max_connections;        /* client connections at once; reloadable [lead] */

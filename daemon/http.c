@@ -1,19 +1,24 @@
 /* The HTTP monitoring endpoint: a path table in front of the snapshot
- * callback, served by libevent's evhttp on the daemon's loop. */
+ * callback, served by libevent's evhttp on the daemon's loop; also the
+ * built-in status page and the admin routes' plumbing (the ops themselves
+ * are daemon/http_admin.c's). */
 #include "chanq_config.h"
 
 #include "daemon/http.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/status_page.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netdb.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #define HTTP_TIMEOUT_S 10
@@ -25,6 +30,19 @@ struct http {
     http_stopping_fn *stopping;  /* for /healthz; may be NULL */
     void *arg;                   /* passed to both */
     int port;                    /* bound port, for logs and tests */
+    http_admin_fn *admin;        /* runs POST /admin/...; NULL = routes off (403) */
+    void *admin_arg;             /* passed to admin */
+    bool admin_needs_token;      /* told to the page through GET /admin */
+    struct http_call *calls;     /* admin calls awaiting their answer */
+};
+
+/* An admin request between the admin callback and its answer. It outlives
+ * neither the client (libevent then detaches req and frees it at our reply)
+ * nor the endpoint (http_free orphans it: h and req become NULL). */
+struct http_call {
+    struct http *h;                /* the endpoint, NULL once freed */
+    struct evhttp_request *req;    /* the request to answer */
+    struct http_call *prev, *next; /* h->calls links */
 };
 
 typedef void route_fn(struct http *h, struct evhttp_request *req);
@@ -43,6 +61,47 @@ reply(struct evhttp_request *req, int code, const char *reason, const char *type
     evbuffer_add(out, body, len);
     evhttp_send_reply(req, code, reason, out);
     evbuffer_free(out);
+}
+
+static const struct reason {
+    int status;         /* HTTP status code */
+    const char *phrase; /* its reason phrase */
+} reasons[] = {
+    {200, "OK"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {409, "Conflict"},
+    {429, "Too Many Requests"},
+    {500, "Internal Server Error"},
+    {503, "Service Unavailable"},
+};
+
+static const char *
+reason_of(int status)
+{
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (reasons[i].status == status)
+            return reasons[i].phrase;
+    return status < 500 ? "Client Error" : "Server Error";
+}
+
+/* An error in the protocol's shape: {"ok":false,"error":{"code","message"}}. */
+static void
+reply_error(struct evhttp_request *req, int status, const char *code, const char *message)
+{
+    json_t *doc =
+        json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", code, "message", message);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        evhttp_send_error(req, 500, "Out of memory");
+        return;
+    }
+    reply(req, status, reason_of(status), "application/json", text, strlen(text));
+    free(text);
 }
 
 static json_t *
@@ -96,14 +155,154 @@ route_healthz(struct http *h, struct evhttp_request *req)
         reply(req, 200, "OK", "text/plain", "ok\n", 3);
 }
 
+/* The page is static and self-contained: it may talk to us and nothing
+ * else, and may not be framed (its buttons must not be clickjacked). */
+static void
+route_page(struct http *h, struct evhttp_request *req)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    evhttp_add_header(out, "Content-Security-Policy",
+                      "default-src 'none'; script-src 'unsafe-inline'; "
+                      "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
+                      "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    evhttp_add_header(out, "X-Frame-Options", "DENY");
+    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(out, "Referrer-Policy", "no-referrer");
+    reply(req, 200, "OK", "text/html; charset=utf-8", (const char *)status_page_html,
+          status_page_html_len);
+}
+
+/* A browser tells where a request comes from: another site's page must not
+ * be able to POST to us (a plain form needs no CORS preflight). Clients
+ * other than browsers send neither header. */
+static bool
+cross_site(struct evhttp_request *req)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
+    if (site)
+        return strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0;
+    const char *origin = evhttp_find_header(in, "Origin");
+    const char *host = evhttp_find_header(in, "Host");
+    if (!origin)
+        return false;
+    const char *p = strstr(origin, "://");
+    return !host || !p || strcasecmp(p + 3, host) != 0;
+}
+
+/* The token of "Authorization: Bearer TOKEN", borrowed from req, or NULL. */
+static const char *
+bearer_token(struct evhttp_request *req)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return NULL;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    return *v ? v : NULL;
+}
+
+static struct http_call *
+call_new(struct http *h, struct evhttp_request *req)
+{
+    struct http_call *call = calloc(1, sizeof *call);
+    if (!call)
+        return NULL;
+    call->h = h;
+    call->req = req;
+    call->next = h->calls;
+    if (h->calls)
+        h->calls->prev = call;
+    h->calls = call;
+    return call;
+}
+
+static void
+call_unlink(struct http_call *call)
+{
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        call->h->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+}
+
+void
+http_call_reply(struct http_call *call, int status, const char *body, size_t len)
+{
+    if (call->h) {
+        reply(call->req, status, reason_of(status), "application/json", body, len);
+        call_unlink(call);
+    }
+    free(call);
+}
+
+/* What the page needs to know to show its buttons. */
+static void
+route_admin_info(struct http *h, struct evhttp_request *req)
+{
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"admin\":%s,\"token\":%s}", h->admin ? "true" : "false",
+                     h->admin && h->admin_needs_token ? "true" : "false");
+    reply(req, 200, "OK", "application/json", body, (size_t)n);
+}
+
+static void
+route_admin(struct http *h, struct evhttp_request *req)
+{
+    if (!h->admin) {
+        reply_error(req, 403, "forbidden",
+                    "the admin routes are off: start chanqd with --http-admin");
+        return;
+    }
+    if (cross_site(req)) {
+        log_warn("http: refused a cross-site admin request for %s", evhttp_request_get_uri(req));
+        reply_error(req, 403, "forbidden", "cross-site admin request refused");
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = evhttp_uri_get_query(uri);
+    struct evkeyvalq args;
+    TAILQ_INIT(&args);
+    if (query && evhttp_parse_query_str(query, &args) != 0) {
+        reply_error(req, 400, "bad_request", "query: cannot parse");
+        return;
+    }
+    struct http_call *call = call_new(h, req);
+    if (call)
+        h->admin(h->admin_arg, call, evhttp_uri_get_path(uri) + strlen("/admin/"),
+                 evhttp_find_header(&args, "queue"), bearer_token(req));
+    else
+        reply_error(req, 500, "internal", "out of memory");
+    evhttp_clear_headers(&args);
+}
+
+enum { ROUTE_GET = EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, ROUTE_POST = EVHTTP_REQ_POST };
+
 static const struct route {
-    const char *path;
-    route_fn *fn;
+    const char *path;  /* the whole path, or its start when prefix is set */
+    bool prefix;       /* path is a prefix ("/admin/") */
+    unsigned methods;  /* others get 405 */
+    const char *allow; /* the Allow header of that 405 */
+    route_fn *fn;      /* serves it */
 } routes[] = {
-    {"/metrics", route_metrics},
-    {"/stats", route_stats},
-    {"/healthz", route_healthz},
+    {"/", false, ROUTE_GET, "GET, HEAD", route_page},
+    {"/metrics", false, ROUTE_GET, "GET, HEAD", route_metrics},
+    {"/stats", false, ROUTE_GET, "GET, HEAD", route_stats},
+    {"/healthz", false, ROUTE_GET, "GET, HEAD", route_healthz},
+    {"/admin", false, ROUTE_GET, "GET, HEAD", route_admin_info},
+    {"/admin/", true, ROUTE_POST, "POST", route_admin},
 };
+
+static bool
+route_matches(const struct route *r, const char *path)
+{
+    if (r->prefix)
+        return strncmp(path, r->path, strlen(r->path)) == 0;
+    return strcmp(path, r->path) == 0;
+}
 
 static void
 on_request(struct evhttp_request *req, void *arg)
@@ -111,14 +310,20 @@ on_request(struct evhttp_request *req, void *arg)
     struct http *h = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(path, routes[i].path) == 0) {
-            routes[i].fn(h, req);
+        const struct route *r = &routes[i];
+        if (!route_matches(r, path))
+            continue;
+        if (!(evhttp_request_get_command(req) & r->methods)) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", r->allow);
+            reply(req, 405, "Method Not Allowed", "text/plain", "method not allowed\n", 19);
             return;
         }
+        r->fn(h, req);
+        return;
     }
     log_debug("http: 404 for %s", evhttp_request_get_uri(req));
-    reply(req, 404, "Not Found", "text/plain", "not found: try /metrics, /stats or /healthz\n",
-          44);
+    static const char nf[] = "not found: try /, /metrics, /stats or /healthz\n";
+    reply(req, 404, "Not Found", "text/plain", nf, sizeof nf - 1);
 }
 
 static int
@@ -151,7 +356,7 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
     h->snapshot = snapshot;
     h->stopping = stopping;
     h->arg = arg;
-    evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_allowed_methods(h->evh, ROUTE_GET | ROUTE_POST);
     evhttp_set_timeout(h->evh, HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(h->evh, 0);
@@ -167,7 +372,17 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
     h->port = bound_port(bs);
     log_info("http: serving /metrics /stats /healthz on %s%s%s:%d", strchr(host, ':') ? "[" : "",
              host, strchr(host, ':') ? "]" : "", h->port);
+    log_info("http: status page on http://%s%s%s:%d/", strchr(host, ':') ? "[" : "", host,
+             strchr(host, ':') ? "]" : "", h->port);
     return h;
+}
+
+void
+http_set_admin(struct http *h, http_admin_fn *admin, bool needs_token, void *arg)
+{
+    h->admin = admin;
+    h->admin_arg = arg;
+    h->admin_needs_token = needs_token;
 }
 
 void
@@ -175,6 +390,11 @@ http_free(struct http *h)
 {
     if (!h)
         return;
+    /* evhttp_free frees the requests still waiting: orphan their calls. */
+    for (struct http_call *call = h->calls; call; call = call->next) {
+        call->h = NULL;
+        call->req = NULL;
+    }
     evhttp_free(h->evh);
     free(h);
 }

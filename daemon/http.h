@@ -3,6 +3,13 @@
  *   GET /metrics  Prometheus text format 0.0.4 (daemon/metrics.h)
  *   GET /stats    the stats document as JSON
  *   GET /healthz  200 "ok" while the loop runs (503 while stopping)
+ *   GET /         the status page (daemon/status_page.html, built in)
+ *   GET /admin    {"admin": the admin routes are on, "token": they want
+ *                 "Authorization: Bearer TOKEN"} (both bool), for the page
+ *   POST /admin/{pause,resume,close,kick}?queue=NAME
+ *                 queue administration, only after http_set_admin (403
+ *                 before); refused when the browser says it comes from
+ *                 another site (Sec-Fetch-Site, else Origin against Host)
  * Loop thread only; never blocks.
  *
  * The stats document the snapshot returns (fields may be missing; numbers
@@ -43,8 +50,32 @@ typedef bool http_stopping_fn(void *arg);
 struct http *http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
                       http_stopping_fn *stopping, void *arg);
 
-/* Closes the socket and any HTTP connection in progress. NULL is allowed. */
+/* Closes the socket and any HTTP connection in progress; admin calls still
+ * in flight are orphaned (their http_call_reply only frees them). NULL is
+ * allowed. */
 void http_free(struct http *h);
+
+/* One POST /admin/... request waiting for its answer. Owned by http.c; the
+ * admin callback borrows it until it calls http_call_reply. */
+struct http_call;
+
+/* Runs the admin op `op` (the path's last part, e.g. "pause") on `queue`
+ * (the query's queue=, or NULL). `token` is the bearer token of the
+ * Authorization header, or NULL. The strings are borrowed for the call only.
+ * Must call http_call_reply(call, ...) exactly once, now or later on the
+ * loop thread. Loop thread; never blocks. */
+typedef void http_admin_fn(void *arg, struct http_call *call, const char *op, const char *queue,
+                           const char *token);
+
+/* Answers call with status and the JSON text body[0..len), then frees it;
+ * when the client hung up or the endpoint was freed meanwhile, only frees
+ * it. Loop thread (or the thread freeing the loop once it stopped). */
+void http_call_reply(struct http_call *call, int status, const char *body, size_t len);
+
+/* Turns the admin routes on: POST /admin/OP?queue=NAME calls admin(arg,
+ * ...). needs_token only tells the page (through GET /admin) to ask for one;
+ * checking it is admin's job. Loop thread, before serving. */
+void http_set_admin(struct http *h, http_admin_fn *admin, bool needs_token, void *arg);
 
 /* The port actually bound. */
 int http_port(const struct http *h);

@@ -5,6 +5,7 @@
 
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/http_admin.h"
 #include "daemon/log.h"
 #include "daemon/sd.h"
 #include "daemon/server.h"
@@ -24,6 +25,7 @@ struct daemon {
     struct config cfg;        /* the live configuration (server borrows it) */
     struct server *srv;       /* the broker and its listeners */
     struct http *http;        /* --http endpoint, or NULL */
+    struct http_admin *admin; /* --http-admin routes, or NULL */
     struct sd_watchdog *wd;   /* systemd watchdog pings, or NULL */
     struct event *sig_hup;    /* reload */
     struct event *sig_term;   /* STOPPING=1 (the server does the stop itself) */
@@ -118,6 +120,8 @@ daemon_start(struct daemon *d)
     if (d->cfg.http &&
         !(d->http = http_new(base, d->cfg.http, server_snapshot, http_stopping, d->srv)))
         return -1;
+    if (d->http && d->cfg.http_admin && !(d->admin = http_admin_new(d->http, d->srv)))
+        return -1;
     d->wd = sd_watchdog_new(base);
     struct timeval now = {0, 0};
     if (event_base_once(base, -1, EV_TIMEOUT, on_started, d, &now) != 0) {
@@ -132,6 +136,7 @@ daemon_stop(struct daemon *d)
 {
     sd_watchdog_free(d->wd);
     http_free(d->http);
+    http_admin_free(d->admin); /* before server_free: its ops answer through the bridge */
     struct event *evs[] = {d->sig_hup, d->sig_term, d->sig_int};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])

@@ -1,0 +1,24 @@
+/* --http-admin: the broker's queue administration (pause, resume, close,
+ * kick) behind POST /admin/OP?queue=NAME on the --http endpoint, for the
+ * status page's buttons and for curl. */
+#ifndef CHANQ_DAEMON_HTTP_ADMIN_H
+#define CHANQ_DAEMON_HTTP_ADMIN_H
+
+struct http;
+struct server;
+struct http_admin;
+
+/* Turns h's admin routes on, running the ops on srv's broker (both
+ * borrowed; they outlive the result). With --token-file set, a request
+ * needs "Authorization: Bearer TOKEN" with a token the server accepts
+ * (401 otherwise). Each op runs on a goroutine, so the loop never waits for
+ * the journal. Loop thread, before serving. Returns NULL when out of
+ * memory (the routes stay off). */
+struct http_admin *http_admin_new(struct http *h, struct server *srv);
+
+/* Waits (at most a few seconds) for ops still running to hand their answer
+ * to the loop, then frees a. Main thread, after the loop stopped and before
+ * server_free (the bridge must still exist). NULL is allowed. */
+void http_admin_free(struct http_admin *a);
+
+#endif
