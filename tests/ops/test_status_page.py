@@ -57,6 +57,7 @@ class Rows(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = {}
+        self.order = []
         self.body = {}
         self.row = None
         self.cell = None
@@ -69,6 +70,7 @@ class Rows(html.parser.HTMLParser):
         elif tag == "tr" and "data-queue" in a:
             self.row = {"class": cls, "num": "", "state": "", "buttons": []}
             self.rows[a["data-queue"]] = self.row
+            self.order.append(a["data-queue"])
         elif self.row is not None and tag == "td":
             self.cell = cls[0] if cls else None
             if self.cell == "depth":
@@ -193,7 +195,8 @@ def test_browser_lists_both_queues_and_marks_the_full_one():
         p = Rows()
         p.feed(dom)
         print("DOM rows: %r" % p.rows)
-        assert int(p.body.get("data-refreshes", 0)) >= 1, "the page never refreshed: %r" % p.body
+        # 3 virtual seconds at one poll a second: refreshed in place, twice or more.
+        assert int(p.body.get("data-refreshes", 0)) >= 2, "the page did not keep refreshing: %r" % p.body
         assert set(p.rows) == {"mail", "thumbs"}, "queues listed: %r" % sorted(p.rows)
         mail, thumbs = p.rows["mail"], p.rows["thumbs"]
         assert (mail["depth"], mail["capacity"]) == (4, 4), mail
@@ -229,6 +232,22 @@ def test_screenshot_is_a_png_that_shows_the_full_bar():
         d.cleanup()
 
 
+def test_sorting_and_filtering_follow_the_url_fragment():
+    need_chromium()
+    d, port = start_with_two_queues()
+    try:
+        # Default: by name, ascending (mail, thumbs); each case differs from it.
+        for frag, want in (("#sort=name&dir=desc", ["thumbs", "mail"]),
+                           ("#sort=fill&dir=asc", ["thumbs", "mail"]),
+                           ("#q=HUM", ["thumbs"])):
+            p = Rows()
+            p.feed(chromium("http://127.0.0.1:%d/%s" % (port, frag), "--dump-dom"))
+            assert p.order == want, "%r: rows %r, want %r" % (frag, p.order, want)
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
 def test_admin_buttons_appear_only_with_http_admin():
     need_chromium()
     d, port = start_with_two_queues(["--http-admin"])
@@ -247,6 +266,7 @@ if __name__ == "__main__":
         test_page_is_one_small_self_contained_document,
         test_browser_lists_both_queues_and_marks_the_full_one,
         test_screenshot_is_a_png_that_shows_the_full_bar,
+        test_sorting_and_filtering_follow_the_url_fragment,
         test_admin_buttons_appear_only_with_http_admin,
     ]
     if not chromium_path():
