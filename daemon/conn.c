@@ -160,7 +160,8 @@ append_line(struct conn *c, const char *data, size_t len, bool too_large)
     l->next = NULL;
     l->len = len;
     l->too_large = too_large;
-    memcpy(l->data, data, len);
+    if (len) /* a too-large marker has no bytes (and data may be NULL) */
+        memcpy(l->data, data, len);
     l->data[len] = '\0';
     if (c->backlog_tail)
         c->backlog_tail->next = l;
