@@ -188,7 +188,7 @@ chan_send(struct chan *c, const void *elem, struct ctx *ctx)
 {
     if (ctx && ctx_done(ctx))
         return chan_op_ctx(c, CHAN_SEND, (void *)elem, ctx);
-    sched_require_goroutine("chan_send");
+    struct g *self = sched_self("chan_send");
     if (!c) {
         sched_park(park_forever, NULL, "chan send (nil chan)", NULL);
         sched_fatal("chan_send: woken from a nil channel");
@@ -201,7 +201,7 @@ chan_send(struct chan *c, const void *elem, struct ctx *ctx)
             sched_ready(peer->g);
         return 0;
     }
-    struct waiter w = {.g = sched_curg(), .elem = (void *)elem};
+    struct waiter w = {.g = self, .elem = (void *)elem};
     waitq_push(&c->sendq, &w);
     sched_park(chan_park_unlock, c, "chan send", c);
     if (!w.success)
@@ -214,7 +214,7 @@ chan_recv(struct chan *c, void *elem, struct ctx *ctx)
 {
     if (ctx && ctx_done(ctx))
         return chan_op_ctx(c, CHAN_RECV, elem, ctx);
-    sched_require_goroutine("chan_recv");
+    struct g *self = sched_self("chan_recv");
     if (!c) {
         sched_park(park_forever, NULL, "chan receive (nil chan)", NULL);
         sched_fatal("chan_recv: woken from a nil channel");
@@ -228,7 +228,7 @@ chan_recv(struct chan *c, void *elem, struct ctx *ctx)
             sched_ready(peer->g);
         return ok ? 0 : -EPIPE;
     }
-    struct waiter w = {.g = sched_curg(), .elem = elem};
+    struct waiter w = {.g = self, .elem = elem};
     waitq_push(&c->recvq, &w);
     sched_park(chan_park_unlock, c, "chan receive", c);
     return w.success ? 0 : -EPIPE;
@@ -294,11 +294,15 @@ chan_close(struct chan *c)
         wake = w;
     }
     lock_release(&c->lock);
-    while (wake) {
-        w = wake;
-        wake = w->next; /* read before the wake: w lives on its goroutine's stack */
-        sched_ready(w->g);
+    /* Ready them all at once (one run-queue lock, one wake-up), in queue
+     * order; the chain goes through the goroutines (w lives on its
+     * goroutine's stack). */
+    struct g *head = NULL;
+    for (; wake; wake = wake->next) {
+        wake->g->schedlink = head;
+        head = wake->g;
     }
+    sched_ready_list(head);
 }
 
 size_t

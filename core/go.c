@@ -15,16 +15,33 @@
 enum {
     DEFAULT_STACK_SIZE = 256 * 1024,
     MIN_STACK_SIZE = 16 * 1024,
-    FREE_CACHE_MAX = 1024, /* dead goroutines kept with their stacks for reuse */
+    LOCAL_MAX = 128,         /* dead goroutines a worker keeps for itself */
+    LOCAL_MOVE = 64,         /* moved between a worker's cache and the pool at once */
+    POOL_WARM_KEEP = 1024,   /* untrimmed stacks the pool always may keep */
+    POOL_WARM_MAX = 131072,  /* above this, every stack coming in is trimmed */
+    TRIM_IDLE_MS = 100,      /* pool untouched this long: idle workers trim it */
+    TRIM_BATCH = 64,         /* stacks trimmed per pool-lock hold */
 };
 
 /* Process-wide goroutine bookkeeping (the runtime's state is process-wide,
- * see docs/hacking.md). */
+ * see docs/hacking.md). Dead goroutines keep their stacks and are reused:
+ * first from the worker's own cache (struct gcache, no lock), then from the
+ * pool here, in batches of LOCAL_MOVE. Stacks in the pool are "warm" (as
+ * their last goroutine left them) or "cold" (given back to the kernel,
+ * stack_trim). Beyond POOL_WARM_KEEP warm ones, a stack coming in is
+ * trimmed at once if it went deeper than its top page (stack_was_deep) or
+ * beyond POOL_WARM_MAX; the rest (one page each) waits until the pool has
+ * not been drawn from for TRIM_IDLE_MS, when idle workers trim it
+ * (go_pool_idle). */
 static struct {
-    pthread_mutex_t lock;     /* guards all, free, nfree */
-    struct g *all;            /* live goroutines, newest first */
-    struct g *free;           /* dead goroutines with their stacks, LIFO */
-    size_t nfree;
+    pthread_mutex_t lock;     /* guards all (links), warm, cold */
+    struct g *all;            /* every goroutine ever allocated, newest first;
+                                 dead ones stay (go_dump skips them) */
+    struct g *warm;           /* pool: untrimmed stacks, LIFO */
+    struct g *cold;           /* pool: trimmed stacks, LIFO */
+    atomic_size_t nwarm;      /* their lengths (written under lock) */
+    atomic_size_t ncold;
+    _Atomic int64_t last_take; /* sched_coarse_ms() of the last draw from the pool */
     _Atomic uint64_t next_id; /* last id handed out */
     atomic_size_t nuser;      /* live user goroutines */
     atomic_size_t stack_size; /* for new stacks; 0 = not yet read from env */
@@ -55,24 +72,181 @@ stack_size_get(void)
     return atomic_load(&gs.stack_size);
 }
 
+/* Pops up to `want` goroutines from the pool (lock held), warm ones
+ * first, as a chain through schedlink; returns its length. */
+static size_t
+pool_take_locked(struct g **chain, size_t want)
+{
+    size_t n = 0;
+    struct g *head = NULL;
+    while (n < want && (gs.warm || gs.cold)) {
+        struct g *g;
+        if (gs.warm) {
+            g = gs.warm;
+            gs.warm = g->schedlink;
+            atomic_store_explicit(&gs.nwarm, gs.nwarm - 1, memory_order_relaxed);
+        } else {
+            g = gs.cold;
+            gs.cold = g->schedlink;
+            atomic_store_explicit(&gs.ncold, gs.ncold - 1, memory_order_relaxed);
+        }
+        g->schedlink = head;
+        head = g;
+        n++;
+    }
+    *chain = head;
+    return n;
+}
+
+/* Pushes a chain of n goroutines (tail->schedlink is NULL) onto the pool,
+ * on the cold list if trimmed. */
+static void
+pool_put(struct g *head, struct g *tail, size_t n, bool trimmed)
+{
+    pthread_mutex_lock(&gs.lock);
+    if (trimmed) {
+        tail->schedlink = gs.cold;
+        gs.cold = head;
+        atomic_store_explicit(&gs.ncold, gs.ncold + n, memory_order_relaxed);
+    } else {
+        tail->schedlink = gs.warm;
+        gs.warm = head;
+        atomic_store_explicit(&gs.nwarm, gs.nwarm + n, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&gs.lock);
+}
+
+/* Moves a chain of n to the pool. Above POOL_WARM_KEEP warm stacks, the
+ * deep ones (and above POOL_WARM_MAX all) are trimmed first: this bounds
+ * resident memory right when a crowd of goroutines ends. */
+static void
+pool_give(struct g *head, size_t n)
+{
+    size_t nwarm = atomic_load_explicit(&gs.nwarm, memory_order_relaxed);
+    if (nwarm + n <= POOL_WARM_KEEP) {
+        struct g *tail = head;
+        while (tail->schedlink)
+            tail = tail->schedlink;
+        pool_put(head, tail, n, false);
+        return;
+    }
+    struct g *warm = NULL, *warm_tail = NULL, *cold = NULL, *cold_tail = NULL;
+    size_t nw = 0, nc = 0;
+    for (struct g *g = head, *next; g; g = next) {
+        next = g->schedlink;
+        g->schedlink = NULL;
+        if (nwarm + nw >= POOL_WARM_MAX || stack_was_deep(&g->stack)) {
+            stack_trim(&g->stack);
+            if (cold_tail)
+                cold_tail->schedlink = g;
+            else
+                cold = g;
+            cold_tail = g;
+            nc++;
+        } else {
+            if (warm_tail)
+                warm_tail->schedlink = g;
+            else
+                warm = g;
+            warm_tail = g;
+            nw++;
+        }
+    }
+    if (nw)
+        pool_put(warm, warm_tail, nw, false);
+    if (nc)
+        pool_put(cold, cold_tail, nc, true);
+}
+
+int64_t
+go_pool_idle(void)
+{
+    if (atomic_load_explicit(&gs.nwarm, memory_order_relaxed) <= POOL_WARM_KEEP)
+        return -1;
+    int64_t wait = atomic_load_explicit(&gs.last_take, memory_order_relaxed) + TRIM_IDLE_MS -
+                   sched_coarse_ms();
+    if (wait > 0)
+        return wait;
+    struct g *chain = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&gs.lock);
+    if (gs.nwarm > POOL_WARM_KEEP) {
+        size_t want = gs.nwarm - POOL_WARM_KEEP;
+        n = pool_take_locked(&chain, want < TRIM_BATCH ? want : TRIM_BATCH);
+    }
+    pthread_mutex_unlock(&gs.lock);
+    if (!n)
+        return -1;
+    struct g *tail = chain;
+    for (;;) {
+        stack_trim(&tail->stack);
+        if (!tail->schedlink)
+            break;
+        tail = tail->schedlink;
+    }
+    pool_put(chain, tail, n, true);
+    return atomic_load_explicit(&gs.nwarm, memory_order_relaxed) > POOL_WARM_KEEP ? 0 : -1;
+}
+
+void
+go_gcache_flush(struct gcache *c)
+{
+    if (c->head)
+        pool_give(c->head, c->n);
+    c->head = NULL;
+    c->n = 0;
+}
+
+/* A dead goroutine from the worker's cache (refilled from the pool), or
+ * from the pool; NULL when there is none. */
+static struct g *
+g_take(struct gcache *c)
+{
+    struct g *g;
+    if (c && (g = c->head)) {
+        c->head = g->schedlink;
+        c->n--;
+        return g;
+    }
+    pthread_mutex_lock(&gs.lock);
+    size_t n = pool_take_locked(&g, c ? LOCAL_MOVE : 1);
+    pthread_mutex_unlock(&gs.lock);
+    atomic_store_explicit(&gs.last_take, sched_coarse_ms(), memory_order_relaxed);
+    if (!n)
+        return NULL;
+    if (c) {
+        c->head = g->schedlink;
+        c->n = n - 1;
+    }
+    return g;
+}
+
+/* Unlinks g from the list of all goroutines and frees it with its stack. */
+static void
+g_destroy(struct g *g)
+{
+    pthread_mutex_lock(&gs.lock);
+    if (g->all_prev)
+        g->all_prev->all_next = g->all_next;
+    else
+        gs.all = g->all_next;
+    if (g->all_next)
+        g->all_next->all_prev = g->all_prev;
+    pthread_mutex_unlock(&gs.lock);
+    stack_free(&g->stack);
+    free(g);
+}
+
 /* A recycled goroutine whose stack has the wanted size, or a new one. */
 static struct g *
 g_alloc(void)
 {
     size_t size = stack_size_get();
-    pthread_mutex_lock(&gs.lock);
-    struct g *g = gs.free;
-    if (g) {
-        gs.free = g->schedlink;
-        gs.nfree--;
-    }
-    pthread_mutex_unlock(&gs.lock);
+    struct g *g = g_take(sched_gcache());
     if (g && g->stack.size >= size && g->stack.size <= 2 * size)
         return g;
-    if (g) {
-        stack_free(&g->stack);
-        free(g);
-    }
+    if (g)
+        g_destroy(g); /* only after a stack size change */
     g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
@@ -80,6 +254,13 @@ g_alloc(void)
         free(g);
         return NULL;
     }
+    pthread_mutex_lock(&gs.lock);
+    g->all_prev = NULL;
+    g->all_next = gs.all;
+    if (gs.all)
+        gs.all->all_prev = g;
+    gs.all = g;
+    pthread_mutex_unlock(&gs.lock);
     return g;
 }
 
@@ -91,27 +272,19 @@ go_spawn(go_fn *fn, void *arg, const char *file, int line)
         return -ENOMEM;
     g->fn = fn;
     g->arg = arg;
-    g->file = file;
-    g->line = line;
-    g->system = false;
+    /* go_dump reads these of any goroutine in the list without a lock. */
+    __atomic_store_n(&g->file, file, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->line, line, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->id, atomic_fetch_add_explicit(&gs.next_id, 1, memory_order_relaxed) + 1,
+                     __ATOMIC_RELAXED);
     atomic_store_explicit(&g->wait_reason, NULL, memory_order_relaxed);
     atomic_store_explicit(&g->wait_obj, NULL, memory_order_relaxed);
     g->schedlink = NULL;
     g->asan_fake = NULL;
-    g->id = atomic_fetch_add_explicit(&gs.next_id, 1, memory_order_relaxed) + 1;
     g->tsan_fiber = san_fiber_create();
     switch_init(&g->ctx, g->stack.lo, g->stack.size, go_entry, g);
-    atomic_store_explicit(&g->state, G_RUNNABLE, memory_order_relaxed);
     atomic_fetch_add(&gs.nuser, 1);
-
-    pthread_mutex_lock(&gs.lock);
-    g->all_prev = NULL;
-    g->all_next = gs.all;
-    if (gs.all)
-        gs.all->all_prev = g;
-    gs.all = g;
-    pthread_mutex_unlock(&gs.lock);
-
+    atomic_store_explicit(&g->state, G_RUNNABLE, memory_order_release);
     sched_ready_new(g);
     return 0;
 }
@@ -122,28 +295,27 @@ go_release(struct g *g)
     san_fiber_destroy(g->tsan_fiber);
     g->tsan_fiber = NULL;
     g->arg = NULL;
-    bool user = !g->system;
-    bool keep; /* once on the free list, g belongs to the next go_spawn */
-    pthread_mutex_lock(&gs.lock);
-    if (g->all_prev)
-        g->all_prev->all_next = g->all_next;
-    else
-        gs.all = g->all_next;
-    if (g->all_next)
-        g->all_next->all_prev = g->all_prev;
-    keep = gs.nfree < FREE_CACHE_MAX;
-    if (keep) {
-        g->schedlink = gs.free;
-        gs.free = g;
-        gs.nfree++;
-    }
-    pthread_mutex_unlock(&gs.lock);
-    if (user)
+    if (!g->system)
         atomic_fetch_sub(&gs.nuser, 1);
-    if (!keep) {
-        stack_free(&g->stack);
-        free(g);
+    /* From here on g belongs to the next go_spawn. */
+    struct gcache *c = sched_gcache();
+    if (!c) {
+        g->schedlink = NULL;
+        pool_give(g, 1);
+        return;
     }
+    g->schedlink = c->head;
+    c->head = g;
+    if (++c->n <= LOCAL_MAX)
+        return;
+    /* Keep the newest (hottest) ones; the older LOCAL_MOVE go to the pool. */
+    struct g *last = c->head;
+    for (size_t i = 1; i < c->n - LOCAL_MOVE; i++)
+        last = last->schedlink;
+    struct g *old = last->schedlink;
+    last->schedlink = NULL;
+    c->n -= LOCAL_MOVE;
+    pool_give(old, LOCAL_MOVE);
 }
 
 size_t
@@ -173,20 +345,23 @@ go_dump(FILE *out)
     int64_t now = sched_coarse_ms();
     pthread_mutex_lock(&gs.lock);
     for (struct g *g = gs.all; g; g = g->all_next) {
-        if (g->system)
-            continue;
         int state = atomic_load(&g->state);
+        if (g->system || (state != G_RUNNABLE && state != G_RUNNING && state != G_WAITING))
+            continue; /* dead: in a cache, or being reused right now */
+        uint64_t id = __atomic_load_n(&g->id, __ATOMIC_RELAXED);
+        const char *file = __atomic_load_n(&g->file, __ATOMIC_RELAXED);
+        int line = __atomic_load_n(&g->line, __ATOMIC_RELAXED);
         const char *reason = atomic_load_explicit(&g->wait_reason, memory_order_relaxed);
         const void *obj = atomic_load_explicit(&g->wait_obj, memory_order_relaxed);
         int64_t since = atomic_load_explicit(&g->wait_since_ms, memory_order_relaxed);
         if (state == G_WAITING)
-            fprintf(out, "goroutine %" PRIu64 " [%s, %" PRId64 " ms]:\n", g->id,
+            fprintf(out, "goroutine %" PRIu64 " [%s, %" PRId64 " ms]:\n", id,
                     reason ? reason : "parked", now - since);
         else
-            fprintf(out, "goroutine %" PRIu64 " [%s]:\n", g->id, g_state_name(state));
+            fprintf(out, "goroutine %" PRIu64 " [%s]:\n", id, g_state_name(state));
         if (state == G_WAITING && obj)
             fprintf(out, "\twaiting on %p\n", obj);
-        fprintf(out, "\tspawned at %s:%d\n\n", g->file ? g->file : "?", g->line);
+        fprintf(out, "\tspawned at %s:%d\n\n", file ? file : "?", line);
     }
     pthread_mutex_unlock(&gs.lock);
     fflush(out);

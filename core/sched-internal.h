@@ -57,6 +57,10 @@ struct g *sched_curg(void);
 /* Aborts with "<what>: called outside a goroutine" unless on a goroutine. */
 void sched_require_goroutine(const char *what);
 
+/* The running goroutine; aborts like sched_require_goroutine when there is
+ * none. One call where a blocking operation needs both the check and g. */
+struct g *sched_self(const char *what);
+
 /* Parks the running goroutine (Go's gopark): switches to the scheduler stack,
  * marks it WAITING, then runs unlock(g, arg). Returns when some thread
  * called sched_ready(g). `reason` and `obj` are shown by go_dump. */
@@ -83,8 +87,30 @@ void sched_wake_for_timer(void);
 /* Prints "fatal error: <message>" to stderr and aborts. */
 _Noreturn void sched_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Makes a chain of parked goroutines (linked by schedlink, each claimed
+ * like sched_ready's argument) runnable at once: the worker's ring takes
+ * what fits, the rest goes to the global queue under one lock, and one
+ * idle worker is woken. Any thread; no channel lock held. */
+void sched_ready_list(struct g *head);
+
+/* A worker's private cache of dead goroutines (with their stacks), touched
+ * only by that worker's thread; go.c manages it. */
+struct gcache {
+    struct g *head; /* LIFO through schedlink */
+    size_t n;
+};
+
+/* The calling worker's cache, or NULL on other threads. */
+struct gcache *sched_gcache(void);
+
 /* go.c <-> sched.c */
 void go_entry(void *arg);     /* first code of every goroutine (sched.c) */
 void go_release(struct g *g); /* recycles a dead goroutine, scheduler stack (go.c) */
+void go_gcache_flush(struct gcache *c); /* moves a cache into the global pool (go.c) */
+/* Idle worker (go.c): when the pool of dead goroutines holds more untrimmed
+ * stacks than it keeps and has not been drawn from for a while, trims one
+ * batch and returns 0 if more is due; else the ms until trimming is due, or
+ * -1 when there is nothing to trim. */
+int64_t go_pool_idle(void);
 
 #endif

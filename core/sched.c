@@ -67,6 +67,7 @@ struct m {
     void *g0_fiber;               /* TSan fiber of the thread */
     void *altstack;               /* sigaltstack for the overflow reporter */
     uint64_t rng;                 /* xorshift state */
+    struct gcache gcache;         /* dead goroutines kept by this worker (go.c) */
 };
 
 /* The scheduler (process-wide, see docs/hacking.md). */
@@ -178,6 +179,22 @@ sched_require_goroutine(const char *what)
 {
     if (!sched_curg())
         sched_fatal("%s: called outside a goroutine (blocking calls need a goroutine)", what);
+}
+
+struct g *
+sched_self(const char *what)
+{
+    struct g *g = sched_curg();
+    if (!g)
+        sched_fatal("%s: called outside a goroutine (blocking calls need a goroutine)", what);
+    return g;
+}
+
+struct gcache *
+sched_gcache(void)
+{
+    struct m *m = m_self();
+    return m ? &m->gcache : NULL;
 }
 
 uint64_t
@@ -478,6 +495,40 @@ sched_ready(struct g *g)
 }
 
 void
+sched_ready_list(struct g *head)
+{
+    if (!head)
+        return;
+    if (!head->schedlink) {
+        sched_ready(head);
+        return;
+    }
+    struct g *tail = head;
+    size_t n = 0;
+    for (struct g *g = head; g; g = g->schedlink) {
+        int expect = G_WAITING;
+        if (!atomic_compare_exchange_strong(&g->state, &expect, G_RUNNABLE))
+            sched_fatal("sched_ready: goroutine %llu is not parked (state %d)",
+                        (unsigned long long)g->id, expect);
+        tail = g;
+        n++;
+    }
+    struct m *m = m_self();
+    if (m && atomic_load(&sched.nthreads)) {
+        /* Only the owner adds to the ring, so its free space only grows. */
+        for (uint32_t space = RUNQ_SIZE - runq_len(m); head && space; space--, n--) {
+            struct g *next = head->schedlink;
+            head->schedlink = NULL;
+            runq_put(m, head, false);
+            head = next;
+        }
+    }
+    if (head)
+        global_put_batch(head, tail, n);
+    wakep();
+}
+
+void
 sched_ready_new(struct g *g)
 {
     struct m *m = m_self();
@@ -642,6 +693,13 @@ m_unidle(struct m *m)
 static void
 m_sleep(struct m *m)
 {
+    /* Idle: give the memory of pooled dead goroutines' stacks back, a batch
+     * at a time, until someone wakes us (or come back when it is due). */
+    int64_t trim;
+    do {
+        if (atomic_load(&m->park_word))
+            return;
+    } while ((trim = go_pool_idle()) == 0);
     int64_t next = timers_next_when();
     int64_t timeout = -1;
     if (next != INT64_MAX) {
@@ -649,6 +707,8 @@ m_sleep(struct m *m)
         if (timeout <= 0)
             return;
     }
+    if (trim > 0 && (timeout < 0 || trim < timeout))
+        timeout = trim;
     while (atomic_load(&m->park_word) == 0) {
         futex_wait(&m->park_word, 0, timeout);
         if (timeout >= 0)
@@ -874,6 +934,8 @@ sched_shutdown(void)
         futex_wake(&woken[i]->park_word);
     for (int i = 0; i < n; i++)
         pthread_join(sched.ms[i]->thread, NULL);
+    for (int i = 0; i < n; i++)
+        go_gcache_flush(&sched.ms[i]->gcache);
     /* Leftover runnable goroutines wait in the global queue for a restart. */
     for (int i = 0; i < n; i++) {
         struct g *g;

@@ -1,5 +1,6 @@
-/* Goroutine stacks: mmap, guard pages (madvise guard regions or mprotect
- * within a mapping budget), canaries for the unguarded rest. */
+/* Goroutine stacks: carved from arenas (one mmap per ARENA_SLOTS stacks),
+ * guard pages (madvise guard regions or mprotect within a mapping budget),
+ * canaries for the unguarded rest, and trimming of idle stacks. */
 #include "chanq_config.h"
 
 #include <errno.h>
@@ -14,6 +15,10 @@
 #include <unistd.h>
 
 #include "core/stack.h"
+
+enum {
+    ARENA_SLOTS = 64, /* stacks per arena mapping (16 MiB virtual at 256 KiB) */
+};
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi value; older kernels say EINVAL */
@@ -37,7 +42,12 @@ static struct {
     enum guard_mode mode;    /* preferred guard */
     long mprotect_budget;    /* guarded stacks allowed in GUARD_MPROTECT mode */
     atomic_long mprotect_in_use; /* stacks holding an mprotect guard now */
-} stacks = {.once = PTHREAD_ONCE_INIT};
+    pthread_mutex_t arena_lock;  /* guards the four below */
+    char *arena_lo;              /* the current arena's mapping */
+    char *arena_next;            /* its lowest slot handed out so far */
+    size_t arena_left;           /* bytes left in it */
+    size_t arena_slot;           /* the slot size it is being cut into */
+} stacks = {.once = PTHREAD_ONCE_INIT, .arena_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static long
 read_max_map_count(void)
@@ -90,6 +100,45 @@ stack_guard(struct stack *s)
     s->guarded = false;
 }
 
+/* One slot of `slot` bytes (guard page + stack) from the current arena;
+ * a new arena when it is used up (or was cut for another stack size).
+ * Slots are handed out from the top down, as mmap places mappings, so an
+ * overflow past an unguarded stack runs into newer or free slots first; the
+ * arena's lowest page is always protected, so it never runs on into
+ * whatever the kernel mapped below (a thread's stack and TLS, typically). */
+static void *
+arena_take(size_t slot, void **arena_lo)
+{
+    pthread_mutex_lock(&stacks.arena_lock);
+    if (stacks.arena_slot != slot || stacks.arena_left < slot) {
+        size_t len = slot * ARENA_SLOTS;
+        void *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED) {
+            pthread_mutex_unlock(&stacks.arena_lock);
+            return NULL;
+        }
+#ifdef MADV_NOHUGEPAGE
+        /* A huge page would make one touched stack top cost 2 MiB. */
+        madvise(map, len, MADV_NOHUGEPAGE);
+#endif
+        if (madvise(map, stacks.page, MADV_GUARD_INSTALL) != 0)
+            mprotect(map, stacks.page, PROT_NONE);
+        /* The rest of a previous arena stays mapped and unused (only after
+         * a stack size change); it costs address space, not memory. */
+        stacks.arena_lo = map;
+        stacks.arena_next = (char *)map + len;
+        stacks.arena_left = len;
+        stacks.arena_slot = slot;
+    }
+    stacks.arena_next -= slot;
+    stacks.arena_left -= slot;
+    void *p = stacks.arena_next;
+    *arena_lo = stacks.arena_lo;
+    pthread_mutex_unlock(&stacks.arena_lock);
+    return p;
+}
+
 int
 stack_alloc(struct stack *s, size_t size)
 {
@@ -97,10 +146,11 @@ stack_alloc(struct stack *s, size_t size)
     size_t page = stacks.page;
     size = (size + page - 1) & ~(page - 1);
     size_t map_size = size + page;
-    void *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED)
+    void *arena_lo;
+    void *map = arena_take(map_size, &arena_lo);
+    if (!map)
         return -ENOMEM;
+    s->floor = arena_lo;
     s->map = map;
     s->map_size = map_size;
     s->lo = (char *)map + page;
@@ -121,8 +171,41 @@ stack_free(struct stack *s)
         s->map_size &= ~(size_t)1;
         atomic_fetch_sub(&stacks.mprotect_in_use, 1);
     }
+    /* Unmapping one slot of an arena is fine (it splits the mapping); only
+     * a stack size change gets here. */
     munmap(s->map, s->map_size);
     s->map = s->lo = NULL;
+}
+
+void
+stack_trim(struct stack *s)
+{
+    size_t page = stacks.page;
+    /* An unguarded stack keeps its bottom page, with the canary. */
+    char *from = (char *)s->lo + (s->guarded ? 0 : page);
+    char *to = (char *)s->lo + s->size;
+    if (to > from)
+        madvise(from, (size_t)(to - from), MADV_DONTNEED);
+}
+
+/* Reads a dead goroutine's stack: no sanitizer may check these loads. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+__attribute__((no_sanitize("address", "thread")))
+#endif
+bool
+stack_was_deep(const struct stack *s)
+{
+    size_t page = stacks.page;
+    if (s->size < 2 * page)
+        return true;
+    /* The page below the top one. Untouched, it reads as zeros (a read maps
+     * the shared zero page, which costs no memory); a goroutine that went
+     * deeper wrote frames (return addresses, saved registers) all over it. */
+    const volatile uint64_t *p = (const uint64_t *)((char *)s->lo + s->size - 2 * page);
+    for (size_t i = 0; i < page / 8; i += 16)
+        if (p[i])
+            return true;
+    return false;
 }
 
 bool
@@ -138,8 +221,12 @@ bool
 stack_addr_is_overflow(const struct stack *s, const void *addr)
 {
     uintptr_t a = (uintptr_t)addr, lo = (uintptr_t)s->lo;
-    /* The guard page, or a big frame that jumped over it (64 KiB). */
-    return s->lo && a < lo + 64 && a + 65536 >= lo;
+    if (!s->lo || a >= lo + 64)
+        return false;
+    /* The guard page, or a big frame that jumped over it (64 KiB); below an
+     * unguarded stack, anywhere down to the arena's protected lowest page
+     * (the overflow ran through the slots below). */
+    return a + 65536 >= lo || (!s->guarded && a >= (uintptr_t)s->floor);
 }
 
 void *

@@ -1,4 +1,4 @@
-/* Goroutine stacks: mmap'd with a guard page below each one. The guard is a
+/* Goroutine stacks: slots of larger mmap'd arenas, a guard page below each. The guard is a
  * MADV_GUARD_INSTALL region where the kernel has them (Linux >= 6.13: no
  * extra memory mapping), else a PROT_NONE page, which costs a kernel mapping
  * (vm.max_map_count, 65530 by default), so only up to a budget; beyond it a
@@ -15,19 +15,33 @@ struct stack {
     size_t size;     /* usable bytes above lo */
     void *map;       /* the whole mapping (guard page included) */
     size_t map_size; /* its length, for munmap */
+    void *floor;     /* the arena's lowest page (always protected) */
     bool guarded;    /* a guard page sits below lo; else a canary sits at lo */
 };
 
-/* Maps a stack of at least `size` bytes. Returns 0 or -ENOMEM. */
+/* A stack of at least `size` bytes, carved from an arena: one mmap serves
+ * many stacks, and stacks are meant to be kept and reused (go.c's pools),
+ * not freed. Returns 0 or -ENOMEM. */
 int stack_alloc(struct stack *s, size_t size);
 
-/* Unmaps s. */
+/* Unmaps s (its slot of the arena). */
 void stack_free(struct stack *s);
+
+/* Gives the pages of an idle stack back to the kernel (MADV_DONTNEED), all
+ * but the canary page of an unguarded stack. The contents become zero; the
+ * next goroutine on it takes a page fault on its first frame. */
+void stack_trim(struct stack *s);
+
+/* A heuristic for an idle stack: true when its last goroutines went below
+ * the top page (samples of the page below it are not all zero), so it holds
+ * more than one page. May say false for a stack that holds more. */
+bool stack_was_deep(const struct stack *s);
 
 /* False when an unguarded stack's canary was overwritten (overflow). */
 bool stack_canary_ok(const struct stack *s);
 
-/* True when `addr` lies in the guard page, or just below, of s. */
+/* True when `addr` lies in the guard page, or just below, of s; for an
+ * unguarded stack, anywhere below it in its arena. */
 bool stack_addr_is_overflow(const struct stack *s, const void *addr);
 
 /* Gives the calling thread an alternate signal stack (the handler must not
