@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct server {
     _Atomic size_t connections;          /* how many (written on the loop) */
     _Atomic bool stopping;               /* SIGTERM/SIGINT seen */
     size_t idle_goroutines;              /* the server's own (journal writer...) */
+    size_t closed_since_trim;            /* connections closed since the last malloc_trim (loop) */
     time_t started;                      /* for uptime_s in stats */
 };
 
@@ -383,11 +385,20 @@ server_conn_opened(struct server *srv, struct conn *c)
     atomic_fetch_add(&srv->connections, 1);
 }
 
+/* Closed connections between two heap trims. */
+#define TRIM_EVERY 1024
+
 void
 server_conn_closed(struct server *srv, struct conn *c)
 {
     conn_unlink(&srv->conns, c);
-    atomic_fetch_sub(&srv->connections, 1);
+    size_t left = atomic_fetch_sub(&srv->connections, 1) - 1;
+    /* After a wave of connections (10k parked fetchers that all leave),
+     * glibc keeps the freed heap: hand it back so RSS follows the load. */
+    if (++srv->closed_since_trim >= TRIM_EVERY || (left == 0 && srv->closed_since_trim > 64)) {
+        srv->closed_since_trim = 0;
+        malloc_trim(0);
+    }
 }
 
 static long long
