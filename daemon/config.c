@@ -103,8 +103,6 @@ static const struct key keys[] = {
      "truncate a corrupt journal at the first bad record"},
     {"check-config", K_BOOL, F(check_config), "false", 0, 0, KEY_CLI, NULL,
      "validate the configuration and exit (0 valid, 2 not)"},
-};
-
     {"tls-listen", K_ADDR_LIST, F(tls_listen), NULL, 0, 0, 0, "HOST:PORT",
      "TLS address to serve, repeatable (needs tls-cert and tls-key)"},
     {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD, "PATH",
@@ -113,6 +111,8 @@ static const struct key keys[] = {
      "TLS private key (PEM), re-read on every SIGHUP"},
     {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD, "PATH",
      "require TLS client certificates signed by these CAs (PEM)"},
+};
+
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 static const char *const fsync_names[] = {"always", "interval", "never"};
@@ -229,8 +229,6 @@ check_addr(const char *v)
     return (*end || errno || p < 0 || p > 65535) ? -1 : 0;
 }
 
-/* Replaces the string at *slot with a copy of v (NULL when v is empty and
- * empty means "none"). */
 /* The array and the count behind an address-list key (listen, tls-listen). */
 static char **
 addr_list(const struct config *cfg, const struct key *k, size_t **n)
@@ -278,6 +276,8 @@ list_add(struct config *cfg, const struct key *k, const char *v, char *err, size
     return 0;
 }
 
+/* Replaces the string at *slot with a copy of v (NULL when v is empty and
+ * empty means "none"). */
 static int
 set_string(char **slot, const char *v, bool empty_is_none)
 {
@@ -398,10 +398,10 @@ config_free(struct config *cfg)
 {
     for (size_t i = 0; i < N_KEYS; i++) {
         enum kind kd = keys[i].kind;
-        if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION) {
-            char **slot = field(cfg, &keys[i]);
         if (kd == K_ADDR_LIST)
             list_clear(cfg, &keys[i]);
+        if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION) {
+            char **slot = field(cfg, &keys[i]);
             free(*slot);
             *slot = NULL;
         }
@@ -602,10 +602,10 @@ format_value(const struct config *cfg, const struct key *k, char *buf, size_t le
 {
     void *p = field(cfg, k);
     const char *s;
-    switch (k->kind) {
-    case K_ADDR_LIST:
     size_t *n;
     char **list;
+    switch (k->kind) {
+    case K_ADDR_LIST:
         buf[0] = '\0';
         list = addr_list(cfg, k, &n);
         for (size_t i = 0, off = 0; i < *n && off < len; i++)
@@ -661,12 +661,12 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
     case K_MS:
         __atomic_store_n((int64_t *)d, *(int64_t *)s, __ATOMIC_RELAXED);
         break;
-    default:
-        break;
     case K_FILE:
         /* Paths only the loop thread reads (tls-*): a plain swap. */
         if (set_string(d, *(char **)s ? *(char **)s : "", true) < 0)
             log_error("reload: %s: out of memory, keeping the old path", k->name);
+        break;
+    default:
         break;
     }
 }

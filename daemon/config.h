@@ -49,13 +49,13 @@ struct config {
     uint64_t keep_results;           /* finished jobs kept for wait/job [lead] */
     bool repair;                     /* --repair: truncate a corrupt journal [lead] */
     bool check_config;               /* --check-config: validate and exit [main] */
-};
     char *tls_listen[CONFIG_MAX_LISTEN]; /* TLS HOST:PORT addresses [listen, tls] */
     size_t n_tls_listen;             /* how many; 0 = no TLS listener */
     char *tls_cert;                  /* PEM certificate chain; reloadable (loop thread only) [tls] */
     char *tls_key;                   /* PEM private key; reloadable (loop thread only) [tls] */
     char *tls_client_ca;             /* PEM CAs that sign client certificates: mutual TLS
                                       * when set; reloadable (loop thread only) [tls] */
+};
 
 /* Reads a reloadable field from any thread (SIGHUP writes it on the loop). */
 #define config_get(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)

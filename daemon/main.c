@@ -9,8 +9,8 @@
 #include "daemon/log.h"
 #include "daemon/sd.h"
 #include "daemon/server.h"
-
 #include "daemon/tls.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -88,12 +88,12 @@ on_reload(evutil_socket_t sig, short what, void *arg)
         log_error("reload failed, keeping the running configuration: %s", err);
     } else {
         int n = config_reload(&d->cfg, &fresh);
-        sd_notify_status("serving (chanqd %s); reloaded, %d setting%s changed", PACKAGE_VERSION,
-                         n, n == 1 ? "" : "s");
         /* Certificates are re-read even when their paths did not change:
          * a renewal replaces the files in place. */
         if (server_tls(d->srv))
             tls_reload(server_tls(d->srv), &d->cfg);
+        sd_notify_status("serving (chanqd %s); reloaded, %d setting%s changed", PACKAGE_VERSION,
+                         n, n == 1 ? "" : "s");
     }
     config_free(&fresh);
     sd_notify_ready();
