@@ -31,7 +31,7 @@ enum {
  * stack_trim). Beyond POOL_WARM_KEEP warm ones, a stack coming in is
  * trimmed at once if it went deeper than its top page (stack_was_deep) or
  * beyond POOL_WARM_MAX; the rest (one page each) waits until the pool has
- * not been drawn from for TRIM_IDLE_MS, when idle workers trim it
+ * not been used for TRIM_IDLE_MS, when idle workers trim it
  * (go_pool_idle). */
 static struct {
     pthread_mutex_t lock;     /* guards all (links), warm, cold */
@@ -41,7 +41,8 @@ static struct {
     struct g *cold;           /* pool: trimmed stacks, LIFO */
     atomic_size_t nwarm;      /* their lengths (written under lock) */
     atomic_size_t ncold;
-    _Atomic int64_t last_take; /* sched_coarse_ms() of the last draw from the pool */
+    _Atomic int64_t last_use; /* sched_coarse_ms() of the last draw from or
+                                 batch into the pool */
     _Atomic uint64_t next_id; /* last id handed out */
     atomic_size_t nuser;      /* live user goroutines */
     atomic_size_t stack_size; /* for new stacks; 0 = not yet read from env */
@@ -156,6 +157,8 @@ pool_give(struct g *head, size_t n)
         pool_put(warm, warm_tail, nw, false);
     if (nc)
         pool_put(cold, cold_tail, nc, true);
+    /* Goroutines are ending in numbers: not idle yet. */
+    atomic_store_explicit(&gs.last_use, sched_coarse_ms(), memory_order_relaxed);
 }
 
 int64_t
@@ -163,7 +166,7 @@ go_pool_idle(void)
 {
     if (atomic_load_explicit(&gs.nwarm, memory_order_relaxed) <= POOL_WARM_KEEP)
         return -1;
-    int64_t wait = atomic_load_explicit(&gs.last_take, memory_order_relaxed) + TRIM_IDLE_MS -
+    int64_t wait = atomic_load_explicit(&gs.last_use, memory_order_relaxed) + TRIM_IDLE_MS -
                    sched_coarse_ms();
     if (wait > 0)
         return wait;
@@ -211,7 +214,7 @@ g_take(struct gcache *c)
     pthread_mutex_lock(&gs.lock);
     size_t n = pool_take_locked(&g, c ? LOCAL_MOVE : 1);
     pthread_mutex_unlock(&gs.lock);
-    atomic_store_explicit(&gs.last_take, sched_coarse_ms(), memory_order_relaxed);
+    atomic_store_explicit(&gs.last_use, sched_coarse_ms(), memory_order_relaxed);
     if (!n)
         return NULL;
     if (c) {
@@ -282,7 +285,7 @@ go_spawn(go_fn *fn, void *arg, const char *file, int line)
     g->schedlink = NULL;
     g->asan_fake = NULL;
     g->tsan_fiber = san_fiber_create();
-    switch_init(&g->ctx, g->stack.lo, g->stack.size, go_entry, g);
+    g->fresh = true; /* its first frame is written when it first runs (hot then) */
     atomic_fetch_add(&gs.nuser, 1);
     atomic_store_explicit(&g->state, G_RUNNABLE, memory_order_release);
     sched_ready_new(g);

@@ -24,21 +24,23 @@ enum g_state {
  * locking are written only by the goroutine itself or by the worker that
  * runs/switches it. */
 struct g {
-    struct switch_ctx ctx;    /* saved registers while switched out */
+    /* The first cache line holds what scheduling touches (asm switch). */
     _Atomic int state;        /* enum g_state; the WAITING->RUNNABLE CAS is the wake claim */
-    uint64_t id;              /* 1, 2, ... (go_id) */
+    bool fresh;               /* ctx not yet set up: execute() does it on first run */
+    bool system;              /* runtime-internal: not counted by go_count */
+    struct switch_ctx ctx;    /* saved registers while switched out */
+    struct g *schedlink;      /* global run queue and free lists */
     go_fn *fn;                /* body */
     void *arg;                /* its argument (also keeps it reachable for LeakSanitizer) */
+    uint64_t id;              /* 1, 2, ... (go_id) */
+    struct stack stack;       /* its stack, kept when recycled */
     const char *file;         /* spawn site, for go_dump and crash reports */
     int line;
-    bool system;              /* runtime-internal: not counted by go_count */
-    struct stack stack;       /* its stack, kept when recycled */
     /* Read by go_dump on other threads, hence relaxed atomics: */
     _Atomic(const char *) wait_reason; /* while parked: "chan receive", "select", ... */
     _Atomic(const void *) wait_obj;    /* while parked: the channel (or NULL) */
     _Atomic int64_t wait_since_ms;     /* while parked: when it parked (coarse clock) */
-    struct g *schedlink;      /* global run queue and free lists */
-    struct g *all_prev;       /* the list of live goroutines (go.c, allg lock) */
+    struct g *all_prev;       /* the list of all goroutines, dead ones too (go.c) */
     struct g *all_next;
     void *asan_fake;          /* ASan fake stack saved while switched out */
     void *tsan_fiber;         /* TSan fiber of this goroutine */

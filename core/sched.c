@@ -606,6 +606,10 @@ execute(struct m *m, struct g *g)
 {
     m->curg = g;
     atomic_store_explicit(&g->state, G_RUNNING, memory_order_relaxed);
+    if (g->fresh) {
+        g->fresh = false;
+        switch_init(&g->ctx, g->stack.lo, g->stack.size, go_entry, g);
+    }
     san_start_switch(&m->g0_fake, g->stack.lo, g->stack.size);
     san_fiber_switch(g->tsan_fiber);
     switch_jump(&m->g0ctx, &g->ctx);
