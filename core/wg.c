@@ -11,8 +11,8 @@
 #include "core/wg.h"
 
 struct wg {
-    pthread_mutex_t lock; /* guards count and zero */
-    long count;           /* outstanding work */
+    pthread_mutex_t lock; /* guards zero; orders waiters against the last done */
+    atomic_long count;    /* outstanding work (one atomic add per wg_add/wg_done) */
     struct chan *zero;    /* closed when count reaches 0; created by the first waiter */
 };
 
@@ -28,14 +28,18 @@ wg_new(void)
 void
 wg_add(struct wg *wg, int n)
 {
+    long v = atomic_fetch_add(&wg->count, n) + n;
+    if (v < 0)
+        sched_fatal("wg_add: negative wait group counter");
+    if (v != 0)
+        return;
+    /* Reached zero: wake the waiters, if any registered. A waiter checks the
+     * count under the lock, so it either saw this zero and did not wait, or
+     * its channel is here. (A count that went back up meanwhile has new
+     * work: the waiters keep waiting, as they would in Go.) */
     struct chan *wake = NULL;
     pthread_mutex_lock(&wg->lock);
-    wg->count += n;
-    if (wg->count < 0) {
-        pthread_mutex_unlock(&wg->lock);
-        sched_fatal("wg_add: negative wait group counter");
-    }
-    if (wg->count == 0) {
+    if (wg->zero && atomic_load(&wg->count) == 0) {
         wake = wg->zero;
         wg->zero = NULL;
     }
@@ -57,7 +61,7 @@ wg_wait(struct wg *wg, struct ctx *ctx)
 {
     sched_require_goroutine("wg_wait");
     pthread_mutex_lock(&wg->lock);
-    if (wg->count == 0) {
+    if (atomic_load(&wg->count) == 0) {
         pthread_mutex_unlock(&wg->lock);
         return 0;
     }
