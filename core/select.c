@@ -171,9 +171,11 @@ select_run(struct chan_case *cases, size_t n, size_t nuser, struct ctx *ctx,
 
     /* Pass 3: the winner's waiter was dequeued by its waker; take the
      * others out of their queues. */
-    if (park.timer)
-        rtimer_stop(&timer);
     idx = sel.winner;
+    /* A timer that fired took itself out of the heap before it woke us (and
+     * touches nothing of ours afterwards): only a live one needs stopping. */
+    if (park.timer && idx != -1)
+        rtimer_stop(&timer);
     if (nlock > 1 || idx == -1) {
         lock_all(cases, s, nlock);
         for (size_t i = 0; i < nlock; i++) {

@@ -1,5 +1,7 @@
 /* The timer heap (one binary min-heap under one lock), the monotonic clock,
- * go_sleep and the public one-shot timers. */
+ * go_sleep and the public one-shot timers. Each heap entry carries its due
+ * time: the timers themselves live on parked goroutines' stacks, and with
+ * 100k of them comparing through the pointers was a cache miss per level. */
 #include "chanq_config.h"
 
 #include <errno.h>
@@ -20,11 +22,17 @@ enum {
 /* The runtime's timers (process-wide, see docs/hacking.md). */
 static struct {
     pthread_mutex_t lock;      /* guards heap, len, cap and every rtimer.idx */
-    struct rtimer **heap;      /* min-heap on when */
+    struct heap_entry *heap;   /* min-heap on when */
     size_t len, cap;
     _Atomic int64_t next_when; /* heap[0]->when or INT64_MAX, for lock-free peeks */
     atomic_size_t pending;     /* len, for lock-free peeks */
 } timers = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_when = INT64_MAX};
+
+/* A heap slot: the timer and a copy of its due time. */
+struct heap_entry {
+    int64_t when;
+    struct rtimer *t;
+};
 
 /* A public timer: an rtimer that spawns a goroutine. */
 struct timer {
@@ -40,62 +48,63 @@ timer_now_ms(void)
 }
 
 static void
-heap_set(size_t i, struct rtimer *t)
+heap_set(size_t i, struct heap_entry e)
 {
-    timers.heap[i] = t;
-    t->idx = i + 1;
+    timers.heap[i] = e;
+    e.t->idx = i + 1;
 }
 
 static void
 heap_up(size_t i)
 {
-    struct rtimer *t = timers.heap[i];
+    struct heap_entry e = timers.heap[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (timers.heap[p]->when <= t->when)
+        if (timers.heap[p].when <= e.when)
             break;
         heap_set(i, timers.heap[p]);
         i = p;
     }
-    heap_set(i, t);
+    heap_set(i, e);
 }
 
 static void
 heap_down(size_t i)
 {
-    struct rtimer *t = timers.heap[i];
+    struct heap_entry e = timers.heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= timers.len)
             break;
-        if (c + 1 < timers.len && timers.heap[c + 1]->when < timers.heap[c]->when)
+        if (c + 1 < timers.len && timers.heap[c + 1].when < timers.heap[c].when)
             c++;
-        if (timers.heap[c]->when >= t->when)
+        if (timers.heap[c].when >= e.when)
             break;
         heap_set(i, timers.heap[c]);
         i = c;
     }
-    heap_set(i, t);
+    heap_set(i, e);
 }
 
 /* Removes the timer at index i (heap lock held). */
 static void
 heap_remove(size_t i)
 {
-    struct rtimer *t = timers.heap[i];
+    struct rtimer *t = timers.heap[i].t;
     t->idx = 0;
     timers.len--;
     if (i == timers.len)
         return;
     heap_set(i, timers.heap[timers.len]);
+    struct rtimer *moved = timers.heap[i].t;
     heap_down(i);
-    heap_up(timers.heap[i]->idx - 1);
+    heap_up(moved->idx - 1);
 }
 
 static void
 publish_locked(void)
 {
-    atomic_store(&timers.next_when, timers.len ? timers.heap[0]->when : INT64_MAX);
+    atomic_store(&timers.next_when, timers.len ? timers.heap[0].when : INT64_MAX);
     atomic_store(&timers.pending, timers.len);
 }
 
@@ -103,25 +112,26 @@ void
 rtimer_arm(struct rtimer *t, int64_t when)
 {
     pthread_mutex_lock(&timers.lock);
-    int64_t old_min = timers.len ? timers.heap[0]->when : INT64_MAX;
+    int64_t old_min = timers.len ? timers.heap[0].when : INT64_MAX;
     if (t->idx) {
         t->when = when;
+        timers.heap[t->idx - 1].when = when;
         heap_down(t->idx - 1);
         heap_up(t->idx - 1);
     } else {
         if (timers.len == timers.cap) {
             size_t cap = timers.cap ? 2 * timers.cap : 64;
-            struct rtimer **h = realloc(timers.heap, cap * sizeof *h);
+            struct heap_entry *h = realloc(timers.heap, cap * sizeof *h);
             if (!h)
                 sched_fatal("timer heap: out of memory");
             timers.heap = h;
             timers.cap = cap;
         }
         t->when = when;
-        heap_set(timers.len++, t);
+        heap_set(timers.len++, (struct heap_entry){when, t});
         heap_up(timers.len - 1);
     }
-    bool new_min = timers.heap[0] == t && when < old_min;
+    bool new_min = timers.heap[0].t == t && when < old_min;
     publish_locked();
     pthread_mutex_unlock(&timers.lock);
     if (new_min)
@@ -173,8 +183,8 @@ timers_run_due(void)
     do {
         n = 0;
         pthread_mutex_lock(&timers.lock);
-        while (timers.len && timers.heap[0]->when <= now && n < FIRE_BATCH) {
-            struct rtimer *t = timers.heap[0];
+        while (timers.len && timers.heap[0].when <= now && n < FIRE_BATCH) {
+            struct rtimer *t = timers.heap[0].t;
             heap_remove(0);
             /* t may be gone once its callback ran (its owner was woken). */
             if (t->mode == RTIMER_INLINE)
