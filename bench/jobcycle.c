@@ -24,7 +24,7 @@
  *          cycles/s per run, the median, and p50/p99/p999 latency (submit
  *          sent -> ack answered) from a log-linear histogram of all runs.
  *          --rate R paces submits to R/s in total (token bucket).
- *   mem    submit --jobs N jobs on one pipelined connection with nothing
+ *   mem    submit --jobs N jobs (16 connections, batches of 64) with nothing
  *          consuming them and print the server's RSS growth per job
  *          (VmRSS of --pid from /proc, before and after).
  *
@@ -992,80 +992,103 @@ static long rss_kb(int pid)
     return kb;
 }
 
-static void mem_mode(struct bench *b, long jobs, int pid, const char *label)
+/* write all of [p, p+n) on a blocking socket */
+static void write_all(int fd, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            die("write: %s", strerror(errno));
+        }
+        off += (size_t)w;
+    }
+}
+
+/* Fill: `conns` connections in lockstep rounds, each round a batch of
+ * `batch` pipelined submits per connection, then every answer read. With
+ * batch <= chanqd's --max-inflight (64) no connection stops being read, and
+ * a durable server can put a whole round in one group commit. */
+static void mem_mode(struct bench *b, long jobs, int pid, const char *label, int conns, int batch)
 {
     if (pid <= 0) {
         die("--mode mem needs --pid (the server's process id)");
     }
-    int fd = dial(b->host, b->port);
+    if (conns < 1 || conns > 256 || batch < 1) {
+        die("bad --conns or --window for --mode mem");
+    }
+    int fds[256];
     char ans[1024];
     char req[512];
     int n;
-    if (b->proto == P_CHANQ) {
-        n = snprintf(req, sizeof req, "{\"op\":\"declare\",\"queue\":\"%s\",\"capacity\":%ld}\n", b->queue,
-                     jobs + jobs / 10);
-        setup_exchange(fd, req, (size_t)n, "\"ok\":true", ans, sizeof ans);
-    } else if (b->proto == P_BEANSTALK) {
-        n = snprintf(req, sizeof req, "use %s\r\n", b->queue);
-        setup_exchange(fd, req, (size_t)n, "USING", ans, sizeof ans);
+    for (int i = 0; i < conns; i++) {
+        fds[i] = dial(b->host, b->port);
+        if (b->proto == P_CHANQ && i == 0) {
+            n = snprintf(req, sizeof req, "{\"op\":\"declare\",\"queue\":\"%s\",\"capacity\":%ld}\n", b->queue,
+                         jobs + jobs / 10);
+            setup_exchange(fds[i], req, (size_t)n, "\"ok\":true", ans, sizeof ans);
+        } else if (b->proto == P_BEANSTALK) {
+            n = snprintf(req, sizeof req, "use %s\r\n", b->queue);
+            setup_exchange(fds[i], req, (size_t)n, "USING", ans, sizeof ans);
+        }
     }
+    int fd = fds[0];
     usleep(200000);
     long before = rss_kb(pid);
     struct buf out = {0}, in = {0};
     long sent = 0, answered = 0, failed = 0;
-    const long window = 2000;
     uint64_t t0 = now_ns();
     char firsterr[200] = "";
     while (answered < jobs) {
-        out.off = out.len = 0;
-        while (sent < jobs && sent - answered < window) {
-            make_payload(b, (uint64_t)sent, 0);
-            enc_submit(b, &out);
-            sent++;
+        long want[256];
+        for (int i = 0; i < conns; i++) {
+            out.off = out.len = 0;
+            want[i] = 0;
+            while (sent < jobs && want[i] < batch) {
+                make_payload(b, (uint64_t)sent, 0);
+                enc_submit(b, &out);
+                sent++;
+                want[i]++;
+            }
+            if (out.len) {
+                write_all(fds[i], out.p, out.len);
+            }
         }
-        size_t off = 0;
-        while (off < out.len) {
-            ssize_t w = write(fd, out.p + off, out.len - off);
-            if (w < 0) {
-                if (errno == EINTR) {
+        for (int i = 0; i < conns; i++) {
+            in.off = in.len = 0;
+            long got = 0;
+            while (got < want[i]) {
+                buf_reserve(&in, 65536);
+                ssize_t r = read(fds[i], in.p + in.len, in.cap - in.len);
+                if (r < 0 && errno == EINTR) {
                     continue;
                 }
-                die("write: %s", strerror(errno));
-            }
-            off += (size_t)w;
-        }
-        /* read until at least half of the window is answered (keeps the pipe full) */
-        long target = sent - window / 2;
-        if (sent == jobs) {
-            target = jobs;
-        }
-        while (answered < target) {
-            buf_reserve(&in, 65536);
-            ssize_t r = read(fd, in.p + in.len, in.cap - in.len);
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            if (r <= 0) {
-                die("read: %s", r == 0 ? "connection closed" : strerror(errno));
-            }
-            in.len += (size_t)r;
-            for (;;) {
-                const char *s = in.p + in.off;
-                size_t len = line_len(s, in.len - in.off);
-                if (!len) {
-                    break;
+                if (r <= 0) {
+                    die("read: %s", r == 0 ? "connection closed" : strerror(errno));
                 }
-                in.off += len;
-                bool ok = b->proto == P_CHANQ    ? memmem(s, len, "\"ok\":true", 9) != NULL
-                          : b->proto == P_REDIS ? s[0] == ':'
-                                                 : memcmp(s, "INSERTED", 8) == 0;
-                if (!ok) {
-                    failed++;
-                    if (!firsterr[0]) {
-                        snprintf(firsterr, sizeof firsterr, "%.*s", (int)(len > 150 ? 150 : len), s);
+                in.len += (size_t)r;
+                for (;;) {
+                    const char *s = in.p + in.off;
+                    size_t len = line_len(s, in.len - in.off);
+                    if (!len) {
+                        break;
                     }
+                    in.off += len;
+                    bool ok = b->proto == P_CHANQ    ? memmem(s, len, "\"ok\":true", 9) != NULL
+                              : b->proto == P_REDIS ? s[0] == ':'
+                                                     : memcmp(s, "INSERTED", 8) == 0;
+                    if (!ok) {
+                        failed++;
+                        if (!firsterr[0]) {
+                            snprintf(firsterr, sizeof firsterr, "%.*s", (int)(len > 150 ? 150 : len), s);
+                        }
+                    }
+                    got++;
+                    answered++;
                 }
-                answered++;
             }
         }
     }
@@ -1111,7 +1134,9 @@ static void mem_mode(struct bench *b, long jobs, int pid, const char *label)
     printf("RESULT mode=mem server=%s jobs=%ld rss_before_kb=%ld rss_after_kb=%ld bytes_per_job=%.1f "
            "failed=%ld depth=%ld\n",
            label, jobs, before, after, per, failed, depth);
-    close(fd);
+    for (int i = 0; i < conns; i++) {
+        close(fds[i]);
+    }
     free(out.p);
     free(in.p);
 }
@@ -1126,6 +1151,7 @@ static void usage(void)
             "                [--warmup S] [--rate CYCLES_PER_S] [--queue NAME] [--label NAME]\n"
             "                [--scenario NAME]\n"
             "       jobcycle --mode mem --proto ... --port PORT --pid SERVER_PID [--jobs 1000000]\n"
+            "                [--conns 16] [--window 64]\n"
             "cycle mode: P producers each keep W jobs in flight (submit -> fetch -> ack);\n"
             "C consumers fetch one job at a time and send ack + next fetch in one write.\n");
     exit(2);
@@ -1135,7 +1161,7 @@ int main(int argc, char **argv)
 {
     struct bench b = {.host = "127.0.0.1", .queue = "jobcycle", .producers = 1, .consumers = 1, .window = 1};
     double secs = 5, warm = 1;
-    int runs = 3, pid = 0;
+    int runs = 3, pid = 0, conns = 16;
     long jobs = 1000000;
     const char *mode = "cycle", *label = NULL, *scenario = NULL;
     const char *proto = NULL;
@@ -1143,7 +1169,7 @@ int main(int argc, char **argv)
         {"proto", 1, 0, 'P'},   {"host", 1, 0, 'h'},      {"port", 1, 0, 'p'},     {"producers", 1, 0, 'n'},
         {"consumers", 1, 0, 'c'}, {"window", 1, 0, 'w'},  {"seconds", 1, 0, 's'},  {"runs", 1, 0, 'r'},
         {"warmup", 1, 0, 'W'},  {"rate", 1, 0, 'R'},      {"queue", 1, 0, 'q'},    {"label", 1, 0, 'l'},
-        {"mode", 1, 0, 'm'},    {"pid", 1, 0, 'i'},       {"jobs", 1, 0, 'j'},     {"scenario", 1, 0, 'S'},
+        {"mode", 1, 0, 'm'},    {"pid", 1, 0, 'i'},       {"jobs", 1, 0, 'j'},     {"scenario", 1, 0, 'S'},  {"conns", 1, 0, 'C'},
         {"help", 0, 0, '?'},    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1164,6 +1190,7 @@ int main(int argc, char **argv)
         case 'i': pid = atoi(optarg); break;
         case 'j': jobs = atol(optarg); break;
         case 'S': scenario = optarg; break;
+        case 'C': conns = atoi(optarg); break;
         default: usage();
         }
     }
@@ -1191,7 +1218,7 @@ int main(int argc, char **argv)
     payload_init(&b);
 
     if (!strcmp(mode, "mem")) {
-        mem_mode(&b, jobs, pid, label);
+        mem_mode(&b, jobs, pid, label, conns, b.window > 1 ? b.window : 64);
         return 0;
     }
     if (strcmp(mode, "cycle")) {
