@@ -55,6 +55,8 @@ struct m {
     uint32_t schedtick;           /* picks so far (global queue fairness) */
     uint32_t next_streak;         /* runnext picks in a row */
     bool spinning;                /* counted in sched.nmspinning */
+    bool is_loop;                 /* an event loop's thread lent to the scheduler
+                                   * (sched_loop_attach): not in sched.ms, never idle */
     /* Idle state: */
     _Atomic uint32_t park_word;   /* futex: set to 1 by whoever takes it off the idle list */
     bool in_idle;                 /* on sched.idle (sched.lock) */
@@ -474,6 +476,20 @@ reset_spinning(struct m *m)
 }
 
 
+/* A goroutine readied on an event loop's thread: the first one waits in
+ * runnext and runs on this thread when the loop's callbacks are done
+ * (sched_loop_run: no wake-up of another thread, no hand-off); any more go
+ * to the global queue for the workers, so a burst still uses every core. */
+static void
+loop_put(struct m *m, struct g *g)
+{
+    struct g *none = NULL;
+    if (atomic_compare_exchange_strong(&m->runnext, &none, g))
+        return;
+    global_put_batch(g, g, 1);
+    wakep();
+}
+
 void
 sched_ready(struct g *g)
 {
@@ -482,6 +498,10 @@ sched_ready(struct g *g)
         sched_fatal("sched_ready: goroutine %llu is not parked (state %d)",
                     (unsigned long long)g->id, expect);
     struct m *m = m_self();
+    if (m && m->is_loop) {
+        loop_put(m, g);
+        return;
+    }
     if (m) {
         runq_put(m, g, m->curg != NULL);
         /* A g in runnext alone will run when the current one parks (the
@@ -532,6 +552,10 @@ void
 sched_ready_new(struct g *g)
 {
     struct m *m = m_self();
+    if (m && m->is_loop) {
+        loop_put(m, g);
+        return;
+    }
     if (m && atomic_load(&sched.nthreads)) {
         runq_put(m, g, m->curg != NULL);
         if (runq_len(m))
@@ -731,20 +755,26 @@ m_sleep(struct m *m)
         if (atomic_load(&m->park_word))
             return;
     } while ((trim = go_pool_idle()) == 0);
-    int64_t next = timers_next_when();
-    int64_t timeout = -1;
-    if (next != INT64_MAX) {
-        timeout = next - timer_now_ms();
-        if (timeout <= 0)
-            return;
-    }
+    int64_t timeout = timers_idle_timeout();
+    if (timeout == 0)
+        return;
     if (trim > 0 && (timeout < 0 || trim < timeout))
         timeout = trim;
+    bool forever = timeout < 0;
+    if (forever) {
+        timers_sleep_forever_begin();
+        if (timers_next_when() != INT64_MAX) { /* armed meanwhile: poll instead */
+            timers_sleep_forever_end();
+            return;
+        }
+    }
     while (atomic_load(&m->park_word) == 0) {
         futex_wait(&m->park_word, 0, timeout);
         if (timeout >= 0)
             break;
     }
+    if (forever)
+        timers_sleep_forever_end();
 }
 
 static struct g *
@@ -1029,4 +1059,80 @@ sched_run_main(go_fn *fn, void *arg, int nthreads)
         futex_wait(&mc.done, 0, -1);
     sched_shutdown();
     return 0;
+}
+
+/* ---- an event loop's thread as a scheduler thread ---- */
+
+int
+sched_loop_attach(void)
+{
+    if (tls_m)
+        return -EALREADY;
+    if (!atomic_load(&sched.nthreads))
+        return -EINVAL;
+    struct m *m = aligned_alloc(64, (sizeof *m + 63) & ~(size_t)63);
+    if (!m)
+        return -ENOMEM;
+    *m = (struct m){.id = -1, .is_loop = true, .rng = 0x9e3779b97f4a7c15ULL ^ (uintptr_t)m};
+    m->altstack = stack_altstack_new();
+    m->g0_fiber = san_fiber_current();
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+            m->g0_lo = lo;
+            m->g0_size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    tls_m = m;
+    return 0;
+}
+
+/* Hands whatever the loop thread still holds to the workers. */
+static void
+loop_spill(struct m *m)
+{
+    struct g *g;
+    bool any = false;
+    m->next_streak = 0;
+    while ((g = runq_get(m))) {
+        global_put_batch(g, g, 1);
+        any = true;
+    }
+    if (any)
+        wakep();
+}
+
+void
+sched_loop_run(int budget)
+{
+    struct m *m = m_self();
+    if (!m || !m->is_loop)
+        return;
+    struct g *g;
+    for (int i = 0; i < budget && (g = runq_get(m)); i++)
+        execute(m, g);
+    loop_spill(m);
+}
+
+bool
+sched_loop_has_work(void)
+{
+    struct m *m = m_self();
+    return m && m->is_loop && (runq_len(m) || atomic_load(&m->runnext));
+}
+
+void
+sched_loop_detach(void)
+{
+    struct m *m = m_self();
+    if (!m || !m->is_loop)
+        return;
+    loop_spill(m);
+    go_gcache_flush(&m->gcache);
+    stack_altstack_free(m->altstack);
+    tls_m = NULL;
+    free(m);
 }

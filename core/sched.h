@@ -4,6 +4,8 @@
 #ifndef CHANQ_CORE_SCHED_H
 #define CHANQ_CORE_SCHED_H
 
+#include <stdbool.h>
+
 #include "core/go.h"
 
 /* Starts `nthreads` worker threads (0: the environment variable GOMAXPROCS,
@@ -39,5 +41,26 @@ int sched_threads(void);
  * Any thread; pairs with sched_external_unref. */
 void sched_external_ref(void);
 void sched_external_unref(void);
+
+/* An event loop's thread (libevent's, not a worker) lent to the scheduler,
+ * so that a goroutine its callbacks wake runs right there once the
+ * callbacks are done, instead of waking a worker thread (two cross-thread
+ * wake-ups per request saved; DESIGN: "let a goroutine that is ready run on
+ * the thread that readied it when that thread is about to idle").
+ *
+ * sched_loop_attach: after sched_start, on the loop thread; 0, -EALREADY
+ * (already a scheduler thread), -EINVAL (not started), -ENOMEM.
+ * On the attached thread, go_spawn and every wake-up (chan_try_send...)
+ * put the first goroutine in a one-slot local queue; more go to the
+ * workers. sched_loop_run(budget): runs up to `budget` goroutines of that
+ * queue (each until it parks or ends), then hands the rest to the workers;
+ * call it between two loop iterations, never from a callback running on a
+ * goroutine. sched_loop_has_work: whether it would run anything (then poll
+ * without blocking). sched_loop_detach: before sched_shutdown. A goroutine
+ * that runs on the loop thread must not block the thread (it may park). */
+int sched_loop_attach(void);
+void sched_loop_run(int budget);
+bool sched_loop_has_work(void);
+void sched_loop_detach(void);
 
 #endif

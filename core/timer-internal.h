@@ -40,6 +40,24 @@ int64_t timers_next_when(void);
 /* Armed timers right now (the deadlock check needs 0). Lock-free. */
 size_t timers_pending(void);
 
+/* Idle workers and timers (avoid a futex wake per timer armed): an idle
+ * worker with timers pending wakes at least every TIMERS_IDLE_POLL_MS, and
+ * keeps doing so for TIMERS_QUIET_MS after the last timer was armed even
+ * when none is pending; only then does it sleep without a timeout, between
+ * timers_sleep_forever_begin() and _end(). So a timer due later than
+ * TIMERS_IDLE_POLL_MS wakes nobody unless a worker sleeps forever: with a
+ * 30 s reservation timer armed per fetched job, that saves two futex calls
+ * per job. */
+#define TIMERS_IDLE_POLL_MS 1000
+#define TIMERS_QUIET_MS 10000
+/* How long an idle worker may sleep (ms), or -1 for no timeout, given what
+ * is pending; when -1, the caller must bracket its wait with
+ * timers_sleep_forever_begin/end and recheck timers_next_when() after
+ * begin. */
+int64_t timers_idle_timeout(void);
+void timers_sleep_forever_begin(void);
+void timers_sleep_forever_end(void);
+
 /* Fires every due timer. Worker scheduler stack only. */
 void timers_run_due(void);
 

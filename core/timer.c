@@ -20,6 +20,11 @@ enum {
 };
 
 /* The runtime's timers (process-wide, see docs/hacking.md). */
+/* Idle workers sleeping without a timeout (see timers_idle_timeout). */
+static atomic_int forever_sleepers;
+/* When a timer was last armed (sched_coarse_ms clock). */
+static _Atomic int64_t last_arm_ms;
+
 static struct {
     pthread_mutex_t lock;      /* guards heap, len, cap and every rtimer.idx */
     struct heap_entry *heap;   /* min-heap on when */
@@ -134,8 +139,38 @@ rtimer_arm(struct rtimer *t, int64_t when)
     bool new_min = timers.heap[0].t == t && when < old_min;
     publish_locked();
     pthread_mutex_unlock(&timers.lock);
-    if (new_min)
+    atomic_store_explicit(&last_arm_ms, sched_coarse_ms(), memory_order_relaxed);
+    /* seq_cst against timers_sleep_forever_begin: either the sleeper sees
+     * this timer in next_when, or we see the sleeper. */
+    if (new_min && (when - timer_now_ms() < TIMERS_IDLE_POLL_MS ||
+                    atomic_load(&forever_sleepers) > 0))
         sched_wake_for_timer();
+}
+
+int64_t
+timers_idle_timeout(void)
+{
+    int64_t next = timers_next_when();
+    int64_t now = timer_now_ms();
+    if (next != INT64_MAX)
+        return next - now < TIMERS_IDLE_POLL_MS ? (next > now ? next - now : 0)
+                                                 : TIMERS_IDLE_POLL_MS;
+    if (sched_coarse_ms() - atomic_load_explicit(&last_arm_ms, memory_order_relaxed) <
+        TIMERS_QUIET_MS)
+        return TIMERS_IDLE_POLL_MS;
+    return -1;
+}
+
+void
+timers_sleep_forever_begin(void)
+{
+    atomic_fetch_add(&forever_sleepers, 1);
+}
+
+void
+timers_sleep_forever_end(void)
+{
+    atomic_fetch_sub(&forever_sleepers, 1);
 }
 
 bool
