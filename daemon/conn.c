@@ -59,6 +59,7 @@ struct conn {
     _Atomic int want_room;       /* loop -> goroutine: tell me when reqs has room */
     _Atomic int flush_scheduled; /* a flush call is queued on the loop */
     struct bufferevent *bev;     /* socket; NULL once closed (loop) */
+    evutil_socket_t plain_fd;    /* the socket when not TLS (direct writes), else -1 */
     struct frame *frame;         /* request framing (loop) */
     struct chan *reqs;           /* struct line * to the goroutine; cap = max inflight */
     bool reqs_closed;            /* reqs is closed (loop) */
@@ -284,6 +285,11 @@ flush_on_loop(void *arg)
     atomic_store(&c->flush_scheduled, 0);
     if (c->bev) {
         struct evbuffer *out = bufferevent_get_output(c->bev);
+        /* Nothing queued before: write now, straight to the socket. Going
+         * through the bufferevent costs an epoll_ctl to arm EV_WRITE, an
+         * epoll_wait and another epoll_ctl per answer batch. */
+        if (c->plain_fd >= 0 && evbuffer_get_length(out) == 0)
+            evbuffer_write(c->pending, c->plain_fd);
         evbuffer_add_buffer(out, c->pending);
         size_t len = evbuffer_get_length(out);
         if (len > OUT_MAX) {
@@ -305,6 +311,12 @@ schedule_flush(struct conn *c)
     if (atomic_exchange(&c->flush_scheduled, 1))
         return;
     atomic_fetch_add(&c->refs, 1);
+    if (server_on_loop_thread(c->srv)) {
+        /* A goroutine the loop thread runs itself: write now, no round trip
+         * through the loop's queue (and no extra poll). */
+        flush_on_loop(c);
+        return;
+    }
     if (evbridge_call(server_bridge(c->srv), flush_on_loop, c) < 0) {
         atomic_store(&c->flush_scheduled, 0);
         atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
@@ -476,6 +488,7 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         evutil_closesocket(fd);
         return NULL;
     }
+    c->plain_fd = tls ? -1 : fd;
     c->bev = tls ? tls_bufferevent_new(tls, server_base(srv), fd)
                  : bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,9 @@
 #include <unistd.h>
 
 #define STOP_POLL_MS 20
+/* Goroutines the loop thread runs between two polls before it hands the
+ * rest to the workers. */
+#define LOOP_BUDGET 64
 #define MAX_TOKEN 4096
 
 struct server {
@@ -49,6 +53,8 @@ struct server {
     _Atomic bool stopping;               /* SIGTERM/SIGINT seen */
     size_t idle_goroutines;              /* the server's own (journal writer...) */
     size_t closed_since_trim;            /* connections closed since the last malloc_trim (loop) */
+    pthread_t loop_thread;               /* the thread in server_run */
+    _Atomic bool loop_running;           /* loop_thread is set */
     time_t started;                      /* for uptime_s in stats */
 };
 
@@ -270,12 +276,29 @@ server_run(struct server *srv)
 {
     signal(SIGPIPE, SIG_IGN);
     srv->idle_goroutines = go_count();
-    if (event_base_dispatch(srv->base) < 0) {
-        log_error("event loop failed");
-        return -1;
+    /* The loop thread also runs the goroutines its own callbacks wake (a
+     * connection that just got a request): no hand-off to a worker and
+     * back for the common request that does not wait. See
+     * docs/architecture.md. */
+    srv->loop_thread = pthread_self();
+    atomic_store(&srv->loop_running, true);
+    bool attached = sched_loop_attach() == 0;
+    int rc = 0;
+    while (!event_base_got_exit(srv->base) && !event_base_got_break(srv->base)) {
+        int flags = sched_loop_has_work() ? EVLOOP_NONBLOCK : EVLOOP_ONCE;
+        if (event_base_loop(srv->base, flags | EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
+            log_error("event loop failed");
+            rc = -1;
+            break;
+        }
+        sched_loop_run(LOOP_BUDGET);
     }
-    log_info("stopped");
-    return 0;
+    if (attached)
+        sched_loop_detach();
+    atomic_store(&srv->loop_running, false);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
 }
 
 void
@@ -355,6 +378,12 @@ struct tls *
 server_tls(struct server *srv)
 {
     return srv->tls;
+}
+
+bool
+server_on_loop_thread(const struct server *srv)
+{
+    return atomic_load(&srv->loop_running) && pthread_equal(pthread_self(), srv->loop_thread);
 }
 
 bool

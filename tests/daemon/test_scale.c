@@ -147,12 +147,19 @@ START_TEST(ten_thousand_parked_fetchers_leave_no_goroutine_behind)
     free(fds);
     wait_stat(admin, "idle", "waiting_fetchers", 0, 30000);
     wait_stat(admin, NULL, "goroutines", base_g, 30000);
+    /* Freed stacks are handed back once the pool has been quiet for a
+     * moment (docs/runtime.md): give it up to 5 s. */
+    long long want = base_rss + (peak_rss - base_rss) / 2;
     long long after_rss = daemon_rss(h);
+    for (int i = 0; i < 50 && rss_meaningful && after_rss >= want; i++) {
+        usleep(100 * 1000);
+        after_rss = daemon_rss(h);
+    }
     fprintf(stderr, "scale: %d parked fetchers: goroutines %lld -> %lld -> %lld, "
                     "RSS %lld -> %lld -> %lld KiB\n",
             n, base_g, peak_g, server_stat(admin, "goroutines"), base_rss / 1024,
             peak_rss / 1024, after_rss / 1024);
-    ck_assert_msg(!rss_meaningful || after_rss < base_rss + (peak_rss - base_rss) / 2,
+    ck_assert_msg(!rss_meaningful || after_rss < want,
                   "RSS did not drop back: %lld -> %lld -> %lld", base_rss, peak_rss, after_rss);
     harness_close(admin);
     ck_assert_int_eq(harness_stop(h), 0);
