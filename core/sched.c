@@ -28,6 +28,8 @@ enum {
     GLOBAL_EVERY = 61,   /* a worker looks at the global queue first every N picks (Go) */
     RUNNEXT_STREAK = 32, /* runnext picks in a row before the ring gets a turn */
     STEAL_ROUNDS = 4,    /* passes over the victims before going idle */
+    LOOP_LOCAL_MAX = 32, /* goroutines an event loop's thread keeps for itself
+                          * (sched_loop_attach) before the workers get the rest */
 };
 
 /* What the goroutine that just switched to the scheduler stack asked for. */
@@ -486,6 +488,10 @@ loop_put(struct m *m, struct g *g)
     struct g *none = NULL;
     if (atomic_compare_exchange_strong(&m->runnext, &none, g))
         return;
+    if (runq_len(m) < LOOP_LOCAL_MAX) {
+        runq_put(m, g, false);
+        return;
+    }
     global_put_batch(g, g, 1);
     wakep();
 }

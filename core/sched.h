@@ -51,7 +51,7 @@ void sched_external_unref(void);
  * sched_loop_attach: after sched_start, on the loop thread; 0, -EALREADY
  * (already a scheduler thread), -EINVAL (not started), -ENOMEM.
  * On the attached thread, go_spawn and every wake-up (chan_try_send...)
- * put the first goroutine in a one-slot local queue; more go to the
+ * put goroutines in a small local queue (32); more go to the
  * workers. sched_loop_run(budget): runs up to `budget` goroutines of that
  * queue (each until it parks or ends), then hands the rest to the workers;
  * call it between two loop iterations, never from a callback running on a
