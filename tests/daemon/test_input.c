@@ -10,23 +10,6 @@
 #include "tests/daemon/suites.h"
 #include "tests/daemon/util.h"
 
-static struct harness *h;
-static int fd;
-
-static void
-setup(void)
-{
-    h = start_daemon(NULL);
-    fd = dial(h);
-}
-
-static void
-teardown(void)
-{
-    harness_close(fd);
-    ck_assert_msg(harness_stop(h) == 0, "chanqd did not stop cleanly");
-}
-
 START_TEST(pipelined_requests_are_answered_in_order_with_their_rid)
 {
     enum { N = 1000 };
@@ -40,10 +23,10 @@ START_TEST(pipelined_requests_are_answered_in_order_with_their_rid)
         else
             len += (size_t)sprintf(all + len, "{\"op\":\"nope\",\"rid\":%d}\n", i);
     }
-    ck_assert_msg(write(fd, all, len) == (ssize_t)len, "could not send the batch");
+    ck_assert_msg(write(fx.fd, all, len) == (ssize_t)len, "could not send the batch");
     free(all);
     for (int i = 0; i < N; i++) {
-        json_t *r = recv_json(fd);
+        json_t *r = recv_json(fx.fd);
         ck_assert_msg(r, "answer %d missing", i);
         json_t *rid = json_object_get(r, "rid");
         if (i % 3 == 1) {
@@ -59,7 +42,7 @@ START_TEST(pipelined_requests_are_answered_in_order_with_their_rid)
         }
         json_decref(r);
     }
-    ck_assert_int_eq(queue_stat(fd, "pl", "depth"), (N + 2) / 3);
+    ck_assert_int_eq(queue_stat(fx.fd, "pl", "depth"), (N + 2) / 3);
 }
 END_TEST
 
@@ -93,17 +76,17 @@ START_TEST(malformed_requests_get_clear_errors_and_change_nothing)
         {"{\"op\":\"ping\"\x01}", "bad_request"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *r = request(fd, cases[i].line);
+        json_t *r = request(fx.fd, cases[i].line);
         ck_assert_msg(r && !is_ok(r), "'%s' was accepted", cases[i].line);
         ck_assert_msg(strcmp(error_code(r), cases[i].code) == 0, "'%s': want %s, got %s",
                       cases[i].line, cases[i].code, error_code(r));
         json_decref(r);
     }
-    json_t *r = req_ok(fd, "{\"op\":\"queues\"}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"queues\"}");
     ck_assert_msg(json_object_size(json_object_get(r, "queues")) == 0,
                   "a bad request created a queue");
     json_decref(r);
-    json_decref(req_ok(fd, "{\"op\":\"ping\"}"));
+    json_decref(req_ok(fx.fd, "{\"op\":\"ping\"}"));
 }
 END_TEST
 
@@ -133,25 +116,25 @@ END_TEST
 START_TEST(crlf_and_empty_lines_are_accepted)
 {
     const char batch[] = "\r\n\n{\"op\":\"ping\",\"rid\":1}\r\n\n{\"op\":\"ping\",\"rid\":2}\n";
-    ck_assert_int_eq(write(fd, batch, sizeof batch - 1), (ssize_t)(sizeof batch - 1));
+    ck_assert_int_eq(write(fx.fd, batch, sizeof batch - 1), (ssize_t)(sizeof batch - 1));
     for (int i = 1; i <= 2; i++) {
-        json_t *r = recv_json(fd);
+        json_t *r = recv_json(fx.fd);
         ck_assert_msg(is_ok(r) && json_integer_value(json_object_get(r, "rid")) == i,
                       "ping %d not answered", i);
         json_decref(r);
     }
-    ck_assert_msg(no_data_within(fd, 100), "empty lines were answered");
+    ck_assert_msg(no_data_within(fx.fd, 100), "empty lines were answered");
 }
 END_TEST
 
 START_TEST(a_vanishing_client_mid_request_harms_no_one)
 {
-    int c = dial(h);
+    int c = dial(fx.h);
     const char partial[] = "{\"op\":\"submit\",\"queue\":\"v\",\"pay";
     ck_assert_int_eq(write(c, partial, sizeof partial - 1), (ssize_t)(sizeof partial - 1));
     harness_close(c);
-    json_decref(req_ok(fd, "{\"op\":\"ping\"}"));
-    req_err(fd, "not_found", "{\"op\":\"stats\",\"queue\":\"v\"}");
+    json_decref(req_ok(fx.fd, "{\"op\":\"ping\"}"));
+    req_err(fx.fd, "not_found", "{\"op\":\"stats\",\"queue\":\"v\"}");
 }
 END_TEST
 
@@ -160,7 +143,7 @@ input_suite(void)
 {
     Suite *s = suite_create("daemon_input");
     TCase *tc = tcase_create("input");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, pipelined_requests_are_answered_in_order_with_their_rid);
     tcase_add_test(tc, malformed_requests_get_clear_errors_and_change_nothing);

@@ -8,27 +8,10 @@
 #include "tests/daemon/suites.h"
 #include "tests/daemon/util.h"
 
-static struct harness *h;
-static int fd;
-
-static void
-setup(void)
-{
-    h = start_daemon(NULL);
-    fd = dial(h);
-}
-
-static void
-teardown(void)
-{
-    harness_close(fd);
-    ck_assert_msg(harness_stop(h) == 0, "chanqd did not stop cleanly");
-}
-
 START_TEST(submit_fetch_ack_cycle_delivers_the_payload)
 {
-    char *id = submit(fd, "mail", "{\"to\":\"a@b\",\"n\":[1,2]}");
-    json_t *r = req_ok(fd, "{\"op\":\"fetch\",\"queues\":[\"mail\"],\"timeout_ms\":1000}");
+    char *id = submit(fx.fd, "mail", "{\"to\":\"a@b\",\"n\":[1,2]}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"fetch\",\"queues\":[\"mail\"],\"timeout_ms\":1000}");
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     ck_assert_msg(job, "no job fetched");
     ck_assert_str_eq(json_string_value(json_object_get(job, "id")), id);
@@ -39,12 +22,12 @@ START_TEST(submit_fetch_ack_cycle_delivers_the_payload)
     ck_assert_msg(json_equal(json_object_get(job, "payload"), want), "payload changed on the way");
     json_decref(want);
     json_decref(r);
-    json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\",\"result\":{\"sent\":true}}", id));
-    r = req_ok(fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\",\"result\":{\"sent\":true}}", id));
+    r = req_ok(fx.fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "job"), "state")),
                      "done");
     json_decref(r);
-    r = req_ok(fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":100}", id);
+    r = req_ok(fx.fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":100}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "done");
     ck_assert_msg(json_is_true(json_object_get(json_object_get(r, "result"), "sent")),
                   "wait did not return the ack's result");
@@ -55,57 +38,57 @@ END_TEST
 
 START_TEST(second_ack_is_not_reserved_and_unknown_ids_are_not_found)
 {
-    char *id = submit(fd, "q", "1");
-    free(fetch_one(fd, "q", 1000));
-    json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
-    req_err(fd, "not_reserved", "{\"op\":\"ack\",\"id\":\"%s\"}", id);
-    req_err(fd, "not_found", "{\"op\":\"ack\",\"id\":\"999\"}");
-    req_err(fd, "not_found", "{\"op\":\"nack\",\"id\":\"nope\"}");
-    req_err(fd, "not_found", "{\"op\":\"touch\",\"id\":\"1\"}");
-    req_err(fd, "not_found", "{\"op\":\"cancel\",\"id\":\"1\"}");
-    req_err(fd, "not_found", "{\"op\":\"wait\",\"id\":\"1\"}");
-    req_err(fd, "not_found", "{\"op\":\"job\",\"id\":\"1\"}");
+    char *id = submit(fx.fd, "q", "1");
+    free(fetch_one(fx.fd, "q", 1000));
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
+    req_err(fx.fd, "not_reserved", "{\"op\":\"ack\",\"id\":\"%s\"}", id);
+    req_err(fx.fd, "not_found", "{\"op\":\"ack\",\"id\":\"999\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"nack\",\"id\":\"nope\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"touch\",\"id\":\"1\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"cancel\",\"id\":\"1\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"wait\",\"id\":\"1\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"job\",\"id\":\"1\"}");
     free(id);
 }
 END_TEST
 
 START_TEST(ack_from_another_connection_is_not_reserved)
 {
-    char *id = submit(fd, "q", "1");
-    free(fetch_one(fd, "q", 1000));
-    int other = dial(h);
+    char *id = submit(fx.fd, "q", "1");
+    free(fetch_one(fx.fd, "q", 1000));
+    int other = dial(fx.h);
     req_err(other, "not_reserved", "{\"op\":\"ack\",\"id\":\"%s\"}", id);
     harness_close(other);
-    json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
     free(id);
 }
 END_TEST
 
 START_TEST(nack_retries_then_buries_after_max_attempts)
 {
-    json_t *r = req_ok(fd, "{\"op\":\"submit\",\"queue\":\"r\",\"payload\":1,\"max_attempts\":2}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"submit\",\"queue\":\"r\",\"payload\":1,\"max_attempts\":2}");
     char *id = strdup(json_string_value(json_object_get(r, "id")));
     json_decref(r);
-    free(fetch_one(fd, "r", 1000));
-    r = req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom\",\"delay_ms\":0}", id);
+    free(fetch_one(fx.fd, "r", 1000));
+    r = req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom\",\"delay_ms\":0}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "queued");
     json_decref(r);
-    r = req_ok(fd, "{\"op\":\"fetch\",\"queues\":[\"r\"],\"timeout_ms\":1000}");
+    r = req_ok(fx.fd, "{\"op\":\"fetch\",\"queues\":[\"r\"],\"timeout_ms\":1000}");
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     ck_assert_int_eq(json_integer_value(json_object_get(job, "attempt")), 2);
     json_decref(r);
-    r = req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom again\",\"delay_ms\":0}", id);
+    r = req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom again\",\"delay_ms\":0}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "dead");
     json_decref(r);
-    ck_assert_int_eq(queue_stat(fd, "r", "dead"), 1);
-    r = req_ok(fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":100}", id);
+    ck_assert_int_eq(queue_stat(fx.fd, "r", "dead"), 1);
+    r = req_ok(fx.fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":100}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "dead");
     ck_assert_str_eq(json_string_value(json_object_get(r, "error")), "boom again");
     json_decref(r);
-    r = req_ok(fd, "{\"op\":\"kick\",\"queue\":\"r\",\"count\":10}");
+    r = req_ok(fx.fd, "{\"op\":\"kick\",\"queue\":\"r\",\"count\":10}");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "kicked")), 1);
     json_decref(r);
-    char *again = fetch_one(fd, "r", 1000);
+    char *again = fetch_one(fx.fd, "r", 1000);
     ck_assert_msg(again && strcmp(again, id) == 0, "kicked job was not delivered again");
     free(again);
     free(id);
@@ -114,17 +97,17 @@ END_TEST
 
 START_TEST(nack_with_delay_and_dead_flag)
 {
-    char *id = submit(fd, "d", "1");
-    free(fetch_one(fd, "d", 1000));
-    json_t *r = req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"delay_ms\":300}", id);
+    char *id = submit(fx.fd, "d", "1");
+    free(fetch_one(fx.fd, "d", 1000));
+    json_t *r = req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"delay_ms\":300}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "delayed");
     json_decref(r);
-    ck_assert_int_eq(queue_stat(fd, "d", "delayed"), 1);
-    char *none = fetch_one(fd, "d", 0);
+    ck_assert_int_eq(queue_stat(fx.fd, "d", "delayed"), 1);
+    char *none = fetch_one(fx.fd, "d", 0);
     ck_assert_msg(none == NULL, "delayed job was delivered before its delay");
-    char *later = fetch_one(fd, "d", 3000);
+    char *later = fetch_one(fx.fd, "d", 3000);
     ck_assert_msg(later && strcmp(later, id) == 0, "delayed job did not come back");
-    r = req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"dead\":true}", id);
+    r = req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"dead\":true}", id);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "dead");
     json_decref(r);
     free(later);
@@ -134,12 +117,12 @@ END_TEST
 
 START_TEST(submit_with_delay_is_held_back)
 {
-    json_decref(req_ok(fd, "{\"op\":\"submit\",\"queue\":\"dl\",\"payload\":1,\"delay_ms\":300}"));
-    ck_assert_int_eq(queue_stat(fd, "dl", "delayed"), 1);
-    ck_assert_int_eq(queue_stat(fd, "dl", "depth"), 0);
-    char *none = fetch_one(fd, "dl", 0);
+    json_decref(req_ok(fx.fd, "{\"op\":\"submit\",\"queue\":\"dl\",\"payload\":1,\"delay_ms\":300}"));
+    ck_assert_int_eq(queue_stat(fx.fd, "dl", "delayed"), 1);
+    ck_assert_int_eq(queue_stat(fx.fd, "dl", "depth"), 0);
+    char *none = fetch_one(fx.fd, "dl", 0);
     ck_assert_msg(none == NULL, "a delayed job was fetched at once");
-    char *id = fetch_one(fd, "dl", 3000);
+    char *id = fetch_one(fx.fd, "dl", 3000);
     ck_assert_msg(id != NULL, "the delayed job never became ready");
     free(id);
 }
@@ -147,16 +130,16 @@ END_TEST
 
 START_TEST(touch_extends_the_reservation)
 {
-    json_t *r = req_ok(fd, "{\"op\":\"submit\",\"queue\":\"t\",\"payload\":1,\"ttr_ms\":400}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"submit\",\"queue\":\"t\",\"payload\":1,\"ttr_ms\":400}");
     char *id = strdup(json_string_value(json_object_get(r, "id")));
     json_decref(r);
-    free(fetch_one(fd, "t", 1000));
+    free(fetch_one(fx.fd, "t", 1000));
     for (int i = 0; i < 4; i++) {
         usleep(200 * 1000);
-        json_decref(req_ok(fd, "{\"op\":\"touch\",\"id\":\"%s\",\"ttr_ms\":400}", id));
+        json_decref(req_ok(fx.fd, "{\"op\":\"touch\",\"id\":\"%s\",\"ttr_ms\":400}", id));
     }
     /* 800 ms after the fetch, past the original ttr: still ours. */
-    json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
     free(id);
 }
 END_TEST
@@ -164,17 +147,17 @@ END_TEST
 START_TEST(declare_is_idempotent_and_conflicts_on_change)
 {
     json_t *r =
-        req_ok(fd, "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":5,\"ttr_ms\":60000,"
+        req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":5,\"ttr_ms\":60000,"
                    "\"max_attempts\":5}");
     json_t *q = json_object_get(r, "queue");
     ck_assert_int_eq(json_integer_value(json_object_get(q, "capacity")), 5);
     ck_assert_int_eq(json_integer_value(json_object_get(q, "ttr_ms")), 60000);
     json_decref(r);
-    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":5}"));
-    req_err(fd, "conflict", "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":6}");
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":5}"));
+    req_err(fx.fd, "conflict", "{\"op\":\"declare\",\"queue\":\"mail\",\"capacity\":6}");
     /* New jobs take the queue's defaults. */
-    char *id = submit(fd, "mail", "1");
-    r = req_ok(fd, "{\"op\":\"fetch\",\"queues\":[\"mail\"],\"timeout_ms\":1000}");
+    char *id = submit(fx.fd, "mail", "1");
+    r = req_ok(fx.fd, "{\"op\":\"fetch\",\"queues\":[\"mail\"],\"timeout_ms\":1000}");
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     ck_assert_int_eq(json_integer_value(json_object_get(job, "ttr_ms")), 60000);
     json_decref(r);
@@ -184,26 +167,26 @@ END_TEST
 
 START_TEST(admin_ops_on_unknown_queues_are_not_found)
 {
-    req_err(fd, "not_found", "{\"op\":\"stats\",\"queue\":\"ghost\"}");
-    req_err(fd, "not_found", "{\"op\":\"close\",\"queue\":\"ghost\"}");
-    req_err(fd, "not_found", "{\"op\":\"pause\",\"queue\":\"ghost\"}");
-    req_err(fd, "not_found", "{\"op\":\"resume\",\"queue\":\"ghost\"}");
-    req_err(fd, "not_found", "{\"op\":\"kick\",\"queue\":\"ghost\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"stats\",\"queue\":\"ghost\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"close\",\"queue\":\"ghost\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"pause\",\"queue\":\"ghost\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"resume\",\"queue\":\"ghost\"}");
+    req_err(fx.fd, "not_found", "{\"op\":\"kick\",\"queue\":\"ghost\"}");
 }
 END_TEST
 
 START_TEST(pause_holds_deliveries_and_resume_wakes_a_waiting_fetch)
 {
-    char *id = submit(fd, "p", "1");
-    json_decref(req_ok(fd, "{\"op\":\"pause\",\"queue\":\"p\"}"));
-    ck_assert_int_eq(queue_stat(fd, "p", "paused"), 1);
-    char *none = fetch_one(fd, "p", 200);
+    char *id = submit(fx.fd, "p", "1");
+    json_decref(req_ok(fx.fd, "{\"op\":\"pause\",\"queue\":\"p\"}"));
+    ck_assert_int_eq(queue_stat(fx.fd, "p", "paused"), 1);
+    char *none = fetch_one(fx.fd, "p", 200);
     ck_assert_msg(none == NULL, "a paused queue delivered a job");
     /* A fetch parked on the paused queue wakes when it resumes. */
-    int other = dial(h);
+    int other = dial(fx.h);
     send_line(other, "{\"op\":\"fetch\",\"queues\":[\"p\"],\"timeout_ms\":5000}");
     usleep(100 * 1000);
-    json_decref(req_ok(fd, "{\"op\":\"resume\",\"queue\":\"p\"}"));
+    json_decref(req_ok(fx.fd, "{\"op\":\"resume\",\"queue\":\"p\"}"));
     json_t *r = recv_json(other);
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     ck_assert_msg(job && strcmp(json_string_value(json_object_get(job, "id")), id) == 0,
@@ -216,8 +199,8 @@ END_TEST
 
 START_TEST(queues_and_stats_report_every_field)
 {
-    free(submit(fd, "a", "1"));
-    json_t *r = req_ok(fd, "{\"op\":\"queues\"}");
+    free(submit(fx.fd, "a", "1"));
+    json_t *r = req_ok(fx.fd, "{\"op\":\"queues\"}");
     json_t *a = json_object_get(json_object_get(r, "queues"), "a");
     ck_assert_msg(a, "queue a not listed");
     static const char *const fields[] = {
@@ -228,7 +211,7 @@ START_TEST(queues_and_stats_report_every_field)
         ck_assert_msg(json_object_get(a, fields[i]), "queue stats miss %s", fields[i]);
     ck_assert_int_eq(json_integer_value(json_object_get(a, "depth")), 1);
     json_decref(r);
-    r = req_ok(fd, "{\"op\":\"stats\"}");
+    r = req_ok(fx.fd, "{\"op\":\"stats\"}");
     json_t *s = json_object_get(r, "server");
     static const char *const sfields[] = {"uptime_s", "connections", "goroutines", "threads",
                                           "jobs", "journal", "rss_bytes"};
@@ -242,7 +225,7 @@ END_TEST
 
 START_TEST(hello_answers_server_and_protocol)
 {
-    json_t *r = req_ok(fd, "{\"op\":\"hello\",\"client\":\"test\"}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"hello\",\"client\":\"test\"}");
     ck_assert_str_eq(json_string_value(json_object_get(r, "server")), "chanqd");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "protocol")), 1);
     json_decref(r);
@@ -252,7 +235,7 @@ END_TEST
 START_TEST(token_is_required_when_configured)
 {
     char path[400];
-    snprintf(path, sizeof path, "%s/token", harness_dir(h));
+    snprintf(path, sizeof path, "%s/token", harness_dir(fx.h));
     FILE *f = fopen(path, "w");
     fputs("s3cret\n", f);
     fclose(f);
@@ -292,7 +275,7 @@ ops_suite(void)
 {
     Suite *s = suite_create("daemon_ops");
     TCase *tc = tcase_create("ops");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, submit_fetch_ack_cycle_delivers_the_payload);
     tcase_add_test(tc, second_ack_is_not_reserved_and_unknown_ids_are_not_found);

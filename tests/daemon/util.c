@@ -23,6 +23,22 @@ start_daemon(const char *const *extra)
     return h;
 }
 
+struct fixture fx;
+
+void
+fixture_setup(void)
+{
+    fx.h = start_daemon(NULL);
+    fx.fd = dial(fx.h);
+}
+
+void
+fixture_teardown(void)
+{
+    harness_close(fx.fd);
+    ck_assert_msg(harness_stop(fx.h) == 0, "chanqd did not stop cleanly");
+}
+
 int
 dial(struct harness *h)
 {

@@ -7,6 +7,18 @@
 
 #include "tests/harness.h"
 
+/* The fixture of the suites that want one in-memory daemon and one
+ * connection per test: tcase_add_checked_fixture(tc, fixture_setup,
+ * fixture_teardown), then use fx.h and fx.fd. The teardown checks that the
+ * daemon stops cleanly (exit 0 on SIGTERM). */
+struct fixture {
+    struct harness *h; /* the daemon */
+    int fd;            /* a connection to it */
+};
+extern struct fixture fx;
+void fixture_setup(void);
+void fixture_teardown(void);
+
 /* chanqd --memory plus extra (NULL-terminated, may be NULL); aborts the
  * test if it does not start. */
 struct harness *start_daemon(const char *const *extra);
