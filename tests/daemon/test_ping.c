@@ -56,6 +56,39 @@ START_TEST(sigint_stops_with_status_zero)
 }
 END_TEST
 
+START_TEST(sigterm_answers_waiting_requests_and_stops_accepting)
+{
+    const char *args[] = {"--memory", NULL};
+    struct harness *h = harness_start(args);
+    ck_assert_msg(h, "chanqd did not start");
+    int waiter = harness_dial(h);
+    ck_assert_msg(waiter >= 0, "cannot connect");
+    /* A fetch that would wait forever, and a request queued behind it. */
+    send_line(waiter, "{\"op\":\"fetch\",\"queues\":[\"never\"],\"rid\":1}");
+    send_line(waiter, "{\"op\":\"ping\",\"rid\":2}");
+    ck_assert_msg(no_data_within(waiter, 200), "the fetch did not wait");
+    kill(harness_pid(h), SIGTERM);
+    json_t *r = recv_json(waiter);
+    ck_assert_msg(r && json_integer_value(json_object_get(r, "rid")) == 1,
+                  "the waiting fetch got no answer on SIGTERM");
+    ck_assert_str_eq(error_code(r), "shutting_down");
+    json_decref(r);
+    r = recv_json(waiter);
+    ck_assert_msg(r && json_integer_value(json_object_get(r, "rid")) == 2,
+                  "the request behind it got no answer");
+    json_decref(r);
+    /* The connection closes once answered, and the daemon exits 0. */
+    ck_assert_msg(recv_line(waiter) == NULL, "the connection stayed open after the stop");
+    int status = 0;
+    waitpid(harness_pid(h), &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    ck_assert_msg(harness_dial(h) < 0, "a new connection was accepted after the stop");
+    harness_close(waiter);
+    harness_kill9(h); /* already reaped: only clears the pid */
+    harness_stop(h);
+}
+END_TEST
+
 Suite *
 ping_suite(void)
 {
@@ -64,6 +97,7 @@ ping_suite(void)
     tcase_add_test(tc, ping_is_answered_ok);
     tcase_add_test(tc, garbage_gets_an_error_and_the_connection_survives);
     tcase_add_test(tc, sigint_stops_with_status_zero);
+    tcase_add_test(tc, sigterm_answers_waiting_requests_and_stops_accepting);
     suite_add_tcase(s, tc);
     return s;
 }
