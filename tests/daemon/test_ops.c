@@ -270,6 +270,47 @@ START_TEST(payload_over_max_job_is_too_large)
 }
 END_TEST
 
+START_TEST(queue_and_memory_limits_answer_limit_and_change_nothing)
+{
+    const char *args[] = {"--max-queues", "2", "--max-memory", "1M", NULL};
+    struct harness *t = start_daemon(args);
+    int c = dial(t);
+    free(submit(c, "one", "1"));
+    json_decref(req_ok(c, "{\"op\":\"declare\",\"queue\":\"two\"}"));
+    req_err(c, "limit", "{\"op\":\"submit\",\"queue\":\"three\",\"payload\":1}");
+    req_err(c, "limit", "{\"op\":\"fetch\",\"queues\":[\"three\"],\"timeout_ms\":0}");
+    req_err(c, "not_found", "{\"op\":\"stats\",\"queue\":\"three\"}");
+    /* 100 KiB payloads: the 11th passes the 1 MiB payload budget. */
+    char *line = malloc(120 * 1024);
+    int n = sprintf(line, "{\"op\":\"submit\",\"queue\":\"two\",\"payload\":\"");
+    memset(line + n, 'x', 100 * 1024);
+    strcpy(line + n + 100 * 1024, "\"}");
+    int accepted = 0;
+    json_t *r = NULL;
+    for (int i = 0; i < 20; i++) {
+        json_decref(r);
+        r = request(c, line);
+        if (!is_ok(r))
+            break;
+        accepted++;
+    }
+    ck_assert_msg(accepted == 10, "%d payloads of 100 KiB fit a 1 MiB budget", accepted);
+    ck_assert_str_eq(error_code(r), "limit");
+    json_decref(r);
+    ck_assert_int_eq(queue_stat(c, "two", "depth"), 10);
+    /* Freed budget is usable again. */
+    char *id = fetch_one(c, "two", 0);
+    json_decref(req_ok(c, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
+    r = request(c, line);
+    ck_assert_msg(is_ok(r), "the budget freed by an ack was not reused");
+    json_decref(r);
+    free(id);
+    free(line);
+    harness_close(c);
+    ck_assert_int_eq(harness_stop(t), 0);
+}
+END_TEST
+
 Suite *
 ops_suite(void)
 {
@@ -291,6 +332,7 @@ ops_suite(void)
     tcase_add_test(tc, hello_answers_server_and_protocol);
     tcase_add_test(tc, token_is_required_when_configured);
     tcase_add_test(tc, payload_over_max_job_is_too_large);
+    tcase_add_test(tc, queue_and_memory_limits_answer_limit_and_change_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
