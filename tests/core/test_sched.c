@@ -233,6 +233,61 @@ START_TEST(sched_start_runs_goroutines_beside_the_main_thread)
 }
 END_TEST
 
+/* sched_loop_attach: a goroutine woken on an event loop's thread runs on
+ * that thread in sched_loop_run, and may park and be resumed by a worker. */
+struct loop_probe {
+    pthread_t loop;         /* the attached thread */
+    atomic_int on_loop;     /* goroutines that found themselves on it */
+    struct chan *resume;    /* the second half waits here */
+    struct wg *done;
+};
+
+static void
+loop_probe_body(void *arg)
+{
+    struct loop_probe *p = arg;
+    if (pthread_equal(pthread_self(), p->loop))
+        atomic_fetch_add(&p->on_loop, 1);
+    chan_recv(p->resume, NULL, NULL); /* parks; a worker's send resumes it */
+    wg_done(p->done);
+}
+
+static void
+loop_probe_resumer(void *arg)
+{
+    struct loop_probe *p = arg;
+    for (int i = 0; i < 3; i++)
+        chan_send(p->resume, &i, NULL);
+}
+
+START_TEST(an_attached_loop_thread_runs_the_goroutines_it_wakes)
+{
+    struct loop_probe p = {.loop = pthread_self(), .resume = chan_new(sizeof(int), 0),
+                           .done = wg_new()};
+    ck_assert_msg(sched_loop_attach() == -EINVAL, "attach before sched_start did not fail");
+    ck_assert_msg(sched_start(2) == 0, "sched_start failed");
+    ck_assert_msg(sched_loop_attach() == 0, "sched_loop_attach failed");
+    ck_assert_msg(sched_loop_attach() == -EALREADY, "second attach did not say EALREADY");
+    wg_add(p.done, 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(go(loop_probe_body, &p) == 0, "spawn failed");
+    ck_assert_msg(sched_loop_has_work(), "spawned goroutines were not kept by the loop thread");
+    sched_loop_run(64);
+    ck_assert_msg(atomic_load(&p.on_loop) == 3, "%d of 3 goroutines ran on the loop thread",
+                  atomic_load(&p.on_loop));
+    ck_assert_msg(!sched_loop_has_work(), "work left after sched_loop_run");
+    /* They are parked now; a goroutine on a worker resumes them there. */
+    sched_loop_detach();
+    ck_assert_msg(go(loop_probe_resumer, &p) == 0, "spawn failed");
+    for (int i = 0; i < 2000 && go_count() > 0; i++)
+        usleep(1000);
+    ck_assert_msg(go_count() == 0, "%zu goroutines still alive", go_count());
+    sched_shutdown();
+    chan_unref(p.resume);
+    wg_free(p.done);
+}
+END_TEST
+
 struct yielders {
     atomic_int turns[2];
     struct wg *wg;
@@ -287,6 +342,7 @@ sched_suite(void)
     tcase_add_test(tc, plain_threads_can_try_send_and_spawn);
     tcase_add_test(tc, sched_start_runs_goroutines_beside_the_main_thread);
     tcase_add_test(tc, yield_lets_other_goroutines_run_on_one_thread);
+    tcase_add_test(tc, an_attached_loop_thread_runs_the_goroutines_it_wakes);
     suite_add_tcase(s, tc);
     return s;
 }
