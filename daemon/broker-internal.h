@@ -94,6 +94,15 @@ void bj_log_final(struct broker *b, struct job *j, struct bj_waits *w);
 void bj_log_drop(struct broker *b, uint64_t id, struct bj_waits *w);
 void bj_log_queue(struct broker *b, const struct queue *q, struct bj_waits *w);
 
+/* Ends an op: releases the lock and turns rc into the op's result (an
+ * encoding failure becomes `internal`). */
+int broker_answer(struct broker *b, int rc, struct proto_error *err);
+/* broker_answer for a change recorded in w: the `ok` already in out (from
+ * mark on) stands only once the records are durable; otherwise it is taken
+ * back and err says why. */
+int broker_answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out,
+                          size_t mark, struct proto_error *err);
+
 /* Writes a job id as a span into buf (>= 21 bytes). */
 struct span broker_id_span(uint64_t id, char *buf);
 int64_t broker_wall_ms(void);

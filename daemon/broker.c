@@ -35,6 +35,27 @@ broker_id_span(uint64_t id, char *buf)
     return s;
 }
 
+int
+broker_answer(struct broker *b, int rc, struct proto_error *err)
+{
+    pthread_mutex_unlock(&b->lock);
+    if (rc < 0 && err->code == PROTO_OK)
+        proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
+    return rc < 0 ? -1 : 0;
+}
+
+int
+broker_answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
+                      struct proto_error *err)
+{
+    rc = broker_answer(b, rc, err);
+    if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
+        out->len = mark;
+        rc = -1;
+    }
+    return rc;
+}
+
 struct broker *
 broker_new(const struct broker_config *cfg, struct ctx *root)
 {

@@ -10,35 +10,12 @@
 #include <string.h>
 
 static int
-answer(struct broker *b, int rc, struct proto_error *err)
-{
-    pthread_mutex_unlock(&b->lock);
-    if (rc < 0 && err->code == PROTO_OK)
-        proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
-    return rc < 0 ? -1 : 0;
-}
-
-/* answer() for a change recorded in w: the `ok` in out (from mark on)
- * stands only once the records are durable. */
-static int
-answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
-               struct proto_error *err)
-{
-    rc = answer(b, rc, err);
-    if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
-        out->len = mark;
-        rc = -1;
-    }
-    return rc;
-}
-
-static int
 answer_fields(struct broker *b, const struct request *req, json_t *fields, struct buf *out,
               struct proto_error *err)
 {
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);
-    return answer(b, rc, err);
+    return broker_answer(b, rc, err);
 }
 
 /* An existing queue named by req->queue, or NULL with not_found. */
@@ -76,7 +53,7 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     char what[64];
     if (q && settings_differ(q, req, what, sizeof what)) {
         proto_error_set(err, PROTO_CONFLICT, "queue '%s' exists with %s", q->name, what);
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     }
     if (!q) {
         /* A new queue takes the declared settings, defaults for the rest. */
@@ -90,7 +67,7 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
         q = broker_get_queue(b, req->queue.ptr, req->queue.len, err);
         b->cfg.defaults = saved;
         if (!q)
-            return answer(b, -1, err);
+            return broker_answer(b, -1, err);
     }
     struct bj_waits w;
     bj_waits_init(&w);
@@ -102,7 +79,7 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     size_t mark = out->len;
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);
-    return answer_durable(b, rc, &w, out, mark, err);
+    return broker_answer_durable(b, rc, &w, out, mark, err);
 }
 
 int
@@ -112,7 +89,7 @@ broker_op_close(struct broker *b, struct session *s, const struct request *req, 
     pthread_mutex_lock(&b->lock);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     struct bj_waits w;
     bj_waits_init(&w);
     if (!q->closed) {
@@ -123,7 +100,7 @@ broker_op_close(struct broker *b, struct session *s, const struct request *req, 
         bj_log_queue(b, q, &w);
     }
     size_t mark = out->len;
-    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int
@@ -133,7 +110,7 @@ set_paused(struct broker *b, const struct request *req, bool paused, struct buf 
     pthread_mutex_lock(&b->lock);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     struct bj_waits w;
     bj_waits_init(&w);
     if (q->paused != paused) {
@@ -142,7 +119,7 @@ set_paused(struct broker *b, const struct request *req, bool paused, struct buf 
         bj_log_queue(b, q, &w);
     }
     size_t mark = out->len;
-    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 int
@@ -166,7 +143,7 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
     pthread_mutex_lock(&b->lock);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     int64_t max = req->has_count ? req->count : INT64_MAX;
     int64_t n = 0;
     struct job *j;
@@ -185,7 +162,7 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
         n++;
     }
     size_t mark = out->len;
-    return answer_durable(b, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
+    return broker_answer_durable(b, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
 }
 
 int
@@ -207,7 +184,7 @@ broker_op_stats(struct broker *b, struct session *s, const struct request *req, 
     pthread_mutex_lock(&b->lock);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     json_t *fields = json_pack("{s:o}", "queue", queue_stats_json(q));
     return answer_fields(b, req, fields, out, err);
 }

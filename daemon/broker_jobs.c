@@ -275,29 +275,6 @@ reserved_by(struct broker *b, const struct request *req, struct holder *h,
     return j;
 }
 
-static int
-answer(struct broker *b, int rc, struct proto_error *err)
-{
-    pthread_mutex_unlock(&b->lock);
-    if (rc < 0 && err->code == PROTO_OK)
-        proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
-    return rc < 0 ? -1 : 0;
-}
-
-/* answer() for a change recorded in w: the `ok` already in out (from
- * mark on) stands only once the records are durable. */
-static int
-answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
-               struct proto_error *err)
-{
-    rc = answer(b, rc, err);
-    if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
-        out->len = mark;
-        rc = -1;
-    }
-    return rc;
-}
-
 int
 broker_op_ack(struct broker *b, struct session *s, const struct request *req, struct buf *out,
               struct proto_error *err)
@@ -305,14 +282,14 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
     pthread_mutex_lock(&b->lock);
     struct job *j = reserved_by(b, req, s->holder, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     char *result = NULL;
     if (req->result.len && !(result = strndup(req->result.ptr, req->result.len)))
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     struct job_extra *x = result ? job_extra(j) : j->extra;
     if (result && !x) {
         free(result);
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     }
     if (x) {
         free(x->result);
@@ -325,7 +302,7 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
     bj_waits_init(&w);
     bj_log_final(b, j, &w);
     size_t mark = out->len;
-    return answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int64_t
@@ -347,13 +324,13 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
     pthread_mutex_lock(&b->lock);
     struct job *j = reserved_by(b, req, s->holder, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     if (req->error.len) {
         struct job_extra *x = job_extra(j);
         char *text = strndup(req->error.ptr, req->error.len);
         if (!x || !text) {
             free(text);
-            return answer(b, -1, err);
+            return broker_answer(b, -1, err);
         }
         free(x->error);
         x->error = text;
@@ -366,7 +343,7 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
     retry_or_bury(b, j, delay, req->dead, &w);
     size_t mark = out->len;
     int rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
-    return answer_durable(b, rc, &w, out, mark, err);
+    return broker_answer_durable(b, rc, &w, out, mark, err);
 }
 
 int
@@ -376,11 +353,11 @@ broker_op_touch(struct broker *b, struct session *s, const struct request *req, 
     pthread_mutex_lock(&b->lock);
     struct job *j = reserved_by(b, req, s->holder, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     int64_t ttr = req->has_ttr_ms ? req->ttr_ms : j->ttr_ms;
     j->ttr_due = timer_now_ms() + ttr;
     broker_arm_timer(j, ttr);
-    return answer(b, encode_ok(out, req->rid), err);
+    return broker_answer(b, encode_ok(out, req->rid), err);
 }
 
 /* Cancels j and its live descendants; returns how many changed. */
@@ -411,14 +388,14 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
     pthread_mutex_lock(&b->lock);
     struct job *j = broker_lookup(b, &req->id, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     job_ref(j); /* finalizing may evict it from the retention list */
     struct bj_waits w;
     bj_waits_init(&w);
     int64_t n = cancel_tree(b, j, 0, &w);
     job_unref(j);
     size_t mark = out->len;
-    return answer_durable(b, encode_ok_int(out, req->rid, "cancelled", n), &w, out, mark, err);
+    return broker_answer_durable(b, encode_ok_int(out, req->rid, "cancelled", n), &w, out, mark, err);
 }
 
 static int
@@ -440,17 +417,17 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     pthread_mutex_lock(&b->lock);
     struct job *j = broker_lookup(b, &req->id, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     if (job_state_is_final(j->state))
-        return answer(b, encode_final(req, j, out), err);
+        return broker_answer(b, encode_final(req, j, out), err);
     int64_t timeout = req->has_timeout_ms ? req->timeout_ms : -1;
     struct job_extra *x = job_extra(j);
     if (!x || (!x->done && !(x->done = chan_new(0, 0))))
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     if (timeout == 0) {
         proto_error_set(err, PROTO_TIMEOUT, "job %.*s is %s", (int)req->id.len, req->id.ptr,
                         job_state_name(j->state));
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     }
     struct chan *done = x->done;
     chan_ref(done);
@@ -511,11 +488,11 @@ broker_op_job(struct broker *b, struct session *s, const struct request *req, st
     pthread_mutex_lock(&b->lock);
     struct job *j = broker_lookup(b, &req->id, err);
     if (!j)
-        return answer(b, -1, err);
+        return broker_answer(b, -1, err);
     json_t *o = json_pack("{s:o}", "job", job_json(j));
     int rc = o ? encode_ok_fields(out, req->rid, o) : -1;
     json_decref(o);
-    return answer(b, rc, err);
+    return broker_answer(b, rc, err);
 }
 
 void
