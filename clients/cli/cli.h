@@ -99,6 +99,9 @@ int cli_report(const struct cli *g, const struct chanq_conn *c, const char *what
 
 /* Prints a JSON value compactly on one line to stdout. */
 void cli_print_json(const json_t *v);
+/* Connects, sends req (taken, even on failure), prints the server's answer
+ * as JSON. Returns CLI_OK or the exit code cli_report chose. */
+int cli_run_request(struct cli *g, json_t *req);
 
 /* Subcommands: argc/argv start at the subcommand name. Return the exit code. */
 int cmd_submit(int argc, char **argv);

@@ -198,23 +198,6 @@ static const char ack_usage[] =
     "process this answers not_reserved; scripts ack through `chanq fetch`'s\n"
     "stdin or let `chanq work` ack by exit status.\n";
 
-/* Runs one request built from argv and prints the server's answer. */
-static int
-simple_request(struct cli *g, json_t *req)
-{
-    struct chanq_conn *c = cli_connect(g);
-    json_t *resp = NULL;
-    int rc = CLI_OK;
-    if (chanq_request(c, req, &resp) < 0)
-        rc = cli_report(g, c, g->cmd);
-    else
-        cli_print_json(resp);
-    json_decref(resp);
-    json_decref(req);
-    chanq_conn_free(c);
-    return rc;
-}
-
 /* Parses only the shared options; returns the index of the first argument. */
 static int
 parse_common(struct cli *g, int argc, char **argv, int min_args, int max_args)
@@ -241,7 +224,7 @@ cmd_ack(int argc, char **argv)
         json_t *r = json_loads(argv[i + 1], JSON_DECODE_ANY, NULL);
         json_object_set_new(req, "result", r ? r : json_string(argv[i + 1]));
     }
-    return simple_request(&g, req);
+    return cli_run_request(&g, req);
 }
 
 static const char nack_usage[] =
@@ -287,7 +270,7 @@ cmd_nack(int argc, char **argv)
         json_object_set_new(req, "delay_ms", json_integer(delay));
     if (dead)
         json_object_set_new(req, "dead", json_true());
-    return simple_request(&g, req);
+    return cli_run_request(&g, req);
 }
 
 static const char touch_usage[] =
@@ -303,7 +286,7 @@ cmd_touch(int argc, char **argv)
     json_t *req = json_pack("{s:s,s:s}", "op", "touch", "id", argv[i]);
     if (argc - i == 2)
         json_object_set_new(req, "ttr_ms", json_integer(cli_i64(&g, "TTR-MS", argv[i + 1])));
-    return simple_request(&g, req);
+    return cli_run_request(&g, req);
 }
 
 static const char cancel_usage[] =
@@ -318,7 +301,7 @@ cmd_cancel(int argc, char **argv)
     struct cli g;
     cli_init(&g, "cancel", cancel_usage);
     int i = parse_common(&g, argc, argv, 1, 1);
-    return simple_request(&g, json_pack("{s:s,s:s}", "op", "cancel", "id", argv[i]));
+    return cli_run_request(&g, json_pack("{s:s,s:s}", "op", "cancel", "id", argv[i]));
 }
 
 static const char job_usage[] =
@@ -331,7 +314,7 @@ cmd_job(int argc, char **argv)
     struct cli g;
     cli_init(&g, "job", job_usage);
     int i = parse_common(&g, argc, argv, 1, 1);
-    return simple_request(&g, json_pack("{s:s,s:s}", "op", "job", "id", argv[i]));
+    return cli_run_request(&g, json_pack("{s:s,s:s}", "op", "job", "id", argv[i]));
 }
 
 static const char wait_usage[] =

@@ -6,23 +6,6 @@
 
 #include "clients/cli/cli.h"
 
-/* Connects, runs req (taken), prints the answer. */
-static int
-run_request(struct cli *g, json_t *req)
-{
-    struct chanq_conn *c = cli_connect(g);
-    json_t *resp = NULL;
-    int rc = CLI_OK;
-    if (chanq_request(c, req, &resp) < 0)
-        rc = cli_report(g, c, g->cmd);
-    else
-        cli_print_json(resp);
-    json_decref(resp);
-    json_decref(req);
-    chanq_conn_free(c);
-    return rc;
-}
-
 static const char declare_usage[] =
     "Usage: chanq declare QUEUE [OPTIONS]\n"
     "Creates QUEUE, or checks that it has these settings (conflict otherwise).\n"
@@ -54,7 +37,7 @@ cmd_declare(int argc, char **argv)
     if (argc - optind != 1)
         cli_usage_error(&g, "expected one QUEUE");
     json_object_set_new(req, "queue", json_string(argv[optind]));
-    return run_request(&g, req);
+    return cli_run_request(&g, req);
 }
 
 /* close / pause / resume: QUEUE is the only argument. */
@@ -69,7 +52,7 @@ queue_command(int argc, char **argv, const char *op, const char *usage)
         cli_common_opt(&g, opt, optarg);
     if (argc - optind != 1)
         cli_usage_error(&g, "expected one QUEUE");
-    return run_request(&g, json_pack("{s:s,s:s}", "op", op, "queue", argv[optind]));
+    return cli_run_request(&g, json_pack("{s:s,s:s}", "op", op, "queue", argv[optind]));
 }
 
 int
@@ -118,7 +101,7 @@ cmd_kick(int argc, char **argv)
     json_t *req = json_pack("{s:s,s:s}", "op", "kick", "queue", argv[optind]);
     if (count > 0)
         json_object_set_new(req, "count", json_integer(count));
-    return run_request(&g, req);
+    return cli_run_request(&g, req);
 }
 
 int
@@ -132,5 +115,5 @@ cmd_ping(int argc, char **argv)
         cli_common_opt(&g, opt, optarg);
     if (argc != optind)
         cli_usage_error(&g, "no arguments expected");
-    return run_request(&g, json_pack("{s:s}", "op", "ping"));
+    return cli_run_request(&g, json_pack("{s:s}", "op", "ping"));
 }

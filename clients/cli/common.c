@@ -139,3 +139,19 @@ cli_print_json(const json_t *v)
         free(s);
     }
 }
+
+int
+cli_run_request(struct cli *g, json_t *req)
+{
+    struct chanq_conn *c = cli_connect(g);
+    json_t *resp = NULL;
+    int rc = CLI_OK;
+    if (chanq_request(c, req, &resp) < 0)
+        rc = cli_report(g, c, g->cmd);
+    else
+        cli_print_json(resp);
+    json_decref(resp);
+    json_decref(req);
+    chanq_conn_free(c);
+    return rc;
+}
