@@ -27,6 +27,10 @@ enum {
     MAX_THREADS = 256,   /* GOMAXPROCS cap */
     GLOBAL_EVERY = 61,   /* a worker looks at the global queue first every N picks (Go) */
     RUNNEXT_STREAK = 32, /* runnext picks in a row before the ring gets a turn */
+    GQ_MIN_CAP = 256,    /* first size of the global queue's ring */
+    GQ_KEEP_CAP = 4096,  /* a bigger ring is freed when the queue empties */
+    READY_CHUNK = 128,
+    PREFETCH_LINES = 4,  /* cache lines of the next goroutine's saved frames fetched early */   /* goroutines handed to the global queue per lock hold */
     STEAL_ROUNDS = 4,    /* passes over the victims before going idle */
     LOOP_LOCAL_MAX = 32, /* goroutines an event loop's thread keeps for itself
                           * (sched_loop_attach) before the workers get the rest */
@@ -77,8 +81,12 @@ struct m {
 /* The scheduler (process-wide, see docs/hacking.md). */
 static struct {
     pthread_mutex_t lock;          /* guards the global queue, the idle list, start/stop */
-    struct g *gq_head, *gq_tail;   /* global run queue (lock) */
-    atomic_size_t gq_len;          /* its length, readable without the lock */
+    /* The global run queue: a ring of pointers that grows by doubling, so
+     * taking a share of it copies pointers and never walks the goroutines
+     * (a walk through 100k cold g structs was a cache miss per step). */
+    struct g **gq;                 /* gq_cap slots (lock) */
+    size_t gq_head, gq_cap;        /* index of the oldest; size (lock) */
+    atomic_size_t gq_len;          /* its length (written under the lock) */
     struct m *idle;                /* idle workers (lock) */
     atomic_int npidle;             /* their number */
     atomic_int nmspinning;         /* workers looking for work without sleeping */
@@ -229,19 +237,51 @@ runq_len(struct m *m)
     return t - h;
 }
 
-/* Appends a chain of goroutines (linked by schedlink) to the global queue. */
+/* Makes room for `more` goroutines in the global queue (sched.lock held):
+ * a bigger ring with the queue unwrapped at its start. */
 static void
-global_put_batch(struct g *head, struct g *tail, size_t n)
+gq_reserve_locked(size_t more)
+{
+    size_t len = atomic_load_explicit(&sched.gq_len, memory_order_relaxed);
+    if (len + more <= sched.gq_cap)
+        return;
+    size_t cap = sched.gq_cap ? sched.gq_cap : GQ_MIN_CAP;
+    while (cap < len + more)
+        cap *= 2;
+    struct g **ring = malloc(cap * sizeof *ring);
+    if (!ring)
+        sched_fatal("global run queue: out of memory");
+    for (size_t i = 0; i < len; i++)
+        ring[i] = sched.gq[(sched.gq_head + i) % sched.gq_cap];
+    free(sched.gq);
+    sched.gq = ring;
+    sched.gq_head = 0;
+    sched.gq_cap = cap;
+}
+
+/* Appends n goroutines to the global queue, in order (sched.lock held). */
+static void
+global_put_locked(struct g *const *v, size_t n)
+{
+    gq_reserve_locked(n);
+    size_t len = atomic_load_explicit(&sched.gq_len, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        sched.gq[(sched.gq_head + len + i) % sched.gq_cap] = v[i];
+    atomic_store(&sched.gq_len, len + n);
+}
+
+static void
+global_put(struct g *const *v, size_t n)
 {
     pthread_mutex_lock(&sched.lock);
-    tail->schedlink = NULL;
-    if (sched.gq_tail)
-        sched.gq_tail->schedlink = head;
-    else
-        sched.gq_head = head;
-    sched.gq_tail = tail;
-    atomic_fetch_add(&sched.gq_len, n);
+    global_put_locked(v, n);
     pthread_mutex_unlock(&sched.lock);
+}
+
+static void
+global_put_one(struct g *g)
+{
+    global_put(&g, 1);
 }
 
 /* The ring is full: moves half of it plus g to the global queue. False when
@@ -257,9 +297,7 @@ runq_put_slow(struct m *m, struct g *g, uint32_t h, uint32_t t)
                                                  memory_order_relaxed))
         return false;
     batch[n] = g;
-    for (uint32_t i = 0; i < n; i++)
-        batch[i]->schedlink = batch[i + 1];
-    global_put_batch(batch[0], batch[n], n + 1);
+    global_put(batch, n + 1);
     return true;
 }
 
@@ -349,13 +387,12 @@ runq_steal(struct m *m, struct m *victim, bool take_next)
     return batch[0];
 }
 
-/* Takes a share of the global queue (sched.lock held): returns one, queues
- * the rest locally after the caller unlocks (returned through *rest). */
+/* Takes a share of the global queue (sched.lock held): returns one and
+ * moves the rest of the share into m's ring (m is the caller's own). */
 static struct g *
-global_get_locked(struct m *m, struct g **rest)
+global_get_locked(struct m *m)
 {
-    size_t len = atomic_load(&sched.gq_len);
-    *rest = NULL;
+    size_t len = atomic_load_explicit(&sched.gq_len, memory_order_relaxed);
     if (!len)
         return NULL;
     size_t n = len / (size_t)atomic_load(&sched.nthreads) + 1;
@@ -365,39 +402,31 @@ global_get_locked(struct m *m, struct g **rest)
         n = RUNQ_SIZE / 2;
     if (runq_len(m) + n > RUNQ_SIZE)
         n = 1;
-    struct g *g = sched.gq_head;
-    struct g *last = g;
+    struct g *g = sched.gq[sched.gq_head];
+    /* Only the owner adds to its ring, so the room checked above stays. */
+    uint32_t t = atomic_load_explicit(&m->runq_tail, memory_order_relaxed);
     for (size_t i = 1; i < n; i++)
-        last = last->schedlink;
-    sched.gq_head = last->schedlink;
-    if (!sched.gq_head)
-        sched.gq_tail = NULL;
-    last->schedlink = NULL;
-    atomic_fetch_sub(&sched.gq_len, n);
-    *rest = g->schedlink;
-    g->schedlink = NULL;
-    return g;
-}
-
-static void
-queue_rest(struct m *m, struct g *rest)
-{
-    while (rest) {
-        struct g *next = rest->schedlink;
-        rest->schedlink = NULL;
-        runq_put(m, rest, false);
-        rest = next;
+        atomic_store_explicit(&m->runq[(t + i - 1) % RUNQ_SIZE],
+                              sched.gq[(sched.gq_head + i) % sched.gq_cap], memory_order_relaxed);
+    if (n > 1)
+        atomic_store_explicit(&m->runq_tail, t + (uint32_t)n - 1, memory_order_release);
+    sched.gq_head = (sched.gq_head + n) % sched.gq_cap;
+    atomic_store(&sched.gq_len, len - n);
+    if (len == n && sched.gq_cap > GQ_KEEP_CAP) {
+        /* A burst is over: give its ring back. */
+        free(sched.gq);
+        sched.gq = NULL;
+        sched.gq_cap = sched.gq_head = 0;
     }
+    return g;
 }
 
 static struct g *
 global_get(struct m *m)
 {
-    struct g *rest;
     pthread_mutex_lock(&sched.lock);
-    struct g *g = global_get_locked(m, &rest);
+    struct g *g = global_get_locked(m);
     pthread_mutex_unlock(&sched.lock);
-    queue_rest(m, rest);
     return g;
 }
 
@@ -492,7 +521,7 @@ loop_put(struct m *m, struct g *g)
         runq_put(m, g, false);
         return;
     }
-    global_put_batch(g, g, 1);
+    global_put_one(g);
     wakep();
 }
 
@@ -516,7 +545,7 @@ sched_ready(struct g *g)
             wakep();
         return;
     }
-    global_put_batch(g, g, 1);
+    global_put_one(g);
     wakep();
 }
 
@@ -529,28 +558,36 @@ sched_ready_list(struct g *head)
         sched_ready(head);
         return;
     }
-    struct g *tail = head;
+    struct m *m = m_self();
+    uint32_t space = 0;
+    if (m && atomic_load(&sched.nthreads)) {
+        /* Only the owner adds to the ring, so its free space only grows. */
+        uint32_t limit = m->is_loop ? LOOP_LOCAL_MAX : RUNQ_SIZE;
+        uint32_t len = runq_len(m);
+        space = len < limit ? limit - len : 0;
+    }
+    struct g *chunk[READY_CHUNK];
     size_t n = 0;
-    for (struct g *g = head; g; g = g->schedlink) {
+    for (struct g *g = head, *next; g; g = next) {
+        next = g->schedlink;
+        g->schedlink = NULL;
         int expect = G_WAITING;
         if (!atomic_compare_exchange_strong(&g->state, &expect, G_RUNNABLE))
             sched_fatal("sched_ready: goroutine %llu is not parked (state %d)",
                         (unsigned long long)g->id, expect);
-        tail = g;
-        n++;
-    }
-    struct m *m = m_self();
-    if (m && atomic_load(&sched.nthreads)) {
-        /* Only the owner adds to the ring, so its free space only grows. */
-        for (uint32_t space = RUNQ_SIZE - runq_len(m); head && space; space--, n--) {
-            struct g *next = head->schedlink;
-            head->schedlink = NULL;
-            runq_put(m, head, false);
-            head = next;
+        if (space) {
+            runq_put(m, g, false);
+            space--;
+            continue;
+        }
+        chunk[n++] = g;
+        if (n == READY_CHUNK) {
+            global_put(chunk, n);
+            n = 0;
         }
     }
-    if (head)
-        global_put_batch(head, tail, n);
+    if (n)
+        global_put(chunk, n);
     wakep();
 }
 
@@ -568,7 +605,7 @@ sched_ready_new(struct g *g)
             wakep();
         return;
     }
-    global_put_batch(g, g, 1);
+    global_put_one(g);
     wakep();
 }
 
@@ -641,15 +678,24 @@ static inline void
 prefetch_next(struct m *m)
 {
 #if !SAN_ENABLED && !CHANQ_SWITCH_UCONTEXT
+    /* Two stages, so that nothing here waits for memory: the goroutine after
+     * next gets its g struct fetched; the next one, whose g struct the
+     * previous pick fetched, gets the top of its saved frames fetched. */
     uint32_t h = atomic_load_explicit(&m->runq_head, memory_order_relaxed);
-    if (h == atomic_load_explicit(&m->runq_tail, memory_order_relaxed))
+    uint32_t len = atomic_load_explicit(&m->runq_tail, memory_order_relaxed) - h;
+    if (len == 0 || len > RUNQ_SIZE)
         return;
+    if (len > 1) {
+        struct g *after = atomic_load_explicit(&m->runq[(h + 1) % RUNQ_SIZE], memory_order_relaxed);
+        if (after)
+            __builtin_prefetch(after);
+    }
     struct g *n = atomic_load_explicit(&m->runq[h % RUNQ_SIZE], memory_order_relaxed);
     if (!n)
         return;
     const char *sp = n->fresh ? (const char *)n->stack.lo + n->stack.size - 128
                               : (const char *)__atomic_load_n(&n->ctx.sp, __ATOMIC_RELAXED);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < PREFETCH_LINES; i++)
         __builtin_prefetch(sp + 64 * i);
 #else
     (void)m;
@@ -702,7 +748,8 @@ checkdead_locked(void)
         return;
     if (atomic_load(&sched.npidle) != atomic_load(&sched.nthreads))
         return;
-    if (atomic_load(&sched.nexternal) > 0 || timers_pending() > 0 || sched.gq_head)
+    if (atomic_load(&sched.nexternal) > 0 || timers_pending() > 0 ||
+        atomic_load(&sched.gq_len))
         return;
     if (work_visible() || go_count() == 0)
         return;
@@ -790,7 +837,7 @@ find_runnable(struct m *m)
         if (atomic_load_explicit(&sched.shutdown, memory_order_relaxed))
             return NULL;
         timers_run_due();
-        struct g *g, *rest;
+        struct g *g;
         if (++m->schedtick % GLOBAL_EVERY == 0 && atomic_load(&sched.gq_len) &&
             (g = global_get(m)))
             return g;
@@ -818,9 +865,8 @@ find_runnable(struct m *m)
             pthread_mutex_unlock(&sched.lock);
             return NULL;
         }
-        if ((g = global_get_locked(m, &rest))) {
+        if ((g = global_get_locked(m))) {
             pthread_mutex_unlock(&sched.lock);
-            queue_rest(m, rest);
             reset_spinning(m);
             return g;
         }
@@ -1009,7 +1055,7 @@ sched_shutdown(void)
         m = sched.ms[i];
         m->next_streak = RUNNEXT_STREAK;
         while ((g = runq_get(m)))
-            global_put_batch(g, g, 1);
+            global_put_one(g);
     }
     pthread_mutex_lock(&sched.lock);
     atomic_store(&sched.nthreads, 0);
@@ -1104,7 +1150,7 @@ loop_spill(struct m *m)
     bool any = false;
     m->next_streak = 0;
     while ((g = runq_get(m))) {
-        global_put_batch(g, g, 1);
+        global_put_one(g);
         any = true;
     }
     if (any)
