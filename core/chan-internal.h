@@ -13,29 +13,8 @@
 #include "core/chan.h"
 #include "core/lock.h"
 #include "core/sched-internal.h"
+#include "core/waiter.h"
 #include "core/select.h"
-
-/* What a parked select (or a blocking send/recv with a ctx) shares between
- * its waiters: whoever dequeues one of them first claims the whole select
- * with a CAS on `done` and alone writes winner. Lives on the parked
- * goroutine's stack. */
-struct sel {
-    _Atomic int done; /* 0 until claimed */
-    int winner;       /* the case index, or -1: the timeout fired */
-    struct g *g;      /* the parked goroutine */
-};
-
-/* A goroutine parked on one channel (one per case for a select); lives on
- * that goroutine's stack, linked into the channel's sendq or recvq. */
-struct waiter {
-    struct g *g;                /* who to wake */
-    struct waiter *next, *prev; /* the queue (channel lock) */
-    void *elem;                 /* send: the value; recv: where it goes (may be NULL) */
-    struct sel *sel;            /* NULL for a plain send/recv: dequeuing is claiming */
-    int case_idx;               /* this waiter's case in the select */
-    bool success;               /* true: a value moved; false: woken by close */
-    bool linked;                /* still in the queue (channel lock) */
-};
 
 /* A FIFO of waiters. */
 struct waitq {

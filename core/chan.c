@@ -10,6 +10,10 @@
 #include "core/chan-internal.h"
 #include "core/ctx.h"
 
+enum {
+    CLOSE_BATCH = 128, /* waiters chan_close claims per lock hold */
+};
+
 struct chan *
 chan_new(size_t elem_size, size_t cap)
 {
@@ -201,10 +205,11 @@ chan_send(struct chan *c, const void *elem, struct ctx *ctx)
             sched_ready(peer->g);
         return 0;
     }
-    struct waiter w = {.g = self, .elem = (void *)elem};
-    waitq_push(&c->sendq, &w);
+    struct waiter *w = &self->wait;
+    *w = (struct waiter){.g = self, .elem = (void *)elem};
+    waitq_push(&c->sendq, w);
     sched_park(chan_park_unlock, c, "chan send", c);
-    if (!w.success)
+    if (!w->success)
         sched_fatal("send on closed channel %p", (void *)c);
     return 0;
 }
@@ -228,10 +233,11 @@ chan_recv(struct chan *c, void *elem, struct ctx *ctx)
             sched_ready(peer->g);
         return ok ? 0 : -EPIPE;
     }
-    struct waiter w = {.g = self, .elem = elem};
-    waitq_push(&c->recvq, &w);
+    struct waiter *w = &self->wait;
+    *w = (struct waiter){.g = self, .elem = elem};
+    waitq_push(&c->recvq, w);
     sched_park(chan_park_unlock, c, "chan receive", c);
-    return w.success ? 0 : -EPIPE;
+    return w->success ? 0 : -EPIPE;
 }
 
 int
@@ -269,9 +275,9 @@ chan_try_recv(struct chan *c, void *elem)
     return ok ? 0 : -EPIPE;
 }
 
-/* chan_close walks thousands of waiters, each on its own goroutine's stack:
- * fetch the one after the next, and the next one's goroutine, ahead (the
- * next was fetched one step earlier). */
+/* chan_close walks thousands of waiters (in g structs, or on the stacks of
+ * goroutines in a select): fetch the one after the next, and the next one's
+ * goroutine, ahead (the next was fetched one step earlier). */
 static inline void
 prefetch_waiters(const struct waiter *next)
 {
@@ -279,6 +285,33 @@ prefetch_waiters(const struct waiter *next)
         __builtin_prefetch(next->g);
         __builtin_prefetch(next->next);
     }
+}
+
+/* Claims up to CLOSE_BATCH waiters of a closed channel (lock held), receivers
+ * first, and chains their goroutines (through schedlink, unused while they
+ * are parked) in queue order. With thousands of waiters every one can be a
+ * cache miss, so they are prefetched. */
+static struct g *
+close_take_batch_locked(struct chan *c)
+{
+    struct g *head = NULL, **tailp = &head;
+    struct waiter *w;
+    for (int n = 0; n < CLOSE_BATCH && (w = waitq_dequeue(&c->recvq)); n++) {
+        prefetch_waiters(c->recvq.first);
+        if (w->elem && c->elem_size)
+            memset(w->elem, 0, c->elem_size);
+        w->success = false;
+        *tailp = w->g;
+        tailp = &w->g->schedlink;
+    }
+    for (int n = 0; !head && n < CLOSE_BATCH && (w = waitq_dequeue(&c->sendq)); n++) {
+        prefetch_waiters(c->sendq.first);
+        w->success = false;
+        *tailp = w->g;
+        tailp = &w->g->schedlink;
+    }
+    *tailp = NULL;
+    return head;
 }
 
 void
@@ -292,30 +325,19 @@ chan_close(struct chan *c)
         sched_fatal("close of closed channel %p", (void *)c);
     }
     atomic_store_explicit(&c->closed, true, memory_order_release);
-    /* One pass: each claimed waiter's goroutine is chained (through
-     * schedlink, unused while it is parked) in queue order, and all of them
-     * are readied at once after unlocking (one run-queue lock, one wake-up).
-     * The waiters live on their goroutines' stacks: with thousands of them
-     * every one is a cache miss, so they are prefetched. */
-    struct g *head = NULL, **tailp = &head;
-    struct waiter *w;
-    while ((w = waitq_dequeue(&c->recvq))) {
-        prefetch_waiters(c->recvq.first);
-        if (w->elem && c->elem_size)
-            memset(w->elem, 0, c->elem_size);
-        w->success = false;
-        *tailp = w->g;
-        tailp = &w->g->schedlink;
+    /* The waiters are taken in batches, each readied as soon as the lock is
+     * released, so other workers start on the first batch while this one
+     * collects the next (one pass over 10k waiters before anyone could run
+     * kept the other cores idle). Between batches the channel is closed:
+     * no waiter joins, and one that leaves (timeout, context) had that
+     * outcome race the close, as it would in any order. */
+    struct g *head;
+    while ((head = close_take_batch_locked(c))) {
+        lock_release(&c->lock);
+        sched_ready_list(head);
+        lock_acquire(&c->lock);
     }
-    while ((w = waitq_dequeue(&c->sendq))) {
-        prefetch_waiters(c->sendq.first);
-        w->success = false;
-        *tailp = w->g;
-        tailp = &w->g->schedlink;
-    }
-    *tailp = NULL;
     lock_release(&c->lock);
-    sched_ready_list(head);
 }
 
 size_t

@@ -10,6 +10,7 @@
 #include "core/go.h"
 #include "core/stack.h"
 #include "core/switch.h"
+#include "core/waiter.h"
 
 /* Goroutine states. Only the transitions in sched.c happen:
  * RUNNABLE -> RUNNING -> (WAITING -> RUNNABLE | RUNNABLE | DEAD). */
@@ -44,6 +45,11 @@ struct g {
     struct g *all_next;
     void *asan_fake;          /* ASan fake stack saved while switched out */
     void *tsan_fiber;         /* TSan fiber of this goroutine */
+    /* Its waiter record for a plain chan_send/chan_recv. Here, not on the
+     * stack: a channel's queue of thousands of parked goroutines is walked
+     * (chan_close) through g structs that lie side by side in the heap,
+     * instead of through as many stacks, a cache and TLB miss each. */
+    struct waiter wait;
 };
 
 /* Called on the worker's scheduler stack right after the parking goroutine
