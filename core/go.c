@@ -133,6 +133,11 @@ pool_give(struct g *head, size_t n)
     }
     struct g *warm = NULL, *warm_tail = NULL, *cold = NULL, *cold_tail = NULL;
     size_t nw = 0, nc = 0;
+    /* stack_was_deep reads a cold line of each stack: ask for all of them
+     * first, so that their cache misses overlap instead of queueing. */
+    if (nwarm < POOL_WARM_MAX)
+        for (struct g *g = head; g; g = g->schedlink)
+            stack_prefetch_deep_check(&g->stack);
     for (struct g *g = head, *next; g; g = next) {
         next = g->schedlink;
         g->schedlink = NULL;

@@ -198,14 +198,35 @@ stack_was_deep(const struct stack *s)
     size_t page = stacks.page;
     if (s->size < 2 * page)
         return true;
-    /* The page below the top one. Untouched, it reads as zeros (a read maps
-     * the shared zero page, which costs no memory); a goroutine that went
-     * deeper wrote frames (return addresses, saved registers) all over it. */
+    /* First the lowest words of the top page, which is always resident (the
+     * goroutine's first frame is there): a goroutine that went deeper wrote
+     * frames on its way down through them, and when they are still zero
+     * the page below is not read at all. Reading an untouched page costs a
+     * page fault (it maps the shared zero page), about a microsecond, which
+     * a crowd of ending goroutines would pay one by one. A single frame
+     * whose unwritten locals cover these words can hide a deep stack: it
+     * stays warm until the idle trim (go_pool_idle) gives it back. */
+    const volatile uint64_t *edge = (const uint64_t *)((char *)s->lo + s->size - page);
+    bool edge_used = false;
+    for (size_t i = 0; i < 8; i++) /* one cache line */
+        edge_used |= edge[i] != 0;
+    if (!edge_used)
+        return false;
+    /* Then the page below the top one. Untouched, it reads as zeros (no
+     * memory); a goroutine that went deeper wrote frames (return
+     * addresses, saved registers) all over it. */
     const volatile uint64_t *p = (const uint64_t *)((char *)s->lo + s->size - 2 * page);
     for (size_t i = 0; i < page / 8; i += 16)
         if (p[i])
             return true;
     return false;
+}
+
+void
+stack_prefetch_deep_check(const struct stack *s)
+{
+    if (s->size >= 2 * stacks.page)
+        __builtin_prefetch((const char *)s->lo + s->size - stacks.page);
 }
 
 bool

@@ -33,9 +33,15 @@ void stack_free(struct stack *s);
 void stack_trim(struct stack *s);
 
 /* A heuristic for an idle stack: true when its last goroutines went below
- * the top page (samples of the page below it are not all zero), so it holds
- * more than one page. May say false for a stack that holds more. */
+ * the top page (the lowest words of the top page and samples of the page
+ * below it are not all zero), so it holds more than one page. May say false
+ * for a stack that holds more. Never faults in a page it has not touched
+ * unless the top page's lowest words say a goroutine went deeper. */
 bool stack_was_deep(const struct stack *s);
+
+/* Starts fetching what stack_was_deep(s) reads first (no fault, no wait),
+ * so that a batch of checks overlaps its cache misses. */
+void stack_prefetch_deep_check(const struct stack *s);
 
 /* False when an unguarded stack's canary was overwritten (overflow). */
 bool stack_canary_ok(const struct stack *s);
