@@ -1,5 +1,5 @@
 /* The runtime's timer heap, shared by sleep, select timeouts, context
- * deadlines and public timers. One binary min-heap under one lock; workers
+ * deadlines and public timers. One 4-ary min-heap under one lock; workers
  * run due timers between goroutines and idle workers sleep until the
  * earliest one. Internal to core/. */
 #ifndef CHANQ_CORE_TIMER_INTERNAL_H

@@ -1,4 +1,4 @@
-/* The timer heap (one binary min-heap under one lock), the monotonic clock,
+/* The timer heap (one 4-ary min-heap under one lock), the monotonic clock,
  * go_sleep and the public one-shot timers. Each heap entry carries its due
  * time: the timers themselves live on parked goroutines' stacks, and with
  * 100k of them comparing through the pointers was a cache miss per level. */
@@ -17,6 +17,11 @@
 
 enum {
     FIRE_BATCH = 64, /* deferred callbacks collected per heap-lock hold */
+    /* Children per heap node (Go's timers use 4 too): half the levels of a
+     * binary heap, and every level moved costs a write to a timer that
+     * lives on some parked goroutine's stack, often a cache miss. The four
+     * children's entries share one or two cache lines. */
+    HEAP_ARITY = 4,
 };
 
 /* The runtime's timers (process-wide, see docs/hacking.md). */
@@ -64,7 +69,7 @@ heap_up(size_t i)
 {
     struct heap_entry e = timers.heap[i];
     while (i > 0) {
-        size_t p = (i - 1) / 2;
+        size_t p = (i - 1) / HEAP_ARITY;
         if (timers.heap[p].when <= e.when)
             break;
         heap_set(i, timers.heap[p]);
@@ -78,11 +83,14 @@ heap_down(size_t i)
 {
     struct heap_entry e = timers.heap[i];
     for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= timers.len)
+        size_t first = HEAP_ARITY * i + 1;
+        if (first >= timers.len)
             break;
-        if (c + 1 < timers.len && timers.heap[c + 1].when < timers.heap[c].when)
-            c++;
+        size_t end = first + HEAP_ARITY < timers.len ? first + HEAP_ARITY : timers.len;
+        size_t c = first;
+        for (size_t k = first + 1; k < end; k++)
+            if (timers.heap[k].when < timers.heap[c].when)
+                c = k;
         if (timers.heap[c].when >= e.when)
             break;
         heap_set(i, timers.heap[c]);
