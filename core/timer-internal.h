@@ -20,7 +20,7 @@ enum rtimer_mode {
 /* One timer; embedded in its owner (a select frame, a ctx, struct timer). */
 struct rtimer {
     int64_t when;          /* due time, timer_now_ms() clock */
-    size_t idx;            /* 1 + position in the heap; 0 when not armed (heap lock) */
+    uint32_t slot;         /* 1 + its slot in the heap's index; 0 when not armed (heap lock) */
     enum rtimer_mode mode; /* see above */
     go_fn *fn;             /* callback and its argument */
     void *arg;

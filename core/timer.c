@@ -1,7 +1,9 @@
 /* The timer heap (one 4-ary min-heap under one lock), the monotonic clock,
  * go_sleep and the public one-shot timers. Each heap entry carries its due
- * time: the timers themselves live on parked goroutines' stacks, and with
- * 100k of them comparing through the pointers was a cache miss per level. */
+ * time, and each armed timer's heap position is kept in a dense slot array:
+ * the timers themselves live on parked goroutines' stacks, and with 100k of
+ * them every comparison or position update through the timer was a cache
+ * (and TLB) miss per level. */
 #include "chanq_config.h"
 
 #include <errno.h>
@@ -31,17 +33,28 @@ static atomic_int forever_sleepers;
 static _Atomic int64_t last_arm_ms;
 
 static struct {
-    pthread_mutex_t lock;      /* guards heap, len, cap and every rtimer.idx */
+    pthread_mutex_t lock;      /* guards heap, slots and every rtimer.slot */
     struct heap_entry *heap;   /* min-heap on when */
     size_t len, cap;
+    struct slot *slots;        /* slot_cap of them, indexed by rtimer.slot - 1 */
+    uint32_t slot_cap;
+    uint32_t free_slot;        /* 1 + first free slot, 0 when none */
     _Atomic int64_t next_when; /* heap[0]->when or INT64_MAX, for lock-free peeks */
     atomic_size_t pending;     /* len, for lock-free peeks */
 } timers = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_when = INT64_MAX};
 
-/* A heap slot: the timer and a copy of its due time. */
+/* A heap entry: a copy of its timer's due time and the timer's slot. */
 struct heap_entry {
     int64_t when;
-    struct rtimer *t;
+    uint32_t slot; /* index into timers.slots */
+};
+
+/* Where an armed timer is: the heap position is written every time an
+ * entry moves, so it lives here, in one dense array, and not in the timer
+ * (on some parked goroutine's stack: a cache and TLB miss per move). */
+struct slot {
+    struct rtimer *t; /* the armed timer, or NULL */
+    uint32_t pos;     /* its heap position; next free slot + 1 when free */
 };
 
 /* A public timer: an rtimer that spawns a goroutine. */
@@ -61,7 +74,37 @@ static void
 heap_set(size_t i, struct heap_entry e)
 {
     timers.heap[i] = e;
-    e.t->idx = i + 1;
+    timers.slots[e.slot].pos = (uint32_t)i;
+}
+
+/* A free slot for t (heap lock held); grows the array when needed. */
+static uint32_t
+slot_take(struct rtimer *t)
+{
+    if (!timers.free_slot) {
+        uint32_t cap = timers.slot_cap ? 2 * timers.slot_cap : 64;
+        struct slot *v = realloc(timers.slots, (size_t)cap * sizeof *v);
+        if (!v || cap < timers.slot_cap)
+            sched_fatal("timer slots: out of memory");
+        for (uint32_t i = timers.slot_cap; i < cap; i++)
+            v[i] = (struct slot){NULL, i + 1 < cap ? i + 2 : 0};
+        timers.slots = v;
+        timers.free_slot = timers.slot_cap + 1;
+        timers.slot_cap = cap;
+    }
+    uint32_t i = timers.free_slot - 1;
+    timers.free_slot = timers.slots[i].pos;
+    timers.slots[i].t = t;
+    t->slot = i + 1;
+    return i;
+}
+
+static void
+slot_give(uint32_t i)
+{
+    timers.slots[i].t->slot = 0;
+    timers.slots[i] = (struct slot){NULL, timers.free_slot};
+    timers.free_slot = i + 1;
 }
 
 static void
@@ -99,19 +142,18 @@ heap_down(size_t i)
     heap_set(i, e);
 }
 
-/* Removes the timer at index i (heap lock held). */
+/* Removes the timer at heap position i (heap lock held). */
 static void
 heap_remove(size_t i)
 {
-    struct rtimer *t = timers.heap[i].t;
-    t->idx = 0;
+    slot_give(timers.heap[i].slot);
     timers.len--;
     if (i == timers.len)
         return;
     heap_set(i, timers.heap[timers.len]);
-    struct rtimer *moved = timers.heap[i].t;
+    uint32_t moved = timers.heap[i].slot;
     heap_down(i);
-    heap_up(moved->idx - 1);
+    heap_up(timers.slots[moved].pos);
 }
 
 static void
@@ -126,11 +168,12 @@ rtimer_arm(struct rtimer *t, int64_t when)
 {
     pthread_mutex_lock(&timers.lock);
     int64_t old_min = timers.len ? timers.heap[0].when : INT64_MAX;
-    if (t->idx) {
+    if (t->slot) {
         t->when = when;
-        timers.heap[t->idx - 1].when = when;
-        heap_down(t->idx - 1);
-        heap_up(t->idx - 1);
+        uint32_t i = t->slot - 1;
+        timers.heap[timers.slots[i].pos].when = when;
+        heap_down(timers.slots[i].pos);
+        heap_up(timers.slots[i].pos);
     } else {
         if (timers.len == timers.cap) {
             size_t cap = timers.cap ? 2 * timers.cap : 64;
@@ -141,10 +184,10 @@ rtimer_arm(struct rtimer *t, int64_t when)
             timers.cap = cap;
         }
         t->when = when;
-        heap_set(timers.len++, (struct heap_entry){when, t});
+        heap_set(timers.len++, (struct heap_entry){when, slot_take(t)});
         heap_up(timers.len - 1);
     }
-    bool new_min = timers.heap[0].t == t && when < old_min;
+    bool new_min = timers.slots[timers.heap[0].slot].t == t && when < old_min;
     publish_locked();
     pthread_mutex_unlock(&timers.lock);
     atomic_store_explicit(&last_arm_ms, sched_coarse_ms(), memory_order_relaxed);
@@ -185,9 +228,9 @@ bool
 rtimer_stop(struct rtimer *t)
 {
     pthread_mutex_lock(&timers.lock);
-    bool armed = t->idx != 0;
+    bool armed = t->slot != 0;
     if (armed) {
-        heap_remove(t->idx - 1);
+        heap_remove(timers.slots[t->slot - 1].pos);
         publish_locked();
     }
     pthread_mutex_unlock(&timers.lock);
@@ -227,7 +270,7 @@ timers_run_due(void)
         n = 0;
         pthread_mutex_lock(&timers.lock);
         while (timers.len && timers.heap[0].when <= now && n < FIRE_BATCH) {
-            struct rtimer *t = timers.heap[0].t;
+            struct rtimer *t = timers.slots[timers.heap[0].slot].t;
             heap_remove(0);
             /* t may be gone once its callback ran (its owner was woken). */
             if (t->mode == RTIMER_INLINE)
