@@ -6,8 +6,10 @@
 # Usage: bench/compare-go.sh [ROW...]
 # Environment: BUILD_DIR (default ./build, configured by scripts/build.sh if
 # it has no Makefile yet), PROCS (default "1 2"), BENCH_RUNS (default 5;
-# each figure is the median of that many runs), BENCH_SCALE (default 1;
-# multiplies every iteration count, for quick checks).
+# runs per process, of which the process prints the median), BENCH_ROUNDS
+# (default 3; processes per side, alternating chanq and Go; the table shows
+# the median of their medians), BENCH_SCALE (default 1; multiplies every
+# iteration count, for quick checks).
 # Installs Debian's golang-go with apt-get if `go` is missing. Exits 0 once
 # the table is printed, whatever the ratios; non-zero if the build fails or a
 # row crashed (the table is still printed, the row marked FAILED).
@@ -16,6 +18,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build}
 procs_list=${PROCS:-1 2}
 runs=${BENCH_RUNS:-5}
+rounds=${BENCH_ROUNDS:-3}
 scale=${BENCH_SCALE:-1}
 
 if ! command -v go >/dev/null 2>&1; then
@@ -46,14 +49,20 @@ export GOPROXY=off GOFLAGS= GO111MODULE=on GOTOOLCHAIN=local
 gobench=$tmp/gobench
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "# compare-go: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), $(go version | cut -d' ' -f3), runs=$runs (median), scale=$scale, PROCS=\"$procs_list\""
+echo "# compare-go: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), $(go version | cut -d' ' -f3), runs=$runs x rounds=$rounds (median of medians), scale=$scale, PROCS=\"$procs_list\""
 echo "# command: bench/compare-go.sh $*"
-echo "# Each row: its own process per side, chanq then Go. A shared machine is noisy."
+echo "# Each row: $rounds processes per side, alternating chanq and Go. A shared machine is noisy."
 echo
 # Each row runs in its own process, chanq then Go, so that a row starts
 # with fresh memory, noise falls on both sides alike, and a crash costs one
 # row rather than the table.
 rows=${*:-$("$cbench" -l)}
+
+# The line "row value unit" of FILE with the median value (the upper one of
+# the middle pair); empty when FILE is empty.
+median_line() {
+    sort -g -k2,2 "$1" | awk '{ l[NR] = $0 } END { if (NR) print l[int(NR / 2) + 1] }'
+}
 failed=0
 for p in $procs_list; do
     echo "### GOMAXPROCS=$p"
@@ -61,12 +70,21 @@ for p in $procs_list; do
     echo "| row | unit | chanq | Go | Go/chanq | verdict |"
     echo "|---|---|---:|---:|---:|---|"
     for row in $rows; do
-        GOMAXPROCS=$p "$cbench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/c.out" 2>"$tmp/c.err" ||
-            { failed=1; echo "compare-go: core_bench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/c.err")" >&2; }
-        GOMAXPROCS=$p "$gobench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/go.out" 2>"$tmp/go.err" ||
-            { failed=1; echo "compare-go: gobench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/go.err")" >&2; }
-        c=$(grep "^$row " "$tmp/c.out" || true)
-        g=$(grep "^$row " "$tmp/go.out" || true)
+        # ROUNDS alternations chanq, Go, chanq, Go...: a burst of noise from
+        # the shared machine then hits both sides, and the figure of each
+        # side is the median of its rounds' medians.
+        : >"$tmp/c.all"
+        : >"$tmp/go.all"
+        for r in $(seq "$rounds"); do
+            GOMAXPROCS=$p "$cbench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/c.out" 2>"$tmp/c.err" ||
+                { failed=1; echo "compare-go: core_bench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/c.err")" >&2; }
+            GOMAXPROCS=$p "$gobench" -p "$p" -r "$runs" -s "$scale" "$row" >"$tmp/go.out" 2>"$tmp/go.err" ||
+                { failed=1; echo "compare-go: gobench $row at GOMAXPROCS=$p failed: $(tail -n 3 "$tmp/go.err")" >&2; }
+            grep "^$row " "$tmp/c.out" >>"$tmp/c.all" || true
+            grep "^$row " "$tmp/go.out" >>"$tmp/go.all" || true
+        done
+        c=$(median_line "$tmp/c.all")
+        g=$(median_line "$tmp/go.all")
         # Every unit is lower-is-better; rss_parked_100k is judged against
         # its 8 KiB target rather than against Go.
         echo "$row|$c|$g" | awk -F'|' '
