@@ -37,8 +37,8 @@ static struct {
     pthread_mutex_t lock;     /* guards all (links), warm, cold */
     struct g *all;            /* every goroutine ever allocated, newest first;
                                  dead ones stay (go_dump skips them) */
-    struct g *warm;           /* pool: untrimmed stacks, LIFO */
-    struct g *cold;           /* pool: trimmed stacks, LIFO */
+    struct g *warm;           /* pool: untrimmed stacks, a LIFO of batches */
+    struct g *cold;           /* pool: trimmed stacks, a LIFO of batches */
     atomic_size_t nwarm;      /* their lengths (written under lock) */
     atomic_size_t ncold;
     _Atomic int64_t last_use; /* sched_coarse_ms() of the last draw from or
@@ -73,44 +73,63 @@ stack_size_get(void)
     return atomic_load(&gs.stack_size);
 }
 
-/* Pops up to `want` goroutines from the pool (lock held), warm ones
- * first, as a chain through schedlink; returns its length. */
+/* The pool holds chains as they came in, one batch each: the head of a
+ * batch carries the batch's length and the next batch, so taking a batch
+ * never walks its goroutines (cold g structs, a cache miss each). */
+
+/* Pops one batch from *list (lock held), split when it has more than
+ * `want`; returns its length and the chain (through schedlink) in *chain. */
 static size_t
-pool_take_locked(struct g **chain, size_t want)
+pool_pop_batch(struct g **list, size_t want, struct g **chain)
 {
-    size_t n = 0;
-    struct g *head = NULL;
-    while (n < want && (gs.warm || gs.cold)) {
-        struct g *g;
-        if (gs.warm) {
-            g = gs.warm;
-            gs.warm = g->schedlink;
-            atomic_store_explicit(&gs.nwarm, gs.nwarm - 1, memory_order_relaxed);
-        } else {
-            g = gs.cold;
-            gs.cold = g->schedlink;
-            atomic_store_explicit(&gs.ncold, gs.ncold - 1, memory_order_relaxed);
-        }
-        g->schedlink = head;
-        head = g;
-        n++;
+    struct g *head = *list;
+    if (!head)
+        return 0;
+    size_t n = head->pool_batch_n;
+    *list = head->pool_batch_next;
+    if (n > want) {
+        struct g *last = head;
+        for (size_t i = 1; i < want; i++)
+            last = last->schedlink;
+        struct g *rest = last->schedlink;
+        last->schedlink = NULL;
+        rest->pool_batch_n = n - want;
+        rest->pool_batch_next = *list;
+        *list = rest;
+        n = want;
     }
     *chain = head;
     return n;
 }
 
-/* Pushes a chain of n goroutines (tail->schedlink is NULL) onto the pool,
- * on the cold list if trimmed. */
-static void
-pool_put(struct g *head, struct g *tail, size_t n, bool trimmed)
+/* Takes up to `want` goroutines (one batch) from the pool (lock held), warm
+ * ones first, as a chain through schedlink; returns its length. */
+static size_t
+pool_take_locked(struct g **chain, size_t want)
 {
+    size_t n = pool_pop_batch(&gs.warm, want, chain);
+    if (n) {
+        atomic_store_explicit(&gs.nwarm, gs.nwarm - n, memory_order_relaxed);
+        return n;
+    }
+    n = pool_pop_batch(&gs.cold, want, chain);
+    atomic_store_explicit(&gs.ncold, gs.ncold - n, memory_order_relaxed);
+    return n;
+}
+
+/* Pushes a chain of n goroutines (ending in a NULL schedlink) onto the pool
+ * as one batch, on the cold list if trimmed. */
+static void
+pool_put(struct g *head, size_t n, bool trimmed)
+{
+    head->pool_batch_n = n;
     pthread_mutex_lock(&gs.lock);
     if (trimmed) {
-        tail->schedlink = gs.cold;
+        head->pool_batch_next = gs.cold;
         gs.cold = head;
         atomic_store_explicit(&gs.ncold, gs.ncold + n, memory_order_relaxed);
     } else {
-        tail->schedlink = gs.warm;
+        head->pool_batch_next = gs.warm;
         gs.warm = head;
         atomic_store_explicit(&gs.nwarm, gs.nwarm + n, memory_order_relaxed);
     }
@@ -125,10 +144,7 @@ pool_give(struct g *head, size_t n)
 {
     size_t nwarm = atomic_load_explicit(&gs.nwarm, memory_order_relaxed);
     if (nwarm + n <= POOL_WARM_KEEP) {
-        struct g *tail = head;
-        while (tail->schedlink)
-            tail = tail->schedlink;
-        pool_put(head, tail, n, false);
+        pool_put(head, n, false);
         return;
     }
     struct g *warm = NULL, *warm_tail = NULL, *cold = NULL, *cold_tail = NULL;
@@ -159,9 +175,9 @@ pool_give(struct g *head, size_t n)
         }
     }
     if (nw)
-        pool_put(warm, warm_tail, nw, false);
+        pool_put(warm, nw, false);
     if (nc)
-        pool_put(cold, cold_tail, nc, true);
+        pool_put(cold, nc, true);
     /* Goroutines are ending in numbers: not idle yet. */
     atomic_store_explicit(&gs.last_use, sched_coarse_ms(), memory_order_relaxed);
 }
@@ -185,14 +201,9 @@ go_pool_idle(void)
     pthread_mutex_unlock(&gs.lock);
     if (!n)
         return -1;
-    struct g *tail = chain;
-    for (;;) {
-        stack_trim(&tail->stack);
-        if (!tail->schedlink)
-            break;
-        tail = tail->schedlink;
-    }
-    pool_put(chain, tail, n, true);
+    for (struct g *g = chain; g; g = g->schedlink)
+        stack_trim(&g->stack);
+    pool_put(chain, n, true);
     return atomic_load_explicit(&gs.nwarm, memory_order_relaxed) > POOL_WARM_KEEP ? 0 : -1;
 }
 
@@ -350,7 +361,6 @@ g_state_name(int state)
 void
 go_dump(FILE *out)
 {
-    int64_t now = sched_coarse_ms();
     pthread_mutex_lock(&gs.lock);
     for (struct g *g = gs.all; g; g = g->all_next) {
         int state = atomic_load(&g->state);
@@ -361,10 +371,10 @@ go_dump(FILE *out)
         int line = __atomic_load_n(&g->line, __ATOMIC_RELAXED);
         const char *reason = atomic_load_explicit(&g->wait_reason, memory_order_relaxed);
         const void *obj = atomic_load_explicit(&g->wait_obj, memory_order_relaxed);
-        int64_t since = atomic_load_explicit(&g->wait_since_ms, memory_order_relaxed);
+        uint64_t since = atomic_load_explicit(&g->wait_since, memory_order_relaxed);
         if (state == G_WAITING)
             fprintf(out, "goroutine %" PRIu64 " [%s, %" PRId64 " ms]:\n", id,
-                    reason ? reason : "parked", now - since);
+                    reason ? reason : "parked", sched_ticks_ms_since(since));
         else
             fprintf(out, "goroutine %" PRIu64 " [%s]:\n", id, g_state_name(state));
         if (state == G_WAITING && obj)

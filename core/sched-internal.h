@@ -40,11 +40,15 @@ struct g {
     /* Read by go_dump on other threads, hence relaxed atomics: */
     _Atomic(const char *) wait_reason; /* while parked: "chan receive", "select", ... */
     _Atomic(const void *) wait_obj;    /* while parked: the channel (or NULL) */
-    _Atomic int64_t wait_since_ms;     /* while parked: when it parked (coarse clock) */
+    _Atomic uint64_t wait_since;       /* while parked: when it parked (sched_ticks) */
     struct g *all_prev;       /* the list of all goroutines, dead ones too (go.c) */
     struct g *all_next;
     void *asan_fake;          /* ASan fake stack saved while switched out */
     void *tsan_fiber;         /* TSan fiber of this goroutine */
+    /* Dead, in go.c's pool: on the head of a batch, its length and the next
+     * batch (the pool's lock). */
+    struct g *pool_batch_next;
+    size_t pool_batch_n;
     /* Its waiter record for a plain chan_send/chan_recv. Here, not on the
      * stack: a channel's queue of thousands of parked goroutines is walked
      * (chan_close) through g structs that lie side by side in the heap,
@@ -85,8 +89,16 @@ void sched_ready_new(struct g *g);
 /* A pseudo-random 32-bit number from the calling thread's generator. */
 uint32_t sched_rand(void);
 
-/* A coarse monotonic clock in ms, cheap enough for every park. */
+/* A coarse monotonic clock in ms. */
 int64_t sched_coarse_ms(void);
+
+/* A tick counter that costs no memory access (the CPU's: TSC on x86-64,
+ * the virtual counter on aarch64; elsewhere the coarse clock in ms), for
+ * stamping every park: a clock read goes through the vDSO's data page,
+ * whose TLB entry 100k goroutine stacks keep evicting (5% of a sleep-heavy
+ * profile). sched_ticks_ms_since converts a past stamp into ms ago. */
+uint64_t sched_ticks(void);
+int64_t sched_ticks_ms_since(uint64_t then);
 
 /* Timer heap -> scheduler: an idle worker must recompute its sleep (a new
  * earliest timer). Any thread; takes the scheduler lock. */

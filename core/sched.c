@@ -15,6 +15,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #include "core/sanitizer.h"
 #include "core/sched-internal.h"
@@ -177,6 +180,74 @@ sched_coarse_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#if defined(__x86_64__)
+uint64_t
+sched_ticks(void)
+{
+    return __rdtsc();
+}
+
+/* Ticks per ms, measured against the monotonic clock since the first call
+ * (the TSC's rate is constant on every CPU the kernel trusts it on). */
+static double
+ticks_per_ms(void)
+{
+    static _Atomic uint64_t t0;
+    static _Atomic int64_t ns0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    uint64_t t = __rdtsc();
+    uint64_t zero = 0;
+    if (atomic_compare_exchange_strong(&t0, &zero, t)) {
+        atomic_store(&ns0, ns);
+        return 0;
+    }
+    int64_t dns = ns - atomic_load(&ns0);
+    if (dns < 1000000)
+        return 0; /* too soon to tell */
+    return (double)(t - atomic_load(&t0)) / ((double)dns / 1e6);
+}
+#elif defined(__aarch64__)
+uint64_t
+sched_ticks(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, cntvct_el0" : "=r"(v));
+    return v;
+}
+
+static double
+ticks_per_ms(void)
+{
+    uint64_t hz;
+    __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(hz));
+    return (double)hz / 1000.0;
+}
+#else
+uint64_t
+sched_ticks(void)
+{
+    return (uint64_t)sched_coarse_ms();
+}
+
+static double
+ticks_per_ms(void)
+{
+    return 1.0;
+}
+#endif
+
+int64_t
+sched_ticks_ms_since(uint64_t then)
+{
+    uint64_t now = sched_ticks();
+    double rate = ticks_per_ms();
+    if (now <= then || rate <= 0)
+        return 0;
+    return (int64_t)((double)(now - then) / rate);
 }
 
 struct g *
@@ -629,7 +700,7 @@ sched_park(park_unlock_fn *unlock, void *arg, const char *reason, const void *ob
         sched_fatal("%s: called outside a goroutine (blocking calls need a goroutine)", reason);
     atomic_store_explicit(&g->wait_reason, reason, memory_order_relaxed);
     atomic_store_explicit(&g->wait_obj, obj, memory_order_relaxed);
-    atomic_store_explicit(&g->wait_since_ms, sched_coarse_ms(), memory_order_relaxed);
+    atomic_store_explicit(&g->wait_since, sched_ticks(), memory_order_relaxed);
     m->park_fn = unlock;
     m->park_arg = arg;
     m->after = AFTER_PARK;
@@ -994,6 +1065,7 @@ sched_start_with(int nthreads, bool detect_deadlock)
         return -EALREADY;
     }
     pthread_once(&sched_signals_once, install_signals);
+    (void)ticks_per_ms(); /* starts the tick rate's measurement */
     int n = threads_wanted(nthreads);
     for (int i = 0; i < n; i++) {
         struct m *m = aligned_alloc(64, (sizeof *m + 63) & ~(size_t)63);

@@ -238,6 +238,12 @@ leak_body(void *arg)
     go_dump(f);
     fclose(f);
     ck_assert_msg(strstr(dump, "chan send") != NULL, "dump lacks the wait reason:\n%s", dump);
+    /* How long it has been parked: at least the 20 ms slept above, and not
+     * absurdly more (the park stamp is a CPU tick count converted to ms). */
+    const char *at = strstr(dump, "[chan send, ");
+    long parked_ms = at ? strtol(at + strlen("[chan send, "), NULL, 10) : -1;
+    ck_assert_msg(parked_ms >= 15 && parked_ms < 10000, "parked for %ld ms, want ~20:\n%s",
+                  parked_ms, dump);
     ck_assert_msg(strstr(dump, "test_patterns.c:") != NULL, "dump lacks the spawn site:\n%s",
                   dump);
     free(dump);
