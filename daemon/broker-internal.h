@@ -57,6 +57,10 @@ struct job *broker_lookup(struct broker *b, const struct span *id, struct proto_
  * else from a goroutine that parks until there is (capacity only counts
  * queued jobs, so a returning job waits its turn like a submit). */
 void broker_enqueue(struct broker *b, struct job *j);
+/* The submit record of a live job did not reach the disk: takes the job
+ * back from wherever it got meanwhile (queued, delayed, or reserved: the
+ * holder gets a cancel event) and forgets it. Lock held. */
+void broker_withdraw(struct broker *b, struct job *j);
 /* Takes j out of its holder's reservation list and stops its ttr timer. */
 void broker_unreserve(struct broker *b, struct job *j);
 /* Moves j to a final state: frees the payload, wakes waiters, keeps it for

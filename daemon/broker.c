@@ -386,7 +386,7 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
     }
     b->next_id++;
     b->payload_bytes += req->payload.len;
-    j->state = JOB_QUEUED; /* not in the channel yet: placed once durable */
+    j->state = JOB_QUEUED; /* not in the channel yet: submit_place puts it there */
     j->in_channel = CHAN_OUT;
     j->ttr_ms = (int32_t)(req->has_ttr_ms ? req->ttr_ms : q->set.ttr_ms);
     j->max_attempts = (uint16_t)(req->has_max_attempts ? req->max_attempts : q->set.max_attempts);
@@ -553,25 +553,6 @@ submit_wait(struct broker *b, struct session *s, struct queue **qs, size_t *nq, 
     }
 }
 
-/* Parks until the submit record is durable. Lock held on entry and exit.
- * Returns 0 when the job should now be placed (or is already final), -1
- * with err set when it could not be recorded (the job is forgotten). */
-static int
-submit_make_durable(struct broker *b, struct job *j, int64_t delay_ms, struct proto_error *err)
-{
-    struct bj_waits w;
-    bj_waits_init(&w);
-    bj_log_submit(b, j, delay_ms, &w);
-    job_ref(j);
-    pthread_mutex_unlock(&b->lock);
-    int rc = bj_waits_finish(&w, NULL, err);
-    pthread_mutex_lock(&b->lock);
-    if (rc < 0 && !job_state_is_final(j->state))
-        broker_forget_job(b, j);
-    job_unref(j);
-    return rc < 0 ? -1 : 0;
-}
-
 static int
 submit_place(struct broker *b, struct session *s, const struct request *req, struct queue **qs,
              size_t nq, struct job *j, struct bj_waits *w, struct proto_error *err)
@@ -598,6 +579,45 @@ submit_place(struct broker *b, struct session *s, const struct request *req, str
     return 0;
 }
 
+/* Records the submit of j in the journal, if there is one. The job is
+ * placed at once, while the record is on its way to the disk (store and
+ * dispatch run concurrently: a worker may get the job before its submit is
+ * durable; only the producer's `ok` waits, in submit_settle). Lock held.
+ * -1 with err set when the record could not even be queued (the job is
+ * forgotten). */
+static int
+submit_record(struct broker *b, struct job *j, const struct request *req, struct bj_waits *sw,
+              struct proto_error *err)
+{
+    if (!b->journal)
+        return 0;
+    bj_log_submit(b, j, req->has_delay_ms ? req->delay_ms : 0, sw);
+    if (sw->rc == 0)
+        return 0;
+    bj_waits_finish(sw, NULL, err);
+    broker_forget_job(b, j);
+    return -1;
+}
+
+/* Waits until the submit record of j is durable. If it is not, the answer
+ * already encoded from `mark` on is dropped and the job withdrawn from
+ * wherever it got meanwhile. Lock not held. Takes over the caller's job
+ * reference. */
+static int
+submit_settle(struct broker *b, struct job *j, struct bj_waits *sw, struct buf *out,
+              size_t mark, struct proto_error *err)
+{
+    int rc = bj_waits_finish(sw, NULL, err);
+    if (rc < 0) {
+        out->len = mark;
+        pthread_mutex_lock(&b->lock);
+        broker_withdraw(b, j);
+        pthread_mutex_unlock(&b->lock);
+    }
+    job_unref(j);
+    return rc < 0 ? -1 : 0;
+}
+
 int
 broker_op_submit(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                  struct proto_error *err)
@@ -605,20 +625,24 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     struct queue *qs[MAX_SELECT_QUEUES];
     size_t nq;
     struct job *parent;
-    struct bj_waits w;
+    struct bj_waits w, sw; /* a drop record's; the submit record's */
     bj_waits_init(&w);
+    bj_waits_init(&sw);
     pthread_mutex_lock(&b->lock);
     int rc = submit_precheck(b, req, qs, &nq, &parent, err);
     struct job *j = rc == 0 ? create_job(b, req, qs[0], parent, err) : NULL;
-    if (!j)
+    if (!j || submit_record(b, j, req, &sw, err) < 0)
         goto out_unlock_err;
-    int64_t delay = req->has_delay_ms ? req->delay_ms : 0;
-    if (b->journal && submit_make_durable(b, j, delay, err) < 0)
+    job_ref(j); /* for submit_settle */
+    if (submit_place(b, s, req, qs, nq, j, &w, err) < 0) {
+        job_unref(j);
         goto out_unlock_err;
-    if (submit_place(b, s, req, qs, nq, j, &w, err) < 0)
-        goto out_unlock_err;
+    }
+    size_t mark = out->len;
     rc = submit_ok(b, j, req, out);
     pthread_mutex_unlock(&b->lock);
+    if (submit_settle(b, j, &sw, out, mark, err) < 0)
+        return -1;
     if (rc < 0) {
         proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
         return -1;
@@ -627,7 +651,8 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
 
 out_unlock_err:
     pthread_mutex_unlock(&b->lock);
-    bj_waits_finish(&w, NULL, NULL); /* a drop record, if any */
+    bj_waits_finish(&sw, NULL, NULL); /* the submit record, if any, then */
+    bj_waits_finish(&w, NULL, NULL);  /* a drop record, if any */
     return -1;
 }
 

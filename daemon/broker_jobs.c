@@ -152,6 +152,18 @@ leave_state(struct broker *b, struct job *j)
     }
 }
 
+void
+broker_withdraw(struct broker *b, struct job *j)
+{
+    if (job_state_is_final(j->state))
+        return;
+    if (j->state == JOB_RESERVED)
+        send_event_cancel(j);
+    leave_state(b, j);
+    j->queue->count.submitted--;
+    broker_forget_job(b, j);
+}
+
 static void
 deadline_fired(void *arg)
 {

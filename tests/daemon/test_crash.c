@@ -303,20 +303,32 @@ START_TEST(a_flipped_byte_stops_start_up_and_repair_truncates_there)
 }
 END_TEST
 
-START_TEST(a_full_disk_fails_the_request_and_serving_goes_on)
+/* Starts chanqd with the LD_PRELOAD shim that fails journal writes with
+ * ENOSPC while the file flag_out names exists; probe_out only lends a temp
+ * dir for the flag. */
+static struct harness *
+start_with_failwrite(struct harness **probe_out, char *flag_out, size_t flag_size)
 {
-    char flag[400];
-    struct harness *probe = harness_start(NULL); /* for a temp dir */
-    snprintf(flag, sizeof flag, "%s/enospc", harness_dir(probe));
+    struct harness *probe = harness_start(NULL);
+    snprintf(flag_out, flag_size, "%s/enospc", harness_dir(probe));
     char preload[4200];
     snprintf(preload, sizeof preload, "%s/tests/daemon/failwrite.so", getenv("top_builddir"));
     ck_assert_msg(access(preload, R_OK) == 0, "missing %s", preload);
-    setenv("CHANQ_FAILWRITE_FLAG", flag, 1);
+    setenv("CHANQ_FAILWRITE_FLAG", flag_out, 1);
     setenv("LD_PRELOAD", preload, 1);
     setenv("ASAN_OPTIONS", "detect_stack_use_after_return=0:verify_asan_link_order=0", 1);
     struct harness *h = harness_start(NULL);
     unsetenv("LD_PRELOAD");
     ck_assert_msg(h, "chanqd did not start with the write-failure shim");
+    *probe_out = probe;
+    return h;
+}
+
+START_TEST(a_full_disk_fails_the_request_and_serving_goes_on)
+{
+    char flag[400];
+    struct harness *probe;
+    struct harness *h = start_with_failwrite(&probe, flag, sizeof flag);
     int fd = dial(h);
     char *id = submit(fd, "disk", "1");
     FILE *f = fopen(flag, "w"); /* from now on every journal write fails: ENOSPC */
@@ -362,6 +374,53 @@ dir_bytes(const char *dir)
         closedir(d);
     return sum;
 }
+
+/* A job goes to a waiting worker while its submit record is on its way to
+ * the disk. When that write fails, the producer gets the error and the job
+ * is taken back: the worker holding it gets a cancel event, its ack fails,
+ * and the queue is as before. */
+START_TEST(a_job_whose_submit_was_not_written_is_taken_back_from_its_worker)
+{
+    char flag[400];
+    struct harness *probe;
+    struct harness *h = start_with_failwrite(&probe, flag, sizeof flag);
+    int producer = dial(h), worker = dial(h);
+    json_decref(req_ok(producer, "{\"op\":\"declare\",\"queue\":\"wd\"}"));
+    ck_assert_int_eq(send_line(worker, "{\"op\":\"fetch\",\"queue\":\"wd\",\"timeout_ms\":5000}"), 0);
+    usleep(100 * 1000); /* the fetch parks */
+    FILE *f = fopen(flag, "w"); /* every journal write fails from now on */
+    fclose(f);
+    json_t *r = reqf(producer, "{\"op\":\"submit\",\"queue\":\"wd\",\"payload\":\"x\"}");
+    ck_assert_msg(r && !is_ok(r), "a submit was acknowledged while the disk was full");
+    json_decref(r);
+    /* The worker got the job, then its withdrawal. */
+    char *line = recv_line_timeout(worker, 3000);
+    ck_assert_msg(line, "the waiting worker got no answer");
+    json_t *got = json_loads(line, 0, NULL);
+    free(line);
+    ck_assert_msg(is_ok(got), "the fetch failed");
+    json_t *jobs = json_object_get(got, "jobs");
+    const char *id = json_string_value(json_object_get(json_array_get(jobs, 0), "id"));
+    ck_assert_msg(id, "the fetch answer carries no job");
+    json_t *ev = next_event(worker, 3000);
+    ck_assert_msg(ev, "the worker holding the unwritten job got no event");
+    ck_assert_str_eq(json_string_value(json_object_get(ev, "event")), "cancel");
+    ck_assert_str_eq(json_string_value(json_object_get(ev, "id")), id);
+    json_decref(ev);
+    unlink(flag); /* space is back */
+    json_t *ack = reqf(worker, "{\"op\":\"ack\",\"id\":\"%s\"}", id);
+    ck_assert_msg(ack && !is_ok(ack), "the withdrawn job could still be acked");
+    json_decref(ack);
+    json_decref(got);
+    ck_assert_int_eq(queue_stat(producer, "wd", "depth"), 0);
+    ck_assert_int_eq(queue_stat(producer, "wd", "reserved"), 0);
+    harness_close(producer);
+    harness_close(worker);
+    unsetenv("CHANQ_FAILWRITE_FLAG");
+    ck_assert_int_eq(harness_stop(h), 0);
+    ck_assert_int_eq(harness_stop(probe), 0);
+}
+END_TEST
 
 START_TEST(compaction_keeps_the_data_dir_bounded_over_many_cycles)
 {
@@ -420,6 +479,7 @@ crash_suite(void)
     tcase_add_test(tc, a_torn_tail_is_cut_off_with_a_log_line);
     tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_truncates_there);
     tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
+    tcase_add_test(tc, a_job_whose_submit_was_not_written_is_taken_back_from_its_worker);
     tcase_add_test(tc, compaction_keeps_the_data_dir_bounded_over_many_cycles);
     suite_add_tcase(s, tc);
     return s;
