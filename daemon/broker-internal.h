@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "daemon/answers.h"
 #include "daemon/broker.h"
 #include "daemon/job.h"
 #include "daemon/jobtable.h"
@@ -91,6 +92,12 @@ int bj_waits_add(struct bj_waits *w, struct journal_wait *jw);
 /* Lock NOT held: parks until every record is durable. 0, or a negative
  * errno with err filled (when not NULL). */
 int bj_waits_finish(struct bj_waits *w, struct ctx *ctx, struct proto_error *err);
+/* Hands w's waits and the answer out[mark..] over to s->answers (see
+ * answers_defer); w is left empty. -1 when there is nothing to hand over or
+ * no way to (no s->answers, a record that was not queued, no memory): the
+ * caller then finishes w itself. */
+int bj_waits_defer(struct bj_waits *w, struct session *s, struct span rid, struct buf *out,
+                   size_t mark, answer_done_fn *done, void *arg);
 void bj_log_submit(struct broker *b, struct job *j, int64_t delay_ms, struct bj_waits *w);
 void bj_log_reserve(struct broker *b, struct job *j);
 void bj_log_state(struct broker *b, struct job *j, struct bj_waits *w);
@@ -103,9 +110,11 @@ void bj_log_queue(struct broker *b, const struct queue *q, struct bj_waits *w);
 int broker_answer(struct broker *b, int rc, struct proto_error *err);
 /* broker_answer for a change recorded in w: the `ok` already in out (from
  * mark on) stands only once the records are durable; otherwise it is taken
- * back and err says why. */
-int broker_answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out,
-                          size_t mark, struct proto_error *err);
+ * back and err says why. With s->answers the answer is handed over to wait
+ * there instead (the op returns at once, see daemon/answers.h). */
+int broker_answer_durable(struct broker *b, struct session *s, struct span rid, int rc,
+                          struct bj_waits *w, struct buf *out, size_t mark,
+                          struct proto_error *err);
 
 /* Writes a job id as a span into buf (>= 21 bytes). */
 struct span broker_id_span(uint64_t id, char *buf);

@@ -45,10 +45,12 @@ broker_answer(struct broker *b, int rc, struct proto_error *err)
 }
 
 int
-broker_answer_durable(struct broker *b, int rc, struct bj_waits *w, struct buf *out, size_t mark,
-                      struct proto_error *err)
+broker_answer_durable(struct broker *b, struct session *s, struct span rid, int rc,
+                      struct bj_waits *w, struct buf *out, size_t mark, struct proto_error *err)
 {
     rc = broker_answer(b, rc, err);
+    if (rc == 0 && bj_waits_defer(w, s, rid, out, mark, NULL, NULL) == 0)
+        return 0;
     if (bj_waits_finish(w, NULL, rc == 0 ? err : NULL) < 0 && rc == 0) {
         out->len = mark;
         rc = -1;
@@ -599,14 +601,32 @@ submit_record(struct broker *b, struct job *j, const struct request *req, struct
     return -1;
 }
 
-/* Waits until the submit record of j is durable. If it is not, the answer
- * already encoded from `mark` on is dropped and the job withdrawn from
- * wherever it got meanwhile. Lock not held. Takes over the caller's job
- * reference. */
-static int
-submit_settle(struct broker *b, struct job *j, struct bj_waits *sw, struct buf *out,
-              size_t mark, struct proto_error *err)
+/* answer_done_fn of a deferred submit answer: the job, if its record did
+ * not reach the disk, is withdrawn. Takes over a job reference. */
+static void
+submit_durable_done(void *arg, int rc)
 {
+    struct job *j = arg;
+    if (rc < 0) {
+        struct broker *b = j->queue->broker;
+        pthread_mutex_lock(&b->lock);
+        broker_withdraw(b, j);
+        pthread_mutex_unlock(&b->lock);
+    }
+    job_unref(j);
+}
+
+/* Waits until the submit record of j is durable (or hands that wait over
+ * to the connection's answers, s->answers). If it is not durable, the
+ * answer already encoded from `mark` on is dropped and the job withdrawn
+ * from wherever it got meanwhile. Lock not held. Takes over the caller's
+ * job reference. */
+static int
+submit_settle(struct broker *b, struct session *s, struct span rid, struct job *j,
+              struct bj_waits *sw, struct buf *out, size_t mark, struct proto_error *err)
+{
+    if (bj_waits_defer(sw, s, rid, out, mark, submit_durable_done, j) == 0)
+        return 0;
     int rc = bj_waits_finish(sw, NULL, err);
     if (rc < 0) {
         out->len = mark;
@@ -641,13 +661,13 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     size_t mark = out->len;
     rc = submit_ok(b, j, req, out);
     pthread_mutex_unlock(&b->lock);
-    if (submit_settle(b, j, &sw, out, mark, err) < 0)
-        return -1;
     if (rc < 0) {
+        out->len = mark;
+        submit_settle(b, NULL, req->rid, j, &sw, out, mark, err);
         proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
         return -1;
     }
-    return 0;
+    return submit_settle(b, s, req->rid, j, &sw, out, mark, err);
 
 out_unlock_err:
     pthread_mutex_unlock(&b->lock);

@@ -39,6 +39,8 @@ struct holder {
 };
 
 /* One request's context: who asks and how long they may wait. */
+struct answers;
+
 struct session {
     struct holder *holder; /* the asking connection */
     struct ctx *ctx;       /* cancelled when the connection goes away */
@@ -46,6 +48,10 @@ struct session {
      * the connection can send the answers it already has: a parked submit
      * must not hold back the answers to the requests before it. May be NULL. */
     void (*before_park)(struct session *s);
+    /* Where an op puts an answer that waits for the journal, instead of
+     * parking until its records are durable (see daemon/answers.h); NULL:
+     * the op waits. */
+    struct answers *answers;
 };
 
 /* Calls s->before_park if set. */

@@ -79,7 +79,7 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     size_t mark = out->len;
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);
-    return broker_answer_durable(b, rc, &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, rc, &w, out, mark, err);
 }
 
 int
@@ -100,12 +100,12 @@ broker_op_close(struct broker *b, struct session *s, const struct request *req, 
         bj_log_queue(b, q, &w);
     }
     size_t mark = out->len;
-    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int
-set_paused(struct broker *b, const struct request *req, bool paused, struct buf *out,
-           struct proto_error *err)
+set_paused(struct broker *b, struct session *s, const struct request *req, bool paused,
+           struct buf *out, struct proto_error *err)
 {
     pthread_mutex_lock(&b->lock);
     struct queue *q = existing_queue(b, req, err);
@@ -119,21 +119,21 @@ set_paused(struct broker *b, const struct request *req, bool paused, struct buf 
         bj_log_queue(b, q, &w);
     }
     size_t mark = out->len;
-    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 int
 broker_op_pause(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    return set_paused(b, req, true, out, err);
+    return set_paused(b, s, req, true, out, err);
 }
 
 int
 broker_op_resume(struct broker *b, struct session *s, const struct request *req,
                  struct buf *out, struct proto_error *err)
 {
-    return set_paused(b, req, false, out, err);
+    return set_paused(b, s, req, false, out, err);
 }
 
 int
@@ -162,7 +162,7 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
         n++;
     }
     size_t mark = out->len;
-    return broker_answer_durable(b, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
 }
 
 int

@@ -314,7 +314,7 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
     bj_waits_init(&w);
     bj_log_final(b, j, &w);
     size_t mark = out->len;
-    return broker_answer_durable(b, encode_ok(out, req->rid), &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 static int64_t
@@ -355,7 +355,7 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
     retry_or_bury(b, j, delay, req->dead, &w);
     size_t mark = out->len;
     int rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
-    return broker_answer_durable(b, rc, &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, rc, &w, out, mark, err);
 }
 
 int
@@ -407,7 +407,7 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
     int64_t n = cancel_tree(b, j, 0, &w);
     job_unref(j);
     size_t mark = out->len;
-    return broker_answer_durable(b, encode_ok_int(out, req->rid, "cancelled", n), &w, out, mark, err);
+    return broker_answer_durable(b, s, req->rid, encode_ok_int(out, req->rid, "cancelled", n), &w, out, mark, err);
 }
 
 static int

@@ -90,14 +90,22 @@ bj_waits_finish(struct bj_waits *w, struct ctx *ctx, struct proto_error *err)
     if (w->v != w->inline_v)
         free(w->v);
     bj_waits_init(w);
-    if (rc < 0 && err) {
-        if (rc == -ECANCELED || rc == -ETIMEDOUT)
-            proto_error_set(err, PROTO_SHUTTING_DOWN, "stopped before the change was durable");
-        else
-            proto_error_set(err, PROTO_INTERNAL, "journal write failed: %s", strerror(-rc));
-        log_error("journal: a change was not made durable: %s", strerror(-rc));
-    }
+    if (rc < 0 && err)
+        answers_durable_error(rc, err);
     return rc;
+}
+
+int
+bj_waits_defer(struct bj_waits *w, struct session *s, struct span rid, struct buf *out,
+               size_t mark, answer_done_fn *done, void *arg)
+{
+    if (!s || !s->answers || w->n == 0 || w->rc < 0 ||
+        answers_defer(s->answers, out, mark, w->v, w->n, rid, done, arg) < 0)
+        return -1;
+    if (w->v != w->inline_v)
+        free(w->v);
+    bj_waits_init(w);
+    return 0;
 }
 
 static int64_t

@@ -6,6 +6,7 @@
 #include "chanq_config.h"
 
 #include "daemon/conn.h"
+#include "daemon/answers.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/server.h"
@@ -15,6 +16,7 @@
 #include "core/ctx.h"
 #include "core/evbridge.h"
 #include "core/go.h"
+#include "core/select.h"
 #include "proto/frame.h"
 
 #include <event2/buffer.h>
@@ -69,7 +71,9 @@ struct conn {
     bool goroutine_done;         /* the goroutine has ended (loop) */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     struct evbuffer *pending;    /* answers and events from goroutines (locked) */
-    struct buf out;              /* answers being batched by the goroutine */
+    struct buf out;              /* answers ready to go, batched by the goroutine */
+    struct buf fresh;            /* the answer of the request being handled */
+    struct answers *answers;     /* answers waiting for the journal (goroutine) */
 };
 
 static void conn_unref(struct conn *c);
@@ -390,12 +394,29 @@ handle_line(struct conn *c, struct line *l, struct buf *out)
 }
 
 /* The broker is about to park this connection's request: send what is
- * already answered. */
+ * already answered, waiting for the journal for those that need it (the
+ * parked request may take long; the answers before it must not). */
 static void
 before_park(struct session *s)
 {
     struct conn *c = (struct conn *)((char *)s - offsetof(struct conn, os.s));
+    answers_settle(c->answers, &c->out, true);
     write_out(c, &c->out);
+}
+
+/* The next request line, or NULL once the connection's input ended. While
+ * answers wait for the journal, also wakes when the first may be settled
+ * (then *l is NULL and the result true). */
+static bool
+next_request(struct conn *c, struct line **l)
+{
+    *l = NULL;
+    struct chan_case cases[2] = {
+        {c->reqs, CHAN_RECV, l, false},
+        {answers_wait_chan(c->answers), CHAN_RECV, NULL, false},
+    };
+    int r = chan_select(cases, cases[1].c ? 2 : 1, NULL, -1);
+    return r == 1 || (r == 0 && cases[0].ok);
 }
 
 static void
@@ -404,19 +425,26 @@ conn_goroutine(void *arg)
     struct conn *c = arg;
     struct buf *out = &c->out;
     struct line *l;
-    while (chan_recv(c->reqs, &l, NULL) == 0) {
-        if (atomic_exchange(&c->want_room, 0)) {
-            atomic_fetch_add(&c->refs, 1);
-            if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
-                atomic_fetch_sub(&c->refs, 1);
+    while (next_request(c, &l)) {
+        if (l) {
+            if (atomic_exchange(&c->want_room, 0)) {
+                atomic_fetch_add(&c->refs, 1);
+                if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
+                    atomic_fetch_sub(&c->refs, 1);
+            }
+            handle_line(c, l, &c->fresh);
+            free(l);
+            /* Behind answers that wait for the journal, in request order. */
+            answers_push(c->answers, &c->fresh, out);
         }
-        handle_line(c, l, out);
-        free(l);
+        answers_settle(c->answers, out, false);
         if (out->len >= FLUSH_AT || chan_len(c->reqs) == 0)
             write_out(c, out);
     }
+    answers_settle(c->answers, out, true);
     write_out(c, out);
     buf_clear(out);
+    buf_clear(&c->fresh);
     broker_release_holder(server_broker(c->srv), &c->holder);
     if (evbridge_call(server_bridge(c->srv), finish_on_loop, c) < 0)
         log_error("cannot reach the loop thread to end a connection");
@@ -439,6 +467,7 @@ conn_free(struct conn *c)
         ctx_release(c->ctx);
     if (c->pending)
         evbuffer_free(c->pending);
+    answers_free(c->answers);
     free(c);
 }
 
@@ -462,7 +491,9 @@ conn_alloc(struct server *srv)
     c->reqs = chan_new(sizeof(struct line *), config_get(cfg, max_inflight));
     c->ctx = ctx_with_cancel(server_root_ctx(srv));
     c->pending = evbuffer_new();
-    if (!c->frame || !c->reqs || !c->ctx || !c->pending || evbuffer_enable_locking(c->pending, NULL)) {
+    c->answers = answers_new();
+    if (!c->frame || !c->reqs || !c->ctx || !c->pending || !c->answers ||
+        evbuffer_enable_locking(c->pending, NULL)) {
         conn_free(c);
         return NULL;
     }
@@ -470,7 +501,9 @@ conn_alloc(struct server *srv)
     c->os.s.holder = &c->holder;
     c->os.s.ctx = c->ctx;
     c->os.s.before_park = before_park;
+    c->os.s.answers = c->answers;
     buf_init(&c->out);
+    buf_init(&c->fresh);
     c->os.authed = !server_needs_token(srv);
     return c;
 }

@@ -395,6 +395,12 @@ journal_wait_release(struct journal_wait *w)
 {
     journal_batch_unref((struct batch *)w);
 }
+
+struct chan *
+journal_wait_chan(struct journal_wait *w)
+{
+    return ((struct batch *)w)->done;
+}
 void
 journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg)
 {

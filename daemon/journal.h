@@ -134,6 +134,10 @@ int journal_wait_durable(struct journal_wait *w, struct ctx *ctx);
 /* Drops the reference without waiting. Any thread; never parks. */
 void journal_wait_release(struct journal_wait *w);
 
+/* A channel closed once w's batch is settled (journal_wait_durable then
+ * returns at once), for chan_select. Valid while w's reference is held. */
+struct chan *journal_wait_chan(struct journal_wait *w);
+
 /* Compaction. keep_batch says for each of n old records whether it is still
  * live (keep[i] = true) and must survive; it is called from the compacting
  * goroutine with up to JOURNAL_KEEP_BATCH records at a time, so the broker

@@ -422,6 +422,57 @@ START_TEST(a_job_whose_submit_was_not_written_is_taken_back_from_its_worker)
 }
 END_TEST
 
+/* A pipeline of durable requests on one connection: answered in order with
+ * their rid, and sharing fsyncs (the connection reads on while the first
+ * answers wait for the journal), with an error and a ping in between. */
+START_TEST(pipelined_durable_requests_share_fsyncs_and_keep_their_order)
+{
+    enum { N = 600 };
+    struct harness *h = harness_start(NULL); /* --fsync always */
+    ck_assert_msg(h, "chanqd did not start");
+    int fd = dial(h);
+    long long fsyncs_before = journal_stat(fd, "fsync_hist", "count");
+    char *all = malloc(N * 128);
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 10 == 5)
+            len += (size_t)sprintf(all + len, "{\"op\":\"ping\",\"rid\":%d}\n", i);
+        else if (i % 10 == 7)
+            len += (size_t)sprintf(all + len, "{\"op\":\"ack\",\"id\":\"1\",\"rid\":%d}\n", i);
+        else
+            len += (size_t)sprintf(all + len,
+                                   "{\"op\":\"submit\",\"queue\":\"pd\",\"payload\":%d,\"rid\":%d}\n", i, i);
+    }
+    ck_assert_msg(write(fd, all, len) == (ssize_t)len, "could not send the pipeline");
+    free(all);
+    for (int i = 0; i < N; i++) {
+        char *line = recv_line_timeout(fd, 10000);
+        ck_assert_msg(line, "answer %d missing", i);
+        json_t *r = json_loads(line, 0, NULL);
+        ck_assert_msg(r && json_integer_value(json_object_get(r, "rid")) == i,
+                      "answer %d out of order: %s", i, line);
+        ck_assert_msg(i % 10 == 7 ? !is_ok(r) : is_ok(r), "answer %d has the wrong outcome: %s",
+                      i, line);
+        free(line);
+        json_decref(r);
+    }
+    int submits = N - 2 * (N / 10);
+    ck_assert_int_eq(queue_stat(fd, "pd", "depth"), submits);
+    long long fsyncs = journal_stat(fd, "fsync_hist", "count") - fsyncs_before;
+    ck_assert_msg(fsyncs > 0 && fsyncs <= submits / 4,
+                  "%lld fsyncs for %d pipelined submits: they did not share batches", fsyncs,
+                  submits);
+    harness_close(fd);
+    /* And they are durable. */
+    harness_kill9(h);
+    ck_assert_msg(harness_restart(h) == 0, "no restart");
+    fd = dial(h);
+    ck_assert_int_eq(queue_stat(fd, "pd", "depth"), submits);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 START_TEST(compaction_keeps_the_data_dir_bounded_over_many_cycles)
 {
     const char *args[] = {"--fsync", "never", "--journal-segment", "1M", "--journal-compact",
@@ -480,6 +531,7 @@ crash_suite(void)
     tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_truncates_there);
     tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
     tcase_add_test(tc, a_job_whose_submit_was_not_written_is_taken_back_from_its_worker);
+    tcase_add_test(tc, pipelined_durable_requests_share_fsyncs_and_keep_their_order);
     tcase_add_test(tc, compaction_keeps_the_data_dir_bounded_over_many_cycles);
     suite_add_tcase(s, tc);
     return s;

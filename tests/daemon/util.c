@@ -150,6 +150,18 @@ server_stat(int fd, const char *field)
     return n;
 }
 
+long long
+journal_stat(int fd, const char *group, const char *field)
+{
+    json_t *r = req_ok(fd, "{\"op\":\"stats\"}");
+    json_t *j = json_object_get(json_object_get(r, "server"), "journal");
+    json_t *v = json_object_get(group ? json_object_get(j, group) : j, field);
+    ck_assert_msg(v != NULL, "journal stats have no field %s", field);
+    long long n = json_integer_value(v);
+    json_decref(r);
+    return n;
+}
+
 json_t *
 next_event(int fd, int timeout_ms)
 {

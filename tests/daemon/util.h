@@ -43,6 +43,9 @@ char *fetch_one(int fd, const char *queue, int timeout_ms);
 long long queue_stat(int fd, const char *queue, const char *field);
 /* The server stats field (e.g. "goroutines"). */
 long long server_stat(int fd, const char *field);
+/* A journal stat: server.journal[group][field] (group NULL: .journal[field]). */
+long long journal_stat(int fd, const char *group, const char *field);
+
 /* Reads lines until an event object arrives (within timeout_ms); returns it
  * (new reference) or NULL. Non-event lines are discarded. */
 json_t *next_event(int fd, int timeout_ms);
