@@ -19,6 +19,7 @@
 #include "core/select.h"
 #include "proto/frame.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -28,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Output held for a client that does not read: over HIGH we stop reading
  * its requests; over MAX it is disconnected. */
@@ -61,6 +63,7 @@ struct conn {
     _Atomic int want_room;       /* loop -> goroutine: tell me when reqs has room */
     _Atomic int flush_scheduled; /* a flush call is queued on the loop */
     struct bufferevent *bev;     /* socket; NULL once closed (loop) */
+    struct event *rev;           /* plain socket: its read event (loop); NULL with TLS */
     evutil_socket_t plain_fd;    /* the socket when not TLS (direct writes), else -1 */
     struct frame *frame;         /* request framing (loop) */
     struct chan *reqs;           /* struct line * to the goroutine; cap = max inflight */
@@ -117,10 +120,11 @@ set_reading(struct conn *c, unsigned reason, bool pause)
         c->paused |= reason;
     else
         c->paused &= ~reason;
-    if (c->paused || c->input_done)
-        bufferevent_disable(c->bev, EV_READ);
+    bool on = !c->paused && !c->input_done;
+    if (c->rev) /* a plain socket: our own read event */
+        on ? event_add(c->rev, NULL) : event_del(c->rev);
     else
-        bufferevent_enable(c->bev, EV_READ);
+        on ? bufferevent_enable(c->bev, EV_READ) : bufferevent_disable(c->bev, EV_READ);
 }
 
 static void
@@ -175,6 +179,27 @@ append_line(struct conn *c, const char *data, size_t len, bool too_large)
     c->backlog_tail = l;
 }
 
+/* Frames n bytes of input into backlog lines. False when the connection
+ * was shut down meanwhile (out of memory). */
+static bool
+frame_input(struct conn *c, const char *data, size_t n)
+{
+    frame_push(c->frame, data, n);
+    const char *line;
+    size_t len;
+    enum frame_status st;
+    while ((st = frame_next_line(c->frame, &line, &len)) != FRAME_MORE) {
+        if (st == FRAME_NOMEM) {
+            log_warn("out of memory buffering a request; closing the connection");
+            conn_shutdown(c);
+            return false;
+        }
+        append_line(c, line, st == FRAME_LINE ? len : 0, st == FRAME_TOO_LARGE);
+    }
+    return true;
+}
+
+/* A TLS connection's input, decrypted by its bufferevent. */
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
@@ -182,22 +207,39 @@ on_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t n;
     while (c->bev && (n = evbuffer_get_contiguous_space(in)) > 0) {
-        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-        frame_push(c->frame, data, n);
-        const char *line;
-        size_t len;
-        enum frame_status st;
-        while ((st = frame_next_line(c->frame, &line, &len)) != FRAME_MORE) {
-            if (st == FRAME_NOMEM) {
-                log_warn("out of memory buffering a request; closing the connection");
-                conn_shutdown(c);
-                return;
-            }
-            append_line(c, line, st == FRAME_LINE ? len : 0, st == FRAME_TOO_LARGE);
-        }
+        if (!frame_input(c, (const char *)evbuffer_pullup(in, (ev_ssize_t)n), n))
+            return;
         evbuffer_drain(in, n);
     }
     deliver_backlog(c);
+}
+
+static void on_eof(struct conn *c);
+
+/* A plain socket is read with one recv per readiness, straight into a
+ * buffer the frame is fed from: libevent's bufferevent read asks the
+ * kernel how much is pending (ioctl FIONREAD) before every readv, one
+ * system call in three on a request/answer connection. */
+static void
+on_plain_read(evutil_socket_t fd, short what, void *arg)
+{
+    static char buf[64 * 1024]; /* the loop thread's; framing copies what it keeps */
+    struct conn *c = arg;
+    (void)what;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+        if (frame_input(c, buf, (size_t)n))
+            deliver_backlog(c);
+        return;
+    }
+    if (n == 0) {
+        on_eof(c);
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+    log_debug("reading a client socket: %s", strerror(errno));
+    conn_shutdown(c);
 }
 
 static void
@@ -205,6 +247,10 @@ release_socket(struct conn *c)
 {
     if (!c->bev)
         return;
+    if (c->rev) {
+        event_free(c->rev); /* before the bufferevent closes the fd */
+        c->rev = NULL;
+    }
     bufferevent_free(c->bev);
     c->bev = NULL;
     server_conn_closed(c->srv, c);
@@ -246,11 +292,16 @@ on_event(struct bufferevent *bev, short what, void *arg)
         conn_shutdown(c);
         return;
     }
-    if (what & BEV_EVENT_EOF) {
-        /* The client sent all it will: answer what it sent, cancel waits. */
-        ctx_cancel(c->ctx);
-        conn_drain(c);
-    }
+    if (what & BEV_EVENT_EOF)
+        on_eof(c);
+}
+
+/* The client sent all it will: answer what it sent, cancel waits. */
+static void
+on_eof(struct conn *c)
+{
+    ctx_cancel(c->ctx);
+    conn_drain(c);
 }
 
 void
@@ -529,8 +580,15 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         conn_free(c);
         return NULL;
     }
+    if (!tls && !(c->rev = event_new(server_base(srv), fd, EV_READ | EV_PERSIST, on_plain_read, c))) {
+        bufferevent_free(c->bev);
+        conn_free(c);
+        return NULL;
+    }
     atomic_init(&c->refs, 2); /* the loop side + the goroutine */
     if (go(conn_goroutine, c) < 0) {
+        if (c->rev)
+            event_free(c->rev);
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
@@ -541,6 +599,6 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         struct timeval tv = {TLS_HANDSHAKE_S, 0};
         bufferevent_set_timeouts(c->bev, &tv, &tv);
     }
-    bufferevent_enable(c->bev, EV_READ);
+    set_reading(c, 0, false);
     return c;
 }
