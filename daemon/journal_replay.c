@@ -170,6 +170,25 @@ drop_superseded(struct journal *j)
     }
 }
 
+/* Segment i ends in space preallocated for records that never came: gives
+ * it back (the file's size is then its records'). Failing is harmless:
+ * the zeros read as the end again next time. */
+static void
+trim_zero_tail(struct journal *j, size_t i, uint64_t off)
+{
+    char path[4096];
+    journal_seg_path(j, j->segs[i].seq, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && ftruncate(fd, (off_t)off) == 0) {
+        j->bytes -= j->segs[i].bytes - off;
+        j->segs[i].bytes = off;
+    } else {
+        log_warn("journal: cannot trim the preallocated tail of %s: %s", path, strerror(errno));
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Replays segment i; *stop is set when the log ended there (cut). */
 static int
 replay_segment(struct journal *j, size_t i, journal_apply_fn *apply, void *arg, bool *stop,
@@ -195,7 +214,11 @@ replay_segment(struct journal *j, size_t i, journal_apply_fn *apply, void *arg, 
         }
     }
     if (st == SEGMENT_END) {
+        bool trim = r.zero_tail;
+        uint64_t end = r.offset;
         segment_reader_close(&r);
+        if (trim)
+            trim_zero_tail(j, i, end);
         return 0;
     }
     *stop = true;

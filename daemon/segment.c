@@ -160,6 +160,23 @@ frame_at(const struct segment_reader *r, size_t off, size_t *len)
     return SEGMENT_RECORD;
 }
 
+/* True when every byte from off to the end of the file is zero. */
+static bool
+zeros_to_end(const struct segment_reader *r, size_t off)
+{
+    const uint8_t *p = r->map + off, *end = r->map + r->size;
+    while (p < end && ((uintptr_t)p & 7))
+        if (*p++)
+            return false;
+    for (; p + 8 <= end; p += 8)
+        if (*(const uint64_t *)(const void *)p)
+            return false;
+    while (p < end)
+        if (*p++)
+            return false;
+    return true;
+}
+
 enum segment_status
 segment_reader_next(struct segment_reader *r, const void **rec, size_t *len)
 {
@@ -171,6 +188,11 @@ segment_reader_next(struct segment_reader *r, const void **rec, size_t *len)
         *rec = r->map + r->offset + SEGMENT_FRAME_SIZE;
         *len = n;
         r->offset += SEGMENT_FRAME_SIZE + n;
+    } else if (st != SEGMENT_END && zeros_to_end(r, r->offset)) {
+        /* Space preallocated for records that never came (a zero length
+         * is never a record): the log ends here. */
+        r->zero_tail = true;
+        st = SEGMENT_END;
     }
     return st;
 }
@@ -193,7 +215,13 @@ segment_reader_resync(struct segment_reader *r)
             return true;
         }
     }
-    for (size_t off = r->offset + 1; off + SEGMENT_FRAME_SIZE <= r->size; off++) {
+    /* A record starts at or before the file's last non-zero byte (its
+     * length is not zero): the scan need not crawl through preallocated
+     * zeros. */
+    size_t last = r->size;
+    while (last > r->offset && r->map[last - 1] == 0)
+        last--;
+    for (size_t off = r->offset + 1; off < last && off + SEGMENT_FRAME_SIZE <= r->size; off++) {
         if (frame_at(r, off, &n) == SEGMENT_RECORD) {
             r->offset = off;
             return true;

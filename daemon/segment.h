@@ -45,7 +45,7 @@ bool segment_name_parse(const char *name, uint64_t *seq);
 /* What segment_reader_next found. */
 enum segment_status {
     SEGMENT_RECORD,    /* a valid record: *rec / *len are set */
-    SEGMENT_END,       /* clean end of file */
+    SEGMENT_END,       /* clean end of file (or zeros running to it) */
     SEGMENT_SHORT,     /* fewer bytes than a frame header, or than its length says */
     SEGMENT_BAD_LENGTH, /* length 0 or above SEGMENT_MAX_RECORD */
     SEGMENT_BAD_CRC,   /* the payload does not match its checksum */
@@ -59,6 +59,8 @@ struct segment_reader {
     size_t offset;       /* the next record to read, or the bad one just reported */
     unsigned flags;      /* header flags (SEGMENT_COMPACTED) */
     bool header_ok;      /* false: the file is shorter than or has a bad header */
+    bool zero_tail;      /* SEGMENT_END came at zeros that run to the end of the
+                          * file (space preallocated for records), not at EOF */
 };
 
 /* Maps the file at path. Returns 0 (a short or bad header is not an error

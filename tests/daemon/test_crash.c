@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include <check.h>
+#include <stdint.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -229,11 +230,26 @@ newest_segment(struct harness *h)
     return path;
 }
 
+/* Where a segment's records end (with --fsync always the file is
+ * preallocated: zeros follow them), walking the frames' length fields:
+ * a 16-byte header, then [4-byte length][4-byte CRC][payload] until a
+ * zero length or the end of the file (docs/durability.md). */
 static off_t
-file_size(const char *path)
+records_end(const char *path)
 {
-    struct stat st;
-    return stat(path, &st) == 0 ? st.st_size : -1;
+    int fd = open(path, O_RDONLY);
+    off_t off = 16;
+    unsigned char len[4];
+    while (fd >= 0 && pread(fd, len, 4, off) == 4) {
+        uint32_t n = (uint32_t)len[0] | (uint32_t)len[1] << 8 | (uint32_t)len[2] << 16 |
+                     (uint32_t)len[3] << 24;
+        if (n == 0)
+            break;
+        off += 8 + (off_t)n;
+    }
+    if (fd >= 0)
+        close(fd);
+    return off;
 }
 
 /* Submits n jobs and stops the daemon cleanly. */
@@ -246,15 +262,54 @@ fill_and_stop(struct harness *h, int n)
     harness_close(fd);
 }
 
+/* With --fsync always a segment is allocated whole up front: the zeros
+ * after its records read as the end (no torn-tail warning, nothing lost)
+ * and are given back on the next start. */
+START_TEST(a_preallocated_segment_ends_at_its_last_record_and_is_trimmed_on_restart)
+{
+    const char *args[] = {"--journal-segment", "256K", NULL};
+    struct harness *h = harness_start(args);
+    ck_assert_msg(h, "chanqd did not start");
+    fill_and_stop(h, 10);
+    harness_kill9(h);
+    char *seg = newest_segment(h);
+    struct stat st;
+    ck_assert_int_eq(stat(seg, &st), 0);
+    off_t end = records_end(seg);
+    ck_assert_msg(end > 16, "the segment holds no records");
+    /* fallocate may be unsupported where the tests run; then the file
+     * just has no zeros after its records. */
+    ck_assert_msg(st.st_size == 256 * 1024 || st.st_size == end,
+                  "segment of %lld bytes, records end at %lld", (long long)st.st_size,
+                  (long long)end);
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not start on a preallocated segment");
+    char *log = harness_log(h);
+    ck_assert_msg(!strstr(log, "torn tail"), "the preallocated zeros were taken for a torn tail:\n%s",
+                  log);
+    free(log);
+    ck_assert_int_eq(stat(seg, &st), 0);
+    ck_assert_msg(st.st_size == end, "the old segment was not trimmed to its records (%lld, %lld)",
+                  (long long)st.st_size, (long long)end);
+    int fd = dial(h);
+    ck_assert_int_eq(queue_stat(fd, "dur", "depth"), 10);
+    harness_close(fd);
+    free(seg);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 START_TEST(a_torn_tail_is_cut_off_with_a_log_line)
 {
     struct harness *h = harness_start(NULL);
     fill_and_stop(h, 20);
     harness_kill9(h);
     char *seg = newest_segment(h);
-    FILE *f = fopen(seg, "ab");
-    fwrite("\x40\x00\x00\x00\x12\x34", 1, 6, f); /* a record header cut short */
-    fclose(f);
+    /* A record header cut short right after the last record (in the
+     * preallocated zeros, as a crash mid-write leaves it). */
+    int sfd = open(seg, O_RDWR);
+    ck_assert_msg(pwrite(sfd, "\x40\x00\x00\x00\x12\x34", 6, records_end(seg)) == 6,
+                  "cannot tear the segment");
+    close(sfd);
     ck_assert_msg(harness_restart(h) == 0, "chanqd did not start on a torn tail");
     char *log = harness_log(h);
     ck_assert_msg(strstr(log, "torn tail"), "no log line about the torn tail:\n%s", log);
@@ -273,7 +328,7 @@ START_TEST(a_flipped_byte_stops_start_up_and_repair_truncates_there)
     fill_and_stop(h, 50);
     harness_kill9(h);
     char *seg = newest_segment(h);
-    off_t size = file_size(seg);
+    off_t size = records_end(seg);
     int sfd = open(seg, O_RDWR);
     unsigned char c;
     ck_assert_msg(pread(sfd, &c, 1, size / 2) == 1, "cannot read the segment");
@@ -528,6 +583,7 @@ crash_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, kill_9_under_load_loses_no_acknowledged_job_and_revives_no_acked_one);
     tcase_add_test(tc, a_torn_tail_is_cut_off_with_a_log_line);
+    tcase_add_test(tc, a_preallocated_segment_ends_at_its_last_record_and_is_trimmed_on_restart);
     tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_truncates_there);
     tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
     tcase_add_test(tc, a_job_whose_submit_was_not_written_is_taken_back_from_its_worker);
