@@ -94,7 +94,7 @@ static const struct key keys[] = {
     {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",
      "time given to in-flight work on SIGTERM"},
     {"journal-segment", K_SIZE, F(journal_segment_bytes), "64M", 64 * KIB, 64 * GIB, 0, "BYTES",
-     "journal segment size: a new file is started past it"},
+     "journal segment size: a new file is started past it (allocated whole with fsync always)"},
     {"journal-compact", K_SIZE, F(journal_compact_bytes), "64M", 64 * KIB, 1024 * GIB, 0, "BYTES",
      "compact the journal when it is larger than this (and twice its last compacted size)"},
     {"keep-results", K_UINT, F(keep_results), "10000", 0, 100000000, 0, "N",
