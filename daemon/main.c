@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,10 +163,22 @@ main(int argc, char **argv)
     log_set_level(d.cfg.log_level);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     rc = 1;
+    /* "listening on" is said (and the port is open) before the handlers are
+     * installed: a stop or reload signal in between waits, blocked, instead
+     * of killing the process. The threads started meanwhile keep them
+     * blocked, so they are delivered to this (the loop's) thread. */
+    sigset_t stop_sigs, old_mask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
     if (prepare_data_dir(&d.cfg) < 0 || !(d.srv = server_new(&d.cfg)))
         goto out_free_cfg;
-    if (daemon_start(&d) == 0)
+    if (daemon_start(&d) == 0) {
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
         rc = server_run(d.srv) == 0 ? 0 : 1;
+    }
     on_stop(-1, 0, &d); /* STOPPING=1 also when the loop ended otherwise */
     daemon_stop(&d);
     server_free(d.srv);
