@@ -968,11 +968,11 @@ find_runnable(struct m *m)
     }
 }
 
-static void *
-m_main(void *arg)
+/* What m needs of the thread that runs it: the overflow reporter's signal
+ * stack, the sanitizers' view of the thread, its own (scheduler) stack. */
+static void
+m_bind_thread(struct m *m)
 {
-    struct m *m = arg;
-    tls_m = m;
     m->altstack = stack_altstack_new();
     m->g0_fiber = san_fiber_current();
     pthread_attr_t attr;
@@ -985,6 +985,14 @@ m_main(void *arg)
         }
         pthread_attr_destroy(&attr);
     }
+}
+
+static void *
+m_main(void *arg)
+{
+    struct m *m = arg;
+    tls_m = m;
+    m_bind_thread(m);
     struct g *g;
     while ((g = find_runnable(m)))
         execute(m, g);
@@ -1198,18 +1206,7 @@ sched_loop_attach(void)
     if (!m)
         return -ENOMEM;
     *m = (struct m){.id = -1, .is_loop = true, .rng = 0x9e3779b97f4a7c15ULL ^ (uintptr_t)m};
-    m->altstack = stack_altstack_new();
-    m->g0_fiber = san_fiber_current();
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        void *lo;
-        size_t size;
-        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
-            m->g0_lo = lo;
-            m->g0_size = size;
-        }
-        pthread_attr_destroy(&attr);
-    }
+    m_bind_thread(m);
     tls_m = m;
     return 0;
 }
