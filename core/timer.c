@@ -82,9 +82,11 @@ static uint32_t
 slot_take(struct rtimer *t)
 {
     if (!timers.free_slot) {
+        if (timers.slot_cap > UINT32_MAX / 2)
+            sched_fatal("timer slots: more than 2^31 timers armed");
         uint32_t cap = timers.slot_cap ? 2 * timers.slot_cap : 64;
         struct slot *v = realloc(timers.slots, (size_t)cap * sizeof *v);
-        if (!v || cap < timers.slot_cap)
+        if (!v)
             sched_fatal("timer slots: out of memory");
         for (uint32_t i = timers.slot_cap; i < cap; i++)
             v[i] = (struct slot){NULL, i + 1 < cap ? i + 2 : 0};
