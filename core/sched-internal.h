@@ -118,6 +118,8 @@ void sched_ready_list(struct g *head);
 struct gcache {
     struct g *head; /* LIFO through schedlink */
     size_t n;
+    uint64_t id_next, id_end; /* goroutine ids taken from the global counter
+                               * in a batch: [id_next, id_end) (Go's goidcache) */
 };
 
 /* The calling worker's cache, or NULL on other threads. */
