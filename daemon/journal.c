@@ -463,8 +463,14 @@ journal_close(struct journal *j)
         chan_unref(j->kick);
     }
     int rc = j->last_rc;
-    if (j->fd >= 0)
+    if (j->fd >= 0) {
+        /* Give back the preallocated rest of the segment (fsync always);
+         * if this fails the next replay trims it. */
+        if (ftruncate(j->fd, (off_t)j->seg_size) != 0)
+            log_warn("journal: cannot trim segment %016" PRIx64 ".log: %s", j->seq,
+                     strerror(errno));
         close(j->fd);
+    }
     close(j->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&j->mu);
     free(j->segs);

@@ -292,9 +292,22 @@ START_TEST(a_preallocated_segment_ends_at_its_last_record_and_is_trimmed_on_rest
                   (long long)st.st_size, (long long)end);
     int fd = dial(h);
     ck_assert_int_eq(queue_stat(fd, "dur", "depth"), 10);
+    free(submit(fd, "dur", "{\"x\":\"one more\"}"));
     harness_close(fd);
     free(seg);
-    ck_assert_int_eq(harness_stop(h), 0);
+    /* A clean stop gives the preallocated rest back itself. */
+    kill(harness_pid(h), SIGTERM);
+    int status = 0;
+    waitpid(harness_pid(h), &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM exit status %d", status);
+    harness_kill9(h); /* already reaped: only clears the pid */
+    seg = newest_segment(h);
+    ck_assert_int_eq(stat(seg, &st), 0);
+    ck_assert_msg(st.st_size == records_end(seg) && st.st_size > 16,
+                  "after a clean stop the segment has %lld bytes, its records end at %lld",
+                  (long long)st.st_size, (long long)records_end(seg));
+    free(seg);
+    harness_stop(h);
 }
 END_TEST
 
