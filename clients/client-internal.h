@@ -53,6 +53,11 @@ struct chanq_conn {
 /* Monotonic clock in ms. */
 int64_t conn_now_ms(void);
 
+/* Waits until fd is ready for `events` (poll bits) or the absolute deadline
+ * (conn_now_ms clock; < 0: none) passes. 1 ready, 0 timed out, -1 error
+ * (errno). */
+int conn_wait_fd(int fd, short events, int64_t deadline);
+
 /* Records an error; returns -1. */
 int conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -70,10 +70,8 @@ conn_fail_io(struct chanq_conn *c, int e)
     return -1;
 }
 
-/* Waits until fd is ready for `events` or the absolute deadline (< 0: none)
- * passes. 1 ready, 0 timed out, -1 error (errno). */
-static int
-wait_fd(int fd, short events, int64_t deadline)
+int
+conn_wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int ms = -1;
@@ -99,7 +97,7 @@ dial_addr(const struct sockaddr *sa, socklen_t salen, int family, int64_t deadli
     if (connect(fd, sa, salen) != 0) {
         if (errno != EINPROGRESS)
             goto out_close_fd;
-        int r = wait_fd(fd, POLLOUT, deadline);
+        int r = conn_wait_fd(fd, POLLOUT, deadline);
         if (r <= 0) {
             if (r == 0)
                 errno = ETIMEDOUT;
@@ -550,7 +548,7 @@ conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp)
             *resp = answer;
             return answer_status(c, answer);
         }
-        int r = wait_fd(c->fd, POLLIN, deadline);
+        int r = conn_wait_fd(c->fd, POLLIN, deadline);
         if (r < 0)
             return conn_fail_io(c, errno);
         if (r == 0)
@@ -570,14 +568,14 @@ chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms)
     int events = 0;
     take_lines(c, false, NULL, &events);
     int64_t deadline = timeout_ms < 0 ? -1 : conn_now_ms() + timeout_ms;
-    int r = wait_fd(c->fd, POLLIN, deadline);
+    int r = conn_wait_fd(c->fd, POLLIN, deadline);
     if (r < 0)
         return conn_fail_io(c, errno);
     while (r > 0) {
         if (read_some(c) < 0)
             return -1;
         take_lines(c, false, NULL, &events);
-        r = wait_fd(c->fd, POLLIN, 0);
+        r = conn_wait_fd(c->fd, POLLIN, 0);
         if (r < 0)
             return conn_fail_io(c, errno);
     }

@@ -61,25 +61,6 @@ ssl_reason(char *buf, size_t len)
     return buf;
 }
 
-/* Waits for events on fd until the absolute deadline (< 0: none): 1 ready,
- * 0 timed out, -1 error. */
-static int
-wait_until(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int ms = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - conn_now_ms();
-            ms = left <= 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
-        }
-        struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        return r;
-    }
-}
-
 static int
 load_files(SSL_CTX *ctx, const struct chanq_connect_opts *o, struct chanq_error *err)
 {
@@ -219,7 +200,7 @@ handshake(struct tlsconn *t, int64_t deadline, struct chanq_error *err)
             handshake_fail(t, rc, err);
             return -1;
         }
-        int r = wait_until(t->fd, want, deadline);
+        int r = conn_wait_fd(t->fd, want, deadline);
         if (r <= 0) {
             tls_fail(err, "TLS: handshake: %s", r == 0 ? "timed out" : strerror(errno));
             if (err)
@@ -289,7 +270,7 @@ io_result(struct tlsconn *t, int rc, short want_other)
         return -1;
     }
     if (want) {
-        int r = wait_until(t->fd, want, conn_now_ms() + CROSS_WAIT_MS);
+        int r = conn_wait_fd(t->fd, want, conn_now_ms() + CROSS_WAIT_MS);
         if (r > 0)
             return 1;
         errno = r == 0 ? ETIMEDOUT : errno;
