@@ -46,8 +46,8 @@ struct rbuf {
 };
 static struct rbuf rbufs[MAX_FDS];
 
-static int64_t
-now_ms(void)
+int64_t
+harness_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -113,8 +113,8 @@ spawn(struct harness *h)
     }
     close(logfd);
     h->pid = pid;
-    int64_t until = now_ms() + START_TIMEOUT_MS;
-    while (now_ms() < until) {
+    int64_t until = harness_now_ms() + START_TIMEOUT_MS;
+    while (harness_now_ms() < until) {
         int port = find_port(h);
         if (port > 0) {
             h->port = port;
@@ -178,8 +178,8 @@ harness_kill9(struct harness *h)
 static int
 wait_exit(pid_t pid, int timeout_ms)
 {
-    int64_t until = now_ms() + timeout_ms;
-    while (now_ms() < until) {
+    int64_t until = harness_now_ms() + timeout_ms;
+    while (harness_now_ms() < until) {
         int status;
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
@@ -321,12 +321,12 @@ recv_line_timeout(int fd, int timeout_ms)
     if (fd < 0 || fd >= MAX_FDS)
         return NULL;
     struct rbuf *b = &rbufs[fd];
-    int64_t until = now_ms() + timeout_ms;
+    int64_t until = harness_now_ms() + timeout_ms;
     for (;;) {
         char *line = take_line(b);
         if (line)
             return line;
-        int left = (int)(until - now_ms());
+        int left = (int)(until - harness_now_ms());
         if (left <= 0)
             return NULL;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};

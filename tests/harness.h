@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct harness;
@@ -50,6 +51,9 @@ json_t *recv_json(int fd);
 /* Sends a request line and returns the parsed answer (new reference), skipping
  * server events ({"event":...}) that arrive before it. */
 json_t *request(int fd, const char *line);
+/* The monotonic clock in ms. */
+int64_t harness_now_ms(void);
+
 /* True when the fd has nothing to read within timeout_ms (still open). */
 bool no_data_within(int fd, int timeout_ms);
 

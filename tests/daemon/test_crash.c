@@ -26,14 +26,6 @@ enum { COMPACT_CYCLES = 100000 };
 enum { COMPACT_CYCLES = 1000000 };
 #endif
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* What the client knows about each job key from answers it received. */
 enum { K_SENT = 1, K_SUBMIT_OK = 2, K_ACK_SENT = 4, K_ACK_OK = 8 };
 
@@ -123,8 +115,8 @@ load_then_kill(struct harness *h, struct ledger *l, int first_key, int nkeys, in
     size_t plen = 0, clen = 0;
     int next = first_key;
     l->answered = 0;
-    int64_t until = now_ms() + run_ms;
-    while (now_ms() < until) {
+    int64_t until = harness_now_ms() + run_ms;
+    while (harness_now_ms() < until) {
         /* A window of 64 submits in flight: the socket never fills, so
          * every line goes out whole. */
         for (; next - first_key - l->answered < 64 && next < first_key + nkeys; next++) {

@@ -30,14 +30,6 @@ enum { MAX_PARKED = 2000 };
 enum { MAX_PARKED = 10000 };
 #endif
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* How many sockets this process may open, raised to the hard limit. */
 static int
 fd_budget(void)
@@ -68,8 +60,8 @@ daemon_rss(struct harness *h)
 static void
 wait_stat(int fd, const char *queue, const char *field, long long want, int timeout_ms)
 {
-    int64_t until = now_ms() + timeout_ms;
-    while (now_ms() < until) {
+    int64_t until = harness_now_ms() + timeout_ms;
+    while (harness_now_ms() < until) {
         long long v = queue ? queue_stat(fd, queue, field) : server_stat(fd, field);
         if (v == want)
             return;
@@ -224,8 +216,8 @@ START_TEST(a_producer_flood_against_a_slow_consumer_stays_bounded)
     }
     int consumer = dial(h);
     long long acked = 0, rss_1s = 0;
-    int64_t start = now_ms();
-    while (now_ms() - start < RUN_MS) {
+    int64_t start = harness_now_ms();
+    while (harness_now_ms() - start < RUN_MS) {
         for (int i = 0; i < PRODUCERS; i++)
             producer_pump(&ps[i]);
         char *id = fetch_one(consumer, "flood", 0);
@@ -234,7 +226,7 @@ START_TEST(a_producer_flood_against_a_slow_consumer_stays_bounded)
             acked++;
             free(id);
         }
-        if (!rss_1s && now_ms() - start >= 1000)
+        if (!rss_1s && harness_now_ms() - start >= 1000)
             rss_1s = daemon_rss(h);
         usleep(2000); /* the slow consumer */
     }
