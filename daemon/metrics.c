@@ -29,6 +29,9 @@ static const struct family server_families[] = {
 
 static const struct family journal_families[] = {
     {"bytes", "chanq_journal_bytes", "gauge", 1, "Bytes of journal segments on disk."},
+    {"records", "chanq_journal_records_total", "counter", 1, "Records appended to the journal."},
+    {"batches", "chanq_journal_batches_total", "counter", 1,
+     "Batches written (records / batches is the group commit's batch size)."},
     {"last_fsync_us", "chanq_journal_last_fsync_seconds", "gauge", 1e6,
      "Duration of the most recent journal fsync in seconds."},
 };

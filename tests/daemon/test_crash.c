@@ -494,6 +494,8 @@ START_TEST(pipelined_durable_requests_share_fsyncs_and_keep_their_order)
     ck_assert_msg(h, "chanqd did not start");
     int fd = dial(h);
     long long fsyncs_before = journal_stat(fd, "fsync_hist", "count");
+    long long records_before = journal_stat(fd, NULL, "records");
+    long long batches_before = journal_stat(fd, NULL, "batches");
     char *all = malloc(N * 128);
     size_t len = 0;
     for (int i = 0; i < N; i++) {
@@ -524,6 +526,12 @@ START_TEST(pipelined_durable_requests_share_fsyncs_and_keep_their_order)
     ck_assert_msg(fsyncs > 0 && fsyncs <= submits / 4,
                   "%lld fsyncs for %d pipelined submits: they did not share batches", fsyncs,
                   submits);
+    /* The stats say so too: a record per submit, far fewer batches. */
+    long long records = journal_stat(fd, NULL, "records") - records_before;
+    long long batches = journal_stat(fd, NULL, "batches") - batches_before;
+    ck_assert_msg(records >= submits && batches > 0 && batches <= fsyncs,
+                  "stats: %lld records in %lld batches (%lld fsyncs) for %d submits", records,
+                  batches, fsyncs, submits);
     harness_close(fd);
     /* And they are durable. */
     harness_kill9(h);
