@@ -26,6 +26,7 @@ struct batch {
     int rc;            /* 0 or the write/fsync error; read after done closes */
     struct chan *done; /* closed when settled */
     int refs;          /* atomic: the journal's + one per waiter */
+    int64_t first_us;  /* when its first record came (monotonic µs) */
 };
 /* One segment file on disk. */
 struct seginfo {
@@ -93,6 +94,9 @@ void journal_seg_path(const struct journal *j, uint64_t seq, char *buf, size_t s
  * holds mu (or is the only thread, during open and replay). */
 int journal_segs_add(struct journal *j, uint64_t seq, uint64_t bytes);
 void journal_segs_remove(struct journal *j, size_t i);
+
+/* CLOCK_MONOTONIC in µs. */
+int64_t journal_mono_us(void);
 
 /* Sleeps ~1 ms: parks on a goroutine, blocks elsewhere. */
 void journal_nap(void);

@@ -54,8 +54,8 @@ real_fsync(void *arg, int fd)
     return rc < 0 ? -errno : 0;
 }
 
-static int64_t
-mono_us(void)
+int64_t
+journal_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -93,9 +93,9 @@ journal_write_all(struct journal *j, int fd, const void *buf, size_t len)
 int
 journal_timed_fsync(struct journal *j, int fd)
 {
-    int64_t t0 = mono_us();
+    int64_t t0 = journal_mono_us();
     int rc = j->io.fsync(j->io.arg, fd);
-    uint64_t us = (uint64_t)(mono_us() - t0);
+    uint64_t us = (uint64_t)(journal_mono_us() - t0);
     STAT_SET(j, last_fsync_us, us);
     STAT_ADD(j, fsync_count, 1);
     STAT_ADD(j, fsync_sum_us, us);
@@ -335,6 +335,8 @@ append_locked(struct journal *j, const void *rec, size_t len, bool wait, struct 
     int rc = j->closing || !j->started ? -ESHUTDOWN : j->fatal;
     struct batch *b = j->cur;
     bool was_empty = b && b->len == 0;
+    if (rc == 0 && was_empty)
+        b->first_us = journal_mono_us();
     if (rc == 0)
         rc = batch_add(b, rec, len);
     if (rc == 0) {

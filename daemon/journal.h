@@ -195,6 +195,7 @@ struct journal_stats {
     uint64_t last_fsync_us;  /* duration of the latest fsync */
     uint64_t fsync_count;    /* fsyncs (successful or not) */
     uint64_t fsync_sum_us;   /* their total duration */
+    uint64_t batch_wait_us;  /* sum over batches: first record queued -> write begins */
     uint64_t fsync_bucket_le_us[JOURNAL_FSYNC_BUCKETS];
     uint64_t fsync_bucket[JOURNAL_FSYNC_BUCKETS];
 };

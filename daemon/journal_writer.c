@@ -246,6 +246,7 @@ writer_main(void *arg)
         struct batch *b = NULL;
         if (j->cur->len > 0) {
             b = j->cur;
+            STAT_ADD(j, batch_wait_us, (uint64_t)(journal_mono_us() - b->first_us));
             j->cur = spare;
             spare = NULL;
         }

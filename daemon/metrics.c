@@ -32,6 +32,8 @@ static const struct family journal_families[] = {
     {"records", "chanq_journal_records_total", "counter", 1, "Records appended to the journal."},
     {"batches", "chanq_journal_batches_total", "counter", 1,
      "Batches written (records / batches is the group commit's batch size)."},
+    {"batch_wait_us", "chanq_journal_batch_wait_seconds_total", "counter", 1e6,
+     "Time batches spent queued before their write began (over batches: the mean wait)."},
     {"last_fsync_us", "chanq_journal_last_fsync_seconds", "gauge", 1e6,
      "Duration of the most recent journal fsync in seconds."},
 };

@@ -459,9 +459,10 @@ journal_json(struct server *srv)
             json_array_append_new(counts, json_integer((json_int_t)st.fsync_bucket[i]));
         }
     }
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:I, s:I}}",
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:I, s:I}}",
                      "fsync", config_fsync_name(srv->cfg->fsync), "bytes", (json_int_t)st.bytes,
                      "records", (json_int_t)st.appends, "batches", (json_int_t)st.batches,
+                     "batch_wait_us", (json_int_t)st.batch_wait_us,
                      "segments", (json_int_t)st.segments, "last_fsync_us",
                      (json_int_t)st.last_fsync_us, "write_errors", (json_int_t)st.write_errors,
                      "fsync_errors", (json_int_t)st.fsync_errors, "compactions",

@@ -279,6 +279,7 @@ struct gc_args {
     struct journal *j;
     struct wg *wg;
     struct writer_args w[GC_WRITERS];
+    struct journal_stats st; /* taken before the close */
 };
 
 /* Each writer's `j` is the journal; the wait group travels in gc_args. */
@@ -307,6 +308,7 @@ body_group_commit(void *arg)
     }
     wg_wait(g->wg, NULL);
     wg_free(g->wg);
+    journal_stats(g->j, &g->st);
     ck_assert_msg(journal_close(g->j) == 0, "close");
 }
 
@@ -331,10 +333,21 @@ START_TEST(concurrent_appenders_share_fsyncs)
     for (int i = 0; i < GC_WRITERS; i++)
         fails += g.w[i].failures;
     ck_assert_msg(fails == 0, "no append failed");
-    fprintf(stderr, "group commit: %d appends by %d goroutines, %d fsyncs, %d writes\n", appends,
-            GC_WRITERS, fsyncs, atomic_load(&f.writes));
+    fprintf(stderr,
+            "group commit: %d appends by %d goroutines, %d fsyncs, %d writes, %llu us mean "
+            "batch wait\n",
+            appends, GC_WRITERS, fsyncs, atomic_load(&f.writes),
+            (unsigned long long)(g.st.batch_wait_us / (g.st.batches ? g.st.batches : 1)));
     ck_assert_msg(fsyncs * 8 < appends, "far fewer fsyncs (%d) than appends (%d)", fsyncs,
                   appends);
+    /* The stats tell the same story: every append counted, one batch per
+     * fsync at most, and batches queued behind the 2 ms fsync in flight. */
+    ck_assert_int_eq(g.st.appends, appends);
+    ck_assert_msg(g.st.batches > 0 && g.st.batches <= (uint64_t)fsyncs,
+                  "%llu batches for %d fsyncs", (unsigned long long)g.st.batches, fsyncs);
+    ck_assert_msg(g.st.batch_wait_us >= 200 * g.st.batches,
+                  "batches waited %llu us in all (%llu batches) behind 2 ms fsyncs",
+                  (unsigned long long)g.st.batch_wait_us, (unsigned long long)g.st.batches);
     int n = 0;
     char err[512];
     ck_assert_msg(replay_dir(false, apply_count, &n, err, sizeof(err)) == 0, "replay: %s", err);

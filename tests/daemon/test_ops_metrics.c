@@ -27,7 +27,7 @@ static const char fake_doc[] =
     "\"rss_bytes\":1048576,\"version\":\"0.1.0\","
     "\"jobs\":{\"queued\":5,\"reserved\":1,\"delayed\":0,\"dead\":2,\"done\":7},"
     "\"journal\":{\"bytes\":4096,\"fsync\":\"always\",\"last_fsync_us\":420,"
-    "\"records\":900,\"batches\":30,"
+    "\"records\":900,\"batches\":30,\"batch_wait_us\":1500000,"
     "\"fsync_hist\":{\"le_us\":[100,1000,10000],\"counts\":[2,7,8],\"sum_us\":500000,"
     "\"count\":9}}},"
     "\"queues\":{\"mail\":{\"capacity\":10,\"depth\":3,\"reserved\":1,\"delayed\":0,\"dead\":2,"
@@ -105,6 +105,7 @@ START_TEST(every_number_becomes_a_described_metric)
     assert_line(t, "# TYPE chanq_journal_records_total counter");
     assert_line(t, "chanq_journal_records_total 900");
     assert_line(t, "chanq_journal_batches_total 30");
+    assert_line(t, "chanq_journal_batch_wait_seconds_total 1.5");
     assert_line(t, "chanq_journal_fsync_policy{policy=\"always\"} 1");
     assert_line(t, "# TYPE chanq_queue_submitted_total counter");
     assert_line(t, "chanq_queue_capacity{queue=\"mail\"} 10");
