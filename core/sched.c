@@ -32,8 +32,8 @@ enum {
     RUNNEXT_STREAK = 32, /* runnext picks in a row before the ring gets a turn */
     GQ_MIN_CAP = 256,    /* first size of the global queue's ring */
     GQ_KEEP_CAP = 4096,  /* a bigger ring is freed when the queue empties */
-    READY_CHUNK = 128,
-    PREFETCH_LINES = 4,  /* cache lines of the next goroutine's saved frames fetched early */   /* goroutines handed to the global queue per lock hold */
+    READY_CHUNK = 128,   /* goroutines handed to the global queue per lock hold */
+    PREFETCH_LINES = 4,  /* cache lines of the next goroutine's saved frames fetched early */
     STEAL_ROUNDS = 4,    /* passes over the victims before going idle */
     LOOP_LOCAL_MAX = 32, /* goroutines an event loop's thread keeps for itself
                           * (sched_loop_attach) before the workers get the rest */
@@ -1211,18 +1211,22 @@ sched_loop_attach(void)
     return 0;
 }
 
-/* Hands whatever the loop thread still holds to the workers. */
+/* Hands whatever the loop thread still holds to the workers, a chunk per
+ * lock hold (the ring holds about LOOP_LOCAL_MAX: usually one chunk). */
 static void
 loop_spill(struct m *m)
 {
-    struct g *g;
-    bool any = false;
+    struct g *v[LOOP_LOCAL_MAX + 1];
+    size_t n, total = 0;
     m->next_streak = 0;
-    while ((g = runq_get(m))) {
-        global_put_one(g);
-        any = true;
-    }
-    if (any)
+    do {
+        for (n = 0; n < LOOP_LOCAL_MAX + 1 && (v[n] = runq_get(m)); n++)
+            ;
+        if (n)
+            global_put(v, n);
+        total += n;
+    } while (n == LOOP_LOCAL_MAX + 1);
+    if (total)
         wakep();
 }
 
