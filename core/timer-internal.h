@@ -19,8 +19,8 @@ enum rtimer_mode {
 
 /* One timer; embedded in its owner (a select frame, a ctx, struct timer). */
 struct rtimer {
-    int64_t when;          /* due time, timer_now_ms() clock */
-    uint32_t slot;         /* 1 + its slot in the heap's index; 0 when not armed (heap lock) */
+    uint32_t slot;         /* 1 + its slot in the heap's index; 0 when not armed (heap lock);
+                            * its due time is in the heap entry */
     enum rtimer_mode mode; /* see above */
     go_fn *fn;             /* callback and its argument */
     void *arg;

@@ -26,12 +26,12 @@ enum {
     HEAP_ARITY = 4,
 };
 
-/* The runtime's timers (process-wide, see docs/hacking.md). */
 /* Idle workers sleeping without a timeout (see timers_idle_timeout). */
 static atomic_int forever_sleepers;
 /* When a timer was last armed (sched_coarse_ms clock). */
 static _Atomic int64_t last_arm_ms;
 
+/* The runtime's timers (process-wide, see docs/hacking.md). */
 static struct {
     pthread_mutex_t lock;      /* guards heap, slots and every rtimer.slot */
     struct heap_entry *heap;   /* min-heap on when */
@@ -171,7 +171,6 @@ rtimer_arm(struct rtimer *t, int64_t when)
     pthread_mutex_lock(&timers.lock);
     int64_t old_min = timers.len ? timers.heap[0].when : INT64_MAX;
     if (t->slot) {
-        t->when = when;
         uint32_t i = t->slot - 1;
         timers.heap[timers.slots[i].pos].when = when;
         heap_down(timers.slots[i].pos);
@@ -185,7 +184,6 @@ rtimer_arm(struct rtimer *t, int64_t when)
             timers.heap = h;
             timers.cap = cap;
         }
-        t->when = when;
         heap_set(timers.len++, (struct heap_entry){when, slot_take(t)});
         heap_up(timers.len - 1);
     }
