@@ -153,12 +153,7 @@ answers_durable_error(int rc, struct proto_error *err)
 static void
 settle_one(struct answer *e, struct buf *out)
 {
-    int rc = 0;
-    for (size_t i = 0; i < e->nwaits; i++) {
-        int r = journal_wait_durable(e->waits[i], NULL);
-        if (r < 0 && rc == 0)
-            rc = r;
-    }
+    int rc = journal_wait_all(e->waits, e->nwaits, NULL);
     if (rc == 0) {
         if (buf_append(out, e->bytes.data, e->bytes.len) < 0)
             log_error("answers: out of memory sending a durable answer");

@@ -622,19 +622,15 @@ submit_durable_done(void *arg, int rc)
  * from wherever it got meanwhile. Lock not held. Takes over the caller's
  * job reference. */
 static int
-submit_settle(struct broker *b, struct session *s, struct span rid, struct job *j,
-              struct bj_waits *sw, struct buf *out, size_t mark, struct proto_error *err)
+submit_settle(struct session *s, struct span rid, struct job *j, struct bj_waits *sw,
+              struct buf *out, size_t mark, struct proto_error *err)
 {
     if (bj_waits_defer(sw, s, rid, out, mark, submit_durable_done, j) == 0)
         return 0;
     int rc = bj_waits_finish(sw, NULL, err);
-    if (rc < 0) {
+    if (rc < 0)
         out->len = mark;
-        pthread_mutex_lock(&b->lock);
-        broker_withdraw(b, j);
-        pthread_mutex_unlock(&b->lock);
-    }
-    job_unref(j);
+    submit_durable_done(j, rc);
     return rc < 0 ? -1 : 0;
 }
 
@@ -663,11 +659,11 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     pthread_mutex_unlock(&b->lock);
     if (rc < 0) {
         out->len = mark;
-        submit_settle(b, NULL, req->rid, j, &sw, out, mark, err);
+        submit_settle(NULL, req->rid, j, &sw, out, mark, err);
         proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
         return -1;
     }
-    return submit_settle(b, s, req->rid, j, &sw, out, mark, err);
+    return submit_settle(s, req->rid, j, &sw, out, mark, err);
 
 out_unlock_err:
     pthread_mutex_unlock(&b->lock);

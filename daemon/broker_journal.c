@@ -78,18 +78,21 @@ bj_waits_init(struct bj_waits *w)
     w->rc = 0;
 }
 
-int
-bj_waits_finish(struct bj_waits *w, struct ctx *ctx, struct proto_error *err)
+/* Empties w (its waits were used up or handed over). */
+static void
+waits_reset(struct bj_waits *w)
 {
-    int rc = w->rc;
-    for (size_t i = 0; i < w->n; i++) {
-        int r = journal_wait_durable(w->v[i], ctx);
-        if (r < 0 && rc == 0)
-            rc = r;
-    }
     if (w->v != w->inline_v)
         free(w->v);
     bj_waits_init(w);
+}
+
+int
+bj_waits_finish(struct bj_waits *w, struct ctx *ctx, struct proto_error *err)
+{
+    int r = journal_wait_all(w->v, w->n, ctx);
+    int rc = w->rc < 0 ? w->rc : r;
+    waits_reset(w);
     if (rc < 0 && err)
         answers_durable_error(rc, err);
     return rc;
@@ -102,9 +105,7 @@ bj_waits_defer(struct bj_waits *w, struct session *s, struct span rid, struct bu
     if (!s || !s->answers || w->n == 0 || w->rc < 0 ||
         answers_defer(s->answers, out, mark, w->v, w->n, rid, done, arg) < 0)
         return -1;
-    if (w->v != w->inline_v)
-        free(w->v);
-    bj_waits_init(w);
+    waits_reset(w);
     return 0;
 }
 

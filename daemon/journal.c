@@ -392,6 +392,18 @@ journal_wait_durable(struct journal_wait *w, struct ctx *ctx)
     return rc;
 }
 
+int
+journal_wait_all(struct journal_wait *const *w, size_t n, struct ctx *ctx)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = journal_wait_durable(w[i], ctx);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}
+
 void
 journal_wait_release(struct journal_wait *w)
 {

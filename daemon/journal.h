@@ -131,6 +131,10 @@ int journal_append_async(struct journal *j, const void *rec, size_t len,
  * Goroutine only; may park. */
 int journal_wait_durable(struct journal_wait *w, struct ctx *ctx);
 
+/* journal_wait_durable on each of the n waits in turn (every reference is
+ * dropped, also after an error): 0, or the first error. */
+int journal_wait_all(struct journal_wait *const *w, size_t n, struct ctx *ctx);
+
 /* Drops the reference without waiting. Any thread; never parks. */
 void journal_wait_release(struct journal_wait *w);
 
