@@ -160,21 +160,21 @@ frame_at(const struct segment_reader *r, size_t off, size_t *len)
     return SEGMENT_RECORD;
 }
 
-/* True when every byte from off to the end of the file is zero. */
-static bool
-zeros_to_end(const struct segment_reader *r, size_t off)
+/* Just past the file's last non-zero byte at or after `from` (`from` when
+ * only zeros follow): where preallocated space, which reads as zeros,
+ * begins. Steps back a word at a time through the zeros. */
+static size_t
+data_end(const struct segment_reader *r, size_t from)
 {
-    const uint8_t *p = r->map + off, *end = r->map + r->size;
-    while (p < end && ((uintptr_t)p & 7))
-        if (*p++)
-            return false;
-    for (; p + 8 <= end; p += 8)
-        if (*(const uint64_t *)(const void *)p)
-            return false;
-    while (p < end)
-        if (*p++)
-            return false;
-    return true;
+    size_t end = r->size;
+    while (end > from && ((uintptr_t)(r->map + end) & 7) && r->map[end - 1] == 0)
+        end--;
+    while (end >= from + 8 && !((uintptr_t)(r->map + end) & 7) &&
+           *(const uint64_t *)(const void *)(r->map + end - 8) == 0)
+        end -= 8;
+    while (end > from && r->map[end - 1] == 0)
+        end--;
+    return end;
 }
 
 enum segment_status
@@ -188,7 +188,7 @@ segment_reader_next(struct segment_reader *r, const void **rec, size_t *len)
         *rec = r->map + r->offset + SEGMENT_FRAME_SIZE;
         *len = n;
         r->offset += SEGMENT_FRAME_SIZE + n;
-    } else if (st != SEGMENT_END && zeros_to_end(r, r->offset)) {
+    } else if (st != SEGMENT_END && data_end(r, r->offset) == r->offset) {
         /* Space preallocated for records that never came (a zero length
          * is never a record): the log ends here. */
         r->zero_tail = true;
@@ -218,9 +218,7 @@ segment_reader_resync(struct segment_reader *r)
     /* A record starts at or before the file's last non-zero byte (its
      * length is not zero): the scan need not crawl through preallocated
      * zeros. */
-    size_t last = r->size;
-    while (last > r->offset && r->map[last - 1] == 0)
-        last--;
+    size_t last = data_end(r, r->offset);
     for (size_t off = r->offset + 1; off < last && off + SEGMENT_FRAME_SIZE <= r->size; off++) {
         if (frame_at(r, off, &n) == SEGMENT_RECORD) {
             r->offset = off;
