@@ -257,22 +257,28 @@ static int dial(const char *host, int port)
     return fd;
 }
 
+/* write all of [p, p+n) on a blocking socket */
+static void write_all(int fd, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            die("write: %s", strerror(errno));
+        }
+        off += (size_t)w;
+    }
+}
+
 /* blocking request/answer for set-up (before the socket goes non-blocking):
  * send req, read until the answer holds `lines` CRLF/LF-terminated lines */
 static void setup_exchange(int fd, const char *req, size_t reqlen, const char *expect, char *ans,
                            size_t anscap)
 {
-    size_t off = 0;
-    while (off < reqlen) {
-        ssize_t w = write(fd, req + off, reqlen - off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            die("setup write: %s", strerror(errno));
-        }
-        off += (size_t)w;
-    }
+    write_all(fd, req, reqlen);
     size_t got = 0;
     for (;;) {
         ssize_t r = read(fd, ans + got, anscap - 1 - got);
@@ -990,22 +996,6 @@ static long rss_kb(int pid)
     }
     fclose(f);
     return kb;
-}
-
-/* write all of [p, p+n) on a blocking socket */
-static void write_all(int fd, const char *p, size_t n)
-{
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, p + off, n - off);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            die("write: %s", strerror(errno));
-        }
-        off += (size_t)w;
-    }
 }
 
 /* Fill: `conns` connections in lockstep rounds, each round a batch of
