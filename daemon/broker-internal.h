@@ -43,6 +43,11 @@ struct broker {
     struct job *fin_head, *fin_tail; /* final jobs kept for wait, oldest first */
     size_t nfinished;          /* length of that list */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
+    /* While a journal compaction runs: the jobs forgotten since it began,
+     * which it must still treat as live (broker_keep_batch). NULL between
+     * compactions. */
+    struct idset *compact_forgotten;
+    bool compact_oom; /* that set could not grow: keep every record */
 };
 
 /* Registry (broker.c). Lock held. */
@@ -67,6 +72,9 @@ void broker_unreserve(struct broker *b, struct job *j);
 /* Moves j to a final state: frees the payload, wakes waiters, keeps it for
  * `wait` within the retention bound. */
 void broker_finalize(struct broker *b, struct job *j, enum job_state final);
+/* Takes j out of the job table (the caller gets the table's reference),
+ * telling a running compaction that j is gone. */
+struct job *broker_untrack(struct broker *b, struct job *j);
 /* Arms j->timer (allocating it) to fire in delay_ms: a DELAYED job becomes
  * queued, a RESERVED one is revoked if its ttr ran out. The armed timer
  * holds a job reference until it fires or is stopped. */

@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/idset.h"
 
 #include "core/chan.h"
 #include "core/ctx.h"
@@ -109,6 +110,7 @@ broker_free(struct broker *b)
     free(b->queues);
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);
+    idset_free(b->compact_forgotten);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -355,7 +357,7 @@ broker_set_journal(struct broker *b, struct journal *j)
 void
 broker_forget_job(struct broker *b, struct job *j)
 {
-    jobtable_del(b->jobs, j->id);
+    broker_untrack(b, j);
     b->payload_bytes -= j->payload_len;
     j->state = JOB_CANCELLED; /* its timers see a final job and do nothing */
     if (j->extra && j->extra->deadline_timer && timer_stop(j->extra->deadline_timer))

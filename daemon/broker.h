@@ -96,8 +96,11 @@ void broker_set_journal(struct broker *b, struct journal *j);
  * thread, with the scheduler started, before serving. */
 int broker_replay_apply(void *arg, const void *rec, size_t len);
 void broker_replay_finish(struct broker *b);
-/* journal_keep_batch_fn: a record is live while its job or queue is. */
+/* journal_keep_batch_fn: a record is live while its job or queue is, and
+ * journal_compact_window_fn, which holds that answer steady for a job
+ * forgotten while a compaction runs (broker_journal.c says why). */
 void broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *keep);
+void broker_compact_window(void *arg, bool open);
 
 /* Server-wide figures for the stats op: jobs by state and totals
  * (new reference). */

@@ -211,7 +211,7 @@ evict_oldest_finished(struct broker *b)
     if (!b->fin_head)
         b->fin_tail = NULL;
     b->nfinished--;
-    jobtable_del(b->jobs, old->id);
+    broker_untrack(b, old);
     struct job_extra *x = old->extra;
     if (x && x->parent) {
         struct job_extra *px = x->parent->extra;

@@ -6,6 +6,7 @@
 #include "chanq_config.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/idset.h"
 #include "daemon/journal.h"
 #include "daemon/jrec.h"
 #include "daemon/log.h"
@@ -471,7 +472,62 @@ broker_replay_finish(struct broker *b)
              b->nqueues, n.queued, n.delayed, n.dead, n.kept);
 }
 
-/* ---- compaction: which old records still matter ---- */
+/* ---- compaction: which old records still matter ----
+ *
+ * The invariant: replaying the compacted journal gives the same state as
+ * replaying the uncompacted one. A job's records are kept or dropped
+ * together: all of them while the job is in the table, none once it is
+ * forgotten (evicted after its final state, or withdrawn). A job forgotten
+ * while a compaction runs counts as live until that compaction ends;
+ * otherwise its submit, judged while it lived, would be kept and its ack,
+ * judged after, dropped: the acked job would come back on restart. */
+
+struct job *
+broker_untrack(struct broker *b, struct job *j)
+{
+    if (b->compact_forgotten && idset_add(b->compact_forgotten, j->id) < 0)
+        b->compact_oom = true;
+    return jobtable_del(b->jobs, j->id);
+}
+
+void
+broker_compact_window(void *arg, bool open)
+{
+    struct broker *b = arg;
+    pthread_mutex_lock(&b->lock);
+    idset_free(b->compact_forgotten);
+    b->compact_forgotten = open ? idset_new() : NULL;
+    b->compact_oom = open && !b->compact_forgotten;
+    pthread_mutex_unlock(&b->lock);
+}
+
+static bool
+job_is_live(struct broker *b, uint64_t id)
+{
+    /* Out of memory for the forgotten set: nothing can be dropped safely. */
+    return b->compact_oom || jobtable_get(b->jobs, id) ||
+           (b->compact_forgotten && idset_has(b->compact_forgotten, id));
+}
+
+static uint64_t
+record_job_id(const struct jrec *r)
+{
+    switch (r->type) {
+    case JREC_SUBMIT:
+        return r->u.submit.id;
+    case JREC_RESERVE:
+        return r->u.reserve.id;
+    case JREC_STATE:
+        return r->u.state.id;
+    case JREC_FINAL:
+        return r->u.final.id;
+    case JREC_DROP:
+        return r->u.drop.id;
+    case JREC_QUEUE:
+        break;
+    }
+    return 0;
+}
 
 void
 broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *keep)
@@ -480,28 +536,9 @@ broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *kee
     pthread_mutex_lock(&b->lock);
     for (size_t i = 0; i < n; i++) {
         struct jrec r;
-        keep[i] = true; /* when in doubt, keep */
-        if (jrec_decode(recs[i].data, recs[i].len, &r, NULL) < 0)
-            continue;
-        switch (r.type) {
-        case JREC_SUBMIT:
-            keep[i] = jobtable_get(b->jobs, r.u.submit.id) != NULL;
-            break;
-        case JREC_RESERVE:
-            keep[i] = jobtable_get(b->jobs, r.u.reserve.id) != NULL;
-            break;
-        case JREC_STATE:
-            keep[i] = jobtable_get(b->jobs, r.u.state.id) != NULL;
-            break;
-        case JREC_FINAL:
-            keep[i] = jobtable_get(b->jobs, r.u.final.id) != NULL;
-            break;
-        case JREC_DROP:
-            keep[i] = false;
-            break;
-        case JREC_QUEUE:
-            break;
-        }
+        keep[i] = true; /* when in doubt (undecodable, a queue record), keep */
+        if (jrec_decode(recs[i].data, recs[i].len, &r, NULL) == 0 && r.type != JREC_QUEUE)
+            keep[i] = job_is_live(b, record_job_id(&r));
     }
     pthread_mutex_unlock(&b->lock);
 }

@@ -4,6 +4,7 @@
 
 #include "daemon/jobtable.h"
 #include "daemon/job.h"
+#include "daemon/idset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,11 +18,7 @@ struct jobtable {
 static size_t
 slot_of(uint64_t id, size_t mask)
 {
-    /* Ids are sequential: mix the bits so neighbours spread out. */
-    id ^= id >> 33;
-    id *= 0xff51afd7ed558ccdULL;
-    id ^= id >> 33;
-    return (size_t)id & mask;
+    return (size_t)id_hash(id) & mask;
 }
 
 struct jobtable *

@@ -57,6 +57,7 @@ struct journal {
     uint64_t last_compact_out; /* size the last compaction left (policy) */
     journal_keep_batch_fn *auto_keep; /* journal_set_compactor */
     void *auto_arg;
+    journal_compact_window_fn *compact_window; /* journal_set_compact_window */
 
     /* Writer state: only the writer goroutine and its I/O thread. */
     struct chan *kick;      /* cap 1: "a batch has records" */
@@ -100,6 +101,10 @@ int64_t journal_mono_us(void);
 
 /* Sleeps ~1 ms: parks on a goroutine, blocks elsewhere. */
 void journal_nap(void);
+
+/* Spawns the chaos compactor when opts.chaos_compact_ms asks for it: 0 or
+ * -ENOMEM. journal_start calls it. */
+int journal_start_chaos(struct journal *j);
 
 /* An empty batch (one reference), or NULL; drops a reference. */
 struct batch *journal_batch_new(void);

@@ -422,6 +422,12 @@ journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg)
     j->auto_arg = arg;
 }
 
+void
+journal_set_compact_window(struct journal *j, journal_compact_window_fn *window)
+{
+    j->compact_window = window;
+}
+
 uint64_t
 journal_bytes(const struct journal *j)
 {

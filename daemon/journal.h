@@ -39,6 +39,9 @@ struct journal_opts {
     uint64_t segment_bytes;   /* roll to a new segment past this size [64 MiB] */
     uint64_t compact_bytes;   /* journal_maybe_compact threshold [64 MiB] */
     int64_t interval_ms;      /* fsync period of `interval` [100] */
+    /* Test seam: > 0 compacts (with the registered compactor) at random
+     * moments 1..chaos_compact_ms ms apart, besides the policy. [0: off] */
+    int64_t chaos_compact_ms;
     const struct journal_io *io; /* NULL: real system calls; borrowed, must outlive j */
 };
 
@@ -149,7 +152,6 @@ struct chan *journal_wait_chan(struct journal_wait *w);
 #define JOURNAL_KEEP_BATCH 1024
 typedef void journal_keep_batch_fn(void *arg, const struct journal_rec *recs, size_t n,
                                    bool *keep);
-typedef bool journal_keep_fn(void *arg, const void *rec, size_t len);
 
 /* Compacts now, in the calling goroutine: rolls to a new segment (a few ms
  * of the writer), then rewrites the kept records of every older segment, in
@@ -160,9 +162,6 @@ typedef bool journal_keep_fn(void *arg, const void *rec, size_t len);
  * segments are then untouched). Goroutine only; parks; its heavy I/O runs on
  * a thread of its own. */
 int journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg);
-
-/* journal_compact_batch asking keep once per record. */
-int journal_compact(struct journal *j, journal_keep_fn *keep, void *arg);
 
 /* The policy hook: when no compaction runs, journal_bytes > compact_bytes
  * and journal_bytes >= 2 x the size the last compaction left (so a journal
@@ -176,6 +175,17 @@ int journal_maybe_compact(struct journal *j, journal_keep_batch_fn *keep, void *
  * journal_maybe_compact) after every segment roll. NULL disables it. Call
  * before journal_start. */
 void journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg);
+
+/* A keep function judges records one batch at a time while the state it
+ * reads goes on changing, so two records of one job could be judged against
+ * different states (the submit kept while the job lives, its ack dropped
+ * after the job is forgotten: the acked job would come back). Every
+ * compaction therefore calls window(arg, true) before its first keep call
+ * and window(arg, false) after its last (with the keep function's arg), so
+ * the keeper can answer steadily in between. NULL: no calls. Call before
+ * journal_start. */
+typedef void journal_compact_window_fn(void *arg, bool open);
+void journal_set_compact_window(struct journal *j, journal_compact_window_fn *window);
 
 /* Bytes of all segment files (headers included). Any thread; a snapshot. */
 uint64_t journal_bytes(const struct journal *j);

@@ -256,7 +256,11 @@ journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg)
     if ((rc = iothread_start(&c.iot)) < 0)
         goto out;
     int64_t t0 = timer_now_ms();
+    if (j->compact_window)
+        j->compact_window(arg, true);
     rc = compact_run(&c);
+    if (j->compact_window)
+        j->compact_window(arg, false);
     iothread_stop(&c.iot);
     if (rc < 0) {
         log_error("journal: compaction failed: %s (old segments kept)", strerror(-rc));
@@ -275,27 +279,6 @@ out:
     j->compacting = false;
     pthread_mutex_unlock(&j->mu);
     return rc;
-}
-
-/* Adapts a per-record keep function to the batch interface. */
-struct keep_one {
-    journal_keep_fn *fn;
-    void *arg;
-};
-
-static void
-keep_each(void *arg, const struct journal_rec *recs, size_t n, bool *keep)
-{
-    struct keep_one *k = arg;
-    for (size_t i = 0; i < n; i++)
-        keep[i] = k->fn(k->arg, recs[i].data, recs[i].len);
-}
-
-int
-journal_compact(struct journal *j, journal_keep_fn *keep, void *arg)
-{
-    struct keep_one k = {keep, arg};
-    return journal_compact_batch(j, keep_each, &k);
 }
 
 /* A compaction started by journal_maybe_compact. */
@@ -339,4 +322,44 @@ journal_maybe_compact(struct journal *j, journal_keep_batch_fn *keep, void *arg)
     j->compactors--;
     pthread_mutex_unlock(&j->mu);
     return -ENOMEM;
+}
+
+/* The test seam of journal_opts.chaos_compact_ms: compacts at random
+ * moments, whatever the policy says, until the journal closes (which waits
+ * for it through j->compactors). */
+static void
+chaos_main(void *arg)
+{
+    struct journal *j = arg;
+    unsigned seed = (unsigned)timer_now_ms();
+    for (;;) {
+        go_sleep(1 + rand_r(&seed) % j->opts.chaos_compact_ms, NULL);
+        pthread_mutex_lock(&j->mu);
+        bool closing = j->closing;
+        pthread_mutex_unlock(&j->mu);
+        if (closing)
+            break;
+        if (j->auto_keep)
+            journal_compact_batch(j, j->auto_keep, j->auto_arg);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->compactors--;
+    pthread_mutex_unlock(&j->mu);
+}
+
+int
+journal_start_chaos(struct journal *j)
+{
+    if (j->opts.chaos_compact_ms <= 0)
+        return 0;
+    pthread_mutex_lock(&j->mu);
+    j->compactors++;
+    pthread_mutex_unlock(&j->mu);
+    int rc = go(chaos_main, j);
+    if (rc < 0) {
+        pthread_mutex_lock(&j->mu);
+        j->compactors--;
+        pthread_mutex_unlock(&j->mu);
+    }
+    return rc;
 }

@@ -301,6 +301,8 @@ journal_start(struct journal *j, char *err, size_t errlen)
         iothread_stop(&j->iot);
         goto out_close;
     }
+    if (journal_start_chaos(j) < 0)
+        log_warn("journal: cannot start the chaos compactor");
     return 0;
 
 out_close:

@@ -208,6 +208,8 @@ open_journal(struct server *srv)
         .repair = cfg->repair,
         .segment_bytes = cfg->journal_segment_bytes,
         .compact_bytes = cfg->journal_compact_bytes,
+        /* Test seam (docs/hacking.md): compaction at random moments. */
+        .chaos_compact_ms = getenv("CHANQ_TEST_COMPACT_MS") ? atoll(getenv("CHANQ_TEST_COMPACT_MS")) : 0,
     };
     srv->journal = journal_open_opts(cfg->data_dir, &opts, err, sizeof err);
     if (!srv->journal) {
@@ -219,6 +221,7 @@ open_journal(struct server *srv)
         return -1;
     }
     journal_set_compactor(srv->journal, broker_keep_batch, srv->broker);
+    journal_set_compact_window(srv->journal, broker_compact_window);
     if (journal_start(srv->journal, err, sizeof err) < 0) {
         log_error("cannot start the journal: %s", err);
         return -1;
