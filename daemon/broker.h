@@ -96,6 +96,12 @@ void broker_set_journal(struct broker *b, struct journal *j);
  * thread, with the scheduler started, before serving. */
 int broker_replay_apply(void *arg, const void *rec, size_t len);
 void broker_replay_finish(struct broker *b);
+/* The replayed state as text (malloc'd; NULL when out of memory): every
+ * queue with its settings and its queued and dead jobs in order, every job
+ * by id with its fields, so that two replays can be compared. Only between
+ * replay and broker_replay_finish (the queued order lives in the replay
+ * list then). Any thread. */
+char *broker_replay_dump(struct broker *b);
 /* journal_keep_batch_fn: a record is live while its job or queue is, and
  * journal_compact_window_fn, which holds that answer steady for a job
  * forgotten while a compaction runs (broker_journal.c says why). */

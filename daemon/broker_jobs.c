@@ -222,11 +222,14 @@ evict_oldest_finished(struct broker *b)
             }
         }
     }
-    /* Children keep a reference to a parent, not the other way round:
-     * orphan them so none points at a freed list. */
+    /* Children keep a reference to a parent, not the other way round: an
+     * evicted parent is gone for them too (as it is after a replay of a
+     * compacted journal, which no longer holds the parent's records). */
     for (struct job *c = x ? x->first_child : NULL; c;) {
         struct job *next = c->extra->next_sibling;
         c->extra->next_sibling = NULL;
+        c->extra->parent = NULL;
+        job_unref(old);
         c = next;
     }
     if (x)

@@ -15,6 +15,8 @@
 #include "core/timer.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -470,6 +472,84 @@ broker_replay_finish(struct broker *b)
     pthread_mutex_unlock(&b->lock);
     log_info("journal: restored %zu queues, %zu queued, %zu delayed, %zu dead jobs, %zu results",
              b->nqueues, n.queued, n.delayed, n.dead, n.kept);
+}
+
+/* ---- the replayed state as text, for comparing two replays ---- */
+
+static int
+cmp_job_id(const void *a, const void *b)
+{
+    uint64_t x = (*(struct job *const *)a)->id, y = (*(struct job *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+struct job_list {
+    struct job **v;
+    size_t n;
+};
+
+static void
+collect_job(struct job *j, void *arg)
+{
+    struct job_list *l = arg;
+    l->v[l->n++] = j;
+}
+
+static void
+dump_job(FILE *f, const struct job *j)
+{
+    const struct job_extra *x = j->extra;
+    fprintf(f, "job %" PRIu64 " q=%.*s %s attempt=%u/%u ttr=%d created=%" PRId64
+               " deadline=%" PRId64 " parent=%" PRIu64 " payload=%.*s error=%s result=%s\n",
+            j->id, (int)j->queue->name_len, j->queue->name, job_state_name(j->state), j->attempt,
+            j->max_attempts, j->ttr_ms, j->created_ms, j->deadline_ms,
+            x && x->parent ? x->parent->id : 0, (int)j->payload_len,
+            j->payload ? j->payload : "", x && x->error ? x->error : "-",
+            x && x->result ? x->result : "-");
+}
+
+static void
+dump_queue(FILE *f, struct broker *b, const struct queue *q)
+{
+    fprintf(f, "queue %.*s capacity=%lld ttr=%lld max_attempts=%lld paused=%d closed=%d\n",
+            (int)q->name_len, q->name, (long long)q->set.capacity, (long long)q->set.ttr_ms,
+            (long long)q->set.max_attempts, q->paused, q->closed);
+    fputs("  queued:", f);
+    for (const struct job *j = b->replay_head; j; j = j->res_next)
+        if (j->queue == q)
+            fprintf(f, " %" PRIu64, j->id);
+    fputs("\n  dead:", f);
+    for (const struct job *j = q->dead_head; j; j = j->dead_next)
+        fprintf(f, " %" PRIu64, j->id);
+    fputc('\n', f);
+}
+
+char *
+broker_replay_dump(struct broker *b)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < b->nqueues; i++)
+        dump_queue(f, b, b->queues[i]);
+    struct job_list l = {malloc((jobtable_count(b->jobs) + 1) * sizeof(struct job *)), 0};
+    if (l.v) {
+        jobtable_each(b->jobs, collect_job, &l);
+        qsort(l.v, l.n, sizeof *l.v, cmp_job_id);
+        for (size_t i = 0; i < l.n; i++)
+            dump_job(f, l.v[i]);
+        fprintf(f, "finished kept=%zu\n", b->nfinished);
+    }
+    pthread_mutex_unlock(&b->lock);
+    free(l.v);
+    if (fclose(f) != 0 || !l.v) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 /* ---- compaction: which old records still matter ----

@@ -28,7 +28,9 @@ Suite *crc32c_suite(void);
 Suite *jrec_suite(void);
 Suite *journal_suite(void);
 
-suite_fn *const test_suites[] = {crc32c_suite, jrec_suite, journal_suite, NULL};
+Suite *replay_prop_suite(void);
+
+suite_fn *const test_suites[] = {crc32c_suite, jrec_suite, journal_suite, replay_prop_suite, NULL};
 
 /* fixtures */
 
