@@ -319,6 +319,11 @@ chan_close(struct chan *c)
 {
     if (!c)
         sched_fatal("close of nil channel");
+    /* A woken receiver may drop the last reference while this loop still
+     * takes the lock for the next batch: hold one of our own until the end
+     * (the closer is often not an owner, e.g. a writer answering a request
+     * channel that its requester frees once woken). */
+    chan_ref(c);
     lock_acquire(&c->lock);
     if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
         lock_release(&c->lock);
@@ -338,6 +343,7 @@ chan_close(struct chan *c)
         lock_acquire(&c->lock);
     }
     lock_release(&c->lock);
+    chan_unref(c);
 }
 
 size_t

@@ -100,7 +100,7 @@ static const struct key keys[] = {
     {"keep-results", K_UINT, F(keep_results), "10000", 0, 100000000, 0, "N",
      "finished jobs kept (newest first) for wait and job"},
     {"repair", K_BOOL, F(repair), "false", 0, 0, 0, NULL,
-     "truncate a corrupt journal at the first bad record"},
+     "rewrite damaged journal segments keeping every record that checks"},
     {"check-config", K_BOOL, F(check_config), "false", 0, 0, KEY_CLI, NULL,
      "validate the configuration and exit (0 valid, 2 not)"},
     {"tls-listen", K_ADDR_LIST, F(tls_listen), NULL, 0, 0, 0, "HOST:PORT",

@@ -180,8 +180,8 @@ data_end(const struct segment_reader *r, size_t from)
 enum segment_status
 segment_reader_next(struct segment_reader *r, const void **rec, size_t *len)
 {
-    if (!r->header_ok)
-        return r->size == 0 ? SEGMENT_END : SEGMENT_SHORT;
+    if (!r->header_ok && r->offset < SEGMENT_HEADER_SIZE)
+        return r->size == 0 ? SEGMENT_END : SEGMENT_BAD_HEADER;
     size_t n = 0;
     enum segment_status st = frame_at(r, r->offset, &n);
     if (st == SEGMENT_RECORD) {
@@ -197,12 +197,31 @@ segment_reader_next(struct segment_reader *r, const void **rec, size_t *len)
     return st;
 }
 
+/* Moves r->offset to the first offset at or after `from` where a valid
+ * record begins. A record starts at or before the file's last non-zero byte
+ * (its length is not zero): the scan need not crawl through preallocated
+ * zeros. */
+static bool
+scan_for_record(struct segment_reader *r, size_t from)
+{
+    size_t n;
+    size_t last = data_end(r, from);
+    for (size_t off = from; off < last && off + SEGMENT_FRAME_SIZE <= r->size; off++) {
+        if (frame_at(r, off, &n) == SEGMENT_RECORD) {
+            r->offset = off;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool
 segment_reader_resync(struct segment_reader *r)
 {
     size_t n;
-    if (!r->header_ok)
-        return false;
+    /* A damaged header says nothing about the records behind it. */
+    if (!r->header_ok && r->offset < SEGMENT_HEADER_SIZE)
+        return scan_for_record(r, SEGMENT_HEADER_SIZE);
     /* Only a record whose checksum matches counts: a random 8-byte window
      * passes with odds of 2^-32. The common case, a flipped payload byte,
      * finds the next record right after the bad frame's claimed end. */
@@ -215,17 +234,7 @@ segment_reader_resync(struct segment_reader *r)
             return true;
         }
     }
-    /* A record starts at or before the file's last non-zero byte (its
-     * length is not zero): the scan need not crawl through preallocated
-     * zeros. */
-    size_t last = data_end(r, r->offset);
-    for (size_t off = r->offset + 1; off < last && off + SEGMENT_FRAME_SIZE <= r->size; off++) {
-        if (frame_at(r, off, &n) == SEGMENT_RECORD) {
-            r->offset = off;
-            return true;
-        }
-    }
-    return false;
+    return scan_for_record(r, r->offset + 1);
 }
 
 const char *
@@ -237,6 +246,7 @@ segment_status_name(enum segment_status st)
     case SEGMENT_SHORT: return "short record";
     case SEGMENT_BAD_LENGTH: return "bad length";
     case SEGMENT_BAD_CRC: return "bad checksum";
+    case SEGMENT_BAD_HEADER: return "bad segment header";
     }
     return "unknown";
 }

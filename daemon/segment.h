@@ -49,6 +49,7 @@ enum segment_status {
     SEGMENT_SHORT,     /* fewer bytes than a frame header, or than its length says */
     SEGMENT_BAD_LENGTH, /* length 0 or above SEGMENT_MAX_RECORD */
     SEGMENT_BAD_CRC,   /* the payload does not match its checksum */
+    SEGMENT_BAD_HEADER, /* the file header is short or does not check */
 };
 
 /* A read-only view of one segment file (mmap'd). A plain struct so callers
@@ -58,7 +59,8 @@ struct segment_reader {
     size_t size;         /* file size in bytes */
     size_t offset;       /* the next record to read, or the bad one just reported */
     unsigned flags;      /* header flags (SEGMENT_COMPACTED) */
-    bool header_ok;      /* false: the file is shorter than or has a bad header */
+    bool header_ok;      /* false: the file is shorter than or has a bad header
+                          * (flags then unknown: 0) */
     bool zero_tail;      /* SEGMENT_END came at zeros that run to the end of the
                           * file (space preallocated for records), not at EOF */
 };
@@ -77,14 +79,15 @@ void segment_reader_close(struct segment_reader *r);
  * the bad frame (or the end) so the caller can report or cut there. */
 enum segment_status segment_reader_next(struct segment_reader *r, const void **rec, size_t *len);
 
-/* After a bad frame at r->offset: moves r->offset to the next offset (after
- * the bad frame's start) where a valid record begins, and returns true; or
- * returns false (offset unchanged) when nothing valid follows, i.e. the bad
- * frame is a torn tail. */
+/* After a bad frame at r->offset (or a bad header): moves r->offset to the
+ * next offset (after the bad frame's start; for a bad header, from where
+ * the first record would be) where a valid record begins, and returns true;
+ * or returns false (offset unchanged) when nothing valid follows, i.e. the
+ * bad frame is a torn tail. */
 bool segment_reader_resync(struct segment_reader *r);
 
 /* A short name for a status, for messages: "short record", "bad length",
- * "bad checksum". */
+ * "bad checksum", "bad segment header". */
 const char *segment_status_name(enum segment_status st);
 
 #endif

@@ -19,7 +19,11 @@
 #include <unistd.h>
 
 #define MAX_ARGS 64
+#if defined(CHANQ_ASAN) || defined(CHANQ_TSAN)
+#define START_TIMEOUT_MS 30000 /* a sanitized chanqd replays several times slower */
+#else
 #define START_TIMEOUT_MS 10000
+#endif
 /* Sanitizer builds run several times slower: give every read more time. */
 #if defined(CHANQ_ASAN) || defined(CHANQ_TSAN)
 #define READ_TIMEOUT_MS 60000

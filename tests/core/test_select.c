@@ -224,12 +224,14 @@ sender_select(void *arg)
     int k = chan_select(cs, 2, NULL, -1);
     ck_assert_msg(k == 1, "send case not chosen (%d)", k);
     chan_unref(other);
+    chan_unref(c); /* ours: the select still touches c after the receiver woke */
 }
 
 static void
 send_case_body(void *arg)
 {
     struct chan *c = chan_new(sizeof(int), 0);
+    chan_ref(c); /* the sender's */
     go(sender_select, c);
     int v = 0;
     ck_assert_msg(chan_recv(c, &v, NULL) == 0 && v == 77, "got %d from a select send", v);

@@ -329,39 +329,88 @@ START_TEST(a_torn_tail_is_cut_off_with_a_log_line)
 }
 END_TEST
 
-START_TEST(a_flipped_byte_stops_start_up_and_repair_truncates_there)
+/* Runs chanqd --repair on h's data dir for a moment; its log goes to
+ * DIR/repair.log. */
+static void
+run_repair(struct harness *h)
 {
-    struct harness *h = harness_start(NULL);
-    fill_and_stop(h, 50);
-    harness_kill9(h);
-    char *seg = newest_segment(h);
-    off_t size = records_end(seg);
-    int sfd = open(seg, O_RDWR);
-    unsigned char c;
-    ck_assert_msg(pread(sfd, &c, 1, size / 2) == 1, "cannot read the segment");
-    c ^= 0x5a;
-    ck_assert_msg(pwrite(sfd, &c, 1, size / 2) == 1, "cannot corrupt the segment");
-    close(sfd);
-    ck_assert_msg(harness_restart(h) < 0, "chanqd started on a corrupt journal");
-    char *log = harness_log(h);
-    ck_assert_msg(strstr(log, "bad checksum") && strstr(log, "offset") && strstr(log, ".log"),
-                  "the refusal does not name the file and offset:\n%s", log);
-    free(log);
-    /* --repair truncates at the bad record and says what was lost. */
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "%s/daemon/chanqd --repair --data-dir %s/data --listen 127.0.0.1:0"
                               " 2>%s/repair.log & pid=$!; sleep 2; kill $pid; wait $pid",
              getenv("top_builddir"), harness_dir(h), harness_dir(h));
     ck_assert_msg(system(cmd) == 0, "chanqd --repair did not run and stop cleanly");
-    snprintf(cmd, sizeof cmd, "grep -q 'lost' %s/repair.log", harness_dir(h));
-    ck_assert_msg(system(cmd) == 0, "--repair did not say how many records were lost");
+}
+
+/* Flips bit 2 of byte `at` of the file. */
+static void
+flip_bit_at(const char *path, off_t at)
+{
+    int sfd = open(path, O_RDWR);
+    unsigned char c;
+    ck_assert_msg(pread(sfd, &c, 1, at) == 1, "cannot read the segment");
+    c ^= 0x04;
+    ck_assert_msg(pwrite(sfd, &c, 1, at) == 1, "cannot corrupt the segment");
+    close(sfd);
+}
+
+START_TEST(a_flipped_byte_stops_start_up_and_repair_keeps_every_record_that_checks)
+{
+    struct harness *h = harness_start(NULL);
+    fill_and_stop(h, 50);
+    harness_kill9(h);
+    char *seg = newest_segment(h);
+    flip_bit_at(seg, records_end(seg) / 2);
+    ck_assert_msg(harness_restart(h) < 0, "chanqd started on a corrupt journal");
+    char *log = harness_log(h);
+    ck_assert_msg(strstr(log, "bad checksum") && strstr(log, "offset") && strstr(log, ".log") &&
+                      strstr(log, "records that check follow it"),
+                  "the refusal does not name the file, offset and what follows:\n%s", log);
+    free(log);
+    run_repair(h);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "grep -q 'keeping the .* records that check' %s/repair.log",
+             harness_dir(h));
+    ck_assert_msg(system(cmd) == 0, "--repair did not say what it kept");
     ck_assert_msg(harness_restart(h) == 0, "chanqd did not start after --repair");
     int fd = dial(h);
     long long depth = queue_stat(fd, "dur", "depth");
-    ck_assert_msg(depth > 0 && depth < 50, "after repair depth is %lld", depth);
+    ck_assert_msg(depth == 49, "after repair depth is %lld, not 49 (only the damaged job lost)",
+                  depth);
     harness_close(fd);
     free(seg);
     ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
+/* One flipped bit in the segment header used to read as a torn tail at
+ * offset 0: the whole segment, every acknowledged job in it, was deleted. */
+START_TEST(a_flipped_header_bit_refuses_start_up_and_repair_keeps_every_job)
+{
+    static const off_t where[] = {3, 8, 13};
+    for (size_t k = 0; k < 3; k++) {
+        struct harness *h = harness_start(NULL);
+        fill_and_stop(h, 200);
+        harness_kill9(h);
+        char *seg = newest_segment(h);
+        flip_bit_at(seg, where[k]);
+        ck_assert_msg(harness_restart(h) < 0, "byte %lld: chanqd started on a bad header",
+                      (long long)where[k]);
+        char *log = harness_log(h);
+        ck_assert_msg(strstr(log, "bad segment header") && strstr(log, seg) &&
+                          !strstr(log, "torn tail"),
+                      "byte %lld: the refusal does not name the damaged header:\n%s",
+                      (long long)where[k], log);
+        free(log);
+        run_repair(h);
+        ck_assert_msg(harness_restart(h) == 0, "chanqd did not start after --repair");
+        int fd = dial(h);
+        long long depth = queue_stat(fd, "dur", "depth");
+        ck_assert_msg(depth == 200, "byte %lld: after repair depth is %lld, not 200",
+                      (long long)where[k], depth);
+        harness_close(fd);
+        free(seg);
+        ck_assert_int_eq(harness_stop(h), 0);
+    }
 }
 END_TEST
 
@@ -599,7 +648,8 @@ crash_suite(void)
     tcase_add_test(tc, kill_9_under_load_loses_no_acknowledged_job_and_revives_no_acked_one);
     tcase_add_test(tc, a_torn_tail_is_cut_off_with_a_log_line);
     tcase_add_test(tc, a_preallocated_segment_ends_at_its_last_record_and_is_trimmed_on_restart);
-    tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_truncates_there);
+    tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_keeps_every_record_that_checks);
+    tcase_add_test(tc, a_flipped_header_bit_refuses_start_up_and_repair_keeps_every_job);
     tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
     tcase_add_test(tc, a_job_whose_submit_was_not_written_is_taken_back_from_its_worker);
     tcase_add_test(tc, pipelined_durable_requests_share_fsyncs_and_keep_their_order);
