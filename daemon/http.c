@@ -27,7 +27,7 @@
 struct http {
     struct evhttp *evh;          /* libevent's server */
     http_snapshot_fn *snapshot;  /* builds the stats document */
-    http_stopping_fn *stopping;  /* for /healthz; may be NULL */
+    http_unhealthy_fn *unhealthy; /* for /healthz; may be NULL */
     void *arg;                   /* passed to both */
     int port;                    /* bound port, for logs and tests */
     http_admin_fn *admin;        /* runs POST /admin/...; NULL = routes off (403) */
@@ -149,10 +149,15 @@ route_stats(struct http *h, struct evhttp_request *req)
 static void
 route_healthz(struct http *h, struct evhttp_request *req)
 {
-    if (h->stopping && h->stopping(h->arg))
-        reply(req, 503, "Stopping", "text/plain", "stopping\n", 9);
-    else
+    const char *why = h->unhealthy ? h->unhealthy(h->arg) : NULL;
+    if (!why) {
         reply(req, 200, "OK", "text/plain", "ok\n", 3);
+        return;
+    }
+    char body[512];
+    int n = snprintf(body, sizeof body, "%s\n", why);
+    reply(req, 503, "Service Unavailable", "text/plain", body,
+          n < (int)sizeof body ? (size_t)n : sizeof body - 1);
 }
 
 /* The page is static and self-contained: it may talk to us and nothing
@@ -340,7 +345,7 @@ bound_port(struct evhttp_bound_socket *bs)
 
 struct http *
 http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
-         http_stopping_fn *stopping, void *arg)
+         http_unhealthy_fn *unhealthy, void *arg)
 {
     char host[256], port[32];
     if (listener_split_addr(addr, host, sizeof host, port, sizeof port) < 0) {
@@ -354,7 +359,7 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
         return NULL;
     }
     h->snapshot = snapshot;
-    h->stopping = stopping;
+    h->unhealthy = unhealthy;
     h->arg = arg;
     evhttp_set_allowed_methods(h->evh, ROUTE_GET | ROUTE_POST);
     evhttp_set_timeout(h->evh, HTTP_TIMEOUT_S);

@@ -2,7 +2,8 @@
  * loop (evhttp), decoupled from the broker by a snapshot callback.
  *   GET /metrics  Prometheus text format 0.0.4 (daemon/metrics.h)
  *   GET /stats    the stats document as JSON
- *   GET /healthz  200 "ok" while the loop runs (503 while stopping)
+ *   GET /healthz  200 "ok" while the loop runs; 503 with the reason while
+ *                 stopping or when the journal refuses writes
  *   GET /         the status page (daemon/status_page.html, built in)
  *   GET /admin    {"admin": the admin routes are on, "token": they want
  *                 "Authorization: Bearer TOKEN"} (both bool), for the page
@@ -41,14 +42,16 @@ struct http;
  * built (the request then gets 503). Called on the loop thread. */
 typedef json_t *http_snapshot_fn(void *arg);
 
-/* True while the daemon is stopping (/healthz answers 503). */
-typedef bool http_stopping_fn(void *arg);
+/* NULL while the daemon is healthy, else why it is not ("stopping", "journal
+ * failed: ..."): /healthz answers 503 with that text. The string must stay
+ * valid until the next call. Called on the loop thread. */
+typedef const char *http_unhealthy_fn(void *arg);
 
 /* Serves on addr ("HOST:PORT", "[::1]:PORT"; port 0 picks one) and logs
- * "http: serving /metrics /stats /healthz on HOST:PORT". stopping may be
+ * "http: serving /metrics /stats /healthz on HOST:PORT". unhealthy may be
  * NULL. Returns the endpoint, or NULL after logging why. */
 struct http *http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
-                      http_stopping_fn *stopping, void *arg);
+                      http_unhealthy_fn *unhealthy, void *arg);
 
 /* Closes the socket and any HTTP connection in progress; admin calls still
  * in flight are orphaned (their http_call_reply only frees them). NULL is

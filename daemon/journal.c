@@ -29,9 +29,6 @@ static const uint64_t fsync_bounds_us[JOURNAL_FSYNC_BUCKETS] = {
     50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, UINT64_MAX,
 };
 
-#define STAT_ADD(j, field, n) __atomic_add_fetch(&(j)->stats.field, (n), __ATOMIC_RELAXED)
-#define STAT_SET(j, field, v) __atomic_store_n(&(j)->stats.field, (v), __ATOMIC_RELAXED)
-
 static ssize_t
 real_writev(void *arg, int fd, const struct iovec *iov, int iovcnt)
 {

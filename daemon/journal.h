@@ -35,7 +35,7 @@ struct journal_io {
  * the defaults in brackets. */
 struct journal_opts {
     enum config_fsync fsync;  /* always (group commit), interval (100 ms), never */
-    bool repair;              /* replay truncates at a bad checksum instead of failing */
+    bool repair;              /* replay keeps every record that checks instead of failing */
     uint64_t segment_bytes;   /* roll to a new segment past this size [64 MiB] */
     uint64_t compact_bytes;   /* journal_maybe_compact threshold [64 MiB] */
     int64_t interval_ms;      /* fsync period of `interval` [100] */
@@ -43,6 +43,11 @@ struct journal_opts {
      * moments 1..chaos_compact_ms ms apart, besides the policy. [0: off] */
     int64_t chaos_compact_ms;
     const struct journal_io *io; /* NULL: real system calls; borrowed, must outlive j */
+    /* Called once, from the writer's I/O thread, when a failed write or
+     * fsync could not be undone: from then on every append fails with err
+     * until the process restarts and replays from disk. May be NULL. */
+    void (*on_failure)(void *arg, int err);
+    void *failure_arg;
 };
 
 /* journal_open_opts with the defaults and this fsync mode and repair flag. */
@@ -210,6 +215,7 @@ struct journal_stats {
     uint64_t fsync_count;    /* fsyncs (successful or not) */
     uint64_t fsync_sum_us;   /* their total duration */
     uint64_t batch_wait_us;  /* sum over batches: first record queued -> write begins */
+    uint64_t failed_errno;   /* nonzero (an errno): appends refused until a restart */
     uint64_t fsync_bucket_le_us[JOURNAL_FSYNC_BUCKETS];
     uint64_t fsync_bucket[JOURNAL_FSYNC_BUCKETS];
 };

@@ -108,6 +108,9 @@ undo_tail(struct journal *j, uint64_t off, int cause)
     pthread_mutex_lock(&j->mu);
     j->fatal = cause;
     pthread_mutex_unlock(&j->mu);
+    STAT_SET(j, failed_errno, (uint64_t)-cause);
+    if (j->opts.on_failure)
+        j->opts.on_failure(j->opts.failure_arg, cause);
 }
 
 /* Passed to the I/O thread: the batch and its journal. */

@@ -46,10 +46,10 @@ prepare_data_dir(const struct config *cfg)
     return 0;
 }
 
-static bool
-http_stopping(void *srv)
+static const char *
+http_unhealthy(void *srv)
 {
-    return server_stopping(srv);
+    return server_unhealthy(srv);
 }
 
 /* First callback of the loop: the listeners accept and the state is
@@ -119,7 +119,7 @@ daemon_start(struct daemon *d)
         return -1;
     }
     if (d->cfg.http &&
-        !(d->http = http_new(base, d->cfg.http, server_snapshot, http_stopping, d->srv)))
+        !(d->http = http_new(base, d->cfg.http, server_snapshot, http_unhealthy, d->srv)))
         return -1;
     if (d->http && d->cfg.http_admin && !(d->admin = http_admin_new(d->http, d->srv)))
         return -1;

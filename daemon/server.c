@@ -8,6 +8,7 @@
 #include "daemon/journal.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
+#include "daemon/sd.h"
 #include "daemon/tls.h"
 
 #include "core/ctx.h"
@@ -195,6 +196,17 @@ start_runtime(struct server *srv)
     return 0;
 }
 
+/* journal_opts.on_failure: the I/O thread saw a write it cannot undo. */
+static void
+on_journal_failure(void *arg, int err)
+{
+    (void)arg;
+    log_error("journal: %s: every write is refused from now on; restart chanqd to replay "
+              "its journal from disk",
+              strerror(-err));
+    sd_notify_status("journal failed (%s): writes refused, restart to recover", strerror(-err));
+}
+
 /* Opens the data dir's journal, rebuilds the broker's state from it and
  * starts writing: after this every change is durable before its `ok`. */
 static int
@@ -209,6 +221,7 @@ open_journal(struct server *srv)
         .segment_bytes = cfg->journal_segment_bytes,
         .compact_bytes = cfg->journal_compact_bytes,
         /* Test seam (docs/hacking.md): compaction at random moments. */
+        .on_failure = on_journal_failure,
         .chaos_compact_ms = getenv("CHANQ_TEST_COMPACT_MS") ? atoll(getenv("CHANQ_TEST_COMPACT_MS")) : 0,
     };
     srv->journal = journal_open_opts(cfg->data_dir, &opts, err, sizeof err);
@@ -377,6 +390,33 @@ server_stopping(const struct server *srv)
     return atomic_load(&srv->stopping);
 }
 
+/* The journal's sticky failure as text, or NULL. */
+static const char *
+journal_failure_text(const struct server *srv, char *buf, size_t size)
+{
+    struct journal_stats st;
+    if (!srv->journal)
+        return NULL;
+    journal_stats(srv->journal, &st);
+    if (!st.failed_errno)
+        return NULL;
+    snprintf(buf, size,
+             "journal failed: %s; every write is refused until chanqd restarts and replays "
+             "its journal",
+             strerror((int)st.failed_errno));
+    return buf;
+}
+
+const char *
+server_unhealthy(const struct server *srv)
+{
+    static char buf[256]; /* loop thread only */
+    if (server_stopping(srv))
+        return "stopping";
+    return journal_failure_text(srv, buf, sizeof buf);
+}
+
+
 struct tls *
 server_tls(struct server *srv)
 {
@@ -462,7 +502,10 @@ journal_json(struct server *srv)
             json_array_append_new(counts, json_integer((json_int_t)st.fsync_bucket[i]));
         }
     }
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:I, s:I}}",
+    char why[256];
+    const char *failed = journal_failure_text(srv, why, sizeof why);
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:o, s:o, s:I, s:I}, "
+                     "s:o}",
                      "fsync", config_fsync_name(srv->cfg->fsync), "bytes", (json_int_t)st.bytes,
                      "records", (json_int_t)st.appends, "batches", (json_int_t)st.batches,
                      "batch_wait_us", (json_int_t)st.batch_wait_us,
@@ -471,7 +514,8 @@ journal_json(struct server *srv)
                      "fsync_errors", (json_int_t)st.fsync_errors, "compactions",
                      (json_int_t)st.compactions, "fsync_hist", "le_us", le, "counts", counts,
                      "sum_us", (json_int_t)st.fsync_sum_us, "count",
-                     (json_int_t)st.fsync_count);
+                     (json_int_t)st.fsync_count, "failed",
+                     failed ? json_string(failed) : json_null());
 }
 
 json_t *

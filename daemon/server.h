@@ -38,6 +38,9 @@ struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
 const struct msg_limits *server_msg_limits(const struct server *srv);
 bool server_stopping(const struct server *srv);
+/* NULL while healthy, else why not: "stopping", or the journal's failure
+ * and the way back (a restart). Valid until the next call. Loop thread. */
+const char *server_unhealthy(const struct server *srv);
 /* True when the caller runs on the loop thread (also a goroutine the loop
  * thread runs between polls). Any thread. */
 bool server_on_loop_thread(const struct server *srv);

@@ -12,7 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,11 +419,71 @@ START_TEST(a_flipped_header_bit_refuses_start_up_and_repair_keeps_every_job)
 }
 END_TEST
 
+/* GET path from 127.0.0.1:port; the whole answer (malloc'd), or NULL. */
+static char *
+http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    ck_assert_msg(write(fd, req, (size_t)n) == n, "cannot send the HTTP request");
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (len + 1 < cap && (r = read(fd, buf + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+/* The port of chanqd's --http endpoint, from its log line. */
+static int
+http_port_of(struct harness *h)
+{
+    char *log = harness_log(h);
+    const char *p = strstr(log, "/healthz on 127.0.0.1:");
+    int port = p ? atoi(p + strlen("/healthz on 127.0.0.1:")) : 0;
+    free(log);
+    ck_assert_msg(port > 0, "no http port in the log");
+    return port;
+}
+
+/* Reads datagrams from a notify socket for up to timeout_ms until one holds
+ * want; true when one did. */
+static bool
+notify_says(int fd, const char *want, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    char msg[1024];
+    while (harness_now_ms() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+        if (n <= 0)
+            continue;
+        msg[n] = '\0';
+        if (strstr(msg, want))
+            return true;
+    }
+    return false;
+}
+
 /* Starts chanqd with the LD_PRELOAD shim that fails journal writes with
  * ENOSPC while the file flag_out names exists; probe_out only lends a temp
  * dir for the flag. */
 static struct harness *
-start_with_failwrite(struct harness **probe_out, char *flag_out, size_t flag_size)
+start_with_failwrite_args(struct harness **probe_out, char *flag_out, size_t flag_size,
+                          const char *const *args)
 {
     struct harness *probe = harness_start(NULL);
     snprintf(flag_out, flag_size, "%s/enospc", harness_dir(probe));
@@ -428,11 +493,17 @@ start_with_failwrite(struct harness **probe_out, char *flag_out, size_t flag_siz
     setenv("CHANQ_FAILWRITE_FLAG", flag_out, 1);
     setenv("LD_PRELOAD", preload, 1);
     setenv("ASAN_OPTIONS", "detect_stack_use_after_return=0:verify_asan_link_order=0", 1);
-    struct harness *h = harness_start(NULL);
+    struct harness *h = harness_start(args);
     unsetenv("LD_PRELOAD");
     ck_assert_msg(h, "chanqd did not start with the write-failure shim");
     *probe_out = probe;
     return h;
+}
+
+static struct harness *
+start_with_failwrite(struct harness **probe_out, char *flag_out, size_t flag_size)
+{
+    return start_with_failwrite_args(probe_out, flag_out, flag_size, NULL);
 }
 
 START_TEST(a_full_disk_fails_the_request_and_serving_goes_on)
@@ -490,6 +561,74 @@ dir_bytes(const char *dir)
  * the disk. When that write fails, the producer gets the error and the job
  * is taken back: the worker holding it gets a cancel event, its ack fails,
  * and the queue is as before. */
+/* After an fsync fails and the failed batch cannot even be cut off again,
+ * the journal refuses every write (the page cache can no longer be trusted)
+ * and says so: /healthz 503 with the reason, the stats, systemd's STATUS.
+ * A restart replays from disk and serves again. */
+START_TEST(a_failing_disk_stops_writes_visibly_and_a_restart_recovers)
+{
+    char flag[400], fsync_flag[400], sock[400];
+    struct harness *probe = harness_start(NULL);
+    snprintf(fsync_flag, sizeof fsync_flag, "%s/eio", harness_dir(probe));
+    snprintf(sock, sizeof sock, "%s/notify", harness_dir(probe));
+    int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_msg(strlen(sock) < sizeof sa.sun_path, "socket path too long: %s", sock);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    ck_assert_msg(bind(nfd, (struct sockaddr *)&sa, sizeof sa) == 0, "cannot bind %s", sock);
+    setenv("NOTIFY_SOCKET", sock, 1);
+    setenv("CHANQ_FAILFSYNC_FLAG", fsync_flag, 1);
+    struct harness *extra_probe;
+    const char *args[] = {"--http", "127.0.0.1:0", NULL};
+    struct harness *h = start_with_failwrite_args(&extra_probe, flag, sizeof flag, args);
+    unsetenv("NOTIFY_SOCKET");
+    int port = http_port_of(h);
+    int fd = dial(h);
+    free(submit(fd, "disk", "1"));
+    FILE *f = fopen(fsync_flag, "w"); /* every fsync fails with EIO from now on */
+    fclose(f);
+    json_t *r = reqf(fd, "{\"op\":\"submit\",\"queue\":\"disk\",\"payload\":2}");
+    ck_assert_msg(r && !is_ok(r), "a submit was acknowledged although its fsync failed");
+    ck_assert_str_eq(error_code(r), "internal");
+    json_decref(r);
+    unlink(fsync_flag); /* the disk answers again: the journal must not trust it */
+    r = reqf(fd, "{\"op\":\"submit\",\"queue\":\"disk\",\"payload\":3}");
+    ck_assert_msg(r && !is_ok(r), "the journal took writes again after an fsync failure");
+    json_decref(r);
+    char *health = http_get(port, "/healthz");
+    ck_assert_msg(health && strstr(health, " 503 ") && strstr(health, "journal failed") &&
+                      strstr(health, "restart"),
+                  "/healthz does not say the journal failed: %s", health ? health : "");
+    free(health);
+    r = req_ok(fd, "{\"op\":\"stats\"}");
+    const char *failed = json_string_value(
+        json_object_get(json_object_get(json_object_get(r, "server"), "journal"), "failed"));
+    ck_assert_msg(failed && strstr(failed, "Input/output error"),
+                  "the stats do not show the journal as failed");
+    json_decref(r);
+    ck_assert_msg(notify_says(nfd, "STATUS=journal failed", 5000),
+                  "systemd was not told that the journal failed");
+    harness_close(fd);
+    /* The documented way back: a restart replays from disk. */
+    harness_kill9(h);
+    unsetenv("CHANQ_FAILWRITE_FLAG");
+    unsetenv("CHANQ_FAILFSYNC_FLAG");
+    ck_assert_msg(harness_restart(h) == 0, "no restart after the failing disk");
+    fd = dial(h);
+    ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 1);
+    free(submit(fd, "disk", "4"));
+    ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 2);
+    harness_close(fd);
+    health = http_get(http_port_of(h), "/healthz");
+    ck_assert_msg(health && strstr(health, " 200 "), "/healthz after the restart: %s", health);
+    free(health);
+    close(nfd);
+    ck_assert_int_eq(harness_stop(h), 0);
+    ck_assert_int_eq(harness_stop(extra_probe), 0);
+    ck_assert_int_eq(harness_stop(probe), 0);
+}
+END_TEST
+
 START_TEST(a_job_whose_submit_was_not_written_is_taken_back_from_its_worker)
 {
     char flag[400];
@@ -651,6 +790,7 @@ crash_suite(void)
     tcase_add_test(tc, a_flipped_byte_stops_start_up_and_repair_keeps_every_record_that_checks);
     tcase_add_test(tc, a_flipped_header_bit_refuses_start_up_and_repair_keeps_every_job);
     tcase_add_test(tc, a_full_disk_fails_the_request_and_serving_goes_on);
+    tcase_add_test(tc, a_failing_disk_stops_writes_visibly_and_a_restart_recovers);
     tcase_add_test(tc, a_job_whose_submit_was_not_written_is_taken_back_from_its_worker);
     tcase_add_test(tc, pipelined_durable_requests_share_fsyncs_and_keep_their_order);
     tcase_add_test(tc, compaction_keeps_the_data_dir_bounded_over_many_cycles);

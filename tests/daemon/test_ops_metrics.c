@@ -191,7 +191,7 @@ struct http_fixture {
     struct event_base *base;
     struct http *http;
     atomic_int calls;     /* snapshot calls */
-    bool stopping;        /* what http_stopping_fn says */
+    bool stopping;        /* http_unhealthy_fn says "stopping" */
     bool fail_snapshot;   /* the snapshot returns NULL */
 };
 
@@ -203,10 +203,10 @@ fixture_snapshot(void *arg)
     return f->fail_snapshot ? NULL : json_loads(fake_doc, 0, NULL);
 }
 
-static bool
+static const char *
 fixture_stopping(void *arg)
 {
-    return ((struct http_fixture *)arg)->stopping;
+    return ((struct http_fixture *)arg)->stopping ? "stopping" : NULL;
 }
 
 struct fetch {
