@@ -413,12 +413,14 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
 static int
 encode_final(const struct request *req, struct job *j, struct buf *out)
 {
+    /* done always carries result and dead error (null without one), as
+     * docs/protocol.md lists them. */
     const struct job_extra *x = j->extra;
     struct span result = {NULL, 0}, error = {NULL, 0};
-    if (x && x->result && j->state == JOB_DONE)
-        result = span_str(x->result);
-    if (x && x->error && j->state == JOB_DEAD)
-        error = span_str(x->error);
+    if (j->state == JOB_DONE)
+        result = x && x->result ? span_str(x->result) : encode_null();
+    if (j->state == JOB_DEAD)
+        error = x && x->error ? span_str(x->error) : encode_null();
     return encode_wait(out, req->rid, span_str(job_state_name(j->state)), result, error);
 }
 
@@ -465,32 +467,40 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     return rc < 0 ? -1 : 0;
 }
 
+/* A string, or null when s is NULL. */
+static json_t *
+string_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* JSON text parsed, or null when there is none. */
+static json_t *
+json_text_or_null(const char *text, size_t len)
+{
+    json_t *v = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+/* The job answer: every field docs/protocol.md lists is present, null when
+ * the job has no value for it, so clients need not tell absent from null. */
 static json_t *
 job_json(const struct job *j)
 {
-    char idbuf[24];
+    char idbuf[24], parentbuf[24];
     job_id_format(j->id, idbuf);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "id", idbuf, "queue",
-                          j->queue->name, "state", job_state_name(j->state), "attempt",
-                          (json_int_t)j->attempt, "max_attempts", (json_int_t)j->max_attempts,
-                          "ttr_ms", (json_int_t)j->ttr_ms, "created", (json_int_t)j->created_ms);
-    if (!o)
-        return NULL;
     const struct job_extra *x = j->extra;
-    if (j->deadline_ms)
-        json_object_set_new(o, "deadline", json_integer(j->deadline_ms));
-    if (x && x->parent) {
-        job_id_format(x->parent->id, idbuf);
-        json_object_set_new(o, "parent", json_string(idbuf));
-    }
-    if (x && x->error)
-        json_object_set_new(o, "error", json_string(x->error));
-    if (x && x->result)
-        json_object_set_new(o, "result", json_loads(x->result, JSON_DECODE_ANY, NULL));
-    if (j->payload)
-        json_object_set_new(o, "payload", json_loadb(j->payload, j->payload_len,
-                                                      JSON_DECODE_ANY, NULL));
-    return o;
+    if (x && x->parent)
+        job_id_format(x->parent->id, parentbuf);
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "id", idbuf,
+                     "queue", j->queue->name, "state", job_state_name(j->state), "attempt",
+                     (json_int_t)j->attempt, "max_attempts", (json_int_t)j->max_attempts,
+                     "ttr_ms", (json_int_t)j->ttr_ms, "created", (json_int_t)j->created_ms,
+                     "deadline", j->deadline_ms ? json_integer(j->deadline_ms) : json_null(),
+                     "parent", string_or_null(x && x->parent ? parentbuf : NULL), "error",
+                     string_or_null(x ? x->error : NULL), "result",
+                     json_text_or_null(x ? x->result : NULL, x && x->result ? strlen(x->result) : 0),
+                     "payload", json_text_or_null(j->payload, j->payload_len));
 }
 
 int
