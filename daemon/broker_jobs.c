@@ -307,6 +307,7 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
         free(x->result);
         x->result = result;
     }
+    queue_record_run(j->queue, timer_now_ms() - j->since_ms);
     broker_unreserve(b, j);
     j->queue->count.acked++;
     broker_finalize(b, j, JOB_DONE);

@@ -206,7 +206,7 @@ START_TEST(queues_and_stats_report_every_field)
     static const char *const fields[] = {
         "capacity", "depth", "reserved", "delayed", "dead", "waiting_submitters",
         "waiting_fetchers", "paused", "closed", "submitted", "delivered", "acked", "nacked",
-        "expired", "cancelled", "rejected_full", "blocked_ms"};
+        "expired", "cancelled", "rejected_full", "blocked_ms", "oldest_age_ms"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         ck_assert_msg(json_object_get(a, fields[i]), "queue stats miss %s", fields[i]);
     ck_assert_int_eq(json_integer_value(json_object_get(a, "depth")), 1);

@@ -53,7 +53,6 @@ START_TEST(every_number_becomes_a_described_metric)
     assert_line(t, "chanq_resident_memory_bytes 1048576");
     assert_line(t, "chanq_build_info{version=\"0.1.0\"} 1");
     assert_line(t, "chanq_jobs{state=\"queued\"} 5");
-    assert_line(t, "chanq_jobs{state=\"done\"} 7");
     assert_line(t, "chanq_journal_bytes 4096");
     assert_line(t, "chanq_journal_last_fsync_seconds 0.00042");
     assert_line(t, "# TYPE chanq_journal_records_total counter");
@@ -68,6 +67,68 @@ START_TEST(every_number_becomes_a_described_metric)
     assert_line(t, "chanq_queue_paused{queue=\"mail\"} 0");
     assert_line(t, "chanq_queue_rejected_full_total{queue=\"mail\"} 3");
     assert_line(t, "chanq_queue_blocked_seconds_total{queue=\"mail\"} 1.5");
+    free(t);
+}
+END_TEST
+
+/* server.jobs holds counts by state, totals and bytes: each kind is a
+ * family of its own, with the right type, and nothing else becomes a
+ * state of chanq_jobs. */
+START_TEST(job_figures_get_one_family_per_meaning)
+{
+    char *t = metrics_render_fake();
+    assert_line(t, "# TYPE chanq_jobs gauge");
+    assert_line(t, "chanq_jobs{state=\"queued\"} 5");
+    assert_line(t, "chanq_jobs{state=\"dead\"} 2");
+    assert_line(t, "# TYPE chanq_jobs_finished_total counter");
+    assert_line(t, "chanq_jobs_finished_total{state=\"done\"} 7");
+    assert_line(t, "chanq_jobs_finished_total{state=\"cancelled\"} 1");
+    assert_line(t, "# TYPE chanq_jobs_tracked gauge");
+    assert_line(t, "chanq_jobs_tracked 16");
+    assert_line(t, "# TYPE chanq_payload_bytes gauge");
+    assert_line(t, "chanq_payload_bytes 2048");
+    for (const char *p = t; (p = strstr(p, "chanq_jobs{state=\"")); p++) {
+        const char *s = p + strlen("chanq_jobs{state=\"");
+        ck_assert_msg(strncmp(s, "queued\"", 7) == 0 || strncmp(s, "reserved\"", 9) == 0 ||
+                          strncmp(s, "delayed\"", 8) == 0 || strncmp(s, "dead\"", 5) == 0,
+                      "chanq_jobs has a state that is not a live state: %.40s", p);
+    }
+    free(t);
+}
+END_TEST
+
+/* Every counter's name ends in _total (Prometheus' naming rule). */
+START_TEST(every_counter_ends_in_total)
+{
+    char *t = metrics_render_fake();
+    int counters = 0;
+    for (const char *p = t; (p = strstr(p, "# TYPE ")); p++) {
+        const char *name = p + 7, *sp = strchr(name, ' ');
+        ck_assert_msg(sp, "bad TYPE line");
+        if (strncmp(sp, " counter\n", 9) != 0)
+            continue;
+        counters++;
+        ck_assert_msg(sp - name > 6 && strncmp(sp - 6, "_total", 6) == 0,
+                      "counter %.*s does not end in _total", (int)(sp - name), name);
+    }
+    ck_assert_msg(counters >= 10, "only %d counters rendered", counters);
+    free(t);
+}
+END_TEST
+
+START_TEST(queue_age_and_run_time_are_in_seconds)
+{
+    char *t = metrics_render_fake();
+    assert_line(t, "# TYPE chanq_queue_oldest_job_age_seconds gauge");
+    assert_line(t, "chanq_queue_oldest_job_age_seconds{queue=\"mail\"} 2.5");
+    assert_line(t, "# TYPE chanq_job_run_seconds histogram");
+    assert_line(t, "chanq_job_run_seconds_bucket{queue=\"mail\",le=\"0.005\"} 60");
+    assert_line(t, "chanq_job_run_seconds_bucket{queue=\"mail\",le=\"1\"} 78");
+    assert_line(t, "chanq_job_run_seconds_bucket{queue=\"mail\",le=\"+Inf\"} 80");
+    assert_line(t, "chanq_job_run_seconds_sum{queue=\"mail\"} 9");
+    assert_line(t, "chanq_job_run_seconds_count{queue=\"mail\"} 80");
+    ck_assert_msg(!strstr(t, "chanq_job_run_seconds_bucket{queue=\"we"),
+                  "a queue without a histogram got one");
     free(t);
 }
 END_TEST
@@ -294,6 +355,9 @@ metrics_suite(void)
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("render");
     tcase_add_test(tc, every_number_becomes_a_described_metric);
+    tcase_add_test(tc, job_figures_get_one_family_per_meaning);
+    tcase_add_test(tc, every_counter_ends_in_total);
+    tcase_add_test(tc, queue_age_and_run_time_are_in_seconds);
     tcase_add_test(tc, queue_names_are_escaped_in_labels);
     tcase_add_test(tc, fsync_latency_is_a_cumulative_histogram_in_seconds);
     tcase_add_test(tc, a_malformed_histogram_is_left_out);
