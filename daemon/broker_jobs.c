@@ -468,18 +468,10 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     return rc < 0 ? -1 : 0;
 }
 
-/* A string, or null when s is NULL. */
+/* v, or JSON null when v is NULL (no value, or it could not be built). */
 static json_t *
-string_or_null(const char *s)
+or_null(json_t *v)
 {
-    return s ? json_string(s) : json_null();
-}
-
-/* JSON text parsed, or null when there is none. */
-static json_t *
-json_text_or_null(const char *text, size_t len)
-{
-    json_t *v = text ? json_loadb(text, len, JSON_DECODE_ANY, NULL) : NULL;
     return v ? v : json_null();
 }
 
@@ -490,18 +482,25 @@ job_json(const struct job *j)
 {
     char idbuf[24], parentbuf[24];
     job_id_format(j->id, idbuf);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "id", idbuf, "queue",
+                          j->queue->name, "state", job_state_name(j->state), "attempt",
+                          (json_int_t)j->attempt, "max_attempts", (json_int_t)j->max_attempts,
+                          "ttr_ms", (json_int_t)j->ttr_ms, "created", (json_int_t)j->created_ms);
+    if (!o)
+        return NULL;
     const struct job_extra *x = j->extra;
+    const char *result = x ? x->result : NULL;
+    json_object_set_new(o, "deadline", j->deadline_ms ? json_integer(j->deadline_ms) : json_null());
     if (x && x->parent)
         job_id_format(x->parent->id, parentbuf);
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "id", idbuf,
-                     "queue", j->queue->name, "state", job_state_name(j->state), "attempt",
-                     (json_int_t)j->attempt, "max_attempts", (json_int_t)j->max_attempts,
-                     "ttr_ms", (json_int_t)j->ttr_ms, "created", (json_int_t)j->created_ms,
-                     "deadline", j->deadline_ms ? json_integer(j->deadline_ms) : json_null(),
-                     "parent", string_or_null(x && x->parent ? parentbuf : NULL), "error",
-                     string_or_null(x ? x->error : NULL), "result",
-                     json_text_or_null(x ? x->result : NULL, x && x->result ? strlen(x->result) : 0),
-                     "payload", json_text_or_null(j->payload, j->payload_len));
+    json_object_set_new(o, "parent", x && x->parent ? json_string(parentbuf) : json_null());
+    json_object_set_new(o, "error", x && x->error ? json_string(x->error) : json_null());
+    json_object_set_new(o, "result",
+                        or_null(result ? json_loads(result, JSON_DECODE_ANY, NULL) : NULL));
+    json_object_set_new(
+        o, "payload",
+        or_null(j->payload ? json_loadb(j->payload, j->payload_len, JSON_DECODE_ANY, NULL) : NULL));
+    return o;
 }
 
 int
