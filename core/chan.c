@@ -346,6 +346,19 @@ chan_close(struct chan *c)
     chan_unref(c);
 }
 
+void
+chan_peek_each(struct chan *c, chan_peek_fn *fn, void *arg)
+{
+    if (!c)
+        return;
+    lock_acquire(&c->lock);
+    size_t n = atomic_load_explicit(&c->count, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (!fn(c->buf + ((c->recvx + i) % c->cap) * c->elem_size, arg))
+            break;
+    lock_release(&c->lock);
+}
+
 size_t
 chan_len(const struct chan *c)
 {

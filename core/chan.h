@@ -59,6 +59,15 @@ size_t chan_cap(const struct chan *c);
 bool chan_is_closed(const struct chan *c);
 size_t chan_elem_size(const struct chan *c);
 
+/* Calls fn(elem, arg) on the buffered elements, oldest (next to be
+ * received) first, until it returns false; for a monitor that looks at
+ * what waits without taking it (chanqd: a queue's oldest job). Runs under
+ * the channel's lock, so an element stays in the buffer while fn reads
+ * it; fn must be short and must not use the channel. Any thread; never
+ * parks. A nil channel has no elements. */
+typedef bool chan_peek_fn(const void *elem, void *arg);
+void chan_peek_each(struct chan *c, chan_peek_fn *fn, void *arg);
+
 /* Direction-typed views (Go's chan<- T and <-chan T): hand a producer a
  * chan_tx and a consumer a chan_rx and the compiler refuses the wrong
  * operation. They borrow the channel's reference; the calls below behave

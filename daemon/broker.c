@@ -243,6 +243,7 @@ broker_enqueue(struct broker *b, struct job *j)
 {
     struct queue *q = j->queue;
     j->state = JOB_QUEUED;
+    j->since_ms = timer_now_ms();
     job_ref(j); /* the channel's reference */
     j->in_channel = CHAN_SENDING;
     q->inflight_sends++;
@@ -297,7 +298,8 @@ broker_reserve(struct broker *b, struct job *j, struct holder *h)
     q->reserved++;
     q->count.delivered++;
     holder_link(h, j);
-    j->ttr_due = timer_now_ms() + j->ttr_ms;
+    j->since_ms = timer_now_ms();
+    j->ttr_due = j->since_ms + j->ttr_ms;
     broker_arm_timer(j, j->ttr_ms);
     bj_log_reserve(b, j);
 }
@@ -395,6 +397,7 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
     j->ttr_ms = (int32_t)(req->has_ttr_ms ? req->ttr_ms : q->set.ttr_ms);
     j->max_attempts = (uint16_t)(req->has_max_attempts ? req->max_attempts : q->set.max_attempts);
     j->created_ms = broker_wall_ms();
+    j->since_ms = timer_now_ms();
     if (parent) {
         job_ref(parent);
         x->parent = parent;

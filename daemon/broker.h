@@ -111,7 +111,8 @@ void broker_compact_window(void *arg, bool open);
 /* Server-wide figures for the stats op: jobs by state and totals
  * (new reference). */
 json_t *broker_jobs_json(struct broker *b);
-/* Every queue's stats object keyed by name (new reference). */
+/* Every queue's stats object keyed by name, each with its run-time
+ * histogram "run_hist" (new reference): the /stats document's queues. */
 json_t *broker_queues_json(struct broker *b);
 
 #endif

@@ -194,8 +194,14 @@ broker_queues_json(struct broker *b)
 {
     pthread_mutex_lock(&b->lock);
     json_t *all = json_object();
-    for (size_t i = 0; all && i < b->nqueues; i++)
-        json_object_set_new(all, b->queues[i]->name, queue_stats_json(b->queues[i]));
+    for (size_t i = 0; all && i < b->nqueues; i++) {
+        /* The run-time histogram only here (/stats, /metrics): too bulky
+         * for every `queues` answer. */
+        json_t *q = queue_stats_json(b->queues[i]);
+        if (q)
+            json_object_set_new(q, "run_hist", queue_run_hist_json(b->queues[i]));
+        json_object_set_new(all, b->queues[i]->name, q);
+    }
     pthread_mutex_unlock(&b->lock);
     return all;
 }

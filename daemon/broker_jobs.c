@@ -310,6 +310,7 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
         free(x->result);
         x->result = result;
     }
+    queue_record_run(j->queue, timer_now_ms() - j->since_ms);
     broker_unreserve(b, j);
     j->queue->count.acked++;
     broker_finalize(b, j, JOB_DONE);
@@ -416,12 +417,14 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
 static int
 encode_final(const struct request *req, struct job *j, struct buf *out)
 {
+    /* done always carries result and dead error (null without one), as
+     * docs/protocol.md lists them. */
     const struct job_extra *x = j->extra;
     struct span result = {NULL, 0}, error = {NULL, 0};
-    if (x && x->result && j->state == JOB_DONE)
-        result = span_str(x->result);
-    if (x && x->error && j->state == JOB_DEAD)
-        error = span_str(x->error);
+    if (j->state == JOB_DONE)
+        result = x && x->result ? span_str(x->result) : encode_null();
+    if (j->state == JOB_DEAD)
+        error = x && x->error ? span_str(x->error) : encode_null();
     return encode_wait(out, req->rid, span_str(job_state_name(j->state)), result, error);
 }
 
@@ -468,10 +471,19 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     return rc < 0 ? -1 : 0;
 }
 
+/* v, or JSON null when v is NULL (no value, or it could not be built). */
+static json_t *
+or_null(json_t *v)
+{
+    return v ? v : json_null();
+}
+
+/* The job answer: every field docs/protocol.md lists is present, null when
+ * the job has no value for it, so clients need not tell absent from null. */
 static json_t *
 job_json(const struct job *j)
 {
-    char idbuf[24];
+    char idbuf[24], parentbuf[24];
     job_id_format(j->id, idbuf);
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "id", idbuf, "queue",
                           j->queue->name, "state", job_state_name(j->state), "attempt",
@@ -480,19 +492,17 @@ job_json(const struct job *j)
     if (!o)
         return NULL;
     const struct job_extra *x = j->extra;
-    if (j->deadline_ms)
-        json_object_set_new(o, "deadline", json_integer(j->deadline_ms));
-    if (x && x->parent) {
-        job_id_format(x->parent->id, idbuf);
-        json_object_set_new(o, "parent", json_string(idbuf));
-    }
-    if (x && x->error)
-        json_object_set_new(o, "error", json_string(x->error));
-    if (x && x->result)
-        json_object_set_new(o, "result", json_loads(x->result, JSON_DECODE_ANY, NULL));
-    if (j->payload)
-        json_object_set_new(o, "payload", json_loadb(j->payload, j->payload_len,
-                                                      JSON_DECODE_ANY, NULL));
+    const char *result = x ? x->result : NULL;
+    json_object_set_new(o, "deadline", j->deadline_ms ? json_integer(j->deadline_ms) : json_null());
+    if (x && x->parent)
+        job_id_format(x->parent->id, parentbuf);
+    json_object_set_new(o, "parent", x && x->parent ? json_string(parentbuf) : json_null());
+    json_object_set_new(o, "error", x && x->error ? json_string(x->error) : json_null());
+    json_object_set_new(o, "result",
+                        or_null(result ? json_loads(result, JSON_DECODE_ANY, NULL) : NULL));
+    json_object_set_new(
+        o, "payload",
+        or_null(j->payload ? json_loadb(j->payload, j->payload_len, JSON_DECODE_ANY, NULL) : NULL));
     return o;
 }
 

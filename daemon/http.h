@@ -17,7 +17,9 @@
  * are integers unless noted):
  *   {"server": {"uptime_s", "connections", "goroutines", "threads",
  *               "rss_bytes", "version": "x.y.z",
- *               "jobs": {"queued", "reserved", "delayed", "dead", "done", ...},
+ *               "jobs": {"queued", "reserved", "delayed", "dead" (now),
+ *                        "done", "cancelled", "expired" (reached so far),
+ *                        "tracked", "payload_bytes"},
  *               "journal": {"bytes", "fsync": "always|interval|never|none",
  *                           "last_fsync_us",
  *                           "fsync_hist": {"le_us": [upper bounds, increasing],
@@ -28,7 +30,12 @@
  *                        "waiting_submitters", "waiting_fetchers",
  *                        "paused" (bool), "closed" (bool), "submitted",
  *                        "delivered", "acked", "nacked", "expired",
- *                        "cancelled", "rejected_full", "blocked_ms"}}} */
+ *                        "cancelled", "rejected_full", "blocked_ms",
+ *                        "oldest_age_ms" (0 when none is queued),
+ *                        "run_hist": {"le_ms": [upper bounds, increasing],
+ *                                     "counts": [acked runs <= each bound,
+ *                                                cumulative],
+ *                                     "sum_ms", "count" (all acked runs)}}}} */
 #ifndef CHANQ_DAEMON_HTTP_H
 #define CHANQ_DAEMON_HTTP_H
 

@@ -51,6 +51,8 @@ struct job {
     int64_t created_ms;    /* wall clock, ms since the epoch */
     int64_t deadline_ms;   /* wall clock expiry, 0 = none */
     int64_t ttr_due;       /* monotonic ms when the reservation runs out */
+    int64_t since_ms;      /* monotonic ms when it last became QUEUED or RESERVED:
+                            * the queue's oldest-job age, the run-time histogram */
     struct holder *holder; /* connection holding the reservation, or NULL */
     struct job *res_prev, *res_next; /* holder's list of reserved jobs */
     struct job *fin_next;  /* broker's list of final jobs kept for `wait` */

@@ -27,6 +27,20 @@ static const struct family server_families[] = {
      "Resident set size of the chanqd process in bytes."},
 };
 
+/* server.jobs mixes three kinds of figures; each gets a family of its own
+ * (one meaning per metric): jobs now in each live state (a gauge labelled
+ * state), final states reached (a counter labelled state), and two
+ * figures that are not counts of jobs in a state. */
+static const char *const live_states[] = {"queued", "reserved", "delayed", "dead"};
+static const char *const final_states[] = {"done", "cancelled", "expired"};
+
+static const struct family jobs_families[] = {
+    {"tracked", "chanq_jobs_tracked", "gauge", 1,
+     "Jobs known by id: live ones plus finished ones kept for wait and job (keep-results)."},
+    {"payload_bytes", "chanq_payload_bytes", "gauge", 1,
+     "Bytes of job payloads held in memory (counted against max-memory)."},
+};
+
 static const struct family journal_families[] = {
     {"bytes", "chanq_journal_bytes", "gauge", 1, "Bytes of journal segments on disk."},
     {"records", "chanq_journal_records_total", "counter", 1, "Records appended to the journal."},
@@ -61,7 +75,26 @@ static const struct family queue_families[] = {
      "Submits that failed because the queue stayed full."},
     {"blocked_ms", "chanq_queue_blocked_seconds_total", "counter", 1e3,
      "Seconds submitters spent waiting for room."},
+    {"oldest_age_ms", "chanq_queue_oldest_job_age_seconds", "gauge", 1e3,
+     "Seconds the job next in line for delivery has been ready; 0 when none is queued."},
 };
+
+/* A histogram of the stats document: {LE: [bounds], "counts": [cumulative],
+ * SUM, "count"}, bounds and sum in units of 1/divisor seconds. */
+struct hist_family {
+    const char *name;    /* metric family name */
+    const char *help;    /* the # HELP text */
+    const char *le_key;  /* key of the bounds ("le_us") */
+    const char *sum_key; /* key of the sum ("sum_us") */
+    double divisor;      /* 1e6 for us, 1e3 for ms */
+};
+
+static const struct hist_family fsync_hist = {"chanq_journal_fsync_duration_seconds",
+                                              "Journal fsync latency in seconds.", "le_us",
+                                              "sum_us", 1e6};
+static const struct hist_family run_hist = {
+    "chanq_job_run_seconds", "Run time of acked jobs, from delivery (reserve) to ack, in seconds.",
+    "le_ms", "sum_ms", 1e3};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -128,23 +161,38 @@ put_scalars(FILE *f, const json_t *obj, const struct family *fam, size_t n)
     }
 }
 
-/* One family with a sample per key of obj: name{label="KEY"} value. */
+/* One family with a sample per listed key of obj: name{label="KEY"} value. */
 static void
-put_labelled(FILE *f, const json_t *obj, const char *name, const char *label, const char *help)
+put_labelled(FILE *f, const json_t *obj, const struct family *fam, const char *label,
+             const char *const *keys, size_t n)
 {
     if (!json_is_object(obj))
         return;
-    put_header(f, name, "gauge", help);
-    const char *key;
-    json_t *v;
-    json_object_foreach ((json_t *)obj, key, v) {
+    put_header(f, fam->name, fam->type, fam->help);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(obj, keys[i]);
         if (!is_value(v))
             continue;
-        fprintf(f, "%s{%s=\"", name, label);
-        put_label_value(f, key);
+        fprintf(f, "%s{%s=\"", fam->name, label);
+        put_label_value(f, keys[i]);
         fputs("\"} ", f);
         put_value(f, v, 1);
     }
+}
+
+static void
+put_jobs(FILE *f, const json_t *jobs)
+{
+    static const struct family live = {NULL, "chanq_jobs", "gauge", 1,
+                                       "Jobs in each live state, over all queues."};
+    static const struct family final = {
+        NULL, "chanq_jobs_finished_total", "counter", 1,
+        "Jobs that reached each final state since chanqd started, the journal replay's "
+        "included (dead jobs are a state of chanq_jobs: a kick revives them)."};
+    put_labelled(f, jobs, &live, "state", live_states, N(live_states));
+    put_labelled(f, jobs, &final, "state", final_states, N(final_states));
+    if (json_is_object(jobs))
+        put_scalars(f, jobs, jobs_families, N(jobs_families));
 }
 
 static bool
@@ -165,31 +213,64 @@ hist_valid(const json_t *le, const json_t *counts)
     return true;
 }
 
-/* fsync_hist: counts[i] fsyncs took at most le_us[i] (cumulative, as
- * Prometheus buckets are); count is the total, including those above the
- * last bound (the +Inf bucket). */
+/* A sample name: NAME_SUFFIX{queue="Q",le="  (the le label left open) or
+ * NAME_SUFFIX{queue="Q"} / NAME_SUFFIX without it; queue may be NULL. */
 static void
-put_fsync_hist(FILE *f, const json_t *h)
+put_hist_series(FILE *f, const char *name, const char *suffix, const char *queue, bool le)
 {
-    static const char name[] = "chanq_journal_fsync_duration_seconds";
-    const json_t *le = json_object_get(h, "le_us"), *counts = json_object_get(h, "counts");
-    if (!hist_valid(le, counts))
+    fprintf(f, "%s_%s", name, suffix);
+    if (!queue && !le)
         return;
-    put_header(f, name, "histogram", "Journal fsync latency in seconds.");
+    fputc('{', f);
+    if (queue) {
+        fputs("queue=\"", f);
+        put_label_value(f, queue);
+        fputs(le ? "\"," : "\"}", f);
+    }
+    if (le)
+        fputs("le=\"", f);
+}
+
+/* The samples of one histogram h of the document (see struct hist_family),
+ * labelled queue="Q" when queue is not NULL. counts[i] are the
+ * observations of at most le[i] (cumulative, as Prometheus buckets are);
+ * count is the total, including those above the last bound (the +Inf
+ * bucket). Returns false, writing nothing, when h is malformed. */
+static bool
+put_hist_samples(FILE *f, const struct hist_family *fam, const char *queue, const json_t *h)
+{
+    const json_t *le = json_object_get(h, fam->le_key), *counts = json_object_get(h, "counts");
+    if (!hist_valid(le, counts))
+        return false;
     json_int_t last = 0;
     for (size_t i = 0; i < json_array_size(le); i++) {
         last = json_integer_value(json_array_get(counts, i));
-        fprintf(f, "%s_bucket{le=\"", name);
-        put_double(f, json_number_value(json_array_get(le, i)) / 1e6);
+        put_hist_series(f, fam->name, "bucket", queue, true);
+        put_double(f, json_number_value(json_array_get(le, i)) / fam->divisor);
         fprintf(f, "\"} %" JSON_INTEGER_FORMAT "\n", last);
     }
     json_int_t total = json_integer_value(json_object_get(h, "count"));
     if (total < last)
         total = last; /* a racing snapshot: keep the buckets cumulative */
-    fprintf(f, "%s_bucket{le=\"+Inf\"} %" JSON_INTEGER_FORMAT "\n", name, total);
-    fprintf(f, "%s_sum ", name);
-    put_double(f, json_number_value(json_object_get(h, "sum_us")) / 1e6);
-    fprintf(f, "\n%s_count %" JSON_INTEGER_FORMAT "\n", name, total);
+    put_hist_series(f, fam->name, "bucket", queue, true);
+    fprintf(f, "+Inf\"} %" JSON_INTEGER_FORMAT "\n", total);
+    put_hist_series(f, fam->name, "sum", queue, false);
+    fputc(' ', f);
+    put_double(f, json_number_value(json_object_get(h, fam->sum_key)) / fam->divisor);
+    fputc('\n', f);
+    put_hist_series(f, fam->name, "count", queue, false);
+    fprintf(f, " %" JSON_INTEGER_FORMAT "\n", total);
+    return true;
+}
+
+static void
+put_fsync_hist(FILE *f, const json_t *h)
+{
+    const json_t *le = json_object_get(h, fsync_hist.le_key);
+    if (!hist_valid(le, json_object_get(h, "counts")))
+        return;
+    put_header(f, fsync_hist.name, "histogram", fsync_hist.help);
+    put_hist_samples(f, &fsync_hist, NULL, h);
 }
 
 static void
@@ -207,6 +288,17 @@ put_journal(FILE *f, const json_t *journal)
         fputs("\"} 1\n", f);
     }
     put_fsync_hist(f, json_object_get(journal, "fsync_hist"));
+}
+
+/* chanq_job_run_seconds{queue}: one histogram per queue that has one. */
+static void
+put_run_hists(FILE *f, const json_t *queues)
+{
+    put_header(f, run_hist.name, "histogram", run_hist.help);
+    const char *qname;
+    json_t *q;
+    json_object_foreach ((json_t *)queues, qname, q)
+        put_hist_samples(f, &run_hist, qname, json_object_get(q, "run_hist"));
 }
 
 static void
@@ -245,10 +337,10 @@ metrics_render(const json_t *stats, size_t *len)
         fputs("\"} 1\n", f);
     }
     put_scalars(f, server, server_families, N(server_families));
-    put_labelled(f, json_object_get(server, "jobs"), "chanq_jobs", "state",
-                 "Jobs in each state, over all queues.");
+    put_jobs(f, json_object_get(server, "jobs"));
     put_journal(f, json_object_get(server, "journal"));
     put_queues(f, json_object_get(stats, "queues"));
+    put_run_hists(f, json_object_get(stats, "queues"));
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

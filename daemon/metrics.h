@@ -12,10 +12,11 @@
 /* Renders stats (borrowed) as metric families chanq_*: every number of the
  * document that has a family (see docs/operations.md for the list), each
  * family with # HELP and # TYPE, queue families labelled queue="NAME",
- * counters ending in _total, durations in seconds, the fsync latencies as
- * a histogram. Missing fields are skipped; unknown ones are ignored, except
- * that every key of server.jobs becomes a state="KEY" sample. Returns a
- * malloc'd string (length in *len), or NULL when out of memory. */
+ * counters ending in _total, durations in seconds, the fsync latencies and
+ * each queue's run times as histograms. server.jobs is split by meaning:
+ * live states, final states reached, tracked jobs, payload bytes. Missing
+ * fields are skipped; unknown ones are ignored. Returns a malloc'd string
+ * (length in *len), or NULL when out of memory. */
 char *metrics_render(const json_t *stats, size_t *len);
 
 #endif

@@ -5,6 +5,7 @@
 #include "daemon/job.h"
 
 #include "core/chan.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -114,6 +115,63 @@ queue_signal_change(struct queue *q)
     return 0;
 }
 
+/* From a few ms (a quick handler) to half an hour (batch work); ttr is
+ * at most 7 days, longer runs land in +Inf. */
+const int64_t queue_run_le_ms[QUEUE_RUN_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 1800000,
+};
+
+void
+queue_record_run(struct queue *q, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    size_t i = 0;
+    while (i < QUEUE_RUN_BUCKETS && ms > queue_run_le_ms[i])
+        i++;
+    q->runs.counts[i]++;
+    q->runs.sum_ms += (uint64_t)ms;
+}
+
+json_t *
+queue_run_hist_json(const struct queue *q)
+{
+    json_t *le = json_array(), *counts = json_array();
+    uint64_t cum = 0;
+    for (size_t i = 0; le && counts && i < QUEUE_RUN_BUCKETS; i++) {
+        cum += q->runs.counts[i];
+        json_array_append_new(le, json_integer(queue_run_le_ms[i]));
+        json_array_append_new(counts, json_integer((json_int_t)cum));
+    }
+    cum += q->runs.counts[QUEUE_RUN_BUCKETS];
+    return json_pack("{s:o*, s:o*, s:I, s:I}", "le_ms", le, "counts", counts, "sum_ms",
+                     (json_int_t)q->runs.sum_ms, "count", (json_int_t)cum);
+}
+
+/* chan_peek_each callback: stops at the first job still queued (cancelled
+ * or expired ones stay in the buffer as tombstones until a fetch skips
+ * them). The broker lock is held, which guards the job's fields. */
+static bool
+find_queued(const void *elem, void *arg)
+{
+    const struct job *j = *(struct job *const *)elem;
+    if (j->state != JOB_QUEUED)
+        return true;
+    *(int64_t *)arg = j->since_ms;
+    return false;
+}
+
+int64_t
+queue_oldest_age_ms(const struct queue *q)
+{
+    int64_t since = -1;
+    chan_peek_each(q->jobs, find_queued, &since);
+    if (since < 0)
+        return 0;
+    int64_t age = timer_now_ms() - since;
+    return age > 0 ? age : 0;
+}
+
 json_t *
 queue_stats_json(const struct queue *q)
 {
@@ -130,7 +188,9 @@ queue_stats_json(const struct queue *q)
                      (json_int_t)c->acked, "nacked", (json_int_t)c->nacked, "expired",
                      (json_int_t)c->expired, "cancelled", (json_int_t)c->cancelled,
                      "rejected_full", (json_int_t)c->rejected_full);
-    if (o)
+    if (o) {
         json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
+        json_object_set_new(o, "oldest_age_ms", json_integer(queue_oldest_age_ms(q)));
+    }
     return o;
 }

@@ -22,6 +22,16 @@ struct queue_settings {
     int64_t max_attempts; /* default deliveries before dead */
 };
 
+/* Run time of acked jobs (reserve to ack), Prometheus-style: bucket i
+ * counts the runs of at most queue_run_le_ms[i], the last one the longer
+ * runs. Since the queue was created in this process. */
+#define QUEUE_RUN_BUCKETS 15
+extern const int64_t queue_run_le_ms[QUEUE_RUN_BUCKETS];
+struct queue_run_hist {
+    uint64_t counts[QUEUE_RUN_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t sum_ms;                        /* total run time */
+};
+
 /* Totals since the queue was created (the stats op's counters). */
 struct queue_counters {
     uint64_t submitted, delivered, acked, nacked, expired, cancelled, rejected_full;
@@ -47,6 +57,7 @@ struct queue {
     size_t waiting_fetchers;      /* fetches parked on this queue */
     struct job *dead_head, *dead_tail; /* dead jobs, oldest first (kick order) */
     struct queue_counters count;  /* totals */
+    struct queue_run_hist runs;   /* run time of acked jobs */
 };
 
 /* A new, empty queue with these settings. Returns NULL when out of memory. */
@@ -68,7 +79,18 @@ void queue_dead_remove(struct queue *q, struct job *j);
  * every fetcher parked on it. Returns 0 or -ENOMEM (nothing changed). */
 int queue_signal_change(struct queue *q);
 
+/* Counts an acked job that ran ms milliseconds (reserve to ack). */
+void queue_record_run(struct queue *q, int64_t ms);
+
+/* Age in ms of the job next in line for delivery (the oldest in the
+ * buffer, since it became ready), 0 when none is queued. */
+int64_t queue_oldest_age_ms(const struct queue *q);
+
 /* The stats object of the protocol (new reference, or NULL). */
 json_t *queue_stats_json(const struct queue *q);
+
+/* The run-time histogram as {"le_ms": [bounds], "counts": [cumulative],
+ * "sum_ms", "count"} (new reference, or NULL). */
+json_t *queue_run_hist_json(const struct queue *q);
 
 #endif

@@ -183,19 +183,25 @@ int
 encode_wait(struct buf *b, struct span rid, struct span state, struct span result,
             struct span error)
 {
-    size_t need = ok_bound(rid) + 32 + str_bound(state) + result.len + str_bound(error);
+    size_t need = ok_bound(rid) + 40 + str_bound(state) + result.len + str_bound(error);
     if (buf_reserve(b, need))
         return -ENOMEM;
     put_ok(b, rid, true);
     PUT_LIT(b, ",\"state\":");
     put_str(b, state);
-    if (result.len) {
+    if (result.ptr) {
         PUT_LIT(b, ",\"result\":");
-        put(b, result.ptr, result.len);
+        if (result.len)
+            put(b, result.ptr, result.len);
+        else
+            PUT_LIT(b, "null");
     }
-    if (error.len) {
+    if (error.ptr) {
         PUT_LIT(b, ",\"error\":");
-        put_str(b, error);
+        if (error.len)
+            put_str(b, error);
+        else
+            PUT_LIT(b, "null");
     }
     end_line(b);
     return 0;

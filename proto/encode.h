@@ -47,9 +47,19 @@ int encode_ok_int(struct buf *b, struct span rid, const char *key, int64_t n);
 /* {"ok":true,KEY:"VALUE"}, e.g. nack's "state". */
 int encode_ok_str(struct buf *b, struct span rid, const char *key, struct span value);
 
+/* The value of a field an encoder writes as null (see encode_wait). */
+static inline struct span
+encode_null(void)
+{
+    struct span s = {"", 0};
+    return s;
+}
+
 /* wait's answer: {"ok":true,"state":STATE[,"result":RESULT][,"error":ERROR]}.
- * result is JSON text (omitted when len 0); error is a plain string
- * (omitted when len 0). */
+ * result is JSON text, error a plain string; each is left out when its ptr
+ * is NULL and written as null when it is encode_null() (the answer has the
+ * field but the job has no value: done without a result, dead without an
+ * error). */
 int encode_wait(struct buf *b, struct span rid, struct span state, struct span result,
                 struct span error);
 

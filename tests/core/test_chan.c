@@ -149,6 +149,44 @@ drain_body(void *arg)
     chan_unref(c);
 }
 
+/* Collects what chan_peek_each shows, up to `stop` elements. */
+struct peeked {
+    int seen[8];
+    int n, stop;
+};
+
+static bool
+peek_collect(const void *elem, void *arg)
+{
+    struct peeked *p = arg;
+    p->seen[p->n++] = *(const int *)elem;
+    return p->n < p->stop;
+}
+
+START_TEST(peek_each_shows_the_buffer_oldest_first_and_takes_nothing)
+{
+    struct chan *c = chan_new(sizeof(int), 3);
+    for (int v = 1; v <= 3; v++)
+        ck_assert_int_eq(chan_try_send(c, &v), 0);
+    int v = 0;
+    ck_assert_int_eq(chan_try_recv(c, &v), 0); /* 1 leaves: the ring wraps below */
+    v = 4;
+    ck_assert_int_eq(chan_try_send(c, &v), 0);
+    struct peeked p = {.stop = 8};
+    chan_peek_each(c, peek_collect, &p);
+    ck_assert_msg(p.n == 3 && p.seen[0] == 2 && p.seen[1] == 3 && p.seen[2] == 4,
+                  "peeked %d elements: %d %d %d", p.n, p.seen[0], p.seen[1], p.seen[2]);
+    ck_assert_int_eq(chan_len(c), 3);
+    p = (struct peeked){.stop = 1};
+    chan_peek_each(c, peek_collect, &p);
+    ck_assert_msg(p.n == 1 && p.seen[0] == 2, "false did not stop the walk");
+    chan_peek_each(NULL, peek_collect, &p);
+    ck_assert_int_eq(chan_try_recv(c, &v), 0);
+    ck_assert_int_eq(v, 2);
+    chan_unref(c);
+}
+END_TEST
+
 START_TEST(receive_drains_buffered_values_before_reporting_closed)
 {
     run_main(drain_body, NULL, 1);
@@ -367,6 +405,7 @@ chan_suite(void)
     tcase_add_test(tc, rendezvous_blocks_until_the_peer_arrives);
     tcase_add_test(tc, buffered_send_blocks_only_when_full_and_keeps_fifo_order);
     tcase_add_test(tc, close_wakes_all_1000_waiting_receivers);
+    tcase_add_test(tc, peek_each_shows_the_buffer_oldest_first_and_takes_nothing);
     tcase_add_test(tc, receive_drains_buffered_values_before_reporting_closed);
     tcase_add_test(tc, send_on_closed_channel_aborts_with_a_message);
     tcase_add_test(tc, closing_under_a_parked_sender_aborts_it);

@@ -148,6 +148,9 @@ START_TEST(close_drains_then_wakes_every_waiting_fetcher)
     free(id);
     req_err(fx.fd, "closed", "{\"op\":\"fetch\",\"queues\":[\"cl\"],\"timeout_ms\":0}");
 
+    /* Declared first: the stats polls below may come before any fetch has
+     * made the queue, and stats on an unknown queue is not_found. */
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"cl2\"}"));
     enum { N = 100 };
     int fds[N];
     for (int i = 0; i < N; i++) {

@@ -206,7 +206,7 @@ START_TEST(queues_and_stats_report_every_field)
     static const char *const fields[] = {
         "capacity", "depth", "reserved", "delayed", "dead", "waiting_submitters",
         "waiting_fetchers", "paused", "closed", "submitted", "delivered", "acked", "nacked",
-        "expired", "cancelled", "rejected_full", "blocked_ms"};
+        "expired", "cancelled", "rejected_full", "blocked_ms", "oldest_age_ms"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         ck_assert_msg(json_object_get(a, fields[i]), "queue stats miss %s", fields[i]);
     ck_assert_int_eq(json_integer_value(json_object_get(a, "depth")), 1);
@@ -220,6 +220,64 @@ START_TEST(queues_and_stats_report_every_field)
     ck_assert_int_eq(json_integer_value(json_object_get(s, "connections")), 1);
     ck_assert_msg(json_integer_value(json_object_get(s, "goroutines")) >= 1, "no goroutines");
     json_decref(r);
+}
+END_TEST
+
+/* Every field docs/protocol.md lists for the job answer is there, null
+ * when the job has no value for it; and wait's answer for done and dead
+ * always carries result and error (null without one). */
+static void
+assert_fields(const json_t *o, const char *const *names, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(json_object_get(o, names[i]), "%s lacks \"%s\"", what, names[i]);
+}
+
+static void
+assert_null(const json_t *o, const char *name)
+{
+    ck_assert_msg(json_is_null(json_object_get(o, name)), "\"%s\" is not null", name);
+}
+
+START_TEST(job_and_wait_answers_give_every_listed_field)
+{
+    static const char *const listed[] = {"id",       "queue",  "state",  "attempt",
+                                         "max_attempts", "ttr_ms", "created", "deadline",
+                                         "parent",   "error",  "result", "payload"};
+    char *id = submit(fx.fd, "f", "{\"a\":1}");
+    json_t *r = req_ok(fx.fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    json_t *job = json_object_get(r, "job");
+    assert_fields(job, listed, sizeof listed / sizeof listed[0], "a queued job");
+    assert_null(job, "error");
+    assert_null(job, "result");
+    assert_null(job, "deadline");
+    assert_null(job, "parent");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(job, "payload"), "a")), 1);
+    json_decref(r);
+    free(fetch_one(fx.fd, "f", 1000));
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\"}", id));
+    r = req_ok(fx.fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    job = json_object_get(r, "job");
+    assert_fields(job, listed, sizeof listed / sizeof listed[0], "a done job");
+    assert_null(job, "payload"); /* a final job's payload is let go */
+    json_decref(r);
+    r = req_ok(fx.fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":0}", id);
+    assert_null(r, "result");
+    json_decref(r);
+    free(id);
+
+    /* Buried without an error text. */
+    id = submit(fx.fd, "f", "2");
+    free(fetch_one(fx.fd, "f", 1000));
+    json_decref(req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"dead\":true}", id));
+    r = req_ok(fx.fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":0}", id);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "dead");
+    assert_null(r, "error");
+    json_decref(r);
+    r = req_ok(fx.fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    assert_null(json_object_get(r, "job"), "error");
+    json_decref(r);
+    free(id);
 }
 END_TEST
 
@@ -329,6 +387,7 @@ ops_suite(void)
     tcase_add_test(tc, admin_ops_on_unknown_queues_are_not_found);
     tcase_add_test(tc, pause_holds_deliveries_and_resume_wakes_a_waiting_fetch);
     tcase_add_test(tc, queues_and_stats_report_every_field);
+    tcase_add_test(tc, job_and_wait_answers_give_every_listed_field);
     tcase_add_test(tc, hello_answers_server_and_protocol);
     tcase_add_test(tc, token_is_required_when_configured);
     tcase_add_test(tc, payload_over_max_job_is_too_large);

@@ -134,7 +134,7 @@ START_TEST(jobs_list_inserts_payloads_verbatim)
 }
 END_TEST
 
-START_TEST(wait_answer_has_state_and_optional_result_or_error)
+START_TEST(wait_answer_has_state_and_optional_or_null_result_or_error)
 {
     struct buf b;
     buf_init(&b);
@@ -144,6 +144,10 @@ START_TEST(wait_answer_has_state_and_optional_result_or_error)
     expect_line(&b, "{\"ok\":true,\"state\":\"dead\",\"error\":\"smtp \\\"timeout\\\"\"}\n");
     encode_wait(&b, no_rid, span_str("cancelled"), span_str(NULL), span_str(NULL));
     expect_line(&b, "{\"ok\":true,\"state\":\"cancelled\"}\n");
+    encode_wait(&b, no_rid, span_str("done"), encode_null(), span_str(NULL));
+    expect_line(&b, "{\"ok\":true,\"state\":\"done\",\"result\":null}\n");
+    encode_wait(&b, no_rid, span_str("dead"), span_str(NULL), encode_null());
+    expect_line(&b, "{\"ok\":true,\"state\":\"dead\",\"error\":null}\n");
     buf_clear(&b);
 }
 END_TEST
@@ -208,7 +212,7 @@ encode_suite(void)
     tcase_add_test(tc, error_carries_the_wire_code_and_an_escaped_message);
     tcase_add_test(tc, every_error_code_encodes);
     tcase_add_test(tc, jobs_list_inserts_payloads_verbatim);
-    tcase_add_test(tc, wait_answer_has_state_and_optional_result_or_error);
+    tcase_add_test(tc, wait_answer_has_state_and_optional_or_null_result_or_error);
     tcase_add_test(tc, generic_fields_follow_ok_in_their_order);
     tcase_add_test(tc, encoders_append_after_what_the_buffer_holds);
     suite_add_tcase(s, tc);

@@ -146,10 +146,11 @@ START_TEST(max_plus_one_bytes_ending_in_cr_waits_for_the_newline)
 }
 END_TEST
 
+/* No assertion to make: Check runs each test in a child process, so a
+ * frame_free that touched NULL would crash it and fail the test. */
 START_TEST(freeing_null_is_allowed)
 {
     frame_free(NULL);
-    ck_assert_msg(1, "frame_free(NULL) returned");
 }
 END_TEST
 
