@@ -288,6 +288,12 @@ put_journal(FILE *f, const json_t *journal)
         fputs("\"} 1\n", f);
     }
     put_fsync_hist(f, json_object_get(journal, "fsync_hist"));
+    if (json_object_get(journal, "failed")) {
+        put_header(f, "chanq_journal_failed", "gauge",
+                   "1 when the journal refuses writes after a disk error it could not undo "
+                   "(restart to recover), else 0.");
+        fprintf(f, "chanq_journal_failed %d\n", json_is_string(json_object_get(journal, "failed")));
+    }
 }
 
 /* chanq_job_run_seconds{queue}: one histogram per queue that has one. */

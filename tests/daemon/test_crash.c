@@ -606,6 +606,10 @@ START_TEST(a_failing_disk_stops_writes_visibly_and_a_restart_recovers)
     ck_assert_msg(failed && strstr(failed, "Input/output error"),
                   "the stats do not show the journal as failed");
     json_decref(r);
+    char *metrics = http_get(port, "/metrics");
+    ck_assert_msg(metrics && strstr(metrics, "\nchanq_journal_failed 1\n"),
+                  "/metrics does not show the journal as failed");
+    free(metrics);
     ck_assert_msg(notify_says(nfd, "STATUS=journal failed", 5000),
                   "systemd was not told that the journal failed");
     harness_close(fd);
