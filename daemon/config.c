@@ -34,7 +34,13 @@ enum kind {
 enum {
     KEY_RELOAD = 1, /* SIGHUP applies a new value without a restart */
     KEY_CLI = 2,    /* only on the command line, never in the file */
+    KEY_REREAD = 4, /* its apply step runs on every reload, changed or not */
 };
+
+/* How a reloaded value reaches the code that uses it, once config_reload
+ * stored it in the live config (see the apply_* steps below the table). */
+typedef void apply_fn(const struct config *live, const struct config_hooks *hooks);
+static apply_fn apply_read_live, apply_log_level, apply_broker, apply_tls;
 
 struct key {
     const char *name; /* long flag and config-file key */
@@ -46,6 +52,7 @@ struct key {
     unsigned flags;   /* KEY_* */
     const char *arg;  /* metavariable for --help */
     const char *help; /* one line for --help */
+    apply_fn *apply;  /* for KEY_RELOAD: how the daemon takes a new value */
 };
 
 #define F(field) offsetof(struct config, field)
@@ -57,60 +64,62 @@ struct key {
  * page list the same keys and defaults (tests/ops/test_config.py checks). */
 static const struct key keys[] = {
     {"listen", K_ADDR_LIST, F(listen), "127.0.0.1:7420", 0, 0, 0, "HOST:PORT",
-     "TCP address to serve, repeatable ([::1]:PORT for IPv6, port 0 = any free)"},
-    {"unix", K_UNIX, F(unix_path), NULL, 0, 0, 0, "PATH", "also serve on this Unix socket"},
-    {"data-dir", K_DIR, F(data_dir), "./var", 0, 0, 0, "DIR", "where the journal is kept"},
-    {"memory", K_BOOL, F(memory), "false", 0, 0, 0, NULL, "keep nothing on disk"},
+     "TCP address to serve, repeatable ([::1]:PORT for IPv6, port 0 = any free)", NULL},
+    {"unix", K_UNIX, F(unix_path), NULL, 0, 0, 0, "PATH", "also serve on this Unix socket", NULL},
+    {"data-dir", K_DIR, F(data_dir), "./var", 0, 0, 0, "DIR", "where the journal is kept", NULL},
+    {"memory", K_BOOL, F(memory), "false", 0, 0, 0, NULL, "keep nothing on disk", NULL},
     {"fsync", K_FSYNC, F(fsync), "always", 0, 0, 0, "always|interval|never",
-     "when the journal is fsynced"},
-    {"threads", K_UINT, F(threads), "0", 0, 1024, 0, "N",
-     "goroutine threads (0 = one per CPU)"},
-    {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES",
-     "longest request line"},
-    {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES",
-     "largest job payload"},
+     "when the journal is fsynced", NULL},
+    {"threads", K_UINT, F(threads), "0", 0, 1024, 0, "N", "goroutine threads (0 = one per CPU)",
+     NULL},
+    {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES", "longest request line",
+     NULL},
+    {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES", "largest job payload",
+     apply_read_live},
     {"submit-wait", K_MS, F(submit_wait_ms), "30000", 0, 24 * 3600 * 1000ull, KEY_RELOAD, "MS",
-     "how long a submit waits for room by default"},
+     "how long a submit waits for room by default", apply_broker},
     {"default-capacity", K_UINT, F(default_capacity), "1000", 0, 100000000, KEY_RELOAD, "N",
-     "capacity of a queue nobody declared"},
+     "capacity of a queue nobody declared", apply_broker},
     {"token-file", K_FILE, F(token_file), NULL, 0, 0, 0, "PATH",
-     "accepted auth tokens, one per line (none: no auth)"},
+     "accepted auth tokens, one per line (none: no auth)", NULL},
     {"http", K_ADDR, F(http), NULL, 0, 0, 0, "HOST:PORT",
-     "serve /metrics, /healthz and /stats over HTTP"},
+     "serve /metrics, /healthz and /stats over HTTP", NULL},
     {"http-admin", K_BOOL, F(http_admin), "false", 0, 0, 0, NULL,
-     "let the --http listener pause, resume, close and kick queues"},
+     "let the --http listener pause, resume, close and kick queues", NULL},
     {"config", K_ACTION, F(config_file), NULL, 0, 0, KEY_CLI, "FILE",
-     "read key = value lines first (flags override them)"},
+     "read key = value lines first (flags override them)", NULL},
     {"log-level", K_LEVEL, F(log_level), "info", 0, 0, KEY_RELOAD, "error|warn|info|debug",
-     "most verbose level logged"},
+     "most verbose level logged", apply_log_level},
     {"max-connections", K_UINT, F(max_connections), "10000", 1, 10000000, KEY_RELOAD, "N",
-     "client connections at once"},
-    {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N",
-     "queues at once"},
+     "client connections at once", apply_read_live},
+    {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N", "queues at once",
+     apply_broker},
     {"max-memory", K_SIZE, F(max_memory), "1G", 1 * MIB, 1024 * GIB, KEY_RELOAD, "BYTES",
-     "memory budget for job payloads"},
+     "memory budget for job payloads", apply_broker},
     {"max-inflight", K_UINT, F(max_inflight), "64", 1, 65536, KEY_RELOAD, "N",
-     "requests in flight per connection before reading stops"},
+     "requests in flight per connection before reading stops", apply_read_live},
     {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",
-     "time given to in-flight work on SIGTERM"},
+     "time given to in-flight work on SIGTERM", apply_read_live},
     {"journal-segment", K_SIZE, F(journal_segment_bytes), "64M", 64 * KIB, 64 * GIB, 0, "BYTES",
-     "journal segment size: a new file is started past it (allocated whole with fsync always)"},
+     "journal segment size: a new file is started past it (allocated whole with fsync always)",
+     NULL},
     {"journal-compact", K_SIZE, F(journal_compact_bytes), "64M", 64 * KIB, 1024 * GIB, 0, "BYTES",
-     "compact the journal when it is larger than this (and twice its last compacted size)"},
+     "compact the journal when it is larger than this (and twice its last compacted size)",
+     NULL},
     {"keep-results", K_UINT, F(keep_results), "10000", 0, 100000000, 0, "N",
-     "finished jobs kept (newest first) for wait and job"},
+     "finished jobs kept (newest first) for wait and job", NULL},
     {"repair", K_BOOL, F(repair), "false", 0, 0, 0, NULL,
-     "truncate a corrupt journal at the first bad record"},
+     "truncate a corrupt journal at the first bad record", NULL},
     {"check-config", K_BOOL, F(check_config), "false", 0, 0, KEY_CLI, NULL,
-     "validate the configuration and exit (0 valid, 2 not)"},
+     "validate the configuration and exit (0 valid, 2 not)", NULL},
     {"tls-listen", K_ADDR_LIST, F(tls_listen), NULL, 0, 0, 0, "HOST:PORT",
-     "TLS address to serve, repeatable (needs tls-cert and tls-key)"},
-    {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "TLS certificate chain (PEM), re-read on every SIGHUP"},
-    {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "TLS private key (PEM), re-read on every SIGHUP"},
-    {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "require TLS client certificates signed by these CAs (PEM)"},
+     "TLS address to serve, repeatable (needs tls-cert and tls-key)", NULL},
+    {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "TLS certificate chain (PEM), re-read on every SIGHUP", apply_tls},
+    {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "TLS private key (PEM), re-read on every SIGHUP", apply_tls},
+    {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "require TLS client certificates signed by these CAs (PEM)", apply_tls},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -650,7 +659,6 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
     switch (k->kind) {
     case K_LEVEL:
         __atomic_store_n((enum log_level *)d, *(enum log_level *)s, __ATOMIC_RELAXED);
-        log_set_level(*(enum log_level *)s);
         break;
     case K_UINT:
         __atomic_store_n((uint64_t *)d, *(uint64_t *)s, __ATOMIC_RELAXED);
@@ -671,30 +679,96 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
     }
 }
 
+/* The apply steps. Each runs on the loop thread after every changed value
+ * is stored, once per reload however many of its keys changed: the broker
+ * takes four keys at a time, and a new certificate is only usable together
+ * with its new key. */
+
+/* The users of the key read the live field with config_get() at every use
+ * (the decoder per request, accept per connection, the stop per SIGTERM),
+ * so the atomic store is the whole step. */
+static void
+apply_read_live(const struct config *live, const struct config_hooks *hooks)
+{
+}
+
+/* The logger keeps its own level. */
+static void
+apply_log_level(const struct config *live, const struct config_hooks *hooks)
+{
+    log_set_level(live->log_level);
+}
+
+/* The broker keeps its settings under its own lock. */
+static void
+apply_broker(const struct config *live, const struct config_hooks *hooks)
+{
+    if (hooks && hooks->broker)
+        hooks->broker(hooks->arg, live);
+}
+
+static void
+apply_tls(const struct config *live, const struct config_hooks *hooks)
+{
+    if (hooks && hooks->tls)
+        hooks->tls(hooks->arg, live);
+}
+
+/* Adds fn to the steps to run, unless it is there already. */
+static void
+add_step(apply_fn **steps, size_t *n, apply_fn *fn)
+{
+    if (!fn)
+        return; /* a key without a step: the reload test fails on it */
+    for (size_t i = 0; i < *n; i++)
+        if (steps[i] == fn)
+            return;
+    steps[(*n)++] = fn;
+}
+
 int
-config_reload(struct config *live, const struct config *fresh)
+config_reload(struct config *live, const struct config *fresh, const struct config_hooks *hooks)
 {
     int changed = 0;
+    apply_fn *steps[N_KEYS];
+    size_t nsteps = 0;
     for (size_t i = 0; i < N_KEYS; i++) {
         const struct key *k = &keys[i];
         char was[512], now[512];
         format_value(live, k, was, sizeof was);
         format_value(fresh, k, now, sizeof now);
-        if (strcmp(was, now) == 0 || (k->flags & KEY_CLI))
+        bool same = strcmp(was, now) == 0;
+        if (k->flags & KEY_REREAD)
+            add_step(steps, &nsteps, k->apply);
+        if (same || (k->flags & KEY_CLI))
             continue;
         if (k->flags & KEY_RELOAD) {
             /* Logged first: a quieter log level would hide its own change. */
             log_info("reload: %s %s -> %s", k->name, was, now);
             store_value(live, fresh, k);
+            add_step(steps, &nsteps, k->apply);
             changed++;
         } else {
             log_warn("reload: %s changed (%s -> %s) but needs a restart; keeping %s", k->name,
                      was, now, was);
         }
     }
+    for (size_t i = 0; i < nsteps; i++)
+        steps[i](live, hooks);
     if (changed == 0)
         log_info("reload: nothing that can change without a restart changed");
     return changed;
+}
+
+bool
+config_key_info(size_t i, struct config_key_info *out)
+{
+    if (i >= N_KEYS)
+        return false;
+    out->name = keys[i].name;
+    out->reloadable = keys[i].flags & KEY_RELOAD;
+    out->has_apply = keys[i].apply != NULL;
+    return true;
 }
 
 void

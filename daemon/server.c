@@ -41,7 +41,6 @@ struct server {
     struct ctx *root;                    /* cancelled on stop: ends every wait */
     struct broker *broker;               /* queues and jobs */
     struct journal *journal;             /* durability; NULL with --memory */
-    struct msg_limits limits;            /* what the decoder enforces */
     char *token;                         /* --token-file contents, or NULL */
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
@@ -168,6 +167,21 @@ read_token(const char *path)
     return strdup(buf);
 }
 
+/* The broker's settings: at start-up, and again after each reload. */
+static struct broker_config
+broker_settings(const struct config *cfg)
+{
+    return (struct broker_config){
+        .defaults = {.capacity = (int64_t)cfg->default_capacity,
+                     .ttr_ms = 30000,
+                     .max_attempts = 3},
+        .submit_wait_ms = cfg->submit_wait_ms,
+        .max_queues = cfg->max_queues,
+        .max_payload_bytes = cfg->max_memory,
+        .max_finished = cfg->keep_results,
+    };
+}
+
 static int
 start_runtime(struct server *srv)
 {
@@ -177,15 +191,7 @@ start_runtime(struct server *srv)
         return -1;
     }
     srv->root = ctx_with_cancel(NULL);
-    struct broker_config bc = {
-        .defaults = {.capacity = (int64_t)srv->cfg->default_capacity,
-                     .ttr_ms = 30000,
-                     .max_attempts = 3},
-        .submit_wait_ms = srv->cfg->submit_wait_ms,
-        .max_queues = srv->cfg->max_queues,
-        .max_payload_bytes = srv->cfg->max_memory,
-        .max_finished = srv->cfg->keep_results,
-    };
+    struct broker_config bc = broker_settings(srv->cfg);
     srv->broker = srv->root ? broker_new(&bc, srv->root) : NULL;
     srv->bridge = evbridge_new(srv->base);
     if (!srv->broker || !srv->bridge) {
@@ -239,7 +245,6 @@ server_new(struct config *cfg)
         return NULL;
     srv->cfg = cfg;
     srv->started = time(NULL);
-    srv->limits.max_payload = cfg->max_job;
     if (cfg->token_file && !(srv->token = read_token(cfg->token_file)))
         goto out_free;
     if (cfg->n_tls_listen > 0 && !(srv->tls = tls_new(cfg)))
@@ -362,10 +367,33 @@ server_config(const struct server *srv)
     return srv->cfg;
 }
 
-const struct msg_limits *
+struct msg_limits
 server_msg_limits(const struct server *srv)
 {
-    return &srv->limits;
+    return (struct msg_limits){.max_payload = config_get(srv->cfg, max_job)};
+}
+
+static void
+reload_broker(void *arg, const struct config *live)
+{
+    struct server *srv = arg;
+    struct broker_config bc = broker_settings(live);
+    broker_set_config(srv->broker, &bc);
+}
+
+static void
+reload_tls(void *arg, const struct config *live)
+{
+    struct server *srv = arg;
+    if (srv->tls)
+        tls_reload(srv->tls, live);
+}
+
+int
+server_reload(struct server *srv, const struct config *fresh)
+{
+    struct config_hooks hooks = {.arg = srv, .broker = reload_broker, .tls = reload_tls};
+    return config_reload(srv->cfg, fresh, &hooks);
 }
 
 bool

@@ -253,14 +253,14 @@ START_TEST(reload_applies_only_the_reloadable_keys)
                        "42", "--max-job", "1K", NULL};
     ck_assert_msg(parse(&live, err, sizeof err, a) == 0, "live: %s", err);
     ck_assert_msg(parse(&fresh, err, sizeof err, b) == 0, "fresh: %s", err);
-    int n = config_reload(&live, &fresh);
+    int n = config_reload(&live, &fresh, NULL);
     ck_assert_msg(n == 3, "%d keys changed, want 3 (log-level, max-connections, max-job)", n);
     ck_assert_msg(live.log_level == LOG_DEBUG && log_enabled(LOG_DEBUG),
                   "log level not applied");
     ck_assert_msg(config_get(&live, max_connections) == 42 && live.max_job == 1024,
                   "limits not applied");
     ck_assert_msg(strcmp(live.listen[0], "127.0.0.1:1") == 0, "listen changed without restart");
-    ck_assert_msg(config_reload(&live, &fresh) == 0, "a second identical reload changed keys");
+    ck_assert_msg(config_reload(&live, &fresh, NULL) == 0, "a second identical reload changed keys");
     log_set_level(LOG_INFO);
     config_free(&live);
     config_free(&fresh);
