@@ -74,8 +74,8 @@ static const struct key keys[] = {
      NULL},
     {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES", "longest request line",
      NULL},
-    {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES", "largest job payload",
-     apply_read_live},
+    {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES",
+     "largest job payload; when unset, at most half of max-frame", apply_read_live},
     {"submit-wait", K_MS, F(submit_wait_ms), "30000", 0, 24 * 3600 * 1000ull, KEY_RELOAD, "MS",
      "how long a submit waits for room by default", apply_broker},
     {"default-capacity", K_UINT, F(default_capacity), "1000", 0, 100000000, KEY_RELOAD, "N",
@@ -388,7 +388,11 @@ set_value(struct config *cfg, const struct key *k, const char *v, char *err, siz
     case K_UINT:
     case K_SIZE:
     case K_MS:
-        return set_number(cfg, k, v, err, errlen);
+        if (set_number(cfg, k, v, err, errlen) < 0)
+            return -1;
+        if (k->off == F(max_job))
+            cfg->max_job_set = true;
+        return 0;
     }
     if (rc < 0)
         goto oom;
@@ -431,6 +435,7 @@ config_defaults(struct config *cfg)
             return -ENOMEM;
         }
     }
+    cfg->max_job_set = false; /* the default is not a choice (config_finish) */
     return 0;
 }
 
@@ -438,6 +443,10 @@ config_defaults(struct config *cfg)
 static int
 config_finish(struct config *cfg, char *err, size_t errlen)
 {
+    /* An unset max-job follows a lowered max-frame, leaving half of the
+     * line to the rest of the request (1M frames: the 512K default). */
+    if (!cfg->max_job_set && cfg->max_job > cfg->max_frame / 2)
+        cfg->max_job = cfg->max_frame / 2;
     if (cfg->max_job > cfg->max_frame) {
         fail(err, errlen, "max-job (%zu) must not exceed max-frame (%zu)", cfg->max_job,
              cfg->max_frame);

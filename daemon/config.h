@@ -32,6 +32,7 @@ struct config {
     uint64_t threads;                /* goroutine threads; 0 = one per CPU [lead] */
     size_t max_frame;                /* longest request line in bytes [lead] */
     size_t max_job;                  /* largest job payload in bytes; reloadable [lead] */
+    bool max_job_set;                /* max-job was given; unset, it follows max-frame */
     int64_t submit_wait_ms;          /* default wait_ms of a submit on a full queue; reloadable [lead] */
     uint64_t default_capacity;       /* capacity of a queue created implicitly; reloadable [lead] */
     char *token_file;                /* --token-file: accepted auth tokens, or NULL [lead] */

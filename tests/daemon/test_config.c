@@ -145,6 +145,42 @@ START_TEST(bad_flags_are_refused_with_the_reason)
 }
 END_TEST
 
+/* A lowered max-frame alone is legal: the unset max-job follows it. Only
+ * two explicit values that conflict are an error. */
+START_TEST(an_unset_max_job_follows_a_lowered_max_frame)
+{
+    static const struct {
+        const char *args[5];
+        size_t want_job;
+    } cases[] = {
+        {{"--max-frame", "4096"}, 2048},
+        {{"--max-frame", "1K"}, 512},
+        {{"--max-frame", "2M"}, 512 * 1024},
+        {{"--max-frame", "4K", "--max-job", "4K"}, 4096},
+        {{"--max-job", "100"}, 100},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config cfg;
+        char err[512];
+        ck_assert_msg(parse(&cfg, err, sizeof err, cases[i].args) == 0, "case %zu refused: %s", i,
+                      err);
+        ck_assert_msg(cfg.max_job == cases[i].want_job, "case %zu: max-job %zu, want %zu", i,
+                      cfg.max_job, cases[i].want_job);
+        config_free(&cfg);
+    }
+    /* Explicit in the file, lowered frame on the command line: a conflict. */
+    char *path = write_file("max-job = 8K\n");
+    struct config cfg;
+    char err[512];
+    const char *args[] = {"--config", path, "--max-frame", "4K", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, args) < 0 && strstr(err, "must not exceed"),
+                  "an explicit max-job over max-frame was accepted: %s", err);
+    config_free(&cfg);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 START_TEST(help_and_version_ask_to_exit_zero)
 {
     struct config cfg;
@@ -276,6 +312,7 @@ config_suite(void)
     tcase_add_test(tc, every_flag_sets_its_field);
     tcase_add_test(tc, sizes_take_k_m_g_suffixes_and_refuse_junk);
     tcase_add_test(tc, bad_flags_are_refused_with_the_reason);
+    tcase_add_test(tc, an_unset_max_job_follows_a_lowered_max_frame);
     tcase_add_test(tc, help_and_version_ask_to_exit_zero);
     tcase_add_test(tc, config_file_sets_keys_and_flags_override_it);
     tcase_add_test(tc, config_file_errors_name_the_file_and_line);
