@@ -147,6 +147,46 @@ key_find(const char *name, size_t len)
     return NULL;
 }
 
+/* Edit distance (insertions, deletions, substitutions) between a and the
+ * first blen bytes of b; names longer than 63 bytes count as far. */
+static size_t
+edit_distance(const char *a, const char *b, size_t blen)
+{
+    size_t alen = strlen(a), row[64], prev_diag;
+    if (alen >= 64 || blen >= 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= blen; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        prev_diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t sub = prev_diag + (a[i - 1] != b[j - 1]);
+            size_t del = row[j] + 1, ins = row[j - 1] + 1;
+            prev_diag = row[j];
+            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    }
+    return row[blen];
+}
+
+/* The key whose name is nearest to a mistyped one, or NULL when none is
+ * near enough (two edits, and fewer than half of the name) to be a typo. */
+static const char *
+closest_key(const char *name, size_t len)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        size_t d = edit_distance(keys[i].name, name, len);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].name;
+        }
+    }
+    return best_d <= 2 && best_d * 2 < len ? best : NULL;
+}
+
 static void __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -491,7 +531,11 @@ load_line(struct config *cfg, char *line, char *err, size_t errlen)
     char *value = trim(eq + 1);
     const struct key *k = key_find(name, strlen(name));
     if (!k) {
-        fail(err, errlen, "unknown key '%s'", name);
+        const char *near = closest_key(name, strlen(name));
+        if (near)
+            fail(err, errlen, "unknown key '%s'; did you mean '%s'?", name, near);
+        else
+            fail(err, errlen, "unknown key '%s'", name);
         return -1;
     }
     if (k->flags & KEY_CLI) {
@@ -544,7 +588,12 @@ arg_next(int argc, char *const *argv, int *i, const char **value, char *err, siz
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const struct key *k = key_find(name, len);
     if (!k) {
-        fail(err, errlen, "unknown option '--%.*s' (see chanqd --help)", (int)len, name);
+        const char *near = closest_key(name, len);
+        if (near)
+            fail(err, errlen, "unknown option '--%.*s'; did you mean '--%s'?", (int)len, name,
+                 near);
+        else
+            fail(err, errlen, "unknown option '--%.*s' (see chanqd --help)", (int)len, name);
         return NULL;
     }
     if (eq) {
@@ -570,7 +619,7 @@ int
 config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
-        if (is_word(argv[i], "help")) {
+        if (is_word(argv[i], "help") || strcmp(argv[i], "-h") == 0) {
             config_usage(stdout);
             return 1;
         }
@@ -796,7 +845,7 @@ config_usage(FILE *out)
             fprintf(out, " [SIGHUP]");
         fputc('\n', out);
     }
-    fprintf(out, "  %-30s %s\n  %-30s %s\n\n", "--help", "print this and exit", "--version",
+    fprintf(out, "  %-30s %s\n  %-30s %s\n\n", "-h, --help", "print this and exit", "--version",
             "print the version and exit");
     fprintf(out, "Sizes are bytes, or a number with a K, M or G suffix (powers of 1024).\n"
                  "Every option is also a config-file key: 'key = value', '#' starts a comment\n"

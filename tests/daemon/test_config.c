@@ -126,7 +126,10 @@ START_TEST(bad_flags_are_refused_with_the_reason)
         {{"--listen", "localhost"}, "--listen: 'localhost' is not HOST:PORT"},
         {{"--listen", "127.0.0.1:99999"}, "is not HOST:PORT"},
         {{"--http", "[::1]7420"}, "--http: '[::1]7420' is not HOST:PORT"},
-        {{"--bogus"}, "unknown option '--bogus'"},
+        {{"--bogus"}, "unknown option '--bogus' (see chanqd --help)"},
+        {{"--listn", "127.0.0.1:1"}, "unknown option '--listn'; did you mean '--listen'?"},
+        {{"--max-jobs=1K"}, "unknown option '--max-jobs'; did you mean '--max-job'?"},
+        {{"--tls-clientca", "x"}, "did you mean '--tls-client-ca'?"},
         {{"--max-job"}, "option '--max-job' needs a value"},
         {{"stray"}, "unexpected argument 'stray'"},
         {{"--token-file", "/nonexistent/tokens"}, "--token-file: cannot read '/nonexistent"},
@@ -189,6 +192,9 @@ START_TEST(help_and_version_ask_to_exit_zero)
     /* stdout is the test log: fine. */
     ck_assert_msg(parse(&cfg, err, sizeof err, help) == 1, "--help did not return 1");
     config_free(&cfg);
+    const char *h[] = {"-h", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, h) == 1, "-h did not return 1");
+    config_free(&cfg);
     const char *version[] = {"--version", NULL};
     ck_assert_msg(parse(&cfg, err, sizeof err, version) == 1, "--version did not return 1");
     config_free(&cfg);
@@ -237,6 +243,7 @@ START_TEST(config_file_errors_name_the_file_and_line)
         const char *want;
     } cases[] = {
         {"# ok\nmax-frame = 1M\nbogus = 1\n", 3, "unknown key 'bogus'"},
+        {"max-inflght = 1\n", 1, "unknown key 'max-inflght'; did you mean 'max-inflight'?"},
         {"\n\n\n\nmax-job = lots\n", 5, "max-job: 'lots' is not a size"},
         {"listen 127.0.0.1:1\n", 1, "expected 'key = value'"},
         {"config = /etc/other.conf\n", 1, "'config' is only valid on the command line"},
