@@ -503,8 +503,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static char *
-trim(char *s)
+char *
+config_trim(char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -518,7 +518,7 @@ trim(char *s)
 static int
 load_line(struct config *cfg, char *line, char *err, size_t errlen)
 {
-    char *s = trim(line);
+    char *s = config_trim(line);
     if (*s == '\0' || *s == '#')
         return 0;
     char *eq = strchr(s, '=');
@@ -527,8 +527,8 @@ load_line(struct config *cfg, char *line, char *err, size_t errlen)
         return -1;
     }
     *eq = '\0';
-    char *name = trim(s);
-    char *value = trim(eq + 1);
+    char *name = config_trim(s);
+    char *value = config_trim(eq + 1);
     const struct key *k = key_find(name, strlen(name));
     if (!k) {
         const char *near = closest_key(name, strlen(name));

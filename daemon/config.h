@@ -112,6 +112,10 @@ struct config_key_info {
 /* Fills *out with key i; false past the last key. */
 bool config_key_info(size_t i, struct config_key_info *out);
 
+/* Strips white space (CR included) from both ends of s in place; returns
+ * where the text starts. For config and token-file lines. */
+char *config_trim(char *s);
+
 /* Prints the usage text, generated from the key table. */
 void config_usage(FILE *out);
 
