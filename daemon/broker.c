@@ -80,6 +80,14 @@ broker_new(const struct broker_config *cfg, struct ctx *root)
     return b;
 }
 
+void
+broker_set_config(struct broker *b, const struct broker_config *cfg)
+{
+    pthread_mutex_lock(&b->lock);
+    b->cfg = *cfg;
+    pthread_mutex_unlock(&b->lock);
+}
+
 static void
 unref_job(struct job *j, void *arg)
 {

@@ -66,6 +66,9 @@ session_before_park(struct session *s)
  * cancelled at shutdown and ends the broker's own goroutines.
  * Returns NULL when out of memory. Any thread. */
 struct broker *broker_new(const struct broker_config *cfg, struct ctx *root);
+/* SIGHUP: replaces the settings; ops that start after it use them (queues
+ * that exist keep their capacity). Any thread. */
+void broker_set_config(struct broker *b, const struct broker_config *cfg);
 /* Frees every queue and job. No op may run any more. */
 void broker_free(struct broker *b);
 

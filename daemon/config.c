@@ -34,7 +34,13 @@ enum kind {
 enum {
     KEY_RELOAD = 1, /* SIGHUP applies a new value without a restart */
     KEY_CLI = 2,    /* only on the command line, never in the file */
+    KEY_REREAD = 4, /* its apply step runs on every reload, changed or not */
 };
+
+/* How a reloaded value reaches the code that uses it, once config_reload
+ * stored it in the live config (see the apply_* steps below the table). */
+typedef void apply_fn(const struct config *live, const struct config_hooks *hooks);
+static apply_fn apply_read_live, apply_log_level, apply_broker, apply_tls;
 
 struct key {
     const char *name; /* long flag and config-file key */
@@ -46,6 +52,7 @@ struct key {
     unsigned flags;   /* KEY_* */
     const char *arg;  /* metavariable for --help */
     const char *help; /* one line for --help */
+    apply_fn *apply;  /* for KEY_RELOAD: how the daemon takes a new value */
 };
 
 #define F(field) offsetof(struct config, field)
@@ -57,60 +64,62 @@ struct key {
  * page list the same keys and defaults (tests/ops/test_config.py checks). */
 static const struct key keys[] = {
     {"listen", K_ADDR_LIST, F(listen), "127.0.0.1:7420", 0, 0, 0, "HOST:PORT",
-     "TCP address to serve, repeatable ([::1]:PORT for IPv6, port 0 = any free)"},
-    {"unix", K_UNIX, F(unix_path), NULL, 0, 0, 0, "PATH", "also serve on this Unix socket"},
-    {"data-dir", K_DIR, F(data_dir), "./var", 0, 0, 0, "DIR", "where the journal is kept"},
-    {"memory", K_BOOL, F(memory), "false", 0, 0, 0, NULL, "keep nothing on disk"},
+     "TCP address to serve, repeatable ([::1]:PORT for IPv6, port 0 = any free)", NULL},
+    {"unix", K_UNIX, F(unix_path), NULL, 0, 0, 0, "PATH", "also serve on this Unix socket", NULL},
+    {"data-dir", K_DIR, F(data_dir), "./var", 0, 0, 0, "DIR", "where the journal is kept", NULL},
+    {"memory", K_BOOL, F(memory), "false", 0, 0, 0, NULL, "keep nothing on disk", NULL},
     {"fsync", K_FSYNC, F(fsync), "always", 0, 0, 0, "always|interval|never",
-     "when the journal is fsynced"},
-    {"threads", K_UINT, F(threads), "0", 0, 1024, 0, "N",
-     "goroutine threads (0 = one per CPU)"},
-    {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES",
-     "longest request line"},
+     "when the journal is fsynced", NULL},
+    {"threads", K_UINT, F(threads), "0", 0, 1024, 0, "N", "goroutine threads (0 = one per CPU)",
+     NULL},
+    {"max-frame", K_SIZE, F(max_frame), "1M", 1 * KIB, 1 * GIB, 0, "BYTES", "longest request line",
+     NULL},
     {"max-job", K_SIZE, F(max_job), "512K", 1, 1 * GIB, KEY_RELOAD, "BYTES",
-     "largest job payload"},
+     "largest job payload; when unset, at most half of max-frame", apply_read_live},
     {"submit-wait", K_MS, F(submit_wait_ms), "30000", 0, 24 * 3600 * 1000ull, KEY_RELOAD, "MS",
-     "how long a submit waits for room by default"},
+     "how long a submit waits for room by default", apply_broker},
     {"default-capacity", K_UINT, F(default_capacity), "1000", 0, 100000000, KEY_RELOAD, "N",
-     "capacity of a queue nobody declared"},
+     "capacity of a queue nobody declared", apply_broker},
     {"token-file", K_FILE, F(token_file), NULL, 0, 0, 0, "PATH",
-     "accepted auth tokens, one per line (none: no auth)"},
+     "accepted auth tokens, one per line (none: no auth)", NULL},
     {"http", K_ADDR, F(http), NULL, 0, 0, 0, "HOST:PORT",
-     "serve /metrics, /healthz and /stats over HTTP"},
+     "serve /metrics, /healthz and /stats over HTTP", NULL},
     {"http-admin", K_BOOL, F(http_admin), "false", 0, 0, 0, NULL,
-     "let the --http listener pause, resume, close and kick queues"},
+     "let the --http listener pause, resume, close and kick queues", NULL},
     {"config", K_ACTION, F(config_file), NULL, 0, 0, KEY_CLI, "FILE",
-     "read key = value lines first (flags override them)"},
+     "read key = value lines first (flags override them)", NULL},
     {"log-level", K_LEVEL, F(log_level), "info", 0, 0, KEY_RELOAD, "error|warn|info|debug",
-     "most verbose level logged"},
+     "most verbose level logged", apply_log_level},
     {"max-connections", K_UINT, F(max_connections), "10000", 1, 10000000, KEY_RELOAD, "N",
-     "client connections at once"},
-    {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N",
-     "queues at once"},
+     "client connections at once", apply_read_live},
+    {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N", "queues at once",
+     apply_broker},
     {"max-memory", K_SIZE, F(max_memory), "1G", 1 * MIB, 1024 * GIB, KEY_RELOAD, "BYTES",
-     "memory budget for job payloads"},
+     "memory budget for job payloads", apply_broker},
     {"max-inflight", K_UINT, F(max_inflight), "64", 1, 65536, KEY_RELOAD, "N",
-     "requests in flight per connection before reading stops"},
+     "requests in flight per connection before reading stops", apply_read_live},
     {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",
-     "time given to in-flight work on SIGTERM"},
+     "time given to in-flight work on SIGTERM", apply_read_live},
     {"journal-segment", K_SIZE, F(journal_segment_bytes), "64M", 64 * KIB, 64 * GIB, 0, "BYTES",
-     "journal segment size: a new file is started past it (allocated whole with fsync always)"},
+     "journal segment size: a new file is started past it (allocated whole with fsync always)",
+     NULL},
     {"journal-compact", K_SIZE, F(journal_compact_bytes), "64M", 64 * KIB, 1024 * GIB, 0, "BYTES",
-     "compact the journal when it is larger than this (and twice its last compacted size)"},
+     "compact the journal when it is larger than this (and twice its last compacted size)",
+     NULL},
     {"keep-results", K_UINT, F(keep_results), "10000", 0, 100000000, 0, "N",
-     "finished jobs kept (newest first) for wait and job"},
+     "finished jobs kept (newest first) for wait and job", NULL},
     {"repair", K_BOOL, F(repair), "false", 0, 0, 0, NULL,
-     "rewrite damaged journal segments keeping every record that checks"},
+     "rewrite damaged journal segments keeping every record that checks", NULL},
     {"check-config", K_BOOL, F(check_config), "false", 0, 0, KEY_CLI, NULL,
-     "validate the configuration and exit (0 valid, 2 not)"},
+     "validate the configuration and exit (0 valid, 2 not)", NULL},
     {"tls-listen", K_ADDR_LIST, F(tls_listen), NULL, 0, 0, 0, "HOST:PORT",
-     "TLS address to serve, repeatable (needs tls-cert and tls-key)"},
-    {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "TLS certificate chain (PEM), re-read on every SIGHUP"},
-    {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "TLS private key (PEM), re-read on every SIGHUP"},
-    {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD, "PATH",
-     "require TLS client certificates signed by these CAs (PEM)"},
+     "TLS address to serve, repeatable (needs tls-cert and tls-key)", NULL},
+    {"tls-cert", K_FILE, F(tls_cert), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "TLS certificate chain (PEM), re-read on every SIGHUP", apply_tls},
+    {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "TLS private key (PEM), re-read on every SIGHUP", apply_tls},
+    {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
+     "require TLS client certificates signed by these CAs (PEM)", apply_tls},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -136,6 +145,46 @@ key_find(const char *name, size_t len)
         if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
             return &keys[i];
     return NULL;
+}
+
+/* Edit distance (insertions, deletions, substitutions) between a and the
+ * first blen bytes of b; names longer than 63 bytes count as far. */
+static size_t
+edit_distance(const char *a, const char *b, size_t blen)
+{
+    size_t alen = strlen(a), row[64], prev_diag;
+    if (alen >= 64 || blen >= 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= blen; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= alen; i++) {
+        prev_diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= blen; j++) {
+            size_t sub = prev_diag + (a[i - 1] != b[j - 1]);
+            size_t del = row[j] + 1, ins = row[j - 1] + 1;
+            prev_diag = row[j];
+            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    }
+    return row[blen];
+}
+
+/* The key whose name is nearest to a mistyped one, or NULL when none is
+ * near enough (two edits, and fewer than half of the name) to be a typo. */
+static const char *
+closest_key(const char *name, size_t len)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        size_t d = edit_distance(keys[i].name, name, len);
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].name;
+        }
+    }
+    return best_d <= 2 && best_d * 2 < len ? best : NULL;
 }
 
 static void __attribute__((format(printf, 3, 4)))
@@ -379,7 +428,11 @@ set_value(struct config *cfg, const struct key *k, const char *v, char *err, siz
     case K_UINT:
     case K_SIZE:
     case K_MS:
-        return set_number(cfg, k, v, err, errlen);
+        if (set_number(cfg, k, v, err, errlen) < 0)
+            return -1;
+        if (k->off == F(max_job))
+            cfg->max_job_set = true;
+        return 0;
     }
     if (rc < 0)
         goto oom;
@@ -422,6 +475,7 @@ config_defaults(struct config *cfg)
             return -ENOMEM;
         }
     }
+    cfg->max_job_set = false; /* the default is not a choice (config_finish) */
     return 0;
 }
 
@@ -429,6 +483,10 @@ config_defaults(struct config *cfg)
 static int
 config_finish(struct config *cfg, char *err, size_t errlen)
 {
+    /* An unset max-job follows a lowered max-frame, leaving half of the
+     * line to the rest of the request (1M frames: the 512K default). */
+    if (!cfg->max_job_set && cfg->max_job > cfg->max_frame / 2)
+        cfg->max_job = cfg->max_frame / 2;
     if (cfg->max_job > cfg->max_frame) {
         fail(err, errlen, "max-job (%zu) must not exceed max-frame (%zu)", cfg->max_job,
              cfg->max_frame);
@@ -445,8 +503,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static char *
-trim(char *s)
+char *
+config_trim(char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -460,7 +518,7 @@ trim(char *s)
 static int
 load_line(struct config *cfg, char *line, char *err, size_t errlen)
 {
-    char *s = trim(line);
+    char *s = config_trim(line);
     if (*s == '\0' || *s == '#')
         return 0;
     char *eq = strchr(s, '=');
@@ -469,11 +527,15 @@ load_line(struct config *cfg, char *line, char *err, size_t errlen)
         return -1;
     }
     *eq = '\0';
-    char *name = trim(s);
-    char *value = trim(eq + 1);
+    char *name = config_trim(s);
+    char *value = config_trim(eq + 1);
     const struct key *k = key_find(name, strlen(name));
     if (!k) {
-        fail(err, errlen, "unknown key '%s'", name);
+        const char *near = closest_key(name, strlen(name));
+        if (near)
+            fail(err, errlen, "unknown key '%s'; did you mean '%s'?", name, near);
+        else
+            fail(err, errlen, "unknown key '%s'", name);
         return -1;
     }
     if (k->flags & KEY_CLI) {
@@ -526,7 +588,12 @@ arg_next(int argc, char *const *argv, int *i, const char **value, char *err, siz
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const struct key *k = key_find(name, len);
     if (!k) {
-        fail(err, errlen, "unknown option '--%.*s' (see chanqd --help)", (int)len, name);
+        const char *near = closest_key(name, len);
+        if (near)
+            fail(err, errlen, "unknown option '--%.*s'; did you mean '--%s'?", (int)len, name,
+                 near);
+        else
+            fail(err, errlen, "unknown option '--%.*s' (see chanqd --help)", (int)len, name);
         return NULL;
     }
     if (eq) {
@@ -552,7 +619,7 @@ int
 config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
-        if (is_word(argv[i], "help")) {
+        if (is_word(argv[i], "help") || strcmp(argv[i], "-h") == 0) {
             config_usage(stdout);
             return 1;
         }
@@ -650,7 +717,6 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
     switch (k->kind) {
     case K_LEVEL:
         __atomic_store_n((enum log_level *)d, *(enum log_level *)s, __ATOMIC_RELAXED);
-        log_set_level(*(enum log_level *)s);
         break;
     case K_UINT:
         __atomic_store_n((uint64_t *)d, *(uint64_t *)s, __ATOMIC_RELAXED);
@@ -671,30 +737,96 @@ store_value(struct config *dst, const struct config *src, const struct key *k)
     }
 }
 
+/* The apply steps. Each runs on the loop thread after every changed value
+ * is stored, once per reload however many of its keys changed: the broker
+ * takes four keys at a time, and a new certificate is only usable together
+ * with its new key. */
+
+/* The users of the key read the live field with config_get() at every use
+ * (the decoder per request, accept per connection, the stop per SIGTERM),
+ * so the atomic store is the whole step. */
+static void
+apply_read_live(const struct config *live, const struct config_hooks *hooks)
+{
+}
+
+/* The logger keeps its own level. */
+static void
+apply_log_level(const struct config *live, const struct config_hooks *hooks)
+{
+    log_set_level(live->log_level);
+}
+
+/* The broker keeps its settings under its own lock. */
+static void
+apply_broker(const struct config *live, const struct config_hooks *hooks)
+{
+    if (hooks && hooks->broker)
+        hooks->broker(hooks->arg, live);
+}
+
+static void
+apply_tls(const struct config *live, const struct config_hooks *hooks)
+{
+    if (hooks && hooks->tls)
+        hooks->tls(hooks->arg, live);
+}
+
+/* Adds fn to the steps to run, unless it is there already. */
+static void
+add_step(apply_fn **steps, size_t *n, apply_fn *fn)
+{
+    if (!fn)
+        return; /* a key without a step: the reload test fails on it */
+    for (size_t i = 0; i < *n; i++)
+        if (steps[i] == fn)
+            return;
+    steps[(*n)++] = fn;
+}
+
 int
-config_reload(struct config *live, const struct config *fresh)
+config_reload(struct config *live, const struct config *fresh, const struct config_hooks *hooks)
 {
     int changed = 0;
+    apply_fn *steps[N_KEYS];
+    size_t nsteps = 0;
     for (size_t i = 0; i < N_KEYS; i++) {
         const struct key *k = &keys[i];
         char was[512], now[512];
         format_value(live, k, was, sizeof was);
         format_value(fresh, k, now, sizeof now);
-        if (strcmp(was, now) == 0 || (k->flags & KEY_CLI))
+        bool same = strcmp(was, now) == 0;
+        if (k->flags & KEY_REREAD)
+            add_step(steps, &nsteps, k->apply);
+        if (same || (k->flags & KEY_CLI))
             continue;
         if (k->flags & KEY_RELOAD) {
             /* Logged first: a quieter log level would hide its own change. */
             log_info("reload: %s %s -> %s", k->name, was, now);
             store_value(live, fresh, k);
+            add_step(steps, &nsteps, k->apply);
             changed++;
         } else {
             log_warn("reload: %s changed (%s -> %s) but needs a restart; keeping %s", k->name,
                      was, now, was);
         }
     }
+    for (size_t i = 0; i < nsteps; i++)
+        steps[i](live, hooks);
     if (changed == 0)
         log_info("reload: nothing that can change without a restart changed");
     return changed;
+}
+
+bool
+config_key_info(size_t i, struct config_key_info *out)
+{
+    if (i >= N_KEYS)
+        return false;
+    out->name = keys[i].name;
+    out->reloadable = keys[i].flags & KEY_RELOAD;
+    out->has_apply = keys[i].apply != NULL;
+    return true;
 }
 
 void
@@ -713,7 +845,7 @@ config_usage(FILE *out)
             fprintf(out, " [SIGHUP]");
         fputc('\n', out);
     }
-    fprintf(out, "  %-30s %s\n  %-30s %s\n\n", "--help", "print this and exit", "--version",
+    fprintf(out, "  %-30s %s\n  %-30s %s\n\n", "-h, --help", "print this and exit", "--version",
             "print the version and exit");
     fprintf(out, "Sizes are bytes, or a number with a K, M or G suffix (powers of 1024).\n"
                  "Every option is also a config-file key: 'key = value', '#' starts a comment\n"

@@ -32,6 +32,7 @@ struct config {
     uint64_t threads;                /* goroutine threads; 0 = one per CPU [lead] */
     size_t max_frame;                /* longest request line in bytes [lead] */
     size_t max_job;                  /* largest job payload in bytes; reloadable [lead] */
+    bool max_job_set;                /* max-job was given; unset, it follows max-frame */
     int64_t submit_wait_ms;          /* default wait_ms of a submit on a full queue; reloadable [lead] */
     uint64_t default_capacity;       /* capacity of a queue created implicitly; reloadable [lead] */
     char *token_file;                /* --token-file: accepted auth tokens, or NULL [lead] */
@@ -83,11 +84,37 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
  * on junk or overflow (*out unchanged). */
 int config_parse_size(const char *s, uint64_t *out);
 
+/* The running daemon's side of a reload. Some settings live on in copies
+ * that config_reload cannot reach (the broker's limits, the TLS context):
+ * these steps push the live values into them. Loop thread; any may be NULL. */
+struct config_hooks {
+    void *arg;                                            /* the server */
+    void (*broker)(void *arg, const struct config *live); /* the broker's settings */
+    void (*tls)(void *arg, const struct config *live);    /* re-read certificate and key */
+};
+
 /* SIGHUP: copies the reloadable fields of *fresh into *live (atomically,
- * on the loop thread), sets the log level, logs each change at info and
- * each non-reloadable difference at warn ("needs a restart"). Returns the
- * number of fields changed. */
-int config_reload(struct config *live, const struct config *fresh);
+ * on the loop thread), logs each change at info and each non-reloadable
+ * difference at warn ("needs a restart"), then runs the apply step of each
+ * changed key once (and the TLS step on every reload: renewed files keep
+ * their paths). Returns the number of fields changed. */
+int config_reload(struct config *live, const struct config *fresh,
+                  const struct config_hooks *hooks);
+
+/* One key of the table, for the reload test: its name, whether SIGHUP
+ * applies it, and whether it has an apply step. */
+struct config_key_info {
+    const char *name;
+    bool reloadable;
+    bool has_apply;
+};
+
+/* Fills *out with key i; false past the last key. */
+bool config_key_info(size_t i, struct config_key_info *out);
+
+/* Strips white space (CR included) from both ends of s in place; returns
+ * where the text starts. For config and token-file lines. */
+char *config_trim(char *s);
 
 /* Prints the usage text, generated from the key table. */
 void config_usage(FILE *out);

@@ -437,7 +437,8 @@ handle_line(struct conn *c, struct line *l, struct buf *out)
     }
     struct request req;
     struct proto_error err = {PROTO_OK, ""};
-    if (msg_decode(l->data, l->len, server_msg_limits(c->srv), &req, &err) < 0)
+    struct msg_limits lim = server_msg_limits(c->srv);
+    if (msg_decode(l->data, l->len, &lim, &req, &err) < 0)
         ops_reply_error(out, req.rid, &err);
     else
         ops_handle(c->srv, &c->os, &req, out);

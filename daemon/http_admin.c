@@ -175,7 +175,8 @@ admin_run(void *arg, struct http_call *call, const char *name, const char *queue
         return;
     }
     struct proto_error err = {PROTO_OK, ""};
-    int rc = msg_decode(text, strlen(text), server_msg_limits(a->srv), &op->req, &err);
+    struct msg_limits lim = server_msg_limits(a->srv);
+    int rc = msg_decode(text, strlen(text), &lim, &op->req, &err);
     free(text);
     if (rc < 0) {
         answer_now(call, err.code, err.message);

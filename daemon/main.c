@@ -9,7 +9,6 @@
 #include "daemon/log.h"
 #include "daemon/sd.h"
 #include "daemon/server.h"
-#include "daemon/tls.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -88,11 +87,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     } else if (config_parse_args(&fresh, d->argc, d->argv, err, sizeof err) != 0) {
         log_error("reload failed, keeping the running configuration: %s", err);
     } else {
-        int n = config_reload(&d->cfg, &fresh);
-        /* Certificates are re-read even when their paths did not change:
-         * a renewal replaces the files in place. */
-        if (server_tls(d->srv))
-            tls_reload(server_tls(d->srv), &d->cfg);
+        int n = server_reload(d->srv, &fresh);
         sd_notify_status("serving (chanqd %s); reloaded, %d setting%s changed", PACKAGE_VERSION,
                          n, n == 1 ? "" : "s");
     }

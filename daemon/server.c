@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <event2/thread.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -42,8 +43,8 @@ struct server {
     struct ctx *root;                    /* cancelled on stop: ends every wait */
     struct broker *broker;               /* queues and jobs */
     struct journal *journal;             /* durability; NULL with --memory */
-    struct msg_limits limits;            /* what the decoder enforces */
-    char *token;                         /* --token-file contents, or NULL */
+    char **tokens;                       /* --token-file lines; none: no auth */
+    size_t ntokens;
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
     struct event *sig_term, *sig_int;    /* graceful stop */
@@ -148,25 +149,66 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     on_stop_poll(-1, 0, srv);
 }
 
-static char *
-read_token(const char *path)
+/* Appends line (trimmed; skipped when empty) to srv's tokens. */
+static int
+add_token(struct server *srv, char *line, const char *path)
+{
+    char *t = config_trim(line);
+    if (*t == '\0')
+        return 0;
+    if (strlen(t) > MAX_TOKEN) {
+        log_error("--token-file %s: a token is longer than %d bytes", path, MAX_TOKEN);
+        return -1;
+    }
+    char **grown = realloc(srv->tokens, (srv->ntokens + 1) * sizeof *grown);
+    if (!grown || !(grown[srv->ntokens] = strdup(t))) {
+        if (grown)
+            srv->tokens = grown;
+        log_error("--token-file %s: out of memory", path);
+        return -1;
+    }
+    srv->tokens = grown;
+    srv->ntokens++;
+    return 0;
+}
+
+/* Every non-empty line is a token: several at once let a new one be
+ * handed out before the old one is removed. */
+static int
+read_tokens(struct server *srv, const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
         log_error("cannot read --token-file %s: %s", path, strerror(errno));
-        return NULL;
+        return -1;
     }
-    char buf[MAX_TOKEN + 2];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0)
+        rc = add_token(srv, line, path);
+    free(line);
     fclose(f);
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (buf[0] == '\0' || n > MAX_TOKEN) {
-        log_error("--token-file %s: want one token of 1 to %d bytes on its first line", path,
-                  MAX_TOKEN);
-        return NULL;
+    if (rc == 0 && srv->ntokens == 0) {
+        log_error("--token-file %s: no token in it (one per line)", path);
+        rc = -1;
     }
-    return strdup(buf);
+    return rc;
+}
+
+/* The broker's settings: at start-up, and again after each reload. */
+static struct broker_config
+broker_settings(const struct config *cfg)
+{
+    return (struct broker_config){
+        .defaults = {.capacity = (int64_t)cfg->default_capacity,
+                     .ttr_ms = 30000,
+                     .max_attempts = 3},
+        .submit_wait_ms = cfg->submit_wait_ms,
+        .max_queues = cfg->max_queues,
+        .max_payload_bytes = cfg->max_memory,
+        .max_finished = cfg->keep_results,
+    };
 }
 
 static int
@@ -178,15 +220,7 @@ start_runtime(struct server *srv)
         return -1;
     }
     srv->root = ctx_with_cancel(NULL);
-    struct broker_config bc = {
-        .defaults = {.capacity = (int64_t)srv->cfg->default_capacity,
-                     .ttr_ms = 30000,
-                     .max_attempts = 3},
-        .submit_wait_ms = srv->cfg->submit_wait_ms,
-        .max_queues = srv->cfg->max_queues,
-        .max_payload_bytes = srv->cfg->max_memory,
-        .max_finished = srv->cfg->keep_results,
-    };
+    struct broker_config bc = broker_settings(srv->cfg);
     srv->broker = srv->root ? broker_new(&bc, srv->root) : NULL;
     srv->bridge = evbridge_new(srv->base);
     if (!srv->broker || !srv->bridge) {
@@ -255,8 +289,7 @@ server_new(struct config *cfg)
         return NULL;
     srv->cfg = cfg;
     srv->started = time(NULL);
-    srv->limits.max_payload = cfg->max_job;
-    if (cfg->token_file && !(srv->token = read_token(cfg->token_file)))
+    if (cfg->token_file && read_tokens(srv, cfg->token_file) < 0)
         goto out_free;
     if (cfg->n_tls_listen > 0 && !(srv->tls = tls_new(cfg)))
         goto out_free;
@@ -344,7 +377,9 @@ server_free(struct server *srv)
     broker_free(srv->broker);
     if (srv->root)
         ctx_release(srv->root);
-    free(srv->token);
+    for (size_t i = 0; i < srv->ntokens; i++)
+        free(srv->tokens[i]);
+    free(srv->tokens);
     free(srv);
 }
 
@@ -378,10 +413,33 @@ server_config(const struct server *srv)
     return srv->cfg;
 }
 
-const struct msg_limits *
+struct msg_limits
 server_msg_limits(const struct server *srv)
 {
-    return &srv->limits;
+    return (struct msg_limits){.max_payload = config_get(srv->cfg, max_job)};
+}
+
+static void
+reload_broker(void *arg, const struct config *live)
+{
+    struct server *srv = arg;
+    struct broker_config bc = broker_settings(live);
+    broker_set_config(srv->broker, &bc);
+}
+
+static void
+reload_tls(void *arg, const struct config *live)
+{
+    struct server *srv = arg;
+    if (srv->tls)
+        tls_reload(srv->tls, live);
+}
+
+int
+server_reload(struct server *srv, const struct config *fresh)
+{
+    struct config_hooks hooks = {.arg = srv, .broker = reload_broker, .tls = reload_tls};
+    return config_reload(srv->cfg, fresh, &hooks);
 }
 
 bool
@@ -432,22 +490,22 @@ server_on_loop_thread(const struct server *srv)
 bool
 server_needs_token(const struct server *srv)
 {
-    return srv->token != NULL;
+    return srv->ntokens > 0;
 }
 
 bool
 server_token_ok(const struct server *srv, struct span token)
 {
-    if (!srv->token)
+    if (srv->ntokens == 0)
         return true;
-    size_t n = strlen(srv->token);
-    if (token.len != n)
-        return false;
-    /* Constant time in the token's length: no timing hint of a prefix. */
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(token.ptr[i] ^ srv->token[i]);
-    return diff == 0;
+    /* Every token is compared, each in constant time for its length: no
+     * timing hint of a prefix, nor of which token matched. */
+    bool ok = false;
+    for (size_t i = 0; i < srv->ntokens; i++) {
+        const char *t = srv->tokens[i];
+        ok |= strlen(t) == token.len && CRYPTO_memcmp(t, token.ptr, token.len) == 0;
+    }
+    return ok;
 }
 
 void

@@ -30,13 +30,19 @@ int server_run(struct server *srv);
 
 void server_free(struct server *srv);
 
+/* SIGHUP: applies the reloadable keys of fresh to the live configuration
+ * and to the broker and TLS context that keep their own copies (see
+ * config_reload). Returns the number of keys changed. Loop thread. */
+int server_reload(struct server *srv, const struct config *fresh);
+
 /* Accessors for conn.c and ops.c. Any thread unless noted. */
 struct event_base *server_base(struct server *srv);
 struct evbridge *server_bridge(struct server *srv);
 struct broker *server_broker(struct server *srv);
 struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
-const struct msg_limits *server_msg_limits(const struct server *srv);
+/* What the decoder enforces now (--max-job may change on SIGHUP). */
+struct msg_limits server_msg_limits(const struct server *srv);
 bool server_stopping(const struct server *srv);
 /* NULL while healthy, else why not: "stopping", or the journal's failure
  * and the way back (a restart). Valid until the next call. Loop thread. */

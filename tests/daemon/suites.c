@@ -12,5 +12,6 @@ suite_fn *const test_suites[] = {
     scale_suite,
     crash_suite,
     compact_suite,
+    reload_suite,
     NULL,
 };

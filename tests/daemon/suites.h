@@ -11,5 +11,6 @@ Suite *input_suite(void);
 Suite *scale_suite(void);
 Suite *crash_suite(void);
 Suite *compact_suite(void);
+Suite *reload_suite(void);
 
 #endif

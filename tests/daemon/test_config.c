@@ -126,7 +126,10 @@ START_TEST(bad_flags_are_refused_with_the_reason)
         {{"--listen", "localhost"}, "--listen: 'localhost' is not HOST:PORT"},
         {{"--listen", "127.0.0.1:99999"}, "is not HOST:PORT"},
         {{"--http", "[::1]7420"}, "--http: '[::1]7420' is not HOST:PORT"},
-        {{"--bogus"}, "unknown option '--bogus'"},
+        {{"--bogus"}, "unknown option '--bogus' (see chanqd --help)"},
+        {{"--listn", "127.0.0.1:1"}, "unknown option '--listn'; did you mean '--listen'?"},
+        {{"--max-jobs=1K"}, "unknown option '--max-jobs'; did you mean '--max-job'?"},
+        {{"--tls-clientca", "x"}, "did you mean '--tls-client-ca'?"},
         {{"--max-job"}, "option '--max-job' needs a value"},
         {{"stray"}, "unexpected argument 'stray'"},
         {{"--token-file", "/nonexistent/tokens"}, "--token-file: cannot read '/nonexistent"},
@@ -145,6 +148,42 @@ START_TEST(bad_flags_are_refused_with_the_reason)
 }
 END_TEST
 
+/* A lowered max-frame alone is legal: the unset max-job follows it. Only
+ * two explicit values that conflict are an error. */
+START_TEST(an_unset_max_job_follows_a_lowered_max_frame)
+{
+    static const struct {
+        const char *args[5];
+        size_t want_job;
+    } cases[] = {
+        {{"--max-frame", "4096"}, 2048},
+        {{"--max-frame", "1K"}, 512},
+        {{"--max-frame", "2M"}, 512 * 1024},
+        {{"--max-frame", "4K", "--max-job", "4K"}, 4096},
+        {{"--max-job", "100"}, 100},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config cfg;
+        char err[512];
+        ck_assert_msg(parse(&cfg, err, sizeof err, cases[i].args) == 0, "case %zu refused: %s", i,
+                      err);
+        ck_assert_msg(cfg.max_job == cases[i].want_job, "case %zu: max-job %zu, want %zu", i,
+                      cfg.max_job, cases[i].want_job);
+        config_free(&cfg);
+    }
+    /* Explicit in the file, lowered frame on the command line: a conflict. */
+    char *path = write_file("max-job = 8K\n");
+    struct config cfg;
+    char err[512];
+    const char *args[] = {"--config", path, "--max-frame", "4K", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, args) < 0 && strstr(err, "must not exceed"),
+                  "an explicit max-job over max-frame was accepted: %s", err);
+    config_free(&cfg);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 START_TEST(help_and_version_ask_to_exit_zero)
 {
     struct config cfg;
@@ -152,6 +191,9 @@ START_TEST(help_and_version_ask_to_exit_zero)
     const char *help[] = {"--max-frame", "junk", "--help", NULL};
     /* stdout is the test log: fine. */
     ck_assert_msg(parse(&cfg, err, sizeof err, help) == 1, "--help did not return 1");
+    config_free(&cfg);
+    const char *h[] = {"-h", NULL};
+    ck_assert_msg(parse(&cfg, err, sizeof err, h) == 1, "-h did not return 1");
     config_free(&cfg);
     const char *version[] = {"--version", NULL};
     ck_assert_msg(parse(&cfg, err, sizeof err, version) == 1, "--version did not return 1");
@@ -201,6 +243,7 @@ START_TEST(config_file_errors_name_the_file_and_line)
         const char *want;
     } cases[] = {
         {"# ok\nmax-frame = 1M\nbogus = 1\n", 3, "unknown key 'bogus'"},
+        {"max-inflght = 1\n", 1, "unknown key 'max-inflght'; did you mean 'max-inflight'?"},
         {"\n\n\n\nmax-job = lots\n", 5, "max-job: 'lots' is not a size"},
         {"listen 127.0.0.1:1\n", 1, "expected 'key = value'"},
         {"config = /etc/other.conf\n", 1, "'config' is only valid on the command line"},
@@ -253,14 +296,14 @@ START_TEST(reload_applies_only_the_reloadable_keys)
                        "42", "--max-job", "1K", NULL};
     ck_assert_msg(parse(&live, err, sizeof err, a) == 0, "live: %s", err);
     ck_assert_msg(parse(&fresh, err, sizeof err, b) == 0, "fresh: %s", err);
-    int n = config_reload(&live, &fresh);
+    int n = config_reload(&live, &fresh, NULL);
     ck_assert_msg(n == 3, "%d keys changed, want 3 (log-level, max-connections, max-job)", n);
     ck_assert_msg(live.log_level == LOG_DEBUG && log_enabled(LOG_DEBUG),
                   "log level not applied");
     ck_assert_msg(config_get(&live, max_connections) == 42 && live.max_job == 1024,
                   "limits not applied");
     ck_assert_msg(strcmp(live.listen[0], "127.0.0.1:1") == 0, "listen changed without restart");
-    ck_assert_msg(config_reload(&live, &fresh) == 0, "a second identical reload changed keys");
+    ck_assert_msg(config_reload(&live, &fresh, NULL) == 0, "a second identical reload changed keys");
     log_set_level(LOG_INFO);
     config_free(&live);
     config_free(&fresh);
@@ -276,6 +319,7 @@ config_suite(void)
     tcase_add_test(tc, every_flag_sets_its_field);
     tcase_add_test(tc, sizes_take_k_m_g_suffixes_and_refuse_junk);
     tcase_add_test(tc, bad_flags_are_refused_with_the_reason);
+    tcase_add_test(tc, an_unset_max_job_follows_a_lowered_max_frame);
     tcase_add_test(tc, help_and_version_ask_to_exit_zero);
     tcase_add_test(tc, config_file_sets_keys_and_flags_override_it);
     tcase_add_test(tc, config_file_errors_name_the_file_and_line);

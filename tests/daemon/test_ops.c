@@ -310,6 +310,39 @@ START_TEST(token_is_required_when_configured)
 }
 END_TEST
 
+/* Every non-empty line of the file is a token (rotation: old and new side
+ * by side); blanks around a token and a CRLF ending are not part of it. */
+static void
+hello_with(struct harness *t, const char *token, bool want_ok)
+{
+    int c = dial(t);
+    if (want_ok)
+        json_decref(req_ok(c, "{\"op\":\"hello\",\"token\":\"%s\"}", token));
+    else
+        req_err(c, "unauthorized", "{\"op\":\"hello\",\"token\":\"%s\"}", token);
+    harness_close(c);
+}
+
+START_TEST(every_line_of_the_token_file_is_a_token)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/tokens", harness_dir(fx.h));
+    FILE *f = fopen(path, "w");
+    fputs("old-token\r\n\n   \n  new-token  \r\n\tthird\n", f);
+    fclose(f);
+    const char *args[] = {"--token-file", path, NULL};
+    struct harness *t = start_daemon(args);
+    hello_with(t, "old-token", true);
+    hello_with(t, "new-token", true);
+    hello_with(t, "third", true);
+    hello_with(t, "", false);
+    hello_with(t, "new-token  ", false);
+    hello_with(t, "old-token\\r", false);
+    hello_with(t, "new", false);
+    ck_assert_int_eq(harness_stop(t), 0);
+}
+END_TEST
+
 START_TEST(payload_over_max_job_is_too_large)
 {
     const char *args[] = {"--max-job", "1000", NULL};
@@ -390,6 +423,7 @@ ops_suite(void)
     tcase_add_test(tc, job_and_wait_answers_give_every_listed_field);
     tcase_add_test(tc, hello_answers_server_and_protocol);
     tcase_add_test(tc, token_is_required_when_configured);
+    tcase_add_test(tc, every_line_of_the_token_file_is_a_token);
     tcase_add_test(tc, payload_over_max_job_is_too_large);
     tcase_add_test(tc, queue_and_memory_limits_answer_limit_and_change_nothing);
     suite_add_tcase(s, tc);
