@@ -100,7 +100,7 @@ static const struct key keys[] = {
      "requests in flight per connection before reading stops", apply_read_live},
     {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",
      "time given to in-flight work on SIGTERM", apply_read_live},
-    {"journal-segment", K_SIZE, F(journal_segment_bytes), "64M", 64 * KIB, 64 * GIB, 0, "BYTES",
+    {"journal-segment", K_SIZE, F(journal_segment_bytes), "64M", 64 * KIB, 1 * GIB, 0, "BYTES",
      "journal segment size: a new file is started past it (allocated whole with fsync always)",
      NULL},
     {"journal-compact", K_SIZE, F(journal_compact_bytes), "64M", 64 * KIB, 1024 * GIB, 0, "BYTES",

@@ -65,6 +65,7 @@ struct journal {
     int fd;                 /* current segment, -1 before start */
     uint64_t seq;           /* its sequence number */
     uint64_t seg_size;      /* its size */
+    uint64_t seg_alloc;     /* bytes allocated to it (fsync always) */
     bool dirty;             /* interval: written since the last fsync */
     int64_t next_sync_ms;   /* interval: when to fsync next */
     int last_rc;            /* the last write/fsync error, for journal_close */

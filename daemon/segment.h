@@ -57,6 +57,9 @@ enum segment_status {
 struct segment_reader {
     const uint8_t *map;  /* the file's bytes (NULL when empty) */
     size_t size;         /* file size in bytes */
+    size_t data_limit;   /* no byte at or past it was ever written (space
+                          * allocated but unwritten reads as zeros): scans
+                          * for the records' end start here, not at size */
     size_t offset;       /* the next record to read, or the bad one just reported */
     unsigned flags;      /* header flags (SEGMENT_COMPACTED) */
     bool header_ok;      /* false: the file is shorter than or has a bad header
