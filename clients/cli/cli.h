@@ -75,6 +75,22 @@ enum {
 /* Fills the defaults of g for subcommand `cmd` with help text `usage`. */
 void cli_init(struct cli *g, const char *cmd, const char *usage);
 
+/* getopt_long() for a subcommand's argv; after an unknown long option it
+ * also prints the closest known one ("did you mean '--server'?"). */
+int cli_getopt(const struct cli *g, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Levenshtein distance of a and b (for "did you mean" hints). */
+size_t cli_edit_distance(const char *a, const char *b);
+
+/* True when `typed` is close enough to `known` to be a likely typo of it. */
+bool cli_near(const char *typed, const char *known);
+
+/* When `arg` (argv[optind - 1] after getopt_long returned '?') is a long
+ * option that matches none of `longopts`, prints "PROG: did you mean
+ * '--NAME'?" for the closest one, if any is near. */
+void cli_suggest_option(const char *prog, const char *arg, const struct option *longopts);
+
 /* Handles a shared option (server, token, help, '?'); returns false when
  * opt is the command's own. Exits for --help (0) and bad options (2). */
 bool cli_common_opt(struct cli *g, int opt, const char *arg);

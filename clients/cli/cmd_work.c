@@ -393,7 +393,7 @@ cmd_work(int argc, char **argv)
     int dash = 1;
     while (dash < argc && strcmp(argv[dash], "--") != 0)
         dash++;
-    while ((opt = getopt_long(dash, argv, "hc:q", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&p->g, dash, argv, "hc:q", opts)) != -1) {
         if (cli_common_opt(&p->g, opt, optarg))
             continue;
         switch (opt) {
