@@ -17,6 +17,7 @@ enum cli_exit {
     CLI_USAGE = 2,      /* bad command line */
     CLI_IO = 3,         /* could not reach the server / connection lost */
     CLI_NOT_DONE = 4,   /* wait: the job ended in another state than done */
+    CLI_CANNOT_RUN = 5, /* work: CMD cannot be started */
 };
 
 /* Options every subcommand accepts. */
