@@ -1,17 +1,18 @@
 /* chanq work: run a command for each job, with a pool of worker goroutines
- * (core/), the worker pool of ../shared/go-concurrency-lesson.txt:
+ * (core/), Go's classic worker pool:
  *
  *   results := make(chan outcome, N); var wg WaitGroup
  *   for i := 0; i < N; i++ { wg.Add(1); go worker() }   // fetch, run, ack
  *   go reporter()                                         // range results
  *   wg.Wait(); close(results)
  *
- * The jobs channel of the lesson is the server's queue: each worker fetches
- * on its own connection (a reservation belongs to the connection that
- * fetched, and the cancel/revoked events for it arrive there). A closed and
- * drained queue ends the workers' loops, as closing the jobs channel ends
- * `for j := range jobs`. SIGTERM cancels the pool's context (Go's
- * cancellation by close): workers stop fetching and finish what they run.
+ * In Go the workers would range over a jobs channel; here that channel is
+ * the server's queue: each worker fetches on its own connection (a
+ * reservation belongs to the connection that fetched, and the cancel/revoked
+ * events for it arrive there). A closed and drained queue ends the workers'
+ * loops, as closing the jobs channel ends `for j := range jobs`. SIGTERM
+ * cancels the pool's context (Go's cancellation by close): workers stop
+ * fetching and finish what they run.
  *
  * core/ has no poller for file descriptors: a worker waiting in poll(2) for
  * its command and its connection holds its thread, so the scheduler gets one
@@ -372,7 +373,7 @@ signal_main(void *arg)
     return NULL;
 }
 
-/* The main goroutine: the pool of the lesson. */
+/* The main goroutine: the pool itself. */
 static void
 pool_main(void *arg)
 {
