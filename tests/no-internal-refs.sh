@@ -14,10 +14,12 @@ cd "$top"
 if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$top" ]; then
     list() { git ls-files -z; }
 else
-    # A tarball: what autotools generated is not ours to check.
+    # A tarball: what autotools generated, and build trees (test.sh's
+    # ./build, distcheck's _build), are not ours to check.
     list() {
         find . -type f ! -path './autom4te.cache/*' ! -path './build-aux/*' \
             ! -path './m4/*' ! -path './_build/*' ! -path './_inst/*' \
+            ! -path './build/*' ! -path './build-*' ! -path './var/*' \
             ! -name configure ! -name Makefile.in ! -name aclocal.m4 \
             ! -name 'chanq_config.h.in' -print0
     }
