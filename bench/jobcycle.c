@@ -1,6 +1,6 @@
 /*
  * bench/jobcycle.c: closed-loop job-cycle load generator for chanqd,
- * beanstalkd and Redis (issue 5 "Performance", issue 6 "Benchmark").
+ * beanstalkd and Redis, in memory and durable (docs/performance.md).
  *
  * One process, one thread, one epoll loop, no dependency on libchanq, so
  * the three servers see the same generator. It speaks:

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/jobcycle.sh: the job-cycle benchmark of chanqd side by side with
-# beanstalkd and Redis (issue 5 "Performance"), and with --durable the
-# fsync-every-write comparison (issue 6 "Benchmark"). See docs/performance.md.
+# beanstalkd and Redis, and with --durable the fsync-every-write
+# comparison. See docs/performance.md.
 #
 #   bench/jobcycle.sh [--durable] [--seconds N] [--rounds R] [--jobs N]
 #                     [--no-mem] [--no-half] [--no-build] [--keep]

@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/tls.sh: the cost of TLS (issue 10). `chanq loadtest` with 8
+# bench/tls.sh: the cost of TLS. `chanq loadtest` with 8
 # producers and 8 consumers against the plain and the TLS listener of the
 # same chanqd (--memory), interleaved round by round so that noise from a
 # shared machine hits both alike. docs/performance.md ("TLS") has figures.

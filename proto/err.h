@@ -1,4 +1,4 @@
-/* Protocol error codes: one enum mirroring the wire table of PROTOCOL.md,
+/* Protocol error codes: one enum mirroring the wire table of docs/protocol.md,
  * and the detail record that goes with a failure. */
 #ifndef CHANQ_PROTO_ERR_H
 #define CHANQ_PROTO_ERR_H

@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -69,6 +71,90 @@ build_env(char *const extra[])
     for (size_t j = 0; j < m; j++)
         env[k++] = extra[j];
     return env;
+}
+
+/* 0 when path is a regular file we may execute, else an errno (exec says
+ * EACCES for a directory; EISDIR tells the user more). */
+static int
+executable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno;
+    if (S_ISDIR(st.st_mode))
+        return EISDIR;
+    if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) < 0)
+        return EACCES;
+    return 0;
+}
+
+/* The kernel runs a "#!" script's interpreter; a missing one fails the exec
+ * with ENOENT, which would only show once a job is fetched. */
+static int
+check_interpreter(const char *path, char *msg, size_t len)
+{
+    char line[256];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* execute-only files exist; let exec decide */
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n < 2 || line[0] != '#' || line[1] != '!')
+        return 0;
+    line[n] = '\0';
+    char *interp = line + 2 + strspn(line + 2, " \t");
+    interp[strcspn(interp, " \t\r\n")] = '\0';
+    int e = *interp ? executable(interp) : ENOEXEC;
+    if (e)
+        snprintf(msg, len, "interpreter '%s': %s", interp, strerror(e));
+    return e;
+}
+
+/* 0 when path can be started, else an errno and why in msg. */
+static int
+check_file(const char *path, char *msg, size_t len)
+{
+    int e = executable(path);
+    if (e) {
+        snprintf(msg, len, "%s", strerror(e));
+        return e;
+    }
+    return check_interpreter(path, msg, len);
+}
+
+int
+child_check_command(const char *file, char *msg, size_t len)
+{
+    if (!*file) {
+        snprintf(msg, len, "empty command name");
+        return -1;
+    }
+    if (strchr(file, '/'))
+        return check_file(file, msg, len) ? -1 : 0;
+    /* execvp()'s search: PATH (glibc's default when unset), an empty entry
+     * is the current directory; a candidate that exists but cannot run is
+     * reported only if no later one can. */
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    bool seen = false;
+    for (const char *dir = path;; dir += strcspn(dir, ":") + 1) {
+        int dlen = (int)strcspn(dir, ":");
+        char cand[4096], why[512];
+        snprintf(cand, sizeof cand, "%.*s/%s", dlen ? dlen : 1, dlen ? dir : ".", file);
+        int e = check_file(cand, why, sizeof why);
+        if (e == 0)
+            return 0;
+        if (e != ENOENT && e != ENOTDIR && !seen) {
+            snprintf(msg, len, "%s: %s", cand, why);
+            seen = true;
+        }
+        if (!dir[dlen])
+            break;
+    }
+    if (!seen)
+        snprintf(msg, len, "'%s' not found in PATH", file);
+    return -1;
 }
 
 struct child *

@@ -11,6 +11,15 @@
 
 struct child;
 
+/* Checks, without running it, that `file` can be started: found as
+ * execvp()/posix_spawnp() search PATH (a name with a '/' is taken as is), a
+ * regular file we may execute, and for a "#!" script, its interpreter too.
+ * Returns 0, or -1 with why in msg ("'foo' not found in PATH",
+ * "Permission denied", "/usr/bin/foo: Permission denied" for a PATH
+ * match, ...). Cannot foresee every exec failure
+ * (ETXTBSY, ENOEXEC, a race with rm): child_spawn may still fail. */
+int child_check_command(const char *file, char *msg, size_t len);
+
 /* Starts argv[0] (searched in PATH) with `env` added to the environment
  * ("NAME=value" strings, NULL-terminated), `input` (len bytes, copied) on
  * stdin. Returns a new child (free it with child_free), or NULL with errno. */

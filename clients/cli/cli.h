@@ -17,6 +17,7 @@ enum cli_exit {
     CLI_USAGE = 2,      /* bad command line */
     CLI_IO = 3,         /* could not reach the server / connection lost */
     CLI_NOT_DONE = 4,   /* wait: the job ended in another state than done */
+    CLI_CANNOT_RUN = 5, /* work: CMD cannot be started */
 };
 
 /* Options every subcommand accepts. */
@@ -74,6 +75,22 @@ enum {
 
 /* Fills the defaults of g for subcommand `cmd` with help text `usage`. */
 void cli_init(struct cli *g, const char *cmd, const char *usage);
+
+/* getopt_long() for a subcommand's argv; after an unknown long option it
+ * also prints the closest known one ("did you mean '--server'?"). */
+int cli_getopt(const struct cli *g, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Levenshtein distance of a and b (for "did you mean" hints). */
+size_t cli_edit_distance(const char *a, const char *b);
+
+/* True when `typed` is close enough to `known` to be a likely typo of it. */
+bool cli_near(const char *typed, const char *known);
+
+/* When `arg` (argv[optind - 1] after getopt_long returned '?') is a long
+ * option that matches none of `longopts`, prints "PROG: did you mean
+ * '--NAME'?" for the closest one, if any is near. */
+void cli_suggest_option(const char *prog, const char *arg, const struct option *longopts);
 
 /* Handles a shared option (server, token, help, '?'); returns false when
  * opt is the command's own. Exits for --help (0) and bad options (2). */

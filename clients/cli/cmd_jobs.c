@@ -153,7 +153,7 @@ cmd_fetch(int argc, char **argv)
     bool ack = false;
     int opt;
     cli_init(&g, "fetch", fetch_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         switch (opt) {
@@ -204,7 +204,7 @@ parse_common(struct cli *g, int argc, char **argv, int min_args, int max_args)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS};
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    while ((opt = cli_getopt(g, argc, argv, "h", opts)) != -1)
         cli_common_opt(g, opt, optarg);
     if (argc - optind < min_args)
         cli_usage_error(g, "missing argument");
@@ -252,7 +252,7 @@ cmd_nack(int argc, char **argv)
     bool dead = false;
     int opt;
     cli_init(&g, "nack", nack_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         switch (opt) {
@@ -340,7 +340,7 @@ cmd_wait(int argc, char **argv)
     bool only_result = false;
     int opt;
     cli_init(&g, "wait", wait_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         if (opt == OPT_WTIMEOUT)

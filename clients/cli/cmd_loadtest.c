@@ -377,7 +377,7 @@ parse(struct lt *lt, int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET}, {"drain", required_argument, NULL, OPT_DRAIN},
         CLI_COMMON_OPTIONS};
     int opt;
-    while ((opt = getopt_long(argc, argv, "hp:c:d:n:", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&lt->g, argc, argv, "hp:c:d:n:", opts)) != -1) {
         if (cli_common_opt(&lt->g, opt, optarg))
             continue;
         switch (opt) {

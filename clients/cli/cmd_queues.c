@@ -28,7 +28,7 @@ cmd_declare(int argc, char **argv)
     int opt;
     cli_init(&g, "declare", declare_usage);
     json_t *req = json_pack("{s:s}", "op", "declare");
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         const char *key = opt == OPT_CAPACITY ? "capacity" : opt == OPT_TTR ? "ttr_ms" : "max_attempts";
@@ -48,7 +48,7 @@ queue_command(int argc, char **argv, const char *op, const char *usage)
     struct cli g;
     int opt;
     cli_init(&g, op, usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1)
         cli_common_opt(&g, opt, optarg);
     if (argc - optind != 1)
         cli_usage_error(&g, "expected one QUEUE");
@@ -93,7 +93,7 @@ cmd_kick(int argc, char **argv)
     int opt;
     int64_t count = 0;
     cli_init(&g, "kick", kick_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1)
         if (!cli_common_opt(&g, opt, optarg))
             count = cli_i64(&g, "--count", optarg);
     if (argc - optind != 1)
@@ -111,7 +111,7 @@ cmd_ping(int argc, char **argv)
     struct cli g;
     int opt;
     cli_init(&g, "ping", "Usage: chanq ping\nExits 0 when the server answers a ping.\n");
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1)
         cli_common_opt(&g, opt, optarg);
     if (argc != optind)
         cli_usage_error(&g, "no arguments expected");

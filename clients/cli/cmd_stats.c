@@ -132,7 +132,7 @@ cmd_stats(int argc, char **argv)
     int64_t interval = 1;
     int opt;
     cli_init(&g, "stats", stats_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         if (opt == OPT_JSON)

@@ -133,7 +133,7 @@ cmd_submit(int argc, char **argv)
     long window = 256;
     int opt;
     cli_init(&g, "submit", submit_usage);
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
         switch (opt) {

@@ -1,17 +1,18 @@
 /* chanq work: run a command for each job, with a pool of worker goroutines
- * (core/), the worker pool of ../shared/go-concurrency-lesson.txt:
+ * (core/), Go's classic worker pool:
  *
  *   results := make(chan outcome, N); var wg WaitGroup
  *   for i := 0; i < N; i++ { wg.Add(1); go worker() }   // fetch, run, ack
  *   go reporter()                                         // range results
  *   wg.Wait(); close(results)
  *
- * The jobs channel of the lesson is the server's queue: each worker fetches
- * on its own connection (a reservation belongs to the connection that
- * fetched, and the cancel/revoked events for it arrive there). A closed and
- * drained queue ends the workers' loops, as closing the jobs channel ends
- * `for j := range jobs`. SIGTERM cancels the pool's context (Go's
- * cancellation by close): workers stop fetching and finish what they run.
+ * In Go the workers would range over a jobs channel; here that channel is
+ * the server's queue: each worker fetches on its own connection (a
+ * reservation belongs to the connection that fetched, and the cancel/revoked
+ * events for it arrive there). A closed and drained queue ends the workers'
+ * loops, as closing the jobs channel ends `for j := range jobs`. SIGTERM
+ * cancels the pool's context (Go's cancellation by close): workers stop
+ * fetching and finish what they run.
  *
  * core/ has no poller for file descriptors: a worker waiting in poll(2) for
  * its command and its connection holds its thread, so the scheduler gets one
@@ -48,7 +49,9 @@ static const char work_usage[] =
     "SIGKILL after the grace period. Long jobs are touched automatically.\n"
     "SIGTERM or SIGINT: stop fetching, let running commands finish, exit 0\n"
     "(a second signal terminates the running commands). Also exits when every\n"
-    "queue is closed and drained.\n"
+    "queue is closed and drained. Exits 5, fetching nothing more, when CMD\n"
+    "cannot be started (checked before every fetch, like execvp finds it); a\n"
+    "job fetched for a CMD that then fails to start is given back, not nacked.\n"
     "\nOptions:\n"
     "  -c, --concurrency N  commands running at once (default 1)\n"
     "  --grace-ms MS        SIGTERM to SIGKILL delay (default 5000)\n"
@@ -63,10 +66,10 @@ enum { OPT_GRACE = OPT_FIRST_OWN, OPT_TOUCH, OPT_STRICT };
 #define RECONNECT_MS 1000
 
 /* What a worker did with one job, for the reporter. */
-enum verdict { ACKED, NACKED, CANCELLED, REVOKED, LOST, FAILED };
+enum verdict { ACKED, NACKED, CANCELLED, REVOKED, LOST, FAILED, NOT_STARTED };
 static const char *const verdict_names[] = {"acked", "nacked", "cancelled: command stopped",
                                             "revoked: command stopped", "connection lost",
-                                            "failed"};
+                                            "failed", "not started, left to the server"};
 
 struct outcome {
     char id[80];         /* job id (cut if longer) */
@@ -94,6 +97,7 @@ struct pool {
     struct chan *reported;   /* closed by the reporter when results drained */
     pthread_t sig_thread;    /* sigwait()s for SIGTERM/SIGINT */
     atomic_long jobs_done;   /* acked + nacked, for the exit message */
+    atomic_bool cannot_run;  /* CMD failed to start: stopping, exit 5 */
 };
 
 /* One worker's state while it runs a job; the event function writes it. */
@@ -197,7 +201,20 @@ supervise(struct worker *w, struct chanq_conn *c, struct child *ch, const struct
     return conn_ok;
 }
 
-/* Runs the command for one job and acks or nacks it. */
+/* CMD cannot be started: every job fetched for it would fail, so stop
+ * fetching like on SIGTERM (running commands finish) and exit 5. Says why
+ * once, even with --quiet. */
+static void
+pool_cannot_run(struct pool *p, const char *why)
+{
+    if (!atomic_exchange(&p->cannot_run, true))
+        fprintf(stderr, "chanq work: cannot run %s: %s; stopping\n", p->cmd[0], why);
+    ctx_cancel(p->ctx);
+}
+
+/* Runs the command for one job and acks or nacks it. A command that does
+ * not start is neither: the job did not fail, so no nack may count against
+ * it (see NOT_STARTED in worker_main). */
 static void
 run_job(struct worker *w, struct chanq_conn *c, const struct chanq_job *job, struct outcome *o)
 {
@@ -213,8 +230,8 @@ run_job(struct worker *w, struct chanq_conn *c, const struct chanq_job *job, str
     int64_t t0 = timer_now_ms();
     struct child *ch = child_spawn(p->cmd, env, job->payload, strlen(job->payload));
     if (!ch) {
-        snprintf(o->note, sizeof o->note, "cannot run %s: %s", p->cmd[0], strerror(errno));
-        o->what = chanq_nack(c, job->id, o->note, -1, false, NULL) == 0 ? NACKED : FAILED;
+        snprintf(o->note, sizeof o->note, "%s", strerror(errno));
+        o->what = NOT_STARTED;
         return;
     }
     w->job_id = job->id;
@@ -256,7 +273,14 @@ worker_main(void *arg)
                                   .timeout_ms = FETCH_POLL_MS,
                                   .count = 1,
                                   .strict = p->strict};
+    char why[512];
     while (ctx_err(p->ctx) == 0) {
+        /* Before each fetch, so a CMD deleted while the pool idles costs no
+         * job a delivery. */
+        if (child_check_command(p->cmd[0], why, sizeof why) < 0) {
+            pool_cannot_run(p, why);
+            break;
+        }
         if (!c) {
             struct chanq_connect_opts co;
             cli_connect_opts(&p->g, &co);
@@ -290,9 +314,17 @@ worker_main(void *arg)
             /* The reporter was readied on this thread's run queue; let it
              * run now, before this goroutine blocks its thread in poll(2). */
             go_yield();
-            if (o.what == LOST) {
+            if (o.what == LOST || o.what == NOT_STARTED) {
+                /* NOT_STARTED: the protocol has no release that leaves the
+                 * attempt uncounted; closing the connection gives the job
+                 * (and any others of the batch) back at once, without an
+                 * error or a retry delay (docs/clients.md). */
                 chanq_conn_free(c);
                 c = NULL;
+            }
+            if (o.what == NOT_STARTED) {
+                pool_cannot_run(p, o.note);
+                break;
             }
         }
         chanq_jobs_free(jobs, n);
@@ -341,7 +373,7 @@ signal_main(void *arg)
     return NULL;
 }
 
-/* The main goroutine: the pool of the lesson. */
+/* The main goroutine: the pool itself. */
 static void
 pool_main(void *arg)
 {
@@ -393,7 +425,7 @@ cmd_work(int argc, char **argv)
     int dash = 1;
     while (dash < argc && strcmp(argv[dash], "--") != 0)
         dash++;
-    while ((opt = getopt_long(dash, argv, "hc:q", opts, NULL)) != -1) {
+    while ((opt = cli_getopt(&p->g, dash, argv, "hc:q", opts)) != -1) {
         if (cli_common_opt(&p->g, opt, optarg))
             continue;
         switch (opt) {
@@ -420,11 +452,18 @@ cmd_work(int argc, char **argv)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    char why[512];
+    if (child_check_command(p->cmd[0], why, sizeof why) < 0) {
+        fprintf(stderr, "chanq work: cannot run %s: %s\n", p->cmd[0], why);
+        free(p);
+        return CLI_CANNOT_RUN;
+    }
     int rc = sched_run_main(pool_main, p, p->concurrency + 2);
+    bool cannot_run = atomic_load(&p->cannot_run);
     free(p);
     if (rc < 0) {
         fprintf(stderr, "chanq work: cannot start the scheduler: %s\n", strerror(-rc));
         return CLI_IO;
     }
-    return CLI_OK;
+    return cannot_run ? CLI_CANNOT_RUN : CLI_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,83 @@ cli_init(struct cli *g, const char *cmd, const char *usage)
     g->usage = usage;
     g->server = env_server && *env_server ? env_server : "127.0.0.1:7420";
     g->token = env_token && *env_token ? env_token : NULL;
-    /* Each subcommand parses its own argv from the start. */
-    optind = 1;
+    /* Each subcommand parses its own argv from the start. 0, not 1: main()
+     * already ran getopt_long on the global options with "+" (stop at the
+     * command), and only optind = 0 makes glibc forget that mode and permute
+     * again (options may follow the arguments). */
+    optind = 0;
+}
+
+#define NEAR_MAX_LEN 64 /* longer words are never typos of our names */
+
+size_t
+cli_edit_distance(const char *a, const char *b)
+{
+    size_t la = strnlen(a, NEAR_MAX_LEN), lb = strnlen(b, NEAR_MAX_LEN);
+    size_t row[NEAR_MAX_LEN + 1];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0]; /* row[i-1][j-1] */
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+bool
+cli_near(const char *typed, const char *known)
+{
+    /* Two edits, or a third of the name for long names: catches swapped and
+     * missing letters without suggesting unrelated options. */
+    size_t limit = strlen(known) / 3;
+    return cli_edit_distance(typed, known) <= (limit > 2 ? limit : 2);
+}
+
+void
+cli_suggest_option(const char *prog, const char *arg, const struct option *longopts)
+{
+    if (strncmp(arg, "--", 2) != 0 || !arg[2])
+        return;
+    char name[NEAR_MAX_LEN + 1];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+    const struct option *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (const struct option *o = longopts; o->name; o++) {
+        /* A prefix of a known option is an ambiguous abbreviation, or the
+         * option itself missing its argument: getopt said so already. */
+        if (strncmp(o->name, name, strlen(name)) == 0)
+            return;
+        size_t d = cli_edit_distance(name, o->name);
+        if (d < best_d && cli_near(name, o->name)) {
+            best = o;
+            best_d = d;
+        }
+    }
+    if (best)
+        fprintf(stderr, "%s: did you mean '--%s'?\n", prog, best->name);
+}
+
+int
+cli_getopt(const struct cli *g, int argc, char **argv, const char *shortopts,
+           const struct option *longopts)
+{
+    int opt = getopt_long(argc, argv, shortopts, longopts, NULL);
+    if (opt == '?' && optind > 0 && optind <= argc) {
+        char prog[64];
+        snprintf(prog, sizeof prog, "chanq %s", g->cmd);
+        cli_suggest_option(prog, argv[optind - 1], longopts);
+    }
+    return opt;
 }
 
 void

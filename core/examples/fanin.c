@@ -1,4 +1,4 @@
-/* Fan-in with a timeout (the lesson's fanIn plus select with a deadline):
+/* Fan-in with a timeout (Go's fanIn pattern plus select with a deadline):
  * three tickers at different rates merge into one channel; main reads for a
  * while, then closes `quit`, the cancellation-by-close broadcast. */
 #include "chanq_config.h"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # chanq CLI end to end: --help everywhere, submit (argument and pipelined
 # NDJSON), fetch with --ack and with ack lines on stdin, queue admin, stats,
-# exit codes.
+# exit codes, common options before the command, "did you mean" hints.
 . "${top_srcdir:-.}/tests/clients/cli-lib.sh"
 
 for sub in submit fetch ack nack touch cancel wait job declare close pause resume kick ping stats work loadtest; do
@@ -9,6 +9,20 @@ for sub in submit fetch ack nack touch cancel wait job declare close pause resum
     case "$out" in *Usage:*) ;; *) fail "chanq $sub --help printed no usage" ;; esac
 done
 cq --help | grep -q loadtest || fail "chanq --help lists no commands"
+cq -h | grep -q '^Usage: chanq' || fail "chanq -h prints no usage"
+# Typos get the closest name, before and after the command.
+expect_hint() { # WANT ARGS...: exit 2 and WANT on stderr
+    want=$1; shift
+    set +e
+    cq "$@" >/dev/null 2>"$TMP/err.txt"; rc=$?
+    set -e
+    [ $rc -eq 2 ] || fail "chanq $*: exit $rc, want 2"
+    grep -qF "did you mean '$want'?" "$TMP/err.txt" || fail "chanq $*: no hint for $want: $(cat "$TMP/err.txt")"
+}
+expect_hint --server stats --sever 127.0.0.1:1
+expect_hint --server --sever 127.0.0.1:1 stats
+expect_hint --concurrency work q --concurency 2 -- true
+expect_hint stats stat
 set +e
 cq submit >/dev/null 2>&1; [ $? -eq 2 ] || fail "missing QUEUE is not exit 2"
 CHANQ_SERVER=127.0.0.1:1 cq ping >/dev/null 2>&1; [ $? -eq 3 ] || fail "unreachable server is not exit 3"
@@ -16,6 +30,22 @@ set -e
 
 start_daemon
 cq ping >/dev/null || fail "ping"
+
+# Common options before the command, as with git: they beat CHANQ_SERVER,
+# and one repeated after the command wins.
+good=$CHANQ_SERVER
+CHANQ_SERVER=127.0.0.1:1 cq --server "$good" ping >/dev/null || fail "--server before the command"
+CHANQ_SERVER=127.0.0.1:1 cq --server="$good" stats --json >/dev/null || fail "--server=ADDR before the command"
+CHANQ_SERVER=127.0.0.1:1 cq --server 127.0.0.1:1 ping --server "$good" >/dev/null ||
+    fail "--server after the command does not win"
+set +e
+cq --server 127.0.0.1:1 ping >/dev/null 2>&1; rc=$?
+set -e
+[ $rc -eq 3 ] || fail "--server before the command ignored (exit $rc, want 3)"
+# The command still takes its options after its arguments.
+pre=$(CHANQ_SERVER=127.0.0.1:1 cq --server "$good" submit pre '{"x":1}' --ttr-ms 4321) ||
+    fail "submit with options after its arguments, common option first"
+cq job "$pre" | grep -q '"queue":"pre"' || fail "job $pre not in queue pre"
 cq declare mail --capacity 5000 >/dev/null || fail "declare"
 
 id=$(cq submit mail '{"to":"ann"}') || fail "submit with a JSON argument"

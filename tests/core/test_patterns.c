@@ -1,4 +1,4 @@
-/* The lesson's patterns (go-concurrency-lesson.txt) written with core:
+/* Go's classic concurrency patterns written with core:
  * fan-in, the worker pool, cancellation by close; and the two failures the
  * runtime must report: a leaked goroutine and a deadlock. */
 #include "chanq_config.h"

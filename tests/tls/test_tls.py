@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TLS, black-box (issue 10): a real chanqd with --tls-listen and
+"""TLS, black-box: a real chanqd with --tls-listen and
 certificates this test makes with the openssl CLI (a throwaway CA, server
 certificates for 127.0.0.1/localhost, client certificates, a second CA
 nobody trusts). Submit/fetch/ack with the chanq CLI over TLS; a client
