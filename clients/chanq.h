@@ -250,7 +250,7 @@ int chanq_kick(struct chanq_conn *c, const char *queue, int64_t count, int64_t *
 int chanq_stats(struct chanq_conn *c, const char *queue, json_t **out);
 
 /* Every queue: the "queues" object (name -> fields), a new reference in
- * *out. 0 or -1. */
+ * *out, gathered page by page. 0 or -1. */
 int chanq_queues(struct chanq_conn *c, json_t **out);
 
 /* Any request: `req` (a JSON object with "op"; borrowed) is sent as is and

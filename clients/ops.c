@@ -436,5 +436,29 @@ chanq_stats(struct chanq_conn *c, const char *queue, json_t **out)
 int
 chanq_queues(struct chanq_conn *c, json_t **out)
 {
-    return call_member(c, json_pack("{s:s}", "op", "queues"), 0, "queues", out);
+    /* The server answers a page at a time ("next" names the last queue of
+     * a page that has more after it). */
+    json_t *all = json_object(), *resp = NULL;
+    char *after = NULL;
+    *out = NULL;
+    if (!all)
+        return -1;
+    for (;;) {
+        json_t *req = json_pack("{s:s}", "op", "queues");
+        if (req && after)
+            json_object_set_new(req, "after", json_string(after));
+        free(after);
+        after = NULL;
+        if (call_new(c, req, 0, &resp) < 0) {
+            json_decref(all);
+            return -1;
+        }
+        json_object_update(all, json_object_get(resp, "queues"));
+        after = json_dup_str(resp, "next");
+        json_decref(resp);
+        if (!after)
+            break;
+    }
+    *out = all;
+    return 0;
 }

@@ -52,6 +52,8 @@ struct broker {
 
 /* Registry (broker.c). Lock held. */
 struct queue *broker_find_queue(struct broker *b, const char *name, size_t len);
+/* Index in b->queues (sorted by name) of the first queue named after name. */
+size_t broker_queue_index_after(struct broker *b, const char *name, size_t len);
 /* Finds or creates (with the defaults) the queue; NULL with err set when a
  * limit or memory says no. */
 struct queue *broker_get_queue(struct broker *b, const char *name, size_t len,

@@ -148,6 +148,13 @@ search_queue(struct broker *b, const char *name, size_t len, size_t *pos)
     return NULL;
 }
 
+size_t
+broker_queue_index_after(struct broker *b, const char *name, size_t len)
+{
+    size_t pos;
+    return search_queue(b, name, len, &pos) ? pos + 1 : pos;
+}
+
 struct queue *
 broker_find_queue(struct broker *b, const char *name, size_t len)
 {

@@ -165,16 +165,46 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
     return broker_answer_durable(b, s, req->rid, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
 }
 
+/* Builds a `queues` page from snapshots, after the lock is released. */
+static json_t *
+queues_page_json(const struct queue_snap *snaps, size_t n, bool more)
+{
+    json_t *all = json_object();
+    for (size_t i = 0; all && i < n; i++)
+        json_object_set_new(all, snaps[i].name, queue_snap_json(&snaps[i]));
+    json_t *fields = all ? json_pack("{s:o}", "queues", all) : NULL;
+    if (fields && more)
+        json_object_set_new(fields, "next", json_string(snaps[n - 1].name));
+    return fields;
+}
+
+/* Lists up to `count` queues in name order, after `after` when given. The
+ * lock is held only to copy their stats: building thousands of JSON objects
+ * under it stalled every other request (5,000 queues: 2-3 s per answer). */
 int
 broker_op_queues(struct broker *b, struct session *s, const struct request *req,
                  struct buf *out, struct proto_error *err)
 {
+    size_t limit = req->has_count ? (size_t)req->count : QUEUES_PAGE_DEFAULT;
+    struct queue_snap *snaps = malloc(limit * sizeof *snaps);
+    if (!snaps) {
+        proto_error_set(err, PROTO_INTERNAL, "out of memory");
+        return -1;
+    }
     pthread_mutex_lock(&b->lock);
-    json_t *all = json_object();
-    for (size_t i = 0; all && i < b->nqueues; i++)
-        json_object_set_new(all, b->queues[i]->name, queue_stats_json(b->queues[i]));
-    json_t *fields = all ? json_pack("{s:o}", "queues", all) : NULL;
-    return answer_fields(b, req, fields, out, err);
+    size_t first = req->after.len ? broker_queue_index_after(b, req->after.ptr, req->after.len) : 0;
+    size_t n = 0;
+    for (size_t i = first; i < b->nqueues && n < limit; i++)
+        queue_snapshot(b->queues[i], &snaps[n++]);
+    bool more = first + n < b->nqueues;
+    pthread_mutex_unlock(&b->lock);
+    json_t *fields = queues_page_json(snaps, n, more);
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    free(snaps);
+    if (rc < 0)
+        proto_error_set(err, PROTO_INTERNAL, "out of memory");
+    return rc;
 }
 
 int

@@ -172,25 +172,53 @@ queue_oldest_age_ms(const struct queue *q)
     return age > 0 ? age : 0;
 }
 
+void
+queue_snapshot(const struct queue *q, struct queue_snap *out)
+{
+    *out = (struct queue_snap){
+        .name = q->name,
+        .set = q->set,
+        .depth = queue_depth(q),
+        .reserved = q->reserved,
+        .delayed = q->delayed,
+        .dead = q->dead,
+        .waiting_submitters = q->waiting_submitters,
+        .waiting_fetchers = q->waiting_fetchers,
+        .paused = q->paused,
+        .closed = q->closed,
+        .count = q->count,
+        .oldest_age_ms = queue_oldest_age_ms(q),
+    };
+}
+
+json_t *
+queue_snap_json(const struct queue_snap *s)
+{
+    const struct queue_counters *c = &s->count;
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, "
+                          "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                          "capacity", (json_int_t)s->set.capacity, "ttr_ms",
+                          (json_int_t)s->set.ttr_ms, "max_attempts",
+                          (json_int_t)s->set.max_attempts, "depth", (json_int_t)s->depth,
+                          "reserved", (json_int_t)s->reserved, "delayed", (json_int_t)s->delayed,
+                          "dead", (json_int_t)s->dead, "waiting_submitters",
+                          (json_int_t)s->waiting_submitters, "paused", s->paused, "closed",
+                          s->closed, "waiting_fetchers", (json_int_t)s->waiting_fetchers,
+                          "submitted", (json_int_t)c->submitted, "delivered",
+                          (json_int_t)c->delivered, "acked", (json_int_t)c->acked, "nacked",
+                          (json_int_t)c->nacked, "expired", (json_int_t)c->expired, "cancelled",
+                          (json_int_t)c->cancelled, "rejected_full", (json_int_t)c->rejected_full);
+    if (o) {
+        json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
+        json_object_set_new(o, "oldest_age_ms", json_integer(s->oldest_age_ms));
+    }
+    return o;
+}
+
 json_t *
 queue_stats_json(const struct queue *q)
 {
-    const struct queue_counters *c = &q->count;
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, "
-                     "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                     "capacity", (json_int_t)q->set.capacity, "ttr_ms", (json_int_t)q->set.ttr_ms,
-                     "max_attempts", (json_int_t)q->set.max_attempts, "depth",
-                     (json_int_t)queue_depth(q), "reserved", (json_int_t)q->reserved, "delayed",
-                     (json_int_t)q->delayed, "dead", (json_int_t)q->dead, "waiting_submitters",
-                     (json_int_t)q->waiting_submitters, "paused", q->paused, "closed", q->closed,
-                     "waiting_fetchers", (json_int_t)q->waiting_fetchers, "submitted",
-                     (json_int_t)c->submitted, "delivered", (json_int_t)c->delivered, "acked",
-                     (json_int_t)c->acked, "nacked", (json_int_t)c->nacked, "expired",
-                     (json_int_t)c->expired, "cancelled", (json_int_t)c->cancelled,
-                     "rejected_full", (json_int_t)c->rejected_full);
-    if (o) {
-        json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
-        json_object_set_new(o, "oldest_age_ms", json_integer(queue_oldest_age_ms(q)));
-    }
-    return o;
+    struct queue_snap s;
+    queue_snapshot(q, &s);
+    return queue_snap_json(&s);
 }

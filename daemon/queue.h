@@ -89,6 +89,22 @@ int64_t queue_oldest_age_ms(const struct queue *q);
 /* The stats object of the protocol (new reference, or NULL). */
 json_t *queue_stats_json(const struct queue *q);
 
+/* A queue's stats copied out (under the broker lock), to be turned into
+ * JSON after the lock is released: a `queues` answer must not hold the
+ * lock while it builds thousands of objects. name is the queue's own
+ * (queues live as long as the broker). */
+struct queue_snap {
+    const char *name;
+    struct queue_settings set;
+    size_t depth, reserved, delayed, dead, waiting_submitters, waiting_fetchers;
+    bool paused, closed;
+    struct queue_counters count;
+    int64_t oldest_age_ms;
+};
+void queue_snapshot(const struct queue *q, struct queue_snap *out);
+/* The snapshot as queue_stats_json gives it (new reference, or NULL). */
+json_t *queue_snap_json(const struct queue_snap *s);
+
 /* The run-time histogram as {"le_ms": [bounds], "counts": [cumulative],
  * "sum_ms", "count"} (new reference, or NULL). */
 json_t *queue_run_hist_json(const struct queue *q);

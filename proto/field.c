@@ -41,6 +41,7 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_COUNT] = INT_F("count", count, 1, 1000000000),
     [F_STRICT] = BOOL_F("strict", strict),
     [F_DEAD] = BOOL_F("dead", dead),
+    [F_AFTER] = SPAN_F("after", K_QUEUE, after),
 };
 
 int

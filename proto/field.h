@@ -35,6 +35,7 @@ enum field {
     F_COUNT,
     F_STRICT,
     F_DEAD,
+    F_AFTER,
     F_NFIELDS
 };
 

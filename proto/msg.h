@@ -38,6 +38,8 @@ enum op {
 #define MSG_MAX_DEPTH 64       /* arrays/objects nested in one request (the request is 1) */
 #define MSG_MAX_QUEUE_NAME 128 /* bytes in a queue name */
 #define MSG_MAX_QUEUES 64      /* names in a "queues" list */
+#define QUEUES_PAGE_DEFAULT 1000 /* queues one `queues` answer lists without "count" */
+#define QUEUES_PAGE_MAX 10000    /* ... and with it, at most */
 #define MSG_MAX_ID 128         /* bytes in a job id */
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
@@ -70,6 +72,7 @@ struct request {
     struct span error;   /* nack: the failure text (unescaped UTF-8) */
     struct span client;  /* hello: client name (unescaped) */
     struct span token;   /* hello: auth token (unescaped) */
+    struct span after;   /* queues: list the queues whose names sort after this one */
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */
@@ -78,7 +81,7 @@ struct request {
     int64_t deadline_ms;  /* submit: relative expiry */
     int64_t wait_ms;      /* submit: how long to wait for room */
     int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
-    int64_t count;        /* fetch (max jobs), kick (max jobs) */
+    int64_t count;        /* fetch (max jobs), kick (max jobs), queues (max queues) */
     bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
         has_timeout_ms, has_count;
 

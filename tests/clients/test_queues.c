@@ -144,6 +144,28 @@ START_TEST(stats_and_queues_report_the_documented_fields)
 }
 END_TEST
 
+/* The server answers `queues` a page (1000) at a time: the library gathers
+ * every page. */
+START_TEST(queues_gathers_every_page)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    for (int i = 0; i < 2100; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%04d", i);
+        ck_assert_msg(chanq_declare(c, name, 10, 0, 0, NULL) == 0, "declare: %s", tc_err(c));
+    }
+    json_t *all = NULL;
+    ck_assert_msg(chanq_queues(c, &all) == 0, "queues: %s", tc_err(c));
+    ck_assert_int_eq(json_object_size(all), 2100);
+    ck_assert_msg(json_object_get(all, "p0000") && json_object_get(all, "p2099"),
+                  "the first or last queue is missing");
+    json_decref(all);
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
 Suite *
 client_queues_suite(void)
 {
@@ -155,6 +177,7 @@ client_queues_suite(void)
     tcase_add_test(tc, a_paused_queue_delivers_nothing_until_resumed);
     tcase_add_test(tc, a_strict_fetch_takes_the_first_listed_ready_queue);
     tcase_add_test(tc, stats_and_queues_report_the_documented_fields);
+    tcase_add_test(tc, queues_gathers_every_page);
     suite_add_tcase(s, tc);
     return s;
 }
