@@ -5,6 +5,7 @@
 #include "daemon/broker-internal.h"
 
 #include "core/chan.h"
+#include "core/ctx.h"
 #include "core/select.h"
 #include "core/timer.h"
 #include "proto/encode.h"
@@ -453,6 +454,13 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     int rc;
     if (r == 0 && job_state_is_final(j->state)) {
         rc = encode_final(req, j, out);
+    } else if (ctx_err(b->root) != 0) {
+        /* Like every other parked request on a stop (see broker_op_fetch). */
+        proto_error_set(err, PROTO_SHUTTING_DOWN, "server is stopping");
+        rc = -1;
+    } else if (ctx_err(s->ctx) != 0) {
+        proto_error_set(err, PROTO_TIMEOUT, "the connection is closing");
+        rc = -1;
     } else {
         proto_error_set(err, PROTO_TIMEOUT, "job %.*s did not finish in time (%s)",
                         (int)req->id.len, req->id.ptr, job_state_name(j->state));

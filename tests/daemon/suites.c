@@ -11,5 +11,6 @@ suite_fn *const test_suites[] = {
     input_suite,
     scale_suite,
     crash_suite,
+    conn_suite,
     NULL,
 };

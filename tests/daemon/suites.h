@@ -10,5 +10,6 @@ Suite *flow_suite(void);
 Suite *input_suite(void);
 Suite *scale_suite(void);
 Suite *crash_suite(void);
+Suite *conn_suite(void);
 
 #endif
