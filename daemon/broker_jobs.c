@@ -112,6 +112,20 @@ retry_or_bury(struct broker *b, struct job *j, int64_t delay_ms, bool bury, stru
     }
 }
 
+/* Why a reservation ended without an ack or nack: kept as the job's error
+ * (what `job`, a dead job's `wait` and the journal's state record show).
+ * Out of memory, the previous text stays. */
+static void
+set_attempt_error(struct job *j, const char *why)
+{
+    struct job_extra *x = job_extra(j);
+    char *text = x ? strdup(why) : NULL;
+    if (!text)
+        return;
+    free(x->error);
+    x->error = text;
+}
+
 static void
 job_timer_fired(void *arg)
 {
@@ -124,6 +138,7 @@ job_timer_fired(void *arg)
     } else if (j->state == JOB_RESERVED && timer_now_ms() >= j->ttr_due) {
         send_event_revoked(j, REVOKE_TTR);
         broker_unreserve(b, j);
+        set_attempt_error(j, "ttr expired");
         retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);
@@ -522,6 +537,7 @@ broker_release_holder(struct broker *b, struct holder *h)
     while (h->reserved) {
         struct job *j = h->reserved;
         broker_unreserve(b, j);
+        set_attempt_error(j, "connection lost");
         retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);

@@ -1,5 +1,6 @@
-/* A connection's life around its waiting requests: every parked op ends
- * with `shutting_down` on SIGTERM. */
+/* A connection's life around its requests and jobs: every parked op ends
+ * with `shutting_down` on SIGTERM; an attempt ended by a lost connection or
+ * a ttr says so in the job's error, also after a restart. */
 #include "chanq_config.h"
 
 #include <check.h>
@@ -118,6 +119,107 @@ START_TEST(sigterm_answers_every_parked_request_with_shutting_down)
 }
 END_TEST
 
+/* ---- why an attempt ended ---- */
+
+/* The job's "error" (malloc'd) and state, from the `job` op. */
+static char *
+job_error(int fd, const char *id, char *state, size_t state_len)
+{
+    json_t *r = req_ok(fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    json_t *job = json_object_get(r, "job");
+    const char *e = json_string_value(json_object_get(job, "error"));
+    snprintf(state, state_len, "%s", json_string_value(json_object_get(job, "state")));
+    char *copy = e ? strdup(e) : NULL;
+    json_decref(r);
+    return copy;
+}
+
+/* The job is in want_state with want_error as its error (job op), and a
+ * dead one answers `wait` with that error too. */
+static void
+check_error(int fd, const char *id, const char *want_state, const char *want_error,
+            const char *when)
+{
+    char state[32];
+    char *e = job_error(fd, id, state, sizeof state);
+    ck_assert_msg(strcmp(state, want_state) == 0, "%s: job %s is %s, want %s", when, id, state,
+                  want_state);
+    ck_assert_msg(e && strcmp(e, want_error) == 0, "%s: job %s has error '%s', want '%s'", when,
+                  id, e ? e : "(none)", want_error);
+    free(e);
+    if (strcmp(want_state, "dead") != 0)
+        return;
+    json_t *r = req_ok(fd, "{\"op\":\"wait\",\"id\":\"%s\",\"timeout_ms\":0}", id);
+    const char *we = json_string_value(json_object_get(r, "error"));
+    ck_assert_msg(we && strcmp(we, want_error) == 0, "%s: wait on dead job %s says error '%s'",
+                  when, id, we ? we : "(none)");
+    json_decref(r);
+}
+
+static char *
+submit_with(int fd, const char *queue, const char *fields)
+{
+    json_t *r = req_ok(fd, "{\"op\":\"submit\",\"queue\":\"%s\",\"payload\":1,%s}", queue,
+                       fields);
+    char *id = strdup(json_string_value(json_object_get(r, "id")));
+    json_decref(r);
+    return id;
+}
+
+START_TEST(a_lost_connection_is_the_error_of_its_attempt_and_survives_a_restart)
+{
+    struct harness *h = harness_start(NULL); /* a journal: the error is persisted */
+    ck_assert_msg(h, "chanqd did not start");
+    int ctl = dial(h);
+    char *last = submit_with(ctl, "cl", "\"max_attempts\":1");
+    char *more = submit_with(ctl, "cl", "\"max_attempts\":3");
+    int worker = dial(h);
+    json_decref(req_ok(worker, "{\"op\":\"fetch\",\"queue\":\"cl\",\"count\":2}"));
+    ck_assert_int_eq(queue_stat(ctl, "cl", "reserved"), 2);
+    harness_close(worker);
+    ck_assert_int_eq(await_queue_stat(ctl, "cl", "dead", 1), 1);
+    ck_assert_int_eq(await_queue_stat(ctl, "cl", "depth", 1), 1);
+    check_error(ctl, last, "dead", "connection lost", "after the disconnect");
+    check_error(ctl, more, "queued", "connection lost", "after the disconnect");
+    harness_close(ctl);
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not restart");
+    ctl = dial(h);
+    check_error(ctl, last, "dead", "connection lost", "after a restart");
+    check_error(ctl, more, "queued", "connection lost", "after a restart");
+    free(last);
+    free(more);
+    harness_close(ctl);
+    ck_assert_msg(harness_stop(h) == 0, "chanqd did not stop cleanly");
+}
+END_TEST
+
+START_TEST(a_ttr_expiry_is_the_error_of_its_attempt_and_survives_a_restart)
+{
+    struct harness *h = harness_start(NULL);
+    ck_assert_msg(h, "chanqd did not start");
+    int ctl = dial(h);
+    char *last = submit_with(ctl, "tt", "\"max_attempts\":1,\"ttr_ms\":100");
+    char *more = submit_with(ctl, "tt", "\"max_attempts\":3,\"ttr_ms\":100");
+    int worker = dial(h);
+    json_decref(req_ok(worker, "{\"op\":\"fetch\",\"queue\":\"tt\",\"count\":2}"));
+    /* The worker stays connected and never acks: the ttr runs out. */
+    ck_assert_int_eq(await_queue_stat(ctl, "tt", "dead", 1), 1);
+    ck_assert_int_eq(await_queue_stat(ctl, "tt", "depth", 1), 1);
+    check_error(ctl, last, "dead", "ttr expired", "after the ttr");
+    check_error(ctl, more, "queued", "ttr expired", "after the ttr");
+    harness_close(worker);
+    harness_close(ctl);
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not restart");
+    ctl = dial(h);
+    check_error(ctl, last, "dead", "ttr expired", "after a restart");
+    check_error(ctl, more, "queued", "ttr expired", "after a restart");
+    free(last);
+    free(more);
+    harness_close(ctl);
+    ck_assert_msg(harness_stop(h) == 0, "chanqd did not stop cleanly");
+}
+END_TEST
+
 Suite *
 conn_suite(void)
 {
@@ -125,6 +227,11 @@ conn_suite(void)
     TCase *tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, sigterm_answers_every_parked_request_with_shutting_down);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("attempt_errors");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_lost_connection_is_the_error_of_its_attempt_and_survives_a_restart);
+    tcase_add_test(tc, a_ttr_expiry_is_the_error_of_its_attempt_and_survives_a_restart);
     suite_add_tcase(s, tc);
     return s;
 }
