@@ -374,6 +374,13 @@ server_stopping(const struct server *srv)
     return atomic_load(&srv->stopping);
 }
 
+void
+server_announce(struct server *srv)
+{
+    if (srv->listeners)
+        listener_set_announce(srv->listeners);
+}
+
 struct tls *
 server_tls(struct server *srv)
 {

@@ -38,6 +38,10 @@ struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
 const struct msg_limits *server_msg_limits(const struct server *srv);
 bool server_stopping(const struct server *srv);
+/* Logs "listening on ..." for every listener (they all accept since
+ * server_new). Loop thread, once everything else the daemon serves on is
+ * bound too: clients (and the test harness) connect on that line. */
+void server_announce(struct server *srv);
 /* True when the caller runs on the loop thread (also a goroutine the loop
  * thread runs between polls). Any thread. */
 bool server_on_loop_thread(const struct server *srv);

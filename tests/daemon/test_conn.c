@@ -1,13 +1,21 @@
 /* A connection's life around its requests and jobs: every parked op ends
  * with `shutting_down` on SIGTERM; an attempt ended by a lost connection or
- * a ttr says so in the job's error, also after a restart. */
+ * a ttr says so in the job's error, also after a restart; "listening on"
+ * and READY=1 come only once every listener accepts. */
 #include "chanq_config.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,6 +228,198 @@ START_TEST(a_ttr_expiry_is_the_error_of_its_attempt_and_survives_a_restart)
 }
 END_TEST
 
+/* ---- start-up: "listening on" and READY=1 ---- */
+
+/* A loopback port nobody listens on right now. */
+static int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+                      getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
+                  "no free port");
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Connects to a Unix path (port < 0) or a loopback port; 0 or an errno. */
+static int
+try_connect(const char *path, int port)
+{
+    int fd;
+    int rc;
+    if (port < 0) {
+        struct sockaddr_un su = {.sun_family = AF_UNIX};
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        rc = connect(fd, (struct sockaddr *)&su, sizeof su);
+    } else {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    }
+    int err = rc == 0 ? 0 : errno;
+    close(fd);
+    return err;
+}
+
+/* chanqd with its stderr on a pipe, read line by line as it is written, so
+ * that the test connects the moment a line appears. */
+struct live {
+    pid_t pid;
+    int err;        /* read end of its stderr */
+    char buf[8192]; /* unread log bytes */
+    size_t len;
+};
+
+static void
+live_start(struct live *d, const char *const *args)
+{
+    int p[2];
+    ck_assert_msg(pipe2(p, O_CLOEXEC) == 0, "pipe");
+    const char *top = getenv("top_builddir");
+    char exe[4096];
+    snprintf(exe, sizeof exe, "%s/daemon/chanqd", top ? top : ".");
+    const char *argv[16] = {exe};
+    size_t n = 1;
+    for (size_t i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    d->len = 0;
+    d->pid = fork();
+    ck_assert_msg(d->pid >= 0, "fork");
+    if (d->pid == 0) {
+        dup2(p[1], STDERR_FILENO);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    d->err = p[0];
+}
+
+/* The next log line that contains `what` (copied into line), within 10 s. */
+static bool
+live_wait_line(struct live *d, const char *what, char *line, size_t size)
+{
+    int64_t until = harness_now_ms() + 10000;
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(d->buf, '\n', d->len))) {
+            size_t n = (size_t)(nl - d->buf);
+            *nl = '\0';
+            bool hit = strstr(d->buf, what) != NULL;
+            if (hit) {
+                size_t k = n < size - 1 ? n : size - 1;
+                memcpy(line, d->buf, k);
+                line[k] = '\0';
+            }
+            memmove(d->buf, nl + 1, d->len - n - 1);
+            d->len -= n + 1;
+            if (hit)
+                return true;
+        }
+        int left = (int)(until - harness_now_ms());
+        struct pollfd pfd = {.fd = d->err, .events = POLLIN};
+        if (left <= 0 || d->len == sizeof d->buf || poll(&pfd, 1, left) <= 0)
+            return false;
+        ssize_t r = read(d->err, d->buf + d->len, sizeof d->buf - d->len);
+        if (r <= 0)
+            return false;
+        d->len += (size_t)r;
+    }
+}
+
+static int
+live_stop(struct live *d)
+{
+    kill(d->pid, SIGTERM);
+    int status = -1;
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+            break;
+        if (i == 999) {
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
+        }
+        usleep(10 * 1000);
+    }
+    close(d->err);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(listening_and_ready_are_said_once_every_listener_accepts)
+{
+    char dir[] = "/tmp/chanq-listen-XXXXXX";
+    ck_assert_msg(mkdtemp(dir), "mkdtemp");
+    char path[64], npath[64];
+    snprintf(path, sizeof path, "%s/chanqd.sock", dir);
+    snprintf(npath, sizeof npath, "%s/notify", dir);
+    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un nsa = {.sun_family = AF_UNIX};
+    snprintf(nsa.sun_path, sizeof nsa.sun_path, "%s", npath);
+    ck_assert_msg(bind(ns, (struct sockaddr *)&nsa, sizeof nsa) == 0, "bind %s", npath);
+    setenv("NOTIFY_SOCKET", npath, 1);
+    for (int round = 0; round < 30; round++) {
+        if (round % 2) { /* a stale socket file from an earlier run */
+            struct sockaddr_un su = {.sun_family = AF_UNIX};
+            snprintf(su.sun_path, sizeof su.sun_path, "%s", path);
+            int st = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            ck_assert_msg(bind(st, (struct sockaddr *)&su, sizeof su) == 0, "bind %s", path);
+            close(st);
+        }
+        char http[64];
+        int hport = free_port();
+        snprintf(http, sizeof http, "127.0.0.1:%d", hport);
+        const char *args[] = {"--memory", "--listen", "127.0.0.1:0", "--unix", path,
+                              "--http", http, NULL};
+        struct live d;
+        live_start(&d, args);
+        char line[512];
+        /* The moment the first "listening on" line is out, all accept. */
+        ck_assert_msg(live_wait_line(&d, "listening on ", line, sizeof line),
+                      "round %d: no 'listening on' line", round);
+        int eu = try_connect(path, -1), eh = try_connect(NULL, hport);
+        ck_assert_msg(eu == 0, "round %d: unix:%s refused right after '%s': %s", round, path,
+                      line, strerror(eu));
+        ck_assert_msg(eh == 0, "round %d: http port %d refused right after '%s': %s", round,
+                      hport, line, strerror(eh));
+        if (!strstr(line, "listening on 127.0.0.1:"))
+            ck_assert_msg(live_wait_line(&d, "listening on 127.0.0.1:", line, sizeof line),
+                          "round %d: no TCP 'listening on' line", round);
+        int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
+        int et = try_connect(NULL, port);
+        ck_assert_msg(et == 0, "round %d: port %d refused right after '%s': %s", round, port,
+                      line, strerror(et));
+        /* And the moment READY=1 arrives. */
+        char msg[256] = "";
+        for (;;) {
+            struct pollfd pfd = {.fd = ns, .events = POLLIN};
+            ck_assert_msg(poll(&pfd, 1, 10000) == 1, "round %d: no READY=1", round);
+            ssize_t r = recv(ns, msg, sizeof msg - 1, 0);
+            msg[r > 0 ? r : 0] = '\0';
+            if (strstr(msg, "READY=1"))
+                break;
+        }
+        eu = try_connect(path, -1);
+        et = try_connect(NULL, port);
+        eh = try_connect(NULL, hport);
+        ck_assert_msg(eu == 0 && et == 0 && eh == 0,
+                      "round %d: after READY=1: unix %s, tcp %s, http %s", round, strerror(eu),
+                      strerror(et), strerror(eh));
+        ck_assert_msg(live_stop(&d) == 0, "round %d: chanqd did not stop cleanly", round);
+    }
+    unsetenv("NOTIFY_SOCKET");
+    close(ns);
+    unlink(npath);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *
 conn_suite(void)
 {
@@ -232,6 +432,10 @@ conn_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_lost_connection_is_the_error_of_its_attempt_and_survives_a_restart);
     tcase_add_test(tc, a_ttr_expiry_is_the_error_of_its_attempt_and_survives_a_restart);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("startup");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, listening_and_ready_are_said_once_every_listener_accepts);
     suite_add_tcase(s, tc);
     return s;
 }
