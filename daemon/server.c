@@ -4,6 +4,7 @@
 
 #include "daemon/server.h"
 #include "daemon/broker.h"
+#include "daemon/closewatch.h"
 #include "daemon/conn.h"
 #include "daemon/journal.h"
 #include "daemon/listen.h"
@@ -45,6 +46,7 @@ struct server {
     char *token;                         /* --token-file contents, or NULL */
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
+    struct closewatch *closewatch;       /* paused connections, watched for their peer's close */
     struct event *sig_term, *sig_int;    /* graceful stop */
     struct event *stop_timer;            /* polls the drain during a stop */
     int64_t stop_deadline;               /* when the grace period ends */
@@ -248,6 +250,8 @@ server_new(struct config *cfg)
         log_error("cannot create the event loop");
         goto out_free;
     }
+    if (!(srv->closewatch = closewatch_new(srv->base, conn_peer_gone)))
+        goto out_free;
     if (start_runtime(srv) < 0)
         goto out_free;
     if (!cfg->memory && open_journal(srv) < 0)
@@ -315,6 +319,7 @@ server_free(struct server *srv)
     if (srv->stop_timer)
         event_free(srv->stop_timer);
     evbridge_free(srv->bridge);
+    closewatch_free(srv->closewatch);
     if (srv->base)
         event_base_free(srv->base);
     if (srv->root)
@@ -372,6 +377,12 @@ bool
 server_stopping(const struct server *srv)
 {
     return atomic_load(&srv->stopping);
+}
+
+struct closewatch *
+server_closewatch(struct server *srv)
+{
+    return srv->closewatch;
 }
 
 void

@@ -38,6 +38,9 @@ struct ctx *server_root_ctx(struct server *srv);
 const struct config *server_config(const struct server *srv);
 const struct msg_limits *server_msg_limits(const struct server *srv);
 bool server_stopping(const struct server *srv);
+/* Where connections watch for their peer's close while not reading it
+ * (daemon/closewatch.h). Loop thread only. */
+struct closewatch *server_closewatch(struct server *srv);
 /* Logs "listening on ..." for every listener (they all accept since
  * server_new). Loop thread, once everything else the daemon serves on is
  * bound too: clients (and the test harness) connect on that line. */

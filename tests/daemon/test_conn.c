@@ -1,7 +1,8 @@
 /* A connection's life around its requests and jobs: every parked op ends
  * with `shutting_down` on SIGTERM; an attempt ended by a lost connection or
- * a ttr says so in the job's error, also after a restart; "listening on"
- * and READY=1 come only once every listener accepts. */
+ * a ttr says so in the job's error, also after a restart; a producer that
+ * goes away while the daemon does not read it (backpressure) is seen at
+ * once; "listening on" and READY=1 come only once every listener accepts. */
 #include "chanq_config.h"
 
 #include <arpa/inet.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -420,6 +423,97 @@ START_TEST(listening_and_ready_are_said_once_every_listener_accepts)
 }
 END_TEST
 
+/* ---- a producer that goes away while its requests are not read ---- */
+
+/* A queue at capacity, a producer that pipelines n submits into it (the
+ * first parks, the daemon stops reading the rest: backpressure), then goes
+ * away with a FIN (close) or an RST (SO_LINGER 0). Its parked submit must
+ * end and its connection close within about a second.
+ *
+ * A FIN is sent only after the data queued before it: with a close, n is
+ * small enough for every byte to reach the daemon's socket buffer (checked
+ * with SIOCOUTQ), as a FIN stuck behind unsent data reaches nobody. An RST
+ * goes at once, whatever is left unsent. */
+static void
+producer_goes_away_while_not_read(bool reset, size_t n)
+{
+    struct harness *h = start_daemon(NULL);
+    int ctl = dial(h);
+    json_decref(req_ok(ctl, "{\"op\":\"declare\",\"queue\":\"bp\",\"capacity\":1}"));
+    free(submit(ctl, "bp", "0"));
+    int p = dial(h);
+    static const char line[] = "{\"op\":\"submit\",\"queue\":\"bp\",\"payload\":1}\n";
+    size_t len = sizeof line - 1, total = n * len, off = 0;
+    char *buf = malloc(total);
+    for (size_t i = 0; i < n; i++)
+        memcpy(buf + i * len, line, len);
+    fcntl(p, F_SETFL, fcntl(p, F_GETFL) | O_NONBLOCK);
+    /* Send what the socket takes; once the daemon stops reading, the
+     * buffers fill up and sending stops within a short while. */
+    while (off < total) {
+        ssize_t w = send(p, buf + off, total - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        ck_assert_msg(w < 0 && (errno == EAGAIN || errno == EINTR), "send: %s", strerror(errno));
+        struct pollfd pfd = {.fd = p, .events = POLLOUT};
+        if (poll(&pfd, 1, 300) == 0)
+            break; /* nobody reads any more */
+    }
+    free(buf);
+    ck_assert_msg(off >= 100 * len, "only %zu bytes of submits were sent", off);
+    ck_assert_int_eq(await_queue_stat(ctl, "bp", "waiting_submitters", 1), 1);
+    ck_assert_int_eq(server_stat(ctl, "connections"), 2);
+    /* The daemon is not reading the producer any more. */
+    usleep(200 * 1000);
+    long long submitted = queue_stat(ctl, "bp", "submitted");
+    int unsent = -1;
+    for (int i = 0; i < 200 && !reset && unsent != 0; i++) {
+        ioctl(p, SIOCOUTQ, &unsent);
+        if (unsent)
+            usleep(10 * 1000);
+    }
+    ck_assert_msg(reset || unsent == 0, "%d bytes of submits stay unsent: lower n", unsent);
+    if (reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(p, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    int64_t start = harness_now_ms();
+    harness_close(p);
+    long long waiting = -1, conns = -1;
+    int64_t took;
+    do {
+        usleep(10 * 1000);
+        waiting = queue_stat(ctl, "bp", "waiting_submitters");
+        conns = server_stat(ctl, "connections");
+        took = harness_now_ms() - start;
+    } while ((waiting != 0 || conns != 1) && took < 1000);
+    ck_assert_msg(waiting == 0 && conns == 1,
+                  "%s with %zu bytes of submits unread: after %lld ms still %lld waiting "
+                  "submitters and %lld connections (want 0 and 1)",
+                  reset ? "an RST" : "a close", off, (long long)took, waiting, conns);
+    /* Nothing of the departed producer got in meanwhile. */
+    ck_assert_int_eq(queue_stat(ctl, "bp", "depth"), 1);
+    ck_assert_int_eq(queue_stat(ctl, "bp", "submitted"), submitted);
+    harness_close(ctl);
+    ck_assert_msg(harness_stop(h) == 0, "chanqd did not stop cleanly");
+}
+
+START_TEST(a_producer_closing_while_not_read_is_seen_at_once)
+{
+    /* 100 KB: more than one read of the daemon (64 KiB), less than its
+     * socket buffer takes. */
+    producer_goes_away_while_not_read(false, 2500);
+}
+END_TEST
+
+START_TEST(a_producer_resetting_while_not_read_is_seen_at_once)
+{
+    producer_goes_away_while_not_read(true, 20000);
+}
+END_TEST
+
 Suite *
 conn_suite(void)
 {
@@ -432,6 +526,11 @@ conn_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_lost_connection_is_the_error_of_its_attempt_and_survives_a_restart);
     tcase_add_test(tc, a_ttr_expiry_is_the_error_of_its_attempt_and_survives_a_restart);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("close_watch");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_producer_closing_while_not_read_is_seen_at_once);
+    tcase_add_test(tc, a_producer_resetting_while_not_read_is_seen_at_once);
     suite_add_tcase(s, tc);
     tc = tcase_create("startup");
     tcase_set_timeout(tc, 120);
