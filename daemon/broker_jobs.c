@@ -5,6 +5,7 @@
 #include "daemon/broker-internal.h"
 
 #include "core/chan.h"
+#include "core/ctx.h"
 #include "core/select.h"
 #include "core/timer.h"
 #include "proto/encode.h"
@@ -111,6 +112,20 @@ retry_or_bury(struct broker *b, struct job *j, int64_t delay_ms, bool bury, stru
     }
 }
 
+/* Why a reservation ended without an ack or nack: kept as the job's error
+ * (what `job`, a dead job's `wait` and the journal's state record show).
+ * Out of memory, the previous text stays. */
+static void
+set_attempt_error(struct job *j, const char *why)
+{
+    struct job_extra *x = job_extra(j);
+    char *text = x ? strdup(why) : NULL;
+    if (!text)
+        return;
+    free(x->error);
+    x->error = text;
+}
+
 static void
 job_timer_fired(void *arg)
 {
@@ -123,6 +138,7 @@ job_timer_fired(void *arg)
     } else if (j->state == JOB_RESERVED && timer_now_ms() >= j->ttr_due) {
         send_event_revoked(j, REVOKE_TTR);
         broker_unreserve(b, j);
+        set_attempt_error(j, "ttr expired");
         retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);
@@ -459,6 +475,13 @@ broker_op_wait(struct broker *b, struct session *s, const struct request *req, s
     int rc;
     if (r == 0 && job_state_is_final(j->state)) {
         rc = encode_final(req, j, out);
+    } else if (ctx_err(b->root) != 0) {
+        /* Like every other parked request on a stop (see broker_op_fetch). */
+        proto_error_set(err, PROTO_SHUTTING_DOWN, "server is stopping");
+        rc = -1;
+    } else if (ctx_err(s->ctx) != 0) {
+        proto_error_set(err, PROTO_TIMEOUT, "the connection is closing");
+        rc = -1;
     } else {
         proto_error_set(err, PROTO_TIMEOUT, "job %.*s did not finish in time (%s)",
                         (int)req->id.len, req->id.ptr, job_state_name(j->state));
@@ -527,6 +550,7 @@ broker_release_holder(struct broker *b, struct holder *h)
     while (h->reserved) {
         struct job *j = h->reserved;
         broker_unreserve(b, j);
+        set_attempt_error(j, "connection lost");
         retry_or_bury(b, j, 0, false, NULL);
     }
     pthread_mutex_unlock(&b->lock);

@@ -7,6 +7,7 @@
 
 #include "daemon/conn.h"
 #include "daemon/answers.h"
+#include "daemon/closewatch.h"
 #include "daemon/log.h"
 #include "daemon/ops.h"
 #include "daemon/server.h"
@@ -73,6 +74,9 @@ struct conn {
     bool input_done;             /* EOF or error: no more requests (loop) */
     bool goroutine_done;         /* the goroutine has ended (loop) */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
+    evutil_socket_t fd;          /* the socket (plain or TLS) */
+    bool watched;                /* fd is in the server's close watch (loop) */
+    bool peer_eof;               /* the close watch saw the peer's EOF (loop) */
     struct evbuffer *pending;    /* answers and events from goroutines (locked) */
     struct buf out;              /* answers ready to go, batched by the goroutine */
     struct buf fresh;            /* the answer of the request being handled */
@@ -112,6 +116,22 @@ conn_unlink(struct conn **head, struct conn *c)
 /* ---- loop thread: reading, framing, backpressure ---- */
 
 static void
+watch_close(struct conn *c, bool on)
+{
+    if (on == c->watched)
+        return;
+    struct closewatch *w = server_closewatch(c->srv);
+    if (!on) {
+        closewatch_del(w, c->fd);
+        c->watched = false;
+    } else if (closewatch_add(w, c->fd, c) == 0) {
+        c->watched = true;
+    } else {
+        log_warn("cannot watch a paused connection for its close: %s", strerror(errno));
+    }
+}
+
+static void
 set_reading(struct conn *c, unsigned reason, bool pause)
 {
     if (!c->bev)
@@ -125,6 +145,15 @@ set_reading(struct conn *c, unsigned reason, bool pause)
         on ? event_add(c->rev, NULL) : event_del(c->rev);
     else
         on ? bufferevent_enable(c->bev, EV_READ) : bufferevent_disable(c->bev, EV_READ);
+    /* Not read, but the peer's close or reset must still be seen at once
+     * (protocol: a closed connection cancels its waiting requests). The
+     * watch stays from the first pause until the input ends: re-arming it
+     * at every pause would cost two epoll_ctl per backpressure cycle, and
+     * while reading is on it only duplicates what a read sees. */
+    if (c->input_done)
+        watch_close(c, false);
+    else if (!on && !c->peer_eof)
+        watch_close(c, true);
 }
 
 static void
@@ -247,6 +276,7 @@ release_socket(struct conn *c)
 {
     if (!c->bev)
         return;
+    watch_close(c, false);
     if (c->rev) {
         event_free(c->rev); /* before the bufferevent closes the fd */
         c->rev = NULL;
@@ -294,6 +324,24 @@ on_event(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_EOF)
         on_eof(c);
+}
+
+void
+conn_peer_gone(void *arg, bool reset)
+{
+    struct conn *c = arg;
+    watch_close(c, false);
+    if (reset) {
+        /* Nobody will read an answer: as a failed read would. */
+        log_debug("a client went away while its requests were not read");
+        conn_shutdown(c);
+        return;
+    }
+    /* EOF, maybe behind requests not read yet: cancel the waits now
+     * (on_eof's half), and read and answer those requests once reading
+     * is on, which then meets the EOF itself. */
+    c->peer_eof = true;
+    ctx_cancel(c->ctx);
 }
 
 /* The client sent all it will: answer what it sent, cancel waits. */
@@ -573,6 +621,7 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         evutil_closesocket(fd);
         return NULL;
     }
+    c->fd = fd;
     c->plain_fd = tls ? -1 : fd;
     c->bev = tls ? tls_bufferevent_new(tls, server_base(srv), fd)
                  : bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);

@@ -6,6 +6,8 @@
 #ifndef CHANQ_DAEMON_CONN_H
 #define CHANQ_DAEMON_CONN_H
 
+#include <stdbool.h>
+
 #include <event2/util.h>
 
 struct server;
@@ -26,6 +28,12 @@ void conn_shutdown(struct conn *c);
 /* Stops reading: requests already received are answered, then the
  * connection closes once its answers are written. Loop thread only. */
 void conn_drain(struct conn *c);
+
+/* The server's close watch (daemon/closewatch.h) calls this for a
+ * connection whose reading is paused when its peer went away: a reset
+ * closes it at once, an EOF cancels its waiting requests (the requests not
+ * read yet are answered once reading resumes). Loop thread only. */
+void conn_peer_gone(void *arg, bool reset);
 
 /* Intrusive list of live connections, kept by the server (loop thread). */
 struct conn *conn_next(const struct conn *c);

@@ -26,6 +26,7 @@ struct listener {
     listener_accept_fn *on_accept; /* the owner's handler for new sockets */
     void *arg;                     /* passed back to on_accept */
     char *unlink_path;             /* Unix socket file we created, removed on free */
+    bool activated;                /* passed by systemd (said in the log line) */
     char name[128];                /* "HOST:PORT", "tls:HOST:PORT" or "unix:PATH", for logs */
 };
 
@@ -168,7 +169,6 @@ listen_tcp(struct event_base *base, const char *addr, const char *prefix,
     size_t plen = strlen(prefix);
     memcpy(l->name, prefix, plen);
     describe_fd(evconnlistener_get_fd(l->evl), l->name + plen, sizeof l->name - plen);
-    log_info("listening on %s", l->name);
     freeaddrinfo(res);
     return l;
 
@@ -262,7 +262,6 @@ listener_new_unix(struct event_base *base, const char *path, listener_accept_fn 
         unlink(path);
         return NULL;
     }
-    log_info("listening on %s", l->name);
     return l;
 }
 
@@ -344,7 +343,7 @@ open_activated(struct listener_set *ls, struct event_base *base, int n,
         struct listener *l = listener_wrap(base, fd, 0, on_accept, arg);
         if (set_add(ls, l) < 0)
             return -1;
-        log_info("listening on %s (socket activation)", l->name);
+        l->activated = true;
     }
     return 0;
 }
@@ -413,6 +412,14 @@ listener_set_enable(struct listener_set *ls, bool on)
         else
             evconnlistener_disable(ls->l[i]->evl);
     }
+}
+
+void
+listener_set_announce(const struct listener_set *ls)
+{
+    for (size_t i = 0; i < ls->n; i++)
+        log_info("listening on %s%s", ls->l[i]->name,
+                 ls->l[i]->activated ? " (socket activation)" : "");
 }
 
 bool

@@ -21,16 +21,16 @@ typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer,
 /* Opens every listener the daemon serves on: the sockets systemd passed
  * (LISTEN_FDS with LISTEN_PID equal to our pid; the configured addresses
  * are then not bound), else every cfg->listen address and cfg->unix_path.
- * Logs "listening on HOST:PORT" / "listening on unix:PATH" for each.
- * Returns the set, or NULL after logging why (nothing is left open). */
+ * Each accepts (into the kernel's backlog) from then on; nothing is logged
+ * until listener_set_announce. Returns the set, or NULL after logging why
+ * (nothing is left open). */
 struct listener_set *listener_set_new(struct event_base *base, const struct config *cfg,
                                       listener_accept_fn *on_accept, void *arg);
 
 /* Adds a listener for every cfg->tls_listen address, bound by chanqd
  * itself (also under socket activation), with its own accept function
- * (the server wraps those connections in TLS). Logs "listening on
- * tls:HOST:PORT" for each. Returns 0, or -1 after logging why (the
- * listeners added so far stay in the set; free it). */
+ * (the server wraps those connections in TLS). Returns 0, or -1 after
+ * logging why (the listeners added so far stay in the set; free it). */
 int listener_set_add_tls(struct listener_set *ls, struct event_base *base, const struct config *cfg,
                          listener_accept_fn *on_accept, void *arg);
 
@@ -42,6 +42,12 @@ void listener_set_free(struct listener_set *ls);
  * at --max-connections; pending connections wait in the kernel backlog. */
 void listener_set_enable(struct listener_set *ls, bool on);
 
+/* Logs "listening on ADDRESS" for every listener of the set ("HOST:PORT",
+ * "unix:PATH", "tls:HOST:PORT", plus " (socket activation)" for systemd's
+ * sockets). Said once every listener of the daemon accepts: a client that
+ * waits for the line may connect to any of them at once. */
+void listener_set_announce(const struct listener_set *ls);
+
 /* True when the sockets came from systemd socket activation. */
 bool listener_set_activated(const struct listener_set *ls);
 
@@ -50,12 +56,12 @@ bool listener_set_activated(const struct listener_set *ls);
 void listener_set_describe(const struct listener_set *ls, char *buf, size_t len);
 
 /* Binds and listens on "HOST:PORT" (IPv6 as "[::1]:PORT"; port 0 picks a free
- * one) and logs "listening on HOST:PORT" with the port actually bound.
- * Returns the listener, or NULL after logging why (bad address, bind error). */
+ * one); its name holds the port actually bound. Returns the listener, or
+ * NULL after logging why (bad address, bind error). */
 struct listener *listener_new_tcp(struct event_base *base, const char *addr,
                                   listener_accept_fn *on_accept, void *arg);
 
-/* The same for a TLS listener: its name and log line say "tls:HOST:PORT". */
+/* The same for a TLS listener: its name says "tls:HOST:PORT". */
 struct listener *listener_new_tls(struct event_base *base, const char *addr,
                                   listener_accept_fn *on_accept, void *arg);
 

@@ -51,11 +51,17 @@ http_unhealthy(void *srv)
     return server_unhealthy(srv);
 }
 
-/* First callback of the loop: the listeners accept and the state is
- * loaded, so systemd may start the units that depend on us. */
+/* First callback of the loop: every listener (TCP, Unix, TLS, HTTP)
+ * accepts and the state is loaded. Only now "listening on" is logged and
+ * systemd told, so a client that connects on either finds every address
+ * served, and units ordered after us start. Not after a stop began. */
 static void
 on_started(evutil_socket_t fd, short what, void *arg)
 {
+    struct daemon *d = arg;
+    if (server_stopping(d->srv))
+        return;
+    server_announce(d->srv);
     sd_notify_status("serving (chanqd %s)", PACKAGE_VERSION);
     sd_notify_ready();
 }
@@ -158,10 +164,10 @@ main(int argc, char **argv)
     log_set_level(d.cfg.log_level);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     rc = 1;
-    /* "listening on" is said (and the port is open) before the handlers are
-     * installed: a stop or reload signal in between waits, blocked, instead
-     * of killing the process. The threads started meanwhile keep them
-     * blocked, so they are delivered to this (the loop's) thread. */
+    /* The ports are open before the handlers are installed: a stop or
+     * reload signal in between waits, blocked, instead of killing the
+     * process. The threads started meanwhile keep them blocked, so they
+     * are delivered to this (the loop's) thread. */
     sigset_t stop_sigs, old_mask;
     sigemptyset(&stop_sigs);
     sigaddset(&stop_sigs, SIGINT);

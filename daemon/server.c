@@ -4,6 +4,7 @@
 
 #include "daemon/server.h"
 #include "daemon/broker.h"
+#include "daemon/closewatch.h"
 #include "daemon/conn.h"
 #include "daemon/journal.h"
 #include "daemon/listen.h"
@@ -47,6 +48,7 @@ struct server {
     size_t ntokens;
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
+    struct closewatch *closewatch;       /* paused connections, watched for their peer's close */
     struct event *sig_term, *sig_int;    /* graceful stop */
     struct event *stop_timer;            /* polls the drain during a stop */
     int64_t stop_deadline;               /* when the grace period ends */
@@ -297,6 +299,8 @@ server_new(struct config *cfg)
         log_error("cannot create the event loop");
         goto out_free;
     }
+    if (!(srv->closewatch = closewatch_new(srv->base, conn_peer_gone)))
+        goto out_free;
     if (start_runtime(srv) < 0)
         goto out_free;
     if (!cfg->memory && open_journal(srv) < 0)
@@ -364,6 +368,7 @@ server_free(struct server *srv)
     if (srv->stop_timer)
         event_free(srv->stop_timer);
     evbridge_free(srv->bridge);
+    closewatch_free(srv->closewatch);
     if (srv->base)
         event_base_free(srv->base);
     if (srv->root)
@@ -474,6 +479,18 @@ server_unhealthy(const struct server *srv)
     return journal_failure_text(srv, buf, sizeof buf);
 }
 
+struct closewatch *
+server_closewatch(struct server *srv)
+{
+    return srv->closewatch;
+}
+
+void
+server_announce(struct server *srv)
+{
+    if (srv->listeners)
+        listener_set_announce(srv->listeners);
+}
 
 struct tls *
 server_tls(struct server *srv)

@@ -47,6 +47,13 @@ bool server_stopping(const struct server *srv);
 /* NULL while healthy, else why not: "stopping", or the journal's failure
  * and the way back (a restart). Valid until the next call. Loop thread. */
 const char *server_unhealthy(const struct server *srv);
+/* Where connections watch for their peer's close while not reading it
+ * (daemon/closewatch.h). Loop thread only. */
+struct closewatch *server_closewatch(struct server *srv);
+/* Logs "listening on ..." for every listener (they all accept since
+ * server_new). Loop thread, once everything else the daemon serves on is
+ * bound too: clients (and the test harness) connect on that line. */
+void server_announce(struct server *srv);
 /* True when the caller runs on the loop thread (also a goroutine the loop
  * thread runs between polls). Any thread. */
 bool server_on_loop_thread(const struct server *srv);

@@ -14,5 +14,6 @@ suite_fn *const test_suites[] = {
     compact_suite,
     reload_suite,
     hostile_suite,
+    conn_suite,
     NULL,
 };

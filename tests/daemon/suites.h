@@ -13,5 +13,6 @@ Suite *crash_suite(void);
 Suite *compact_suite(void);
 Suite *reload_suite(void);
 Suite *hostile_suite(void);
+Suite *conn_suite(void);
 
 #endif
