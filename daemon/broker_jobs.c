@@ -137,6 +137,7 @@ job_timer_fired(void *arg)
         broker_enqueue(b, j);
     } else if (j->state == JOB_RESERVED && timer_now_ms() >= j->ttr_due) {
         send_event_revoked(j, REVOKE_TTR);
+        j->queue->count.expired++; /* `expired` counts ttr revocations too */
         broker_unreserve(b, j);
         set_attempt_error(j, "ttr expired");
         retry_or_bury(b, j, 0, false, NULL);

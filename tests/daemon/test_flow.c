@@ -190,6 +190,8 @@ START_TEST(ttr_expiry_revokes_and_requeues_with_the_attempt_counted)
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     ck_assert_int_eq(json_integer_value(json_object_get(job, "attempt")), 2);
     json_decref(r);
+    /* The queue's `expired` counts ttr revocations (docs/protocol.md). */
+    ck_assert_int_eq(queue_stat(fx.fd, "ttr", "expired"), 1);
     free(id);
 }
 END_TEST
