@@ -50,6 +50,23 @@ struct broker {
     bool compact_oom; /* that set could not grow: keep every record */
 };
 
+/* The broker a job belongs to, for callers that do not hold the lock yet
+ * (timers, deferred answers). A send-side select may move a job to another
+ * queue of the same broker under the lock meanwhile: the queue pointer is
+ * read and written atomically (job_set_queue) so that this read is not a
+ * data race. */
+static inline struct broker *
+job_broker(struct job *j)
+{
+    return __atomic_load_n(&j->queue, __ATOMIC_RELAXED)->broker;
+}
+/* Moves j to q (same broker). Lock held. */
+static inline void
+job_set_queue(struct job *j, struct queue *q)
+{
+    __atomic_store_n(&j->queue, q, __ATOMIC_RELAXED);
+}
+
 /* Registry (broker.c). Lock held. */
 struct queue *broker_find_queue(struct broker *b, const char *name, size_t len);
 /* Index in b->queues (sorted by name) of the first queue named after name. */

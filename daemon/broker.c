@@ -288,7 +288,7 @@ broker_took_from_channel(struct broker *b, struct queue *q, struct job *j)
     j->in_channel = CHAN_OUT;
     if (j->state != JOB_QUEUED)
         return false;
-    j->queue = q; /* a send-side select may have put it here */
+    job_set_queue(j, q); /* a send-side select may have put it here */
     return true;
 }
 
@@ -485,7 +485,7 @@ submit_try_now(struct queue **qs, size_t nq, struct job *j)
     shuffle(qs, nq);
     for (size_t i = 0; i < nq; i++) {
         if (chan_try_send(qs[i]->jobs, &j) == 0) {
-            j->queue = qs[i];
+            job_set_queue(j, qs[i]);
             qs[i]->inflight_sends++;
             send_finished(qs[i], j, true);
             return true;
@@ -552,7 +552,7 @@ submit_wait(struct broker *b, struct session *s, struct queue **qs, size_t *nq, 
             q->waiting_submitters--;
             q->count.blocked_ms += (uint64_t)waited;
             if ((int)i == sent_to) {
-                j->queue = q;
+                job_set_queue(j, q);
                 send_finished(q, j, true);
                 continue;
             }
@@ -628,7 +628,7 @@ submit_durable_done(void *arg, int rc)
 {
     struct job *j = arg;
     if (rc < 0) {
-        struct broker *b = j->queue->broker;
+        struct broker *b = job_broker(j);
         pthread_mutex_lock(&b->lock);
         broker_withdraw(b, j);
         pthread_mutex_unlock(&b->lock);

@@ -57,13 +57,6 @@ broker_arm_deadline(struct job *j, int64_t delay_ms)
     timer_reset(x->deadline_timer, delay_ms);
 }
 
-/* The broker a timer callback works for: jobs reach it through their queue. */
-static struct broker *
-broker_of(struct job *j)
-{
-    return j->queue->broker;
-}
-
 static void
 send_event_revoked(struct job *j, enum revoke_reason why)
 {
@@ -130,7 +123,7 @@ static void
 job_timer_fired(void *arg)
 {
     struct job *j = arg;
-    struct broker *b = broker_of(j);
+    struct broker *b = job_broker(j);
     pthread_mutex_lock(&b->lock);
     if (j->state == JOB_DELAYED) {
         j->queue->delayed--;
@@ -185,7 +178,7 @@ static void
 deadline_fired(void *arg)
 {
     struct job *j = arg;
-    struct broker *b = broker_of(j);
+    struct broker *b = job_broker(j);
     pthread_mutex_lock(&b->lock);
     if (!job_state_is_final(j->state)) {
         if (j->state == JOB_RESERVED)
