@@ -367,8 +367,8 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
  * taken back; no error, no delay). The STATE record carries the restored
  * attempt, so a replay does not count the delivery either. */
 int
-broker_op_release(struct broker *b, struct session *s, const struct request *req,
-                  struct buf *out, struct proto_error *err)
+broker_op_release(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                  struct proto_error *err)
 {
     pthread_mutex_lock(&b->lock);
     struct job *j = reserved_by(b, req, s->holder, err);

@@ -103,7 +103,8 @@ START_TEST(release_after_a_nack_keeps_the_nack_s_attempt_and_error)
 {
     char *id = submit_with(fx.fd, "\"queue\":\"n\",\"max_attempts\":3");
     expect_fetch(fx.fd, "n", id, 1);
-    json_decref(req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom\",\"delay_ms\":0}", id));
+    json_decref(
+        req_ok(fx.fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom\",\"delay_ms\":0}", id));
     expect_fetch(fx.fd, "n", id, 2);
     json_decref(req_ok(fx.fd, "{\"op\":\"release\",\"id\":\"%s\"}", id));
     expect_job(fx.fd, id, "queued", 1, "boom");
