@@ -208,6 +208,13 @@ int chanq_ack(struct chanq_conn *c, const char *id, const char *result);
 int chanq_nack(struct chanq_conn *c, const char *id, const char *error, int64_t delay_ms,
                bool dead, char **state_out);
 
+/* Gives a reserved job back without counting this delivery, for a worker
+ * that could not even start on it: the job goes to the back of its queue
+ * at once with its attempt number as before the fetch, no error recorded.
+ * 0 or -1 ("not_reserved", "cancelled", "not_found"; "unknown_op" from a
+ * server without the op). */
+int chanq_release(struct chanq_conn *c, const char *id);
+
 /* Extends a reservation to ttr_ms from now (<= 0: the job's ttr). 0 or -1. */
 int chanq_touch(struct chanq_conn *c, const char *id, int64_t ttr_ms);
 

@@ -333,6 +333,12 @@ chanq_nack(struct chanq_conn *c, const char *id, const char *error, int64_t dela
 }
 
 int
+chanq_release(struct chanq_conn *c, const char *id)
+{
+    return call_new(c, json_pack("{s:s,s:s}", "op", "release", "id", id), 0, NULL);
+}
+
+int
 chanq_touch(struct chanq_conn *c, const char *id, int64_t ttr_ms)
 {
     json_t *req = json_pack("{s:s,s:s}", "op", "touch", "id", id);

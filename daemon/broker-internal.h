@@ -1,5 +1,5 @@
 /* Broker internals shared by broker.c (registry, submit, fetch),
- * broker_jobs.c (ack, nack, touch, cancel, wait, job, timers) and
+ * broker_jobs.c (ack, nack, release, touch, cancel, wait, job, timers) and
  * broker_admin.c (declare, close, pause, resume, kick, stats). */
 #ifndef CHANQ_DAEMON_BROKER_INTERNAL_H
 #define CHANQ_DAEMON_BROKER_INTERNAL_H

@@ -79,9 +79,9 @@ void broker_free(struct broker *b);
 typedef int broker_op_fn(struct broker *b, struct session *s, const struct request *req,
                          struct buf *out, struct proto_error *err);
 broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack,
-    broker_op_nack, broker_op_touch, broker_op_cancel, broker_op_wait, broker_op_job,
-    broker_op_close, broker_op_pause, broker_op_resume, broker_op_kick, broker_op_queues,
-    broker_op_stats;
+    broker_op_nack, broker_op_release, broker_op_touch, broker_op_cancel, broker_op_wait,
+    broker_op_job, broker_op_close, broker_op_pause, broker_op_resume, broker_op_kick,
+    broker_op_queues, broker_op_stats;
 
 /* Gives back every job h holds (they go back to their queues at once, the
  * interrupted delivery counted) and detaches h: no event reaches it after

@@ -1,4 +1,4 @@
-/* The broker's per-job ops: ack, nack, touch, cancel, wait, job; the
+/* The broker's per-job ops: ack, nack, release, touch, cancel, wait, job; the
  * delay, ttr and deadline timers; reservations given back on disconnect. */
 #include "chanq_config.h"
 
@@ -370,6 +370,30 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
     size_t mark = out->len;
     int rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
     return broker_answer_durable(b, s, req->rid, rc, &w, out, mark, err);
+}
+
+/* The holder could not even start on the job: it goes to the tail of its
+ * queue as if this delivery had not happened (the attempt fetch counted is
+ * taken back; no error, no delay). The STATE record carries the restored
+ * attempt, so a replay does not count the delivery either. */
+int
+broker_op_release(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                  struct proto_error *err)
+{
+    pthread_mutex_lock(&b->lock);
+    struct job *j = reserved_by(b, req, s->holder, err);
+    if (!j)
+        return broker_answer(b, -1, err);
+    broker_unreserve(b, j);
+    if (j->attempt > 0)
+        j->attempt--;
+    j->state = JOB_QUEUED;
+    struct bj_waits w;
+    bj_waits_init(&w);
+    bj_log_state(b, j, &w);
+    broker_enqueue(b, j);
+    size_t mark = out->len;
+    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
 }
 
 int

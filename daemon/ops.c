@@ -62,6 +62,7 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_FETCH] = {NULL, broker_op_fetch},
     [OP_ACK] = {NULL, broker_op_ack},
     [OP_NACK] = {NULL, broker_op_nack},
+    [OP_RELEASE] = {NULL, broker_op_release},
     [OP_TOUCH] = {NULL, broker_op_touch},
     [OP_CANCEL] = {NULL, broker_op_cancel},
     [OP_WAIT] = {NULL, broker_op_wait},

@@ -77,6 +77,7 @@ static const struct op_def ops[OP_COUNT] = {
                   check_fetch},
     [OP_ACK] = {"ack", RULES(REQ(F_ID), OPT(F_RESULT)), NULL},
     [OP_NACK] = {"nack", RULES(REQ(F_ID), OPT(F_ERROR), OPT(F_DELAY_MS), OPT(F_DEAD)), NULL},
+    [OP_RELEASE] = {"release", RULES(REQ(F_ID)), NULL},
     [OP_TOUCH] = {"touch", RULES(REQ(F_ID), OPT(F_TTR_MS)), NULL},
     [OP_CANCEL] = {"cancel", RULES(REQ(F_ID)), NULL},
     [OP_WAIT] = {"wait", RULES(REQ(F_ID), OPT(F_TIMEOUT_MS)), NULL},

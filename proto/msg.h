@@ -21,6 +21,7 @@ enum op {
     OP_FETCH,
     OP_ACK,
     OP_NACK,
+    OP_RELEASE,
     OP_TOUCH,
     OP_CANCEL,
     OP_WAIT,
@@ -66,7 +67,7 @@ struct request {
                           * select, instead of "queue"); no duplicates */
     size_t nqueues;      /* entries in queues[]; 0 when absent */
     struct span payload; /* submit: the payload as compact JSON text (any value) */
-    struct span id;      /* job id: ack, nack, touch, cancel, wait, job */
+    struct span id;      /* job id: ack, nack, release, touch, cancel, wait, job */
     struct span parent;  /* submit: parent job id */
     struct span result;  /* ack: result as compact JSON text */
     struct span error;   /* nack: the failure text (unescaped UTF-8) */

@@ -51,7 +51,8 @@ static const char work_usage[] =
     "(a second signal terminates the running commands). Also exits when every\n"
     "queue is closed and drained. Exits 5, fetching nothing more, when CMD\n"
     "cannot be started (checked before every fetch, like execvp finds it); a\n"
-    "job fetched for a CMD that then fails to start is given back, not nacked.\n"
+    "job fetched for a CMD that then fails to start is released, not nacked:\n"
+    "back in its queue at once, the delivery not counted as an attempt.\n"
     "\nOptions:\n"
     "  -c, --concurrency N  commands running at once (default 1)\n"
     "  --grace-ms MS        SIGTERM to SIGKILL delay (default 5000)\n"
@@ -66,10 +67,15 @@ enum { OPT_GRACE = OPT_FIRST_OWN, OPT_TOUCH, OPT_STRICT };
 #define RECONNECT_MS 1000
 
 /* What a worker did with one job, for the reporter. */
-enum verdict { ACKED, NACKED, CANCELLED, REVOKED, LOST, FAILED, NOT_STARTED };
-static const char *const verdict_names[] = {"acked", "nacked", "cancelled: command stopped",
-                                            "revoked: command stopped", "connection lost",
-                                            "failed", "not started, left to the server"};
+enum verdict { ACKED, NACKED, CANCELLED, REVOKED, LOST, FAILED, NOT_STARTED, NOT_RELEASED };
+static const char *const verdict_names[] = {"acked",
+                                            "nacked",
+                                            "cancelled: command stopped",
+                                            "revoked: command stopped",
+                                            "connection lost",
+                                            "failed",
+                                            "not started, released",
+                                            "not started, given back by closing the connection"};
 
 struct outcome {
     char id[80];         /* job id (cut if longer) */
@@ -212,9 +218,23 @@ pool_cannot_run(struct pool *p, const char *why)
     ctx_cancel(p->ctx);
 }
 
+/* Gives back a job that was fetched but never run: release, so that the
+ * delivery does not count as an attempt. False when it could not (a server
+ * without release, a broken connection): the caller then closes the
+ * connection, which gives the job back with the delivery counted. */
+static bool
+release_job(struct worker *w, struct chanq_conn *c, const char *id)
+{
+    if (chanq_release(c, id) == 0)
+        return true;
+    fprintf(stderr, "chanq work: worker %d: release %s: %s: %s\n", w->n, id,
+            chanq_last_error(c)->code, chanq_last_error(c)->message);
+    return false;
+}
+
 /* Runs the command for one job and acks or nacks it. A command that does
- * not start is neither: the job did not fail, so no nack may count against
- * it (see NOT_STARTED in worker_main). */
+ * not start is neither: the job did not fail, so it is released and no
+ * attempt counts against it (see NOT_STARTED in worker_main). */
 static void
 run_job(struct worker *w, struct chanq_conn *c, const struct chanq_job *job, struct outcome *o)
 {
@@ -231,7 +251,7 @@ run_job(struct worker *w, struct chanq_conn *c, const struct chanq_job *job, str
     struct child *ch = child_spawn(p->cmd, env, job->payload, strlen(job->payload));
     if (!ch) {
         snprintf(o->note, sizeof o->note, "%s", strerror(errno));
-        o->what = NOT_STARTED;
+        o->what = release_job(w, c, job->id) ? NOT_STARTED : NOT_RELEASED;
         return;
     }
     w->job_id = job->id;
@@ -314,15 +334,19 @@ worker_main(void *arg)
             /* The reporter was readied on this thread's run queue; let it
              * run now, before this goroutine blocks its thread in poll(2). */
             go_yield();
-            if (o.what == LOST || o.what == NOT_STARTED) {
-                /* NOT_STARTED: the protocol has no release that leaves the
-                 * attempt uncounted; closing the connection gives the job
-                 * (and any others of the batch) back at once, without an
-                 * error or a retry delay (docs/clients.md). */
+            bool not_started = o.what == NOT_STARTED || o.what == NOT_RELEASED;
+            /* The rest of the batch will not run either: released too. */
+            bool given_back = o.what == NOT_STARTED;
+            for (size_t k = i + 1; not_started && given_back && k < n; k++)
+                given_back = release_job(w, c, jobs[k].id);
+            if (o.what == LOST || (not_started && !given_back)) {
+                /* Closing the connection gives what it still holds back at
+                 * once, without an error or a retry delay, but counted
+                 * (docs/clients.md). */
                 chanq_conn_free(c);
                 c = NULL;
             }
-            if (o.what == NOT_STARTED) {
+            if (not_started) {
                 pool_cannot_run(p, o.note);
                 break;
             }

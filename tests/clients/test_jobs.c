@@ -1,5 +1,6 @@
 /* libchanq job operations against a real chanqd: submit with every option,
- * pipelined batches, fetch, ack, nack, touch, cancel, wait, job, events. */
+ * pipelined batches, fetch, ack, nack, release, touch, cancel, wait, job,
+ * events. */
 #include "chanq_config.h"
 
 #include <stdio.h>
@@ -260,6 +261,37 @@ record_event(const struct chanq_event *ev, void *arg)
     snprintf(s->reason, sizeof s->reason, "%s", ev->reason ? ev->reason : "");
 }
 
+START_TEST(release_gives_the_job_back_with_the_attempt_uncounted)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    /* One attempt: a counted delivery would bury the job. */
+    struct chanq_submit_opts o = {.queue = "rel", .max_attempts = 1};
+    char *id = submit_ok(c, &o, "1");
+    for (int round = 0; round < 2; round++) {
+        size_t n;
+        struct chanq_job *j = fetch_one(c, "rel", 5000, &n);
+        ck_assert_msg(n == 1 && strcmp(j->id, id) == 0, "round %d: job not delivered", round);
+        ck_assert_int_eq(j->attempt, 1);
+        ck_assert_msg(chanq_release(c, id) == 0, "release: %s", tc_err(c));
+        chanq_jobs_free(j, n);
+    }
+    json_t *info = NULL;
+    ck_assert_msg(chanq_job_info(c, id, &info) == 0, "job: %s", tc_err(c));
+    ck_assert_str_eq(json_string_value(json_object_get(info, "state")), "queued");
+    ck_assert_int_eq(json_integer_value(json_object_get(info, "attempt")), 0);
+    ck_assert_msg(json_is_null(json_object_get(info, "error")), "an error was recorded");
+    json_decref(info);
+    ck_assert_msg(chanq_release(c, id) < 0, "released a job it does not hold");
+    ck_assert_str_eq(chanq_last_error(c)->code, "not_reserved");
+    ck_assert_msg(chanq_release(c, "999") < 0, "released an unknown job");
+    ck_assert_str_eq(chanq_last_error(c)->code, "not_found");
+    free(id);
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
 START_TEST(a_ttr_expiry_reaches_the_event_function_as_revoked)
 {
     struct harness *h = tc_start(NULL);
@@ -398,6 +430,7 @@ client_jobs_suite(void)
     tcase_add_test(tc, a_full_queue_refuses_at_once_with_no_wait_and_after_wait_ms);
     tcase_add_test(tc, delay_ttr_and_max_attempts_options_reach_the_server);
     tcase_add_test(tc, nack_with_a_delay_retries_and_dead_buries);
+    tcase_add_test(tc, release_gives_the_job_back_with_the_attempt_uncounted);
     tcase_add_test(tc, a_ttr_expiry_reaches_the_event_function_as_revoked);
     tcase_add_test(tc, touch_keeps_a_reservation_past_its_ttr);
     tcase_add_test(tc, cancel_sends_an_event_between_answers_and_cascades_to_children);

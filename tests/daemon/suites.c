@@ -7,6 +7,7 @@
 suite_fn *const test_suites[] = {
     ping_suite,
     ops_suite,
+    release_suite,
     flow_suite,
     input_suite,
     scale_suite,

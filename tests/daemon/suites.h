@@ -6,6 +6,7 @@
 
 Suite *ping_suite(void);
 Suite *ops_suite(void);
+Suite *release_suite(void);
 Suite *flow_suite(void);
 Suite *input_suite(void);
 Suite *scale_suite(void);

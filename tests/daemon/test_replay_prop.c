@@ -1,7 +1,7 @@
 /* The compaction invariant as a property: random sequences of broker ops
  * (every kind of record: submit, delayed submit, child submit, reserve, ack
- * with and without result, nack, nack to dead, touch, cancel, kick, declare,
- * pause, resume, close, a connection's jobs given back) run against a
+ * with and without result, nack, nack to dead, release, touch, cancel, kick,
+ * declare, pause, resume, close, a connection's jobs given back) run against a
  * journal that a second goroutine compacts at random moments. Before each
  * compaction every segment file is hard-linked into a shadow directory, so
  * the shadow ends up holding the uncompacted journal. Replaying the
@@ -77,6 +77,7 @@ static broker_op_fn *const op_fns[OP_COUNT] = {
     [OP_DECLARE] = broker_op_declare, [OP_SUBMIT] = broker_op_submit,
     [OP_FETCH] = broker_op_fetch,     [OP_ACK] = broker_op_ack,
     [OP_NACK] = broker_op_nack,       [OP_TOUCH] = broker_op_touch,
+    [OP_RELEASE] = broker_op_release,
     [OP_CANCEL] = broker_op_cancel,   [OP_CLOSE] = broker_op_close,
     [OP_PAUSE] = broker_op_pause,     [OP_RESUME] = broker_op_resume,
     [OP_KICK] = broker_op_kick,
@@ -151,7 +152,7 @@ op_fetch(struct prop *p)
 }
 
 /* Ends a random reservation with ack (maybe with a result), nack (maybe
- * delayed, maybe straight to dead) or just touches it. */
+ * delayed, maybe straight to dead) or release, or just touches it. */
 static void
 op_settle(struct prop *p, int i)
 {
@@ -160,7 +161,7 @@ op_settle(struct prop *p, int i)
     int k = (int)pick(p, (unsigned)p->nheld);
     struct held hd = p->held[k];
     char line[256];
-    unsigned what = pick(p, 10);
+    unsigned what = pick(p, 11);
     if (what < 5)
         snprintf(line, sizeof line, "{\"op\":\"ack\",\"id\":\"%llu\"%s}",
                  (unsigned long long)hd.id, what < 2 ? ",\"result\":{\"r\":1}" : "");
@@ -168,10 +169,13 @@ op_settle(struct prop *p, int i)
         snprintf(line, sizeof line,
                  "{\"op\":\"nack\",\"id\":\"%llu\",\"error\":\"e%d\",\"delay_ms\":%u%s}",
                  (unsigned long long)hd.id, i, pick(p, 2) * 2, what == 8 ? ",\"dead\":true" : "");
-    else
+    else if (what == 9)
         snprintf(line, sizeof line, "{\"op\":\"touch\",\"id\":\"%llu\"}", (unsigned long long)hd.id);
+    else
+        snprintf(line, sizeof line, "{\"op\":\"release\",\"id\":\"%llu\"}",
+                 (unsigned long long)hd.id);
     run_op_quiet(p, hd.holder, line);
-    if (what < 9)
+    if (what != 9)
         p->held[k] = p->held[--p->nheld];
 }
 

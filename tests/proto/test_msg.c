@@ -489,7 +489,7 @@ START_TEST(fetch_rejects_missing_mistyped_and_out_of_range_fields)
 }
 END_TEST
 
-/* ack, nack, touch, cancel, wait, job */
+/* ack, nack, release, touch, cancel, wait, job */
 
 START_TEST(ack_with_and_without_result_decodes)
 {
@@ -515,6 +515,20 @@ START_TEST(nack_with_every_option_decodes)
     request_clear(&r);
     decode_ok("{'op':'nack','id':'j','dead':true}", &r);
     ck_assert_msg(r.dead && !r.has_delay_ms && r.error.len == 0, "dead true, rest absent");
+    request_clear(&r);
+}
+END_TEST
+
+START_TEST(release_takes_only_an_id)
+{
+    struct request r;
+    decode_ok("{'op':'release','id':'j-7'}", &r);
+    ck_assert_msg(r.op == OP_RELEASE && span_is(r.id, "j-7"), "release with its id");
+    request_clear(&r);
+    /* nack's fields mean nothing to release: ignored, not stored. */
+    decode_ok("{'op':'release','id':'j','error':'e','delay_ms':5,'dead':true}", &r);
+    ck_assert_msg(r.op == OP_RELEASE && r.error.len == 0 && !r.has_delay_ms && !r.dead,
+                  "nack's fields are ignored");
     request_clear(&r);
 }
 END_TEST
@@ -556,6 +570,9 @@ START_TEST(job_id_ops_reject_missing_mistyped_and_out_of_range_fields)
         BAD("{'op':'nack','id':'j','delay_ms':-1}", "field 'delay_ms': -1 is out of range"),
         BAD("{'op':'nack','id':'j','delay_ms':true}", "field 'delay_ms': must be an integer"),
         BAD("{'op':'nack','id':'j','dead':'yes'}", "field 'dead': must be a boolean, got string"),
+        BAD("{'op':'release'}", "field 'id': missing"),
+        BAD("{'op':'release','id':7}", "field 'id': must be a string, got number"),
+        BAD("{'op':'release','id':''}", "field 'id': must not be empty"),
         BAD("{'op':'touch'}", "field 'id': missing"),
         BAD("{'op':'touch','id':'j','ttr_ms':0}", "field 'ttr_ms': 0 is out of range"),
         BAD("{'op':'touch','id':'j','ttr_ms':'30s'}", "field 'ttr_ms': must be an integer"),
@@ -694,6 +711,7 @@ msg_suite(void)
     tcase_add_test(tc, fetch_rejects_missing_mistyped_and_out_of_range_fields);
     tcase_add_test(tc, ack_with_and_without_result_decodes);
     tcase_add_test(tc, nack_with_every_option_decodes);
+    tcase_add_test(tc, release_takes_only_an_id);
     tcase_add_test(tc, touch_cancel_wait_and_job_decode);
     tcase_add_test(tc, job_id_ops_reject_missing_mistyped_and_out_of_range_fields);
     tcase_add_test(tc, ack_result_over_the_limit_is_too_large);
