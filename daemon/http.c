@@ -263,7 +263,8 @@ route_admin(struct http *h, struct evhttp_request *req)
         return;
     }
     if (cross_site(req)) {
-        log_warn("http: refused a cross-site admin request for %s", evhttp_request_get_uri(req));
+        log_warn_limited("http: refused a cross-site admin request for %s",
+                         evhttp_request_get_uri(req));
         reply_error(req, 403, "forbidden", "cross-site admin request refused");
         return;
     }

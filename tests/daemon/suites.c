@@ -13,5 +13,6 @@ suite_fn *const test_suites[] = {
     crash_suite,
     compact_suite,
     reload_suite,
+    limits_suite,
     NULL,
 };

@@ -12,5 +12,6 @@ Suite *scale_suite(void);
 Suite *crash_suite(void);
 Suite *compact_suite(void);
 Suite *reload_suite(void);
+Suite *limits_suite(void);
 
 #endif
