@@ -26,6 +26,7 @@
 
 struct http {
     struct evhttp *evh;          /* libevent's server */
+    struct accept_guard *guard;  /* keeps a failing accept from spinning */
     http_snapshot_fn *snapshot;  /* builds the stats document */
     http_unhealthy_fn *unhealthy; /* for /healthz; may be NULL */
     void *arg;                   /* passed to both */
@@ -376,6 +377,14 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
         return NULL;
     }
     h->port = bound_port(bs);
+    char name[300];
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(name, sizeof name, "http:%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", h->port);
+    if (!(h->guard = accept_guard_new(evhttp_bound_socket_get_listener(bs), name))) {
+        log_error("cannot start the http endpoint: out of memory");
+        http_free(h);
+        return NULL;
+    }
     log_info("http: serving /metrics /stats /healthz on %s%s%s:%d", strchr(host, ':') ? "[" : "",
              host, strchr(host, ':') ? "]" : "", h->port);
     log_info("http: status page on http://%s%s%s:%d/", strchr(host, ':') ? "[" : "", host,
@@ -401,6 +410,7 @@ http_free(struct http *h)
         call->h = NULL;
         call->req = NULL;
     }
+    accept_guard_free(h->guard);
     evhttp_free(h->evh);
     free(h);
 }

@@ -16,12 +16,46 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BACKLOG 1024
+/* After a failed accept the listener rests this long: the socket stays
+ * readable while a connection waits, so retrying at once would spin. */
+#define ACCEPT_PAUSE_MS 100
+/* Connections closed at most per failed accept when out of descriptors. */
+#define SHED_MAX 1024
+#define REPORT_MS 1000
 #define MAX_LISTENERS (2 * CONFIG_MAX_LISTEN + 1 + 64)
 
+/* Keeps a listening socket whose accept fails from spinning the loop and
+ * flooding the log: pauses it, sheds what waits in the backlog when out of
+ * descriptors, and reports once a second. */
+struct accept_guard {
+    struct evconnlistener *evl;  /* the guarded listener */
+    struct event *retry;         /* ends the pause; later prints the last report */
+    char name[128];              /* for the report */
+    int err;                     /* the last accept error */
+    unsigned long long failures; /* failed accepts since the last report */
+    unsigned long long refused;  /* connections closed unserved since the last report */
+    int64_t reported_ms;         /* when the last report was printed */
+    bool paused;                 /* disabled by us, to enable when retry fires */
+    struct accept_guard *next;   /* in guards */
+};
+
+/* libevent hands the error callback the listener and its user data, which
+ * for the HTTP endpoint is evhttp's own: guards are found by listener.
+ * Loop thread only. */
+static struct accept_guard *guards;
+
+/* One descriptor kept in reserve: out of descriptors, it is closed for a
+ * moment to accept and close the connections waiting in the backlog, so
+ * their clients learn at once instead of waiting unserved. Process-wide,
+ * like the limit it works around. Loop thread only. */
+static int spare_fd = -1;
+
 struct listener {
+    struct accept_guard *guard;    /* pauses accepting when accept fails */
     struct evconnlistener *evl;    /* libevent's accept loop for our socket */
     listener_accept_fn *on_accept; /* the owner's handler for new sockets */
     void *arg;                     /* passed back to on_accept */
@@ -71,12 +105,122 @@ on_evl_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *p
     l->on_accept(fd, peer, peerlen, l->arg);
 }
 
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
-on_evl_error(struct evconnlistener *evl, void *arg)
+reserve_spare(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Accepts and closes what waits on lfd, using the spare descriptor's slot.
+ * Returns how many connections were closed. */
+static unsigned long long
+shed_backlog(evutil_socket_t lfd)
+{
+    if (spare_fd < 0)
+        return 0; /* another thread took the slot: the next pause tries again */
+    close(spare_fd);
+    spare_fd = -1;
+    unsigned long long n = 0;
+    int fd;
+    while (n < SHED_MAX && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        close(fd);
+        n++;
+    }
+    reserve_spare();
+    return n;
+}
+
+static void
+report(struct accept_guard *g)
+{
+    const char *why = g->err == EMFILE   ? "out of file descriptors"
+                      : g->err == ENFILE ? "out of file descriptors (system-wide)"
+                                         : evutil_socket_error_to_string(g->err);
+    log_warn("accept on %s: %s; %llu connections refused in the last second", g->name, why,
+             g->refused);
+    g->failures = 0;
+    g->refused = 0;
+    g->reported_ms = mono_ms();
+}
+
+static void
+on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct accept_guard *g = arg;
+    if (g->paused) {
+        g->paused = false;
+        evconnlistener_enable(g->evl);
+    }
+    if (g->failures == 0)
+        return;
+    /* Failures since the last report are told a second after it. */
+    int64_t wait = g->reported_ms + REPORT_MS - mono_ms();
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000 * 1000)};
+    if (wait <= 0)
+        report(g);
+    else
+        evtimer_add(g->retry, &tv);
+}
+
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends are transient: log and keep listening. */
-    log_warn("accept failed: %s", evutil_socket_error_to_string(err));
+    struct accept_guard *g = guards;
+    while (g && g->evl != evl)
+        g = g->next;
+    evconnlistener_disable(evl);
+    if (!g)
+        return; /* cannot happen: every listener we wire here has a guard */
+    g->err = err;
+    g->failures++;
+    if (err == EMFILE || err == ENFILE)
+        g->refused += shed_backlog(evconnlistener_get_fd(evl));
+    g->paused = true;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(g->retry, &tv);
+    if (mono_ms() - g->reported_ms >= REPORT_MS)
+        report(g);
+}
+
+struct accept_guard *
+accept_guard_new(struct evconnlistener *evl, const char *name)
+{
+    struct accept_guard *g = calloc(1, sizeof *g);
+    if (!g || !(g->retry = evtimer_new(evconnlistener_get_base(evl), on_accept_retry, g))) {
+        free(g);
+        return NULL;
+    }
+    g->evl = evl;
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->reported_ms = mono_ms() - REPORT_MS;
+    g->next = guards;
+    guards = g;
+    reserve_spare();
+    evconnlistener_set_error_cb(evl, on_accept_error);
+    return g;
+}
+
+void
+accept_guard_free(struct accept_guard *g)
+{
+    if (!g)
+        return;
+    struct accept_guard **pp = &guards;
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    event_free(g->retry);
+    free(g);
 }
 
 /* Names the socket's local address: "1.2.3.4:80", "[::1]:80", "unix:/p". */
@@ -119,8 +263,12 @@ listener_wrap(struct event_base *base, evutil_socket_t fd, int backlog,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, backlog, fd);
     if (!l->evl)
         goto out_close;
-    evconnlistener_set_error_cb(l->evl, on_evl_error);
     describe_fd(fd, l->name, sizeof l->name);
+    if (!(l->guard = accept_guard_new(l->evl, l->name))) {
+        listener_free(l); /* closes fd */
+        log_error("cannot listen on fd %d: out of memory", (int)fd);
+        return NULL;
+    }
     return l;
 
 out_close:
@@ -164,10 +312,15 @@ listen_tcp(struct event_base *base, const char *addr, const char *prefix,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto out_free_l;
     }
-    evconnlistener_set_error_cb(l->evl, on_evl_error);
     size_t plen = strlen(prefix);
     memcpy(l->name, prefix, plen);
     describe_fd(evconnlistener_get_fd(l->evl), l->name + plen, sizeof l->name - plen);
+    if (!(l->guard = accept_guard_new(l->evl, l->name))) {
+        log_error("cannot listen on %s: out of memory", addr);
+        listener_free(l);
+        freeaddrinfo(res);
+        return NULL;
+    }
     log_info("listening on %s", l->name);
     freeaddrinfo(res);
     return l;
@@ -271,6 +424,7 @@ listener_free(struct listener *l)
 {
     if (!l)
         return;
+    accept_guard_free(l->guard);
     if (l->evl)
         evconnlistener_free(l->evl);
     if (l->unlink_path) {

@@ -69,6 +69,19 @@ struct listener *listener_new_unix(struct event_base *base, const char *path,
  * process created). NULL is allowed. */
 void listener_free(struct listener *l);
 
+/* Guards a listening socket against failing accepts (any listener, also
+ * evhttp's): on an error it stops accepting for 100 ms instead of letting
+ * the loop spin on a socket that stays readable; out of descriptors
+ * (EMFILE, ENFILE) it first accepts and closes the connections waiting in
+ * the backlog, with the one descriptor kept in reserve; it logs "accept on
+ * NAME: out of file descriptors; N connections refused in the last second"
+ * at most once a second. Sets evl's error callback. Returns NULL when out
+ * of memory. Free it before evl. Loop thread only. */
+struct accept_guard;
+struct evconnlistener;
+struct accept_guard *accept_guard_new(struct evconnlistener *evl, const char *name);
+void accept_guard_free(struct accept_guard *g); /* NULL is allowed */
+
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. Returns 0, or -1
  * (and leaves the outputs unspecified) when the form is wrong. */
 int listener_split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);

@@ -3,9 +3,14 @@
 #include "chanq_config.h"
 
 #include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/daemon/suites.h"
@@ -22,6 +27,125 @@ log_lines_with(const struct harness *h, const char *needle)
     free(log);
     return n;
 }
+
+/* The daemon's CPU time so far (user + system), in ms. */
+static long long
+cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f, "cannot read %s", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after "(comm)": state is field 3, utime 14, stime 15. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    ck_assert_msg(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                              &ut, &st) == 2,
+                  "cannot parse %s", path);
+    return (long long)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+/* How many descriptors pid has open below limit. */
+static int
+fds_below(pid_t pid, int limit)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    ck_assert_msg(d, "cannot list %s", path);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.' && atoi(e->d_name) < limit;
+    closedir(d);
+    return n;
+}
+
+static int
+count_char(const char *s, char c)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+/* True when the server closed fd (EOF) within timeout_ms. */
+static bool
+closed_by_server(int fd, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char c;
+    return poll(&pfd, 1, timeout_ms) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+/* A new client gets its ping answered within a few seconds. */
+static bool
+serves_again(struct harness *h)
+{
+    for (int i = 0; i < 10; i++) {
+        int fd = dial(h);
+        send_line(fd, "{\"op\":\"ping\"}");
+        char *line = recv_line_timeout(fd, 500);
+        bool ok = line && strcmp(line, "{\"ok\":true}") == 0;
+        free(line);
+        harness_close(fd);
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+#define NOFILE 32
+#define EXTRA_CONNS 64
+#define WINDOW_MS 2000
+
+START_TEST(out_of_descriptors_neither_spins_nor_floods_the_log)
+{
+    struct harness *h = start_daemon(NULL);
+    pid_t pid = harness_pid(h);
+    /* Room for a few clients, then EMFILE on every accept (descriptors
+     * already open above the limit stay usable). */
+    int free_slots = NOFILE - fds_below(pid, NOFILE);
+    ck_assert_msg(free_slots > 0 && free_slots < EXTRA_CONNS / 2, "%d free descriptors",
+                  free_slots);
+    struct rlimit lim = {.rlim_cur = NOFILE, .rlim_max = NOFILE};
+    ck_assert_msg(prlimit(pid, RLIMIT_NOFILE, &lim, NULL) == 0, "prlimit: %s", strerror(errno));
+    int fds[EXTRA_CONNS + WINDOW_MS / 100 * 4];
+    int n = 0;
+    while (n < EXTRA_CONNS)
+        fds[n++] = dial(h);
+    usleep(200 * 1000); /* the daemon meets EMFILE */
+    char *log = harness_log(h);
+    int lines_before = count_char(log, '\n');
+    free(log);
+    long long cpu_before = cpu_ms(pid);
+    /* Keep new clients coming while measuring. */
+    for (int64_t end = harness_now_ms() + WINDOW_MS; harness_now_ms() < end; usleep(100 * 1000))
+        for (int i = 0; i < 4 && n < (int)(sizeof fds / sizeof fds[0]); i++)
+            fds[n++] = dial(h);
+    long long cpu = cpu_ms(pid) - cpu_before;
+    log = harness_log(h);
+    int lines = count_char(log, '\n') - lines_before;
+    bool reported = strstr(log, "out of file descriptors; ") != NULL &&
+                    strstr(log, "connections refused in the last second") != NULL;
+    free(log);
+    ck_assert_msg(cpu < WINDOW_MS / 5, "out of descriptors, chanqd used %lld ms of CPU in %d ms",
+                  cpu, WINDOW_MS);
+    ck_assert_msg(lines <= 2 * WINDOW_MS / 1000 + 2, "%d log lines in %d ms", lines, WINDOW_MS);
+    ck_assert_msg(reported, "the refusals were not reported");
+    int shed = 0;
+    for (int i = 0; i < n; i++)
+        shed += closed_by_server(fds[i], 10);
+    ck_assert_msg(shed > 0, "no waiting connection was closed: they sit in the backlog");
+    for (int i = 0; i < n; i++)
+        harness_close(fds[i]);
+    ck_assert_msg(serves_again(h), "descriptors back, a new client is not served");
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
 
 START_TEST(refused_connections_are_logged_once_a_second)
 {
@@ -53,6 +177,7 @@ limits_suite(void)
     TCase *tc = tcase_create("limits");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, refused_connections_are_logged_once_a_second);
+    tcase_add_test(tc, out_of_descriptors_neither_spins_nor_floods_the_log);
     suite_add_tcase(s, tc);
     return s;
 }
