@@ -3,8 +3,10 @@
 #include "chanq_config.h"
 
 #include <check.h>
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +74,22 @@ count_char(const char *s, char c)
     return n;
 }
 
-/* True when the server closed fd (EOF) within timeout_ms. */
+/* True when the server closed fd (end of stream or reset, after whatever
+ * it said first) within timeout_ms. */
 static bool
 closed_by_server(int fd, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char c;
-    return poll(&pfd, 1, timeout_ms) == 1 && recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+    int64_t until = harness_now_ms() + timeout_ms;
+    char buf[512];
+    for (;;) {
+        int left = (int)(until - harness_now_ms());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) != 1)
+            return false;
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return true;
+    }
 }
 
 /* A new client gets its ping answered within a few seconds. */
@@ -147,6 +158,72 @@ START_TEST(out_of_descriptors_neither_spins_nor_floods_the_log)
 }
 END_TEST
 
+/* The --http port chanqd logged. */
+static int
+http_port_of(const struct harness *h)
+{
+    char *log = harness_log(h);
+    const char *p = strstr(log, "http: serving /metrics /stats /healthz on 127.0.0.1:");
+    int port = p ? atoi(strrchr(p, ':') + 1) : 0;
+    free(log);
+    ck_assert_msg(port > 0, "no http port in the log");
+    return port;
+}
+
+static int
+dial_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
+                  "cannot connect to port %d", port);
+    return fd;
+}
+
+/* GET /healthz on a new connection answers 200. */
+static bool
+http_healthy(int port)
+{
+    int fd = dial_port(port);
+    send_line(fd, "GET /healthz HTTP/1.0\r\n\r");
+    char *line = recv_line_timeout(fd, 2000);
+    bool ok = line && strstr(line, " 200 ");
+    free(line);
+    harness_close(fd);
+    return ok;
+}
+
+#define HTTP_CAP 64 /* HTTP_MAX_CONNECTIONS in daemon/http.c */
+#define HTTP_EXTRA 16
+
+START_TEST(idle_http_connections_are_capped)
+{
+    struct harness *h = start_daemon((const char *const[]){"--http", "127.0.0.1:0", NULL});
+    int port = http_port_of(h);
+    int fds[HTTP_CAP + HTTP_EXTRA];
+    for (int i = 0; i < HTTP_CAP + HTTP_EXTRA; i++)
+        fds[i] = dial_port(port);
+    int closed = 0;
+    for (int i = 0; i < HTTP_CAP + HTTP_EXTRA; i++)
+        closed += closed_by_server(fds[i], i < HTTP_CAP ? 50 : 2000);
+    ck_assert_msg(closed == HTTP_EXTRA, "%d of %d idle http connections were closed, want %d",
+                  closed, HTTP_CAP + HTTP_EXTRA, HTTP_EXTRA);
+    ck_assert_msg(log_lines_with(h, "http: refused a connection") <= 2,
+                  "every refusal was logged");
+    int fd = dial(h);
+    json_decref(req_ok(fd, "{\"op\":\"ping\"}"));
+    harness_close(fd);
+    for (int i = 0; i < HTTP_CAP + HTTP_EXTRA; i++)
+        harness_close(fds[i]);
+    bool healthy = false;
+    for (int i = 0; i < 20 && !healthy; i++)
+        healthy = http_healthy(port);
+    ck_assert_msg(healthy, "the http endpoint does not serve once the idle clients left");
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 START_TEST(refused_connections_are_logged_once_a_second)
 {
     struct harness *h = start_daemon((const char *const[]){"--max-connections", "1", NULL});
@@ -178,6 +255,7 @@ limits_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, refused_connections_are_logged_once_a_second);
     tcase_add_test(tc, out_of_descriptors_neither_spins_nor_floods_the_log);
+    tcase_add_test(tc, idle_http_connections_are_capped);
     suite_add_tcase(s, tc);
     return s;
 }
