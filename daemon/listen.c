@@ -10,6 +10,7 @@
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +504,40 @@ open_activated(struct listener_set *ls, struct event_base *base, int n,
     return 0;
 }
 
+/* True when fd accepts TCP connections from other hosts: bound to an
+ * address other than loopback (0.0.0.0 and [::] included). */
+static bool
+reachable_from_afar(evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return ((const uint8_t *)&((const struct sockaddr_in *)&ss)->sin_addr)[0] != 127;
+    if (ss.ss_family != AF_INET6)
+        return false; /* a Unix socket: its file mode decides */
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a))
+        return a->s6_addr[12] != 127;
+    return !IN6_IS_ADDR_LOOPBACK(a);
+}
+
+/* Open to the network with nothing asking who connects: say so at start,
+ * the default being loopback only. Listeners from index `from` on. */
+static void
+warn_if_unauthenticated(const struct listener_set *ls, size_t from, const struct config *cfg,
+                        bool tls)
+{
+    if (cfg->token_file || (tls && cfg->tls_client_ca))
+        return;
+    for (size_t i = from; i < ls->n; i++)
+        if (reachable_from_afar(evconnlistener_get_fd(ls->l[i]->evl)))
+            log_warn("listening on a non-loopback address (%s) without --token-file: anyone "
+                     "who can reach it can submit and read jobs",
+                     ls->l[i]->name);
+}
+
 struct listener_set *
 listener_set_new(struct event_base *base, const struct config *cfg,
                  listener_accept_fn *on_accept, void *arg)
@@ -519,6 +554,7 @@ listener_set_new(struct event_base *base, const struct config *cfg,
         ls->activated = true;
         if (open_activated(ls, base, n, on_accept, arg) < 0)
             goto out_free;
+        warn_if_unauthenticated(ls, 0, cfg, false);
         return ls;
     }
     for (size_t i = 0; i < cfg->n_listen; i++)
@@ -526,6 +562,7 @@ listener_set_new(struct event_base *base, const struct config *cfg,
             goto out_free;
     if (cfg->unix_path && set_add(ls, listener_new_unix(base, cfg->unix_path, on_accept, arg)) < 0)
         goto out_free;
+    warn_if_unauthenticated(ls, 0, cfg, false);
     return ls;
 
 out_free:
@@ -537,6 +574,7 @@ int
 listener_set_add_tls(struct listener_set *ls, struct event_base *base, const struct config *cfg,
                      listener_accept_fn *on_accept, void *arg)
 {
+    size_t from = ls->n;
     for (size_t i = 0; i < cfg->n_tls_listen; i++) {
         if (ls->n == MAX_LISTENERS) {
             log_error("tls-listen: too many listeners");
@@ -545,6 +583,7 @@ listener_set_add_tls(struct listener_set *ls, struct event_base *base, const str
         if (set_add(ls, listener_new_tls(base, cfg->tls_listen[i], on_accept, arg)) < 0)
             return -1;
     }
+    warn_if_unauthenticated(ls, from, cfg, true);
     return 0;
 }
 

@@ -21,7 +21,8 @@ typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer,
 /* Opens every listener the daemon serves on: the sockets systemd passed
  * (LISTEN_FDS with LISTEN_PID equal to our pid; the configured addresses
  * are then not bound), else every cfg->listen address and cfg->unix_path.
- * Logs "listening on HOST:PORT" / "listening on unix:PATH" for each.
+ * Logs "listening on HOST:PORT" / "listening on unix:PATH" for each, and
+ * a warning for each non-loopback TCP address when cfg has no token_file.
  * Returns the set, or NULL after logging why (nothing is left open). */
 struct listener_set *listener_set_new(struct event_base *base, const struct config *cfg,
                                       listener_accept_fn *on_accept, void *arg);

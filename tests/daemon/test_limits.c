@@ -247,6 +247,37 @@ START_TEST(refused_connections_are_logged_once_a_second)
 }
 END_TEST
 
+static const char open_warning[] = "listening on a non-loopback address (0.0.0.0:";
+
+/* 0.0.0.0 is only bound for the start-up log: nothing connects to it. */
+START_TEST(non_loopback_listen_without_token_is_warned_about)
+{
+    struct harness *h = start_daemon((const char *const[]){"--listen", "0.0.0.0:0", NULL});
+    char *log = harness_log(h);
+    ck_assert_msg(strstr(log, open_warning) &&
+                      strstr(log, "without --token-file: anyone who can reach it can submit "
+                                  "and read jobs"),
+                  "no warning about 0.0.0.0 without a token: %s", log);
+    ck_assert_msg(!strstr(log, "non-loopback address (127.0.0.1:"), "loopback warned about");
+    free(log);
+    ck_assert_int_eq(harness_stop(h), 0);
+
+    char tokens[] = "/tmp/chanq-tokens-XXXXXX";
+    int tfd = mkstemp(tokens);
+    ck_assert_msg(tfd >= 0 && write(tfd, "s3cret\n", 7) == 7, "cannot write a token file");
+    close(tfd);
+    h = start_daemon(
+        (const char *const[]){"--listen", "0.0.0.0:0", "--token-file", tokens, NULL});
+    ck_assert_msg(log_lines_with(h, "non-loopback") == 0, "warned despite --token-file");
+    ck_assert_int_eq(harness_stop(h), 0);
+    unlink(tokens);
+
+    h = start_daemon(NULL);
+    ck_assert_msg(log_lines_with(h, "non-loopback") == 0, "warned about the default listener");
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 limits_suite(void)
 {
@@ -256,6 +287,7 @@ limits_suite(void)
     tcase_add_test(tc, refused_connections_are_logged_once_a_second);
     tcase_add_test(tc, out_of_descriptors_neither_spins_nor_floods_the_log);
     tcase_add_test(tc, idle_http_connections_are_capped);
+    tcase_add_test(tc, non_loopback_listen_without_token_is_warned_about);
     suite_add_tcase(s, tc);
     return s;
 }
