@@ -11,6 +11,7 @@
 #include "daemon/status_page.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netdb.h>
@@ -20,12 +21,17 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTP_TIMEOUT_S 10
+/* Connections at once on the HTTP endpoint: a scraper and a few browser
+ * tabs need a handful; past this they are answered 503 and closed. */
+#define HTTP_MAX_CONNECTIONS 64
 #define HTTP_MAX_HEADERS 8192
 
 struct http {
     struct evhttp *evh;          /* libevent's server */
+    struct accept_guard *guard;  /* keeps a failing accept from spinning */
     http_snapshot_fn *snapshot;  /* builds the stats document */
     http_unhealthy_fn *unhealthy; /* for /healthz; may be NULL */
     void *arg;                   /* passed to both */
@@ -34,6 +40,10 @@ struct http {
     void *admin_arg;             /* passed to admin */
     bool admin_needs_token;      /* told to the page through GET /admin */
     struct http_call *calls;     /* admin calls awaiting their answer */
+    size_t conns;                /* connections counted against HTTP_MAX_CONNECTIONS */
+    struct event *admit;         /* counts or refuses the connections just accepted */
+    struct bufferevent **fresh;  /* those connections' bufferevents (one reference each) */
+    size_t nfresh, capfresh;
 };
 
 /* An admin request between the admin callback and its answer. It outlives
@@ -263,7 +273,8 @@ route_admin(struct http *h, struct evhttp_request *req)
         return;
     }
     if (cross_site(req)) {
-        log_warn("http: refused a cross-site admin request for %s", evhttp_request_get_uri(req));
+        log_warn_limited("http: refused a cross-site admin request for %s",
+                         evhttp_request_get_uri(req));
         reply_error(req, 403, "forbidden", "cross-site admin request refused");
         return;
     }
@@ -331,6 +342,78 @@ on_request(struct evhttp_request *req, void *arg)
     reply(req, 404, "Not Found", "text/plain", nf, sizeof nf - 1);
 }
 
+/* evhttp (libevent 2.1) has neither a connection limit nor an accept
+ * hook, but it asks us for each accepted connection's bufferevent; once it
+ * has wired the connection, the bufferevent's callback argument is the
+ * connection, which then gets our close callback. So each new bufferevent
+ * is kept (with a reference) until admit_fresh, run right after evhttp's
+ * accept, counts the connection or refuses it. */
+static struct bufferevent *
+on_new_bufferevent(struct event_base *base, void *arg)
+{
+    struct http *h = arg;
+    if (h->nfresh == h->capfresh) {
+        size_t cap = h->capfresh ? 2 * h->capfresh : 16;
+        struct bufferevent **grown = realloc(h->fresh, cap * sizeof *grown);
+        if (!grown)
+            return NULL; /* evhttp makes its own, uncounted */
+        h->fresh = grown;
+        h->capfresh = cap;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return NULL;
+    bufferevent_incref(bev);
+    h->fresh[h->nfresh++] = bev;
+    event_active(h->admit, EV_TIMEOUT, 0);
+    return bev;
+}
+
+static void
+on_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct http *h = arg;
+    h->conns--;
+}
+
+/* Past the cap: a best-effort 503, then shut the socket down; evhttp sees
+ * the end of input and frees the connection itself. */
+static void
+refuse(struct bufferevent *bev)
+{
+    static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 21\r\nConnection: close\r\n\r\n"
+                              "too many connections\n";
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    ssize_t w = write(fd, msg, sizeof msg - 1);
+    (void)w; /* the client may learn why; it is closed either way */
+    shutdown(fd, SHUT_RDWR);
+    log_warn_limited("http: refused a connection: %d connections is the limit",
+                     HTTP_MAX_CONNECTIONS);
+}
+
+static void
+admit_fresh(evutil_socket_t fd, short what, void *arg)
+{
+    struct http *h = arg;
+    for (size_t i = 0; i < h->nfresh; i++) {
+        struct bufferevent *bev = h->fresh[i];
+        bufferevent_data_cb readcb = NULL;
+        void *evcon = NULL;
+        bufferevent_getcb(bev, &readcb, NULL, NULL, &evcon);
+        if (readcb && evcon) { /* still evhttp's connection */
+            if (h->conns >= HTTP_MAX_CONNECTIONS) {
+                refuse(bev);
+            } else {
+                h->conns++;
+                evhttp_connection_set_closecb(evcon, on_conn_closed, h);
+            }
+        }
+        bufferevent_decref(bev);
+    }
+    h->nfresh = 0;
+}
+
 static int
 bound_port(struct evhttp_bound_socket *bs)
 {
@@ -366,6 +449,12 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
     evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(h->evh, 0);
     evhttp_set_gencb(h->evh, on_request, h);
+    evhttp_set_bevcb(h->evh, on_new_bufferevent, h);
+    if (!(h->admit = event_new(base, -1, 0, admit_fresh, h))) {
+        log_error("cannot start the http endpoint: out of memory");
+        http_free(h);
+        return NULL;
+    }
     struct evhttp_bound_socket *bs =
         evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)atoi(port));
     if (!bs) {
@@ -375,6 +464,14 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
         return NULL;
     }
     h->port = bound_port(bs);
+    char name[300];
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(name, sizeof name, "http:%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", h->port);
+    if (!(h->guard = accept_guard_new(evhttp_bound_socket_get_listener(bs), name))) {
+        log_error("cannot start the http endpoint: out of memory");
+        http_free(h);
+        return NULL;
+    }
     log_info("http: serving /metrics /stats /healthz on %s%s%s:%d", strchr(host, ':') ? "[" : "",
              host, strchr(host, ':') ? "]" : "", h->port);
     log_info("http: status page on http://%s%s%s:%d/", strchr(host, ':') ? "[" : "", host,
@@ -400,7 +497,13 @@ http_free(struct http *h)
         call->h = NULL;
         call->req = NULL;
     }
+    accept_guard_free(h->guard);
     evhttp_free(h->evh);
+    for (size_t i = 0; i < h->nfresh; i++)
+        bufferevent_decref(h->fresh[i]);
+    free(h->fresh);
+    if (h->admit)
+        event_free(h->admit);
     free(h);
 }
 

@@ -10,18 +10,53 @@
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BACKLOG 1024
+/* After a failed accept the listener rests this long: the socket stays
+ * readable while a connection waits, so retrying at once would spin. */
+#define ACCEPT_PAUSE_MS 100
+/* Connections closed at most per failed accept when out of descriptors. */
+#define SHED_MAX 1024
+#define REPORT_MS 1000
 #define MAX_LISTENERS (2 * CONFIG_MAX_LISTEN + 1 + 64)
 
+/* Keeps a listening socket whose accept fails from spinning the loop and
+ * flooding the log: pauses it, sheds what waits in the backlog when out of
+ * descriptors, and reports once a second. */
+struct accept_guard {
+    struct evconnlistener *evl;  /* the guarded listener */
+    struct event *retry;         /* ends the pause; later prints the last report */
+    char name[128];              /* for the report */
+    int err;                     /* the last accept error */
+    unsigned long long failures; /* failed accepts since the last report */
+    unsigned long long refused;  /* connections closed unserved since the last report */
+    int64_t reported_ms;         /* when the last report was printed */
+    bool paused;                 /* disabled by us, to enable when retry fires */
+    struct accept_guard *next;   /* in guards */
+};
+
+/* libevent hands the error callback the listener and its user data, which
+ * for the HTTP endpoint is evhttp's own: guards are found by listener.
+ * Loop thread only. */
+static struct accept_guard *guards;
+
+/* One descriptor kept in reserve: out of descriptors, it is closed for a
+ * moment to accept and close the connections waiting in the backlog, so
+ * their clients learn at once instead of waiting unserved. Process-wide,
+ * like the limit it works around. Loop thread only. */
+static int spare_fd = -1;
+
 struct listener {
+    struct accept_guard *guard;    /* pauses accepting when accept fails */
     struct evconnlistener *evl;    /* libevent's accept loop for our socket */
     listener_accept_fn *on_accept; /* the owner's handler for new sockets */
     void *arg;                     /* passed back to on_accept */
@@ -72,12 +107,122 @@ on_evl_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *p
     l->on_accept(fd, peer, peerlen, l->arg);
 }
 
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
-on_evl_error(struct evconnlistener *evl, void *arg)
+reserve_spare(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Accepts and closes what waits on lfd, using the spare descriptor's slot.
+ * Returns how many connections were closed. */
+static unsigned long long
+shed_backlog(evutil_socket_t lfd)
+{
+    if (spare_fd < 0)
+        return 0; /* another thread took the slot: the next pause tries again */
+    close(spare_fd);
+    spare_fd = -1;
+    unsigned long long n = 0;
+    int fd;
+    while (n < SHED_MAX && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        close(fd);
+        n++;
+    }
+    reserve_spare();
+    return n;
+}
+
+static void
+report(struct accept_guard *g)
+{
+    const char *why = g->err == EMFILE   ? "out of file descriptors"
+                      : g->err == ENFILE ? "out of file descriptors (system-wide)"
+                                         : evutil_socket_error_to_string(g->err);
+    log_warn("accept on %s: %s; %llu connections refused in the last second", g->name, why,
+             g->refused);
+    g->failures = 0;
+    g->refused = 0;
+    g->reported_ms = mono_ms();
+}
+
+static void
+on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct accept_guard *g = arg;
+    if (g->paused) {
+        g->paused = false;
+        evconnlistener_enable(g->evl);
+    }
+    if (g->failures == 0)
+        return;
+    /* Failures since the last report are told a second after it. */
+    int64_t wait = g->reported_ms + REPORT_MS - mono_ms();
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000 * 1000)};
+    if (wait <= 0)
+        report(g);
+    else
+        evtimer_add(g->retry, &tv);
+}
+
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends are transient: log and keep listening. */
-    log_warn("accept failed: %s", evutil_socket_error_to_string(err));
+    struct accept_guard *g = guards;
+    while (g && g->evl != evl)
+        g = g->next;
+    evconnlistener_disable(evl);
+    if (!g)
+        return; /* cannot happen: every listener we wire here has a guard */
+    g->err = err;
+    g->failures++;
+    if (err == EMFILE || err == ENFILE)
+        g->refused += shed_backlog(evconnlistener_get_fd(evl));
+    g->paused = true;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(g->retry, &tv);
+    if (mono_ms() - g->reported_ms >= REPORT_MS)
+        report(g);
+}
+
+struct accept_guard *
+accept_guard_new(struct evconnlistener *evl, const char *name)
+{
+    struct accept_guard *g = calloc(1, sizeof *g);
+    if (!g || !(g->retry = evtimer_new(evconnlistener_get_base(evl), on_accept_retry, g))) {
+        free(g);
+        return NULL;
+    }
+    g->evl = evl;
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->reported_ms = mono_ms() - REPORT_MS;
+    g->next = guards;
+    guards = g;
+    reserve_spare();
+    evconnlistener_set_error_cb(evl, on_accept_error);
+    return g;
+}
+
+void
+accept_guard_free(struct accept_guard *g)
+{
+    if (!g)
+        return;
+    struct accept_guard **pp = &guards;
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    event_free(g->retry);
+    free(g);
 }
 
 /* Names the socket's local address: "1.2.3.4:80", "[::1]:80", "unix:/p". */
@@ -120,8 +265,12 @@ listener_wrap(struct event_base *base, evutil_socket_t fd, int backlog,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, backlog, fd);
     if (!l->evl)
         goto out_close;
-    evconnlistener_set_error_cb(l->evl, on_evl_error);
     describe_fd(fd, l->name, sizeof l->name);
+    if (!(l->guard = accept_guard_new(l->evl, l->name))) {
+        listener_free(l); /* closes fd */
+        log_error("cannot listen on fd %d: out of memory", (int)fd);
+        return NULL;
+    }
     return l;
 
 out_close:
@@ -165,10 +314,15 @@ listen_tcp(struct event_base *base, const char *addr, const char *prefix,
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto out_free_l;
     }
-    evconnlistener_set_error_cb(l->evl, on_evl_error);
     size_t plen = strlen(prefix);
     memcpy(l->name, prefix, plen);
     describe_fd(evconnlistener_get_fd(l->evl), l->name + plen, sizeof l->name - plen);
+    if (!(l->guard = accept_guard_new(l->evl, l->name))) {
+        log_error("cannot listen on %s: out of memory", addr);
+        listener_free(l);
+        freeaddrinfo(res);
+        return NULL;
+    }
     freeaddrinfo(res);
     return l;
 
@@ -270,6 +424,7 @@ listener_free(struct listener *l)
 {
     if (!l)
         return;
+    accept_guard_free(l->guard);
     if (l->evl)
         evconnlistener_free(l->evl);
     if (l->unlink_path) {
@@ -348,6 +503,40 @@ open_activated(struct listener_set *ls, struct event_base *base, int n,
     return 0;
 }
 
+/* True when fd accepts TCP connections from other hosts: bound to an
+ * address other than loopback (0.0.0.0 and [::] included). */
+static bool
+reachable_from_afar(evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return ((const uint8_t *)&((const struct sockaddr_in *)&ss)->sin_addr)[0] != 127;
+    if (ss.ss_family != AF_INET6)
+        return false; /* a Unix socket: its file mode decides */
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a))
+        return a->s6_addr[12] != 127;
+    return !IN6_IS_ADDR_LOOPBACK(a);
+}
+
+/* Open to the network with nothing asking who connects: say so at start,
+ * the default being loopback only. Listeners from index `from` on. */
+static void
+warn_if_unauthenticated(const struct listener_set *ls, size_t from, const struct config *cfg,
+                        bool tls)
+{
+    if (cfg->token_file || (tls && cfg->tls_client_ca))
+        return;
+    for (size_t i = from; i < ls->n; i++)
+        if (reachable_from_afar(evconnlistener_get_fd(ls->l[i]->evl)))
+            log_warn("listening on a non-loopback address (%s) without --token-file: anyone "
+                     "who can reach it can submit and read jobs",
+                     ls->l[i]->name);
+}
+
 struct listener_set *
 listener_set_new(struct event_base *base, const struct config *cfg,
                  listener_accept_fn *on_accept, void *arg)
@@ -364,6 +553,7 @@ listener_set_new(struct event_base *base, const struct config *cfg,
         ls->activated = true;
         if (open_activated(ls, base, n, on_accept, arg) < 0)
             goto out_free;
+        warn_if_unauthenticated(ls, 0, cfg, false);
         return ls;
     }
     for (size_t i = 0; i < cfg->n_listen; i++)
@@ -371,6 +561,7 @@ listener_set_new(struct event_base *base, const struct config *cfg,
             goto out_free;
     if (cfg->unix_path && set_add(ls, listener_new_unix(base, cfg->unix_path, on_accept, arg)) < 0)
         goto out_free;
+    warn_if_unauthenticated(ls, 0, cfg, false);
     return ls;
 
 out_free:
@@ -382,6 +573,7 @@ int
 listener_set_add_tls(struct listener_set *ls, struct event_base *base, const struct config *cfg,
                      listener_accept_fn *on_accept, void *arg)
 {
+    size_t from = ls->n;
     for (size_t i = 0; i < cfg->n_tls_listen; i++) {
         if (ls->n == MAX_LISTENERS) {
             log_error("tls-listen: too many listeners");
@@ -390,6 +582,7 @@ listener_set_add_tls(struct listener_set *ls, struct event_base *base, const str
         if (set_add(ls, listener_new_tls(base, cfg->tls_listen[i], on_accept, arg)) < 0)
             return -1;
     }
+    warn_if_unauthenticated(ls, from, cfg, true);
     return 0;
 }
 

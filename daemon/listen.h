@@ -21,9 +21,10 @@ typedef void listener_accept_fn(evutil_socket_t fd, const struct sockaddr *peer,
 /* Opens every listener the daemon serves on: the sockets systemd passed
  * (LISTEN_FDS with LISTEN_PID equal to our pid; the configured addresses
  * are then not bound), else every cfg->listen address and cfg->unix_path.
- * Each accepts (into the kernel's backlog) from then on; nothing is logged
- * until listener_set_announce. Returns the set, or NULL after logging why
- * (nothing is left open). */
+ * Each accepts (into the kernel's backlog) from then on; "listening on" is
+ * logged by listener_set_announce, but a warning for each non-loopback TCP
+ * address when cfg has no token_file is logged here. Returns the set, or
+ * NULL after logging why (nothing is left open). */
 struct listener_set *listener_set_new(struct event_base *base, const struct config *cfg,
                                       listener_accept_fn *on_accept, void *arg);
 
@@ -74,6 +75,19 @@ struct listener *listener_new_unix(struct event_base *base, const char *path,
 /* Stops accepting and closes the socket (removing a Unix socket file this
  * process created). NULL is allowed. */
 void listener_free(struct listener *l);
+
+/* Guards a listening socket against failing accepts (any listener, also
+ * evhttp's): on an error it stops accepting for 100 ms instead of letting
+ * the loop spin on a socket that stays readable; out of descriptors
+ * (EMFILE, ENFILE) it first accepts and closes the connections waiting in
+ * the backlog, with the one descriptor kept in reserve; it logs "accept on
+ * NAME: out of file descriptors; N connections refused in the last second"
+ * at most once a second. Sets evl's error callback. Returns NULL when out
+ * of memory. Free it before evl. Loop thread only. */
+struct accept_guard;
+struct evconnlistener;
+struct accept_guard *accept_guard_new(struct evconnlistener *evl, const char *name);
+void accept_guard_free(struct accept_guard *g); /* NULL is allowed */
 
 /* Splits "HOST:PORT" or "[V6]:PORT" into host and port. Returns 0, or -1
  * (and leaves the outputs unspecified) when the form is wrong. */

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -45,21 +46,62 @@ log_enabled(enum log_level level)
     return (int)level <= atomic_load_explicit(&current_level, memory_order_relaxed);
 }
 
+/* Writes one line: prefix, the formatted message, then suffix (may be ""). */
+static void
+log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+{
+    char line[2048];
+    size_t slen = strlen(suffix);
+    int n = snprintf(line, sizeof line, "chanqd[%d]: %s: ", (int)getpid(), level_names[level]);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - slen - 1, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - slen - 2)
+        len = sizeof line - slen - 2;
+    memcpy(line + len, suffix, slen);
+    len += slen;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w; /* nowhere left to report a failing stderr */
+}
+
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
         return;
-    char line[2048];
-    int n = snprintf(line, sizeof line, "chanqd[%d]: %s: ", (int)getpid(), level_names[level]);
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    log_vwrite(level, "", fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w; /* nowhere left to report a failing stderr */
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+log_limited(struct log_limit *lim, enum log_level level, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    int64_t now = mono_ms();
+    int64_t next = atomic_load(&lim->next_ms);
+    /* One thread wins the slot; the others (and later calls) only count. */
+    if (now < next || !atomic_compare_exchange_strong(&lim->next_ms, &next, now + LOG_LIMIT_MS)) {
+        atomic_fetch_add(&lim->suppressed, 1);
+        return;
+    }
+    unsigned long long skipped = atomic_exchange(&lim->suppressed, 0);
+    char suffix[80] = "";
+    if (skipped > 0)
+        snprintf(suffix, sizeof suffix, " (%llu more like this since the last such line)",
+                 skipped);
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, suffix, fmt, ap);
+    va_end(ap);
 }

@@ -72,13 +72,13 @@ on_accept(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *ar
                                   "\"message\":\"too many connections\"}}\n";
         ssize_t w = write(fd, msg, sizeof msg - 1);
         (void)w; /* best effort: the client learns why, then the socket closes */
-        log_warn("refused a connection: %llu connections is the limit",
-                 (unsigned long long)max);
+        log_warn_limited("refused a connection: %llu connections is the limit",
+                         (unsigned long long)max);
         evutil_closesocket(fd);
         return;
     }
     if (!conn_new(srv, fd, NULL))
-        log_warn("dropped a new connection: out of memory");
+        log_warn_limited("dropped a new connection: out of memory");
 }
 
 /* A --tls-listen socket: over the limit it is just closed (a cleartext
@@ -89,13 +89,13 @@ on_accept_tls(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void
     struct server *srv = arg;
     uint64_t max = config_get(srv->cfg, max_connections);
     if (atomic_load(&srv->connections) >= max) {
-        log_warn("refused a TLS connection: %llu connections is the limit",
-                 (unsigned long long)max);
+        log_warn_limited("refused a TLS connection: %llu connections is the limit",
+                         (unsigned long long)max);
         evutil_closesocket(fd);
         return;
     }
     if (!conn_new(srv, fd, srv->tls))
-        log_warn("dropped a new TLS connection: out of memory");
+        log_warn_limited("dropped a new TLS connection: out of memory");
 }
 
 static int64_t

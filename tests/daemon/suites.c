@@ -16,5 +16,6 @@ suite_fn *const test_suites[] = {
     reload_suite,
     hostile_suite,
     conn_suite,
+    limits_suite,
     NULL,
 };

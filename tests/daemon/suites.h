@@ -15,5 +15,6 @@ Suite *compact_suite(void);
 Suite *reload_suite(void);
 Suite *hostile_suite(void);
 Suite *conn_suite(void);
+Suite *limits_suite(void);
 
 #endif
