@@ -163,8 +163,9 @@ static int
 http_port_of(const struct harness *h)
 {
     char *log = harness_log(h);
-    const char *p = strstr(log, "http: serving /metrics /stats /healthz on 127.0.0.1:");
-    int port = p ? atoi(strrchr(p, ':') + 1) : 0;
+    static const char line[] = "http: serving /metrics /stats /healthz on 127.0.0.1:";
+    const char *p = strstr(log, line);
+    int port = p ? atoi(p + sizeof line - 1) : 0;
     free(log);
     ck_assert_msg(port > 0, "no http port in the log");
     return port;
