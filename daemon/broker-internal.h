@@ -86,6 +86,10 @@ void broker_enqueue(struct broker *b, struct job *j);
  * back from wherever it got meanwhile (queued, delayed, or reserved: the
  * holder gets a cancel event) and forgets it. Lock held. */
 void broker_withdraw(struct broker *b, struct job *j);
+/* A reserved job goes back to the tail of its queue with this delivery
+ * not counted (release; a fetch whose connection is closing), recorded in
+ * the journal (w may be NULL: nobody waits). Lock held. */
+void broker_give_back_uncounted(struct broker *b, struct job *j, struct bj_waits *w);
 /* Takes j out of its holder's reservation list and stops its ttr timer. */
 void broker_unreserve(struct broker *b, struct job *j);
 /* Moves j to a final state: frees the payload, wakes waiters, keeps it for

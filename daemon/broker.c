@@ -850,7 +850,15 @@ broker_op_fetch(struct broker *b, struct session *s, const struct request *req, 
             goto out_unlock;
         }
     }
-    if (encode_fetched(req, got, n, out) < 0) {
+    if (n > 0 && ctx_err(s->ctx) != 0) {
+        /* The connection is closing: nobody will read this answer, so the
+         * jobs were never delivered and must not lose an attempt (10,000
+         * fetchers closed at once made a job dead after three such
+         * "deliveries"). */
+        for (size_t i = 0; i < n; i++)
+            broker_give_back_uncounted(b, got[i], NULL);
+    }
+    if (encode_fetched(req, got, ctx_err(s->ctx) != 0 ? 0 : n, out) < 0) {
         proto_error_set(err, PROTO_INTERNAL, "out of memory encoding the answer");
         rc = -1;
     }

@@ -376,6 +376,17 @@ broker_op_nack(struct broker *b, struct session *s, const struct request *req, s
  * queue as if this delivery had not happened (the attempt fetch counted is
  * taken back; no error, no delay). The STATE record carries the restored
  * attempt, so a replay does not count the delivery either. */
+void
+broker_give_back_uncounted(struct broker *b, struct job *j, struct bj_waits *w)
+{
+    broker_unreserve(b, j);
+    if (j->attempt > 0)
+        j->attempt--;
+    j->state = JOB_QUEUED;
+    bj_log_state(b, j, w);
+    broker_enqueue(b, j);
+}
+
 int
 broker_op_release(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                   struct proto_error *err)
@@ -384,14 +395,9 @@ broker_op_release(struct broker *b, struct session *s, const struct request *req
     struct job *j = reserved_by(b, req, s->holder, err);
     if (!j)
         return broker_answer(b, -1, err);
-    broker_unreserve(b, j);
-    if (j->attempt > 0)
-        j->attempt--;
-    j->state = JOB_QUEUED;
     struct bj_waits w;
     bj_waits_init(&w);
-    bj_log_state(b, j, &w);
-    broker_enqueue(b, j);
+    broker_give_back_uncounted(b, j, &w);
     size_t mark = out->len;
     return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/daemon/suites.h"
@@ -61,6 +62,33 @@ START_TEST(an_unbounded_queues_request_gets_one_page)
 }
 END_TEST
 
+/* A fetch that runs after its connection said goodbye (pipelined behind a
+ * request the close cancelled) is answered to nobody: the job it takes must
+ * go back without losing an attempt. Closing 10,000 waiting fetchers at
+ * once made a job dead after three such "deliveries". */
+START_TEST(a_job_taken_for_a_closing_connection_keeps_its_attempts)
+{
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"cq\",\"max_attempts\":1}"));
+    char *id = submit(fx.fd, "cq", "1");
+    int c = dial(fx.h);
+    send_line(c, "{\"op\":\"fetch\",\"queue\":\"empty\",\"timeout_ms\":5000}\n"
+                 "{\"op\":\"fetch\",\"queue\":\"cq\"}");
+    shutdown(c, SHUT_WR);
+    /* Both answers come (the second one empty), then the daemon closes. */
+    int64_t until = harness_now_ms() + 5000;
+    char *line;
+    while ((line = recv_line_timeout(c, 5000)) && harness_now_ms() < until)
+        free(line);
+    harness_close(c);
+    json_t *r = req_ok(fx.fd, "{\"op\":\"job\",\"id\":\"%s\"}", id);
+    json_t *job = json_object_get(r, "job");
+    ck_assert_str_eq(json_string_value(json_object_get(job, "state")), "queued");
+    ck_assert_int_eq(json_integer_value(json_object_get(job, "attempt")), 0);
+    json_decref(r);
+    free(id);
+}
+END_TEST
+
 Suite *
 hostile_suite(void)
 {
@@ -71,5 +99,10 @@ hostile_suite(void)
     tcase_add_test(tc, queues_are_listed_a_page_at_a_time);
     tcase_add_test(tc, an_unbounded_queues_request_gets_one_page);
     suite_add_tcase(s, tc);
+    tc = tcase_create("closing");
+    tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
+    tcase_add_test(tc, a_job_taken_for_a_closing_connection_keeps_its_attempts);
+    suite_add_tcase(s, tc);
     return s;
 }
+
