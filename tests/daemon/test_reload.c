@@ -268,22 +268,6 @@ check_max_memory(struct harness *h, const char *dir)
 /* With one request in flight, a parked fetch keeps the lines behind it
  * unread, so the EOF after them is not seen and cannot cancel the fetch:
  * it waits its whole timeout. With 64 in flight the EOF ends it at once. */
-/* The daemon's resident memory in KiB. */
-static long long
-rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long long kb = 0;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 static bool
 check_max_inflight(struct harness *h, const char *dir)
 {
@@ -292,7 +276,7 @@ check_max_inflight(struct harness *h, const char *dir)
      * stops reading at once. (An EOF behind the fetch no longer tells: a
      * close is seen even while reading is paused.) */
     int fd = dial(h);
-    long long before = rss_kib(harness_pid(h));
+    long long before = daemon_rss(h) / 1024;
     send_line(fd, "{\"op\":\"fetch\",\"queue\":\"i\",\"timeout_ms\":3000}");
     char *payload = big_string(400 * 1024);
     char *line = malloc(strlen(payload) + 64);
@@ -304,7 +288,7 @@ check_max_inflight(struct harness *h, const char *dir)
     free(line);
     free(payload);
     usleep(300 * 1000);
-    long long grew = rss_kib(harness_pid(h)) - before;
+    long long grew = daemon_rss(h) / 1024 - before;
     /* Measured: ~1.4 MiB with 1 in flight (a read chunk and one line),
      * ~4.2 MiB with 63 (all that the socket buffers let through). */
     ck_assert_msg(grew < 2560, "the daemon read %lld KiB past a parked fetch (%d lines sent)",

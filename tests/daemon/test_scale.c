@@ -42,20 +42,6 @@ fd_budget(void)
     return (int)(rl.rlim_cur > 100000 ? 100000 : rl.rlim_cur) - 64;
 }
 
-static long long
-daemon_rss(struct harness *h)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)harness_pid(h));
-    FILE *f = fopen(path, "r");
-    long long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb * 1024;
-}
 
 static void
 wait_stat(int fd, const char *queue, const char *field, long long want, int timeout_ms)

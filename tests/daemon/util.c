@@ -177,3 +177,18 @@ next_event(int fd, int timeout_ms)
     }
     return NULL;
 }
+
+long long
+daemon_rss(struct harness *h)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)harness_pid(h));
+    FILE *f = fopen(path, "r");
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}

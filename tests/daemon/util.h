@@ -46,6 +46,9 @@ long long server_stat(int fd, const char *field);
 /* A journal stat: server.journal[group][field] (group NULL: .journal[field]). */
 long long journal_stat(int fd, const char *group, const char *field);
 
+/* The daemon's resident memory in bytes (VmRSS), or -1024 when unknown. */
+long long daemon_rss(struct harness *h);
+
 /* Reads lines until an event object arrives (within timeout_ms); returns it
  * (new reference) or NULL. Non-event lines are discarded. */
 json_t *next_event(int fd, int timeout_ms);
