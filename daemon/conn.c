@@ -36,7 +36,8 @@
  * its requests; over MAX it is disconnected. */
 #define OUT_HIGH (4u << 20)
 #define OUT_MAX (64u << 20)
-/* Time a TLS client has to finish its handshake. */
+/* Time a TLS client has to finish its handshake, counted from the accept:
+ * a client that sends its handshake a byte at a time gains nothing. */
 #define TLS_HANDSHAKE_S 10
 /* Answers are handed to the loop when the goroutine idles or this much piles up. */
 #define FLUSH_AT (64u << 10)
@@ -73,6 +74,7 @@ struct conn {
     unsigned paused;             /* PAUSE_* bits (loop) */
     bool input_done;             /* EOF or error: no more requests (loop) */
     bool goroutine_done;         /* the goroutine has ended (loop) */
+    struct event *handshake;     /* TLS: the handshake's deadline (loop); NULL once done */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     evutil_socket_t fd;          /* the socket (plain or TLS) */
     bool watched;                /* fd is in the server's close watch (loop) */
@@ -271,16 +273,24 @@ on_plain_read(evutil_socket_t fd, short what, void *arg)
     conn_shutdown(c);
 }
 
+/* The read event of a plain socket, the handshake deadline of a TLS one. */
+static void
+free_events(struct conn *c)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->handshake)
+        event_free(c->handshake);
+    c->rev = c->handshake = NULL;
+}
+
 static void
 release_socket(struct conn *c)
 {
     if (!c->bev)
         return;
     watch_close(c, false);
-    if (c->rev) {
-        event_free(c->rev); /* before the bufferevent closes the fd */
-        c->rev = NULL;
-    }
+    free_events(c); /* before the bufferevent closes the fd */
     bufferevent_free(c->bev);
     c->bev = NULL;
     server_conn_closed(c->srv, c);
@@ -313,7 +323,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done: no more limit */
-        bufferevent_set_timeouts(bev, NULL, NULL);
+        free_events(c); /* TLS: only the deadline */
         return;
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -608,6 +618,14 @@ conn_alloc(struct server *srv)
     return c;
 }
 
+static void
+on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    log_debug("tls: a client did not finish its handshake in %d s", TLS_HANDSHAKE_S);
+    conn_shutdown(c);
+}
+
 struct conn *
 conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
 {
@@ -630,15 +648,15 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         conn_free(c);
         return NULL;
     }
-    if (!tls && !(c->rev = event_new(server_base(srv), fd, EV_READ | EV_PERSIST, on_plain_read, c))) {
+    if (tls ? !(c->handshake = evtimer_new(server_base(srv), on_handshake_deadline, c))
+            : !(c->rev = event_new(server_base(srv), fd, EV_READ | EV_PERSIST, on_plain_read, c))) {
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
     }
     atomic_init(&c->refs, 2); /* the loop side + the goroutine */
     if (go(conn_goroutine, c) < 0) {
-        if (c->rev)
-            event_free(c->rev);
+        free_events(c);
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
@@ -647,7 +665,7 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     if (tls) { /* a client that never finishes its handshake is dropped */
         struct timeval tv = {TLS_HANDSHAKE_S, 0};
-        bufferevent_set_timeouts(c->bev, &tv, &tv);
+        evtimer_add(c->handshake, &tv);
     }
     set_reading(c, 0, false);
     return c;

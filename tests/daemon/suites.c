@@ -15,5 +15,6 @@ suite_fn *const test_suites[] = {
     reload_suite,
     hostile_suite,
     conn_suite,
+    guard_suite,
     NULL,
 };

@@ -14,5 +14,6 @@ Suite *compact_suite(void);
 Suite *reload_suite(void);
 Suite *hostile_suite(void);
 Suite *conn_suite(void);
+Suite *guard_suite(void);
 
 #endif
