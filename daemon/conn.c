@@ -75,6 +75,11 @@ struct conn {
     bool input_done;             /* EOF or error: no more requests (loop) */
     bool goroutine_done;         /* the goroutine has ended (loop) */
     struct event *handshake;     /* TLS: the handshake's deadline (loop); NULL once done */
+    uint64_t reads;              /* input callbacks so far (loop): activity, for idle */
+    uint64_t seen_reads;         /* reads at the last idle check (loop) */
+    int64_t idle_since;          /* when the last idle check saw activity (loop) */
+    uint64_t sent;               /* lines handed to the goroutine (loop) */
+    _Atomic uint64_t done;       /* lines the goroutine has answered */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     evutil_socket_t fd;          /* the socket (plain or TLS) */
     bool watched;                /* fd is in the server's close watch (loop) */
@@ -177,6 +182,7 @@ deliver_backlog(struct conn *c)
         atomic_store(&c->want_room, 1);
         if (chan_try_send(c->reqs, &l) != 0)
             break;
+        c->sent++;
         c->backlog = next;
         if (!c->backlog)
             c->backlog_tail = NULL;
@@ -237,6 +243,7 @@ on_read(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t n;
+    c->reads++;
     while (c->bev && (n = evbuffer_get_contiguous_space(in)) > 0) {
         if (!frame_input(c, (const char *)evbuffer_pullup(in, (ev_ssize_t)n), n))
             return;
@@ -259,6 +266,7 @@ on_plain_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n > 0) {
+        c->reads++;
         if (frame_input(c, buf, (size_t)n))
             deliver_backlog(c);
         return;
@@ -473,6 +481,8 @@ finish_on_loop(void *arg)
     struct conn *c = arg;
     c->goroutine_done = true;
     drop_backlog(c);
+    if (c->os.hangup && c->bev)
+        conn_drain(c); /* read no more: close once the last answer is out */
     if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         release_socket(c);
     } else if (c->bev) {
@@ -544,12 +554,15 @@ conn_goroutine(void *arg)
             }
             handle_line(c, l, &c->fresh);
             free(l);
+            atomic_fetch_add(&c->done, 1);
             /* Behind answers that wait for the journal, in request order. */
             answers_push(c->answers, &c->fresh, out);
         }
         answers_settle(c->answers, out, false);
         if (out->len >= FLUSH_AT || chan_len(c->reqs) == 0)
             write_out(c, out);
+        if (c->os.hangup)
+            break; /* requests behind it go unanswered, like after a close */
     }
     answers_settle(c->answers, out, true);
     write_out(c, out);
@@ -626,8 +639,33 @@ on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
     conn_shutdown(c);
 }
 
+const struct peer_addr *
+conn_peer(const struct conn *c)
+{
+    return &c->os.peer;
+}
+
+void
+conn_check_idle(struct conn *c, int64_t now_ms, int64_t timeout_ms)
+{
+    if (!c->bev || c->input_done || c->handshake)
+        return; /* closing already, or the handshake deadline applies */
+    bool busy = c->backlog || c->sent != atomic_load(&c->done);
+    if (busy || c->reads != c->seen_reads) {
+        c->seen_reads = c->reads;
+        c->idle_since = now_ms;
+        return;
+    }
+    /* Reservations change on other threads: asked last, under the lock. */
+    if (now_ms - c->idle_since < timeout_ms ||
+        broker_holder_busy(server_broker(c->srv), &c->holder))
+        return;
+    log_debug("closing a connection idle for %lld ms", (long long)(now_ms - c->idle_since));
+    conn_drain(c);
+}
+
 struct conn *
-conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
+conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer, struct tls *tls)
 {
     /* Answers leave in batches already: Nagle would only add the 40 ms
      * delayed-ACK stall to request/response clients. (Fails harmlessly on
@@ -641,6 +679,8 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
     }
     c->fd = fd;
     c->plain_fd = tls ? -1 : fd;
+    c->os.peer = *peer;
+    c->seen_reads = UINT64_MAX; /* the first idle check starts the clock */
     c->bev = tls ? tls_bufferevent_new(tls, server_base(srv), fd)
                  : bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
