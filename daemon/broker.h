@@ -87,6 +87,8 @@ broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack
  * interrupted delivery counted) and detaches h: no event reaches it after
  * this returns. Any goroutine; call before freeing the connection. */
 void broker_release_holder(struct broker *b, struct holder *h);
+/* True while h holds a reserved job. Any thread. */
+bool broker_holder_busy(struct broker *b, struct holder *h);
 
 /* Durability (broker_journal.c). The broker records every state change in
  * j (borrowed; NULL = none) and answers only once they are durable. Call

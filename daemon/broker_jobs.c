@@ -579,3 +579,12 @@ broker_release_holder(struct broker *b, struct holder *h)
     }
     pthread_mutex_unlock(&b->lock);
 }
+
+bool
+broker_holder_busy(struct broker *b, struct holder *h)
+{
+    pthread_mutex_lock(&b->lock);
+    bool busy = h->nreserved > 0;
+    pthread_mutex_unlock(&b->lock);
+    return busy;
+}

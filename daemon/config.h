@@ -41,6 +41,8 @@ struct config {
     char *config_file;               /* --config FILE, or NULL; re-read on SIGHUP [main] */
     enum log_level log_level;        /* most verbose level logged; reloadable [main] */
     uint64_t max_connections;        /* client connections at once; reloadable [lead] */
+    uint64_t max_connections_per_address; /* from one address (0: no limit); reloadable [main] */
+    int64_t idle_timeout_ms;         /* close connections idle this long (0: never); reloadable [main] */
     uint64_t max_queues;             /* queues at once; reloadable [lead] */
     size_t max_memory;               /* budget for job payload bytes; reloadable [lead] */
     uint64_t max_inflight;           /* requests in flight per connection before reads stop; reloadable [lead] */

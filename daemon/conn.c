@@ -36,7 +36,8 @@
  * its requests; over MAX it is disconnected. */
 #define OUT_HIGH (4u << 20)
 #define OUT_MAX (64u << 20)
-/* Time a TLS client has to finish its handshake. */
+/* Time a TLS client has to finish its handshake, counted from the accept:
+ * a client that sends its handshake a byte at a time gains nothing. */
 #define TLS_HANDSHAKE_S 10
 /* Answers are handed to the loop when the goroutine idles or this much piles up. */
 #define FLUSH_AT (64u << 10)
@@ -73,6 +74,12 @@ struct conn {
     unsigned paused;             /* PAUSE_* bits (loop) */
     bool input_done;             /* EOF or error: no more requests (loop) */
     bool goroutine_done;         /* the goroutine has ended (loop) */
+    struct event *handshake;     /* TLS: the handshake's deadline (loop); NULL once done */
+    uint64_t reads;              /* input callbacks so far (loop): activity, for idle */
+    uint64_t seen_reads;         /* reads at the last idle check (loop) */
+    int64_t idle_since;          /* when the last idle check saw activity (loop) */
+    uint64_t sent;               /* lines handed to the goroutine (loop) */
+    _Atomic uint64_t done;       /* lines the goroutine has answered */
     struct ctx *ctx;             /* cancelled when the client goes away or the server stops */
     evutil_socket_t fd;          /* the socket (plain or TLS) */
     bool watched;                /* fd is in the server's close watch (loop) */
@@ -175,6 +182,7 @@ deliver_backlog(struct conn *c)
         atomic_store(&c->want_room, 1);
         if (chan_try_send(c->reqs, &l) != 0)
             break;
+        c->sent++;
         c->backlog = next;
         if (!c->backlog)
             c->backlog_tail = NULL;
@@ -235,6 +243,7 @@ on_read(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t n;
+    c->reads++;
     while (c->bev && (n = evbuffer_get_contiguous_space(in)) > 0) {
         if (!frame_input(c, (const char *)evbuffer_pullup(in, (ev_ssize_t)n), n))
             return;
@@ -257,6 +266,7 @@ on_plain_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n > 0) {
+        c->reads++;
         if (frame_input(c, buf, (size_t)n))
             deliver_backlog(c);
         return;
@@ -271,16 +281,24 @@ on_plain_read(evutil_socket_t fd, short what, void *arg)
     conn_shutdown(c);
 }
 
+/* The read event of a plain socket, the handshake deadline of a TLS one. */
+static void
+free_events(struct conn *c)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->handshake)
+        event_free(c->handshake);
+    c->rev = c->handshake = NULL;
+}
+
 static void
 release_socket(struct conn *c)
 {
     if (!c->bev)
         return;
     watch_close(c, false);
-    if (c->rev) {
-        event_free(c->rev); /* before the bufferevent closes the fd */
-        c->rev = NULL;
-    }
+    free_events(c); /* before the bufferevent closes the fd */
     bufferevent_free(c->bev);
     c->bev = NULL;
     server_conn_closed(c->srv, c);
@@ -313,7 +331,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done: no more limit */
-        bufferevent_set_timeouts(bev, NULL, NULL);
+        free_events(c); /* TLS: only the deadline */
         return;
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -463,6 +481,8 @@ finish_on_loop(void *arg)
     struct conn *c = arg;
     c->goroutine_done = true;
     drop_backlog(c);
+    if (c->os.hangup && c->bev)
+        conn_drain(c); /* read no more: close once the last answer is out */
     if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         release_socket(c);
     } else if (c->bev) {
@@ -534,12 +554,15 @@ conn_goroutine(void *arg)
             }
             handle_line(c, l, &c->fresh);
             free(l);
+            atomic_fetch_add(&c->done, 1);
             /* Behind answers that wait for the journal, in request order. */
             answers_push(c->answers, &c->fresh, out);
         }
         answers_settle(c->answers, out, false);
         if (out->len >= FLUSH_AT || chan_len(c->reqs) == 0)
             write_out(c, out);
+        if (c->os.hangup)
+            break; /* requests behind it go unanswered, like after a close */
     }
     answers_settle(c->answers, out, true);
     write_out(c, out);
@@ -608,8 +631,41 @@ conn_alloc(struct server *srv)
     return c;
 }
 
+static void
+on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    log_debug("tls: a client did not finish its handshake in %d s", TLS_HANDSHAKE_S);
+    conn_shutdown(c);
+}
+
+const struct peer_addr *
+conn_peer(const struct conn *c)
+{
+    return &c->os.peer;
+}
+
+void
+conn_check_idle(struct conn *c, int64_t now_ms, int64_t timeout_ms)
+{
+    if (!c->bev || c->input_done || c->handshake)
+        return; /* closing already, or the handshake deadline applies */
+    bool busy = c->backlog || c->sent != atomic_load(&c->done);
+    if (busy || c->reads != c->seen_reads) {
+        c->seen_reads = c->reads;
+        c->idle_since = now_ms;
+        return;
+    }
+    /* Reservations change on other threads: asked last, under the lock. */
+    if (now_ms - c->idle_since < timeout_ms ||
+        broker_holder_busy(server_broker(c->srv), &c->holder))
+        return;
+    log_debug("closing a connection idle for %lld ms", (long long)(now_ms - c->idle_since));
+    conn_drain(c);
+}
+
 struct conn *
-conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
+conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer, struct tls *tls)
 {
     /* Answers leave in batches already: Nagle would only add the 40 ms
      * delayed-ACK stall to request/response clients. (Fails harmlessly on
@@ -623,6 +679,8 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
     }
     c->fd = fd;
     c->plain_fd = tls ? -1 : fd;
+    c->os.peer = *peer;
+    c->seen_reads = UINT64_MAX; /* the first idle check starts the clock */
     c->bev = tls ? tls_bufferevent_new(tls, server_base(srv), fd)
                  : bufferevent_socket_new(server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
@@ -630,15 +688,15 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
         conn_free(c);
         return NULL;
     }
-    if (!tls && !(c->rev = event_new(server_base(srv), fd, EV_READ | EV_PERSIST, on_plain_read, c))) {
+    if (tls ? !(c->handshake = evtimer_new(server_base(srv), on_handshake_deadline, c))
+            : !(c->rev = event_new(server_base(srv), fd, EV_READ | EV_PERSIST, on_plain_read, c))) {
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
     }
     atomic_init(&c->refs, 2); /* the loop side + the goroutine */
     if (go(conn_goroutine, c) < 0) {
-        if (c->rev)
-            event_free(c->rev);
+        free_events(c);
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
@@ -647,7 +705,7 @@ conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls)
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     if (tls) { /* a client that never finishes its handshake is dropped */
         struct timeval tv = {TLS_HANDSHAKE_S, 0};
-        bufferevent_set_timeouts(c->bev, &tv, &tv);
+        evtimer_add(c->handshake, &tv);
     }
     set_reading(c, 0, false);
     return c;

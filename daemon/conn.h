@@ -7,19 +7,31 @@
 #define CHANQ_DAEMON_CONN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <event2/util.h>
 
 struct server;
 struct conn;
 struct tls;
+struct peer_addr;
 
-/* Takes ownership of fd (closed on error and when the connection ends).
+/* Takes ownership of fd (closed on error and when the connection ends);
+ * peer is its client's address (copied).
  * With tls (borrowed; may be NULL for a plain connection) the socket
  * speaks TLS with that context, the handshake bounded in time. Returns the
  * connection, or NULL (fd closed) when out of memory. The connection frees
  * itself once the peer is gone and its goroutine ended. Loop thread only. */
-struct conn *conn_new(struct server *srv, evutil_socket_t fd, struct tls *tls);
+struct conn *conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer,
+                      struct tls *tls);
+
+/* The address the connection is counted under (daemon/peers.h). */
+const struct peer_addr *conn_peer(const struct conn *c);
+
+/* Closes c (gracefully, as at EOF) when it has been idle timeout_ms: no
+ * request read, none waiting or parked, no job reserved. Called on every
+ * tick of the server with the same clock. Loop thread. */
+void conn_check_idle(struct conn *c, int64_t now_ms, int64_t timeout_ms);
 
 /* Closes the socket now and cancels what the connection waits for; its
  * goroutine ends soon after. Loop thread only (server shutdown). */

@@ -5,6 +5,7 @@
 #include "daemon/log.h"
 #include "daemon/server.h"
 
+#include "core/timer.h"
 #include "proto/encode.h"
 
 #include <string.h>
@@ -19,15 +20,57 @@ op_ping(struct server *srv, struct op_session *os, const struct request *req, st
     return encode_ok(out, req->rid);
 }
 
+/* A failed hello is answered late (HELLO_DELAY_MS, doubling per failure
+ * on the connection up to HELLO_DELAY_MAX_MS, and queued behind the other
+ * failures of its address), and the connection ends after
+ * HELLO_MAX_FAILURES: guessing a token costs time, not just a round trip. */
+#define HELLO_DELAY_MS 100
+#define HELLO_DELAY_MAX_MS 2000
+#define HELLO_MAX_FAILURES 3
+
+static int64_t
+hello_delay_ms(unsigned failures)
+{
+    int64_t d = HELLO_DELAY_MS;
+    for (unsigned i = 1; i < failures && d < HELLO_DELAY_MAX_MS; i++)
+        d *= 2;
+    return d < HELLO_DELAY_MAX_MS ? d : HELLO_DELAY_MAX_MS;
+}
+
+/* Fails closed: whatever an earlier hello proved, the connection is no
+ * longer authenticated. Parks before the answer (the answers before it are
+ * sent first); the client leaving or the server stopping ends the park. */
+static int
+hello_failed(struct server *srv, struct op_session *os, struct proto_error *err)
+{
+    os->authed = false;
+    os->hello_failures++;
+    int64_t park = peers_hello_failed(server_peers(srv), &os->peer,
+                                      hello_delay_ms(os->hello_failures));
+    session_before_park(&os->s);
+    go_sleep(park, os->s.ctx);
+    os->hangup = os->hello_failures >= HELLO_MAX_FAILURES;
+    proto_error_set(err, PROTO_UNAUTHORIZED, "token: missing or not accepted");
+    return -1;
+}
+
 static int
 op_hello(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
          struct proto_error *err)
 {
-    if (!server_token_ok(srv, req->token)) {
-        proto_error_set(err, PROTO_UNAUTHORIZED, "token: missing or not accepted");
+    /* An address whose failures already queue up is not heard: its token
+     * is not even compared, so many connections guess no faster than one. */
+    if (server_needs_token(srv) && !peers_hello_allowed(server_peers(srv), &os->peer)) {
+        os->authed = false;
+        os->hangup = true;
+        go_sleep(HELLO_DELAY_MS, os->s.ctx); /* and reconnecting costs time too */
+        proto_error_set(err, PROTO_LIMIT, "too many failed hellos from this address; retry later");
         return -1;
     }
+    if (!server_token_ok(srv, req->token))
+        return hello_failed(srv, os, err);
     os->authed = true;
+    os->hello_failures = 0;
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
                                PACKAGE_VERSION, "protocol", 1);
     int rc = encode_ok_fields(out, req->rid, fields);

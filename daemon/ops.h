@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "daemon/broker.h"
+#include "daemon/peers.h"
 #include "proto/buf.h"
 #include "proto/msg.h"
 
@@ -16,6 +17,9 @@ struct server;
 struct op_session {
     struct session s;   /* holder + ctx handed to the broker */
     bool authed;        /* said hello with a valid token (or none needed) */
+    struct peer_addr peer;     /* the client's address (set before the first request) */
+    unsigned hello_failures;   /* failed hellos on this connection */
+    bool hangup;        /* the connection is to end after this answer (goroutine) */
 };
 
 /* Runs one decoded request and appends exactly one response line to out.

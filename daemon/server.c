@@ -9,6 +9,7 @@
 #include "daemon/journal.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
+#include "daemon/peers.h"
 #include "daemon/sd.h"
 #include "daemon/tls.h"
 
@@ -52,6 +53,8 @@ struct server {
     struct event *sig_term, *sig_int;    /* graceful stop */
     struct event *stop_timer;            /* polls the drain during a stop */
     int64_t stop_deadline;               /* when the grace period ends */
+    struct peers *peers;                 /* per-address counts and failed hellos */
+    struct event *tick;                  /* idle connections, per-address log lines */
     struct conn *conns;                  /* live connections (loop) */
     _Atomic size_t connections;          /* how many (written on the loop) */
     _Atomic bool stopping;               /* SIGTERM/SIGINT seen */
@@ -62,40 +65,69 @@ struct server {
     time_t started;                      /* for uptime_s in stats */
 };
 
+/* Whether a new connection from peer may be served: under max-connections,
+ * and under max-connections-per-address (then counted for its address).
+ * *why says which limit refused it. */
+static bool
+admit(struct server *srv, const struct peer_addr *peer, const char **why)
+{
+    uint64_t max = config_get(srv->cfg, max_connections);
+    if (atomic_load(&srv->connections) >= max) {
+        *why = "too many connections";
+        log_warn_limited("refused a connection: %llu connections is the limit",
+                         (unsigned long long)max);
+        return false;
+    }
+    /* Logged per address, once per interval, by peers_tick. */
+    *why = "too many connections from this address";
+    return peers_admit(srv->peers, peer, config_get(srv->cfg, max_connections_per_address));
+}
+
+/* A plain or TLS connection for an admitted socket; undoes the count for
+ * its address when it cannot be made. */
+static void
+open_conn(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer, struct tls *tls)
+{
+    if (!conn_new(srv, fd, peer, tls)) {
+        peers_release(srv->peers, peer);
+        log_warn_limited("dropped a new %sconnection: out of memory", tls ? "TLS " : "");
+    }
+}
+
 static void
 on_accept(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *arg)
 {
     struct server *srv = arg;
-    uint64_t max = config_get(srv->cfg, max_connections);
-    if (atomic_load(&srv->connections) >= max) {
-        static const char msg[] = "{\"ok\":false,\"error\":{\"code\":\"limit\","
-                                  "\"message\":\"too many connections\"}}\n";
-        ssize_t w = write(fd, msg, sizeof msg - 1);
+    struct peer_addr addr;
+    const char *why;
+    peer_addr_from_sa(&addr, peerlen > 0 ? peer : NULL);
+    if (!admit(srv, &addr, &why)) {
+        char msg[160];
+        int n = snprintf(msg, sizeof msg,
+                         "{\"ok\":false,\"error\":{\"code\":\"limit\",\"message\":\"%s\"}}\n",
+                         why);
+        ssize_t w = write(fd, msg, (size_t)n);
         (void)w; /* best effort: the client learns why, then the socket closes */
-        log_warn_limited("refused a connection: %llu connections is the limit",
-                         (unsigned long long)max);
         evutil_closesocket(fd);
         return;
     }
-    if (!conn_new(srv, fd, NULL))
-        log_warn_limited("dropped a new connection: out of memory");
+    open_conn(srv, fd, &addr, NULL);
 }
 
-/* A --tls-listen socket: over the limit it is just closed (a cleartext
+/* A --tls-listen socket: over a limit it is just closed (a cleartext
  * answer would mean nothing to a TLS client). */
 static void
 on_accept_tls(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *arg)
 {
     struct server *srv = arg;
-    uint64_t max = config_get(srv->cfg, max_connections);
-    if (atomic_load(&srv->connections) >= max) {
-        log_warn_limited("refused a TLS connection: %llu connections is the limit",
-                         (unsigned long long)max);
+    struct peer_addr addr;
+    const char *why;
+    peer_addr_from_sa(&addr, peerlen > 0 ? peer : NULL);
+    if (!admit(srv, &addr, &why)) {
         evutil_closesocket(fd);
         return;
     }
-    if (!conn_new(srv, fd, srv->tls))
-        log_warn_limited("dropped a new TLS connection: out of memory");
+    open_conn(srv, fd, &addr, srv->tls);
 }
 
 static int64_t
@@ -104,6 +136,34 @@ mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The tick's period: a fraction of idle-timeout (a connection is closed
+ * at most an eighth of it late), else once a second for the peers' log. */
+static int64_t
+tick_ms(const struct config *cfg)
+{
+    int64_t idle = config_get(cfg, idle_timeout_ms);
+    int64_t t = idle > 0 ? idle / 8 : 1000;
+    return t < 10 ? 10 : t > 1000 ? 1000 : t;
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    int64_t idle = config_get(srv->cfg, idle_timeout_ms);
+    if (idle > 0 && !server_stopping(srv)) {
+        int64_t now = mono_ms();
+        for (struct conn *c = srv->conns, *next; c; c = next) {
+            next = conn_next(c); /* an idle one leaves the list */
+            conn_check_idle(c, now, idle);
+        }
+    }
+    peers_tick(srv->peers);
+    int64_t t = tick_ms(srv->cfg);
+    struct timeval tv = {t / 1000, (t % 1000) * 1000};
+    event_add(srv->tick, &tv);
 }
 
 /* During a stop: once every connection is gone (or the grace period is
@@ -301,6 +361,9 @@ server_new(struct config *cfg)
     }
     if (!(srv->closewatch = closewatch_new(srv->base, conn_peer_gone)))
         goto out_free;
+    if (!(srv->peers = peers_new()) || !(srv->tick = evtimer_new(srv->base, on_tick, srv)))
+        goto out_free;
+    on_tick(-1, 0, srv); /* arms it */
     if (start_runtime(srv) < 0)
         goto out_free;
     if (!cfg->memory && open_journal(srv) < 0)
@@ -367,6 +430,8 @@ server_free(struct server *srv)
         event_free(srv->sig_int);
     if (srv->stop_timer)
         event_free(srv->stop_timer);
+    if (srv->tick)
+        event_free(srv->tick);
     evbridge_free(srv->bridge);
     closewatch_free(srv->closewatch);
     if (srv->base)
@@ -382,6 +447,7 @@ server_free(struct server *srv)
     broker_free(srv->broker);
     if (srv->root)
         ctx_release(srv->root);
+    peers_free(srv->peers);
     for (size_t i = 0; i < srv->ntokens; i++)
         free(srv->tokens[i]);
     free(srv->tokens);
@@ -492,6 +558,12 @@ server_announce(struct server *srv)
         listener_set_announce(srv->listeners);
 }
 
+struct peers *
+server_peers(struct server *srv)
+{
+    return srv->peers;
+}
+
 struct tls *
 server_tls(struct server *srv)
 {
@@ -539,6 +611,7 @@ void
 server_conn_closed(struct server *srv, struct conn *c)
 {
     conn_unlink(&srv->conns, c);
+    peers_release(srv->peers, conn_peer(c));
     size_t left = atomic_fetch_sub(&srv->connections, 1) - 1;
     /* After a wave of connections (10k parked fetchers that all leave),
      * glibc keeps the freed heap: hand it back so RSS follows the load. */

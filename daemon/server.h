@@ -64,6 +64,9 @@ struct tls *server_tls(struct server *srv);
 bool server_needs_token(const struct server *srv);
 bool server_token_ok(const struct server *srv, struct span token);
 
+/* Per-address connection counts and failed hellos. Any thread. */
+struct peers *server_peers(struct server *srv);
+
 /* Connection accounting. Loop thread only. */
 void server_conn_opened(struct server *srv, struct conn *c);
 void server_conn_closed(struct server *srv, struct conn *c);

@@ -242,6 +242,18 @@ check_max_connections(struct harness *h, const char *dir)
     return false;
 }
 
+/* Idle at once: the server closes it (recv sees EOF, not a line). */
+static bool
+check_idle_timeout(struct harness *h, const char *dir)
+{
+    int fd = dial(h);
+    char *line = recv_line_timeout(fd, 3000);
+    char c;
+    ck_assert_msg(!line && recv(fd, &c, 1, MSG_DONTWAIT) == 0, "an idle connection stayed open");
+    harness_close(fd);
+    return false;
+}
+
 static bool
 check_max_queues(struct harness *h, const char *dir)
 {
@@ -356,6 +368,9 @@ static const struct reload_case cases[] = {
     {"default-capacity", "1000", "1", NULL, false, NULL, check_default_capacity},
     {"log-level", "info", "debug", NULL, false, NULL, check_log_level},
     {"max-connections", "100", "1", NULL, false, NULL, check_max_connections},
+    /* One address (127.0.0.1) now has one slot: as max-connections 1. */
+    {"max-connections-per-address", "0", "1", NULL, false, NULL, check_max_connections},
+    {"idle-timeout", "0", "200", NULL, false, NULL, check_idle_timeout},
     {"max-queues", "100", "1", NULL, false, NULL, check_max_queues},
     {"max-memory", "1G", "1M", NULL, false, NULL, check_max_memory},
     {"max-inflight", "64", "1", NULL, false, NULL, check_max_inflight},
