@@ -28,18 +28,25 @@ wg_new(void)
 void
 wg_add(struct wg *wg, int n)
 {
-    long v = atomic_fetch_add(&wg->count, n) + n;
-    if (v < 0)
-        sched_fatal("wg_add: negative wait group counter");
-    if (v != 0)
-        return;
-    /* Reached zero: wake the waiters, if any registered. A waiter checks the
-     * count under the lock, so it either saw this zero and did not wait, or
-     * its channel is here. (A count that went back up meanwhile has new
-     * work: the waiters keep waiting, as they would in Go.) */
+    /* Fast path: a change that cannot reach zero needs no lock. */
+    long cur = atomic_load(&wg->count);
+    while (cur + n > 0 && cur > 0)
+        if (atomic_compare_exchange_weak(&wg->count, &cur, cur + n))
+            return;
+    /* It may reach zero: change it under the lock, so that a waiter, which
+     * checks the count under the lock, sees zero only once this call no
+     * longer touches wg (the waiter may free it as soon as wg_wait
+     * returns). After the unlock only our own reference to the channel is
+     * used. A count that went back up meanwhile has new work: the waiters
+     * keep waiting, as they would in Go. */
     struct chan *wake = NULL;
     pthread_mutex_lock(&wg->lock);
-    if (wg->zero && atomic_load(&wg->count) == 0) {
+    long v = atomic_fetch_add(&wg->count, n) + n;
+    if (v < 0) {
+        pthread_mutex_unlock(&wg->lock);
+        sched_fatal("wg_add: negative wait group counter");
+    }
+    if (v == 0 && wg->zero) {
         wake = wg->zero;
         wg->zero = NULL;
     }
