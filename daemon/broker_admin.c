@@ -4,6 +4,8 @@
 
 #include "daemon/broker-internal.h"
 
+#include "core/go.h"
+
 #include "core/chan.h"
 #include "proto/encode.h"
 
@@ -165,17 +167,56 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
     return broker_answer_durable(b, s, req->rid, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
 }
 
-/* Builds a `queues` page from snapshots, after the lock is released. */
-static json_t *
-queues_page_json(const struct queue_snap *snaps, size_t n, bool more)
+#define QUEUES_YIELD_EVERY 32 /* queues encoded between two yields */
+
+/* Appends `"NAME":{stats}` for one snapshot. */
+static int
+append_queue(struct buf *out, const struct queue_snap *s)
 {
-    json_t *all = json_object();
-    for (size_t i = 0; all && i < n; i++)
-        json_object_set_new(all, snaps[i].name, queue_snap_json(&snaps[i]));
-    json_t *fields = all ? json_pack("{s:o}", "queues", all) : NULL;
-    if (fields && more)
-        json_object_set_new(fields, "next", json_string(snaps[n - 1].name));
-    return fields;
+    json_t *name = json_string(s->name), *stats = queue_snap_json(s);
+    char *k = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+    char *v = stats ? json_dumps(stats, JSON_COMPACT) : NULL;
+    int rc = k && v && buf_append_str(out, k) == 0 && buf_append_char(out, ':') == 0 &&
+                     buf_append_str(out, v) == 0
+                 ? 0
+                 : -1;
+    free(k);
+    free(v);
+    json_decref(name);
+    json_decref(stats);
+    return rc;
+}
+
+/* Encodes a `queues` page from snapshots, after the lock is released:
+ * {"ok":true[,"rid":..][,"next":NAME],"queues":{...}}. A page of 1000
+ * queues is ~300 KB of JSON and tens of ms of work: the goroutine yields
+ * every QUEUES_YIELD_EVERY queues, so that a flood of such requests shares
+ * the threads with everyone else's small ones instead of queueing them. */
+static int
+queues_page_encode(struct buf *out, struct span rid, const struct queue_snap *snaps, size_t n,
+                   bool more)
+{
+    json_t *head = more ? json_pack("{s:s}", "next", snaps[n - 1].name) : json_object();
+    size_t mark = out->len;
+    int rc = head ? encode_ok_fields(out, rid, head) : -1;
+    json_decref(head);
+    if (rc < 0)
+        return -1;
+    out->len -= 2; /* reopen the object: drop its "}\n" */
+    rc = buf_append_str(out, ",\"queues\":{");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i > 0 && i % QUEUES_YIELD_EVERY == 0 && go_on_goroutine())
+            go_yield();
+        if (i > 0)
+            rc = buf_append_char(out, ',');
+        if (rc == 0)
+            rc = append_queue(out, &snaps[i]);
+    }
+    if (rc == 0)
+        rc = buf_append_str(out, "}}\n");
+    if (rc < 0)
+        out->len = mark;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Lists up to `count` queues in name order, after `after` when given. The
@@ -198,9 +239,7 @@ broker_op_queues(struct broker *b, struct session *s, const struct request *req,
         queue_snapshot(b->queues[i], &snaps[n++]);
     bool more = first + n < b->nqueues;
     pthread_mutex_unlock(&b->lock);
-    json_t *fields = queues_page_json(snaps, n, more);
-    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
-    json_decref(fields);
+    int rc = queues_page_encode(out, req->rid, snaps, n, more);
     free(snaps);
     if (rc < 0)
         proto_error_set(err, PROTO_INTERNAL, "out of memory");
