@@ -223,12 +223,29 @@ leaky_send(void *arg)
     chan_send(arg, &v, NULL); /* blocks forever */
 }
 
+/* True when the goroutine dump holds text. */
+static bool
+dump_says(const char *text)
+{
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&dump, &len);
+    go_dump(f);
+    fclose(f);
+    bool found = dump && strstr(dump, text);
+    free(dump);
+    return found;
+}
+
 static void
 leak_body(void *arg)
 {
     size_t base = go_count();
     leaked_chan = chan_new(sizeof(int), 0);
     go(leaky_send, leaked_chan); /* work() returns, the goroutine is stuck */
+    /* From the moment it parks (on a busy machine it may start late), 20 ms. */
+    for (int i = 0; i < 1000 && !dump_says("chan send"); i++)
+        go_sleep(1, NULL);
     go_sleep(20, NULL);
     ck_assert_msg(go_count() == base + 1, "leak check counts %zu goroutines, want %zu",
                   go_count(), base + 1);

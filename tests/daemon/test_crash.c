@@ -651,8 +651,8 @@ START_TEST(a_job_whose_submit_was_not_written_is_taken_back_from_its_worker)
     char *line = recv_line_timeout(worker, 3000);
     ck_assert_msg(line, "the waiting worker got no answer");
     json_t *got = json_loads(line, 0, NULL);
+    ck_assert_msg(is_ok(got), "the fetch failed: %s", line);
     free(line);
-    ck_assert_msg(is_ok(got), "the fetch failed");
     json_t *jobs = json_object_get(got, "jobs");
     const char *id = json_string_value(json_object_get(json_array_get(jobs, 0), "id"));
     ck_assert_msg(id, "the fetch answer carries no job");
