@@ -1,0 +1,315 @@
+package chanq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handler runs one job. Returning a nil error acks the job with result
+// (nil: no result); a non-nil error nacks it with the error's text (see
+// NackError to choose the delay or bury the job). ctx is done when the
+// server cancels the job, revokes its reservation, its deadline passes or
+// its TTR is about to run out without a successful touch: the handler
+// should then stop soon, as its work is no longer wanted or will be
+// delivered again.
+type Handler func(ctx context.Context, job *Job) (result any, err error)
+
+// NackError, returned by a Handler (possibly wrapped), sets how the
+// Worker nacks the job: after Delay (0: the server's backoff, NoWait: at
+// once), or burying it at once when Dead is true.
+type NackError struct {
+	Err   error
+	Delay time.Duration
+	Dead  bool
+}
+
+func (e *NackError) Error() string {
+	if e.Err == nil {
+		return "nack"
+	}
+	return e.Err.Error()
+}
+func (e *NackError) Unwrap() error { return e.Err }
+
+// Worker runs a Handler on the jobs of some queues, Concurrency jobs at a
+// time. Each of its Concurrency slots has its own connection (a
+// reservation, and the events about it, belong to the connection that
+// fetched the job): it fetches one job, runs it, acks or nacks it, and
+// fetches the next.
+//
+// While a job runs, the Worker touches it every TouchInterval (default
+// half the job's TTR), so a long job keeps its reservation. The job's
+// context is cancelled when the server sends a cancel or revoked event for
+// it, when a touch is refused, when its deadline passes and when its TTR
+// is about to run out (a tenth of it, at most 1 s, before) without a
+// successful touch. A job the server cancelled or took back is neither
+// acked nor nacked.
+//
+// Set the fields, then call Run; a Worker must not be changed while it
+// runs.
+type Worker struct {
+	Addr        string   // chanqd's address, as for Dial
+	Options     *Options // as for Dial (OnEvent is called too); may be nil
+	Queues      []string // the queues to fetch from
+	Handler     Handler  // runs each job
+	Concurrency int      // jobs at once (connections); default 1
+	// TouchInterval is how often a running job is touched; 0 means half
+	// of the job's TTR.
+	TouchInterval time.Duration
+	// OnError, when set, is told about failures the Worker survives: an
+	// ack or nack that failed, a job taken back by the server, a lost
+	// connection (redialled after a pause).
+	OnError func(error)
+}
+
+// Run works until ctx is done, then shuts down gracefully: it stops
+// fetching (a waiting fetch is abandoned by closing its connection, so a
+// job the server was handing over at that moment goes back to its queue),
+// lets the running jobs finish and be acked or nacked, closes its
+// connections and returns nil. It also returns nil once every queue is
+// closed and drained. It returns an error if it cannot connect at start.
+//
+// signal.NotifyContext gives a ctx that ends on SIGTERM or SIGINT.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.Handler == nil {
+		return errors.New("chanq: Worker without a Handler")
+	}
+	if len(w.Queues) == 0 {
+		return errNoQueue
+	}
+	n := w.Concurrency
+	if n <= 0 {
+		n = 1
+	}
+	slots := make([]*slot, n)
+	for i := range slots {
+		s := &slot{w: w}
+		c, err := s.dial(ctx)
+		if err != nil {
+			for _, o := range slots[:i] {
+				o.conn.Close()
+			}
+			return err
+		}
+		s.conn = c
+		slots[i] = s
+	}
+	var wg sync.WaitGroup
+	for _, s := range slots {
+		wg.Add(1)
+		go func(s *slot) {
+			defer wg.Done()
+			s.loop(ctx)
+		}(s)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) report(err error) {
+	if w.OnError != nil {
+		w.OnError(err)
+	}
+}
+
+// slot is one connection of a Worker and the job it runs.
+type slot struct {
+	w    *Worker
+	conn *Conn
+
+	mu     sync.Mutex
+	jobID  string             // the running job, "" between jobs
+	cancel context.CancelFunc // cancels the running job's context
+	gone   string             // why the server no longer holds the job for us
+}
+
+func (s *slot) dial(ctx context.Context) (*Conn, error) {
+	var o Options
+	if s.w.Options != nil {
+		o = *s.w.Options
+	}
+	user := o.OnEvent
+	o.OnEvent = func(ev Event) {
+		s.event(ev)
+		if user != nil {
+			user(ev)
+		}
+	}
+	return Dial(ctx, s.w.Addr, &o)
+}
+
+func (s *slot) event(ev Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.ID == "" || ev.ID != s.jobID {
+		return
+	}
+	switch ev.Type {
+	case "cancel":
+		s.gone = "cancelled"
+	case "revoked":
+		s.gone = "revoked (" + ev.Reason + ")"
+	default:
+		return
+	}
+	s.cancel()
+}
+
+// loop fetches and runs jobs until ctx is done or the queues are closed.
+func (s *slot) loop(ctx context.Context) {
+	defer func() { s.conn.Close() }()
+	for ctx.Err() == nil {
+		jobs, err := s.conn.Fetch(ctx, s.w.Queues, nil)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			s.w.report(fmt.Errorf("chanq worker: %w", err))
+			// A lost connection is dialled again; a refusal is retried.
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			if errors.Is(err, ErrConnClosed) || s.conn.Err() != nil {
+				s.conn.Close()
+				c, err := s.dial(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.w.report(fmt.Errorf("chanq worker: %w", err))
+					continue
+				}
+				s.conn = c
+			}
+			continue
+		}
+		for _, j := range jobs {
+			s.run(j)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// run runs one job to its ack or nack.
+func (s *slot) run(job *Job) {
+	jctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if !job.Deadline.IsZero() {
+		var c2 context.CancelFunc
+		jctx, c2 = context.WithDeadline(jctx, job.Deadline)
+		defer c2()
+	}
+	s.mu.Lock()
+	s.jobID, s.cancel, s.gone = job.ID, cancel, ""
+	s.mu.Unlock()
+
+	stop := make(chan struct{})
+	kept := make(chan struct{})
+	go s.keep(job, cancel, stop, kept)
+	result, err := s.call(jctx, job)
+	close(stop)
+	<-kept
+
+	s.mu.Lock()
+	gone := s.gone
+	s.jobID, s.cancel, s.gone = "", nil, ""
+	s.mu.Unlock()
+	if gone != "" {
+		s.w.report(fmt.Errorf("chanq worker: job %s %s by the server while it ran; not acked", job.ID, gone))
+		return
+	}
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer acancel()
+	if err == nil {
+		if aerr := s.conn.Ack(actx, job.ID, result); aerr != nil {
+			s.w.report(fmt.Errorf("chanq worker: ack %s: %w", job.ID, aerr))
+		}
+		return
+	}
+	o := NackOptions{Error: err.Error()}
+	var ne *NackError
+	if errors.As(err, &ne) {
+		o.Delay, o.Dead = ne.Delay, ne.Dead
+	}
+	if _, nerr := s.conn.Nack(actx, job.ID, &o); nerr != nil {
+		s.w.report(fmt.Errorf("chanq worker: nack %s: %w", job.ID, nerr))
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *slot) call(ctx context.Context, job *Job) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			result, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return s.w.Handler(ctx, job)
+}
+
+// keep touches the running job every interval and cancels its context
+// when the reservation is about to run out or a touch is refused.
+func (s *slot) keep(job *Job, cancel context.CancelFunc, stop <-chan struct{}, kept chan<- struct{}) {
+	defer close(kept)
+	ttr := job.TTR
+	if ttr <= 0 {
+		ttr = 30 * time.Second
+	}
+	interval := s.w.TouchInterval
+	if interval <= 0 {
+		interval = ttr / 2
+	}
+	margin := ttr / 10
+	if margin > time.Second {
+		margin = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	expiry := time.NewTimer(ttr - margin)
+	defer expiry.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-expiry.C:
+			cancel() // the reservation is about to end; the server will take it back
+			return
+		case <-tick.C:
+			sent := time.Now()
+			tctx, tcancel := context.WithTimeout(context.Background(), ttr)
+			err := s.conn.Touch(tctx, job.ID, 0)
+			tcancel()
+			if err != nil {
+				var e *Error
+				if errors.As(err, &e) {
+					s.mu.Lock()
+					if s.gone == "" {
+						s.gone = "taken back (touch: " + e.Code + ")"
+					}
+					s.mu.Unlock()
+				}
+				cancel()
+				return
+			}
+			if !expiry.Stop() {
+				select {
+				case <-expiry.C:
+				default:
+				}
+			}
+			expiry.Reset(time.Until(sent.Add(ttr - margin)))
+		}
+	}
+}
