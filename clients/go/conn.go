@@ -368,6 +368,17 @@ func decodeAnswer(op string, line []byte, out any) error {
 
 // roundTrip sends one request and returns its answer line.
 func (c *Conn) roundTrip(ctx context.Context, req *request) ([]byte, error) {
+	p, err := c.send(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return c.await(ctx, p)
+}
+
+// send queues one request for writing and returns its pending call, to be
+// given to await (exactly once). Requests are written, and answered, in
+// the order of send.
+func (c *Conn) send(ctx context.Context, req *request) (*call, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -378,8 +389,6 @@ func (c *Conn) roundTrip(ctx context.Context, req *request) ([]byte, error) {
 	case <-c.done:
 		return nil, c.connErr()
 	}
-	defer func() { <-c.slots }()
-
 	p := callPool.Get().(*call)
 	p.line, p.err = nil, nil
 	c.mu.Lock()
@@ -387,6 +396,7 @@ func (c *Conn) roundTrip(ctx context.Context, req *request) ([]byte, error) {
 		err := c.err
 		c.mu.Unlock()
 		callPool.Put(p)
+		<-c.slots
 		return nil, err
 	}
 	c.rid++
@@ -397,6 +407,7 @@ func (c *Conn) roundTrip(ctx context.Context, req *request) ([]byte, error) {
 		c.out.Truncate(start)
 		c.mu.Unlock()
 		callPool.Put(p)
+		<-c.slots
 		return nil, err
 	}
 	c.pending = append(c.pending, p)
@@ -405,7 +416,13 @@ func (c *Conn) roundTrip(ctx context.Context, req *request) ([]byte, error) {
 	case c.wake <- struct{}{}:
 	default:
 	}
+	return p, nil
+}
 
+// await waits for the answer of a call from send. If ctx is done first,
+// the request is abandoned and the connection closed (see Conn).
+func (c *Conn) await(ctx context.Context, p *call) ([]byte, error) {
+	defer func() { <-c.slots }()
 	select {
 	case <-p.ch:
 	case <-ctx.Done():

@@ -159,10 +159,22 @@ func (s *slot) event(ev Event) {
 }
 
 // loop fetches and runs jobs until ctx is done or the queues are closed.
+//
+// A job's ack (or nack) is sent and the next fetch right behind it,
+// without waiting for the ack's answer in between: the two go out
+// together and the server answers the ack first, which saves a round trip
+// per job. The ack's answer is read before anything else is sent.
 func (s *slot) loop(ctx context.Context) {
-	defer func() { s.conn.Close() }()
+	var reply *pendingReply // the last job's ack or nack, not yet answered
+	defer func() {
+		if reply != nil {
+			s.settle(reply)
+		}
+		s.conn.Close()
+	}()
 	for ctx.Err() == nil {
-		jobs, err := s.conn.Fetch(ctx, s.w.Queues, nil)
+		jobs, err := s.fetch(ctx, reply)
+		reply = nil
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
@@ -187,8 +199,58 @@ func (s *slot) loop(ctx context.Context) {
 			continue
 		}
 		for _, j := range jobs {
-			s.run(j)
+			if reply != nil {
+				s.settle(reply)
+			}
+			reply = s.run(j)
 		}
+	}
+}
+
+// fetch fetches the next job, with the previous job's ack or nack (reply,
+// may be nil) still in flight ahead of it. When ctx ends, the fetch is
+// abandoned (closing the connection) only once reply is answered, so that
+// closing cannot lose an ack the server has not read yet.
+func (s *slot) fetch(ctx context.Context, reply *pendingReply) ([]*Job, error) {
+	if reply == nil {
+		return s.conn.Fetch(ctx, s.w.Queues, nil)
+	}
+	settled := make(chan struct{})
+	go func() {
+		s.settle(reply)
+		close(settled)
+	}()
+	fctx, abandon := context.WithCancel(context.Background())
+	defer abandon()
+	fetched := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			<-settled
+			abandon()
+		case <-fetched:
+		}
+	}()
+	jobs, err := s.conn.Fetch(fctx, s.w.Queues, nil)
+	close(fetched)
+	<-settled
+	return jobs, err
+}
+
+// pendingReply is an ack or nack sent and not yet answered.
+type pendingReply struct {
+	op, id string
+	call   *call
+}
+
+// settle reads the answer of an ack or nack and reports a failure.
+func (s *slot) settle(r *pendingReply) {
+	line, err := s.conn.await(context.Background(), r.call)
+	if err == nil {
+		err = decodeAnswer(r.op, line, nil)
+	}
+	if err != nil {
+		s.w.report(fmt.Errorf("chanq worker: %s %s: %w", r.op, r.id, err))
 	}
 }
 
@@ -203,8 +265,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// run runs one job to its ack or nack.
-func (s *slot) run(job *Job) {
+// run runs one job and sends its ack or nack, returning it unanswered
+// (nil when nothing was sent).
+func (s *slot) run(job *Job) *pendingReply {
 	jctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if !job.Deadline.IsZero() {
@@ -229,24 +292,32 @@ func (s *slot) run(job *Job) {
 	s.mu.Unlock()
 	if gone != "" {
 		s.w.report(fmt.Errorf("chanq worker: job %s %s by the server while it ran; not acked", job.ID, gone))
-		return
+		return nil
 	}
-	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer acancel()
+	req := &request{Op: "ack", ID: job.ID}
 	if err == nil {
-		if aerr := s.conn.Ack(actx, job.ID, result); aerr != nil {
-			s.w.report(fmt.Errorf("chanq worker: ack %s: %w", job.ID, aerr))
+		if result != nil {
+			res, merr := marshalJSON("result", result)
+			if merr != nil {
+				err = merr // a result that is not JSON fails the job
+			} else {
+				req.Result = res
+			}
 		}
-		return
 	}
-	o := NackOptions{Error: err.Error()}
-	var ne *NackError
-	if errors.As(err, &ne) {
-		o.Delay, o.Dead = ne.Delay, ne.Dead
+	if err != nil {
+		req = &request{Op: "nack", ID: job.ID, Error: err.Error()}
+		var ne *NackError
+		if errors.As(err, &ne) {
+			req.DelayMs, req.Dead = ms(ne.Delay), ne.Dead
+		}
 	}
-	if _, nerr := s.conn.Nack(actx, job.ID, &o); nerr != nil {
-		s.w.report(fmt.Errorf("chanq worker: nack %s: %w", job.ID, nerr))
+	p, serr := s.conn.send(context.Background(), req)
+	if serr != nil {
+		s.w.report(fmt.Errorf("chanq worker: %s %s: %w", req.Op, job.ID, serr))
+		return nil
 	}
+	return &pendingReply{op: req.Op, id: job.ID, call: p}
 }
 
 // call runs the handler, turning a panic into an error.
