@@ -9,8 +9,9 @@ import (
 )
 
 // Handler runs one job. Returning a nil error acks the job with result
-// (nil: no result); a non-nil error nacks it with the error's text (see
-// NackError to choose the delay or bury the job). ctx is done when the
+// (nil: no result; a result encoding/json cannot encode nacks the job);
+// a non-nil error nacks it with the error's text (see NackError to choose
+// the delay or bury the job). A panic nacks it with "panic: ...". ctx is done when the
 // server cancels the job, revokes its reservation, its deadline passes or
 // its TTR is about to run out without a successful touch: the handler
 // should then stop soon, as its work is no longer wanted or will be
@@ -37,8 +38,8 @@ func (e *NackError) Unwrap() error { return e.Err }
 // Worker runs a Handler on the jobs of some queues, Concurrency jobs at a
 // time. Each of its Concurrency slots has its own connection (a
 // reservation, and the events about it, belong to the connection that
-// fetched the job): it fetches one job, runs it, acks or nacks it, and
-// fetches the next.
+// fetched the job): it fetches a job (up to Prefetch jobs), runs it, and
+// sends its ack or nack together with the next fetch.
 //
 // While a job runs, the Worker touches it every TouchInterval (default
 // half the job's TTR), so a long job keeps its reservation. The job's
@@ -56,6 +57,13 @@ type Worker struct {
 	Queues      []string // the queues to fetch from
 	Handler     Handler  // runs each job
 	Concurrency int      // jobs at once (connections); default 1
+	// Prefetch is how many jobs a slot fetches at once (default 1). The
+	// extra ones wait, reserved, for the slot to run them one after the
+	// other, so it suits many short jobs: it saves the server work and
+	// round trips. A waiting job is touched before it starts if half its
+	// TTR has passed, skipped if the server took it back, and released
+	// (its delivery uncounted) if the Worker stops before starting it.
+	Prefetch int
 	// TouchInterval is how often a running job is touched; 0 means half
 	// of the job's TTR.
 	TouchInterval time.Duration
@@ -66,10 +74,13 @@ type Worker struct {
 }
 
 // Run works until ctx is done, then shuts down gracefully: it stops
-// fetching (a waiting fetch is abandoned by closing its connection, so a
-// job the server was handing over at that moment goes back to its queue),
-// lets the running jobs finish and be acked or nacked, closes its
-// connections and returns nil. It also returns nil once every queue is
+// fetching, lets the running jobs finish and be acked or nacked, releases
+// fetched jobs it had not started (Prefetch), closes its connections and
+// returns nil. A waiting fetch is abandoned by closing its connection
+// (the protocol has no other way to end it): a job the server was about
+// to hand over goes back to its queue uncounted, but one whose answer was
+// already on its way goes back as from any lost connection, with that
+// delivery counted as an attempt although it never ran. It also returns nil once every queue is
 // closed and drained. It returns an error if it cannot connect at start.
 //
 // signal.NotifyContext gives a ctx that ends on SIGTERM or SIGINT.
@@ -115,7 +126,7 @@ func (w *Worker) report(err error) {
 	}
 }
 
-// slot is one connection of a Worker and the job it runs.
+// slot is one connection of a Worker and the jobs it holds.
 type slot struct {
 	w    *Worker
 	conn *Conn
@@ -123,7 +134,8 @@ type slot struct {
 	mu     sync.Mutex
 	jobID  string             // the running job, "" between jobs
 	cancel context.CancelFunc // cancels the running job's context
-	gone   string             // why the server no longer holds the job for us
+	gone   string             // why the server no longer holds the running job for us
+	held   map[string]string  // fetched jobs not yet run -> why gone ("" if held)
 }
 
 func (s *slot) dial(ctx context.Context) (*Conn, error) {
@@ -142,20 +154,28 @@ func (s *slot) dial(ctx context.Context) (*Conn, error) {
 }
 
 func (s *slot) event(ev Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ev.ID == "" || ev.ID != s.jobID {
-		return
-	}
+	var why string
 	switch ev.Type {
 	case "cancel":
-		s.gone = "cancelled"
+		why = "cancelled"
 	case "revoked":
-		s.gone = "revoked (" + ev.Reason + ")"
+		why = "revoked (" + ev.Reason + ")"
 	default:
 		return
 	}
-	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.ID == "" {
+		return
+	}
+	if ev.ID == s.jobID {
+		s.gone = why
+		s.cancel()
+		return
+	}
+	if _, ok := s.held[ev.ID]; ok {
+		s.held[ev.ID] = why
+	}
 }
 
 // loop fetches and runs jobs until ctx is done or the queues are closed.
@@ -163,18 +183,22 @@ func (s *slot) event(ev Event) {
 // A job's ack (or nack) is sent and the next fetch right behind it,
 // without waiting for the ack's answer in between: the two go out
 // together and the server answers the ack first, which saves a round trip
-// per job. The ack's answer is read before anything else is sent.
+// per job. The answers are read before the next fetch is abandoned.
 func (s *slot) loop(ctx context.Context) {
-	var reply *pendingReply // the last job's ack or nack, not yet answered
+	var replies []*pendingReply // acks and nacks not yet answered
 	defer func() {
-		if reply != nil {
-			s.settle(reply)
+		for _, r := range replies {
+			s.settle(r)
 		}
 		s.conn.Close()
 	}()
+	var fo *FetchOptions
+	if s.w.Prefetch > 1 {
+		fo = &FetchOptions{Count: s.w.Prefetch}
+	}
 	for ctx.Err() == nil {
-		jobs, err := s.fetch(ctx, reply)
-		reply = nil
+		jobs, err := s.fetch(ctx, replies, fo)
+		replies = replies[:0]
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
@@ -198,26 +222,66 @@ func (s *slot) loop(ctx context.Context) {
 			}
 			continue
 		}
-		for _, j := range jobs {
-			if reply != nil {
-				s.settle(reply)
+		fetched := time.Now()
+		if len(jobs) > 1 {
+			s.mu.Lock()
+			s.held = make(map[string]string, len(jobs))
+			for _, j := range jobs[1:] {
+				s.held[j.ID] = ""
 			}
-			reply = s.run(j)
+			s.mu.Unlock()
 		}
+		for i, j := range jobs {
+			reservedAt := fetched
+			if i > 0 {
+				s.mu.Lock()
+				why := s.held[j.ID]
+				delete(s.held, j.ID)
+				s.mu.Unlock()
+				if why != "" {
+					s.w.report(fmt.Errorf("chanq worker: job %s %s by the server before it ran", j.ID, why))
+					continue
+				}
+				if ctx.Err() != nil { // stopping: give it back uncounted
+					if p, err := s.conn.send(context.Background(), &request{Op: "release", ID: j.ID}); err == nil {
+						replies = append(replies, &pendingReply{op: "release", id: j.ID, call: p})
+					}
+					continue
+				}
+				if time.Since(fetched) > j.TTR/2 {
+					reservedAt = time.Now()
+					tctx, cancel := context.WithTimeout(context.Background(), j.TTR)
+					err := s.conn.Touch(tctx, j.ID, 0)
+					cancel()
+					if err != nil {
+						s.w.report(fmt.Errorf("chanq worker: job %s taken back before it ran: %w", j.ID, err))
+						continue
+					}
+				}
+			}
+			if r := s.run(j, reservedAt); r != nil {
+				replies = append(replies, r)
+			}
+		}
+		s.mu.Lock()
+		s.held = nil
+		s.mu.Unlock()
 	}
 }
 
-// fetch fetches the next job, with the previous job's ack or nack (reply,
-// may be nil) still in flight ahead of it. When ctx ends, the fetch is
-// abandoned (closing the connection) only once reply is answered, so that
-// closing cannot lose an ack the server has not read yet.
-func (s *slot) fetch(ctx context.Context, reply *pendingReply) ([]*Job, error) {
-	if reply == nil {
-		return s.conn.Fetch(ctx, s.w.Queues, nil)
+// fetch fetches the next jobs, with the previous jobs' acks and nacks
+// (replies) still in flight ahead of it. When ctx ends, the fetch is
+// abandoned (closing the connection) only once replies are answered, so
+// that closing cannot lose an ack the server has not read yet.
+func (s *slot) fetch(ctx context.Context, replies []*pendingReply, fo *FetchOptions) ([]*Job, error) {
+	if len(replies) == 0 {
+		return s.conn.Fetch(ctx, s.w.Queues, fo)
 	}
 	settled := make(chan struct{})
 	go func() {
-		s.settle(reply)
+		for _, r := range replies {
+			s.settle(r)
+		}
 		close(settled)
 	}()
 	fctx, abandon := context.WithCancel(context.Background())
@@ -231,7 +295,7 @@ func (s *slot) fetch(ctx context.Context, reply *pendingReply) ([]*Job, error) {
 		case <-fetched:
 		}
 	}()
-	jobs, err := s.conn.Fetch(fctx, s.w.Queues, nil)
+	jobs, err := s.conn.Fetch(fctx, s.w.Queues, fo)
 	close(fetched)
 	<-settled
 	return jobs, err
@@ -267,7 +331,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // run runs one job and sends its ack or nack, returning it unanswered
 // (nil when nothing was sent).
-func (s *slot) run(job *Job) *pendingReply {
+func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 	jctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if !job.Deadline.IsZero() {
@@ -281,7 +345,7 @@ func (s *slot) run(job *Job) *pendingReply {
 
 	stop := make(chan struct{})
 	kept := make(chan struct{})
-	go s.keep(job, cancel, stop, kept)
+	go s.keep(job, reservedAt, cancel, stop, kept)
 	result, err := s.call(jctx, job)
 	close(stop)
 	<-kept
@@ -332,7 +396,7 @@ func (s *slot) call(ctx context.Context, job *Job) (result any, err error) {
 
 // keep touches the running job every interval and cancels its context
 // when the reservation is about to run out or a touch is refused.
-func (s *slot) keep(job *Job, cancel context.CancelFunc, stop <-chan struct{}, kept chan<- struct{}) {
+func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc, stop <-chan struct{}, kept chan<- struct{}) {
 	defer close(kept)
 	ttr := job.TTR
 	if ttr <= 0 {
@@ -348,7 +412,7 @@ func (s *slot) keep(job *Job, cancel context.CancelFunc, stop <-chan struct{}, k
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	expiry := time.NewTimer(ttr - margin)
+	expiry := time.NewTimer(time.Until(reservedAt.Add(ttr - margin)))
 	defer expiry.Stop()
 	for {
 		select {

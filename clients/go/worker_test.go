@@ -46,8 +46,15 @@ func submitN(t *testing.T, c *Conn, q string, n int) map[string]bool {
 // TestWorkerShutdownLosesNothing: a worker of 8 processes 10,000 jobs; it
 // is stopped by its context midway, finishes its running jobs, and a
 // second worker (ended by closing the queue) does the rest: every job ran
-// exactly once and was acked.
+// exactly once and was acked. With Prefetch 1 and 16 (fetched jobs not
+// started at the stop are released).
 func TestWorkerShutdownLosesNothing(t *testing.T) {
+	for _, prefetch := range []int{1, 16} {
+		t.Run(fmt.Sprint("prefetch", prefetch), func(t *testing.T) { testWorkerShutdown(t, prefetch) })
+	}
+}
+
+func testWorkerShutdown(t *testing.T, prefetch int) {
 	const total = 10000
 	c := dial(t, nil, nil)
 	ctx := tctx(t)
@@ -61,10 +68,12 @@ func TestWorkerShutdownLosesNothing(t *testing.T) {
 
 	var mu sync.Mutex
 	runs := map[string]int{}
+	attempts := map[string]int{}
 	var ran int64
 	handler := func(ctx context.Context, j *Job) (any, error) {
 		mu.Lock()
 		runs[j.ID]++
+		attempts[j.ID] = j.Attempt
 		mu.Unlock()
 		if atomic.AddInt64(&ran, 1)%100 == 0 {
 			time.Sleep(time.Millisecond) // some jobs are still running at the stop
@@ -79,7 +88,7 @@ func TestWorkerShutdownLosesNothing(t *testing.T) {
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Handler: handler, OnError: onError}
+	w := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Prefetch: prefetch, Handler: handler, OnError: onError}
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- w.Run(wctx) }()
@@ -104,7 +113,7 @@ func TestWorkerShutdownLosesNothing(t *testing.T) {
 	}
 
 	must(t, c.CloseQueue(ctx, q)) // the second worker ends once drained
-	w2 := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Handler: handler, OnError: onError}
+	w2 := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Prefetch: prefetch, Handler: handler, OnError: onError}
 	go func() { done <- w2.Run(context.Background()) }()
 	select {
 	case err := <-done:
@@ -126,6 +135,23 @@ func TestWorkerShutdownLosesNothing(t *testing.T) {
 	if st.Acked != total || st.Depth != 0 || st.Reserved != 0 || st.Nacked != 0 {
 		t.Fatalf("final stats %+v", st)
 	}
+	// A job whose fetch answer was on its way when the stop closed the
+	// connection comes back with that delivery counted (it never ran).
+	second := 0
+	mu.Lock()
+	for id, a := range attempts {
+		if a > 2 {
+			t.Fatalf("job %s ran as attempt %d", id, a)
+		}
+		if a == 2 {
+			second++
+		}
+	}
+	mu.Unlock()
+	if second > 8 {
+		t.Fatalf("%d jobs ran as attempt 2: more than one per slot", second)
+	}
+	t.Logf("%d jobs ran as attempt 2", second)
 	if len(reported) != 0 {
 		t.Fatalf("errors reported: %v", reported)
 	}
@@ -312,5 +338,52 @@ func TestWorkerTTRRunningOut(t *testing.T) {
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("the job's context outlived its TTR")
+	}
+}
+
+// TestWorkerPrefetchTouchesWaitingJobs: with Prefetch, jobs waiting their
+// turn longer than half their TTR are touched before they start; a
+// waiting job cancelled by the server is skipped.
+func TestWorkerPrefetchTouchesWaitingJobs(t *testing.T) {
+	ctx := tctx(t)
+	c := dial(t, nil, nil)
+	q := qname(t, "q")
+	var mu sync.Mutex
+	ran := map[string]int{}
+	started := make(chan struct{}, 10)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		id, err := c.Submit(ctx, q, i, &SubmitOptions{TTR: 600 * time.Millisecond})
+		must(t, err)
+		ids = append(ids, id)
+	}
+	runThis(t, &Worker{Addr: shared.addr, Queues: []string{q}, Prefetch: 4,
+		Handler: func(ctx context.Context, j *Job) (any, error) {
+			started <- struct{}{}
+			mu.Lock()
+			ran[j.ID] = j.Attempt
+			mu.Unlock()
+			time.Sleep(250 * time.Millisecond)
+			return nil, ctx.Err()
+		}})
+	<-started
+	_, err := c.Cancel(ctx, ids[3]) // held, not started yet
+	must(t, err)
+	for _, id := range ids[:3] {
+		o, err := c.Wait(ctx, id, testTimeout)
+		must(t, err)
+		if o.State != "done" {
+			t.Fatalf("job %s: %+v", id, o)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != 3 || ran[ids[3]] != 0 {
+		t.Fatalf("ran %v", ran)
+	}
+	for id, a := range ran {
+		if a != 1 {
+			t.Fatalf("job %s ran as attempt %d", id, a)
+		}
 	}
 }
