@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Options configure a connection. The zero value (or nil) is a plain TCP
@@ -96,6 +98,7 @@ type Conn struct {
 	head    int
 	rid     uint64
 	err     error // set once the connection is broken or closed
+	scratch []byte
 
 	wake chan struct{} // tells the writer there are bytes in out
 	done chan struct{} // closed when the connection is finished
@@ -212,6 +215,9 @@ func (c *Conn) writeLoop() {
 			return
 		case <-c.wake:
 		}
+		// Let the goroutines that are about to send queue their requests
+		// too: one write for many pipelined requests.
+		runtime.Gosched()
 		c.mu.Lock()
 		buf := c.out
 		c.out, c.spare = c.spare, buf
@@ -403,7 +409,7 @@ func (c *Conn) send(ctx context.Context, req *request) (*call, error) {
 	req.Rid = c.rid
 	p.rid = c.rid
 	start := c.out.Len()
-	if err := encodeRequest(c.out, req); err != nil {
+	if err := encodeRequest(c.out, req, &c.scratch); err != nil {
 		c.out.Truncate(start)
 		c.mu.Unlock()
 		callPool.Put(p)
@@ -485,15 +491,139 @@ type request struct {
 	Extra       map[string]any  `json:"-"`
 }
 
-func encodeRequest(buf *bytes.Buffer, req *request) error {
+// encodeRequest appends req as one line. The fields are written by hand
+// (no reflection: this is the hot path of pipelined submits and acks);
+// Payload and Result are already compact JSON from marshalJSON.
+func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
+	if req.Extra != nil {
+		return encodeExtra(buf, req)
+	}
+	b := (*scratch)[:0]
+	b = append(b, `{"op":`...)
+	b = appendString(b, req.Op)
+	b = append(b, `,"rid":`...)
+	b = strconv.AppendUint(b, req.Rid, 10)
+	str := func(name, v string) {
+		if v != "" {
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			b = appendString(b, v)
+		}
+	}
+	num := func(name string, v *int64) {
+		if v != nil {
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			b = strconv.AppendInt(b, *v, 10)
+		}
+	}
+	raw := func(name string, v json.RawMessage) {
+		if len(v) > 0 {
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			b = append(b, v...)
+		}
+	}
+	str("queue", req.Queue)
+	if len(req.Queues) > 0 {
+		b = append(b, `,"queues":[`...)
+		for i, q := range req.Queues {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, q)
+		}
+		b = append(b, ']')
+	}
+	str("id", req.ID)
+	raw("payload", req.Payload)
+	raw("result", req.Result)
+	str("error", req.Error)
+	str("parent", req.Parent)
+	str("client", req.Client)
+	str("token", req.Token)
+	str("after", req.After)
+	num("capacity", req.Capacity)
+	num("ttr_ms", req.TTRMs)
+	num("max_attempts", req.MaxAttempts)
+	num("delay_ms", req.DelayMs)
+	num("deadline_ms", req.DeadlineMs)
+	num("wait_ms", req.WaitMs)
+	num("timeout_ms", req.TimeoutMs)
+	num("count", req.Count)
+	if req.Strict {
+		b = append(b, `,"strict":true`...)
+	}
+	if req.Dead {
+		b = append(b, `,"dead":true`...)
+	}
+	b = append(b, '}', '\n')
+	buf.Write(b)
+	if cap(b) <= 64<<10 {
+		*scratch = b
+	}
+	return nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json does
+// without HTML escaping (invalid UTF-8 becomes U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// encodeExtra encodes a request of Conn.Request with encoding/json.
+func encodeExtra(buf *bytes.Buffer, req *request) error {
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
-	if req.Extra == nil {
-		if err := enc.Encode(req); err != nil {
-			return fmt.Errorf("chanq: %s: cannot encode the request: %w", req.Op, err)
-		}
-		return nil
-	}
 	m := make(map[string]any, len(req.Extra)+2)
 	for k, v := range req.Extra {
 		m[k] = v
