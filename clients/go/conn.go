@@ -301,6 +301,9 @@ func (c *Conn) readLoop() {
 // server could not read, like frame_too_large) belongs to the oldest
 // request.
 func parseRid(line []byte) (uint64, bool) {
+	if !bytes.HasPrefix(line, okPrefix) {
+		return 0, false
+	}
 	s := line[len(okPrefix):]
 	if bytes.HasPrefix(s, truePrefix) {
 		s = s[len(truePrefix):]

@@ -36,3 +36,29 @@ func TestEncodeRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRid(t *testing.T) {
+	for line, want := range map[string]uint64{
+		`{"ok":true,"rid":42,"id":"1"}`:   42,
+		`{"ok":false,"rid":7,"error":{}}`: 7,
+		`{"ok":true}`:                     0,
+		`{}`:                              0,
+		`{"ok":true,"rid":"x"}`:           0,
+	} {
+		got, _ := parseRid([]byte(line))
+		if got != want {
+			t.Errorf("parseRid(%s) = %d, want %d", line, got, want)
+		}
+	}
+	for line, want := range map[string]string{
+		`{"ok":true,"rid":1,"id":"123"}`:            "123",
+		`{"ok":true,"rid":1,"id":"12","queue":"a"}`: "",
+		`{"ok":false,"rid":1,"error":{"id":"1"}}`:   "",
+		`{"ok":true,"rid":1,"id":"1\"x"}`:           "",
+	} {
+		got, _ := quickID([]byte(line))
+		if got != want {
+			t.Errorf("quickID(%s) = %q, want %q", line, got, want)
+		}
+	}
+}
