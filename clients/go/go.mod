@@ -1,0 +1,3 @@
+module chanq.invalid/chanq
+
+go 1.19

@@ -1,0 +1,450 @@
+package chanq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handler runs one job. Returning a nil error acks the job with result
+// (nil: no result; a result encoding/json cannot encode nacks the job);
+// a non-nil error nacks it with the error's text (see NackError to choose
+// the delay or bury the job). A panic nacks it with "panic: ...". ctx is done when the
+// server cancels the job, revokes its reservation, its deadline passes or
+// its TTR is about to run out without a successful touch: the handler
+// should then stop soon, as its work is no longer wanted or will be
+// delivered again.
+type Handler func(ctx context.Context, job *Job) (result any, err error)
+
+// NackError, returned by a Handler (possibly wrapped), sets how the
+// Worker nacks the job: after Delay (0: the server's backoff, NoWait: at
+// once), or burying it at once when Dead is true.
+type NackError struct {
+	Err   error
+	Delay time.Duration
+	Dead  bool
+}
+
+func (e *NackError) Error() string {
+	if e.Err == nil {
+		return "nack"
+	}
+	return e.Err.Error()
+}
+func (e *NackError) Unwrap() error { return e.Err }
+
+// Worker runs a Handler on the jobs of some queues, Concurrency jobs at a
+// time. Each of its Concurrency slots has its own connection (a
+// reservation, and the events about it, belong to the connection that
+// fetched the job): it fetches a job (up to Prefetch jobs), runs it, and
+// sends its ack or nack together with the next fetch.
+//
+// While a job runs, the Worker touches it every TouchInterval (default
+// half the job's TTR), so a long job keeps its reservation. The job's
+// context is cancelled when the server sends a cancel or revoked event for
+// it, when a touch is refused, when its deadline passes and when its TTR
+// is about to run out (a tenth of it, at most 1 s, before) without a
+// successful touch. A job the server cancelled or took back is neither
+// acked nor nacked.
+//
+// Set the fields, then call Run; a Worker must not be changed while it
+// runs.
+type Worker struct {
+	Addr        string   // chanqd's address, as for Dial
+	Options     *Options // as for Dial (OnEvent is called too); may be nil
+	Queues      []string // the queues to fetch from
+	Handler     Handler  // runs each job
+	Concurrency int      // jobs at once (connections); default 1
+	// Prefetch is how many jobs a slot fetches at once (default 1). The
+	// extra ones wait, reserved, for the slot to run them one after the
+	// other, so it suits many short jobs: it saves the server work and
+	// round trips. A waiting job is touched before it starts if half its
+	// TTR has passed, skipped if the server took it back, and released
+	// (its delivery uncounted) if the Worker stops before starting it.
+	Prefetch int
+	// TouchInterval is how often a running job is touched; 0 means half
+	// of the job's TTR.
+	TouchInterval time.Duration
+	// OnError, when set, is told about failures the Worker survives: an
+	// ack or nack that failed, a job taken back by the server, a lost
+	// connection (redialled after a pause).
+	OnError func(error)
+}
+
+// Run works until ctx is done, then shuts down gracefully: it stops
+// fetching, lets the running jobs finish and be acked or nacked, releases
+// fetched jobs it had not started (Prefetch), closes its connections and
+// returns nil. A waiting fetch is abandoned by closing its connection
+// (the protocol has no other way to end it): a job the server was about
+// to hand over goes back to its queue uncounted, but one whose answer was
+// already on its way goes back as from any lost connection, with that
+// delivery counted as an attempt although it never ran. It also returns nil once every queue is
+// closed and drained. It returns an error if it cannot connect at start.
+//
+// signal.NotifyContext gives a ctx that ends on SIGTERM or SIGINT.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.Handler == nil {
+		return errors.New("chanq: Worker without a Handler")
+	}
+	if len(w.Queues) == 0 {
+		return errNoQueue
+	}
+	n := w.Concurrency
+	if n <= 0 {
+		n = 1
+	}
+	slots := make([]*slot, n)
+	for i := range slots {
+		s := &slot{w: w}
+		c, err := s.dial(ctx)
+		if err != nil {
+			for _, o := range slots[:i] {
+				o.conn.Close()
+			}
+			return err
+		}
+		s.conn = c
+		slots[i] = s
+	}
+	var wg sync.WaitGroup
+	for _, s := range slots {
+		wg.Add(1)
+		go func(s *slot) {
+			defer wg.Done()
+			s.loop(ctx)
+		}(s)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) report(err error) {
+	if w.OnError != nil {
+		w.OnError(err)
+	}
+}
+
+// slot is one connection of a Worker and the jobs it holds.
+type slot struct {
+	w    *Worker
+	conn *Conn
+
+	mu     sync.Mutex
+	jobID  string             // the running job, "" between jobs
+	cancel context.CancelFunc // cancels the running job's context
+	gone   string             // why the server no longer holds the running job for us
+	held   map[string]string  // fetched jobs not yet run -> why gone ("" if held)
+}
+
+func (s *slot) dial(ctx context.Context) (*Conn, error) {
+	var o Options
+	if s.w.Options != nil {
+		o = *s.w.Options
+	}
+	user := o.OnEvent
+	o.OnEvent = func(ev Event) {
+		s.event(ev)
+		if user != nil {
+			user(ev)
+		}
+	}
+	return Dial(ctx, s.w.Addr, &o)
+}
+
+func (s *slot) event(ev Event) {
+	var why string
+	switch ev.Type {
+	case "cancel":
+		why = "cancelled"
+	case "revoked":
+		why = "revoked (" + ev.Reason + ")"
+	default:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.ID == "" {
+		return
+	}
+	if ev.ID == s.jobID {
+		s.gone = why
+		s.cancel()
+		return
+	}
+	if _, ok := s.held[ev.ID]; ok {
+		s.held[ev.ID] = why
+	}
+}
+
+// loop fetches and runs jobs until ctx is done or the queues are closed.
+//
+// A job's ack (or nack) is sent and the next fetch right behind it,
+// without waiting for the ack's answer in between: the two go out
+// together and the server answers the ack first, which saves a round trip
+// per job. The answers are read before the next fetch is abandoned.
+func (s *slot) loop(ctx context.Context) {
+	var replies []*pendingReply // acks and nacks not yet answered
+	defer func() {
+		for _, r := range replies {
+			s.settle(r)
+		}
+		s.conn.Close()
+	}()
+	var fo *FetchOptions
+	if s.w.Prefetch > 1 {
+		fo = &FetchOptions{Count: s.w.Prefetch}
+	}
+	for ctx.Err() == nil {
+		jobs, err := s.fetch(ctx, replies, fo)
+		replies = replies[:0]
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			s.w.report(fmt.Errorf("chanq worker: %w", err))
+			// A lost connection is dialled again; a refusal is retried.
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			if errors.Is(err, ErrConnClosed) || s.conn.Err() != nil {
+				s.conn.Close()
+				c, err := s.dial(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.w.report(fmt.Errorf("chanq worker: %w", err))
+					continue
+				}
+				s.conn = c
+			}
+			continue
+		}
+		fetched := time.Now()
+		if len(jobs) > 1 {
+			s.mu.Lock()
+			s.held = make(map[string]string, len(jobs))
+			for _, j := range jobs[1:] {
+				s.held[j.ID] = ""
+			}
+			s.mu.Unlock()
+		}
+		for i, j := range jobs {
+			reservedAt := fetched
+			if i > 0 {
+				s.mu.Lock()
+				why := s.held[j.ID]
+				delete(s.held, j.ID)
+				s.mu.Unlock()
+				if why != "" {
+					s.w.report(fmt.Errorf("chanq worker: job %s %s by the server before it ran", j.ID, why))
+					continue
+				}
+				if ctx.Err() != nil { // stopping: give it back uncounted
+					if p, err := s.conn.send(context.Background(), &request{Op: "release", ID: j.ID}); err == nil {
+						replies = append(replies, &pendingReply{op: "release", id: j.ID, call: p})
+					}
+					continue
+				}
+				if time.Since(fetched) > j.TTR/2 {
+					reservedAt = time.Now()
+					tctx, cancel := context.WithTimeout(context.Background(), j.TTR)
+					err := s.conn.Touch(tctx, j.ID, 0)
+					cancel()
+					if err != nil {
+						s.w.report(fmt.Errorf("chanq worker: job %s taken back before it ran: %w", j.ID, err))
+						continue
+					}
+				}
+			}
+			if r := s.run(j, reservedAt); r != nil {
+				replies = append(replies, r)
+			}
+		}
+		s.mu.Lock()
+		s.held = nil
+		s.mu.Unlock()
+	}
+}
+
+// fetch fetches the next jobs, with the previous jobs' acks and nacks
+// (replies) still in flight ahead of it. When ctx ends, the fetch is
+// abandoned (closing the connection) only once replies are answered, so
+// that closing cannot lose an ack the server has not read yet.
+func (s *slot) fetch(ctx context.Context, replies []*pendingReply, fo *FetchOptions) ([]*Job, error) {
+	if len(replies) == 0 {
+		return s.conn.Fetch(ctx, s.w.Queues, fo)
+	}
+	settled := make(chan struct{})
+	go func() {
+		for _, r := range replies {
+			s.settle(r)
+		}
+		close(settled)
+	}()
+	fctx, abandon := context.WithCancel(context.Background())
+	defer abandon()
+	fetched := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			<-settled
+			abandon()
+		case <-fetched:
+		}
+	}()
+	jobs, err := s.conn.Fetch(fctx, s.w.Queues, fo)
+	close(fetched)
+	<-settled
+	return jobs, err
+}
+
+// pendingReply is an ack or nack sent and not yet answered.
+type pendingReply struct {
+	op, id string
+	call   *call
+}
+
+// settle reads the answer of an ack or nack and reports a failure.
+func (s *slot) settle(r *pendingReply) {
+	line, err := s.conn.await(context.Background(), r.call)
+	if err == nil {
+		err = decodeAnswer(r.op, line, nil)
+	}
+	if err != nil {
+		s.w.report(fmt.Errorf("chanq worker: %s %s: %w", r.op, r.id, err))
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// run runs one job and sends its ack or nack, returning it unanswered
+// (nil when nothing was sent).
+func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
+	jctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if !job.Deadline.IsZero() {
+		var c2 context.CancelFunc
+		jctx, c2 = context.WithDeadline(jctx, job.Deadline)
+		defer c2()
+	}
+	s.mu.Lock()
+	s.jobID, s.cancel, s.gone = job.ID, cancel, ""
+	s.mu.Unlock()
+
+	stop := make(chan struct{})
+	kept := make(chan struct{})
+	go s.keep(job, reservedAt, cancel, stop, kept)
+	result, err := s.call(jctx, job)
+	close(stop)
+	<-kept
+
+	s.mu.Lock()
+	gone := s.gone
+	s.jobID, s.cancel, s.gone = "", nil, ""
+	s.mu.Unlock()
+	if gone != "" {
+		s.w.report(fmt.Errorf("chanq worker: job %s %s by the server while it ran; not acked", job.ID, gone))
+		return nil
+	}
+	req := &request{Op: "ack", ID: job.ID}
+	if err == nil {
+		if result != nil {
+			res, merr := marshalJSON("result", result)
+			if merr != nil {
+				err = merr // a result that is not JSON fails the job
+			} else {
+				req.Result = res
+			}
+		}
+	}
+	if err != nil {
+		req = &request{Op: "nack", ID: job.ID, Error: err.Error()}
+		var ne *NackError
+		if errors.As(err, &ne) {
+			req.DelayMs, req.Dead = ms(ne.Delay), ne.Dead
+		}
+	}
+	p, serr := s.conn.send(context.Background(), req)
+	if serr != nil {
+		s.w.report(fmt.Errorf("chanq worker: %s %s: %w", req.Op, job.ID, serr))
+		return nil
+	}
+	return &pendingReply{op: req.Op, id: job.ID, call: p}
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *slot) call(ctx context.Context, job *Job) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			result, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return s.w.Handler(ctx, job)
+}
+
+// keep touches the running job every interval and cancels its context
+// when the reservation is about to run out or a touch is refused.
+func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc, stop <-chan struct{}, kept chan<- struct{}) {
+	defer close(kept)
+	ttr := job.TTR
+	if ttr <= 0 {
+		ttr = 30 * time.Second
+	}
+	interval := s.w.TouchInterval
+	if interval <= 0 {
+		interval = ttr / 2
+	}
+	margin := ttr / 10
+	if margin > time.Second {
+		margin = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	expiry := time.NewTimer(time.Until(reservedAt.Add(ttr - margin)))
+	defer expiry.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-expiry.C:
+			cancel() // the reservation is about to end; the server will take it back
+			return
+		case <-tick.C:
+			sent := time.Now()
+			tctx, tcancel := context.WithTimeout(context.Background(), ttr)
+			err := s.conn.Touch(tctx, job.ID, 0)
+			tcancel()
+			if err != nil {
+				var e *Error
+				if errors.As(err, &e) {
+					s.mu.Lock()
+					if s.gone == "" {
+						s.gone = "taken back (touch: " + e.Code + ")"
+					}
+					s.mu.Unlock()
+				}
+				cancel()
+				return
+			}
+			if !expiry.Stop() {
+				select {
+				case <-expiry.C:
+				default:
+				}
+			}
+			expiry.Reset(time.Until(sent.Add(ttr - margin)))
+		}
+	}
+}
