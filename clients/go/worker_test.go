@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,6 +229,18 @@ func TestWorkerJobCancelledWhileRunning(t *testing.T) {
 	}
 }
 
+// scaled stretches the times of the tests that race a TTR against the
+// worker's touches: 2x by default (a busy 2-core machine delays goroutines
+// by a few hundred ms), times CHANQ_TEST_TIME_SCALE (set for sanitizer
+// builds of chanqd, which run several times slower).
+func scaled(d time.Duration) time.Duration {
+	f := 2.0
+	if s, err := strconv.ParseFloat(os.Getenv("CHANQ_TEST_TIME_SCALE"), 64); err == nil && s > 0 {
+		f *= s
+	}
+	return time.Duration(float64(d) * f)
+}
+
 func TestWorkerTouchAckNack(t *testing.T) {
 	ctx := tctx(t)
 	c := dial(t, nil, nil)
@@ -239,7 +253,7 @@ func TestWorkerTouchAckNack(t *testing.T) {
 		switch p {
 		case "slow": // outlives its TTR three times over: touched
 			select {
-			case <-time.After(1200 * time.Millisecond):
+			case <-time.After(scaled(1200 * time.Millisecond)):
 				return "slept", nil
 			case <-ctx.Done():
 				return nil, fmt.Errorf("cancelled: %w", ctx.Err())
@@ -253,7 +267,7 @@ func TestWorkerTouchAckNack(t *testing.T) {
 		}
 		return nil, nil
 	}, nil)
-	slow, err := c.Submit(ctx, q, "slow", &SubmitOptions{TTR: 400 * time.Millisecond})
+	slow, err := c.Submit(ctx, q, "slow", &SubmitOptions{TTR: scaled(400 * time.Millisecond)})
 	must(t, err)
 	fail, err := c.Submit(ctx, q, "fail", &SubmitOptions{MaxAttempts: 2})
 	must(t, err)
@@ -353,7 +367,7 @@ func TestWorkerPrefetchTouchesWaitingJobs(t *testing.T) {
 	started := make(chan struct{}, 10)
 	var ids []string
 	for i := 0; i < 4; i++ {
-		id, err := c.Submit(ctx, q, i, &SubmitOptions{TTR: 600 * time.Millisecond})
+		id, err := c.Submit(ctx, q, i, &SubmitOptions{TTR: scaled(600 * time.Millisecond)})
 		must(t, err)
 		ids = append(ids, id)
 	}
@@ -363,7 +377,7 @@ func TestWorkerPrefetchTouchesWaitingJobs(t *testing.T) {
 			mu.Lock()
 			ran[j.ID] = j.Attempt
 			mu.Unlock()
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(scaled(250 * time.Millisecond))
 			return nil, ctx.Err()
 		}})
 	<-started
