@@ -17,5 +17,6 @@ suite_fn *const test_suites[] = {
     hostile_suite,
     conn_suite,
     limits_suite,
+    memory_suite,
     NULL,
 };

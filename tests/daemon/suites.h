@@ -16,5 +16,6 @@ Suite *reload_suite(void);
 Suite *hostile_suite(void);
 Suite *conn_suite(void);
 Suite *limits_suite(void);
+Suite *memory_suite(void);
 
 #endif
