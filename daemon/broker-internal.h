@@ -10,6 +10,7 @@
 #include "daemon/broker.h"
 #include "daemon/job.h"
 #include "daemon/jobtable.h"
+#include "daemon/membudget.h"
 
 /* j->in_channel: where a QUEUED job's pointer is, for tombstone counting. */
 enum {
@@ -39,7 +40,8 @@ struct broker {
     size_t nqueues, queues_cap;
     struct jobtable *jobs;     /* every job not yet evicted */
     uint64_t next_id;          /* next job id */
-    size_t payload_bytes;      /* payload bytes held (the memory budget) */
+    size_t payload_bytes;      /* payload bytes held */
+    struct membudget mem;      /* --max-memory: payloads + connection buffers */
     struct job *fin_head, *fin_tail; /* final jobs kept for wait, oldest first */
     size_t nfinished;          /* length of that list */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
@@ -65,6 +67,21 @@ static inline void
 job_set_queue(struct job *j, struct queue *q)
 {
     __atomic_store_n(&j->queue, q, __ATOMIC_RELAXED);
+}
+
+/* A payload of n bytes is now held, or was freed. Lock held. */
+static inline void
+broker_payload_held(struct broker *b, size_t n)
+{
+    b->payload_bytes += n;
+    membudget_take(&b->mem, n);
+}
+
+static inline void
+broker_payload_freed(struct broker *b, size_t n)
+{
+    b->payload_bytes -= n;
+    membudget_give(&b->mem, n);
 }
 
 /* Registry (broker.c). Lock held. */

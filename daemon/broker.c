@@ -80,6 +80,12 @@ broker_new(const struct broker_config *cfg, struct ctx *root)
     return b;
 }
 
+struct membudget *
+broker_membudget(struct broker *b)
+{
+    return &b->mem;
+}
+
 void
 broker_set_config(struct broker *b, const struct broker_config *cfg)
 {
@@ -375,7 +381,7 @@ void
 broker_forget_job(struct broker *b, struct job *j)
 {
     broker_untrack(b, j);
-    b->payload_bytes -= j->payload_len;
+    broker_payload_freed(b, j->payload_len);
     j->state = JOB_CANCELLED; /* its timers see a final job and do nothing */
     if (j->extra && j->extra->deadline_timer && timer_stop(j->extra->deadline_timer))
         job_unref(j);
@@ -406,7 +412,7 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
         return NULL;
     }
     b->next_id++;
-    b->payload_bytes += req->payload.len;
+    broker_payload_held(b, req->payload.len);
     j->state = JOB_QUEUED; /* not in the channel yet: submit_place puts it there */
     j->in_channel = CHAN_OUT;
     j->ttr_ms = (int32_t)(req->has_ttr_ms ? req->ttr_ms : q->set.ttr_ms);
@@ -431,8 +437,8 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
 
 /* Checks what a submit needs before any job exists. Lock held. */
 static int
-submit_precheck(struct broker *b, const struct request *req, struct queue **qs, size_t *nq,
-                struct job **parent, struct proto_error *err)
+submit_precheck(struct broker *b, const struct session *s, const struct request *req,
+                struct queue **qs, size_t *nq, struct job **parent, struct proto_error *err)
 {
     if (resolve_queues(b, req, qs, nq, err) < 0)
         return -1;
@@ -456,8 +462,12 @@ submit_precheck(struct broker *b, const struct request *req, struct queue **qs, 
             return -1;
         }
     }
-    if (b->payload_bytes + req->payload.len > b->cfg.max_payload_bytes) {
-        proto_error_set(err, PROTO_LIMIT, "payload memory budget of %zu bytes is used up",
+    /* One budget with the connections' buffers (daemon/membudget.h), less
+     * this request's own line: its payload takes the line's place. */
+    size_t used = membudget_used(&b->mem);
+    used -= used < s->line_bytes ? used : s->line_bytes;
+    if (used + req->payload.len > b->cfg.max_payload_bytes) {
+        proto_error_set(err, PROTO_LIMIT, "memory budget of %zu bytes is used up",
                         b->cfg.max_payload_bytes);
         return -1;
     }
@@ -665,7 +675,7 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     bj_waits_init(&w);
     bj_waits_init(&sw);
     pthread_mutex_lock(&b->lock);
-    int rc = submit_precheck(b, req, qs, &nq, &parent, err);
+    int rc = submit_precheck(b, s, req, qs, &nq, &parent, err);
     struct job *j = rc == 0 ? create_job(b, req, qs[0], parent, err) : NULL;
     if (!j || submit_record(b, j, req, &sw, err) < 0)
         goto out_unlock_err;

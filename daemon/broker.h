@@ -52,6 +52,10 @@ struct session {
      * parking until its records are durable (see daemon/answers.h); NULL:
      * the op waits. */
     struct answers *answers;
+    /* Bytes of the request line being handled, which its connection
+     * counts in the memory budget until the answer: a submit's admission
+     * leaves them out, since the payload it keeps replaces them. */
+    size_t line_bytes;
 };
 
 /* Calls s->before_park if set. */
@@ -66,6 +70,9 @@ session_before_park(struct session *s)
  * cancelled at shutdown and ends the broker's own goroutines.
  * Returns NULL when out of memory. Any thread. */
 struct broker *broker_new(const struct broker_config *cfg, struct ctx *root);
+/* The daemon's memory budget, whose payload part the broker counts; the
+ * connections count their buffers in it too. Any thread. */
+struct membudget *broker_membudget(struct broker *b);
 /* SIGHUP: replaces the settings; ops that start after it use them (queues
  * that exist keep their capacity). Any thread. */
 void broker_set_config(struct broker *b, const struct broker_config *cfg);

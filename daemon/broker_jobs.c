@@ -252,7 +252,7 @@ broker_finalize(struct broker *b, struct job *j, enum job_state final)
 {
     j->state = (uint8_t)final;
     if (final != JOB_DEAD) {
-        b->payload_bytes -= j->payload_len;
+        broker_payload_freed(b, j->payload_len);
         free(j->payload);
         j->payload = NULL;
         j->payload_len = 0;

@@ -282,7 +282,7 @@ replay_submit(struct broker *b, const struct jrec_submit *s)
             job_unref(j);
         return -ENOMEM;
     }
-    b->payload_bytes += s->payload_len;
+    broker_payload_held(b, s->payload_len);
     j->ttr_ms = (int32_t)s->ttr_ms;
     j->max_attempts = (uint16_t)s->max_attempts;
     j->created_ms = s->created_ms;

@@ -101,7 +101,7 @@ static const struct key keys[] = {
     {"max-queues", K_UINT, F(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N", "queues at once",
      apply_broker},
     {"max-memory", K_SIZE, F(max_memory), "1G", 1 * MIB, 1024 * GIB, KEY_RELOAD, "BYTES",
-     "memory budget for job payloads", apply_broker},
+     "memory budget for job payloads and connection buffers", apply_broker},
     {"max-inflight", K_UINT, F(max_inflight), "64", 1, 65536, KEY_RELOAD, "N",
      "requests in flight per connection before reading stops", apply_read_live},
     {"grace-ms", K_MS, F(grace_ms), "5000", 0, 3600 * 1000ull, KEY_RELOAD, "MS",

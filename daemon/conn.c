@@ -9,9 +9,11 @@
 #include "daemon/answers.h"
 #include "daemon/closewatch.h"
 #include "daemon/log.h"
+#include "daemon/membudget.h"
 #include "daemon/ops.h"
 #include "daemon/server.h"
 #include "daemon/tls.h"
+#include "daemon/broker.h"
 
 #include "core/chan.h"
 #include "core/ctx.h"
@@ -41,9 +43,20 @@
 #define TLS_HANDSHAKE_S 10
 /* Answers are handed to the loop when the goroutine idles or this much piles up. */
 #define FLUSH_AT (64u << 10)
+/* Unsent answers a connection may have before its goroutine takes no more
+ * requests: its share of --max-memory, within these bounds. */
+#define OUT_SHARE_MIN (64u << 10)
+#define OUT_SHARE_MAX (1u << 20)
+/* A partial line this small is buffered even when the budget is used up:
+ * a small request must not cost a connection (counted all the same). */
+#define INPUT_FLOOR (16u << 10)
+/* Before hello, when a token is required: the longest line (a hello needs
+ * far less), the most read at once, and the time to say it. */
+#define PREAUTH_FRAME 4096
+#define HELLO_DEADLINE_S 10
 
 /* Why reading is off (bits of conn.paused). */
-enum { PAUSE_INFLIGHT = 1, PAUSE_OUTPUT = 2 };
+enum { PAUSE_INFLIGHT = 1, PAUSE_OUTPUT = 2, PAUSE_AUTH = 4 };
 
 /* One framed request line on its way to the goroutine. too_large marks a
  * frame that passed --max-frame (answered in order, like any request). */
@@ -64,6 +77,16 @@ struct conn {
      * compiler may read neighbouring plain fields with one wide load. */
     _Atomic int want_room;       /* loop -> goroutine: tell me when reqs has room */
     _Atomic int flush_scheduled; /* a flush call is queued on the loop */
+    _Atomic int authed;          /* goroutine -> loop: hello with a token accepted */
+    _Atomic int want_out_room;   /* goroutine -> loop: wake me when answers drain */
+    _Atomic size_t in_lines;     /* bytes of framed lines not yet handled (budget) */
+    _Atomic size_t out_bytes;    /* bytes of answers not yet written (budget) */
+    size_t in_frame;             /* budget counted for the frame's buffer (loop) */
+    bool preauth;                /* a token is required and not said yet (loop) */
+    bool auth_seen;              /* the goroutine published authed */
+    struct event *auth_timer;    /* the hello deadline (loop); NULL without a token */
+    struct evbuffer_cb_entry *out_cb; /* counts the bufferevent's output */
+    struct chan *out_room;       /* loop -> goroutine: answers drained (cap 1) */
     struct bufferevent *bev;     /* socket; NULL once closed (loop) */
     struct event *rev;           /* plain socket: its read event (loop); NULL with TLS */
     evutil_socket_t plain_fd;    /* the socket when not TLS (direct writes), else -1 */
@@ -118,6 +141,138 @@ conn_unlink(struct conn **head, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
+}
+
+/* ---- the memory budget (daemon/membudget.h) ---- */
+
+static struct membudget *
+budget(const struct conn *c)
+{
+    return broker_membudget(server_broker(c->srv));
+}
+
+static size_t
+line_size(const struct line *l)
+{
+    return sizeof *l + l->len + 1;
+}
+
+static void
+line_free(struct conn *c, struct line *l)
+{
+    size_t n = line_size(l);
+    atomic_fetch_sub(&c->in_lines, n);
+    membudget_buffers(budget(c), -(ptrdiff_t)n);
+    free(l);
+}
+
+/* The frame's buffer is what was counted for it (after framing). Loop. */
+static void
+input_settle(struct conn *c)
+{
+    size_t held = c->frame ? frame_held(c->frame) : 0;
+    membudget_buffers(budget(c), (ptrdiff_t)held - (ptrdiff_t)c->in_frame);
+    c->in_frame = held;
+}
+
+static size_t
+input_held(const struct conn *c)
+{
+    return c->in_frame + atomic_load(&c->in_lines);
+}
+
+/* The live connection holding the most input. Loop. */
+static struct conn *
+biggest_input(struct conn *c)
+{
+    struct conn *big = c;
+    for (struct conn *o = server_conns(c->srv); o; o = o->next)
+        if (o->bev && input_held(o) > input_held(big))
+            big = o;
+    return big;
+}
+
+/* Tells the client why, best effort (a plain socket only), and closes. */
+static void
+refuse_input(struct conn *c)
+{
+    static const char msg[] = "{\"ok\":false,\"error\":{\"code\":\"limit\",\"message\":"
+                              "\"memory budget used up: connection closed\"}}\n";
+    if (c->plain_fd >= 0 &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->out.len) {
+        ssize_t w = send(c->plain_fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+    }
+    log_warn_limited("memory budget used up: closed a connection holding %zu bytes of input",
+                     input_held(c));
+    conn_shutdown(c);
+}
+
+/* Counts what framing n more bytes may add to c's frame buffer. When the
+ * budget cannot take it (and the buffers are past their reserve: twice the
+ * longest line, so that one request of any allowed size is still read
+ * while payloads fill the budget, and answered `limit`), the connection
+ * holding the most input is closed with `limit` (c itself when that is
+ * c): memory then goes to those that finish their lines. False when c was
+ * closed. Loop. */
+static bool
+input_room(struct conn *c, size_t n)
+{
+    size_t after = frame_held_after(c->frame, n);
+    if (after <= c->in_frame)
+        return true;
+    size_t grow = after - c->in_frame;
+    const struct config *cfg = server_config(c->srv);
+    size_t limit = config_get(cfg, max_memory), reserve = 2 * config_get(cfg, max_frame);
+    if (after <= INPUT_FLOOR) {
+        membudget_buffers(budget(c), (ptrdiff_t)grow);
+    } else if (!membudget_try_buffers(budget(c), grow, limit, reserve)) {
+        struct conn *big = biggest_input(c);
+        if (big == c || input_held(big) < grow) {
+            refuse_input(c);
+            return false;
+        }
+        refuse_input(big); /* frees its input now: take its place */
+        membudget_buffers(budget(c), (ptrdiff_t)grow);
+    }
+    c->in_frame = after;
+    return true;
+}
+
+static size_t
+output_share(const struct conn *c)
+{
+    size_t n = server_connections(c->srv);
+    size_t share = config_get(server_config(c->srv), max_memory) / 2 / (n ? n : 1);
+    return share < OUT_SHARE_MIN ? OUT_SHARE_MIN : share > OUT_SHARE_MAX ? OUT_SHARE_MAX : share;
+}
+
+/* The goroutine waits for its answers to drain: wake it once they are
+ * under half its share. */
+static void
+wake_output_waiter(struct conn *c)
+{
+    if (atomic_load(&c->want_out_room) && atomic_load(&c->out_bytes) <= output_share(c) / 2 &&
+        atomic_exchange(&c->want_out_room, 0)) {
+        char one = 1;
+        (void)chan_try_send(c->out_room, &one); /* full: a wake is pending already */
+    }
+}
+
+/* An evbuffer of answers (pending or the socket's output) grew or shrank:
+ * the thread that changed it, under its lock. */
+static void
+count_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+    (void)buf;
+    ptrdiff_t d = (ptrdiff_t)info->n_added - (ptrdiff_t)info->n_deleted;
+    if (d == 0)
+        return;
+    atomic_fetch_add(&c->out_bytes, (size_t)d);
+    membudget_buffers(budget(c), d);
+    if (d < 0)
+        wake_output_waiter(c);
 }
 
 /* ---- loop thread: reading, framing, backpressure ---- */
@@ -194,15 +349,18 @@ deliver_backlog(struct conn *c)
         close_reqs(c);
 }
 
-static void
+static bool
 append_line(struct conn *c, const char *data, size_t len, bool too_large)
 {
     struct line *l = malloc(sizeof *l + len + 1);
     if (!l) {
         log_warn("out of memory framing a request; closing the connection");
         conn_shutdown(c);
-        return;
+        return false;
     }
+    /* Counted, not refused: its bytes were read within the budget. */
+    atomic_fetch_add(&c->in_lines, sizeof *l + len + 1);
+    membudget_buffers(budget(c), (ptrdiff_t)(sizeof *l + len + 1));
     l->next = NULL;
     l->len = len;
     l->too_large = too_large;
@@ -214,13 +372,18 @@ append_line(struct conn *c, const char *data, size_t len, bool too_large)
     else
         c->backlog = l;
     c->backlog_tail = l;
+    return true;
 }
 
 /* Frames n bytes of input into backlog lines. False when the connection
- * was shut down meanwhile (out of memory). */
+ * was shut down meanwhile (out of memory or budget). Before hello (when a
+ * token is required) reading stops at each line until it is answered: a
+ * hello must be judged before the next line is framed with its limits. */
 static bool
 frame_input(struct conn *c, const char *data, size_t n)
 {
+    if (!input_room(c, n))
+        return false;
     frame_push(c->frame, data, n);
     const char *line;
     size_t len;
@@ -231,8 +394,12 @@ frame_input(struct conn *c, const char *data, size_t n)
             conn_shutdown(c);
             return false;
         }
-        append_line(c, line, st == FRAME_LINE ? len : 0, st == FRAME_TOO_LARGE);
+        if (!append_line(c, line, st == FRAME_LINE ? len : 0, st == FRAME_TOO_LARGE))
+            return false;
+        if (c->preauth)
+            set_reading(c, PAUSE_AUTH, true);
     }
+    input_settle(c);
     return true;
 }
 
@@ -264,7 +431,7 @@ on_plain_read(evutil_socket_t fd, short what, void *arg)
     static char buf[64 * 1024]; /* the loop thread's; framing copies what it keeps */
     struct conn *c = arg;
     (void)what;
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    ssize_t n = recv(fd, buf, c->preauth ? PREAUTH_FRAME : sizeof buf, 0);
     if (n > 0) {
         c->reads++;
         if (frame_input(c, buf, (size_t)n))
@@ -299,6 +466,14 @@ release_socket(struct conn *c)
         return;
     watch_close(c, false);
     free_events(c); /* before the bufferevent closes the fd */
+    if (c->auth_timer) {
+        event_free(c->auth_timer);
+        c->auth_timer = NULL;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_drain(out, evbuffer_get_length(out)); /* counted back */
+    if (c->out_cb)
+        evbuffer_remove_cb_entry(out, c->out_cb);
     bufferevent_free(c->bev);
     c->bev = NULL;
     server_conn_closed(c->srv, c);
@@ -311,9 +486,22 @@ drop_backlog(struct conn *c)
     while (c->backlog) {
         struct line *l = c->backlog;
         c->backlog = l->next;
-        free(l);
+        line_free(c, l);
     }
     c->backlog_tail = NULL;
+}
+
+/* The requests nobody will handle: their memory goes back now. */
+static void
+drop_input(struct conn *c)
+{
+    drop_backlog(c);
+    struct line *l;
+    while (chan_try_recv(c->reqs, &l) == 0)
+        line_free(c, l);
+    frame_free(c->frame);
+    c->frame = NULL;
+    input_settle(c);
 }
 
 void
@@ -321,8 +509,8 @@ conn_shutdown(struct conn *c)
 {
     ctx_cancel(c->ctx);
     c->input_done = true;
-    drop_backlog(c);
     close_reqs(c);
+    drop_input(c);
     release_socket(c);
 }
 
@@ -480,9 +668,12 @@ finish_on_loop(void *arg)
 {
     struct conn *c = arg;
     c->goroutine_done = true;
-    drop_backlog(c);
-    if (c->os.hangup && c->bev)
-        conn_drain(c); /* read no more: close once the last answer is out */
+    /* It may end before the input does (a line too long before hello):
+     * read no more. */
+    c->input_done = true;
+    set_reading(c, 0, false);
+    close_reqs(c);
+    drop_input(c);
     if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         release_socket(c);
     } else if (c->bev) {
@@ -493,24 +684,85 @@ finish_on_loop(void *arg)
     conn_unref(c); /* the goroutine's reference */
 }
 
+/* The loop, on the goroutine's word: the line before it was answered, and
+ * maybe a hello accepted. */
 static void
+auth_on_loop(void *arg)
+{
+    struct conn *c = arg;
+    if (c->bev && c->preauth && atomic_load(&c->authed)) {
+        c->preauth = false; /* the full limits from now on */
+        if (c->frame)
+            frame_set_max(c->frame, server_config(c->srv)->max_frame);
+        if (!c->rev)
+            bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+        event_del(c->auth_timer);
+    }
+    if (!c->backlog && chan_len(c->reqs) == 0)
+        set_reading(c, PAUSE_AUTH, false);
+    conn_unref(c);
+}
+
+static void
+call_loop(struct conn *c, void (*fn)(void *))
+{
+    atomic_fetch_add(&c->refs, 1);
+    if (evbridge_call(server_bridge(c->srv), fn, c) < 0)
+        atomic_fetch_sub(&c->refs, 1); /* never the last: the goroutine holds one */
+}
+
+/* Before hello (a token required) the loop reads one line at a time:
+ * tell it this one is answered, and whether it was an accepted hello. */
+static void
+after_preauth_line(struct conn *c)
+{
+    if (c->auth_seen)
+        return;
+    if (c->os.authed) {
+        c->auth_seen = true;
+        atomic_store(&c->authed, 1);
+    }
+    call_loop(c, auth_on_loop);
+}
+
+/* A hello deadline passed without one. */
+static void
+on_auth_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd, (void)what;
+    if (!c->preauth)
+        return;
+    log_debug("a client did not say hello within %d s: closed", HELLO_DEADLINE_S);
+    conn_shutdown(c);
+}
+
+/* Answers l; false when the connection must end (a line over the small
+ * limit before hello: the client is not speaking the protocol). */
+static bool
 handle_line(struct conn *c, struct line *l, struct buf *out)
 {
     if (l->too_large) {
         struct proto_error err;
-        proto_error_set(&err, PROTO_FRAME_TOO_LARGE, "line longer than %zu bytes",
-                        server_config(c->srv)->max_frame);
+        bool early = !c->os.authed;
+        proto_error_set(&err, PROTO_FRAME_TOO_LARGE, "line longer than %zu bytes%s",
+                        early ? (size_t)PREAUTH_FRAME : server_config(c->srv)->max_frame,
+                        early ? " before hello" : "");
         ops_reply_error(out, (struct span){NULL, 0}, &err);
-        return;
+        return !early;
     }
     struct request req;
     struct proto_error err = {PROTO_OK, ""};
     struct msg_limits lim = server_msg_limits(c->srv);
-    if (msg_decode(l->data, l->len, &lim, &req, &err) < 0)
+    if (msg_decode(l->data, l->len, &lim, &req, &err) < 0) {
         ops_reply_error(out, req.rid, &err);
-    else
+    } else {
+        c->os.s.line_bytes = line_size(l);
         ops_handle(c->srv, &c->os, &req, out);
+        c->os.s.line_bytes = 0;
+    }
     request_clear(&req);
+    return true;
 }
 
 /* The broker is about to park this connection's request: send what is
@@ -539,22 +791,48 @@ next_request(struct conn *c, struct line **l)
     return r == 1 || (r == 0 && cases[0].ok);
 }
 
+/* Answers not yet written over this connection's share: take no more
+ * requests until they drain (the loop stops reading once reqs is full),
+ * unless the connection is going away. */
+static void
+wait_output_room(struct conn *c)
+{
+    if (atomic_load(&c->out_bytes) <= output_share(c))
+        return;
+    write_out(c, &c->out);
+    atomic_store(&c->want_out_room, 1);
+    /* Checked again after asking: a drain in between would not wake us. */
+    while (atomic_load(&c->out_bytes) > output_share(c) / 2) {
+        struct chan_case cases[2] = {
+            {c->out_room, CHAN_RECV, NULL, false},
+            {ctx_done(c->ctx), CHAN_RECV, NULL, false},
+        };
+        if (chan_select(cases, 2, NULL, -1) != 0)
+            break;
+        atomic_store(&c->want_out_room, 1);
+    }
+    atomic_store(&c->want_out_room, 0);
+}
+
 static void
 conn_goroutine(void *arg)
 {
     struct conn *c = arg;
     struct buf *out = &c->out;
     struct line *l;
-    while (next_request(c, &l)) {
+    bool more = true;
+    while (more && next_request(c, &l)) {
         if (l) {
-            if (atomic_exchange(&c->want_room, 0)) {
-                atomic_fetch_add(&c->refs, 1);
-                if (evbridge_call(server_bridge(c->srv), room_on_loop, c) < 0)
-                    atomic_fetch_sub(&c->refs, 1);
-            }
-            handle_line(c, l, &c->fresh);
-            free(l);
+            if (atomic_exchange(&c->want_room, 0))
+                call_loop(c, room_on_loop);
+            more = handle_line(c, l, &c->fresh);
+            line_free(c, l);
             atomic_fetch_add(&c->done, 1);
+            after_preauth_line(c);
+            /* A big answer took a while: let other connections (and, on
+             * the loop thread, the loop's reads) have a turn. */
+            if (c->fresh.len >= FLUSH_AT)
+                go_yield();
             /* Behind answers that wait for the journal, in request order. */
             answers_push(c->answers, &c->fresh, out);
         }
@@ -563,6 +841,7 @@ conn_goroutine(void *arg)
             write_out(c, out);
         if (c->os.hangup)
             break; /* requests behind it go unanswered, like after a close */
+        wait_output_room(c);
     }
     answers_settle(c->answers, out, true);
     write_out(c, out);
@@ -578,18 +857,19 @@ conn_goroutine(void *arg)
 static void
 conn_free(struct conn *c)
 {
-    drop_backlog(c);
-    frame_free(c->frame);
     if (c->reqs) {
-        struct line *l;
-        while (chan_try_recv(c->reqs, &l) == 0)
-            free(l);
+        drop_input(c);
         chan_unref(c->reqs);
     }
+    frame_free(c->frame);
+    if (c->out_room)
+        chan_unref(c->out_room);
     if (c->ctx)
         ctx_release(c->ctx);
-    if (c->pending)
+    if (c->pending) {
+        evbuffer_drain(c->pending, evbuffer_get_length(c->pending)); /* counted back */
         evbuffer_free(c->pending);
+    }
     answers_free(c->answers);
     free(c);
 }
@@ -610,13 +890,16 @@ conn_alloc(struct server *srv)
     if (!c)
         return NULL;
     c->srv = srv;
-    c->frame = frame_new(cfg->max_frame);
+    c->preauth = server_needs_token(srv);
+    c->frame = frame_new(c->preauth ? PREAUTH_FRAME : cfg->max_frame);
     c->reqs = chan_new(sizeof(struct line *), config_get(cfg, max_inflight));
+    c->out_room = chan_new(1, 1);
     c->ctx = ctx_with_cancel(server_root_ctx(srv));
     c->pending = evbuffer_new();
     c->answers = answers_new();
-    if (!c->frame || !c->reqs || !c->ctx || !c->pending || !c->answers ||
-        evbuffer_enable_locking(c->pending, NULL)) {
+    if (!c->frame || !c->reqs || !c->out_room || !c->ctx || !c->pending || !c->answers ||
+        evbuffer_enable_locking(c->pending, NULL) ||
+        !evbuffer_add_cb(c->pending, count_output, c)) {
         conn_free(c);
         return NULL;
     }
@@ -628,6 +911,7 @@ conn_alloc(struct server *srv)
     buf_init(&c->out);
     buf_init(&c->fresh);
     c->os.authed = !server_needs_token(srv);
+    c->auth_seen = c->os.authed; /* nothing to tell the loop */
     return c;
 }
 
@@ -694,9 +978,19 @@ conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer, s
         conn_free(c);
         return NULL;
     }
+    if (c->preauth && !(c->auth_timer = evtimer_new(server_base(srv), on_auth_timeout, c))) {
+        if (c->rev)
+            event_free(c->rev);
+        bufferevent_free(c->bev);
+        conn_free(c);
+        return NULL;
+    }
+    c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), count_output, c);
     atomic_init(&c->refs, 2); /* the loop side + the goroutine */
     if (go(conn_goroutine, c) < 0) {
         free_events(c);
+        if (c->auth_timer)
+            event_free(c->auth_timer);
         bufferevent_free(c->bev);
         conn_free(c);
         return NULL;
@@ -706,6 +1000,12 @@ conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer, s
     if (tls) { /* a client that never finishes its handshake is dropped */
         struct timeval tv = {TLS_HANDSHAKE_S, 0};
         evtimer_add(c->handshake, &tv);
+    }
+    if (c->preauth) { /* small reads, and a deadline, until hello */
+        struct timeval tv = {HELLO_DEADLINE_S, 0};
+        evtimer_add(c->auth_timer, &tv);
+        if (tls)
+            bufferevent_setwatermark(c->bev, EV_READ, 0, PREAUTH_FRAME);
     }
     set_reading(c, 0, false);
     return c;

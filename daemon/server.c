@@ -10,6 +10,7 @@
 #include "daemon/listen.h"
 #include "daemon/log.h"
 #include "daemon/peers.h"
+#include "daemon/membudget.h"
 #include "daemon/sd.h"
 #include "daemon/tls.h"
 
@@ -604,6 +605,18 @@ server_conn_opened(struct server *srv, struct conn *c)
     atomic_fetch_add(&srv->connections, 1);
 }
 
+struct conn *
+server_conns(struct server *srv)
+{
+    return srv->conns;
+}
+
+size_t
+server_connections(const struct server *srv)
+{
+    return atomic_load(&srv->connections);
+}
+
 /* Closed connections between two heap trims. */
 #define TRIM_EVERY 1024
 
@@ -670,12 +683,15 @@ json_t *
 server_stats_json(struct server *srv)
 {
     json_t *jobs = broker_jobs_json(srv->broker);
-    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:s, s:o}", "uptime_s",
+    struct membudget *mb = broker_membudget(srv->broker);
+    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o}", "uptime_s",
                      (json_int_t)(time(NULL) - srv->started), "connections",
                      (json_int_t)atomic_load(&srv->connections), "goroutines",
                      (json_int_t)go_count(), "threads", sched_threads(), "jobs",
                      jobs ? jobs : json_object(), "rss_bytes", (json_int_t)rss_bytes(),
-                     "version", PACKAGE_VERSION, "journal", journal_json(srv));
+                     "memory_bytes", (json_int_t)membudget_used(mb), "buffer_bytes",
+                     (json_int_t)atomic_load(&mb->buffers), "version", PACKAGE_VERSION,
+                     "journal", journal_json(srv));
 }
 
 json_t *

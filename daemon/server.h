@@ -69,6 +69,10 @@ struct peers *server_peers(struct server *srv);
 
 /* Connection accounting. Loop thread only. */
 void server_conn_opened(struct server *srv, struct conn *c);
+/* The first live connection (conn_next for the others). Loop thread. */
+struct conn *server_conns(struct server *srv);
+/* How many connections are open. Any thread. */
+size_t server_connections(const struct server *srv);
 void server_conn_closed(struct server *srv, struct conn *c);
 
 /* The server half of the stats op: uptime, connections, goroutines,

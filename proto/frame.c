@@ -37,9 +37,26 @@ frame_free(struct frame *f)
     free(f);
 }
 
+/* A partial-line buffer this big is freed once its line is done, so that
+ * one long line does not pin its buffer for the connection's life. */
+#define KEEP_CAP (64u * 1024)
+
+/* Frees a big partial-line buffer that holds no line any more (the line
+ * handed out last is done with once the caller asks for the next). */
+static void
+trim(struct frame *f)
+{
+    if (f->pend_len == 0 && f->pend_cap > KEEP_CAP) {
+        free(f->pend);
+        f->pend = NULL;
+        f->pend_cap = 0;
+    }
+}
+
 void
 frame_push(struct frame *f, const char *data, size_t len)
 {
+    trim(f);
     f->in = data;
     f->in_len = len;
 }
@@ -50,6 +67,37 @@ frame_buffered(const struct frame *f)
     return f->pend_len;
 }
 
+void
+frame_set_max(struct frame *f, size_t max_line)
+{
+    f->max = max_line;
+}
+
+size_t
+frame_held(const struct frame *f)
+{
+    return f->pend_cap;
+}
+
+/* The capacity pend needs to hold want bytes (never above max + 1). */
+static size_t
+grown_cap(const struct frame *f, size_t want)
+{
+    if (want <= f->pend_cap)
+        return f->pend_cap;
+    size_t cap = f->pend_cap ? f->pend_cap : 4096;
+    while (cap < want)
+        cap *= 2;
+    return cap > f->max + 1 ? f->max + 1 : cap;
+}
+
+size_t
+frame_held_after(const struct frame *f, size_t n)
+{
+    size_t want = f->pend_len + n;
+    return want > f->max + 1 ? f->pend_cap : grown_cap(f, want);
+}
+
 /* Appends to the partial line; the caller has checked it stays within
  * max + 1 bytes (the +1 leaves room for a '\r' before the '\n'). */
 static bool
@@ -57,11 +105,7 @@ pend_append(struct frame *f, const char *p, size_t n)
 {
     size_t want = f->pend_len + n;
     if (want > f->pend_cap) {
-        size_t cap = f->pend_cap ? f->pend_cap : 4096;
-        while (cap < want)
-            cap *= 2;
-        if (cap > f->max + 1)
-            cap = f->max + 1;
+        size_t cap = grown_cap(f, want);
         char *np = realloc(f->pend, cap);
         if (!np)
             return false;
@@ -101,6 +145,7 @@ keep_partial(struct frame *f)
 enum frame_status
 frame_next_line(struct frame *f, const char **line, size_t *len)
 {
+    trim(f);
     while (f->in_len > 0) {
         const char *nl = memchr(f->in, '\n', f->in_len);
         if (f->skipping) {

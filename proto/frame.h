@@ -38,7 +38,20 @@ void frame_push(struct frame *f, const char *data, size_t len);
  * bytes or into f's own buffer. Empty lines are skipped. */
 enum frame_status frame_next_line(struct frame *f, const char **line, size_t *len);
 
-/* Bytes of a partial line f holds (for memory accounting). */
+/* Bytes of a partial line f holds. */
 size_t frame_buffered(const struct frame *f);
+
+/* Bytes f has allocated for a partial line (for memory accounting): a
+ * buffer over 64 KiB is freed once its line is done, at the next
+ * frame_next_line() or frame_push() call. */
+size_t frame_held(const struct frame *f);
+
+/* The most frame_held() can become while f frames n more pushed bytes. */
+size_t frame_held_after(const struct frame *f, size_t n);
+
+/* Changes the longest line accepted from now on (a connection that
+ * authenticated gets the full limit); a line already partly buffered is
+ * judged by the new limit. */
+void frame_set_max(struct frame *f, size_t max_line);
 
 #endif

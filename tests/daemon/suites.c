@@ -18,5 +18,6 @@ suite_fn *const test_suites[] = {
     conn_suite,
     limits_suite,
     guard_suite,
+    memory_suite,
     NULL,
 };

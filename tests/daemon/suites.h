@@ -17,5 +17,6 @@ Suite *hostile_suite(void);
 Suite *conn_suite(void);
 Suite *limits_suite(void);
 Suite *guard_suite(void);
+Suite *memory_suite(void);
 
 #endif
