@@ -36,13 +36,11 @@ def make_ssl_context(ca_file: str | None = None, cert_file: str | None = None,
 
 
 class _Plain:
+    """A cleartext connection; writers serialize on send_lock."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.send_lock = threading.Lock()
-
-    def send(self, data: bytes) -> None:
-        with self.send_lock:
-            self.sock.sendall(data)
 
     def recv(self) -> bytes:
         return self.sock.recv(262144)
@@ -78,13 +76,6 @@ class _TLS:
         if data:
             self.sock.sendall(data)
 
-    def send(self, data: bytes) -> None:
-        with self.send_lock:
-            with self.ssl_lock:
-                self.obj.write(data)
-                out = self.out.read()
-            self.sock.sendall(out)
-
     def recv(self) -> bytes:
         while True:
             data = self.sock.recv(262144)
@@ -101,11 +92,16 @@ class _TLS:
                 except _ssl.SSLZeroReturnError:
                     return b"".join(chunks)
                 pending = self.out.pending
-            if pending:  # post-handshake messages of our own to send
-                with self.send_lock:
+            # Post-handshake bytes of our own (rare) go out now if no writer
+            # is busy; else the writer's next send takes them along (never
+            # wait here for a writer the server may be pushing back).
+            if pending and self.send_lock.acquire(blocking=False):
+                try:
                     with self.ssl_lock:
                         out = self.out.read()
                     self.sock.sendall(out)
+                finally:
+                    self.send_lock.release()
             got = b"".join(chunks)
             if got:
                 return got
