@@ -153,8 +153,6 @@ START_TEST(close_drains_then_wakes_every_waiting_fetcher)
     json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"cl2\"}"));
     enum { N = 100 };
     int fds[N];
-    /* Declared first: the stats poll below may run before any fetch made it. */
-    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"cl2\"}"));
     for (int i = 0; i < N; i++) {
         fds[i] = dial(fx.h);
         send_line(fds[i], "{\"op\":\"fetch\",\"queues\":[\"cl2\"]}");
