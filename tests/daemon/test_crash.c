@@ -445,18 +445,6 @@ http_get(int port, const char *path)
     return buf;
 }
 
-/* The port of chanqd's --http endpoint, from its log line. */
-static int
-http_port_of(struct harness *h)
-{
-    char *log = harness_log(h);
-    const char *p = strstr(log, "/healthz on 127.0.0.1:");
-    int port = p ? atoi(p + strlen("/healthz on 127.0.0.1:")) : 0;
-    free(log);
-    ck_assert_msg(port > 0, "no http port in the log");
-    return port;
-}
-
 /* Reads datagrams from a notify socket for up to timeout_ms until one holds
  * want; true when one did. */
 static bool
@@ -582,7 +570,7 @@ START_TEST(a_failing_disk_stops_writes_visibly_and_a_restart_recovers)
     const char *args[] = {"--http", "127.0.0.1:0", NULL};
     struct harness *h = start_with_failwrite_args(&extra_probe, flag, sizeof flag, args);
     unsetenv("NOTIFY_SOCKET");
-    int port = http_port_of(h);
+    int port = http_port(h);
     int fd = dial(h);
     free(submit(fd, "disk", "1"));
     FILE *f = fopen(fsync_flag, "w"); /* every fsync fails with EIO from now on */
@@ -623,7 +611,7 @@ START_TEST(a_failing_disk_stops_writes_visibly_and_a_restart_recovers)
     free(submit(fd, "disk", "4"));
     ck_assert_int_eq(queue_stat(fd, "disk", "depth"), 2);
     harness_close(fd);
-    health = http_get(http_port_of(h), "/healthz");
+    health = http_get(http_port(h), "/healthz");
     ck_assert_msg(health && strstr(health, " 200 "), "/healthz after the restart: %s", health);
     free(health);
     close(nfd);

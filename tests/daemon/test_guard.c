@@ -78,16 +78,6 @@ log_count(struct harness *h, const char *needle)
 
 /* ---- TLS handshake deadline ---- */
 
-static bool
-tls_available(void)
-{
-#ifdef CHANQ_TLS
-    return system("openssl version >/dev/null 2>&1") == 0;
-#else
-    return false;
-#endif
-}
-
 /* A CA and a server certificate for 127.0.0.1 in dir (ca.crt, srv.*). */
 static void
 make_pki(const char *dir)

@@ -158,19 +158,6 @@ START_TEST(out_of_descriptors_neither_spins_nor_floods_the_log)
 }
 END_TEST
 
-/* The --http port chanqd logged. */
-static int
-http_port_of(const struct harness *h)
-{
-    char *log = harness_log(h);
-    static const char line[] = "http: serving /metrics /stats /healthz on 127.0.0.1:";
-    const char *p = strstr(log, line);
-    int port = p ? atoi(p + sizeof line - 1) : 0;
-    free(log);
-    ck_assert_msg(port > 0, "no http port in the log");
-    return port;
-}
-
 static int
 dial_port(int port)
 {
@@ -201,7 +188,7 @@ http_healthy(int port)
 START_TEST(idle_http_connections_are_capped)
 {
     struct harness *h = start_daemon((const char *const[]){"--http", "127.0.0.1:0", NULL});
-    int port = http_port_of(h);
+    int port = http_port(h);
     int fds[HTTP_CAP + HTTP_EXTRA];
     for (int i = 0; i < HTTP_CAP + HTTP_EXTRA; i++)
         fds[i] = dial_port(port);

@@ -141,16 +141,6 @@ make_pki(const char *dir)
     run(cmd);
 }
 
-static bool
-tls_available(void)
-{
-#ifdef CHANQ_TLS
-    return system("openssl version >/dev/null 2>&1") == 0;
-#else
-    return false;
-#endif
-}
-
 static int
 tls_port(struct harness *h)
 {

@@ -192,3 +192,25 @@ daemon_rss(struct harness *h)
         fclose(f);
     return kb * 1024;
 }
+
+bool
+tls_available(void)
+{
+#ifdef CHANQ_TLS
+    return system("openssl version >/dev/null 2>&1") == 0;
+#else
+    return false;
+#endif
+}
+
+int
+http_port(const struct harness *h)
+{
+    static const char line[] = "http: serving /metrics /stats /healthz on 127.0.0.1:";
+    char *log = harness_log(h);
+    const char *p = strstr(log, line);
+    int port = p ? atoi(p + sizeof line - 1) : 0;
+    free(log);
+    ck_assert_msg(port > 0, "no http port in the log");
+    return port;
+}

@@ -46,6 +46,12 @@ long long server_stat(int fd, const char *field);
 /* A journal stat: server.journal[group][field] (group NULL: .journal[field]). */
 long long journal_stat(int fd, const char *group, const char *field);
 
+/* True when chanqd was built with TLS and the openssl command (which makes
+ * the test certificates) is there. */
+bool tls_available(void);
+/* The port of chanqd's --http endpoint, from its log line. */
+int http_port(const struct harness *h);
+
 /* The daemon's resident memory in bytes (VmRSS), or -1024 when unknown. */
 long long daemon_rss(struct harness *h);
 
