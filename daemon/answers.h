@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 #include "core/chan.h"
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 #include "proto/buf.h"
 #include "proto/err.h"
 #include "proto/span.h"

@@ -7,7 +7,7 @@
 
 #include "daemon/broker-internal.h"
 #include "daemon/idset.h"
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 #include "daemon/jrec.h"
 #include "daemon/log.h"
 

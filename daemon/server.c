@@ -6,7 +6,7 @@
 #include "daemon/broker.h"
 #include "daemon/closewatch.h"
 #include "daemon/conn.h"
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 #include "daemon/peers.h"

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/crc32c.h"
+#include "daemon/journal/crc32c.h"
 
 Suite *crc32c_suite(void);
 

@@ -20,8 +20,8 @@
 #include "core/sched.h"
 #include "core/timer.h"
 #include "core/wg.h"
-#include "daemon/journal.h"
-#include "daemon/segment.h"
+#include "daemon/journal/journal.h"
+#include "daemon/journal/segment.h"
 #include "tests/check_main.h"
 
 Suite *crc32c_suite(void);

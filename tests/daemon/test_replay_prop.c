@@ -26,8 +26,8 @@
 #include "core/timer.h"
 #include "core/wg.h"
 #include "daemon/broker.h"
-#include "daemon/journal.h"
-#include "daemon/segment.h"
+#include "daemon/journal/journal.h"
+#include "daemon/journal/segment.h"
 #include "proto/buf.h"
 #include "proto/msg.h"
 

@@ -2,7 +2,7 @@
  * time, answering on a channel the calling goroutine parks on. */
 #include "chanq_config.h"
 
-#include "daemon/iothread.h"
+#include "daemon/journal/iothread.h"
 
 #include <errno.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * ones; and the policy hook journal_maybe_compact. */
 #include "chanq_config.h"
 
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,9 +18,9 @@
 #include "core/chan.h"
 #include "core/go.h"
 #include "core/timer.h"
-#include "daemon/journal-internal.h"
+#include "daemon/journal/journal-internal.h"
 #include "daemon/log.h"
-#include "daemon/segment.h"
+#include "daemon/journal/segment.h"
 
 #define COMPACT_WRITE_CHUNK (1u << 20) /* compaction writes in pieces of ~1 MiB */
 

@@ -2,7 +2,7 @@
  * from corruption in the middle (via resync). */
 #include "chanq_config.h"
 
-#include "daemon/segment.h"
+#include "daemon/journal/segment.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/crc32c.h"
+#include "daemon/journal/crc32c.h"
 
 static inline void
 put_le16(uint8_t *p, uint16_t v)

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/iothread.h"
-#include "daemon/journal.h"
+#include "daemon/journal/iothread.h"
+#include "daemon/journal/journal.h"
 
 #define DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define DEFAULT_COMPACT_BYTES (64ull << 20)

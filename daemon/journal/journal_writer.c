@@ -3,7 +3,7 @@
  * segment rolls and cutting a failed batch back off the file. */
 #include "chanq_config.h"
 
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +19,9 @@
 #include "core/go.h"
 #include "core/select.h"
 #include "core/timer.h"
-#include "daemon/journal-internal.h"
+#include "daemon/journal/journal-internal.h"
 #include "daemon/log.h"
-#include "daemon/segment.h"
+#include "daemon/journal/segment.h"
 
 /* Creates segment `seq` with a header, synced (file and dir); the new fd in
  * *fdp, positioned after the header (records are written at the file

@@ -2,7 +2,7 @@
  * a torn tail, refuses (or with --repair, truncates) corruption. */
 #include "chanq_config.h"
 
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,9 +17,9 @@
 #include "core/chan.h"
 #include "core/go.h"
 #include "core/timer.h"
-#include "daemon/journal-internal.h"
+#include "daemon/journal/journal-internal.h"
 #include "daemon/log.h"
-#include "daemon/segment.h"
+#include "daemon/journal/segment.h"
 
 /* Counts the valid records from r's bad frame on (skipping bad ones). */
 static uint64_t

@@ -5,7 +5,7 @@
  * aarch64, and needs no CPU dispatch or #ifdef. */
 #include "chanq_config.h"
 
-#include "daemon/crc32c.h"
+#include "daemon/journal/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

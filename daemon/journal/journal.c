@@ -3,7 +3,7 @@
  * journal_writer.c, journal_replay.c and journal_compact.c. */
 #include "chanq_config.h"
 
-#include "daemon/journal.h"
+#include "daemon/journal/journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +21,9 @@
 #include "core/chan.h"
 #include "core/go.h"
 #include "core/timer.h"
-#include "daemon/journal-internal.h"
+#include "daemon/journal/journal-internal.h"
 #include "daemon/log.h"
-#include "daemon/segment.h"
+#include "daemon/journal/segment.h"
 
 static const uint64_t fsync_bounds_us[JOURNAL_FSYNC_BUCKETS] = {
     50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, UINT64_MAX,
