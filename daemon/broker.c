@@ -428,6 +428,8 @@ create_job(struct broker *b, const struct request *req, struct queue *q, struct 
             px->first_child = j;
         }
     }
+    if (req->has_delay_ms && req->delay_ms > 0)
+        j->ttr_due = j->created_ms + req->delay_ms;
     if (req->has_deadline_ms) {
         j->deadline_ms = j->created_ms + req->deadline_ms;
         broker_arm_deadline(j, req->deadline_ms);
@@ -594,8 +596,7 @@ submit_place(struct broker *b, struct session *s, const struct request *req, str
     if (req->has_delay_ms && req->delay_ms > 0) {
         j->state = JOB_DELAYED;
         j->queue->delayed++;
-        j->ttr_due = timer_now_ms() + req->delay_ms;
-        broker_arm_timer(j, req->delay_ms);
+        broker_arm_timer(j, j->ttr_due - broker_wall_ms());
         return 0;
     }
     job_ref(j); /* the channel's reference */

@@ -120,6 +120,15 @@ char *broker_replay_dump(struct broker *b);
 void broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *keep);
 void broker_compact_window(void *arg, bool open);
 
+/* The state digest: SHA-256, as 64 hex digits and a NUL, of the durable
+ * state in a canonical order: every queue with its settings and dead list,
+ * every tracked job by id with its state, attempt, payload, timers, parent,
+ * error and result, and the kept results in order. Equal states give equal
+ * digests, whatever their history. 0, or -1 when out of memory. Any
+ * thread; O(jobs) under the broker lock, so only on request. */
+#define BROKER_DIGEST_HEX 65
+int broker_state_digest(struct broker *b, char hex[BROKER_DIGEST_HEX]);
+
 /* Server-wide figures for the stats op: jobs by state and totals
  * (new reference). */
 json_t *broker_jobs_json(struct broker *b);

@@ -95,7 +95,7 @@ retry_or_bury(struct broker *b, struct job *j, int64_t delay_ms, bool bury, stru
     } else if (delay_ms > 0) {
         j->state = JOB_DELAYED;
         q->delayed++;
-        j->ttr_due = timer_now_ms() + delay_ms;
+        j->ttr_due = broker_wall_ms() + delay_ms;
         bj_log_state(b, j, w);
         broker_arm_timer(j, delay_ms);
     } else {

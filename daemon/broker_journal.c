@@ -115,9 +115,7 @@ bj_waits_defer(struct bj_waits *w, struct session *s, struct span rid, struct bu
 static int64_t
 due_wall_ms(const struct job *j)
 {
-    /* ttr_due holds the monotonic due time of a delay: convert to wall. */
-    int64_t left = j->ttr_due - timer_now_ms();
-    return broker_wall_ms() + (left > 0 ? left : 0);
+    return j->ttr_due; /* a delayed job's due time is wall-clock ms */
 }
 
 void
@@ -135,7 +133,7 @@ bj_log_submit(struct broker *b, struct job *j, int64_t delay_ms, struct bj_waits
         .max_attempts = j->max_attempts,
         .created_ms = j->created_ms,
         .deadline_ms = j->deadline_ms,
-        .due_ms = delay_ms > 0 ? broker_wall_ms() + delay_ms : 0,
+        .due_ms = delay_ms > 0 ? j->ttr_due : 0,
         .parent_id = x && x->parent ? x->parent->id : 0,
     };
     if (log_record(b, &r, w) < 0)
@@ -264,7 +262,7 @@ replay_delay(struct job *j, int64_t due_ms)
 {
     j->state = JOB_DELAYED;
     j->queue->delayed++;
-    j->ttr_due = timer_now_ms() + (due_ms - broker_wall_ms());
+    j->ttr_due = due_ms;
 }
 
 static int
@@ -444,7 +442,7 @@ arm_replayed(struct job *j, void *arg)
 {
     struct replay_counts *n = arg;
     if (j->state == JOB_DELAYED) {
-        broker_arm_timer(j, j->ttr_due - timer_now_ms());
+        broker_arm_timer(j, j->ttr_due - broker_wall_ms());
         n->delayed++;
     } else if (j->state == JOB_DEAD) {
         n->dead++;

@@ -50,7 +50,8 @@ struct job {
     int32_t ttr_ms;        /* reservation time */
     int64_t created_ms;    /* wall clock, ms since the epoch */
     int64_t deadline_ms;   /* wall clock expiry, 0 = none */
-    int64_t ttr_due;       /* monotonic ms when the reservation runs out */
+    int64_t ttr_due;       /* RESERVED: monotonic ms when the reservation runs out;
+                            * DELAYED: wall-clock ms when it becomes queued (journaled) */
     int64_t since_ms;      /* monotonic ms when it last became QUEUED or RESERVED:
                             * the queue's oldest-job age, the run-time histogram */
     struct holder *holder; /* connection holding the reservation, or NULL */

@@ -85,6 +85,15 @@ op_stats(struct server *srv, struct op_session *os, const struct request *req, s
     if (req->queue.len)
         return broker_op_stats(server_broker(srv), &os->s, req, out, err);
     json_t *server = server_stats_json(srv);
+    char digest[BROKER_DIGEST_HEX];
+    if (server && req->digest) {
+        if (broker_state_digest(server_broker(srv), digest) < 0) {
+            json_decref(server);
+            proto_error_set(err, PROTO_INTERNAL, "out of memory computing the digest");
+            return -1;
+        }
+        json_object_set_new(server, "state_digest", json_string(digest));
+    }
     json_t *fields = server ? json_pack("{s:o}", "server", server) : NULL;
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);

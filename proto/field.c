@@ -42,6 +42,7 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_STRICT] = BOOL_F("strict", strict),
     [F_DEAD] = BOOL_F("dead", dead),
     [F_AFTER] = SPAN_F("after", K_QUEUE, after),
+    [F_DIGEST] = BOOL_F("digest", digest),
 };
 
 int

@@ -36,6 +36,7 @@ enum field {
     F_STRICT,
     F_DEAD,
     F_AFTER,
+    F_DIGEST,
     F_NFIELDS
 };
 

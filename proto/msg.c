@@ -87,7 +87,7 @@ static const struct op_def ops[OP_COUNT] = {
     [OP_RESUME] = {"resume", RULES(REQ(F_QUEUE)), NULL},
     [OP_KICK] = {"kick", RULES(REQ(F_QUEUE), OPT(F_COUNT)), NULL},
     [OP_QUEUES] = {"queues", RULES(OPT(F_AFTER), {F_COUNT, false, 1, QUEUES_PAGE_MAX}), NULL},
-    [OP_STATS] = {"stats", RULES(OPT(F_QUEUE)), NULL},
+    [OP_STATS] = {"stats", RULES(OPT(F_QUEUE), OPT(F_DIGEST)), NULL},
 };
 
 const char *

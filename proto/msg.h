@@ -88,6 +88,7 @@ struct request {
 
     bool strict; /* fetch: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */
+    bool digest; /* stats: add the state digest (false when absent) */
 
     char *store; /* owns the bytes every span above points to */
 };

@@ -378,6 +378,84 @@ START_TEST(compaction_at_random_moments_never_revives_an_acked_job_nor_loses_a_q
 }
 END_TEST
 
+/* The server's state digest (stats with "digest":true). */
+static char *
+state_digest(int fd)
+{
+    json_t *r = req_ok(fd, "{\"op\":\"stats\",\"digest\":true}");
+    const char *d = json_string_value(json_object_get(json_object_get(r, "server"), "state_digest"));
+    ck_assert_msg(d && strlen(d) == 64, "no 64-digit state_digest in the server stats");
+    char *copy = strdup(d);
+    json_decref(r);
+    return copy;
+}
+
+/* One job in every state that survives a stop, then a clean restart and a
+ * kill -9 restart: the digest after each replay is the one before. */
+START_TEST(state_digest_is_the_same_after_a_restart_and_tells_states_apart)
+{
+    const char *args[] = {"--fsync", "never", NULL};
+    struct harness *h = harness_start(args);
+    ck_assert_msg(h, "chanqd did not start");
+    int fd = dial(h);
+    char *empty = state_digest(fd);
+    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"d\",\"capacity\":10,"
+                           "\"max_attempts\":1}"));
+    char *declared = state_digest(fd);
+    ck_assert_str_ne(empty, declared);
+    char *parent = submit(fd, "d", "{\"n\":1}");
+    json_decref(req_ok(fd, "{\"op\":\"submit\",\"queue\":\"d\",\"payload\":2,\"parent\":\"%s\","
+                           "\"delay_ms\":3600000,\"deadline_ms\":7200000}", parent));
+    char *done = submit(fd, "d", "3");
+    char *dead = submit(fd, "d", "4");
+    char *got = fetch_one(fd, "d", 1000);
+    ck_assert_str_eq(got, parent); /* FIFO: the first submit is next */
+    free(got);
+    json_decref(req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"delay_ms\":0}", parent));
+    got = fetch_one(fd, "d", 1000); /* done's turn: parent went to the tail, then dead */
+    ck_assert_str_eq(got, done);
+    json_decref(req_ok(fd, "{\"op\":\"ack\",\"id\":\"%s\",\"result\":{\"r\":1}}", got));
+    free(got);
+    got = fetch_one(fd, "d", 1000);
+    ck_assert_str_eq(got, dead);
+    json_decref(req_ok(fd, "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"boom\"}", got));
+    free(got);
+    char *before = state_digest(fd);
+    char *again = state_digest(fd);
+    ck_assert_str_eq(before, again);
+    free(again);
+    ck_assert_str_ne(before, declared);
+    harness_close(fd);
+
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not restart after a clean stop");
+    fd = dial(h);
+    char *after = state_digest(fd);
+    ck_assert_msg(strcmp(before, after) == 0, "digest %s before the stop, %s after", before, after);
+    free(after);
+    harness_close(fd);
+
+    harness_kill9(h);
+    ck_assert_msg(harness_restart(h) == 0, "chanqd did not restart after kill -9");
+    fd = dial(h);
+    after = state_digest(fd);
+    ck_assert_msg(strcmp(before, after) == 0, "digest %s before the kill, %s after", before, after);
+    /* And a change shows: kick the dead job. */
+    json_decref(req_ok(fd, "{\"op\":\"kick\",\"queue\":\"d\"}"));
+    char *kicked = state_digest(fd);
+    ck_assert_str_ne(before, kicked);
+    free(kicked);
+    free(after);
+    free(before);
+    free(declared);
+    free(empty);
+    free(parent);
+    free(done);
+    free(dead);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 compact_suite(void)
 {
@@ -387,5 +465,9 @@ compact_suite(void)
     tcase_add_test(tc, compaction_during_churn_never_revives_an_acked_job_nor_loses_a_queued_one);
     tcase_add_test(tc, compaction_at_random_moments_never_revives_an_acked_job_nor_loses_a_queued_one);
     suite_add_tcase(s, tc);
+    TCase *dg = tcase_create("digest");
+    tcase_set_timeout(dg, 30);
+    tcase_add_test(dg, state_digest_is_the_same_after_a_restart_and_tells_states_apart);
+    suite_add_tcase(s, dg);
     return s;
 }

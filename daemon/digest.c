@@ -1,0 +1,121 @@
+/* The state digest: SHA-256 over a canonical text of the broker's durable
+ * state, so that two states (before a stop and after the restart's replay;
+ * later, two replicas) can be compared by one string. */
+#include "chanq_config.h"
+
+#include "daemon/broker-internal.h"
+
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Feeds one printf-formatted line into the hash. */
+static void
+feed(EVP_MD_CTX *md, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+feed(EVP_MD_CTX *md, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        EVP_DigestUpdate(md, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* Strings are fed with their length first, so that no two states hash the
+ * same text by moving bytes between fields. */
+static void
+feed_str(EVP_MD_CTX *md, const char *s, size_t len)
+{
+    feed(md, " %zu:", s ? len : 0);
+    if (s)
+        EVP_DigestUpdate(md, s, len);
+}
+
+static void
+feed_queue(EVP_MD_CTX *md, const struct queue *q)
+{
+    feed(md, "queue");
+    feed_str(md, q->name, q->name_len);
+    feed(md, " %lld %lld %lld %d %d\n", (long long)q->set.capacity, (long long)q->set.ttr_ms,
+         (long long)q->set.max_attempts, q->paused, q->closed);
+    feed(md, "dead");
+    for (const struct job *j = q->dead_head; j; j = j->dead_next)
+        feed(md, " %" PRIu64, j->id);
+    feed(md, "\n");
+}
+
+static void
+feed_job(EVP_MD_CTX *md, const struct job *j)
+{
+    const struct job_extra *x = j->extra;
+    int64_t due = j->state == JOB_DELAYED ? j->ttr_due : 0;
+    feed(md, "job %" PRIu64 " %s %u %u %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64, j->id,
+         job_state_name(j->state), j->attempt, j->max_attempts, j->ttr_ms, j->created_ms,
+         j->deadline_ms, due, x && x->parent ? x->parent->id : 0);
+    feed_str(md, j->queue->name, j->queue->name_len);
+    feed_str(md, j->payload, j->payload_len);
+    feed_str(md, x ? x->error : NULL, x && x->error ? strlen(x->error) : 0);
+    feed_str(md, x ? x->result : NULL, x && x->result ? strlen(x->result) : 0);
+    feed(md, "\n");
+}
+
+struct job_list {
+    struct job **v;
+    size_t n;
+};
+
+static void
+collect_job(struct job *j, void *arg)
+{
+    struct job_list *l = arg;
+    l->v[l->n++] = j;
+}
+
+static int
+cmp_job_id(const void *a, const void *b)
+{
+    uint64_t x = (*(struct job *const *)a)->id, y = (*(struct job *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+int
+broker_state_digest(struct broker *b, char hex[BROKER_DIGEST_HEX])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return -1;
+    }
+    pthread_mutex_lock(&b->lock);
+    struct job_list l = {malloc((jobtable_count(b->jobs) + 1) * sizeof(struct job *)), 0};
+    if (l.v) {
+        for (size_t i = 0; i < b->nqueues; i++)
+            feed_queue(md, b->queues[i]);
+        jobtable_each(b->jobs, collect_job, &l);
+        qsort(l.v, l.n, sizeof *l.v, cmp_job_id);
+        for (size_t i = 0; i < l.n; i++)
+            feed_job(md, l.v[i]);
+        feed(md, "finished");
+        for (const struct job *j = b->fin_head; j; j = j->fin_next)
+            feed(md, " %" PRIu64, j->id);
+        feed(md, "\n");
+    }
+    pthread_mutex_unlock(&b->lock);
+    unsigned char sum[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    int ok = l.v && EVP_DigestFinal_ex(md, sum, &n) == 1 && n == 32;
+    free(l.v);
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    return 0;
+}
