@@ -34,8 +34,7 @@ struct broker_config {
  * never park. */
 struct holder {
     void (*send_event)(struct holder *h, const char *line, size_t len);
-    struct job *reserved; /* jobs reserved by this connection (list head) */
-    size_t nreserved;     /* length of that list */
+    struct job_list reserved; /* jobs reserved by this connection */
 };
 
 /* One request's context: who asks and how long they may wait. */
@@ -67,9 +66,15 @@ session_before_park(struct session *s)
 }
 
 /* A broker with these settings; `root` (borrowed, outlives the broker) is
- * cancelled at shutdown and ends the broker's own goroutines.
+ * cancelled at shutdown and ends the broker's own goroutines. It does not
+ * serve until broker_start (a journal is replayed into it first).
  * Returns NULL when out of memory. Any thread. */
 struct broker *broker_new(const struct broker_config *cfg, struct ctx *root);
+/* A standby state: records applied into it (broker_replay_apply) build
+ * the state they describe, which never serves (no channels, timers or
+ * goroutines); broker_snapshot_write writes it out. What a compaction (and
+ * a replica) keeps. NULL when out of memory. Any thread. */
+struct broker *broker_new_standby(const struct broker_config *cfg);
 /* The daemon's memory budget, whose payload part the broker counts; the
  * connections count their buffers in it too. Any thread. */
 struct membudget *broker_membudget(struct broker *b);
@@ -97,28 +102,29 @@ void broker_release_holder(struct broker *b, struct holder *h);
 /* True while h holds a reserved job. Any thread. */
 bool broker_holder_busy(struct broker *b, struct holder *h);
 
-/* Durability (broker_journal.c). The broker records every state change in
- * j (borrowed; NULL = none) and answers only once they are durable. Call
- * before serving. */
+/* Durability. The broker records every state change in j (borrowed;
+ * NULL = none) and answers only once they are durable. Call before
+ * broker_start. */
 struct journal;
-struct journal_rec;
 void broker_set_journal(struct broker *b, struct journal *j);
-/* journal_replay's apply callback (arg is the broker), then the step that
- * puts the replayed jobs in their queues and arms their timers. Main
- * thread, with the scheduler started, before serving. */
+/* journal_apply_fn: decodes one record and applies it (daemon/apply.h).
+ * -EBADMSG for an undecodable record, -ENOMEM. Before broker_start, or on
+ * a standby. Any thread. */
 int broker_replay_apply(void *arg, const void *rec, size_t len);
-void broker_replay_finish(struct broker *b);
-/* The replayed state as text (malloc'd; NULL when out of memory): every
- * queue with its settings and its queued and dead jobs in order, every job
- * by id with its fields, so that two replays can be compared. Only between
- * replay and broker_replay_finish (the queued order lives in the replay
- * list then). Any thread. */
-char *broker_replay_dump(struct broker *b);
-/* journal_keep_batch_fn: a record is live while its job or queue is, and
- * journal_compact_window_fn, which holds that answer steady for a job
- * forgotten while a compaction runs (broker_journal.c says why). */
-void broker_keep_batch(void *arg, const struct journal_rec *recs, size_t n, bool *keep);
-void broker_compact_window(void *arg, bool open);
+/* From a replayed state to a serving one: queued jobs go into their
+ * channels in order, jobs reserved when the log ended go back to their
+ * queues (the delivery counted; recorded), and the delay, ttr and deadline
+ * timers start. Main thread, scheduler started, before serving. */
+void broker_start(struct broker *b);
+/* Writes a standby's state as the records that rebuild it (every queue,
+ * every job, the order of every list) through emit; 0 or a negative
+ * errno (emit's, or -EINVAL for a broker that serves). Any thread. */
+int broker_snapshot_write(struct broker *b, int (*emit)(void *arg, const void *rec, size_t len),
+                          void *arg);
+/* The journal's snapshotter (daemon/journal/journal.h) for a live broker
+ * (its arg): compaction replays the old records into a standby and writes
+ * it out. */
+extern const struct journal_snapshotter broker_snapshotter;
 
 /* The state digest: SHA-256, as 64 hex digits and a NUL, of the durable
  * state in a canonical order: every queue with its settings and dead list,

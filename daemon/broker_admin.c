@@ -1,24 +1,16 @@
-/* The broker's queue administration: declare, close, pause, resume, kick,
- * and the stats documents. */
+/* The broker's queue administration: declare, close, pause, resume, kick
+ * (each commits a record: daemon/commit.h), and the stats documents. */
 #include "chanq_config.h"
 
-#include "daemon/broker-internal.h"
+#include "daemon/commit.h"
+#include "daemon/queue.h"
 
 #include "core/go.h"
-
-#include "core/chan.h"
 #include "proto/encode.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-
-static int
-answer_fields(struct broker *b, const struct request *req, json_t *fields, struct buf *out,
-              struct proto_error *err)
-{
-    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
-    json_decref(fields);
-    return broker_answer(b, rc, err);
-}
 
 /* An existing queue named by req->queue, or NULL with not_found. */
 static struct queue *
@@ -46,34 +38,39 @@ settings_differ(const struct queue *q, const struct request *req, char *what, si
     return true;
 }
 
-int
-broker_op_declare(struct broker *b, struct session *s, const struct request *req,
-                  struct buf *out, struct proto_error *err)
+/* The queue declare names, made with the declared settings (defaults for
+ * the rest) when it does not exist; NULL with err set. */
+static struct queue *
+declared_queue(struct broker *b, const struct request *req, struct proto_error *err)
 {
-    pthread_mutex_lock(&b->lock);
     struct queue *q = broker_find_queue(b, req->queue.ptr, req->queue.len);
     char what[64];
     if (q && settings_differ(q, req, what, sizeof what)) {
         proto_error_set(err, PROTO_CONFLICT, "queue '%s' exists with %s", q->name, what);
-        return broker_answer(b, -1, err);
+        return NULL;
     }
-    if (!q) {
-        /* A new queue takes the declared settings, defaults for the rest. */
-        struct queue_settings saved = b->cfg.defaults;
-        if (req->has_capacity)
-            b->cfg.defaults.capacity = req->capacity;
-        if (req->has_ttr_ms)
-            b->cfg.defaults.ttr_ms = req->ttr_ms;
-        if (req->has_max_attempts)
-            b->cfg.defaults.max_attempts = req->max_attempts;
-        q = broker_get_queue(b, req->queue.ptr, req->queue.len, err);
-        b->cfg.defaults = saved;
-        if (!q)
-            return broker_answer(b, -1, err);
-    }
-    struct bj_waits w;
-    bj_waits_init(&w);
-    bj_log_queue(b, q, &w); /* also for a queue made on first use: its settings now count */
+    if (q)
+        return q;
+    struct queue_settings set = b->cfg.defaults;
+    if (req->has_capacity)
+        set.capacity = req->capacity;
+    if (req->has_ttr_ms)
+        set.ttr_ms = req->ttr_ms;
+    if (req->has_max_attempts)
+        set.max_attempts = req->max_attempts;
+    return broker_get_queue(b, req->queue.ptr, req->queue.len, &set, err);
+}
+
+int
+broker_op_declare(struct broker *b, struct session *s, const struct request *req,
+                  struct buf *out, struct proto_error *err)
+{
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
+    struct queue *q = declared_queue(b, req, err);
+    /* Recorded also for a queue made on first use: its settings now count. */
+    if (!q || commit_queue(b, q, q->paused, q->closed, &op.w) < 0)
+        return op_end(&op, -1);
     json_t *stats = queue_stats_json(q);
     if (stats)
         json_object_set_new(stats, "name", json_string(q->name));
@@ -81,90 +78,64 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     size_t mark = out->len;
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);
-    return broker_answer_durable(b, s, req->rid, rc, &w, out, mark, err);
+    return op_end_durable(&op, rc, mark);
+}
+
+/* close, pause and resume: a QUEUE record with the new flags. */
+static int
+set_flags(struct broker *b, struct session *s, const struct request *req, int paused,
+          bool close, struct buf *out, struct proto_error *err)
+{
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
+    struct queue *q = existing_queue(b, req, err);
+    if (!q)
+        return op_end(&op, -1);
+    bool p = paused < 0 ? q->paused : paused != 0;
+    bool c = q->closed || close;
+    if ((p != q->paused || c != q->closed) && commit_queue(b, q, p, c, &op.w) < 0)
+        return op_end(&op, -1);
+    size_t mark = out->len;
+    return op_end_durable(&op, encode_ok(out, req->rid), mark);
 }
 
 int
 broker_op_close(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    pthread_mutex_lock(&b->lock);
-    struct queue *q = existing_queue(b, req, err);
-    if (!q)
-        return broker_answer(b, -1, err);
-    struct bj_waits w;
-    bj_waits_init(&w);
-    if (!q->closed) {
-        q->closed = true;
-        chan_close(q->closing); /* parked submitters answer `closed` */
-        queue_signal_change(q); /* parked fetchers start watching `drained` */
-        broker_check_drained(q);
-        bj_log_queue(b, q, &w);
-    }
-    size_t mark = out->len;
-    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
-}
-
-static int
-set_paused(struct broker *b, struct session *s, const struct request *req, bool paused,
-           struct buf *out, struct proto_error *err)
-{
-    pthread_mutex_lock(&b->lock);
-    struct queue *q = existing_queue(b, req, err);
-    if (!q)
-        return broker_answer(b, -1, err);
-    struct bj_waits w;
-    bj_waits_init(&w);
-    if (q->paused != paused) {
-        q->paused = paused;
-        queue_signal_change(q); /* parked fetchers re-plan their select */
-        bj_log_queue(b, q, &w);
-    }
-    size_t mark = out->len;
-    return broker_answer_durable(b, s, req->rid, encode_ok(out, req->rid), &w, out, mark, err);
+    return set_flags(b, s, req, -1, true, out, err);
 }
 
 int
 broker_op_pause(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    return set_paused(b, s, req, true, out, err);
+    return set_flags(b, s, req, 1, false, out, err);
 }
 
 int
 broker_op_resume(struct broker *b, struct session *s, const struct request *req,
                  struct buf *out, struct proto_error *err)
 {
-    return set_paused(b, s, req, false, out, err);
+    return set_flags(b, s, req, 0, false, out, err);
 }
 
 int
 broker_op_kick(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                struct proto_error *err)
 {
-    pthread_mutex_lock(&b->lock);
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return broker_answer(b, -1, err);
+        return op_end(&op, -1);
     int64_t max = req->has_count ? req->count : INT64_MAX;
     int64_t n = 0;
-    struct job *j;
-    struct bj_waits w;
-    bj_waits_init(&w);
-    while (n < max && (j = queue_dead_pop(q))) {
-        j->attempt = 0; /* fresh attempts */
-        if (j->extra && j->extra->done) {
-            /* It is live again: a later `wait` must wait anew. */
-            chan_unref(j->extra->done);
-            j->extra->done = NULL;
-        }
-        j->state = JOB_QUEUED;
-        bj_log_state(b, j, &w);
-        broker_enqueue(b, j);
+    /* Fresh attempts; back to the tail of the queue, oldest dead first. */
+    while (n < max && q->dead.head && commit_state(b, q->dead.head, JREC_QUEUED, 0, 0, NULL, &op.w) == 0)
         n++;
-    }
     size_t mark = out->len;
-    return broker_answer_durable(b, s, req->rid, encode_ok_int(out, req->rid, "kicked", n), &w, out, mark, err);
+    return op_end_durable(&op, encode_ok_int(out, req->rid, "kicked", n), mark);
 }
 
 #define QUEUES_YIELD_EVERY 32 /* queues encoded between two yields */
@@ -250,12 +221,15 @@ int
 broker_op_stats(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    pthread_mutex_lock(&b->lock);
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
     struct queue *q = existing_queue(b, req, err);
     if (!q)
-        return broker_answer(b, -1, err);
+        return op_end(&op, -1);
     json_t *fields = json_pack("{s:o}", "queue", queue_stats_json(q));
-    return answer_fields(b, req, fields, out, err);
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return op_end(&op, rc);
 }
 
 json_t *
@@ -285,7 +259,7 @@ broker_jobs_json(struct broker *b)
         queued += queue_depth(q);
         reserved += q->reserved;
         delayed += q->delayed;
-        dead += q->dead;
+        dead += q->dead.n;
     }
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "queued",
                           (json_int_t)queued, "reserved", (json_int_t)reserved, "delayed",

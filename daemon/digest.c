@@ -4,6 +4,9 @@
 #include "chanq_config.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/queue.h"
+
+#include "core/chan.h"
 
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -38,6 +41,17 @@ feed_str(EVP_MD_CTX *md, const char *s, size_t len)
         EVP_DigestUpdate(md, s, len);
 }
 
+/* chan_peek_each callback: the channel's jobs in delivery order, without
+ * its tombstones. */
+static bool
+feed_queued(const void *elem, void *arg)
+{
+    const struct job *j = *(struct job *const *)elem;
+    if (j->state == JOB_QUEUED)
+        feed(arg, " %" PRIu64, j->id);
+    return true;
+}
+
 static void
 feed_queue(EVP_MD_CTX *md, const struct queue *q)
 {
@@ -45,8 +59,13 @@ feed_queue(EVP_MD_CTX *md, const struct queue *q)
     feed_str(md, q->name, q->name_len);
     feed(md, " %lld %lld %lld %d %d\n", (long long)q->set.capacity, (long long)q->set.ttr_ms,
          (long long)q->set.max_attempts, q->paused, q->closed);
-    feed(md, "dead");
-    for (const struct job *j = q->dead_head; j; j = j->dead_next)
+    feed(md, "queued");
+    for (const struct job *j = q->standby.head; j; j = j->next)
+        feed(md, " %" PRIu64, j->id);
+    if (q->jobs)
+        chan_peek_each(q->jobs, feed_queued, md);
+    feed(md, "\ndead");
+    for (const struct job *j = q->dead.head; j; j = j->next)
         feed(md, " %" PRIu64, j->id);
     feed(md, "\n");
 }
@@ -55,7 +74,7 @@ static void
 feed_job(EVP_MD_CTX *md, const struct job *j)
 {
     const struct job_extra *x = j->extra;
-    int64_t due = j->state == JOB_DELAYED ? j->ttr_due : 0;
+    int64_t due = j->state == JOB_DELAYED ? j->due : 0;
     feed(md, "job %" PRIu64 " %s %u %u %d %" PRId64 " %" PRId64 " %" PRId64 " %" PRIu64, j->id,
          job_state_name(j->state), j->attempt, j->max_attempts, j->ttr_ms, j->created_ms,
          j->deadline_ms, due, x && x->parent ? x->parent->id : 0);
@@ -64,25 +83,6 @@ feed_job(EVP_MD_CTX *md, const struct job *j)
     feed_str(md, x ? x->error : NULL, x && x->error ? strlen(x->error) : 0);
     feed_str(md, x ? x->result : NULL, x && x->result ? strlen(x->result) : 0);
     feed(md, "\n");
-}
-
-struct job_list {
-    struct job **v;
-    size_t n;
-};
-
-static void
-collect_job(struct job *j, void *arg)
-{
-    struct job_list *l = arg;
-    l->v[l->n++] = j;
-}
-
-static int
-cmp_job_id(const void *a, const void *b)
-{
-    uint64_t x = (*(struct job *const *)a)->id, y = (*(struct job *const *)b)->id;
-    return x < y ? -1 : x > y;
 }
 
 int
@@ -94,24 +94,23 @@ broker_state_digest(struct broker *b, char hex[BROKER_DIGEST_HEX])
         return -1;
     }
     pthread_mutex_lock(&b->lock);
-    struct job_list l = {malloc((jobtable_count(b->jobs) + 1) * sizeof(struct job *)), 0};
-    if (l.v) {
+    size_t njobs;
+    struct job **jobs = broker_jobs_by_id(b, &njobs);
+    if (jobs) {
         for (size_t i = 0; i < b->nqueues; i++)
             feed_queue(md, b->queues[i]);
-        jobtable_each(b->jobs, collect_job, &l);
-        qsort(l.v, l.n, sizeof *l.v, cmp_job_id);
-        for (size_t i = 0; i < l.n; i++)
-            feed_job(md, l.v[i]);
+        for (size_t i = 0; i < njobs; i++)
+            feed_job(md, jobs[i]);
         feed(md, "finished");
-        for (const struct job *j = b->fin_head; j; j = j->fin_next)
+        for (const struct job *j = b->finished.head; j; j = j->next)
             feed(md, " %" PRIu64, j->id);
         feed(md, "\n");
     }
     pthread_mutex_unlock(&b->lock);
     unsigned char sum[EVP_MAX_MD_SIZE];
     unsigned n = 0;
-    int ok = l.v && EVP_DigestFinal_ex(md, sum, &n) == 1 && n == 32;
-    free(l.v);
+    int ok = jobs && EVP_DigestFinal_ex(md, sum, &n) == 1 && n == 32;
+    free(jobs);
     EVP_MD_CTX_free(md);
     if (!ok)
         return -1;

@@ -1,7 +1,12 @@
-/* Jobs: allocation, references, states and ids. */
+/* Jobs: allocation, references, ids, and the lifecycle (see job.h). */
 #include "chanq_config.h"
 
 #include "daemon/job.h"
+
+#include "daemon/broker-internal.h"
+#include "daemon/log.h"
+#include "daemon/queue.h"
+#include "daemon/reservation.h"
 
 #include "core/chan.h"
 #include "core/timer.h"
@@ -14,6 +19,23 @@ static const char *const state_names[] = {
     [JOB_DONE] = "done",       [JOB_DEAD] = "dead",           [JOB_CANCELLED] = "cancelled",
     [JOB_EXPIRED] = "expired",
 };
+
+/* The transition table: allowed[from] is the set of states a job in
+ * `from` may enter (bit per state). Leaving the table (drop, eviction) is
+ * checked by job_dropped and the kept-results list. */
+#define TO(s) (1u << (s))
+static const unsigned allowed[JOB_NSTATES] = {
+    [JOB_DELAYED] = TO(JOB_QUEUED) | TO(JOB_CANCELLED) | TO(JOB_EXPIRED),
+    [JOB_QUEUED] = TO(JOB_RESERVED) | TO(JOB_CANCELLED) | TO(JOB_EXPIRED),
+    [JOB_RESERVED] = TO(JOB_QUEUED) | TO(JOB_DELAYED) | TO(JOB_DEAD) | TO(JOB_DONE) |
+                     TO(JOB_CANCELLED) | TO(JOB_EXPIRED),
+    [JOB_DEAD] = TO(JOB_QUEUED),
+    [JOB_DONE] = 0,
+    [JOB_CANCELLED] = 0,
+    [JOB_EXPIRED] = 0,
+};
+
+/* ---- allocation, references, names ---- */
 
 struct job *
 job_new(uint64_t id, struct queue *q, const char *payload, size_t len)
@@ -31,6 +53,7 @@ job_new(uint64_t id, struct queue *q, const char *payload, size_t len)
     j->payload_len = (uint32_t)len;
     j->id = id;
     j->queue = q;
+    j->state = JOB_NSTATES; /* none yet */
     atomic_init(&j->refs, 1);
     return j;
 }
@@ -75,6 +98,43 @@ job_extra(struct job *j)
     return j->extra;
 }
 
+static int
+replace_text(struct job *j, char **slot_of(struct job_extra *), const char *s, size_t len)
+{
+    struct job_extra *x = job_extra(j);
+    char *text = x ? strndup(s, len) : NULL;
+    if (!text)
+        return -1;
+    char **slot = slot_of(x);
+    free(*slot);
+    *slot = text;
+    return 0;
+}
+
+static char **
+error_slot(struct job_extra *x)
+{
+    return &x->error;
+}
+
+static char **
+result_slot(struct job_extra *x)
+{
+    return &x->result;
+}
+
+int
+job_set_error(struct job *j, const char *s, size_t len)
+{
+    return replace_text(j, error_slot, s, len);
+}
+
+int
+job_set_result(struct job *j, const char *s, size_t len)
+{
+    return replace_text(j, result_slot, s, len);
+}
+
 bool
 job_state_is_final(enum job_state s)
 {
@@ -84,7 +144,7 @@ job_state_is_final(enum job_state s)
 const char *
 job_state_name(enum job_state s)
 {
-    return state_names[s];
+    return s < JOB_NSTATES ? state_names[s] : "none";
 }
 
 size_t
@@ -118,4 +178,266 @@ job_id_parse(const char *s, size_t len, uint64_t *out)
     }
     *out = v;
     return true;
+}
+
+/* ---- lists ---- */
+
+void
+job_list_append(struct job_list *l, struct job *j)
+{
+    j->next = NULL;
+    j->prev = l->tail;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->n++;
+}
+
+void
+job_list_remove(struct job_list *l, struct job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        l->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
+    j->prev = j->next = NULL;
+    l->n--;
+}
+
+/* ---- the parent/child tree ---- */
+
+static void
+tree_link(struct job *j, struct job *parent)
+{
+    struct job_extra *x = j->extra, *px = parent->extra;
+    job_ref(parent);
+    x->parent = parent;
+    x->next_sibling = px->first_child;
+    px->first_child = j;
+}
+
+/* j leaves the table: its parent forgets it, and its children forget j
+ * (children hold a reference to their parent, not the other way round:
+ * a parent that is gone is gone for them too, as after a replay of a
+ * journal that no longer holds the parent). */
+static void
+tree_unlink(struct job *j)
+{
+    struct job_extra *x = j->extra;
+    if (!x)
+        return;
+    if (x->parent) {
+        struct job_extra *px = x->parent->extra;
+        for (struct job **pp = &px->first_child; *pp; pp = &(*pp)->extra->next_sibling) {
+            if (*pp == j) {
+                *pp = x->next_sibling;
+                break;
+            }
+        }
+        x->next_sibling = NULL;
+    }
+    for (struct job *c = x->first_child; c;) {
+        struct job *next = c->extra->next_sibling;
+        c->extra->next_sibling = NULL;
+        c->extra->parent = NULL;
+        job_unref(j);
+        c = next;
+    }
+    x->first_child = NULL;
+}
+
+/* ---- leaving and entering states ---- */
+
+bool
+job_may(enum job_state from, enum job_state to)
+{
+    return from < JOB_NSTATES && to < JOB_NSTATES && (allowed[from] & TO(to)) != 0;
+}
+
+/* A transition the table forbids is a bug in the caller: loud in debug
+ * builds, refused (and logged) in release builds. */
+static int
+refuse(const struct job *j, enum job_state to)
+{
+    log_error("job %llu: %s -> %s is not a transition of the lifecycle (refused)",
+              (unsigned long long)j->id, job_state_name(j->state), job_state_name(to));
+#ifndef NDEBUG
+    abort();
+#endif
+    return -1;
+}
+
+static void
+leave(struct job *j)
+{
+    struct queue *q = j->queue;
+    switch (j->state) {
+    case JOB_DELAYED:
+        q->delayed--;
+        job_timer_stop(j);
+        break;
+    case JOB_QUEUED:
+        queue_unplace(q, j);
+        break;
+    case JOB_RESERVED:
+        reservation_end(j);
+        q->reserved--;
+        break;
+    case JOB_DEAD:
+        job_list_remove(&q->dead, j);
+        if (j->extra && j->extra->done) {
+            /* It is live again: a later `wait` must wait anew. */
+            chan_unref(j->extra->done);
+            j->extra->done = NULL;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+wake_waiters(struct job *j)
+{
+    if (j->extra && j->extra->done && !chan_is_closed(j->extra->done))
+        chan_close(j->extra->done);
+}
+
+int
+job_submitted(struct job *j, int64_t due, struct job *parent, bool place)
+{
+    struct broker *b = j->queue->broker;
+    if ((parent || j->deadline_ms) && (!job_extra(j) || (parent && !job_extra(parent))))
+        return -1;
+    if (parent)
+        tree_link(j, parent);
+    broker_payload_held(b, j->payload_len);
+    if (j->deadline_ms && b->serving)
+        job_deadline_arm(j);
+    if (due > 0) {
+        j->state = JOB_DELAYED;
+        j->due = due;
+        j->queue->delayed++;
+        if (b->serving)
+            job_timer_arm(j, due - clock_wall_ms());
+        return 0;
+    }
+    j->state = JOB_QUEUED;
+    j->in_channel = CHAN_OUT;
+    if (place)
+        queue_place(j->queue, j);
+    return 0;
+}
+
+int
+job_to_queued(struct job *j)
+{
+    if (!job_may(j->state, JOB_QUEUED))
+        return refuse(j, JOB_QUEUED);
+    leave(j);
+    j->state = JOB_QUEUED;
+    queue_place(j->queue, j);
+    return 0;
+}
+
+int
+job_to_delayed(struct job *j, int64_t due)
+{
+    if (!job_may(j->state, JOB_DELAYED))
+        return refuse(j, JOB_DELAYED);
+    leave(j);
+    j->state = JOB_DELAYED;
+    j->due = due;
+    j->queue->delayed++;
+    if (j->queue->broker->serving)
+        job_timer_arm(j, due - clock_wall_ms());
+    return 0;
+}
+
+int
+job_to_reserved(struct job *j, struct holder *h, uint16_t attempt)
+{
+    if (!job_may(j->state, JOB_RESERVED))
+        return refuse(j, JOB_RESERVED);
+    leave(j);
+    j->state = JOB_RESERVED;
+    j->attempt = attempt;
+    j->queue->reserved++;
+    reservation_begin(j, h);
+    return 0;
+}
+
+int
+job_to_dead(struct job *j)
+{
+    if (!job_may(j->state, JOB_DEAD))
+        return refuse(j, JOB_DEAD);
+    leave(j);
+    j->state = JOB_DEAD;
+    job_list_append(&j->queue->dead, j);
+    wake_waiters(j);
+    return 0;
+}
+
+/* Forgets the oldest kept result (the bound on kept results). */
+static void
+evict_oldest_finished(struct broker *b)
+{
+    struct job *old = b->finished.head;
+    job_list_remove(&b->finished, old);
+    tree_unlink(old);
+    job_unref(broker_untrack(b, old));
+}
+
+int
+job_to_final(struct job *j, enum job_state final)
+{
+    struct broker *b = j->queue->broker;
+    if (final == JOB_DEAD || !job_may(j->state, final))
+        return refuse(j, final);
+    leave(j);
+    j->state = (uint8_t)final;
+    broker_payload_freed(b, j->payload_len);
+    free(j->payload);
+    j->payload = NULL;
+    j->payload_len = 0;
+    job_deadline_stop(j);
+    if (final == JOB_DONE)
+        b->total_done++;
+    else if (final == JOB_CANCELLED)
+        b->total_cancelled++;
+    else
+        b->total_expired++;
+    job_list_append(&b->finished, j);
+    if (b->finished.n > b->cfg.max_finished)
+        evict_oldest_finished(b);
+    wake_waiters(j);
+    return 0;
+}
+
+int
+job_dropped(struct job *j)
+{
+    struct broker *b = j->queue->broker;
+    if (j->state != JOB_DELAYED && j->state != JOB_QUEUED && j->state != JOB_RESERVED)
+        return refuse(j, JOB_NSTATES);
+    leave(j);
+    j->state = JOB_CANCELLED; /* its timers and a parked submitter see a dead end */
+    broker_payload_freed(b, j->payload_len);
+    job_deadline_stop(j);
+    tree_unlink(j);
+    job_unref(broker_untrack(b, j));
+    return 0;
+}
+
+void
+job_moved(struct job *j, struct queue *to)
+{
+    job_set_queue(j, to);
 }

@@ -1,7 +1,28 @@
-/* struct job: one unit of work, its states and the transitions the broker
- * allows. Jobs are refcounted: the job table, a queue channel slot, a timer
- * and an operation in flight each hold a reference. Fields are guarded by
- * the broker lock (see broker.c); refs are atomic. */
+/* struct job and its lifecycle: the states a job can be in, the table of
+ * allowed transitions, and one function per transition. The transition
+ * functions are the only code that writes j->state: each checks the table,
+ * takes the job out of its old state (occupancy counts, lists, placement in
+ * its queue, timers), puts it into the new one and keeps the parent/child
+ * tree. They are called by the state machine (daemon/apply.h), which turns
+ * journal records into transitions, and nothing else.
+ *
+ *                 submit                    promote (delay over)
+ *        (new) ---------> DELAYED ---------------------------.
+ *          |                 ^                                v
+ *          '--------------------------------------------> QUEUED <----------.
+ *                            | nack with delay      reserve |  ^ nack, ttr,   | kick
+ *                            '----------------------.       v  | lost, release|
+ *                                                 RESERVED ----'             DEAD
+ *                                                    | ack  '--- nack dead ---^
+ *                                                    v         (attempts used up)
+ *                                                   DONE
+ *   DELAYED, QUEUED, RESERVED -> CANCELLED (cancel) or EXPIRED (deadline)
+ *   DELAYED, QUEUED, RESERVED -> gone (a submit that is taken back: drop)
+ *   DONE, CANCELLED, EXPIRED  -> gone (evicted from the kept results)
+ *
+ * Jobs are refcounted: the job table, a queue channel slot, a timer and an
+ * operation in flight each hold a reference. Fields are guarded by the
+ * broker lock; refs are atomic. Every function here: lock held. */
 #ifndef CHANQ_DAEMON_JOB_H
 #define CHANQ_DAEMON_JOB_H
 
@@ -10,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct broker;
 struct queue;
 struct holder;
 struct timer;
@@ -23,6 +45,7 @@ enum job_state {
     JOB_DEAD,      /* attempts used up or buried; kick revives it */
     JOB_CANCELLED, /* cancelled (final) */
     JOB_EXPIRED,   /* its deadline passed (final) */
+    JOB_NSTATES
 };
 
 /* Rarely used fields, allocated only when one is needed, to keep the common
@@ -32,7 +55,7 @@ struct job_extra {
     struct job *first_child;  /* children list head (borrowed: a child unlinks itself) */
     struct job *next_sibling; /* next child of the same parent */
     char *result;             /* ack's result, compact JSON text (owned) */
-    char *error;              /* nack's last error text (owned) */
+    char *error;              /* the last attempt's error text (owned) */
     struct chan *done;        /* closed when the job becomes final; wakes `wait` */
     struct timer *deadline_timer; /* expires the job at deadline_ms */
 };
@@ -43,35 +66,47 @@ struct job {
     char *payload;         /* compact JSON text, owned; NULL once final */
     uint32_t payload_len;  /* bytes of payload */
     _Atomic uint32_t refs; /* references (job_ref/job_unref) */
-    uint8_t state;         /* enum job_state */
-    uint8_t in_channel;    /* a pointer to it sits in the queue channel */
+    uint8_t state;         /* enum job_state: written by this file's transitions only */
+    uint8_t in_channel;    /* where a QUEUED job's pointer is (queue.h, enum placement) */
     uint16_t max_attempts; /* deliveries allowed before it goes dead */
     uint16_t attempt;      /* deliveries so far (1 on first) */
     int32_t ttr_ms;        /* reservation time */
     int64_t created_ms;    /* wall clock, ms since the epoch */
     int64_t deadline_ms;   /* wall clock expiry, 0 = none */
-    int64_t ttr_due;       /* RESERVED: monotonic ms when the reservation runs out;
-                            * DELAYED: wall-clock ms when it becomes queued (journaled) */
+    int64_t due;           /* DELAYED: wall-clock ms when it becomes queued (journaled);
+                            * RESERVED: monotonic ms when the reservation runs out */
     int64_t since_ms;      /* monotonic ms when it last became QUEUED or RESERVED:
                             * the queue's oldest-job age, the run-time histogram */
     struct holder *holder; /* connection holding the reservation, or NULL */
-    struct job *res_prev, *res_next; /* holder's list of reserved jobs */
-    struct job *fin_next;  /* broker's list of final jobs kept for `wait` */
-    struct job *dead_next; /* queue's dead list (kick order) */
+    struct job *prev, *next; /* the list of its state (struct job_list): a standby
+                              * queue's queued jobs, a holder's reserved ones, a
+                              * queue's dead ones, the broker's kept results */
     struct timer *timer;   /* delay or ttr timer, NULL when none */
     struct job_extra *extra; /* parent/children, result, error, waiters */
 };
 
-/* A new job with one reference, owning a copy of payload[0..len).
- * Returns NULL when out of memory. */
-struct job *job_new(uint64_t id, struct queue *q, const char *payload, size_t len);
+/* A list of jobs through prev/next; a job is on at most one. */
+struct job_list {
+    struct job *head, *tail;
+    size_t n;
+};
+void job_list_append(struct job_list *l, struct job *j);
+void job_list_remove(struct job_list *l, struct job *j);
 
+/* ---- allocation, references, names ---- */
+
+/* A new job with one reference, owning a copy of payload[0..len), in no
+ * state yet (job_submitted puts it in one). NULL when out of memory. */
+struct job *job_new(uint64_t id, struct queue *q, const char *payload, size_t len);
 void job_ref(struct job *j);
 /* Drops a reference; the last one frees the job and what it owns. */
 void job_unref(struct job *j);
-
 /* The extra fields, allocated on first use. NULL when out of memory. */
 struct job_extra *job_extra(struct job *j);
+/* Replaces the error (or result) text with a copy of s[0..len); -1 when
+ * out of memory (the old text stays). */
+int job_set_error(struct job *j, const char *s, size_t len);
+int job_set_result(struct job *j, const char *s, size_t len);
 
 /* done, dead, cancelled and expired are final (dead until a kick revives it). */
 bool job_state_is_final(enum job_state s);
@@ -81,5 +116,39 @@ const char *job_state_name(enum job_state s);
 size_t job_id_format(uint64_t id, char *buf);
 /* Parses a decimal id; false when s[0..len) is not one. */
 bool job_id_parse(const char *s, size_t len, uint64_t *out);
+
+/* ---- the lifecycle ---- */
+
+/* True when the table allows from -> to. */
+bool job_may(enum job_state from, enum job_state to);
+
+/* A new job (job_new, in the job table) enters its first state: DELAYED
+ * until due (wall ms) when due > 0, else QUEUED. With place false a
+ * queued job is left for the caller to put into a channel (a submit
+ * chooses among its queues and may wait for room). Links it under parent
+ * (may be NULL). 0, or -1 when out of memory (nothing changed). */
+int job_submitted(struct job *j, int64_t due, struct job *parent, bool place);
+
+/* The transitions of a live job. Each returns 0, or -1 when the table
+ * forbids it (a bug: logged; abort() in debug builds; nothing changed).
+ * Back to the tail of its queue (promote, nack, ttr, lost holder, release,
+ * kick, a reservation orphaned by a restart): */
+int job_to_queued(struct job *j);
+/* Waits until due (wall ms): */
+int job_to_delayed(struct job *j, int64_t due);
+/* Delivered to h (NULL: a holder that is gone, as in a replay), the
+ * attempt counted as given; its ttr runs while h holds it: */
+int job_to_reserved(struct job *j, struct holder *h, uint16_t attempt);
+/* To the dead list (attempts used up, or buried): */
+int job_to_dead(struct job *j);
+/* To a final state (done, cancelled, expired): the payload is freed, the
+ * job is kept for `wait` within the broker's bound on kept results. */
+int job_to_final(struct job *j, enum job_state final);
+/* Taken back: a submit whose job must never have existed (its record did
+ * not reach the disk, or it found no room). The job leaves the table. */
+int job_dropped(struct job *j);
+/* A queued job moves to another queue of the same broker (a send-side
+ * select placed it there). */
+void job_moved(struct job *j, struct queue *to);
 
 #endif

@@ -4,7 +4,6 @@
 
 #include "daemon/jobtable.h"
 #include "daemon/job.h"
-#include "daemon/idset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,10 +14,15 @@ struct jobtable {
     size_t count;       /* jobs stored */
 };
 
+/* Mixes the bits of a job id (ids are sequential, so neighbours must
+ * spread out over the slots). */
 static size_t
 slot_of(uint64_t id, size_t mask)
 {
-    return (size_t)id_hash(id) & mask;
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id & mask;
 }
 
 struct jobtable *

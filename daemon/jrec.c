@@ -57,7 +57,53 @@ state_ok(enum jrec_type t, enum jrec_job_state s)
 {
     if (t == JREC_STATE)
         return s == JREC_QUEUED || s == JREC_DELAYED || s == JREC_DEAD;
+    if (t == JREC_JOB)
+        return s >= JREC_QUEUED && s <= JREC_RESERVED;
     return s == JREC_DONE || s == JREC_CANCELLED || s == JREC_EXPIRED;
+}
+
+static bool
+submit_fields(const struct jrec_submit *s, struct enc *e)
+{
+    if ((!s->queue && s->queue_len) || (!s->payload && s->payload_len))
+        return false;
+    put_u(e, s->id);
+    put_b(e, s->queue, s->queue_len);
+    put_b(e, s->payload, s->payload_len);
+    put_i(e, s->ttr_ms);
+    put_u(e, s->max_attempts);
+    put_i(e, s->created_ms);
+    put_i(e, s->deadline_ms);
+    put_i(e, s->due_ms);
+    put_u(e, s->parent_id);
+    return true;
+}
+
+static bool
+encode_job(const struct jrec_job *j, struct enc *e)
+{
+    if (!state_ok(JREC_JOB, j->state) || (!j->error && j->error_len) ||
+        (!j->result && j->result_len) || !submit_fields(&j->s, e))
+        return false;
+    put_byte(e, (uint8_t)j->state);
+    put_u(e, j->attempt);
+    put_b(e, j->error, j->error_len);
+    put_b(e, j->result, j->result_len);
+    return true;
+}
+
+static bool
+encode_order(const struct jrec_order *o, struct enc *e)
+{
+    if (o->kind < JREC_ORDER_QUEUED || o->kind > JREC_ORDER_FINISHED ||
+        (!o->queue && o->queue_len) || (!o->ids && o->n))
+        return false;
+    put_byte(e, (uint8_t)o->kind);
+    put_b(e, o->queue, o->queue_len);
+    put_u(e, o->n);
+    for (size_t i = 0; i < o->n; i++)
+        put_u(e, o->ids[i]);
+    return true;
 }
 
 /* Walks r's fields into e; false when r is invalid. */
@@ -66,21 +112,18 @@ encode(const struct jrec *r, struct enc *e)
 {
     put_byte(e, (uint8_t)r->type);
     switch (r->type) {
-    case JREC_SUBMIT: {
-        const struct jrec_submit *s = &r->u.submit;
-        if ((!s->queue && s->queue_len) || (!s->payload && s->payload_len))
+    case JREC_SUBMIT:
+        return submit_fields(&r->u.submit, e);
+    case JREC_MOVE:
+        if (!r->u.move.queue && r->u.move.queue_len)
             return false;
-        put_u(e, s->id);
-        put_b(e, s->queue, s->queue_len);
-        put_b(e, s->payload, s->payload_len);
-        put_i(e, s->ttr_ms);
-        put_u(e, s->max_attempts);
-        put_i(e, s->created_ms);
-        put_i(e, s->deadline_ms);
-        put_i(e, s->due_ms);
-        put_u(e, s->parent_id);
+        put_u(e, r->u.move.id);
+        put_b(e, r->u.move.queue, r->u.move.queue_len);
         return true;
-    }
+    case JREC_JOB:
+        return encode_job(&r->u.job, e);
+    case JREC_ORDER:
+        return encode_order(&r->u.order, e);
     case JREC_RESERVE:
         put_u(e, r->u.reserve.id);
         put_u(e, r->u.reserve.attempt);
@@ -235,22 +278,58 @@ decode_state(struct dec *d, enum jrec_type t, enum jrec_job_state *out)
 }
 
 static void
+decode_submit(struct dec *d, struct jrec_submit *s)
+{
+    s->id = get_u(d);
+    s->queue = get_b(d, &s->queue_len);
+    s->payload = get_b(d, &s->payload_len);
+    s->ttr_ms = get_i(d);
+    s->max_attempts = get_u32(d);
+    s->created_ms = get_i(d);
+    s->deadline_ms = get_i(d);
+    s->due_ms = get_i(d);
+    s->parent_id = get_u(d);
+}
+
+static void
+decode_order(struct dec *d, struct jrec_order *o)
+{
+    uint8_t kind = get_byte(d);
+    o->kind = (enum jrec_order_kind)kind;
+    if (!d->why && (kind < JREC_ORDER_QUEUED || kind > JREC_ORDER_FINISHED))
+        fail(d, "unknown order kind");
+    o->queue = get_b(d, &o->queue_len);
+    uint64_t n = get_u(d);
+    o->packed = d->p;
+    for (uint64_t i = 0; i < n && !d->why; i++)
+        get_u(d);
+    o->n = d->why ? 0 : (size_t)n;
+    o->packed_len = (size_t)(d->p - o->packed);
+}
+
+static void
 decode_body(struct dec *d, struct jrec *r)
 {
     switch (r->type) {
-    case JREC_SUBMIT: {
-        struct jrec_submit *s = &r->u.submit;
-        s->id = get_u(d);
-        s->queue = get_b(d, &s->queue_len);
-        s->payload = get_b(d, &s->payload_len);
-        s->ttr_ms = get_i(d);
-        s->max_attempts = get_u32(d);
-        s->created_ms = get_i(d);
-        s->deadline_ms = get_i(d);
-        s->due_ms = get_i(d);
-        s->parent_id = get_u(d);
+    case JREC_SUBMIT:
+        decode_submit(d, &r->u.submit);
+        return;
+    case JREC_MOVE:
+        r->u.move.id = get_u(d);
+        r->u.move.queue = get_b(d, &r->u.move.queue_len);
+        return;
+    case JREC_JOB: {
+        struct jrec_job *j = &r->u.job;
+        decode_submit(d, &j->s);
+        decode_state(d, r->type, &j->state);
+        j->attempt = get_u32(d);
+        j->error = get_b(d, &j->error_len);
+        j->result = get_b(d, &j->result_len);
         return;
     }
+    case JREC_ORDER:
+        decode_order(d, &r->u.order);
+        return;
     case JREC_RESERVE:
         r->u.reserve.id = get_u(d);
         r->u.reserve.attempt = get_u32(d);
@@ -315,16 +394,18 @@ jrec_type_name(enum jrec_type t)
     static const char *const names[] = {
         [JREC_SUBMIT] = "submit", [JREC_RESERVE] = "reserve", [JREC_STATE] = "state",
         [JREC_FINAL] = "final",   [JREC_DROP] = "drop",       [JREC_QUEUE] = "queue",
+        [JREC_MOVE] = "move",     [JREC_JOB] = "job",         [JREC_ORDER] = "order",
     };
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
 }
 
-const char *
-jrec_state_name(enum jrec_job_state s)
+bool
+jrec_order_next(const struct jrec_order *o, size_t *pos, uint64_t *id)
 {
-    static const char *const names[] = {
-        [JREC_QUEUED] = "queued", [JREC_DELAYED] = "delayed",     [JREC_DEAD] = "dead",
-        [JREC_DONE] = "done",     [JREC_CANCELLED] = "cancelled", [JREC_EXPIRED] = "expired",
-    };
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) && names[s] ? names[s] : "unknown";
+    if (*pos >= o->packed_len)
+        return false;
+    struct dec d = {o->packed + *pos, o->packed + o->packed_len, NULL};
+    *id = get_u(&d);
+    *pos = (size_t)(d.p - o->packed);
+    return d.why == NULL;
 }

@@ -17,6 +17,10 @@ enum jrec_type {
     JREC_FINAL = 4,   /* done / cancelled / expired, with its result */
     JREC_DROP = 5,    /* a written submit whose job was refused: it never existed */
     JREC_QUEUE = 6,   /* a queue's full settings (declare, pause, resume, close) */
+    JREC_MOVE = 7,    /* a queued job landed in another queue of its submit's select */
+    JREC_JOB = 8,     /* snapshot: one job as it is, every field */
+    JREC_ORDER = 9,   /* snapshot: the order of a queue's queued or dead jobs, or of
+                       * the kept results */
 };
 
 enum jrec_job_state {
@@ -26,6 +30,7 @@ enum jrec_job_state {
     JREC_DONE = 4,
     JREC_CANCELLED = 5,
     JREC_EXPIRED = 6,
+    JREC_RESERVED = 7, /* JREC_JOB only */
 };
 
 struct jrec_submit {
@@ -67,6 +72,44 @@ struct jrec_drop {
     uint64_t id;
 };
 
+struct jrec_move {
+    uint64_t id;
+    const char *queue; /* the queue it is in now */
+    size_t queue_len;
+};
+
+/* A job's whole state, for a snapshot: its submit fields plus where it
+ * is. Applying it recreates the job (at the tail of its state's list). */
+struct jrec_job {
+    struct jrec_submit s;      /* due_ms: when a delayed job becomes queued */
+    enum jrec_job_state state; /* any */
+    uint32_t attempt;
+    const char *error; /* may be empty */
+    size_t error_len;
+    const char *result; /* may be empty */
+    size_t result_len;
+};
+
+enum jrec_order_kind {
+    JREC_ORDER_QUEUED = 1,   /* a queue's queued jobs, next in line first */
+    JREC_ORDER_DEAD = 2,     /* a queue's dead jobs, oldest first (kick order) */
+    JREC_ORDER_FINISHED = 3, /* the kept results, oldest first (queue empty) */
+};
+
+/* Moves the listed jobs, in this order, to the tail of their list: after
+ * the ORDER records of a snapshot, every list is in the order it had. The
+ * ids are varints: encoding reads ids[0..n), decoding sets packed (use
+ * jrec_order_next). */
+struct jrec_order {
+    enum jrec_order_kind kind;
+    const char *queue;
+    size_t queue_len;
+    size_t n;
+    const uint64_t *ids;   /* encoding */
+    const uint8_t *packed; /* decoded: n varints */
+    size_t packed_len;
+};
+
 struct jrec_queue {
     const char *name;
     size_t name_len;
@@ -88,6 +131,9 @@ struct jrec {
         struct jrec_final final;
         struct jrec_drop drop;
         struct jrec_queue queue;
+        struct jrec_move move;
+        struct jrec_job job;
+        struct jrec_order order;
     } u;
 };
 
@@ -108,7 +154,12 @@ int jrec_decode(const void *buf, size_t len, struct jrec *out, const char **why)
 /* "submit", "reserve", ... or "unknown". */
 const char *jrec_type_name(enum jrec_type t);
 
-/* "queued", "delayed", ... or "unknown". */
-const char *jrec_state_name(enum jrec_job_state s);
+/* The next id of a decoded ORDER record: *pos starts at 0; false after
+ * the last one. */
+bool jrec_order_next(const struct jrec_order *o, size_t *pos, uint64_t *id);
+
+/* Ids per ORDER record a snapshot writes: each record stays far below the
+ * segment's record limit. */
+#define JREC_ORDER_CHUNK 8192
 
 #endif

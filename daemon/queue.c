@@ -1,10 +1,13 @@
-/* Queue construction, the dead list and the stats document. */
+/* Queues: construction and the placement of queued jobs (see queue.h). */
 #include "chanq_config.h"
 
 #include "daemon/queue.h"
-#include "daemon/job.h"
+
+#include "daemon/broker-internal.h"
+#include "daemon/log.h"
 
 #include "core/chan.h"
+#include "core/go.h"
 #include "core/timer.h"
 
 #include <errno.h>
@@ -12,19 +15,20 @@
 #include <string.h>
 
 struct queue *
-queue_new(const char *name, size_t name_len, const struct queue_settings *set)
+queue_new(struct broker *b, const char *name, size_t name_len, const struct queue_settings *set)
 {
     struct queue *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
+    q->broker = b;
     q->name = strndup(name, name_len);
     q->name_len = name_len;
     q->set = *set;
-    q->jobs = chan_new(sizeof(struct job *), (size_t)set->capacity);
     q->closing = chan_new(0, 0);
     q->drained = chan_new(0, 0);
     q->changed = chan_new(0, 0);
-    if (!q->name || !q->jobs || !q->closing || !q->drained || !q->changed) {
+    if (!q->name || !q->closing || !q->drained || !q->changed ||
+        (b->serving && queue_start(q) < 0)) {
         queue_free(q);
         return NULL;
     }
@@ -43,6 +47,9 @@ queue_free(struct queue *q)
 {
     if (!q)
         return;
+    struct job *j;
+    while (q->jobs && chan_try_recv(q->jobs, &j) == 0)
+        job_unref(j);
     unref_chan(q->jobs);
     unref_chan(q->closing);
     unref_chan(q->drained);
@@ -51,55 +58,143 @@ queue_free(struct queue *q)
     free(q);
 }
 
+void
+queue_configure(struct queue *q, const struct queue_settings *set)
+{
+    if (!q->jobs)
+        q->set.capacity = set->capacity;
+    q->set.ttr_ms = set->ttr_ms;
+    q->set.max_attempts = set->max_attempts;
+}
+
+int
+queue_start(struct queue *q)
+{
+    if (q->jobs)
+        return 0;
+    q->jobs = chan_new(sizeof(struct job *), (size_t)q->set.capacity);
+    if (!q->jobs)
+        return -ENOMEM;
+    while (q->standby.head) {
+        struct job *j = q->standby.head;
+        job_list_remove(&q->standby, j);
+        j->in_channel = CHAN_OUT;
+        queue_place(q, j);
+    }
+    queue_check_drained(q);
+    return 0;
+}
+
 size_t
 queue_depth(const struct queue *q)
 {
-    size_t len = chan_len(q->jobs);
+    size_t len = q->jobs ? chan_len(q->jobs) : 0;
+    len += q->standby.n;
     return len > q->tombstones ? len - q->tombstones : 0;
 }
 
 void
-queue_dead_push(struct queue *q, struct job *j)
+queue_check_drained(struct queue *q)
 {
-    j->dead_next = NULL;
-    if (q->dead_tail)
-        q->dead_tail->dead_next = j;
-    else
-        q->dead_head = j;
-    q->dead_tail = j;
-    q->dead++;
-}
-
-struct job *
-queue_dead_pop(struct queue *q)
-{
-    struct job *j = q->dead_head;
-    if (!j)
-        return NULL;
-    q->dead_head = j->dead_next;
-    if (!q->dead_head)
-        q->dead_tail = NULL;
-    j->dead_next = NULL;
-    q->dead--;
-    return j;
+    if (q->closed && !q->drained_sent && q->inflight_sends == 0 && queue_depth(q) == 0 &&
+        q->jobs && chan_len(q->jobs) == 0) {
+        q->drained_sent = true;
+        chan_close(q->drained);
+    }
 }
 
 void
-queue_dead_remove(struct queue *q, struct job *j)
+queue_send_begin(struct queue *q, struct job *j)
 {
-    struct job **pp = &q->dead_head;
-    struct job *prev = NULL;
-    while (*pp && *pp != j) {
-        prev = *pp;
-        pp = &(*pp)->dead_next;
+    j->in_channel = CHAN_SENDING;
+    q->inflight_sends++;
+}
+
+void
+queue_send_finished(struct queue *q, struct job *j, bool sent)
+{
+    q->inflight_sends--;
+    if (sent && j->in_channel == CHAN_SENDING) {
+        j->in_channel = CHAN_IN;
+        if (j->state != JOB_QUEUED)
+            q->tombstones++; /* it left QUEUED while it was on its way in */
+    } else if (!sent) {
+        j->in_channel = CHAN_OUT;
     }
-    if (!*pp)
+    queue_check_drained(q);
+}
+
+struct requeue {
+    struct queue *q;
+    struct job *j; /* carries the channel's reference */
+};
+
+static void
+requeue_fn(void *arg)
+{
+    struct requeue *r = arg;
+    struct queue *q = r->q;
+    struct job *j = r->j;
+    struct broker *b = q->broker;
+    free(r);
+    int rc = chan_send(q->jobs, &j, b->root);
+    pthread_mutex_lock(&b->lock);
+    queue_send_finished(q, j, rc == 0);
+    pthread_mutex_unlock(&b->lock);
+    if (rc != 0)
+        job_unref(j); /* shutting down: the job stays where it is */
+}
+
+void
+queue_place(struct queue *q, struct job *j)
+{
+    j->since_ms = timer_now_ms();
+    if (!q->jobs) {
+        j->in_channel = CHAN_STANDBY;
+        job_list_append(&q->standby, j);
         return;
-    *pp = j->dead_next;
-    if (q->dead_tail == j)
-        q->dead_tail = prev;
-    j->dead_next = NULL;
-    q->dead--;
+    }
+    job_ref(j); /* the channel's reference */
+    queue_send_begin(q, j);
+    if (chan_try_send(q->jobs, &j) == 0) {
+        queue_send_finished(q, j, true);
+        return;
+    }
+    struct requeue *r = malloc(sizeof *r);
+    if (r) {
+        r->q = q;
+        r->j = j;
+        if (go(requeue_fn, r) == 0)
+            return;
+        free(r);
+    }
+    /* No memory for a goroutine: the job stays QUEUED outside the channel;
+     * a restart is the way back. Say so loudly. */
+    log_error("out of memory requeueing job %llu: it waits for a restart",
+              (unsigned long long)j->id);
+    queue_send_finished(q, j, false);
+    job_unref(j);
+}
+
+void
+queue_unplace(struct queue *q, struct job *j)
+{
+    if (j->in_channel == CHAN_STANDBY) {
+        job_list_remove(&q->standby, j);
+        j->in_channel = CHAN_OUT;
+    } else if (j->in_channel == CHAN_IN) {
+        q->tombstones++; /* its pointer stays in the channel until a fetch skips it */
+    }
+    queue_check_drained(q);
+}
+
+bool
+queue_took(struct queue *q, struct job *j)
+{
+    if (j->in_channel == CHAN_IN && j->state != JOB_QUEUED)
+        q->tombstones--;
+    j->in_channel = CHAN_OUT;
+    return j->state == JOB_QUEUED;
 }
 
 int
@@ -113,112 +208,4 @@ queue_signal_change(struct queue *q)
     chan_close(old);
     chan_unref(old);
     return 0;
-}
-
-/* From a few ms (a quick handler) to half an hour (batch work); ttr is
- * at most 7 days, longer runs land in +Inf. */
-const int64_t queue_run_le_ms[QUEUE_RUN_BUCKETS] = {
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 1800000,
-};
-
-void
-queue_record_run(struct queue *q, int64_t ms)
-{
-    if (ms < 0)
-        ms = 0;
-    size_t i = 0;
-    while (i < QUEUE_RUN_BUCKETS && ms > queue_run_le_ms[i])
-        i++;
-    q->runs.counts[i]++;
-    q->runs.sum_ms += (uint64_t)ms;
-}
-
-json_t *
-queue_run_hist_json(const struct queue *q)
-{
-    json_t *le = json_array(), *counts = json_array();
-    uint64_t cum = 0;
-    for (size_t i = 0; le && counts && i < QUEUE_RUN_BUCKETS; i++) {
-        cum += q->runs.counts[i];
-        json_array_append_new(le, json_integer(queue_run_le_ms[i]));
-        json_array_append_new(counts, json_integer((json_int_t)cum));
-    }
-    cum += q->runs.counts[QUEUE_RUN_BUCKETS];
-    return json_pack("{s:o*, s:o*, s:I, s:I}", "le_ms", le, "counts", counts, "sum_ms",
-                     (json_int_t)q->runs.sum_ms, "count", (json_int_t)cum);
-}
-
-/* chan_peek_each callback: stops at the first job still queued (cancelled
- * or expired ones stay in the buffer as tombstones until a fetch skips
- * them). The broker lock is held, which guards the job's fields. */
-static bool
-find_queued(const void *elem, void *arg)
-{
-    const struct job *j = *(struct job *const *)elem;
-    if (j->state != JOB_QUEUED)
-        return true;
-    *(int64_t *)arg = j->since_ms;
-    return false;
-}
-
-int64_t
-queue_oldest_age_ms(const struct queue *q)
-{
-    int64_t since = -1;
-    chan_peek_each(q->jobs, find_queued, &since);
-    if (since < 0)
-        return 0;
-    int64_t age = timer_now_ms() - since;
-    return age > 0 ? age : 0;
-}
-
-void
-queue_snapshot(const struct queue *q, struct queue_snap *out)
-{
-    *out = (struct queue_snap){
-        .name = q->name,
-        .set = q->set,
-        .depth = queue_depth(q),
-        .reserved = q->reserved,
-        .delayed = q->delayed,
-        .dead = q->dead,
-        .waiting_submitters = q->waiting_submitters,
-        .waiting_fetchers = q->waiting_fetchers,
-        .paused = q->paused,
-        .closed = q->closed,
-        .count = q->count,
-        .oldest_age_ms = queue_oldest_age_ms(q),
-    };
-}
-
-json_t *
-queue_snap_json(const struct queue_snap *s)
-{
-    const struct queue_counters *c = &s->count;
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, "
-                          "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                          "capacity", (json_int_t)s->set.capacity, "ttr_ms",
-                          (json_int_t)s->set.ttr_ms, "max_attempts",
-                          (json_int_t)s->set.max_attempts, "depth", (json_int_t)s->depth,
-                          "reserved", (json_int_t)s->reserved, "delayed", (json_int_t)s->delayed,
-                          "dead", (json_int_t)s->dead, "waiting_submitters",
-                          (json_int_t)s->waiting_submitters, "paused", s->paused, "closed",
-                          s->closed, "waiting_fetchers", (json_int_t)s->waiting_fetchers,
-                          "submitted", (json_int_t)c->submitted, "delivered",
-                          (json_int_t)c->delivered, "acked", (json_int_t)c->acked, "nacked",
-                          (json_int_t)c->nacked, "expired", (json_int_t)c->expired, "cancelled",
-                          (json_int_t)c->cancelled, "rejected_full", (json_int_t)c->rejected_full);
-    if (o) {
-        json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
-        json_object_set_new(o, "oldest_age_ms", json_integer(s->oldest_age_ms));
-    }
-    return o;
-}
-
-json_t *
-queue_stats_json(const struct queue *q)
-{
-    struct queue_snap s;
-    queue_snapshot(q, &s);
-    return queue_snap_json(&s);
 }

@@ -1,8 +1,11 @@
 /* One queue: a bounded channel of job pointers plus its bookkeeping
  * (delayed/reserved/dead counts, the dead list, counters) and the broadcast
- * channels that wake parked submitters and fetchers when its state changes.
- * Every field is guarded by the broker lock; the channels do their own
- * locking. The logic that moves jobs lives in broker.c. */
+ * channels that wake parked submitters and fetchers when its state changes;
+ * and the placement of queued jobs: into the channel (at once, or from a
+ * goroutine that waits for room), or, while the broker is not serving (a
+ * replay, a standby state), onto an ordered list that becomes the
+ * channel's content when it starts. Every field is guarded by the broker
+ * lock; the channels do their own locking. Every function: lock held. */
 #ifndef CHANQ_DAEMON_QUEUE_H
 #define CHANQ_DAEMON_QUEUE_H
 
@@ -11,9 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/job.h"
+
 struct broker;
 struct chan;
-struct job;
+
+/* j->in_channel: where a QUEUED job's pointer is, for tombstone counting. */
+enum placement {
+    CHAN_OUT = 0,     /* not in the channel (or taken out by a fetcher) */
+    CHAN_SENDING = 1, /* a submitter or requeuer is sending it */
+    CHAN_IN = 2,      /* sitting in the channel */
+    CHAN_STANDBY = 3, /* on the standby list (the broker is not serving) */
+};
 
 /* What `declare` sets and what new jobs inherit. */
 struct queue_settings {
@@ -43,7 +55,9 @@ struct queue {
     char *name;                   /* owned, NUL-terminated */
     size_t name_len;              /* bytes of name */
     struct queue_settings set;    /* capacity and job defaults */
-    struct chan *jobs;            /* struct job * elements; capacity = set.capacity */
+    struct chan *jobs;            /* struct job * elements; capacity = set.capacity;
+                                   * NULL until the broker serves (queue_start) */
+    struct job_list standby;      /* queued jobs in order while not serving */
     struct chan *closing;         /* closed by `close`: wakes parked submitters */
     struct chan *drained;         /* closed once closed and empty: fetchers answer `closed` */
     struct chan *changed;         /* closed and replaced on pause/resume: fetchers re-plan */
@@ -52,28 +66,53 @@ struct queue {
     bool drained_sent;            /* `drained` has been closed */
     size_t tombstones;            /* cancelled/expired job pointers still in `jobs` */
     size_t inflight_sends;        /* submits/requeues between their decision and their send's end */
-    size_t reserved, delayed, dead; /* jobs in those states */
+    size_t reserved, delayed;     /* jobs in those states */
+    struct job_list dead;         /* dead jobs, oldest first (kick order) */
     size_t waiting_submitters;    /* submits parked for room */
     size_t waiting_fetchers;      /* fetches parked on this queue */
-    struct job *dead_head, *dead_tail; /* dead jobs, oldest first (kick order) */
     struct queue_counters count;  /* totals */
     struct queue_run_hist runs;   /* run time of acked jobs */
 };
 
-/* A new, empty queue with these settings. Returns NULL when out of memory. */
-struct queue *queue_new(const char *name, size_t name_len, const struct queue_settings *set);
-/* Frees q and its channels. Jobs still in the channel are not unreferenced:
- * the broker does that first (queue_drop_jobs). */
+/* A new, empty queue of broker b with these settings; its job channel is
+ * made now when b serves, else by queue_start. NULL when out of memory. */
+struct queue *queue_new(struct broker *b, const char *name, size_t name_len,
+                        const struct queue_settings *set);
+/* Frees q and its channels, dropping the channel's job references. */
 void queue_free(struct queue *q);
+/* The broker starts serving: makes the channel and moves the standby list
+ * into it, in order (jobs beyond its capacity wait in goroutines, as a
+ * requeue does). 0 or -ENOMEM. */
+int queue_start(struct queue *q);
+/* Replaces the settings (declare's, a replayed queue record): capacity
+ * only while not serving, when there is no channel yet. */
+void queue_configure(struct queue *q, const struct queue_settings *set);
 
-/* Queued jobs: buffered pointers that are not tombstones. */
+/* Queued jobs: buffered pointers that are not tombstones, or the standby list. */
 size_t queue_depth(const struct queue *q);
 
-/* Dead list: append / remove the oldest. */
-void queue_dead_push(struct queue *q, struct job *j);
-struct job *queue_dead_pop(struct queue *q);
-/* Removes j from the dead list (it must be on it). */
-void queue_dead_remove(struct queue *q, struct job *j);
+/* ---- placement of QUEUED jobs ---- */
+
+/* Puts a QUEUED job at the tail: the standby list, or the channel at once
+ * when there is room, else from a goroutine that parks until there is
+ * (capacity only counts queued jobs, so a returning job waits its turn
+ * like a submit). */
+void queue_place(struct queue *q, struct job *j);
+/* A QUEUED job leaves that state: off the standby list, or its pointer
+ * stays in the channel as a tombstone until a fetch skips it. */
+void queue_unplace(struct queue *q, struct job *j);
+/* A sender (submit) is about to send j, which carries the channel's
+ * reference, into q; queue_send_finished when the send ended (sent: it got
+ * in). */
+void queue_send_begin(struct queue *q, struct job *j);
+void queue_send_finished(struct queue *q, struct job *j, bool sent);
+/* After a fetch took j out of q's channel: true when it is deliverable
+ * (QUEUED); otherwise the tombstone is gone and the caller drops the
+ * channel's reference. */
+bool queue_took(struct queue *q, struct job *j);
+/* After q lost a queued job or its last sender: closes `drained` once it
+ * is closed and empty. */
+void queue_check_drained(struct queue *q);
 
 /* Replaces `changed` with a fresh channel and closes the old one, waking
  * every fetcher parked on it. Returns 0 or -ENOMEM (nothing changed). */

@@ -330,14 +330,12 @@ open_journal(struct server *srv)
         log_error("journal replay failed: %s", err);
         return -1;
     }
-    journal_set_compactor(srv->journal, broker_keep_batch, srv->broker);
-    journal_set_compact_window(srv->journal, broker_compact_window);
+    journal_set_snapshotter(srv->journal, &broker_snapshotter, srv->broker);
     if (journal_start(srv->journal, err, sizeof err) < 0) {
         log_error("cannot start the journal: %s", err);
         return -1;
     }
     broker_set_journal(srv->broker, srv->journal);
-    broker_replay_finish(srv->broker);
     log_info("journal %s: %llu records replayed in %lld ms (fsync %s)", cfg->data_dir,
              (unsigned long long)journal_replayed(srv->journal), (long long)(mono_ms() - start),
              config_fsync_name(cfg->fsync));
@@ -369,6 +367,7 @@ server_new(struct config *cfg)
         goto out_free;
     if (!cfg->memory && open_journal(srv) < 0)
         goto out_free;
+    broker_start(srv->broker);
     if (!(srv->listeners = listener_set_new(srv->base, cfg, on_accept, srv)))
         goto out_free;
     if (srv->tls && listener_set_add_tls(srv->listeners, srv->base, cfg, on_accept_tls, srv) < 0)

@@ -55,9 +55,8 @@ struct journal {
     bool compacting;           /* a journal_compact_batch runs */
     int compactors;            /* compaction goroutines spawned, not yet ended */
     uint64_t last_compact_out; /* size the last compaction left (policy) */
-    journal_keep_batch_fn *auto_keep; /* journal_set_compactor */
-    void *auto_arg;
-    journal_compact_window_fn *compact_window; /* journal_set_compact_window */
+    const struct journal_snapshotter *snap; /* journal_set_snapshotter */
+    void *snap_arg;
 
     /* Writer state: only the writer goroutine and its I/O thread. */
     struct chan *kick;      /* cap 1: "a batch has records" */

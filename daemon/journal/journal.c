@@ -412,17 +412,12 @@ journal_wait_chan(struct journal_wait *w)
 {
     return ((struct batch *)w)->done;
 }
-void
-journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg)
-{
-    j->auto_keep = keep;
-    j->auto_arg = arg;
-}
 
 void
-journal_set_compact_window(struct journal *j, journal_compact_window_fn *window)
+journal_set_snapshotter(struct journal *j, const struct journal_snapshotter *s, void *arg)
 {
-    j->compact_window = window;
+    j->snap = s;
+    j->snap_arg = arg;
 }
 
 uint64_t

@@ -62,13 +62,6 @@ struct journal *journal_open(const char *dir, enum config_fsync fsync, bool repa
 struct journal *journal_open_opts(const char *dir, const struct journal_opts *opts, char *err,
                                   size_t errlen);
 
-/* A record as handed to apply/keep callbacks: borrowed bytes, valid only
- * during the call. */
-struct journal_rec {
-    const void *data;
-    size_t len;
-};
-
 /* Replay callback: one record, in log order. Return 0 to go on, or a
  * negative errno to stop the replay (reported with the file and offset). */
 typedef int journal_apply_fn(void *arg, const void *rec, size_t len);
@@ -150,47 +143,46 @@ void journal_wait_release(struct journal_wait *w);
  * returns at once), for chan_select. Valid while w's reference is held. */
 struct chan *journal_wait_chan(struct journal_wait *w);
 
-/* Compaction. keep_batch says for each of n old records whether it is still
- * live (keep[i] = true) and must survive; it is called from the compacting
- * goroutine with up to JOURNAL_KEEP_BATCH records at a time, so the broker
- * can answer a whole batch under one short lock. Records are borrowed. */
-#define JOURNAL_KEEP_BATCH 1024
-typedef void journal_keep_batch_fn(void *arg, const struct journal_rec *recs, size_t n,
-                                   bool *keep);
+/* Compaction is a snapshot. The journal rolls to a fresh segment (the
+ * snapshot's log position), hands every record of the older segments, in
+ * order, to a fresh state of the snapshotter's making (the same apply a
+ * replay uses), then has that state write the records that rebuild it into
+ * one segment (temp file, fsync, rename over the newest old segment's name,
+ * flagged SEGMENT_COMPACTED), fsyncs the dir and deletes the older ones.
+ * Replaying the result gives the state the old records gave, by
+ * construction. Appends go on meanwhile; the work runs on the compacting
+ * goroutine and its own I/O thread, never the writer's. */
+typedef int journal_emit_fn(void *emit_arg, const void *rec, size_t len);
+struct journal_snapshotter {
+    /* A fresh, empty state; NULL when out of memory. */
+    void *(*begin)(void *arg);
+    /* One old record into the state, in log order: 0, or a negative errno
+     * to give the compaction up. */
+    journal_apply_fn *apply;
+    /* Writes the state as records through emit (emit's errors are to be
+     * passed back): 0 or a negative errno. */
+    int (*write)(void *state, journal_emit_fn *emit, void *emit_arg);
+    /* Frees the state. */
+    void (*end)(void *state);
+};
 
-/* Compacts now, in the calling goroutine: rolls to a new segment (a few ms
- * of the writer), then rewrites the kept records of every older segment, in
- * order, into one segment written as a temp file, fsync'd and renamed over
- * the newest old segment's name (flagged SEGMENT_COMPACTED), fsyncs the dir
- * and deletes the older segments. Appends go on meanwhile. Returns 0,
- * -EBUSY (another compaction runs), -ESHUTDOWN, or an I/O error (the old
- * segments are then untouched). Goroutine only; parks; its heavy I/O runs on
- * a thread of its own. */
-int journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg);
+/* Registers the snapshotter (borrowed; arg is begin's) that compactions
+ * use: the policy's after a segment roll, the test seam's, journal_compact.
+ * NULL: no compaction. Call before journal_start. */
+void journal_set_snapshotter(struct journal *j, const struct journal_snapshotter *s, void *arg);
+
+/* Compacts now, in the calling goroutine. Returns 0, -EBUSY (another
+ * compaction runs), -ESHUTDOWN, -ENOSYS (no snapshotter), the
+ * snapshotter's error, or an I/O error (the old segments are then
+ * untouched). Goroutine only; parks. */
+int journal_compact(struct journal *j);
 
 /* The policy hook: when no compaction runs, journal_bytes > compact_bytes
  * and journal_bytes >= 2 x the size the last compaction left (so a journal
  * that is mostly live is not rewritten again and again), spawns a goroutine
- * running journal_compact_batch(j, keep, arg) and returns 1; else 0; or
- * -ENOMEM. `arg` must stay valid until the compaction ends (journal_close
- * waits for it). Any goroutine or thread; never parks. */
-int journal_maybe_compact(struct journal *j, journal_keep_batch_fn *keep, void *arg);
-
-/* Registers the compactor the writer goroutine then tries (through
- * journal_maybe_compact) after every segment roll. NULL disables it. Call
- * before journal_start. */
-void journal_set_compactor(struct journal *j, journal_keep_batch_fn *keep, void *arg);
-
-/* A keep function judges records one batch at a time while the state it
- * reads goes on changing, so two records of one job could be judged against
- * different states (the submit kept while the job lives, its ack dropped
- * after the job is forgotten: the acked job would come back). Every
- * compaction therefore calls window(arg, true) before its first keep call
- * and window(arg, false) after its last (with the keep function's arg), so
- * the keeper can answer steadily in between. NULL: no calls. Call before
- * journal_start. */
-typedef void journal_compact_window_fn(void *arg, bool open);
-void journal_set_compact_window(struct journal *j, journal_compact_window_fn *window);
+ * running journal_compact and returns 1; else 0; or -ENOMEM. journal_close
+ * waits for it. Any goroutine or thread; never parks. */
+int journal_maybe_compact(struct journal *j);
 
 /* Bytes of all segment files (headers included). Any thread; a snapshot. */
 uint64_t journal_bytes(const struct journal *j);

@@ -1,4 +1,5 @@
-/* Compaction: roll, rewrite the live records of the closed segments into one
+/* Compaction as a snapshot: roll, replay the closed segments into a fresh
+ * state of the snapshotter's, write that state's records into one
  * COMPACTED segment (temp file, fsync, rename, dir fsync), delete the old
  * ones; and the policy hook journal_maybe_compact. */
 #include "chanq_config.h"
@@ -28,8 +29,7 @@
 struct compaction {
     struct journal *j;
     struct iothread iot;         /* its own: a big fsync must not delay the writer */
-    journal_keep_batch_fn *keep; /* the broker's liveness test */
-    void *arg;
+    void *snapshot;              /* the snapshotter's, built from the old records */
     struct seginfo *olds;        /* the segments being rewritten, in order */
     size_t nolds;
     char final[4096];            /* output: the newest old segment's name */
@@ -105,55 +105,53 @@ io_c_abort(void *arg)
     return 0;
 }
 
-/* Asks keep about n records and frames the kept ones into c->buf. */
+/* journal_emit_fn: frames one snapshot record into c->buf, writing the
+ * buffer out past COMPACT_WRITE_CHUNK. */
 static int
-compact_group(struct compaction *c, const struct journal_rec *recs, size_t n, bool *keep)
+compact_emit(void *arg, const void *rec, size_t len)
 {
-    memset(keep, 0, n * sizeof(*keep));
-    c->keep(c->arg, recs, n, keep);
-    for (size_t i = 0; i < n; i++) {
-        if (!keep[i])
-            continue;
-        size_t need = c->len + SEGMENT_FRAME_SIZE + recs[i].len;
-        if (need > c->cap) {
-            size_t cap = c->cap ? c->cap : COMPACT_WRITE_CHUNK;
-            while (cap < need)
-                cap *= 2;
-            uint8_t *p = realloc(c->buf, cap);
-            if (!p)
-                return -ENOMEM;
-            c->buf = p;
-            c->cap = cap;
-        }
-        c->len += segment_frame(c->buf + c->len, recs[i].data, recs[i].len);
+    struct compaction *c = arg;
+    if (len == 0 || len > SEGMENT_MAX_RECORD)
+        return -EMSGSIZE;
+    size_t need = c->len + SEGMENT_FRAME_SIZE + len;
+    if (need > c->cap) {
+        size_t cap = c->cap ? c->cap : COMPACT_WRITE_CHUNK;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *p = realloc(c->buf, cap);
+        if (!p)
+            return -ENOMEM;
+        c->buf = p;
+        c->cap = cap;
     }
+    c->len += segment_frame(c->buf + c->len, rec, len);
     return c->len >= COMPACT_WRITE_CHUNK ? iothread_call(&c->iot, io_c_write, c) : 0;
 }
 
-/* Streams one old segment's records through keep. */
+#define COMPACT_YIELD_EVERY 4096 /* records applied between two yields */
+
+/* Streams one old segment's records into the snapshot state. The work is
+ * CPU on a runtime thread: it yields now and then so that requests keep
+ * being served. */
 static int
-compact_segment(struct compaction *c, const struct seginfo *s, struct journal_rec *recs,
-                bool *keep)
+compact_segment(struct compaction *c, const struct seginfo *s)
 {
     char path[4096], err[256];
     struct segment_reader r;
-    size_t n = 0;
     enum segment_status st;
+    const void *rec;
+    size_t len, n = 0;
     journal_seg_path(c->j, s->seq, path, sizeof(path));
     int rc = segment_reader_open(&r, path, err, sizeof(err));
     if (rc < 0) {
         log_error("journal: compaction: %s", err);
         return rc;
     }
-    for (;;) {
-        st = segment_reader_next(&r, &recs[n].data, &recs[n].len);
-        if (st == SEGMENT_RECORD && ++n < JOURNAL_KEEP_BATCH)
-            continue;
-        if (n > 0 && (rc = compact_group(c, recs, n, keep)) < 0)
+    while ((st = segment_reader_next(&r, &rec, &len)) == SEGMENT_RECORD) {
+        if ((rc = c->j->snap->apply(c->snapshot, rec, len)) < 0)
             break;
-        n = 0;
-        if (st != SEGMENT_RECORD)
-            break;
+        if (++n % COMPACT_YIELD_EVERY == 0 && go_on_goroutine())
+            go_yield();
     }
     if (rc == 0 && st != SEGMENT_END) {
         log_error("journal: compaction: %s at offset %zu: %s", path, r.offset,
@@ -203,11 +201,15 @@ compact_commit(struct compaction *c)
 static int
 compact_run(struct compaction *c)
 {
-    struct journal_rec *recs = malloc(JOURNAL_KEEP_BATCH * sizeof(*recs));
-    bool *keep = malloc(JOURNAL_KEEP_BATCH * sizeof(*keep));
-    int rc = recs && keep ? iothread_call(&c->iot, io_c_create, c) : -ENOMEM;
+    const struct journal_snapshotter *snap = c->j->snap;
+    c->snapshot = snap->begin(c->j->snap_arg);
+    int rc = c->snapshot ? iothread_call(&c->iot, io_c_create, c) : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < c->nolds; i++)
-        rc = compact_segment(c, &c->olds[i], recs, keep);
+        rc = compact_segment(c, &c->olds[i]);
+    if (rc == 0)
+        rc = snap->write(c->snapshot, compact_emit, c);
+    if (c->snapshot)
+        snap->end(c->snapshot);
     if (rc == 0 && c->len > 0)
         rc = iothread_call(&c->iot, io_c_write, c);
     if (rc == 0)
@@ -218,15 +220,15 @@ compact_run(struct compaction *c)
     } else {
         iothread_call(&c->iot, io_c_abort, c);
     }
-    free(recs);
-    free(keep);
     return rc;
 }
 
 int
-journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg)
+journal_compact(struct journal *j)
 {
-    struct compaction c = {.j = j, .keep = keep, .arg = arg, .fd = -1};
+    struct compaction c = {.j = j, .fd = -1};
+    if (!j->snap)
+        return -ENOSYS;
     pthread_mutex_lock(&j->mu);
     int rc = j->closing || !j->started ? -ESHUTDOWN : j->compacting ? -EBUSY : 0;
     if (rc == 0)
@@ -256,11 +258,7 @@ journal_compact_batch(struct journal *j, journal_keep_batch_fn *keep, void *arg)
     if ((rc = iothread_start(&c.iot)) < 0)
         goto out;
     int64_t t0 = timer_now_ms();
-    if (j->compact_window)
-        j->compact_window(arg, true);
     rc = compact_run(&c);
-    if (j->compact_window)
-        j->compact_window(arg, false);
     iothread_stop(&c.iot);
     if (rc < 0) {
         log_error("journal: compaction failed: %s (old segments kept)", strerror(-rc));
@@ -282,42 +280,29 @@ out:
 }
 
 /* A compaction started by journal_maybe_compact. */
-struct compact_job {
-    struct journal *j;
-    journal_keep_batch_fn *keep;
-    void *arg;
-};
-
 static void
 compact_main(void *arg)
 {
-    struct compact_job *cj = arg;
-    struct journal *j = cj->j;
-    journal_compact_batch(j, cj->keep, cj->arg);
-    free(cj);
+    struct journal *j = arg;
+    journal_compact(j);
     pthread_mutex_lock(&j->mu);
     j->compactors--;
     pthread_mutex_unlock(&j->mu);
 }
 
 int
-journal_maybe_compact(struct journal *j, journal_keep_batch_fn *keep, void *arg)
+journal_maybe_compact(struct journal *j)
 {
     pthread_mutex_lock(&j->mu);
-    bool due = j->started && !j->closing && !j->compacting && j->compactors == 0 &&
+    bool due = j->snap && j->started && !j->closing && !j->compacting && j->compactors == 0 &&
                j->bytes > j->opts.compact_bytes && j->bytes >= 2 * j->last_compact_out;
     if (due)
         j->compactors++;
     pthread_mutex_unlock(&j->mu);
     if (!due)
         return 0;
-    struct compact_job *cj = malloc(sizeof(*cj));
-    if (cj) {
-        *cj = (struct compact_job){j, keep, arg};
-        if (go(compact_main, cj) == 0)
-            return 1;
-        free(cj);
-    }
+    if (go(compact_main, j) == 0)
+        return 1;
     pthread_mutex_lock(&j->mu);
     j->compactors--;
     pthread_mutex_unlock(&j->mu);
@@ -339,8 +324,7 @@ chaos_main(void *arg)
         pthread_mutex_unlock(&j->mu);
         if (closing)
             break;
-        if (j->auto_keep)
-            journal_compact_batch(j, j->auto_keep, j->auto_arg);
+        journal_compact(j);
     }
     pthread_mutex_lock(&j->mu);
     j->compactors--;

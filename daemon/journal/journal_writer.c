@@ -251,8 +251,8 @@ do_roll(struct journal *j, struct chan *req)
         pthread_mutex_unlock(&j->mu);
         chan_close(req);
     }
-    if (rc == 0 && j->auto_keep)
-        journal_maybe_compact(j, j->auto_keep, j->auto_arg);
+    if (rc == 0 && j->snap)
+        journal_maybe_compact(j);
 }
 
 static void

@@ -45,7 +45,43 @@ sample_records(struct jrec *out)
     out[n++].u.queue = (struct jrec_queue){.name = "q1", .name_len = 2, .capacity = 1000,
                                            .ttr_ms = 60000, .max_attempts = 3, .paused = true,
                                            .closed = false};
+    out[n].type = JREC_MOVE;
+    out[n++].u.move = (struct jrec_move){.id = 13, .queue = "q2", .queue_len = 2};
+    out[n].type = JREC_JOB;
+    out[n++].u.job = (struct jrec_job){
+        .s = {.id = 14, .queue = "q1", .queue_len = 2, .payload = PAYLOAD,
+              .payload_len = strlen(PAYLOAD), .ttr_ms = 100, .max_attempts = 2,
+              .created_ms = 1700000000000, .deadline_ms = 1700000009000, .parent_id = 3},
+        .state = JREC_RESERVED, .attempt = 2, .error = "ttr expired", .error_len = 11};
+    out[n].type = JREC_JOB;
+    out[n++].u.job = (struct jrec_job){
+        .s = {.id = 15, .queue = "q1", .queue_len = 2}, .state = JREC_DONE, .attempt = 1,
+        .result = "[1]", .result_len = 3};
+    static const uint64_t order_ids[] = {14, 1, UINT64_MAX, 300};
+    out[n].type = JREC_ORDER;
+    out[n++].u.order = (struct jrec_order){.kind = JREC_ORDER_QUEUED, .queue = "q1",
+                                           .queue_len = 2, .n = 4, .ids = order_ids};
+    out[n].type = JREC_ORDER;
+    out[n++].u.order = (struct jrec_order){.kind = JREC_ORDER_FINISHED};
     return n;
+}
+
+static bool same_submit(const struct jrec_submit *x, const struct jrec_submit *y);
+
+/* An encoded ORDER's ids against a decoded one's. */
+static bool
+same_order(const struct jrec_order *x, const struct jrec_order *y)
+{
+    const struct jrec_order *dec = x->packed ? x : y, *enc = x->packed ? y : x;
+    if (x->kind != y->kind || x->n != y->n || !dec->packed ||
+        x->queue_len != y->queue_len || (x->queue_len && memcmp(x->queue, y->queue, x->queue_len)))
+        return false;
+    size_t pos = 0, i = 0;
+    uint64_t id;
+    while (jrec_order_next(dec, &pos, &id))
+        if (i >= enc->n || enc->ids[i++] != id)
+            return false;
+    return i == enc->n;
 }
 
 static bool
@@ -60,14 +96,20 @@ same_record(const struct jrec *a, const struct jrec *b)
     if (a->type != b->type)
         return false;
     switch (a->type) {
-    case JREC_SUBMIT: {
-        const struct jrec_submit *x = &a->u.submit, *y = &b->u.submit;
-        return x->id == y->id && same_bytes(x->queue, x->queue_len, y->queue, y->queue_len) &&
-               same_bytes(x->payload, x->payload_len, y->payload, y->payload_len) &&
-               x->ttr_ms == y->ttr_ms && x->max_attempts == y->max_attempts &&
-               x->created_ms == y->created_ms && x->deadline_ms == y->deadline_ms &&
-               x->due_ms == y->due_ms && x->parent_id == y->parent_id;
+    case JREC_SUBMIT:
+        return same_submit(&a->u.submit, &b->u.submit);
+    case JREC_MOVE:
+        return a->u.move.id == b->u.move.id &&
+               same_bytes(a->u.move.queue, a->u.move.queue_len, b->u.move.queue,
+                          b->u.move.queue_len);
+    case JREC_JOB: {
+        const struct jrec_job *x = &a->u.job, *y = &b->u.job;
+        return same_submit(&x->s, &y->s) && x->state == y->state && x->attempt == y->attempt &&
+               same_bytes(x->error, x->error_len, y->error, y->error_len) &&
+               same_bytes(x->result, x->result_len, y->result, y->result_len);
     }
+    case JREC_ORDER:
+        return same_order(&a->u.order, &b->u.order);
     case JREC_RESERVE:
         return a->u.reserve.id == b->u.reserve.id && a->u.reserve.attempt == b->u.reserve.attempt;
     case JREC_STATE: {
@@ -91,6 +133,16 @@ same_record(const struct jrec *a, const struct jrec *b)
     }
     }
     return false;
+}
+
+static bool
+same_submit(const struct jrec_submit *x, const struct jrec_submit *y)
+{
+    return x->id == y->id && same_bytes(x->queue, x->queue_len, y->queue, y->queue_len) &&
+           same_bytes(x->payload, x->payload_len, y->payload, y->payload_len) &&
+           x->ttr_ms == y->ttr_ms && x->max_attempts == y->max_attempts &&
+           x->created_ms == y->created_ms && x->deadline_ms == y->deadline_ms &&
+           x->due_ms == y->due_ms && x->parent_id == y->parent_id;
 }
 
 START_TEST(every_record_type_round_trips)
