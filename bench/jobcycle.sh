@@ -5,6 +5,11 @@
 #
 #   bench/jobcycle.sh [--durable] [--seconds N] [--rounds R] [--jobs N]
 #                     [--no-mem] [--no-half] [--no-build] [--keep]
+#                     [--ab OTHER_CHANQD]
+#
+# --ab OTHER_CHANQD: an A/B of two chanqd builds instead (this tree's and
+# another binary, e.g. one built from an older commit), interleaved the
+# same way, with the ratio per scenario; no beanstalkd or Redis.
 #
 # It installs beanstalkd and redis-server with apt-get when they are
 # missing (and says so), builds daemon/chanqd and bench/jobcycle in
@@ -34,6 +39,7 @@ DO_MEM=1
 DO_HALF=1
 DO_BUILD=1
 KEEP=0
+AB_CHANQD=
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +51,7 @@ while [ $# -gt 0 ]; do
     --no-half) DO_HALF=0 ;;
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
+    --ab) AB_CHANQD=$2; shift ;;
     -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "jobcycle.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -131,11 +138,13 @@ start_server() {
     rm -rf "$dir"
     mkdir -p "$dir"
     case $name in
-    chanqd)
+    chanqd | chanqd_b)
+        local bin=$CHANQD
+        [ "$name" = chanqd_b ] && bin=$AB_CHANQD
         if [ "$DURABLE" = 1 ]; then
-            "$CHANQD" --data-dir "$dir" --fsync always --listen 127.0.0.1:0 --log-level info 2>"$log" &
+            "$bin" --data-dir "$dir" --fsync always --listen 127.0.0.1:0 --log-level info 2>"$log" &
         else
-            "$CHANQD" --memory --listen 127.0.0.1:0 --log-level info 2>"$log" &
+            "$bin" --memory --listen 127.0.0.1:0 --log-level info 2>"$log" &
         fi
         pid=$!
         port=
@@ -191,7 +200,7 @@ stop_server() {
 }
 
 proto_of() {
-    case $1 in chanqd) echo chanq ;; beanstalkd) echo beanstalk ;; redis) echo redis ;; esac
+    case $1 in chanqd | chanqd_b) echo chanq ;; beanstalkd) echo beanstalk ;; redis) echo redis ;; esac
 }
 
 # journal check: does a durable chanqd write anything to its data dir?
@@ -215,6 +224,12 @@ chanqd_journals() {
 }
 
 SERVERS=(chanqd beanstalkd redis)
+if [ -n "$AB_CHANQD" ]; then
+    [ -x "$AB_CHANQD" ] || { echo "jobcycle.sh: --ab $AB_CHANQD is not an executable" >&2; exit 2; }
+    SERVERS=(chanqd chanqd_b)
+    DO_HALF=0
+    DO_MEM=0
+fi
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 
@@ -245,9 +260,13 @@ else
 fi
 
 say "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r)"
-say "versions: $("$CHANQD" --version 2>&1 | head -1 || true); $(beanstalkd -v 2>&1 | head -1); $(redis-server --version | cut -d' ' -f1-3)"
+if [ -n "$AB_CHANQD" ]; then
+    say "A: $CHANQD; B: $AB_CHANQD"
+else
+    say "versions: $("$CHANQD" --version 2>&1 | head -1 || true); $(beanstalkd -v 2>&1 | head -1); $(redis-server --version | cut -d' ' -f1-3)"
+fi
 start_all
-if [ "$DURABLE" = 1 ] && ! chanqd_journals; then
+if [ "$DURABLE" = 1 ] && [ -z "$AB_CHANQD" ] && ! chanqd_journals; then
     CHANQD_NOTE="journal not built yet"
     say "chanqd --data-dir wrote nothing to its data dir: $CHANQD_NOTE"
     stop_server chanqd
@@ -300,6 +319,21 @@ if [ "$DURABLE" = 0 ] && [ "$DO_HALF" = 1 ]; then
             run_one "$s" half 8 8 64 "$HALF_RATE"
         done
     done
+fi
+
+if [ -n "$AB_CHANQD" ]; then
+    echo
+    echo "### A/B: this tree's chanqd (A) and $AB_CHANQD (B)$([ "$DURABLE" = 1 ] && echo ', --fsync always'), cycles/s, median of $ROUNDS interleaved runs"
+    echo
+    echo "| scenario | A | B | A / B |"
+    echo "| --- | ---: | ---: | ---: |"
+    for scn in "${SCENARIOS[@]}"; do
+        set -- $scn
+        a=$(med chanqd "$1" cps)
+        b=$(med chanqd_b "$1" cps)
+        echo "| $1 | $a | $b | $(ratio "$a" "$b") |"
+    done
+    exit 0
 fi
 
 cyc() { # server scenario -> "cps" or note

@@ -11,18 +11,22 @@
 
 #include <event2/util.h>
 
-struct server;
+struct conn_env;
 struct conn;
 struct tls;
 struct peer_addr;
 
 /* Takes ownership of fd (closed on error and when the connection ends);
- * peer is its client's address (copied).
- * With tls (borrowed; may be NULL for a plain connection) the socket
- * speaks TLS with that context, the handshake bounded in time. Returns the
- * connection, or NULL (fd closed) when out of memory. The connection frees
- * itself once the peer is gone and its goroutine ended. Loop thread only. */
-struct conn *conn_new(struct server *srv, evutil_socket_t fd, const struct peer_addr *peer,
+ * peer is its client's address (copied), already admitted in env->peers:
+ * the connection releases it when its socket closes (after a NULL return
+ * the caller still holds it). env is borrowed for the connection's life;
+ * the connection lists and counts itself there (env->conns,
+ * env->connections) while its socket is open. With tls (borrowed; may be
+ * NULL for a plain connection) the socket speaks TLS with that context,
+ * the handshake bounded in time. Returns the connection, or NULL (fd
+ * closed) when out of memory. The connection frees itself once the peer
+ * is gone and its goroutine ended. Loop thread only. */
+struct conn *conn_new(struct conn_env *env, evutil_socket_t fd, const struct peer_addr *peer,
                       struct tls *tls);
 
 /* The address the connection is counted under (daemon/peers.h). */
@@ -47,9 +51,8 @@ void conn_drain(struct conn *c);
  * read yet are answered once reading resumes). Loop thread only. */
 void conn_peer_gone(void *arg, bool reset);
 
-/* Intrusive list of live connections, kept by the server (loop thread). */
+/* The live connection after c in env->conns, or NULL (loop thread). A
+ * connection closed meanwhile leaves the list: take the next one first. */
 struct conn *conn_next(const struct conn *c);
-void conn_link(struct conn **head, struct conn *c);
-void conn_unlink(struct conn **head, struct conn *c);
 
 #endif

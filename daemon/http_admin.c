@@ -7,7 +7,8 @@
 #include "daemon/broker.h"
 #include "daemon/http.h"
 #include "daemon/log.h"
-#include "daemon/server.h"
+#include "daemon/conn_env.h"
+#include "daemon/tokens.h"
 
 #include "core/evbridge.h"
 #include "core/go.h"
@@ -25,7 +26,7 @@
 #define ADMIN_DRAIN_MS 5000
 
 struct http_admin {
-    struct server *srv;  /* broker, bridge, token check */
+    const struct conn_env *env; /* broker, bridge, tokens, stop flag */
     atomic_int inflight; /* goroutines that may still use this struct */
 };
 
@@ -126,10 +127,10 @@ op_goroutine(void *arg)
 {
     struct admin_op *op = arg;
     struct http_admin *a = op->a;
-    struct session s = {.holder = &op->holder, .ctx = server_root_ctx(a->srv)};
+    struct session s = {.holder = &op->holder, .ctx = a->env->root};
     struct proto_error err = {PROTO_OK, ""};
     op->status = 200;
-    if (op->fn(server_broker(a->srv), &s, &op->req, &op->out, &err) < 0) {
+    if (op->fn(a->env->broker, &s, &op->req, &op->out, &err) < 0) {
         if (err.code == PROTO_OK)
             proto_error_set(&err, PROTO_INTERNAL, "out of memory");
         op->out.len = 0;
@@ -139,7 +140,7 @@ op_goroutine(void *arg)
     }
     log_info("http: admin %s %s: %d", msg_op_name(op->req.op), op->req.queue.ptr, op->status);
     /* The bridge queues without blocking; only memory can stop it. */
-    while (evbridge_call(server_bridge(a->srv), op_answer, op) < 0)
+    while (evbridge_call(a->env->bridge, op_answer, op) < 0)
         go_sleep(10, NULL);
     atomic_fetch_sub(&a->inflight, 1); /* the last touch of a */
 }
@@ -149,11 +150,12 @@ static void
 admin_run(void *arg, struct http_call *call, const char *name, const char *queue, const char *token)
 {
     struct http_admin *a = arg;
-    if (server_needs_token(a->srv) && !(token && server_token_ok(a->srv, span_str(token)))) {
+    if (tokens_required(a->env->tokens) &&
+        !(token && tokens_accept(a->env->tokens, span_str(token)))) {
         answer_now(call, PROTO_UNAUTHORIZED, "token: send \"Authorization: Bearer TOKEN\"");
         return;
     }
-    if (server_stopping(a->srv)) {
+    if (conn_env_stopping(a->env)) {
         answer_now(call, PROTO_SHUTTING_DOWN, "server is stopping");
         return;
     }
@@ -175,7 +177,7 @@ admin_run(void *arg, struct http_call *call, const char *name, const char *queue
         return;
     }
     struct proto_error err = {PROTO_OK, ""};
-    struct msg_limits lim = server_msg_limits(a->srv);
+    struct msg_limits lim = conn_env_msg_limits(a->env);
     int rc = msg_decode(text, strlen(text), &lim, &op->req, &err);
     free(text);
     if (rc < 0) {
@@ -197,16 +199,16 @@ admin_run(void *arg, struct http_call *call, const char *name, const char *queue
 }
 
 struct http_admin *
-http_admin_new(struct http *h, struct server *srv)
+http_admin_new(struct http *h, const struct conn_env *env)
 {
     struct http_admin *a = calloc(1, sizeof *a);
     if (!a) {
         log_error("cannot turn the http admin routes on: out of memory");
         return NULL;
     }
-    a->srv = srv;
+    a->env = env;
     atomic_init(&a->inflight, 0);
-    bool token = server_needs_token(srv);
+    bool token = tokens_required(env->tokens);
     http_set_admin(h, admin_run, token, a);
     if (token)
         log_info("http: admin routes on (POST /admin/{pause,resume,close,kick}), token required");

@@ -5,20 +5,20 @@
 #define CHANQ_DAEMON_HTTP_ADMIN_H
 
 struct http;
-struct server;
+struct conn_env;
 struct http_admin;
 
-/* Turns h's admin routes on, running the ops on srv's broker (both
+/* Turns h's admin routes on, running the ops on env's broker (both
  * borrowed; they outlive the result). With --token-file set, a request
- * needs "Authorization: Bearer TOKEN" with a token the server accepts
+ * needs "Authorization: Bearer TOKEN" with one of env's tokens
  * (401 otherwise). Each op runs on a goroutine, so the loop never waits for
  * the journal. Loop thread, before serving. Returns NULL when out of
  * memory (the routes stay off). */
-struct http_admin *http_admin_new(struct http *h, struct server *srv);
+struct http_admin *http_admin_new(struct http *h, const struct conn_env *env);
 
 /* Waits (at most a few seconds) for ops still running to hand their answer
- * to the loop, then frees a. Main thread, after the loop stopped and before
- * server_free (the bridge must still exist). NULL is allowed. */
+ * to the loop, then frees a. Main thread, after the loop stopped and while
+ * env's bridge still exists. NULL is allowed. */
 void http_admin_free(struct http_admin *a);
 
 #endif

@@ -3,18 +3,20 @@
 
 #include "daemon/ops.h"
 #include "daemon/log.h"
-#include "daemon/server.h"
+#include "daemon/conn_env.h"
+#include "daemon/stats.h"
+#include "daemon/tokens.h"
 
 #include "core/timer.h"
 #include "proto/encode.h"
 
 #include <string.h>
 
-typedef int op_fn(struct server *srv, struct op_session *os, const struct request *req,
+typedef int op_fn(const struct conn_env *env, struct op_session *os, const struct request *req,
                   struct buf *out, struct proto_error *err);
 
 static int
-op_ping(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+op_ping(const struct conn_env *env, struct op_session *os, const struct request *req, struct buf *out,
         struct proto_error *err)
 {
     return encode_ok(out, req->rid);
@@ -41,11 +43,11 @@ hello_delay_ms(unsigned failures)
  * longer authenticated. Parks before the answer (the answers before it are
  * sent first); the client leaving or the server stopping ends the park. */
 static int
-hello_failed(struct server *srv, struct op_session *os, struct proto_error *err)
+hello_failed(const struct conn_env *env, struct op_session *os, struct proto_error *err)
 {
     os->authed = false;
     os->hello_failures++;
-    int64_t park = peers_hello_failed(server_peers(srv), &os->peer,
+    int64_t park = peers_hello_failed(env->peers, &os->peer,
                                       hello_delay_ms(os->hello_failures));
     session_before_park(&os->s);
     go_sleep(park, os->s.ctx);
@@ -55,20 +57,20 @@ hello_failed(struct server *srv, struct op_session *os, struct proto_error *err)
 }
 
 static int
-op_hello(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+op_hello(const struct conn_env *env, struct op_session *os, const struct request *req, struct buf *out,
          struct proto_error *err)
 {
     /* An address whose failures already queue up is not heard: its token
      * is not even compared, so many connections guess no faster than one. */
-    if (server_needs_token(srv) && !peers_hello_allowed(server_peers(srv), &os->peer)) {
+    if (tokens_required(env->tokens) && !peers_hello_allowed(env->peers, &os->peer)) {
         os->authed = false;
         os->hangup = true;
         go_sleep(HELLO_DELAY_MS, os->s.ctx); /* and reconnecting costs time too */
         proto_error_set(err, PROTO_LIMIT, "too many failed hellos from this address; retry later");
         return -1;
     }
-    if (!server_token_ok(srv, req->token))
-        return hello_failed(srv, os, err);
+    if (!tokens_accept(env->tokens, req->token))
+        return hello_failed(env, os, err);
     os->authed = true;
     os->hello_failures = 0;
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
@@ -79,15 +81,15 @@ op_hello(struct server *srv, struct op_session *os, const struct request *req, s
 }
 
 static int
-op_stats(struct server *srv, struct op_session *os, const struct request *req, struct buf *out,
+op_stats(const struct conn_env *env, struct op_session *os, const struct request *req, struct buf *out,
          struct proto_error *err)
 {
     if (req->queue.len)
-        return broker_op_stats(server_broker(srv), &os->s, req, out, err);
-    json_t *server = server_stats_json(srv);
+        return broker_op_stats(env->broker, &os->s, req, out, err);
+    json_t *server = stats_server_json(env->stats);
     char digest[BROKER_DIGEST_HEX];
     if (server && req->digest) {
-        if (broker_state_digest(server_broker(srv), digest) < 0) {
+        if (broker_state_digest(env->broker, digest) < 0) {
             json_decref(server);
             proto_error_set(err, PROTO_INTERNAL, "out of memory computing the digest");
             return -1;
@@ -139,14 +141,14 @@ ops_reply_error(struct buf *out, struct span rid, const struct proto_error *err)
 }
 
 static int
-check_admission(struct server *srv, struct op_session *os, const struct request *req,
+check_admission(const struct conn_env *env, struct op_session *os, const struct request *req,
                 struct proto_error *err)
 {
     if (!os->authed && req->op != OP_HELLO) {
         proto_error_set(err, PROTO_UNAUTHORIZED, "say hello with the server's token first");
         return -1;
     }
-    if (server_stopping(srv) && req->op != OP_PING && req->op != OP_STATS) {
+    if (conn_env_stopping(env) && req->op != OP_PING && req->op != OP_STATS) {
         proto_error_set(err, PROTO_SHUTTING_DOWN, "server is stopping; retry elsewhere or later");
         return -1;
     }
@@ -154,15 +156,15 @@ check_admission(struct server *srv, struct op_session *os, const struct request 
 }
 
 void
-ops_handle(struct server *srv, struct op_session *os, const struct request *req, struct buf *out)
+ops_handle(const struct conn_env *env, struct op_session *os, const struct request *req, struct buf *out)
 {
     struct proto_error err = {PROTO_OK, ""};
     const struct op_entry *e = &op_table[req->op];
-    int rc = check_admission(srv, os, req, &err);
+    int rc = check_admission(env, os, req, &err);
     if (rc == 0 && e->fn)
-        rc = e->fn(srv, os, req, out, &err);
+        rc = e->fn(env, os, req, out, &err);
     else if (rc == 0 && e->broker_fn)
-        rc = e->broker_fn(server_broker(srv), &os->s, req, out, &err);
+        rc = e->broker_fn(env->broker, &os->s, req, out, &err);
     else if (rc == 0)
         proto_error_set(&err, PROTO_UNKNOWN_OP, "op not handled"), rc = -1;
     if (rc < 0) {

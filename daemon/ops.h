@@ -11,7 +11,7 @@
 #include "proto/buf.h"
 #include "proto/msg.h"
 
-struct server;
+struct conn_env;
 
 /* What one connection's requests share. Owned by the connection. */
 struct op_session {
@@ -22,9 +22,10 @@ struct op_session {
     bool hangup;        /* the connection is to end after this answer (goroutine) */
 };
 
-/* Runs one decoded request and appends exactly one response line to out.
+/* Runs one decoded request against env (borrowed: the broker, the tokens,
+ * the stop flag) and appends exactly one response line to out.
  * Goroutine only; may park (submit, fetch, wait). */
-void ops_handle(struct server *srv, struct op_session *os, const struct request *req,
+void ops_handle(const struct conn_env *env, struct op_session *os, const struct request *req,
                 struct buf *out);
 
 /* Appends the error line for a request that did not decode. */

@@ -1,0 +1,80 @@
+/* struct server's fields and the calls between its files (never installed,
+ * never used outside daemon/server*.c):
+ *   server.c         build, run and free: loop, runtime, broker, journal,
+ *                    listeners, and the conn_env handed to connections
+ *   server_accept.c  accepting connections (the limits) and the tick that
+ *                    closes idle ones
+ *   server_life.c    start, stop and reload: the one owner of SIGTERM,
+ *                    SIGINT and SIGHUP, systemd's notifications, the
+ *                    --http endpoint and its admin routes */
+#ifndef CHANQ_DAEMON_SERVER_INTERNAL_H
+#define CHANQ_DAEMON_SERVER_INTERNAL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "daemon/broker.h"
+#include "daemon/config.h"
+#include "daemon/conn_env.h"
+#include "daemon/server.h"
+#include "daemon/stats.h"
+
+struct sockaddr;
+
+struct server {
+    struct config *cfg;                  /* borrowed from main; SIGHUP changes it */
+    int argc;                            /* the command line, parsed again on SIGHUP */
+    char **argv;
+    struct event_base *base;             /* the I/O loop (main thread) */
+    struct evbridge *bridge;             /* goroutines -> loop calls */
+    struct ctx *root;                    /* cancelled on stop: ends every wait */
+    struct broker *broker;               /* queues and jobs */
+    struct journal *journal;             /* durability; NULL with --memory */
+    struct tokens *tokens;               /* --token-file; NULL: no auth */
+    struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
+    struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
+    struct closewatch *closewatch;       /* paused connections, watched for their peer's close */
+    struct peers *peers;                 /* per-address counts and failed hellos */
+    struct event *tick;                  /* idle connections, per-address log lines */
+    /* What connections, ops and the admin routes get: borrowed pointers to
+     * the above, plus the stop flag and the live connections. */
+    struct conn_env env;
+    struct stats_src stats;              /* what the stats documents are built from */
+
+    /* server_life.c */
+    bool life_started;                   /* server_life_start ran (STOPPING=1 owed) */
+    bool stopping_sent;                  /* STOPPING=1 went out */
+    struct event *sig_term, *sig_int;    /* graceful stop */
+    struct event *sig_hup;               /* reload */
+    struct event *stop_timer;            /* polls the drain during a stop */
+    int64_t stop_deadline;               /* when the grace period ends (monotonic ms) */
+    size_t idle_goroutines;              /* the server's own (journal writer...) */
+    struct http *http;                   /* --http endpoint, or NULL */
+    struct http_admin *admin;            /* --http-admin routes, or NULL */
+    struct sd_watchdog *wd;              /* systemd watchdog pings, or NULL */
+    char health[256];                    /* /healthz's reason (loop thread) */
+};
+
+/* server.c: the broker's settings from cfg, at start-up and on reload. */
+struct broker_config server_broker_settings(const struct config *cfg);
+
+/* server_accept.c: listener_accept_fn for plain and TLS listeners (arg is
+ * the server), and the tick's callback; called with fd -1 once to arm it. */
+void server_on_accept(evutil_socket_t fd, const struct sockaddr *peer, int peerlen, void *arg);
+void server_on_accept_tls(evutil_socket_t fd, const struct sockaddr *peer, int peerlen,
+                          void *arg);
+void server_on_tick(evutil_socket_t fd, short what, void *arg);
+
+/* server_life.c. Installs the signal handlers, starts --http (and its admin
+ * routes) and the watchdog, and schedules READY=1 for the loop's first
+ * turn. Last step of server_new; 0, or -1 after logging why. */
+int server_life_start(struct server *srv);
+/* Undoes server_life_start (sends STOPPING=1 if it was owed). Before the
+ * rest of server_free: admin ops answer through the bridge. */
+void server_life_free(struct server *srv);
+
+#endif
