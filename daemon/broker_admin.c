@@ -81,43 +81,47 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     return op_end_durable(&op, rc, mark);
 }
 
-/* close, pause and resume: a QUEUE record with the new flags. */
+/* close, pause and resume: a QUEUE record with the new flags (paused < 0:
+ * unchanged). Ends op. */
 static int
-set_flags(struct broker *b, struct session *s, const struct request *req, int paused,
-          bool close, struct buf *out, struct proto_error *err)
+set_flags(struct broker_op *op, int paused, bool close)
 {
-    struct broker_op op;
-    op_begin(&op, b, s, req, out, err);
-    struct queue *q = existing_queue(b, req, err);
+    struct queue *q = existing_queue(op->b, op->req, op->err);
     if (!q)
-        return op_end(&op, -1);
+        return op_end(op, -1);
     bool p = paused < 0 ? q->paused : paused != 0;
     bool c = q->closed || close;
-    if ((p != q->paused || c != q->closed) && commit_queue(b, q, p, c, &op.w) < 0)
-        return op_end(&op, -1);
-    size_t mark = out->len;
-    return op_end_durable(&op, encode_ok(out, req->rid), mark);
+    if ((p != q->paused || c != q->closed) && commit_queue(op->b, q, p, c, &op->w) < 0)
+        return op_end(op, -1);
+    size_t mark = op->out->len;
+    return op_end_durable(op, encode_ok(op->out, op->req->rid), mark);
 }
 
 int
 broker_op_close(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    return set_flags(b, s, req, -1, true, out, err);
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
+    return set_flags(&op, -1, true);
 }
 
 int
 broker_op_pause(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                 struct proto_error *err)
 {
-    return set_flags(b, s, req, 1, false, out, err);
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
+    return set_flags(&op, 1, false);
 }
 
 int
 broker_op_resume(struct broker *b, struct session *s, const struct request *req,
                  struct buf *out, struct proto_error *err)
 {
-    return set_flags(b, s, req, 0, false, out, err);
+    struct broker_op op;
+    op_begin(&op, b, s, req, out, err);
+    return set_flags(&op, 0, false);
 }
 
 int
@@ -132,7 +136,7 @@ broker_op_kick(struct broker *b, struct session *s, const struct request *req, s
     int64_t max = req->has_count ? req->count : INT64_MAX;
     int64_t n = 0;
     /* Fresh attempts; back to the tail of the queue, oldest dead first. */
-    while (n < max && q->dead.head && commit_state(b, q->dead.head, JREC_QUEUED, 0, 0, NULL, &op.w) == 0)
+    while (n < max && q->dead.head && commit_state(b, q->dead.head, (struct jrec_state){.state = JREC_QUEUED}, &op.w) == 0)
         n++;
     size_t mark = out->len;
     return op_end_durable(&op, encode_ok_int(out, req->rid, "kicked", n), mark);

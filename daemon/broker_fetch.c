@@ -53,7 +53,7 @@ static int
 give_back_uncounted(struct broker *b, struct job *j, struct durable *w)
 {
     uint32_t attempt = j->attempt > 0 ? j->attempt - 1u : 0;
-    return commit_state(b, j, JREC_QUEUED, attempt, 0, NULL, w);
+    return commit_state(b, j, (struct jrec_state){.state = JREC_QUEUED, .attempt = attempt}, w);
 }
 
 /* Takes up to f->max ready jobs from f->order. Lock held. */

@@ -270,7 +270,7 @@ submit_durable_done(void *arg, int rc)
 static int
 submit_settle(struct broker_op *op, struct job *j, size_t mark)
 {
-    if (durable_defer(&op->w, op->s, op->req->rid, op->out, mark, submit_durable_done, j) == 0)
+    if (durable_defer(op, mark, submit_durable_done, j) == 0)
         return 0;
     int rc = durable_finish(&op->w, op->err);
     if (rc < 0)

@@ -74,21 +74,16 @@ commit(struct broker *b, const struct jrec *r, const struct apply_how *how, stru
 /* ---- the records of live transitions ---- */
 
 int
-commit_state(struct broker *b, struct job *j, enum jrec_job_state to, uint32_t attempt,
-             int64_t due, const char *error, struct durable *w)
+commit_state(struct broker *b, struct job *j, struct jrec_state st, struct durable *w)
 {
     const struct job_extra *x = j->extra;
-    if (!error)
-        error = x && x->error ? x->error : "";
-    struct jrec r = {.type = JREC_STATE};
-    r.u.state = (struct jrec_state){
-        .id = j->id,
-        .state = to,
-        .attempt = attempt,
-        .due_ms = to == JREC_DELAYED ? due : 0,
-        .error = error,
-        .error_len = strlen(error),
-    };
+    if (!st.error)
+        st.error = x && x->error ? x->error : "";
+    st.id = j->id;
+    st.error_len = strlen(st.error);
+    if (st.state != JREC_DELAYED)
+        st.due_ms = 0;
+    struct jrec r = {.type = JREC_STATE, .u.state = st};
     return commit(b, &r, NULL, w);
 }
 
@@ -163,11 +158,12 @@ durable_finish(struct durable *w, struct proto_error *err)
 }
 
 int
-durable_defer(struct durable *w, struct session *s, struct span rid, struct buf *out,
-              size_t mark, answer_done_fn *done, void *arg)
+durable_defer(struct broker_op *op, size_t mark, answer_done_fn *done, void *arg)
 {
+    struct durable *w = &op->w;
+    struct session *s = op->s;
     if (!s || !s->answers || w->n == 0 || w->rc < 0 ||
-        answers_defer(s->answers, out, mark, w->v, w->n, rid, done, arg) < 0)
+        answers_defer(s->answers, op->out, mark, w->v, w->n, op->req->rid, done, arg) < 0)
         return -1;
     durable_reset(w);
     return 0;
@@ -197,7 +193,7 @@ int
 op_end_durable(struct broker_op *op, int rc, size_t mark)
 {
     rc = op_end(op, rc);
-    if (rc == 0 && durable_defer(&op->w, op->s, op->req->rid, op->out, mark, NULL, NULL) == 0)
+    if (rc == 0 && durable_defer(op, mark, NULL, NULL) == 0)
         return 0;
     if (durable_finish(&op->w, rc == 0 ? op->err : NULL) < 0 && rc == 0) {
         op->out->len = mark;

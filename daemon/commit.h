@@ -51,9 +51,10 @@ int op_end_durable(struct broker_op *op, int rc, size_t mark);
 int commit(struct broker *b, const struct jrec *r, const struct apply_how *how,
            struct durable *w);
 
-/* The records of the live transitions, built from the job (lock held). */
-int commit_state(struct broker *b, struct job *j, enum jrec_job_state to, uint32_t attempt,
-                 int64_t due, const char *error, struct durable *w);
+/* The records of the live transitions, built from the job (lock held).
+ * commit_state: to st.state with st.attempt (st.due_ms when delayed) and
+ * st.error (NULL: the job's own); the id is j's. */
+int commit_state(struct broker *b, struct job *j, struct jrec_state st, struct durable *w);
 int commit_final(struct broker *b, struct job *j, enum jrec_job_state to,
                  const struct span *result, struct durable *w);
 int commit_drop(struct broker *b, struct job *j, struct durable *w);
@@ -64,12 +65,12 @@ void durable_init(struct durable *w);
 /* Lock NOT held: parks until every record is durable. 0, or a negative
  * errno with err filled (when not NULL). */
 int durable_finish(struct durable *w, struct proto_error *err);
-/* Hands w's waits and the answer out[mark..] over to s->answers (see
- * answers_defer); w is left empty. -1 when there is nothing to hand over or
- * no way to (no s->answers, a record that was not queued, no memory): the
- * caller then finishes w itself. */
-int durable_defer(struct durable *w, struct session *s, struct span rid, struct buf *out,
-                  size_t mark, answer_done_fn *done, void *arg);
+/* Hands op->w's waits and the answer op->out[mark..] over to the
+ * connection's answers (see answers_defer; done(arg, rc) runs once they
+ * settle; may be NULL); op->w is left empty. -1 when there is nothing to
+ * hand over or no way to (no answers queue, a record that was not queued,
+ * no memory): the caller then finishes op->w itself. */
+int durable_defer(struct broker_op *op, size_t mark, answer_done_fn *done, void *arg);
 
 /* Writes a job id as a span into buf (>= 21 bytes). */
 struct span broker_id_span(uint64_t id, char *buf);

@@ -84,7 +84,9 @@ broker_start(struct broker *b)
     if (n.orphans) {
         qsort(n.orphans, n.norphans, sizeof *n.orphans, cmp_job_id);
         for (size_t i = 0; i < n.norphans; i++)
-            commit_state(b, n.orphans[i], JREC_QUEUED, n.orphans[i]->attempt, 0, NULL, NULL);
+            commit_state(b, n.orphans[i],
+                         (struct jrec_state){.state = JREC_QUEUED, .attempt = n.orphans[i]->attempt},
+                         NULL);
     }
     jobtable_each(b->jobs, arm_timers, NULL);
     pthread_mutex_unlock(&b->lock);

@@ -44,12 +44,14 @@ int
 reservation_retry(struct broker *b, struct job *j, int64_t delay_ms, bool bury,
                   const char *error, struct durable *w)
 {
-    if (bury || j->attempt >= j->max_attempts)
-        return commit_state(b, j, JREC_DEAD, j->attempt, 0, error, w);
-    if (delay_ms > 0)
-        return commit_state(b, j, JREC_DELAYED, j->attempt, clock_wall_ms() + delay_ms, error,
-                            w);
-    return commit_state(b, j, JREC_QUEUED, j->attempt, 0, error, w);
+    struct jrec_state st = {.state = JREC_QUEUED, .attempt = j->attempt, .error = error};
+    if (bury || j->attempt >= j->max_attempts) {
+        st.state = JREC_DEAD;
+    } else if (delay_ms > 0) {
+        st.state = JREC_DELAYED;
+        st.due_ms = clock_wall_ms() + delay_ms;
+    }
+    return commit_state(b, j, st, w);
 }
 
 static void
@@ -145,7 +147,7 @@ job_timer_fired(void *arg)
     struct broker *b = job_broker(j);
     pthread_mutex_lock(&b->lock);
     if (j->state == JOB_DELAYED) {
-        commit_state(b, j, JREC_QUEUED, j->attempt, 0, NULL, NULL);
+        commit_state(b, j, (struct jrec_state){.state = JREC_QUEUED, .attempt = j->attempt}, NULL);
     } else if (j->state == JOB_RESERVED && j->holder && timer_now_ms() >= j->due) {
         holder_send_revoked(j, REVOKE_TTR);
         j->queue->count.expired++; /* `expired` counts ttr revocations too */
