@@ -11,6 +11,7 @@
 #include "core/chan.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const enum job_state from_jrec[] = {
@@ -20,15 +21,19 @@ static const enum job_state from_jrec[] = {
     [JREC_RESERVED] = JOB_RESERVED,
 };
 
-/* A record the state cannot take. Live, that is a bug (refused, -1);
- * in a replay or a standby, the journal may name a job a compaction
- * forgot, so it is skipped. */
+/* A record the state cannot take. Live, that is a bug: loud in debug
+ * builds (abort), refused and logged in release builds (-1: the op
+ * answers `internal`). In a replay or a standby, the journal may name a job
+ * a compaction forgot, so it is skipped. */
 static int
 skip(struct broker *b, const struct jrec *r, uint64_t id, const char *why)
 {
     if (b->serving) {
         log_error("state machine: %s record for job %" PRIu64 " refused: %s",
                   jrec_type_name(r->type), id, why);
+#ifndef NDEBUG
+        abort();
+#endif
         return -1;
     }
     log_debug("journal: %s record for job %" PRIu64 " skipped: %s", jrec_type_name(r->type),

@@ -1,4 +1,11 @@
-/* Jobs: allocation, references, ids, and the lifecycle (see job.h). */
+/* Jobs: allocation, references, ids, and the lifecycle (see job.h).
+ *
+ * A transition's effects belong to the modules that own them: placement
+ * to queue.c, holders and timers to reservation.c. Those call back into
+ * the lifecycle only through records (a timer that fires commits one,
+ * which apply.c turns into a transition here), so the files call each
+ * other in that one loop, on purpose; no header includes another that
+ * includes it back. */
 #include "chanq_config.h"
 
 #include "daemon/job.h"

@@ -6,7 +6,7 @@
 #include "chanq_config.h"
 
 #include "daemon/server-internal.h"
-#include "daemon/clock.h"
+#include "core/timer.h"
 #include "daemon/closewatch.h"
 #include "daemon/conn.h"
 #include "daemon/journal/journal.h"
@@ -84,7 +84,7 @@ open_journal(struct server *srv)
 {
     char err[512];
     const struct config *cfg = srv->cfg;
-    int64_t start = clock_mono_ms();
+    int64_t start = timer_now_ms();
     struct journal_opts opts = {
         .fsync = cfg->fsync,
         .repair = cfg->repair,
@@ -111,7 +111,7 @@ open_journal(struct server *srv)
     broker_set_journal(srv->broker, srv->journal);
     log_info("journal %s: %llu records replayed in %lld ms (fsync %s)", cfg->data_dir,
              (unsigned long long)journal_replayed(srv->journal),
-             (long long)(clock_mono_ms() - start), config_fsync_name(cfg->fsync));
+             (long long)(timer_now_ms() - start), config_fsync_name(cfg->fsync));
     return 0;
 }
 
@@ -137,7 +137,7 @@ fill_env(struct server *srv)
         .journal = srv->journal,
         .cfg = srv->cfg,
         .connections = &env->connections,
-        .started_ms = clock_mono_ms(),
+        .started_ms = timer_now_ms(),
     };
 }
 

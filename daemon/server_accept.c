@@ -4,7 +4,7 @@
 #include "chanq_config.h"
 
 #include "daemon/server-internal.h"
-#include "daemon/clock.h"
+#include "core/timer.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
 #include "daemon/peers.h"
@@ -94,7 +94,7 @@ server_on_tick(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     int64_t idle = config_get(srv->cfg, idle_timeout_ms);
     if (idle > 0 && !conn_env_stopping(&srv->env)) {
-        int64_t now = clock_mono_ms();
+        int64_t now = timer_now_ms();
         for (struct conn *c = srv->env.conns, *next; c; c = next) {
             next = conn_next(c); /* an idle one leaves the list */
             conn_check_idle(c, now, idle);

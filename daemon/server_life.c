@@ -5,7 +5,7 @@
 #include "chanq_config.h"
 
 #include "daemon/server-internal.h"
-#include "daemon/clock.h"
+#include "core/timer.h"
 #include "daemon/conn.h"
 #include "daemon/http.h"
 #include "daemon/http_admin.h"
@@ -38,7 +38,7 @@ on_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
     struct conn_env *env = &srv->env;
-    if (env->conns && clock_mono_ms() >= srv->stop_deadline) {
+    if (env->conns && timer_now_ms() >= srv->stop_deadline) {
         log_warn("grace period over: closing %zu connections", atomic_load(&env->connections));
         for (struct conn *c = env->conns, *next; c; c = next) {
             next = conn_next(c);
@@ -46,7 +46,7 @@ on_stop_poll(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (!env->conns &&
-        (go_count() <= srv->idle_goroutines || clock_mono_ms() >= srv->stop_deadline)) {
+        (go_count() <= srv->idle_goroutines || timer_now_ms() >= srv->stop_deadline)) {
         event_base_loopexit(srv->base, NULL);
         return;
     }
@@ -72,7 +72,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     /* New requests now get `shutting_down`; waits in flight end at once. */
     ctx_cancel(srv->root);
     /* Read no more: what each connection sent is answered, then it closes. */
-    srv->stop_deadline = clock_mono_ms() + config_get(srv->cfg, grace_ms);
+    srv->stop_deadline = timer_now_ms() + config_get(srv->cfg, grace_ms);
     for (struct conn *c = srv->env.conns, *next; c; c = next) {
         next = conn_next(c);
         conn_drain(c);

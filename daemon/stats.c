@@ -4,7 +4,7 @@
 
 #include "daemon/stats.h"
 #include "daemon/broker.h"
-#include "daemon/clock.h"
+#include "core/timer.h"
 #include "daemon/config.h"
 #include "daemon/journal/journal.h"
 #include "daemon/membudget.h"
@@ -91,7 +91,7 @@ stats_server_json(const struct stats_src *src)
 {
     json_t *jobs = broker_jobs_json(src->broker);
     struct membudget *mb = broker_membudget(src->broker);
-    int64_t uptime_s = (clock_mono_ms() - src->started_ms) / 1000;
+    int64_t uptime_s = (timer_now_ms() - src->started_ms) / 1000;
     return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o}", "uptime_s",
                      (json_int_t)uptime_s, "connections",
                      (json_int_t)atomic_load(src->connections), "goroutines",

@@ -22,7 +22,7 @@ struct stats_src {
     struct journal *journal;           /* NULL with --memory */
     const struct config *cfg;          /* the fsync mode */
     const _Atomic size_t *connections; /* open connections (daemon/conn_env.h) */
-    int64_t started_ms;                /* clock_mono_ms() at start: uptime_s */
+    int64_t started_ms;                /* timer_now_ms() at start: uptime_s */
 };
 
 /* {"uptime_s", "connections", "goroutines", "threads", "jobs", "rss_bytes",

@@ -30,9 +30,10 @@ Suite *journal_suite(void);
 
 Suite *replay_prop_suite(void);
 Suite *snapshot_prop_suite(void);
+Suite *lifecycle_suite(void);
 
 suite_fn *const test_suites[] = {crc32c_suite, jrec_suite, journal_suite, replay_prop_suite,
-                                 snapshot_prop_suite, NULL};
+                                 snapshot_prop_suite, lifecycle_suite, NULL};
 
 /* fixtures */
 
