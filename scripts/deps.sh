@@ -5,7 +5,7 @@
 set -eu
 
 want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
-libjansson-dev check libssl-dev"
+libjansson-dev check libssl-dev libraft-dev libuv1-dev"
 want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go"
 
 want=$want_build
