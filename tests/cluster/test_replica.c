@@ -244,7 +244,7 @@ START_TEST(one_node_commits_and_recovers_its_state_from_its_log)
 }
 END_TEST
 
-START_TEST(a_bad_address_or_a_stranger_id_is_refused_at_start)
+START_TEST(a_node_id_not_among_the_peers_is_refused_at_start)
 {
     char *dir = temp_dir();
     struct replica_peer peer = {.id = 1, .address = "127.0.0.1:1"};
@@ -316,7 +316,7 @@ replica_suite(void)
     TCase *tc = tcase_create("loopback");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, one_node_commits_and_recovers_its_state_from_its_log);
-    tcase_add_test(tc, a_bad_address_or_a_stranger_id_is_refused_at_start);
+    tcase_add_test(tc, a_node_id_not_among_the_peers_is_refused_at_start);
     tcase_add_test(tc, three_nodes_elect_a_leader_and_commit_on_all_of_them);
     suite_add_tcase(s, tc);
     return s;
