@@ -29,6 +29,7 @@ enum kind {
     K_SIZE,      /* bytes with optional K/M/G (size_t) */
     K_MS,        /* milliseconds (int64_t) */
     K_ACTION,    /* --config, --help, --version: command line only */
+    K_PEERS,     /* ID@HOST:PORT[/HOST:PORT],... or empty for none (char *) */
 };
 
 enum {
@@ -124,6 +125,16 @@ static const struct key keys[] = {
      "TLS certificate chain (PEM), re-read on every SIGHUP", apply_tls},
     {"tls-key", K_FILE, F(tls_key), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
      "TLS private key (PEM), re-read on every SIGHUP", apply_tls},
+    {"node-id", K_UINT, F(node_id), "0", 0, UINT32_MAX, 0, "N",
+     "cluster mode: this node's id among peers (0 = not clustered)", NULL},
+    {"raft-listen", K_ADDR, F(raft_listen), NULL, 0, 0, 0, "IPV4:PORT",
+     "cluster mode: where to listen for the other nodes (default: this node's peers address)",
+     NULL},
+    {"peers", K_PEERS, F(peers), NULL, 0, 0, 0, "ID@IPV4:PORT[/HOST:PORT],...",
+     "cluster mode: every voter's id and Raft address (and client address, for not_leader)",
+     NULL},
+    {"raft-election-ms", K_MS, F(raft_election_ms), "1000", 100, 60000, 0, "MS",
+     "cluster mode: Raft election timeout (heartbeats every tenth of it)", NULL},
     {"tls-client-ca", K_FILE, F(tls_client_ca), NULL, 0, 0, KEY_RELOAD | KEY_REREAD, "PATH",
      "require TLS client certificates signed by these CAs (PEM)", apply_tls},
 };
@@ -402,6 +413,14 @@ set_value(struct config *cfg, const struct key *k, const char *v, char *err, siz
         if (rc == 0 && k->off == F(data_dir))
             cfg->memory = false; /* --data-dir after --memory means the dir */
         break;
+    case K_PEERS: {
+        struct config_peer tmp[CONFIG_MAX_PEERS];
+        size_t n;
+        if (*v && config_parse_peers(v, tmp, CONFIG_MAX_PEERS, &n, err, errlen) < 0)
+            return -1;
+        rc = set_string(field(cfg, k), v, true);
+        break;
+    }
     case K_FILE:
     case K_ACTION:
         if (*v && access(v, R_OK) != 0) {
@@ -459,7 +478,8 @@ config_free(struct config *cfg)
         enum kind kd = keys[i].kind;
         if (kd == K_ADDR_LIST)
             list_clear(cfg, &keys[i]);
-        if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION) {
+        if (kd == K_ADDR || kd == K_UNIX || kd == K_DIR || kd == K_FILE || kd == K_ACTION ||
+            kd == K_PEERS) {
             char **slot = field(cfg, &keys[i]);
             free(*slot);
             *slot = NULL;
@@ -485,6 +505,105 @@ config_defaults(struct config *cfg)
     return 0;
 }
 
+/* One "ID@HOST:PORT[/HOST:PORT]" of a peers list (len bytes at s). */
+static int
+parse_peer(const char *s, size_t len, struct config_peer *p, char *err, size_t errlen)
+{
+    char item[160];
+    if (len >= sizeof item) {
+        fail(err, errlen, "peers: '%.*s' is too long", (int)len, s);
+        return -1;
+    }
+    memcpy(item, s, len);
+    item[len] = '\0';
+    const char *end;
+    uint64_t id;
+    char *at = strchr(item, '@');
+    if (!at || parse_u64(item, &id, &end) < 0 || end != at || id == 0 || id > UINT32_MAX) {
+        fail(err, errlen, "peers: '%s' is not ID@IPV4:PORT (ID 1..%u)", item, UINT32_MAX);
+        return -1;
+    }
+    char *client = strchr(at + 1, '/');
+    if (client)
+        *client++ = '\0';
+    /* libraft's transport speaks IPv4 "a.b.c.d:port" only. */
+    unsigned a, b, c, d, port;
+    char extra;
+    if (strlen(at + 1) >= sizeof p->raft ||
+        sscanf(at + 1, "%u.%u.%u.%u:%u%c", &a, &b, &c, &d, &port, &extra) != 5 || a > 255 ||
+        b > 255 || c > 255 || d > 255 || port == 0 || port > 65535) {
+        fail(err, errlen, "peers: '%s' is not an IPv4 address and port", at + 1);
+        return -1;
+    }
+    if (client && (strlen(client) >= sizeof p->client || check_addr(client) < 0)) {
+        fail(err, errlen, "peers: client address '%s' is not HOST:PORT", client);
+        return -1;
+    }
+    p->id = id;
+    snprintf(p->raft, sizeof p->raft, "%s", at + 1);
+    snprintf(p->client, sizeof p->client, "%s", client ? client : "");
+    return 0;
+}
+
+int
+config_parse_peers(const char *s, struct config_peer *out, size_t max, size_t *n, char *err,
+                   size_t errlen)
+{
+    *n = 0;
+    for (const char *p = s;; p++) {
+        size_t len = strcspn(p, ",");
+        if (*n == max) {
+            fail(err, errlen, "peers: at most %zu nodes", max);
+            return -1;
+        }
+        if (parse_peer(p, len, &out[*n], err, errlen) < 0)
+            return -1;
+        for (size_t i = 0; i < *n; i++) {
+            if (out[i].id == out[*n].id || strcmp(out[i].raft, out[*n].raft) == 0) {
+                fail(err, errlen, "peers: node %" PRIu64 " or address %s is listed twice",
+                     out[*n].id, out[*n].raft);
+                return -1;
+            }
+        }
+        (*n)++;
+        p += len;
+        if (*p == '\0')
+            return 0;
+    }
+}
+
+/* Cluster mode: node-id and peers go together, name this node, and need a
+ * data dir (the Raft log is the journal) and a chanqd built with them. */
+static int
+cluster_finish(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->node_id == 0 && !cfg->peers && !cfg->raft_listen)
+        return 0;
+#ifndef CHANQ_CLUSTER
+    fail(err, errlen, "node-id, raft-listen, peers: this chanqd was built without cluster "
+                      "support (configure --without-cluster)");
+    return -1;
+#else
+    struct config_peer peers[CONFIG_MAX_PEERS];
+    size_t n;
+    if (cfg->node_id == 0 || !cfg->peers) {
+        fail(err, errlen, "cluster mode needs both node-id and peers");
+        return -1;
+    }
+    if (cfg->memory) {
+        fail(err, errlen, "cluster mode keeps its log in data-dir: it cannot run with memory");
+        return -1;
+    }
+    if (config_parse_peers(cfg->peers, peers, CONFIG_MAX_PEERS, &n, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (peers[i].id == cfg->node_id)
+            return 0;
+    fail(err, errlen, "node-id %" PRIu64 " is not among peers", cfg->node_id);
+    return -1;
+#endif
+}
+
 /* Cross-key checks and the listen default, once every source is applied. */
 static int
 config_finish(struct config *cfg, char *err, size_t errlen)
@@ -502,6 +621,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
         fail(err, errlen, "tls-listen needs tls-cert and tls-key");
         return -1;
     }
+    if (cluster_finish(cfg, err, errlen) < 0)
+        return -1;
     /* The plain default only when nothing at all is configured: a TLS-only
      * setup gets no cleartext port it did not ask for. */
     if (cfg->n_listen == 0 && !cfg->unix_path && cfg->n_tls_listen == 0)
@@ -689,6 +810,7 @@ format_value(const struct config *cfg, const struct key *k, char *buf, size_t le
     case K_DIR:
     case K_FILE:
     case K_ACTION:
+    case K_PEERS:
         s = *(char **)p;
         snprintf(buf, len, "%s", s ? s : "");
         return;

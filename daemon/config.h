@@ -58,7 +58,26 @@ struct config {
     char *tls_key;                   /* PEM private key; reloadable (loop thread only) [tls] */
     char *tls_client_ca;             /* PEM CAs that sign client certificates: mutual TLS
                                       * when set; reloadable (loop thread only) [tls] */
+    uint64_t node_id;                /* cluster mode: this node's id; 0 = single node [main] */
+    char *raft_listen;               /* cluster: Raft listen IPv4:PORT, or NULL (its peers one) */
+    char *peers;                     /* cluster: "ID@IPV4:PORT[/HOST:PORT],...", or NULL */
+    int64_t raft_election_ms;        /* cluster: election timeout [main] */
 };
+
+#define CONFIG_MAX_PEERS 9
+
+/* One voter of --peers: its id, Raft address and, when given, the address
+ * its clients use (what a follower's not_leader points to; "" if unknown). */
+struct config_peer {
+    uint64_t id;
+    char raft[64];
+    char client[96];
+};
+
+/* Parses a --peers value into out[0..max): returns 0 with the count in *n,
+ * or -1 with the reason in err (a bad item, a duplicate id or address). */
+int config_parse_peers(const char *s, struct config_peer *out, size_t max, size_t *n, char *err,
+                       size_t errlen);
 
 /* Reads a reloadable field from any thread (SIGHUP writes it on the loop). */
 #define config_get(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)

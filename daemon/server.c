@@ -159,6 +159,12 @@ build(struct server *srv)
     if (!(srv->peers = peers_new()) || !(srv->tick = evtimer_new(srv->base, server_on_tick, srv)))
         return -1;
     server_on_tick(-1, 0, srv); /* arms it */
+    if (cfg->node_id != 0) {
+        /* The flags are validated (config.c) but the daemon does not run
+         * as a cluster node yet: refuse rather than run as a single one. */
+        log_error("node-id: chanqd cannot serve as a cluster node yet (docs/cluster.md)");
+        return -1;
+    }
     if (start_runtime(srv) < 0)
         return -1;
     if (!cfg->memory && open_journal(srv) < 0)
