@@ -27,6 +27,7 @@ struct batch {
     struct chan *done; /* closed when settled */
     int refs;          /* atomic: the journal's + one per waiter */
     int64_t first_us;  /* when its first record came (monotonic µs) */
+    struct journal *owner; /* set when handed to a replicator */
 };
 /* One segment file on disk. */
 struct seginfo {
@@ -67,7 +68,8 @@ struct journal {
     uint64_t seg_alloc;     /* bytes allocated to it (fsync always) */
     bool dirty;             /* interval: written since the last fsync */
     int64_t next_sync_ms;   /* interval: when to fsync next */
-    int last_rc;            /* the last write/fsync error, for journal_close */
+    int last_rc;            /* the last write/fsync error, for journal_close (atomic) */
+    struct chan *inflight;  /* replicator: one element per batch not yet settled */
 
     /* Replay. */
     bool replayed;

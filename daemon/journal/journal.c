@@ -473,8 +473,10 @@ journal_close(struct journal *j)
         iothread_stop(&j->iot);
         journal_batch_unref(j->cur);
         chan_unref(j->kick);
+        if (j->inflight)
+            chan_unref(j->inflight);
     }
-    int rc = j->last_rc;
+    int rc = __atomic_load_n(&j->last_rc, __ATOMIC_RELAXED);
     if (j->fd >= 0) {
         /* Give back the preallocated rest of the segment (fsync always);
          * if this fails the next replay trims it. */

@@ -31,6 +31,30 @@ struct journal_io {
     void *arg;                       /* passed to both */
 };
 
+/* Cluster mode (docs/cluster.md): where each group-commit batch goes
+ * instead of the segment files. replicate gets the batch's records, framed
+ * as in a segment (journal_frames_each reads them; borrowed for the call),
+ * and returns 0, promising to call done(token, rc) exactly once, from any
+ * thread, when the batch is settled: rc 0 is durable (its waiters get 0),
+ * a negative errno fails every record of it like a failed write. A
+ * negative errno returned fails the batch at once (done is not called).
+ * Called on the writer goroutine, must not block. */
+typedef void journal_settled_fn(void *token, int rc);
+struct journal_replicator {
+    int (*replicate)(void *arg, const void *frames, size_t len, journal_settled_fn *done,
+                     void *token);
+    void *arg;
+};
+
+/* Batches handed to a replicator and not yet settled, at most: the writer
+ * waits for one to settle past this. */
+#define JOURNAL_MAX_INFLIGHT 64
+
+/* Calls fn for each record of a replicator's frames, in order: 0, fn's
+ * first error, or -EBADMSG if the frames are cut. */
+int journal_frames_each(const void *frames, size_t len,
+                        int (*fn)(void *arg, const void *rec, size_t len), void *arg);
+
 /* Everything journal_open_opts takes besides the directory. Zero fields take
  * the defaults in brackets. */
 struct journal_opts {
@@ -48,6 +72,11 @@ struct journal_opts {
      * until the process restarts and replays from disk. May be NULL. */
     void (*on_failure)(void *arg, int err);
     void *failure_arg;
+    /* NULL: batches are written to segment files. Else (cluster mode)
+     * batches go to it and the journal writes no segment at all (the fsync
+     * settings, compaction and chaos_compact_ms do not apply); the dir is
+     * still locked. Borrowed, must outlive j. */
+    const struct journal_replicator *replicator;
 };
 
 /* journal_open_opts with the defaults and this fsync mode and repair flag. */

@@ -17,6 +17,7 @@
 
 #include "core/chan.h"
 #include "core/go.h"
+#include "core/sched.h"
 #include "core/select.h"
 #include "core/timer.h"
 #include "daemon/journal/journal-internal.h"
@@ -200,6 +201,94 @@ io_roll(void *arg)
     return rc;
 }
 
+/* journal_frames_each reads segment framing: u32 length, u32 crc, payload
+ * (the crc was computed by the appender and is not checked again). */
+int
+journal_frames_each(const void *frames, size_t len,
+                    int (*fn)(void *arg, const void *rec, size_t len), void *arg)
+{
+    const uint8_t *p = frames;
+    size_t off = 0;
+    while (off < len) {
+        if (len - off < SEGMENT_FRAME_SIZE)
+            return -EBADMSG;
+        uint32_t n = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
+                     (uint32_t)p[off + 3] << 24;
+        off += SEGMENT_FRAME_SIZE;
+        if (n == 0 || n > len - off)
+            return -EBADMSG;
+        int rc = fn(arg, p + off, n);
+        if (rc < 0)
+            return rc;
+        off += n;
+    }
+    return 0;
+}
+
+/* A batch's settlement, written or replicated: its waiters see rc. */
+static void
+settle(struct journal *j, struct batch *b, int rc, const char *what)
+{
+    STAT_ADD(j, batches, 1);
+    if (rc < 0) {
+        __atomic_store_n(&j->last_rc, rc, __ATOMIC_RELAXED);
+        STAT_ADD(j, lost_nowait, b->nowait);
+        log_error("journal: %s a batch of %zu bytes failed: %s; its requests fail", what, b->len,
+                  strerror(-rc));
+    }
+    __atomic_store_n(&b->rc, rc, __ATOMIC_RELEASE);
+    chan_close(b->done);
+}
+
+/* journal_settled_fn: the replicator's answer, on any thread. Freeing the
+ * in-flight slot is the last touch of j: journal_close waits for every
+ * slot, then frees j. */
+static void
+replicated(void *token, int rc)
+{
+    struct batch *b = token;
+    struct journal *j = b->owner;
+    if (rc < 0)
+        STAT_ADD(j, write_errors, 1);
+    settle(j, b, rc, "replicating");
+    chan_try_recv(j->inflight, NULL);
+    journal_batch_unref(b);
+    sched_external_unref();
+}
+
+/* Cluster mode: the batch (and the journal's reference on it) goes to the
+ * replicator; its waiters are released when it settles. */
+static void
+replicate_batch(struct journal *j, struct batch *b)
+{
+    pthread_mutex_lock(&j->mu);
+    int rc = j->fatal;
+    pthread_mutex_unlock(&j->mu);
+    if (rc == 0) {
+        chan_send(j->inflight, NULL, NULL); /* parks while JOURNAL_MAX_INFLIGHT are out */
+        b->owner = j;
+        /* The answer comes from another thread: no deadlock meanwhile. */
+        sched_external_ref();
+        const struct journal_replicator *r = j->opts.replicator;
+        rc = r->replicate(r->arg, b->buf, b->len, replicated, b);
+        if (rc == 0)
+            return;
+        sched_external_unref();
+        chan_try_recv(j->inflight, NULL);
+    }
+    STAT_ADD(j, write_errors, 1);
+    settle(j, b, rc, "replicating");
+    journal_batch_unref(b);
+}
+
+/* Cluster mode, closing: parks until every batch handed out has settled. */
+static void
+replicate_drain(struct journal *j)
+{
+    for (int i = 0; i < JOURNAL_MAX_INFLIGHT; i++)
+        chan_send(j->inflight, NULL, NULL);
+}
+
 static void
 write_batch(struct journal *j, struct batch *b)
 {
@@ -210,16 +299,9 @@ write_batch(struct journal *j, struct batch *b)
         struct write_req w = {j, b};
         rc = iothread_call(&j->iot, io_write, &w);
     }
-    STAT_ADD(j, batches, 1);
-    if (rc < 0) {
-        j->last_rc = rc;
-        STAT_ADD(j, lost_nowait, b->nowait);
-        log_error("journal: writing a batch of %zu bytes to segment %016" PRIx64 ".log failed: "
-                  "%s; its requests fail",
-                  b->len, j->seq, strerror(-rc));
-    }
-    __atomic_store_n(&b->rc, rc, __ATOMIC_RELEASE);
-    chan_close(b->done);
+    char what[64];
+    snprintf(what, sizeof what, "writing to segment %016" PRIx64 ".log", j->seq);
+    settle(j, b, rc, what);
     journal_batch_unref(b);
 }
 
@@ -233,7 +315,7 @@ maybe_sync(struct journal *j, bool force)
     int rc = iothread_call(&j->iot, io_sync, j);
     j->next_sync_ms = timer_now_ms() + j->opts.interval_ms;
     if (rc < 0) {
-        j->last_rc = rc;
+        __atomic_store_n(&j->last_rc, rc, __ATOMIC_RELAXED);
         log_error("journal: fsync of segment %016" PRIx64 ".log failed: %s", j->seq,
                   strerror(-rc));
     }
@@ -288,10 +370,12 @@ writer_main(void *arg)
         closing = j->closing;
         pthread_mutex_unlock(&j->mu);
 
-        if (b)
+        if (b && j->opts.replicator)
+            replicate_batch(j, b);
+        else if (b)
             write_batch(j, b);
         maybe_sync(j, false);
-        if (roll || j->seg_size >= j->opts.segment_bytes)
+        if (roll || (!j->opts.replicator && j->seg_size >= j->opts.segment_bytes))
             do_roll(j, roll);
         if (!closing || b || roll)
             continue;
@@ -301,12 +385,35 @@ writer_main(void *arg)
         if (empty)
             break;
     }
+    if (j->opts.replicator)
+        replicate_drain(j);
     maybe_sync(j, true);
     if (spare)
         journal_batch_unref(spare);
     pthread_mutex_lock(&j->mu);
     j->writer_done = true;
     pthread_mutex_unlock(&j->mu);
+}
+
+/* journal_start in cluster mode: no segment, no I/O thread, no chaos. */
+static int
+start_replicating(struct journal *j, char *err, size_t errlen)
+{
+    int rc = -ENOMEM;
+    if ((j->inflight = chan_new(0, JOURNAL_MAX_INFLIGHT))) {
+        j->started = true;
+        if ((rc = go(writer_main, j)) == 0)
+            return 0;
+        j->started = false;
+        chan_unref(j->inflight);
+        j->inflight = NULL;
+    }
+    snprintf(err, errlen, "cannot start the journal in %s: %s", j->dir, strerror(-rc));
+    journal_batch_unref(j->cur);
+    j->cur = NULL;
+    chan_unref(j->kick);
+    j->kick = NULL;
+    return rc;
 }
 
 int
@@ -323,6 +430,8 @@ journal_start(struct journal *j, char *err, size_t errlen)
         rc = -ENOMEM;
         goto out_free;
     }
+    if (j->opts.replicator)
+        return start_replicating(j, err, errlen);
     if ((rc = open_next_segment(j)) < 0)
         goto out_free;
     if ((rc = iothread_start(&j->iot)) < 0)

@@ -20,7 +20,11 @@
 
 #include "daemon/cluster/entry.h"
 #include "daemon/cluster/fsm.h"
+#include "core/go.h"
+#include "core/sched.h"
 #include "daemon/cluster/replica.h"
+#include "daemon/cluster/replicate.h"
+#include "daemon/journal/journal.h"
 #include "daemon/jrec.h"
 #include "tests/cluster/suites.h"
 
@@ -244,6 +248,115 @@ START_TEST(one_node_commits_and_recovers_its_state_from_its_log)
 }
 END_TEST
 
+/* A journal in cluster mode on dir, appending n SUBMITs (ids from 1): one
+ * waited for at a time (a batch each), then two queued before one wait (one
+ * batch). Runs as the main goroutine. */
+struct journal_run {
+    struct replica *r;
+    const char *dir;
+    int first_rc;  /* the first append's result */
+    int batch_rc;  /* the two-record batch's */
+    uint64_t bytes; /* journal_bytes while running: no segment is written */
+    struct journal_stats st;
+};
+
+static int
+encode_submit(uint64_t id, uint8_t *buf, size_t size)
+{
+    struct jrec r = {.type = JREC_SUBMIT};
+    r.u.submit = (struct jrec_submit){.id = id, .queue = "q", .queue_len = 1, .payload = "{}",
+                                      .payload_len = 2, .ttr_ms = 30000, .max_attempts = 3,
+                                      .created_ms = 5000};
+    int n = jrec_encode(&r, buf, size);
+    ck_assert_int_gt(n, 0);
+    return n;
+}
+
+static void
+journal_body(void *arg)
+{
+    struct journal_run *run = arg;
+    struct journal_replicator rep;
+    cluster_replicator_init(&rep, run->r);
+    struct journal_opts opts = {.replicator = &rep};
+    char err[512] = "";
+    struct journal *j = journal_open_opts(run->dir, &opts, err, sizeof err);
+    ck_assert_msg(j != NULL, "journal_open_opts: %s", err);
+    ck_assert_msg(journal_start(j, err, sizeof err) == 0, "journal_start: %s", err);
+    uint8_t buf[256];
+    int n = encode_submit(1, buf, sizeof buf);
+    run->first_rc = journal_append(j, buf, (size_t)n, NULL);
+    struct journal_wait *w[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        n = encode_submit(2 + (uint64_t)i, buf, sizeof buf);
+        ck_assert_int_eq(journal_append_async(j, buf, (size_t)n, &w[i]), 0);
+    }
+    run->batch_rc = journal_wait_all(w, 2, NULL);
+    run->bytes = journal_bytes(j);
+    journal_stats(j, &run->st);
+    journal_close(j);
+}
+
+START_TEST(a_journal_in_cluster_mode_commits_each_batch_as_one_entry)
+{
+    char *dir = temp_dir();
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    struct replica_peer peer = {.id = 1, .address = addr};
+    struct replica_config rc = {.id = 1, .address = addr, .peers = &peer, .npeers = 1,
+                                .data_dir = dir, .election_ms = 200, .broker = cfg};
+    char err[256] = "";
+    struct replica *r = replica_start(&rc, err, sizeof err);
+    ck_assert_msg(r != NULL, "replica_start: %s", err);
+    wait_leader(&r, 1);
+    struct replica_status before;
+    replica_status(r, &before);
+    struct journal_run run = {.r = r, .dir = dir};
+    ck_assert_msg(sched_run_main(journal_body, &run, 2) == 0, "sched_run_main");
+    ck_assert_int_eq(run.first_rc, 0);
+    ck_assert_int_eq(run.batch_rc, 0);
+    ck_assert_uint_eq(run.bytes, 0);
+    ck_assert_uint_eq(run.st.batches, 2);
+    ck_assert_uint_eq(run.st.write_errors, 0);
+    struct cluster_fsm_stats st;
+    cluster_fsm_stats(replica_fsm(r), &st);
+    ck_assert_uint_eq(st.records, 3); /* applied before each waiter was released */
+    ck_assert_uint_eq(st.entries, 2);
+    replica_stop(r);
+    remove_dir(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(a_journal_on_a_follower_fails_its_batches_with_not_the_leader)
+{
+    char *dir = temp_dir();
+    char addr[3][32];
+    struct replica_peer peers[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", free_port());
+        peers[i] = (struct replica_peer){.id = (uint64_t)i + 1, .address = addr[i]};
+    }
+    /* The two others never come up: this node cannot be elected. */
+    struct replica_config rc = {.id = 1, .address = addr[0], .peers = peers, .npeers = 3,
+                                .data_dir = dir, .election_ms = 200, .broker = cfg};
+    char err[256] = "";
+    struct replica *r = replica_start(&rc, err, sizeof err);
+    ck_assert_msg(r != NULL, "replica_start: %s", err);
+    struct journal_run run = {.r = r, .dir = dir};
+    ck_assert_msg(sched_run_main(journal_body, &run, 2) == 0, "sched_run_main");
+    ck_assert_int_eq(run.first_rc, -ENOTCONN);
+    ck_assert_int_eq(run.batch_rc, -ENOTCONN);
+    ck_assert_uint_eq(run.st.write_errors, 2);
+    struct cluster_fsm_stats st;
+    cluster_fsm_stats(replica_fsm(r), &st);
+    ck_assert_uint_eq(st.records, 0);
+    replica_stop(r);
+    remove_dir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(a_node_id_not_among_the_peers_is_refused_at_start)
 {
     char *dir = temp_dir();
@@ -317,6 +430,8 @@ replica_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, one_node_commits_and_recovers_its_state_from_its_log);
     tcase_add_test(tc, a_node_id_not_among_the_peers_is_refused_at_start);
+    tcase_add_test(tc, a_journal_in_cluster_mode_commits_each_batch_as_one_entry);
+    tcase_add_test(tc, a_journal_on_a_follower_fails_its_batches_with_not_the_leader);
     tcase_add_test(tc, three_nodes_elect_a_leader_and_commit_on_all_of_them);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,18 @@
+/* The journal's replicator in cluster mode (daemon/journal/journal.h):
+ * each group-commit batch becomes one Raft entry (daemon/cluster/entry.h)
+ * proposed to the replica, and the batch's waiters are released when the
+ * entry has committed and applied (or fail with the replica's error). */
+#ifndef CHANQ_DAEMON_CLUSTER_REPLICATE_H
+#define CHANQ_DAEMON_CLUSTER_REPLICATE_H
+
+#include "daemon/journal/journal.h"
+
+struct replica;
+
+/* Fills *out with a replicator proposing to r (borrowed: r must outlive
+ * every journal given *out, i.e. journal_close before replica_stop). A
+ * batch then fails with replica_done_fn's errors: -ENOTCONN (this node is
+ * not the leader), -ECONNRESET (leadership lost, fate unknown), ... */
+void cluster_replicator_init(struct journal_replicator *out, struct replica *r);
+
+#endif
