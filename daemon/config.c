@@ -594,6 +594,10 @@ cluster_finish(const struct config *cfg, char *err, size_t errlen)
         fail(err, errlen, "cluster mode keeps its log in data-dir: it cannot run with memory");
         return -1;
     }
+    if (cfg->http_admin) {
+        fail(err, errlen, "http-admin is not available in cluster mode yet");
+        return -1;
+    }
     if (config_parse_peers(cfg->peers, peers, CONFIG_MAX_PEERS, &n, err, errlen) < 0)
         return -1;
     for (size_t i = 0; i < n; i++)

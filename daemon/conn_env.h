@@ -21,6 +21,7 @@
 
 struct broker;
 struct closewatch;
+struct cluster_gate;
 struct conn;
 struct ctx;
 struct evbridge;
@@ -43,6 +44,7 @@ struct conn_env {
     struct peers *peers;           /* per-address counts and failed hellos */
     struct closewatch *closewatch; /* paused sockets, watched for their peer's close */
     const struct stats_src *stats; /* the server half of the stats op */
+    struct cluster_gate *cluster;  /* cluster mode: who serves (ops.c); NULL: a single node */
 
     /* Written while serving. */
     _Atomic bool stopping;         /* a stop began: new requests get `shutting_down` */

@@ -2,6 +2,7 @@
 #include "chanq_config.h"
 
 #include "daemon/ops.h"
+#include "daemon/cluster/gate.h"
 #include "daemon/log.h"
 #include "daemon/conn_env.h"
 #include "daemon/stats.h"
@@ -75,6 +76,12 @@ op_hello(const struct conn_env *env, struct op_session *os, const struct request
     os->hello_failures = 0;
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
                                PACKAGE_VERSION, "protocol", 1);
+    if (fields && env->cluster) {
+        char role[16], leader[96];
+        cluster_gate_get(env->cluster, role, sizeof role, leader, sizeof leader);
+        json_object_set_new(fields, "role", json_string(role));
+        json_object_set_new(fields, "leader", *leader ? json_string(leader) : json_null());
+    }
     int rc = encode_ok_fields(out, req->rid, fields);
     json_decref(fields);
     return rc;
@@ -89,7 +96,9 @@ op_stats(const struct conn_env *env, struct op_session *os, const struct request
     json_t *server = stats_server_json(env->stats);
     char digest[BROKER_DIGEST_HEX];
     if (server && req->digest) {
-        if (broker_state_digest(env->broker, digest) < 0) {
+        /* Cluster mode: the committed state, comparable across nodes. */
+        if ((env->cluster ? cluster_gate_digest(env->cluster, digest)
+                          : broker_state_digest(env->broker, digest)) < 0) {
             json_decref(server);
             proto_error_set(err, PROTO_INTERNAL, "out of memory computing the digest");
             return -1;
@@ -150,6 +159,15 @@ check_admission(const struct conn_env *env, struct op_session *os, const struct 
     }
     if (conn_env_stopping(env) && req->op != OP_PING && req->op != OP_STATS) {
         proto_error_set(err, PROTO_SHUTTING_DOWN, "server is stopping; retry elsewhere or later");
+        return -1;
+    }
+    /* Cluster mode: only the ready leader's state is the cluster's. */
+    if (env->cluster && req->op != OP_HELLO && req->op != OP_PING && req->op != OP_STATS &&
+        !cluster_gate_serving(env->cluster)) {
+        char role[16], leader[96];
+        cluster_gate_get(env->cluster, role, sizeof role, leader, sizeof leader);
+        proto_error_set(err, PROTO_NOT_LEADER, "this node is not the leader (%s); leader: %s",
+                        role, *leader ? leader : "unknown");
         return -1;
     }
     return 0;

@@ -10,6 +10,7 @@
 #ifndef CHANQ_DAEMON_SERVER_INTERNAL_H
 #define CHANQ_DAEMON_SERVER_INTERNAL_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include "daemon/broker.h"
 #include "daemon/config.h"
 #include "daemon/conn_env.h"
+#include "daemon/journal/journal.h"
 #include "daemon/server.h"
 #include "daemon/stats.h"
 
@@ -57,6 +59,18 @@ struct server {
     struct http_admin *admin;            /* --http-admin routes, or NULL */
     struct sd_watchdog *wd;              /* systemd watchdog pings, or NULL */
     char health[256];                    /* /healthz's reason (loop thread) */
+
+    /* server_cluster.c (cluster mode; all NULL/0 otherwise) */
+    struct replica *replica;             /* this node's Raft member */
+    struct cluster_gate *gate;           /* env.cluster: who serves */
+    struct event *role_ev;               /* the replica's role changed (role_mu) */
+    pthread_mutex_t role_mu;             /* the replica thread vs freeing role_ev */
+    bool role_mu_init;
+    struct journal_replicator replicator; /* the journal's batches -> replica */
+    struct config_peer cpeers[CONFIG_MAX_PEERS]; /* --peers, parsed */
+    size_t ncpeers;
+    bool serving;                        /* promoted: the broker is the cluster's */
+    bool cluster_lost;                   /* leadership lost: the process ends */
 };
 
 /* server.c: the broker's settings from cfg, at start-up and on reload. */
@@ -76,5 +90,14 @@ int server_life_start(struct server *srv);
 /* Undoes server_life_start (sends STOPPING=1 if it was owed). Before the
  * rest of server_free: admin ops answer through the bridge. */
 void server_life_free(struct server *srv);
+
+/* server_cluster.c (built with the cluster code only). start: instead of
+ * the single-node journal, the replica and the journal handing batches to
+ * it; 0, or -1 after logging why. stop: closes that journal, then stops
+ * the replica (before the loop is freed). free: what is left, after the
+ * runtime ended. */
+int server_cluster_start(struct server *srv);
+void server_cluster_stop(struct server *srv);
+void server_cluster_free(struct server *srv);
 
 #endif

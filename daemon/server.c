@@ -132,6 +132,7 @@ fill_env(struct server *srv)
     env->peers = srv->peers;
     env->closewatch = srv->closewatch;
     env->stats = &srv->stats;
+    env->cluster = srv->gate;
     srv->stats = (struct stats_src){
         .broker = srv->broker,
         .journal = srv->journal,
@@ -159,17 +160,21 @@ build(struct server *srv)
     if (!(srv->peers = peers_new()) || !(srv->tick = evtimer_new(srv->base, server_on_tick, srv)))
         return -1;
     server_on_tick(-1, 0, srv); /* arms it */
-    if (cfg->node_id != 0) {
-        /* The flags are validated (config.c) but the daemon does not run
-         * as a cluster node yet: refuse rather than run as a single one. */
-        log_error("node-id: chanqd cannot serve as a cluster node yet (docs/cluster.md)");
-        return -1;
-    }
     if (start_runtime(srv) < 0)
         return -1;
-    if (!cfg->memory && open_journal(srv) < 0)
-        return -1;
-    broker_start(srv->broker);
+    if (cfg->node_id != 0) {
+#ifdef CHANQ_CLUSTER
+        /* The broker serves nothing until a promotion replaces it. */
+        if (server_cluster_start(srv) < 0)
+            return -1;
+#else
+        return -1; /* config.c refuses it first */
+#endif
+    } else {
+        if (!cfg->memory && open_journal(srv) < 0)
+            return -1;
+        broker_start(srv->broker);
+    }
     fill_env(srv);
     if (!(srv->listeners = listener_set_new(srv->base, cfg, server_on_accept, srv)))
         return -1;
@@ -234,7 +239,7 @@ server_run(struct server *srv)
     atomic_store(&srv->env.loop_running, false);
     if (rc == 0)
         log_info("stopped");
-    return rc;
+    return srv->cluster_lost ? -1 : rc;
 }
 
 void
@@ -245,6 +250,13 @@ server_free(struct server *srv)
     server_life_free(srv);
     listener_set_free(srv->listeners);
     tls_free(srv->tls);
+#ifdef CHANQ_CLUSTER
+    if (srv->cfg->node_id) {
+        if (srv->root)
+            ctx_cancel(srv->root);
+        server_cluster_stop(srv);
+    }
+#endif
     if (srv->tick)
         event_free(srv->tick);
     evbridge_free(srv->bridge);
@@ -260,6 +272,9 @@ server_free(struct server *srv)
         sched_shutdown();
     /* Only now no goroutine can touch the broker. */
     broker_free(srv->broker);
+#ifdef CHANQ_CLUSTER
+    server_cluster_free(srv);
+#endif
     if (srv->root)
         ctx_release(srv->root);
     peers_free(srv->peers);

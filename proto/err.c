@@ -23,6 +23,7 @@ static const char *const codes[PROTO_ERR_COUNT] = {
     [PROTO_TOO_LARGE] = "too_large",
     [PROTO_LIMIT] = "limit",
     [PROTO_SHUTTING_DOWN] = "shutting_down",
+    [PROTO_NOT_LEADER] = "not_leader",
     [PROTO_INTERNAL] = "internal",
 };
 

@@ -24,6 +24,7 @@ enum proto_err {
     PROTO_TOO_LARGE,       /* payload over --max-job */
     PROTO_LIMIT,           /* a server limit would be passed */
     PROTO_SHUTTING_DOWN,   /* server is stopping */
+    PROTO_NOT_LEADER,      /* cluster mode: this node does not serve (not the leader) */
     PROTO_INTERNAL,        /* a bug */
     PROTO_ERR_COUNT        /* number of codes; not a code */
 };

@@ -194,22 +194,27 @@ cluster_fsm_digest(struct cluster_fsm *f, char hex[BROKER_DIGEST_HEX])
     return rc;
 }
 
-struct broker *
-cluster_fsm_promote(struct cluster_fsm *f, const struct broker_config *cfg, struct ctx *root)
+int
+cluster_fsm_promote_into(struct cluster_fsm *f, struct broker *b)
 {
-    struct broker *b = broker_new(cfg, root);
-    if (!b)
-        return NULL;
     /* The copy goes record by record straight into the new state (no
      * buffer of the whole snapshot): the standby's records are exactly
      * what rebuilds it. */
     pthread_mutex_lock(&f->lock);
     int rc = broker_snapshot_write(f->standby, broker_replay_apply, b);
     pthread_mutex_unlock(&f->lock);
-    if (rc < 0) {
+    if (rc < 0)
         log_error("cluster: copying the committed state for the new leader failed (%d)", rc);
+    return rc < 0 ? -1 : 0;
+}
+
+struct broker *
+cluster_fsm_promote(struct cluster_fsm *f, const struct broker_config *cfg, struct ctx *root)
+{
+    struct broker *b = broker_new(cfg, root);
+    if (b && cluster_fsm_promote_into(f, b) < 0) {
         broker_free(b);
-        return NULL;
+        b = NULL;
     }
     return b;
 }

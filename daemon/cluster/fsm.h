@@ -60,4 +60,10 @@ int cluster_fsm_digest(struct cluster_fsm *f, char hex[BROKER_DIGEST_HEX]);
 struct broker *cluster_fsm_promote(struct cluster_fsm *f, const struct broker_config *cfg,
                                    struct ctx *root);
 
+/* The same copy into b, a broker the caller made (broker_new), that is
+ * empty and not started (the daemon's, which connections already point
+ * to). 0, or -1 when out of memory: b then holds part of the state and
+ * must not serve (logged). */
+int cluster_fsm_promote_into(struct cluster_fsm *f, struct broker *b);
+
 #endif

@@ -11,7 +11,7 @@ START_TEST(every_code_has_its_wire_spelling)
     static const char *const want[PROTO_ERR_COUNT] = {
         "ok",           "bad_request", "frame_too_large", "unknown_op", "unauthorized", "not_found",
         "not_reserved", "queue_full",  "timeout",         "closed",     "cancelled",    "conflict",
-        "too_large",    "limit",       "shutting_down",   "internal",
+        "too_large",    "limit",       "shutting_down",   "not_leader",   "internal",
     };
     for (int i = 0; i < PROTO_ERR_COUNT; i++)
         ck_assert_msg(strcmp(proto_err_code((enum proto_err)i), want[i]) == 0,
