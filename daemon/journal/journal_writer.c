@@ -225,16 +225,22 @@ journal_frames_each(const void *frames, size_t len,
     return 0;
 }
 
-/* A batch's settlement, written or replicated: its waiters see rc. */
+/* A batch's settlement, written to segment seq or (replica) replicated:
+ * its waiters see rc. */
 static void
-settle(struct journal *j, struct batch *b, int rc, const char *what)
+settle(struct journal *j, struct batch *b, int rc, bool replica, uint64_t seq)
 {
     STAT_ADD(j, batches, 1);
     if (rc < 0) {
         __atomic_store_n(&j->last_rc, rc, __ATOMIC_RELAXED);
         STAT_ADD(j, lost_nowait, b->nowait);
-        log_error("journal: %s a batch of %zu bytes failed: %s; its requests fail", what, b->len,
-                  strerror(-rc));
+        if (replica)
+            log_error("journal: replicating a batch of %zu bytes failed: %s; its requests fail",
+                      b->len, strerror(-rc));
+        else
+            log_error("journal: writing a batch of %zu bytes to segment %016" PRIx64 ".log "
+                      "failed: %s; its requests fail",
+                      b->len, seq, strerror(-rc));
     }
     __atomic_store_n(&b->rc, rc, __ATOMIC_RELEASE);
     chan_close(b->done);
@@ -250,7 +256,7 @@ replicated(void *token, int rc)
     struct journal *j = b->owner;
     if (rc < 0)
         STAT_ADD(j, write_errors, 1);
-    settle(j, b, rc, "replicating");
+    settle(j, b, rc, true, 0);
     chan_try_recv(j->inflight, NULL);
     journal_batch_unref(b);
     sched_external_unref();
@@ -277,7 +283,7 @@ replicate_batch(struct journal *j, struct batch *b)
         chan_try_recv(j->inflight, NULL);
     }
     STAT_ADD(j, write_errors, 1);
-    settle(j, b, rc, "replicating");
+    settle(j, b, rc, true, 0);
     journal_batch_unref(b);
 }
 
@@ -299,9 +305,7 @@ write_batch(struct journal *j, struct batch *b)
         struct write_req w = {j, b};
         rc = iothread_call(&j->iot, io_write, &w);
     }
-    char what[64];
-    snprintf(what, sizeof what, "writing to segment %016" PRIx64 ".log", j->seq);
-    settle(j, b, rc, what);
+    settle(j, b, rc, false, j->seq);
     journal_batch_unref(b);
 }
 
