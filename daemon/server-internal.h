@@ -70,6 +70,7 @@ struct server {
     struct config_peer cpeers[CONFIG_MAX_PEERS]; /* --peers, parsed */
     size_t ncpeers;
     bool serving;                        /* promoted: the broker is the cluster's */
+    uint64_t serving_term;               /* the term it was promoted in */
     bool cluster_lost;                   /* leadership lost: the process ends */
 };
 

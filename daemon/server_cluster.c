@@ -74,6 +74,7 @@ promote(struct server *srv, const struct replica_status *s)
     }
     broker_start(srv->broker); /* requeues the old leader's reservations, attempt counted */
     srv->serving = true;
+    srv->serving_term = s->term;
     log_info("cluster: node %" PRIu64 " serves as the leader of term %" PRIu64
              " (log index %" PRIu64 ")",
              srv->cfg->node_id, s->term, s->last_applied);
@@ -86,6 +87,7 @@ step_down(struct server *srv, const struct replica_status *s)
     log_error("cluster: node %" PRIu64 " does not serve (now %s, term %" PRIu64
               "): closing connections and exiting; restart it to rejoin as a follower",
               srv->cfg->node_id, role_name(s), s->term);
+    cluster_gate_set(srv->gate, false);
     srv->serving = false;
     srv->cluster_lost = true;
     struct conn *next;
@@ -107,10 +109,13 @@ on_role_event(evutil_socket_t fd, short what, void *arg)
     (void)what;
     replica_status(srv->replica, &s);
     bool lead = s.role == REPLICA_LEADER && s.ready;
-    if (lead && !srv->serving && !srv->cluster_lost)
-        promote(srv, &s);
-    else if (!lead && srv->serving)
+    /* A term change while serving is a lost leadership too, even when this
+     * node won the next election before this ran: entries the broker took
+     * back as failed may commit in the new term. */
+    if (srv->serving && (!lead || s.term != srv->serving_term))
         step_down(srv, &s);
+    else if (lead && !srv->serving && !srv->cluster_lost)
+        promote(srv, &s);
     cluster_gate_set(srv->gate, srv->serving);
 }
 
