@@ -109,6 +109,8 @@ def test_three_nodes_fail_over_and_agree():
         assert a.get("ok"), a
         b = leader.ask({"op": "submit", "queue": "q", "payload": {"n": 2}})
         assert b.get("ok"), b
+        before = until("the submits on every node",
+                       lambda: len(set(digests(nodes))) == 1 and digests(nodes)[0])
         with dial(("127.0.0.1", leader.port)) as s:
             got = request(s, {"op": "fetch", "queue": "q", "timeout_ms": 0})
             assert got.get("ok") and len(got["jobs"]) == 1, got
@@ -125,6 +127,10 @@ def test_three_nodes_fail_over_and_agree():
             assert "leader: 127.0.0.1:%d" % leader.port in r["error"]["message"], r
             assert follower.ask({"op": "ping"}).get("ok"), "ping on a follower"
             assert leader.ask({"op": "hello"})["role"] == "leader"
+            # A delivery is recorded without waiting (docs/durability.md):
+            # wait until every node has it, so that it must survive.
+            until("the delivery on every node",
+                  lambda: len(set(digests(nodes))) == 1 and digests(nodes)[0] not in (None, before))
 
             t0 = time.monotonic()
             leader.kill()
