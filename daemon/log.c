@@ -48,7 +48,7 @@ log_enabled(enum log_level level)
 }
 
 /* Writes one line: prefix, the formatted message, then suffix (may be ""). */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
     char line[2048];
