@@ -4,6 +4,7 @@
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
+#include "daemon/fastrand.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
 
@@ -67,7 +68,7 @@ backoff_ms(unsigned attempt)
     if (base > BACKOFF_CAP_MS)
         base = BACKOFF_CAP_MS;
     /* Jitter in [base/2, base]: retries of a burst spread out. */
-    return base / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(base / 2 + 1));
+    return base / 2 + (int64_t)fast_rand_below((uint64_t)(base / 2 + 1));
 }
 
 int

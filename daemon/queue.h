@@ -121,10 +121,6 @@ int queue_signal_change(struct queue *q);
 /* Counts an acked job that ran ms milliseconds (reserve to ack). */
 void queue_record_run(struct queue *q, int64_t ms);
 
-/* Age in ms of the job next in line for delivery (the oldest in the
- * buffer, since it became ready), 0 when none is queued. */
-int64_t queue_oldest_age_ms(const struct queue *q);
-
 /* The stats object of the protocol (new reference, or NULL). */
 json_t *queue_stats_json(const struct queue *q);
 
