@@ -468,6 +468,7 @@ class Ops:
         return True
 
     def op_bad_request(self):
+        """A request the server must refuse, changing nothing."""
         reqs = [
             ({"op": "submit", "queue": "q0", "payload": 1, "ttr_ms": 0}, "bad_request"),
             ({"op": "submit", "queue": "bad name", "payload": 1}, "bad_request"),
@@ -480,6 +481,11 @@ class Ops:
             ({"op": "kick", "queue": "q0", "count": "3"}, "bad_request"),
             ({"op": "declare", "queue": "q0", "capacity": None}, "bad_request"),
             ({"op": "frobnicate"}, "unknown_op"),
+            # Ops on a queue nobody made do not make it.
+            ({"op": "pause", "queue": "none"}, "not_found"),
+            ({"op": "close", "queue": "none"}, "not_found"),
+            ({"op": "kick", "queue": "none"}, "not_found"),
+            ({"op": "stats", "queue": "none"}, "not_found"),
         ]
         req, code = self.rng.choice(reqs)
         ans = self.do(self.rng.choice(sorted(self.conns)), req)

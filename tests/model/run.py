@@ -12,7 +12,7 @@ from ops import Ops
 MARGIN = 0.04             # s slept past the last short timer's due time (then polled)
 SETTLE = 10.0             # s: how long to poll for the server to catch up with a change
 HISTORY = 20              # steps shown on a mismatch
-FULL_CHECK_EVERY = 50     # steps between checks of every live job, the server and events
+FULL_CHECK_EVERY = 20     # steps between checks of every live job, the server and events
 SWEEP_FINISHED = 100      # finished jobs looked at by each periodic check
 
 
