@@ -74,7 +74,14 @@ class Daemon:
                                  % (rc, self.log()[-4000:]))
         self.proc = None
 
-    def check_alive(self):
+    def check_alive(self, wait=0.0):
+        """Raises, with the log's tail, if chanqd has exited (or does
+        within `wait` seconds: a dropped connection may be its dying)."""
+        if self.proc is not None and wait > 0:
+            try:
+                self.proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError("chanqd died (exit %s); log tail:\n%s"
                                  % (self.proc.returncode, self.log()[-4000:]))

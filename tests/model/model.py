@@ -39,10 +39,10 @@ def compact(value):
 
 
 class Job:
+    """A job as the model knows it (state names as the `job` op spells them)."""
     __slots__ = ("id", "queue", "state", "attempt", "max_attempts", "ttr_ms", "payload",
                  "payload_len", "parent", "children", "error", "result", "has_result",
-                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer",
-                 "tracked")
+                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer")
 
     def __init__(self, jid, queue, payload, ttr_ms, max_attempts):
         self.id = jid
@@ -64,13 +64,13 @@ class Job:
         self.recseq = 0             # position of the job's last journal record
         self.short_ttr = False      # its ttr is one of the short ones
         self.timer = None           # pending short timer: (due, kind)
-        self.tracked = True         # known by id (not evicted)
 
     def final(self):
         return self.state in FINAL
 
 
 class Queue:
+    """A queue: settings, flags, the channel's contents and the dead list."""
     COUNTERS = ("submitted", "delivered", "acked", "nacked", "expired", "cancelled",
                 "rejected_full")
 
@@ -100,6 +100,8 @@ class Queue:
 
 
 class Model:
+    """The whole broker state; one method per op."""
+
     def __init__(self, default_capacity, keep_results, default_ttr=30000, default_attempts=3):
         self.default_capacity = default_capacity
         self.default_ttr = default_ttr
@@ -119,6 +121,7 @@ class Model:
         self.timers = {}            # id -> Job with a pending short timer
 
     def queue(self, name, create=False):
+        """The queue, made with the defaults on first use when create."""
         q = self.queues.get(name)
         if q is None and create:
             q = Queue(name, self.default_capacity, self.default_ttr, self.default_attempts)
@@ -126,14 +129,10 @@ class Model:
         return q
 
     def record(self, j):
+        """j's state change is a journal record: its position decides where
+        a queued j goes in a replay."""
         self.seq += 1
         j.recseq = self.seq
-
-    def job(self, jid):
-        return self.jobs.get(jid)
-
-    def tracked_live(self):
-        return [j for j in self.jobs.values() if not j.final()]
 
     def expect_error(self, ans, code, what):
         if ans.get("ok") is not False or ans.get("error", {}).get("code") != code:
@@ -169,7 +168,6 @@ class Model:
             self.evict(self.fin.pop(0))
 
     def evict(self, old):
-        old.tracked = False
         del self.jobs[old.id]
         self.forgotten.append(old.id)
         self.forgotten_all = self.forgotten_all[-99:] + [old.id]
@@ -195,8 +193,10 @@ class Model:
             self.enqueue(j)
         self.record(j)
 
-    def would_requeue(self, j, delay=0, bury=False):
-        return not bury and j.attempt < j.max_attempts and delay <= 0
+    def would_requeue(self, j):
+        """True when a reservation ending now without an ack (a closed
+        connection, a revoked ttr) puts j back in its queue."""
+        return j.attempt < j.max_attempts
 
     def settle_drained(self):
         """chanqd signals "drained" once a closed queue's channel is empty,

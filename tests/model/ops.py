@@ -8,9 +8,9 @@ for the moments short timers fire. Requests whose answer would depend on a
 choice the server makes at random (which queue a multi-queue submit or a
 non-strict fetch serves first) are only made where that choice cannot
 change the outcome. Short timers (SHORT) only run inside a "window": while
-one is pending its queue is "hot" and nothing else touches that queue, a
-job's place in a queue or dead list never races a timer, and a "time
-passes" step ends the window once they have all fired."""
+one is pending, its queue is "hot" and nothing else touches that queue, so
+a job's place in a queue or dead list never races a timer; a "time passes"
+step ends the window once they have all fired."""
 import collections
 import time
 

@@ -70,7 +70,7 @@ class Run(Ops):
         try:
             ans = c.call(req)
         except (ServerGone, OSError) as e:
-            self.daemon.check_alive()
+            self.daemon.check_alive(wait=2.0)
             raise Failure("connection %d: %s" % (conn, e))
         self.log("c%d %s -> %s" % (conn, short(req), short(ans)))
         outcome = "ok" if ans.get("ok") is True else ans.get("error", {}).get("code", "?")
@@ -112,6 +112,17 @@ class Run(Ops):
                 self.model.compare_queue("stats of %s" % name, self.model.expect_queue(q, counts),
                                          got[name])
 
+    def check_stats(self):
+        """The same figures through `stats` with "queue", one per queue."""
+        names = sorted(self.model.queues)
+        answers = self.ctl().pipeline([{"op": "stats", "queue": n} for n in names])
+        counts = self.model.state_counts()
+        for name, ans in zip(names, answers):
+            self.model.expect_ok(ans, "stats of %s" % name)
+            self.model.compare_queue("stats of %s" % name,
+                                     self.model.expect_queue(self.model.queues[name], counts),
+                                     ans.get("queue", {}))
+
     def check_server(self):
         ans = self.ctl().call({"op": "stats"})
         jobs = ans.get("server", {}).get("jobs")
@@ -147,6 +158,7 @@ class Run(Ops):
         self.check_jobs(ids)
         self.check_queues()
         if self.window_since is None and self.step % FULL_CHECK_EVERY == 0:
+            self.check_stats()
             self.check_server()
             self.check_events()
 
@@ -168,6 +180,7 @@ class Run(Ops):
         self.check_jobs(set(self.model.jobs) | set(self.model.forgotten))
         self.model.forgotten.clear()
         self.check_queues()
+        self.check_stats()
         self.check_server()
         self.check_events()
 

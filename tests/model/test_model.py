@@ -39,6 +39,7 @@ def on_alarm(signum, frame):
 
 
 def run_one(seed, steps, bugs, verbose, tally):
+    """Runs one seed; returns the finished Run, or None after a failure."""
     r = Run(seed, steps, bugs, verbose)
     print("model: seed %d, %d steps; chanqd %s" % (seed, steps, r.config))
     sys.stdout.flush()
@@ -49,7 +50,7 @@ def run_one(seed, steps, bugs, verbose, tally):
         ok = True
     except (Mismatch, Failure, AssertionError, ServerGone, OSError) as e:
         r.report(e)
-        return False
+        return None
     finally:
         r.close()
         r.daemon.cleanup(keep=not ok)
@@ -60,7 +61,7 @@ def run_one(seed, steps, bugs, verbose, tally):
     if verbose or tally:
         print("  " + " ".join("%s=%d" % kv for kv in sorted(r.tally.items())))
     sys.stdout.flush()
-    return True
+    return r
 
 
 def main():
@@ -90,18 +91,21 @@ def main():
         return 0 if run_one(next(seeds), steps, bugs, verbose, tally) else 1
     end = time.monotonic() + minutes * 60
     start = time.monotonic()
-    passed = total = 0
+    passed = total = restarts = digests = 0
     for seed in seeds:
         if time.monotonic() >= end:
             break
-        if not run_one(seed, steps, bugs, verbose, tally):
+        r = run_one(seed, steps, bugs, verbose, tally)
+        if r is None:
             print("model: %d seeds (%d steps) passed before seed %d failed"
                   % (passed, total, seed))
             return 1
         passed += 1
-        total += steps
-    print("model: %d seeds, %d steps passed in %.1f minutes"
-          % (passed, total, (time.monotonic() - start) / 60))
+        total += r.step
+        restarts += r.restarts
+        digests += r.digests
+    print("model: %d seeds, %d steps, %d restarts (%d digests compared) passed in %.1f minutes"
+          % (passed, total, restarts, digests, (time.monotonic() - start) / 60))
     return 0
 
 
