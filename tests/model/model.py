@@ -42,7 +42,8 @@ class Job:
     """A job as the model knows it (state names as the `job` op spells them)."""
     __slots__ = ("id", "queue", "state", "attempt", "max_attempts", "ttr_ms", "payload",
                  "payload_len", "parent", "children", "error", "result", "has_result",
-                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer")
+                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer",
+                 "orphan")
 
     def __init__(self, jid, queue, payload, ttr_ms, max_attempts):
         self.id = jid
@@ -62,6 +63,7 @@ class Job:
         self.created = None         # learned from the first `job` answer
         self.holder = None          # connection id while reserved
         self.recseq = 0             # position of the job's last journal record
+        self.orphan = False         # reserved when a crash ended the journal
         self.short_ttr = False      # its ttr is one of the short ones
         self.timer = None           # pending short timer: (due, kind)
 
@@ -698,10 +700,11 @@ class Model:
         if crash:
             for held in self.conns.values():
                 for j in held:
-                    # Its RESERVE record was the last: back in its queue with
-                    # the delivery counted.
+                    # Its RESERVE record was the last: back to the tail of
+                    # its queue with the delivery counted.
                     j.holder = None
                     j.state = "queued"
+                    j.orphan = True
             self.conns = {}
         else:
             for conn in sorted(self.conns):
@@ -712,9 +715,18 @@ class Model:
         for q in self.queues.values():
             q.buf = []
             q.count = dict.fromkeys(Queue.COUNTERS, 0)
+        orphans = []
         for j in sorted(self.jobs.values(), key=lambda j: j.recseq):
-            if j.state == "queued":
+            if j.state == "queued" and j.holder is None and j.orphan:
+                orphans.append(j)
+            elif j.state == "queued":
                 j.queue.buf.append(j)
+        # Jobs reserved when the journal ended go back after the others, in
+        # the order of their deliveries; their requeue is recorded at start.
+        for j in orphans:
+            j.orphan = False
+            j.queue.buf.append(j)
+            self.record(j)
         for q in self.queues.values():
             if len(q.buf) > q.capacity:
                 raise AssertionError("model: replay overfills %s (generator bug)" % q.name)
