@@ -6,7 +6,7 @@ set -eu
 
 want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
 libjansson-dev check libssl-dev"
-want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go"
+want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go zsh"
 
 want=$want_build
 [ "${1:-build}" = test ] && want="$want_build $want_test"
