@@ -22,10 +22,10 @@ import json
 FINAL = ("done", "dead", "cancelled", "expired")
 # States whose payload is dropped (docs/protocol.md, the `job` op).
 PAYLOAD_GONE = ("done", "cancelled", "expired")
-# The broker's reservation list is newest first, and a closing connection
-# gives its jobs back walking that list: the job fetched last re-enters its
-# queue first. The protocol does not say; this pins what chanqd does today.
-DISCONNECT_NEWEST_FIRST = True
+# A closing connection gives its jobs back in the order it fetched them
+# (the oldest reservation re-enters its queue first). The protocol does not
+# say; this pins what chanqd does.
+DISCONNECT_OLDEST_FIRST = True
 
 
 class Mismatch(Exception):
@@ -638,7 +638,7 @@ class Model:
         attempt used, with the error "connection lost"."""
         held = self.conns.pop(conn, [])
         self.events.pop(conn, None)
-        order = list(reversed(held)) if DISCONNECT_NEWEST_FIRST else list(held)
+        order = list(held) if DISCONNECT_OLDEST_FIRST else list(reversed(held))
         for j in order:
             j.holder = None
             j.error = "connection lost"
@@ -672,7 +672,8 @@ class Model:
             j.timer = None
             if kind in ("delay", "backoff"):
                 if j.state == "delayed":
-                    self.enqueue(j)  # no record: its due time is in its last one
+                    self.enqueue(j)
+                    self.record(j)
             elif kind == "ttr":
                 if j.state == "reserved":
                     self.events.setdefault(j.holder, []).append(
@@ -694,27 +695,32 @@ class Model:
 
     def restart(self, crash):
         """chanqd stops (SIGTERM: connections close first, as if each had
-        closed; SIGKILL: nothing more happens) and replays its journal."""
+        closed; SIGKILL: nothing more happens) and replays its journal
+        (docs/durability.md, "Replay")."""
+        orphans = []
         if crash:
-            for held in self.conns.values():
-                for j in held:
-                    # Its RESERVE record was the last: back in its queue with
-                    # the delivery counted.
-                    j.holder = None
-                    j.state = "queued"
+            orphans = [j for held in self.conns.values() for j in held]
             self.conns = {}
         else:
             for conn in sorted(self.conns):
                 self.disconnect(conn)
         self.events = {}
-        # Replay: queued jobs re-enter their queues in the order of their
-        # last records; tombstones are gone; counters start again.
+        # Queued jobs are back in the order they had (every way into a queue
+        # is a record, and a compaction's snapshot keeps the order);
+        # tombstones are gone; counters start again.
         for q in self.queues.values():
             q.buf = []
             q.count = dict.fromkeys(Queue.COUNTERS, 0)
         for j in sorted(self.jobs.values(), key=lambda j: j.recseq):
             if j.state == "queued":
                 j.queue.buf.append(j)
+        # A job reserved when the log ended goes to the tail of its queue,
+        # the delivery counted, in id order.
+        for j in sorted(orphans, key=lambda j: int(j.id)):
+            j.holder = None
+            j.state = "queued"
+            j.queue.buf.append(j)
+            self.record(j)
         for q in self.queues.values():
             if len(q.buf) > q.capacity:
                 raise AssertionError("model: replay overfills %s (generator bug)" % q.name)

@@ -42,9 +42,6 @@ KNOWN_BUGS = {
     "cancel-evict": "cancel stops half way when a job of the tree is pushed out of the kept "
                     "results during the walk (its children lose their link; chanqd may read "
                     "freed memory)",
-    "multi-submit-restart": "a multi-queue submit placed in another queue than the first "
-                            "open one is back in the first one after a restart (the SUBMIT "
-                            "record names the first queue)",
     "tombstone-capacity": "a cancelled or expired job still in the channel takes a capacity "
                           "slot: a submit to a queue whose depth is below capacity can fail",
 }
@@ -197,10 +194,8 @@ class Ops:
             if len(documented) != len(with_room) and not self.bug_on("tombstone-capacity"):
                 self.tally["avoided:tombstone-capacity"] += 1
                 return False
-            if multi and any(q is not first for q in with_room) \
-                    and not self.bug_on("multi-submit-restart"):
-                self.tally["avoided:multi-submit-restart"] += 1
-                return False
+            if len(with_room) > 1:
+                return False  # the server would pick one at random
         if placed and 0 < delay < LONG and first.room() < 1:
             return False  # it could not enter its queue when due
         ans = self.do(conn, req)
