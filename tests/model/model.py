@@ -22,9 +22,9 @@ import json
 FINAL = ("done", "dead", "cancelled", "expired")
 # States whose payload is dropped (docs/protocol.md, the `job` op).
 PAYLOAD_GONE = ("done", "cancelled", "expired")
-# The broker's reservation list is newest first, and a closing connection
-# gives its jobs back walking that list: the job fetched last re-enters its
-# queue first. The protocol does not say; this pins what chanqd does today.
+# The broker gives a closing connection's jobs back newest reservation
+# first: the job fetched last re-enters its queue first. The protocol does
+# not say; this pins what chanqd does.
 DISCONNECT_NEWEST_FIRST = True
 
 
@@ -42,8 +42,7 @@ class Job:
     """A job as the model knows it (state names as the `job` op spells them)."""
     __slots__ = ("id", "queue", "state", "attempt", "max_attempts", "ttr_ms", "payload",
                  "payload_len", "parent", "children", "error", "result", "has_result",
-                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer",
-                 "orphan")
+                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer")
 
     def __init__(self, jid, queue, payload, ttr_ms, max_attempts):
         self.id = jid
@@ -63,7 +62,6 @@ class Job:
         self.created = None         # learned from the first `job` answer
         self.holder = None          # connection id while reserved
         self.recseq = 0             # position of the job's last journal record
-        self.orphan = False         # reserved when a crash ended the journal
         self.short_ttr = False      # its ttr is one of the short ones
         self.timer = None           # pending short timer: (due, kind)
 
@@ -674,7 +672,8 @@ class Model:
             j.timer = None
             if kind in ("delay", "backoff"):
                 if j.state == "delayed":
-                    self.enqueue(j)  # no record: its due time is in its last one
+                    self.enqueue(j)
+                    self.record(j)
             elif kind == "ttr":
                 if j.state == "reserved":
                     self.events.setdefault(j.holder, []).append(
@@ -696,35 +695,31 @@ class Model:
 
     def restart(self, crash):
         """chanqd stops (SIGTERM: connections close first, as if each had
-        closed; SIGKILL: nothing more happens) and replays its journal."""
+        closed; SIGKILL: nothing more happens) and replays its journal
+        (docs/durability.md, "Replay")."""
+        orphans = []
         if crash:
-            for held in self.conns.values():
-                for j in held:
-                    # Its RESERVE record was the last: back to the tail of
-                    # its queue with the delivery counted.
-                    j.holder = None
-                    j.state = "queued"
-                    j.orphan = True
+            orphans = [j for held in self.conns.values() for j in held]
             self.conns = {}
         else:
             for conn in sorted(self.conns):
                 self.disconnect(conn)
         self.events = {}
-        # Replay: queued jobs re-enter their queues in the order of their
-        # last records; tombstones are gone; counters start again.
+        # Queued jobs are back in the order they had (every way into a queue
+        # is a record, and a compaction's snapshot keeps the order);
+        # tombstones are gone; counters start again.
         for q in self.queues.values():
             q.buf = []
             q.count = dict.fromkeys(Queue.COUNTERS, 0)
-        orphans = []
         for j in sorted(self.jobs.values(), key=lambda j: j.recseq):
-            if j.state == "queued" and j.holder is None and j.orphan:
-                orphans.append(j)
-            elif j.state == "queued":
+            if j.state == "queued":
                 j.queue.buf.append(j)
-        # Jobs reserved when the journal ended go back after the others, in
-        # the order of their deliveries; their requeue is recorded at start.
-        for j in orphans:
-            j.orphan = False
+        # A job reserved when the log ended goes to the tail of its queue,
+        # after the queued ones, the delivery counted, in the order of the
+        # deliveries (of their RESERVE records).
+        for j in sorted(orphans, key=lambda j: j.recseq):
+            j.holder = None
+            j.state = "queued"
             j.queue.buf.append(j)
             self.record(j)
         for q in self.queues.values():

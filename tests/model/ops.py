@@ -39,12 +39,6 @@ def rand_payload(rng, depth=0):
 # behaviour, so such a run fails where the bug shows). Delete an entry, and
 # the steering it names, once the bug is fixed.
 KNOWN_BUGS = {
-    "cancel-evict": "cancel stops half way when a job of the tree is pushed out of the kept "
-                    "results during the walk (its children lose their link; chanqd may read "
-                    "freed memory)",
-    "multi-submit-restart": "a multi-queue submit placed in another queue than the first "
-                            "open one is back in the first one after a restart (the SUBMIT "
-                            "record names the first queue)",
     "tombstone-capacity": "a cancelled or expired job still in the channel takes a capacity "
                           "slot: a submit to a queue whose depth is below capacity can fail",
 }
@@ -197,10 +191,8 @@ class Ops:
             if len(documented) != len(with_room) and not self.bug_on("tombstone-capacity"):
                 self.tally["avoided:tombstone-capacity"] += 1
                 return False
-            if multi and any(q is not first for q in with_room) \
-                    and not self.bug_on("multi-submit-restart"):
-                self.tally["avoided:multi-submit-restart"] += 1
-                return False
+            if len(with_room) > 1:
+                return False  # the server would pick one at random
         if placed and 0 < delay < LONG and first.room() < 1:
             return False  # it could not enter its queue when due
         ans = self.do(conn, req)
@@ -371,9 +363,6 @@ class Ops:
         walk = m.cancel_walk(j) if j is not None else []
         hot = self.hot_queues()
         if any(n.timer is not None or n.queue.name in hot for n in walk):
-            return False
-        if j is not None and m.cancel_cut_short(j) and not self.bug_on("cancel-evict"):
-            self.tally["avoided:cancel-evict"] += 1
             return False
         conn = rng.choice(sorted(self.conns))
         ans = self.do(conn, {"op": "cancel", "id": jid})
