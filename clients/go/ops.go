@@ -188,10 +188,17 @@ func (c *Conn) Fetch(ctx context.Context, queues []string, opts *FetchOptions) (
 		r.TimeoutMs = ms(opts.Timeout)
 		r.Strict = opts.Strict
 	}
+	line, err := c.roundTrip(ctx, &r)
+	if err != nil {
+		return nil, err
+	}
+	if jobs, ok := quickJobs(line); ok {
+		return jobs, nil
+	}
 	var a struct {
 		Jobs []wireJob `json:"jobs"`
 	}
-	if err := c.do(ctx, &r, &a); err != nil {
+	if err := decodeAnswer(r.Op, line, &a); err != nil {
 		return nil, err
 	}
 	jobs := make([]*Job, len(a.Jobs))

@@ -136,6 +136,8 @@ type slot struct {
 	cancel context.CancelFunc // cancels the running job's context
 	gone   string             // why the server no longer holds the running job for us
 	held   map[string]string  // fetched jobs not yet run -> why gone ("" if held)
+
+	keeper keeper // keeps the running job's reservation
 }
 
 func (s *slot) dial(ctx context.Context) (*Conn, error) {
@@ -343,12 +345,9 @@ func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 	s.jobID, s.cancel, s.gone = job.ID, cancel, ""
 	s.mu.Unlock()
 
-	stop := make(chan struct{})
-	kept := make(chan struct{})
-	go s.keep(job, reservedAt, cancel, stop, kept)
+	k := s.keep(job, reservedAt, cancel)
 	result, err := s.call(jctx, job)
-	close(stop)
-	<-kept
+	k.stop()
 
 	s.mu.Lock()
 	gone := s.gone
@@ -394,57 +393,112 @@ func (s *slot) call(ctx context.Context, job *Job) (result any, err error) {
 	return s.w.Handler(ctx, job)
 }
 
-// keep touches the running job every interval and cancels its context
-// when the reservation is about to run out or a touch is refused.
-func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc, stop <-chan struct{}, kept chan<- struct{}) {
-	defer close(kept)
-	ttr := job.TTR
-	if ttr <= 0 {
-		ttr = 30 * time.Second
+// keeper keeps a slot's running job's reservation with two timers rather
+// than a goroutine, armed again for each job (a short job costs two timer
+// resets): tick touches the job every interval, expiry cancels its
+// context when the reservation is about to run out without a successful
+// touch. A callback acts only if the current job's time has come, so one
+// that fired for an earlier job does nothing. A touch runs on tick's own
+// goroutine.
+type keeper struct {
+	s *slot
+
+	mu       sync.Mutex // guards the fields below
+	job      *Job       // the running job, nil between jobs
+	cancel   context.CancelFunc
+	ttr      time.Duration
+	interval time.Duration
+	margin   time.Duration
+	tickAt   time.Time // when the job is due for a touch
+	expiryAt time.Time // when its reservation is about to end
+	touching bool      // a touch is on its way
+	tick     *time.Timer
+	expiry   *time.Timer
+}
+
+// keep starts keeping job (reserved at reservedAt) until the keeper's stop.
+func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc) *keeper {
+	k := &s.keeper
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.s, k.job, k.cancel, k.ttr = s, job, cancel, job.TTR
+	if k.ttr <= 0 {
+		k.ttr = 30 * time.Second
 	}
-	interval := s.w.TouchInterval
-	if interval <= 0 {
-		interval = ttr / 2
+	k.interval = s.w.TouchInterval
+	if k.interval <= 0 {
+		k.interval = k.ttr / 2
 	}
-	margin := ttr / 10
-	if margin > time.Second {
-		margin = time.Second
+	k.margin = k.ttr / 10
+	if k.margin > time.Second {
+		k.margin = time.Second
 	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	expiry := time.NewTimer(time.Until(reservedAt.Add(ttr - margin)))
-	defer expiry.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-expiry.C:
-			cancel() // the reservation is about to end; the server will take it back
-			return
-		case <-tick.C:
-			sent := time.Now()
-			tctx, tcancel := context.WithTimeout(context.Background(), ttr)
-			err := s.conn.Touch(tctx, job.ID, 0)
-			tcancel()
-			if err != nil {
-				var e *Error
-				if errors.As(err, &e) {
-					s.mu.Lock()
-					if s.gone == "" {
-						s.gone = "taken back (touch: " + e.Code + ")"
-					}
-					s.mu.Unlock()
-				}
-				cancel()
-				return
+	k.tickAt = time.Now().Add(k.interval)
+	k.expiryAt = reservedAt.Add(k.ttr - k.margin)
+	if k.tick == nil {
+		k.tick = time.AfterFunc(k.interval, k.touch)
+		k.expiry = time.AfterFunc(time.Until(k.expiryAt), k.expire)
+	} else {
+		k.tick.Reset(k.interval)
+		k.expiry.Reset(time.Until(k.expiryAt))
+	}
+	return k
+}
+
+// stop ends the keeping of the job; a touch already on its way is ignored.
+func (k *keeper) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.job, k.cancel = nil, nil
+	k.tick.Stop()
+	k.expiry.Stop()
+}
+
+// expire: the reservation is about to end; the server will take it back.
+func (k *keeper) expire() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.job != nil && !time.Now().Before(k.expiryAt) {
+		k.cancel()
+	}
+}
+
+// touch extends the reservation, then arms the next touch and the new
+// expiry; a refused touch cancels the job.
+func (k *keeper) touch() {
+	k.mu.Lock()
+	job, ttr := k.job, k.ttr
+	if job == nil || k.touching || time.Now().Before(k.tickAt) {
+		k.mu.Unlock()
+		return
+	}
+	k.touching = true
+	k.mu.Unlock()
+	sent := time.Now()
+	tctx, tcancel := context.WithTimeout(context.Background(), ttr)
+	err := k.s.conn.Touch(tctx, job.ID, 0)
+	tcancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.touching = false
+	if k.job != job {
+		return // the job ended meanwhile
+	}
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			k.s.mu.Lock()
+			if k.s.gone == "" {
+				k.s.gone = "taken back (touch: " + e.Code + ")"
 			}
-			if !expiry.Stop() {
-				select {
-				case <-expiry.C:
-				default:
-				}
-			}
-			expiry.Reset(time.Until(sent.Add(ttr - margin)))
+			k.s.mu.Unlock()
 		}
+		k.expiry.Stop()
+		k.cancel()
+		return
 	}
+	k.expiryAt = sent.Add(k.ttr - k.margin)
+	k.expiry.Reset(time.Until(k.expiryAt))
+	k.tickAt = time.Now().Add(k.interval)
+	k.tick.Reset(k.interval)
 }
