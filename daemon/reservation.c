@@ -27,10 +27,13 @@ reservation_begin(struct job *j, struct holder *h)
 void
 reservation_end(struct job *j)
 {
-    if (j->holder)
-        job_list_remove(&j->holder->reserved, j);
+    struct holder *h = j->holder;
     j->holder = NULL;
     job_timer_stop(j);
+    if (h) {
+        job_list_remove(&h->reserved, j);
+        consume_credit_back(h);
+    }
 }
 
 void
@@ -179,6 +182,7 @@ void
 broker_release_holder(struct broker *b, struct holder *h)
 {
     pthread_mutex_lock(&b->lock);
+    consume_stop(h); /* first: it would push into the room the jobs leave */
     while (h->reserved.head) {
         struct job *j = h->reserved.head;
         if (reservation_retry(b, j, 0, false, "connection lost", NULL) < 0)
@@ -191,7 +195,7 @@ bool
 broker_holder_busy(struct broker *b, struct holder *h)
 {
     pthread_mutex_lock(&b->lock);
-    bool busy = h->reserved.n > 0;
+    bool busy = h->reserved.n > 0 || h->consumer; /* a consume waits, like a parked fetch */
     pthread_mutex_unlock(&b->lock);
     return busy;
 }
