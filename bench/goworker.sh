@@ -2,10 +2,11 @@
 # The job cycle driven by the Go client's Worker (bench/goworker) side by
 # side with the C load generator (`chanq loadtest`), against one chanqd
 # --memory: P producers pipelining submits (window 64 each) and C
-# consumers, 100-byte payloads, flat out. Rounds are interleaved (Go
-# worker, loadtest --batch 1, loadtest with its default --batch 64, then
-# again; the Go worker both fetching one job per slot and with Prefetch
-# 64, like loadtest's batch) so that noise from a shared machine hits every side alike; the
+# consumers, 100-byte payloads, flat out. Rounds are interleaved (the Go
+# Worker consuming, with its default prefetch and with 64; the Go Worker
+# polling, one job per fetch; loadtest --batch 1, loadtest with its
+# default --batch 64; then again) so that noise from a shared machine hits
+# every side alike; the
 # table gives the median, min and max of the acked jobs/s (acked jobs over
 # the time from the first submit until the last ack).
 #
@@ -58,11 +59,12 @@ echo "# bench/goworker.sh -d $secs -r $rounds -p $producers -c $consumers: $(dat
 for r in $(seq "$rounds"); do
     "$tmp/goworker" -server "$server" -p "$producers" -c "$consumers" -d "$secs" | rate >>"$tmp/go"
     "$tmp/goworker" -server "$server" -p "$producers" -c "$consumers" -d "$secs" -prefetch 64 | rate >>"$tmp/go64"
+    "$tmp/goworker" -server "$server" -p "$producers" -c "$consumers" -d "$secs" -poll | rate >>"$tmp/gopoll"
     "$build/clients/chanq" loadtest --server "$server" -p "$producers" -c "$consumers" -d "$secs" \
         --batch 1 --quiet | rate >>"$tmp/c1"
     "$build/clients/chanq" loadtest --server "$server" -p "$producers" -c "$consumers" -d "$secs" \
         --quiet | rate >>"$tmp/c64"
-    echo "# round $r: go worker $(tail -n 1 "$tmp/go"), go worker prefetch 64 $(tail -n 1 "$tmp/go64"), loadtest --batch 1 $(tail -n 1 "$tmp/c1"), loadtest --batch 64 $(tail -n 1 "$tmp/c64") jobs/s" >&2
+    echo "# round $r: go worker $(tail -n 1 "$tmp/go"), go worker prefetch 64 $(tail -n 1 "$tmp/go64"), go worker polling $(tail -n 1 "$tmp/gopoll"), loadtest --batch 1 $(tail -n 1 "$tmp/c1"), loadtest --batch 64 $(tail -n 1 "$tmp/c64") jobs/s" >&2
 done
 
 # median min max of a file of numbers
@@ -72,7 +74,8 @@ echo
 echo "| client | consumers fetch | acked jobs/s (median) | min | max | vs Go worker |"
 echo "|---|---|---:|---:|---:|---:|"
 g=$(med "$tmp/go")
-echo "| Go chanq.Worker, $consumers slots | 1 job, ack pipelined with the next fetch | $(stats "$tmp/go") | 1.00 |"
-echo "| Go chanq.Worker, $consumers slots, Prefetch 64 | up to 64 jobs, acks pipelined | $(stats "$tmp/go64") | $(awk -v a="$(med "$tmp/go64")" -v b="$g" 'BEGIN { printf "%.2f", a / b }') |"
+echo "| Go chanq.Worker, $consumers slots | consume, prefetch $consumers, acks pipelined | $(stats "$tmp/go") | 1.00 |"
+echo "| Go chanq.Worker, $consumers slots, Prefetch 64 | consume, prefetch 64, acks pipelined | $(stats "$tmp/go64") | $(awk -v a="$(med "$tmp/go64")" -v b="$g" 'BEGIN { printf "%.2f", a / b }') |"
+echo "| Go chanq.Worker, $consumers slots, Poll | 1 job, ack pipelined with the next fetch | $(stats "$tmp/gopoll") | $(awk -v a="$(med "$tmp/gopoll")" -v b="$g" 'BEGIN { printf "%.2f", a / b }') |"
 echo "| chanq loadtest --batch 1 | 1 job, acks pipelined | $(stats "$tmp/c1") | $(awk -v a="$(med "$tmp/c1")" -v b="$g" 'BEGIN { printf "%.2f", a / b }') |"
 echo "| chanq loadtest (--batch 64) | up to 64 jobs, acks pipelined | $(stats "$tmp/c64") | $(awk -v a="$(med "$tmp/c64")" -v b="$g" 'BEGIN { printf "%.2f", a / b }') |"
