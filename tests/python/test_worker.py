@@ -221,6 +221,24 @@ class Workers(unittest.TestCase):
         self.assertEqual(self.c.job(first).state, "done")
         self.assertEqual((w.stats.acked, w.stats.cancelled, w.stats.errors), (2, 1, 0))
 
+    def test_a_job_waiting_past_half_its_ttr_is_touched_before_it_runs(self) -> None:
+        attempts: list[int] = []
+
+        def handle(ctx: JobContext) -> None:
+            attempts.append(ctx.attempt)
+            time.sleep(0.4)  # the second job waits longer than half its ttr
+        a = self.c.submit("a", "tw", ttr_ms=600)
+        b = self.c.submit("b", "tw", ttr_ms=600)
+        w = Worker(handle, "tw", self.srv.address, concurrency=1, prefetch=2)
+        w.start()
+        try:
+            self.assertEqual(self.c.wait(a, timeout_ms=5000).state, "done")
+            self.assertEqual(self.c.wait(b, timeout_ms=5000).state, "done")
+        finally:
+            w.stop()
+            self.assertTrue(w.join(5))
+        self.assertEqual(attempts, [1, 1], "a job ran again: its reservation ran out")
+
     def test_acks_are_batched_on_one_connection(self) -> None:
         n = 3000
         self.c.declare("batch", capacity=n)

@@ -199,7 +199,7 @@ class Worker:
         self._toucher: threading.Thread | None = None
         self.error: BaseException | None = None
         # consume mode
-        self._jobs: "_queue.Queue[tuple[Client, Job]]" = _queue.Queue()
+        self._jobs: "_queue.Queue[tuple[Client, Job, float]]" = _queue.Queue()
         self._waiting: dict[str, str] = {}  # received, not started -> why taken back ("")
         self._input_done = threading.Event()  # no job will be pushed any more
         self._out: "_queue.Queue[_Out | None]" = _queue.Queue()
@@ -308,8 +308,9 @@ class Worker:
                 self.stats.fetched += len(ev.jobs)
                 for job in ev.jobs:
                     self._waiting[job.id] = ""
+            now = time.monotonic()
             for job in ev.jobs:
-                self._jobs.put((client, job))
+                self._jobs.put((client, job, now))
         elif ev.kind == "consume_end" and ev.reason == "closed":
             self._input_done.set()
         elif ev.kind in ("cancel", "revoked"):
@@ -350,7 +351,7 @@ class Worker:
     def _runner(self) -> None:
         while True:
             try:
-                client, job = self._jobs.get(timeout=0.05)
+                client, job, arrived = self._jobs.get(timeout=0.05)
             except _queue.Empty:
                 if self._input_done.is_set():
                     return
@@ -364,8 +365,22 @@ class Worker:
                 pass  # its connection is gone: the server gave the job back
             elif self._stop.is_set():
                 self._out.put((client, "release", job.id, None))
-            else:
+            elif self._renewed(client, job, arrived):
                 self._run_pushed(client, job)
+
+    def _renewed(self, client: Client, job: Job, arrived: float) -> bool:
+        """A job that waited for a slot past half its ttr (a prefetch above
+        the concurrency) is touched before it starts; False when the
+        server took it back meanwhile."""
+        if time.monotonic() - arrived <= job.ttr_ms / 2000.0:
+            return True
+        try:
+            client.touch(job.id)
+            return True
+        except ChanqError as e:
+            log.info("job %s taken back before it ran: %s", job.id, e)
+            self._count("cancelled")
+            return False
 
     def _run_pushed(self, client: Client, job: Job) -> None:
         result, failure, cancelled = self._call(client, job)
@@ -563,7 +578,7 @@ class AsyncWorker:
         self._stop: asyncio.Event | None = None
         self._running: dict[str, tuple[JobContext, "asyncio.Task[Any]"]] = {}
         # consume mode
-        self._jobs: "asyncio.Queue[Job | None]" = asyncio.Queue()
+        self._jobs: "asyncio.Queue[tuple[Job, float] | None]" = asyncio.Queue()
         self._out: "asyncio.Queue[_Out | None]" = asyncio.Queue()
         self._waiting: dict[str, str] = {}
         self._input_done = False
@@ -636,9 +651,10 @@ class AsyncWorker:
     def _on_push(self, ev: Event) -> None:
         if ev.kind == "jobs":
             self.stats.fetched += len(ev.jobs)
+            now = time.monotonic()
             for job in ev.jobs:
                 self._waiting[job.id] = ""
-                self._jobs.put_nowait(job)
+                self._jobs.put_nowait((job, now))
         elif ev.kind == "consume_end" and ev.reason == "closed":
             self._end_input()
         elif ev.kind in ("cancel", "revoked") and ev.id in self._waiting:
@@ -667,9 +683,10 @@ class AsyncWorker:
     async def _runner(self, client: AsyncClient) -> None:
         assert self._stop is not None
         while True:
-            job = await self._jobs.get()
-            if job is None:
+            item = await self._jobs.get()
+            if item is None:
                 return
+            job, arrived = item
             why = self._waiting.pop(job.id, "")
             if why:
                 log.info("job %s taken back (%s) before it ran", job.id, why)
@@ -678,6 +695,8 @@ class AsyncWorker:
                 pass  # the server gave it back with the connection
             elif self._stop.is_set():
                 self._out.put_nowait((client, "release", job.id, None))
+            elif not await self._renewed(client, job, arrived):
+                self.stats.cancelled += 1
             else:
                 result, failure, cancelled = await self._execute(client, job)
                 if cancelled:
@@ -688,6 +707,17 @@ class AsyncWorker:
                     self._out.put_nowait((client, "ack", job.id, result))
                 else:
                     self._out.put_nowait((client, "nack", job.id, _error_text(failure)))
+
+    async def _renewed(self, client: AsyncClient, job: Job, arrived: float) -> bool:
+        """As Worker's: a job that waited past half its ttr is touched first."""
+        if time.monotonic() - arrived <= job.ttr_ms / 2000.0:
+            return True
+        try:
+            await client.touch(job.id)
+            return True
+        except ChanqError as e:
+            log.info("job %s taken back before it ran: %s", job.id, e)
+            return False
 
     async def _send_loop(self, client: AsyncClient) -> None:
         """As Worker's sender: what waits goes out in one write, the acks
