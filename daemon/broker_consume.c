@@ -156,8 +156,7 @@ wait_for(struct consumer *c, struct chan *room)
     return r < 0 ? ended(c) : 0;
 }
 
-/* Room for more jobs in this event: credit left and bytes left after the
- * first `taken` jobs, of which `bytes` payload bytes. */
+/* How many more jobs h may hold (lock held, attached). */
 static size_t
 credit_left(const struct consumer *c)
 {

@@ -34,9 +34,9 @@ struct pick {
 
 /* Takes up to max ready jobs from p's queues (a new order each call) and
  * reserves each for h: RESERVE records nobody waits for, the attempt
- * counted. Stops early once the payloads taken reach max_bytes (always
- * takes one when one is ready). got[] receives the jobs, each carrying the
- * reference the channel held; returns how many. */
+ * counted. Stops early once the payloads taken reach max_bytes (the first
+ * ready job is always taken when max_bytes > 0). got[] receives the jobs,
+ * each carrying the reference the channel held; returns how many. */
 size_t deliver_take(struct broker *b, struct pick *p, struct holder *h, struct job **got,
                     size_t max, size_t max_bytes);
 
