@@ -39,13 +39,13 @@
 
 struct consumer {
     struct broker *b;
-    struct holder *h;      /* the connection; NULL once detached (lock) */
-    struct pick pick;      /* the queues it takes from (lock) */
-    size_t prefetch;       /* pushes wait while h holds this many jobs (lock) */
-    bool want_credit;      /* the pusher waits for a job to leave h (lock) */
-    struct chan *wake;     /* cap 1: credit came back, or the settings changed */
-    struct ctx *ctx;       /* a child of the connection's; cancelled on detach */
-    struct buf line;       /* the event being encoded (the pusher, lock) */
+    struct holder *h;               /* the connection; NULL once detached (lock) */
+    struct pick pick;               /* the queues it takes from (lock) */
+    size_t prefetch;                /* pushes wait while h holds this many jobs (lock) */
+    bool want_credit;               /* the pusher waits for a job to leave h (lock) */
+    struct chan *wake;              /* cap 1: credit came back, or the settings changed */
+    struct ctx *ctx;                /* a child of the connection's; cancelled on detach */
+    struct buf line;                /* the event being encoded (the pusher, lock) */
     struct job *got[PUSH_MAX_JOBS]; /* the jobs of that event */
 };
 
@@ -258,8 +258,8 @@ consumer_start(struct broker *b, struct session *s)
 }
 
 int
-broker_op_consume(struct broker *b, struct session *s, const struct request *req,
-                  struct buf *out, struct proto_error *err)
+broker_op_consume(struct broker *b, struct session *s, const struct request *req, struct buf *out,
+                  struct proto_error *err)
 {
     struct pick pick = {.strict = req->strict};
     struct broker_op op;

@@ -97,7 +97,8 @@ deliver_park(struct broker *b, struct pick *p, struct session *s, struct chan *e
         q->waiting_fetchers++;
         cases[3 * i] = (struct chan_case){q->paused ? NULL : q->jobs, CHAN_RECV, j, false};
         cases[3 * i + 1] = (struct chan_case){changed[i], CHAN_RECV, NULL, false};
-        cases[3 * i + 2] = (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
+        cases[3 * i + 2] =
+            (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
     }
     cases[3 * p->nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
     pthread_mutex_unlock(&b->lock);

@@ -72,8 +72,8 @@ stream_line(struct stream *st, int timeout_ms, bool *got)
 }
 
 /* Sends a request and returns its answer, collecting the events before it. */
-static json_t *
-st_req(struct stream *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *st_req(struct stream *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static json_t *
 st_req(struct stream *st, const char *fmt, ...)
 {
@@ -94,8 +94,7 @@ st_req(struct stream *st, const char *fmt, ...)
     }
 }
 
-static void
-st_ok(struct stream *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void st_ok(struct stream *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
 st_ok(struct stream *st, const char *fmt, ...)
 {
@@ -208,7 +207,8 @@ START_TEST(a_worker_that_stops_reading_gets_no_more_than_its_credit)
         no_data_within(fx.fd, 20);
     ck_assert_int_eq(queue_stat(fx.fd, "lazy", "reserved"), 0);
     ck_assert_int_eq(queue_stat(fx.fd, "lazy", "depth"), 200);
-    json_t *r = req_ok(fx.fd, "{\"op\":\"fetch\",\"queue\":\"lazy\",\"count\":200,\"timeout_ms\":0}");
+    json_t *r =
+        req_ok(fx.fd, "{\"op\":\"fetch\",\"queue\":\"lazy\",\"count\":200,\"timeout_ms\":0}");
     json_t *jobs = json_object_get(r, "jobs");
     int again = 0;
     for (size_t i = 0; i < json_array_size(jobs); i++)
@@ -311,8 +311,7 @@ START_TEST(consume_again_changes_the_prefetch_and_the_queues)
     ck_assert_uint_eq(st_pump(&st, 10, 300), 5);
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"p2\",\"prefetch\":10}");
     ck_assert_uint_eq(st_pump(&st, 12, 500), 7);
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.jobs, 6), "queue")),
-                     "p2");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.jobs, 6), "queue")), "p2");
     stream_free(&st);
 }
 END_TEST
@@ -402,10 +401,11 @@ START_TEST(fetch_acks_the_jobs_it_carries_first)
     submit_n(fx.fd, "fa", 3);
     char *first = fetch_one(fx.fd, "fa", 1000);
     ck_assert_ptr_nonnull(first);
-    json_t *r = req_ok(fx.fd,
-                       "{\"op\":\"fetch\",\"queue\":\"fa\",\"ack\":[\"%s\",\"12345\"],\"timeout_ms\":"
-                       "1000}",
-                       first);
+    json_t *r =
+        req_ok(fx.fd,
+               "{\"op\":\"fetch\",\"queue\":\"fa\",\"ack\":[\"%s\",\"12345\"],\"timeout_ms\":"
+               "1000}",
+               first);
     json_t *jobs = json_object_get(r, "jobs");
     ck_assert_uint_eq(json_array_size(jobs), 1);
     char *second = strdup(json_string_value(json_object_get(json_array_get(jobs, 0), "id")));
@@ -486,8 +486,10 @@ START_TEST(pushes_wait_while_the_output_is_over_its_share)
      * the client's 64 KiB: about 50 jobs, far below 300. */
     long long held = queue_stat(fd, "big", "reserved");
     fprintf(stderr, "a consumer that reads nothing holds %lld jobs of 100 kB\n", held);
-    ck_assert_msg(held > 0 && held <= 120, "%lld jobs of 100 kB pushed to a client that reads "
-                  "nothing", held);
+    ck_assert_msg(held > 0 && held <= 120,
+                  "%lld jobs of 100 kB pushed to a client that reads "
+                  "nothing",
+                  held);
     /* Reading, it gets everything. */
     ck_assert_uint_eq(st_pump(&st, JOBS, 5000), JOBS);
     ck_assert_uint_eq(st.answers, 1);
