@@ -131,6 +131,30 @@ st_pump(struct stream *st, size_t want, int quiet_ms)
     return json_array_size(st->jobs);
 }
 
+/* How long a test waits for what must come, and for what must not. */
+#define WAIT_MS 10000
+#define QUIET_MS 300
+
+/* Exactly n jobs pushed so far: waits for them, then checks that no more
+ * come for QUIET_MS. */
+static void
+st_expect(struct stream *st, size_t n)
+{
+    size_t got = st_pump(st, n, WAIT_MS);
+    ck_assert_msg(got == n, "%zu jobs pushed, want %zu", got, n);
+    got = st_pump(st, n + 1, QUIET_MS);
+    ck_assert_msg(got == n, "%zu jobs pushed, want no more than %zu", got, n);
+}
+
+/* Waits for a consume_end event. */
+static void
+st_wait_end(struct stream *st)
+{
+    for (int64_t until = harness_now_ms() + WAIT_MS;
+         json_array_size(st->ends) == 0 && harness_now_ms() < until;)
+        st_pump(st, json_array_size(st->jobs) + 1, 100);
+}
+
 static const char *
 job_id(const struct stream *st, size_t i)
 {
@@ -150,7 +174,7 @@ START_TEST(consume_pushes_the_ready_jobs_up_to_its_prefetch)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"c\",\"prefetch\":3,\"rid\":1}");
-    ck_assert_uint_eq(st_pump(&st, 5, 500), 3);
+    st_expect(&st, 3);
     json_t *first = json_array_get(st.jobs, 0);
     ck_assert_int_eq(json_integer_value(json_object_get(first, "attempt")), 1);
     ck_assert_str_eq(json_string_value(json_object_get(first, "queue")), "c");
@@ -159,7 +183,7 @@ START_TEST(consume_pushes_the_ready_jobs_up_to_its_prefetch)
     ck_assert_int_eq(queue_stat(fx.fd, "c", "delivered"), 3);
     /* An ack gives one credit back: exactly one more job comes. */
     st_ok(&st, "{\"op\":\"ack\",\"id\":\"%s\"}", job_id(&st, 0));
-    ck_assert_uint_eq(st_pump(&st, 5, 500), 4);
+    st_expect(&st, 4);
     ck_assert_int_eq(queue_stat(fx.fd, "c", "reserved"), 3);
     ck_assert_int_eq(queue_stat(fx.fd, "c", "depth"), 1);
     stream_free(&st);
@@ -173,9 +197,9 @@ START_TEST(jobs_submitted_later_are_pushed_as_they_come)
     st_ok(&st, "{\"op\":\"consume\",\"queues\":[\"a\",\"b\"],\"prefetch\":10}");
     ck_assert_uint_eq(st_pump(&st, 1, 200), 0);
     free(submit(fx.fd, "b", "\"x\""));
-    ck_assert_uint_eq(st_pump(&st, 1, 5000), 1);
+    ck_assert_uint_eq(st_pump(&st, 1, WAIT_MS), 1);
     free(submit(fx.fd, "a", "\"y\""));
-    ck_assert_uint_eq(st_pump(&st, 2, 5000), 2);
+    ck_assert_uint_eq(st_pump(&st, 2, WAIT_MS), 2);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.jobs, 1), "queue")), "a");
     ck_assert_int_eq(queue_stat(fx.fd, "a", "waiting_fetchers"), 1);
     stream_free(&st);
@@ -188,7 +212,7 @@ START_TEST(several_ready_jobs_share_one_event)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"batch\",\"prefetch\":40}");
-    ck_assert_uint_eq(st_pump(&st, 40, 2000), 40);
+    ck_assert_uint_eq(st_pump(&st, 40, WAIT_MS), 40);
     ck_assert_msg(st.events < 40, "40 ready jobs took %zu events", st.events);
     stream_free(&st);
 }
@@ -199,6 +223,9 @@ START_TEST(a_worker_that_stops_reading_gets_no_more_than_its_credit)
     int lazy = dial(fx.h);
     ck_assert_int_eq(send_line(lazy, "{\"op\":\"consume\",\"queue\":\"lazy\",\"prefetch\":7}"), 0);
     submit_n(fx.fd, "lazy", 200);
+    for (int i = 0; i < 100 && queue_stat(fx.fd, "lazy", "reserved") < 7; i++)
+        no_data_within(fx.fd, 20);
+    no_data_within(fx.fd, QUIET_MS); /* time for more, which must not come */
     ck_assert_int_eq(queue_stat(fx.fd, "lazy", "reserved"), 7);
     ck_assert_int_eq(queue_stat(fx.fd, "lazy", "depth"), 193);
     /* Its disconnect gives them back at once, each delivery counted. */
@@ -224,7 +251,7 @@ START_TEST(acks_in_one_request_and_the_ids_that_failed)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"m\",\"prefetch\":4}");
-    ck_assert_uint_eq(st_pump(&st, 4, 2000), 4);
+    ck_assert_uint_eq(st_pump(&st, 4, WAIT_MS), 4);
     json_t *r = st_req(&st, "{\"op\":\"ack\",\"ids\":[\"%s\",\"%s\",\"999\",\"%s\"],\"rid\":5}",
                        job_id(&st, 0), job_id(&st, 1), job_id(&st, 0));
     ck_assert_msg(is_ok(r), "a partly failed ack is ok");
@@ -246,7 +273,7 @@ START_TEST(acks_in_one_request_and_the_ids_that_failed)
     ck_assert_int_eq(queue_stat(fx.fd, "m", "acked"), 2);
     ck_assert_int_eq(queue_stat(fx.fd, "m", "nacked"), 2);
     /* The nacked ones come back (attempt 2): the credit they freed. */
-    ck_assert_uint_eq(st_pump(&st, 6, 2000), 6);
+    ck_assert_uint_eq(st_pump(&st, 6, WAIT_MS), 6);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(st.jobs, 5), "attempt")), 2);
     stream_free(&st);
 }
@@ -277,7 +304,7 @@ START_TEST(cancel_consume_stops_the_pushes_and_keeps_the_jobs_held)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"k\",\"prefetch\":2}");
-    ck_assert_uint_eq(st_pump(&st, 2, 2000), 2);
+    ck_assert_uint_eq(st_pump(&st, 2, WAIT_MS), 2);
     st_ok(&st, "{\"op\":\"cancel_consume\"}");
     /* No job is pushed after its answer, although credit comes back. */
     st_ok(&st, "{\"op\":\"ack\",\"id\":\"%s\"}", job_id(&st, 0));
@@ -288,7 +315,7 @@ START_TEST(cancel_consume_stops_the_pushes_and_keeps_the_jobs_held)
     /* Cancelling again is harmless; consuming again starts over. */
     st_ok(&st, "{\"op\":\"cancel_consume\"}");
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"k\",\"prefetch\":5}");
-    ck_assert_uint_eq(st_pump(&st, 4, 2000), 4);
+    ck_assert_uint_eq(st_pump(&st, 4, WAIT_MS), 4);
     stream_free(&st);
 }
 END_TEST
@@ -300,17 +327,17 @@ START_TEST(consume_again_changes_the_prefetch_and_the_queues)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"p\",\"prefetch\":1}");
-    ck_assert_uint_eq(st_pump(&st, 10, 300), 1);
+    st_expect(&st, 1);
     st_ok(&st, "{\"op\":\"consume\",\"prefetch\":4}"); /* same queues, more credit */
-    ck_assert_uint_eq(st_pump(&st, 10, 300), 4);
+    st_expect(&st, 4);
     st_ok(&st, "{\"op\":\"consume\",\"prefetch\":2}"); /* less: nothing until two are acked */
     st_ok(&st, "{\"op\":\"ack\",\"id\":\"%s\"}", job_id(&st, 0));
     st_ok(&st, "{\"op\":\"ack\",\"id\":\"%s\"}", job_id(&st, 1));
-    ck_assert_uint_eq(st_pump(&st, 10, 300), 4);
+    st_expect(&st, 4);
     st_ok(&st, "{\"op\":\"ack\",\"id\":\"%s\"}", job_id(&st, 2));
-    ck_assert_uint_eq(st_pump(&st, 10, 300), 5);
+    st_expect(&st, 5);
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"p2\",\"prefetch\":10}");
-    ck_assert_uint_eq(st_pump(&st, 12, 500), 7);
+    st_expect(&st, 7);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.jobs, 6), "queue")), "p2");
     stream_free(&st);
 }
@@ -336,8 +363,11 @@ START_TEST(consumers_of_one_queue_share_its_jobs)
         got_a = na;
         got_b = nb;
     }
-    got_a = st_pump(&a, 40, 300);
-    got_b = st_pump(&b, 40, 300);
+    for (int64_t until = harness_now_ms() + WAIT_MS;
+         got_a + got_b < 40 && harness_now_ms() < until;) {
+        got_a = st_pump(&a, got_a + 1, 50);
+        got_b = st_pump(&b, got_b + 1, 50);
+    }
     ck_assert_uint_eq(got_a + got_b, 40);
     ck_assert_msg(got_a >= 8 && got_b >= 8, "unfair: %zu and %zu of 40", got_a, got_b);
     stream_free(&a);
@@ -352,13 +382,13 @@ START_TEST(a_revoked_job_gives_its_credit_back)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"t\",\"prefetch\":1}");
-    ck_assert_uint_eq(st_pump(&st, 1, 2000), 1);
+    ck_assert_uint_eq(st_pump(&st, 1, WAIT_MS), 1);
     /* Not acked: revoked after its ttr, and pushed again. */
     char *line = recv_line_timeout(st.fd, 5000);
     ck_assert_msg(line && strstr(line, "\"revoked\""), "want a revoked event, got %s",
                   line ? line : "nothing");
     free(line);
-    ck_assert_uint_eq(st_pump(&st, 2, 5000), 2);
+    ck_assert_uint_eq(st_pump(&st, 2, WAIT_MS), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(st.jobs, 1), "attempt")), 2);
     stream_free(&st);
 }
@@ -373,7 +403,7 @@ START_TEST(a_paused_queue_pushes_nothing_until_resumed)
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"ps\",\"prefetch\":5}");
     ck_assert_uint_eq(st_pump(&st, 2, 300), 0);
     json_decref(req_ok(fx.fd, "{\"op\":\"resume\",\"queue\":\"ps\"}"));
-    ck_assert_uint_eq(st_pump(&st, 2, 3000), 2);
+    ck_assert_uint_eq(st_pump(&st, 2, WAIT_MS), 2);
     stream_free(&st);
 }
 END_TEST
@@ -384,9 +414,9 @@ START_TEST(a_closed_and_drained_queue_ends_the_consume)
     struct stream st;
     stream_init(&st, dial(fx.h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"cl\",\"prefetch\":5}");
-    ck_assert_uint_eq(st_pump(&st, 1, 2000), 1);
+    ck_assert_uint_eq(st_pump(&st, 1, WAIT_MS), 1);
     json_decref(req_ok(fx.fd, "{\"op\":\"close\",\"queue\":\"cl\"}"));
-    st_pump(&st, 2, 1000);
+    st_wait_end(&st);
     ck_assert_uint_eq(json_array_size(st.ends), 1);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.ends, 0), "reason")),
                      "closed");
@@ -436,7 +466,7 @@ START_TEST(an_idle_consumer_is_not_an_idle_connection)
     ck_assert_msg(no_data_within(st.fd, 1500), "closed or pushed while waiting");
     int fd = dial(h);
     free(submit(fd, "idle", "1"));
-    ck_assert_uint_eq(st_pump(&st, 1, 3000), 1);
+    ck_assert_uint_eq(st_pump(&st, 1, WAIT_MS), 1);
     harness_close(fd);
     stream_free(&st);
     ck_assert_int_eq(harness_stop(h), 0);
@@ -450,7 +480,7 @@ START_TEST(a_stopping_server_ends_the_consume)
     stream_init(&st, dial(h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"stop\"}");
     kill(harness_pid(h), SIGTERM);
-    st_pump(&st, 1, 3000);
+    st_wait_end(&st);
     ck_assert_uint_eq(json_array_size(st.ends), 1);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.ends, 0), "reason")),
                      "shutting_down");
@@ -491,7 +521,7 @@ START_TEST(pushes_wait_while_the_output_is_over_its_share)
                   "nothing",
                   held);
     /* Reading, it gets everything. */
-    ck_assert_uint_eq(st_pump(&st, JOBS, 5000), JOBS);
+    ck_assert_uint_eq(st_pump(&st, JOBS, WAIT_MS), JOBS);
     ck_assert_uint_eq(st.answers, 1);
     harness_close(fd);
     stream_free(&st);
@@ -509,7 +539,7 @@ START_TEST(a_pushed_delivery_is_in_the_journal)
     struct stream st;
     stream_init(&st, dial(h));
     st_ok(&st, "{\"op\":\"consume\",\"queue\":\"dur\"}");
-    ck_assert_uint_eq(st_pump(&st, 1, 2000), 1);
+    ck_assert_uint_eq(st_pump(&st, 1, WAIT_MS), 1);
     ck_assert_str_eq(job_id(&st, 0), id);
     free(submit(fd, "dur2", "1"));
     harness_kill9(h);
@@ -526,7 +556,7 @@ START_TEST(a_pushed_delivery_is_in_the_journal)
     struct stream st2;
     stream_init(&st2, dial(h));
     st_ok(&st2, "{\"op\":\"consume\",\"queue\":\"dur2\"}");
-    ck_assert_uint_eq(st_pump(&st2, 1, 2000), 1);
+    ck_assert_uint_eq(st_pump(&st2, 1, WAIT_MS), 1);
     json_t *a = st_req(&st2, "{\"op\":\"ack\",\"ids\":[\"%s\"]}", job_id(&st2, 0));
     ck_assert_int_eq(json_integer_value(json_object_get(a, "acked")), 1);
     json_decref(a);
