@@ -164,13 +164,24 @@ credit_left(const struct consumer *c)
     return held < c->prefetch ? c->prefetch - held : 0;
 }
 
+/* True while q is one of the queues c takes from. */
+static bool
+subscribed(const struct consumer *c, const struct queue *q)
+{
+    for (size_t i = 0; i < c->pick.nq; i++)
+        if (c->pick.qs[i] == q)
+            return true;
+    return false;
+}
+
 /* The park handed over j from q. It is pushed, with whatever else is
- * ready, unless the consume ended or its room was taken meanwhile (a fetch
- * on the connection, a lower prefetch): then it goes back to its queue. */
+ * ready, unless the consume ended, was moved to other queues, or its room
+ * was taken meanwhile (a fetch on the connection, a lower prefetch): then
+ * it goes back to its queue. */
 static int
 got_one(struct consumer *c, struct queue *q, struct job *j)
 {
-    if (!c->h || ctx_err(c->ctx) != 0 || credit_left(c) == 0) {
+    if (!c->h || ctx_err(c->ctx) != 0 || credit_left(c) == 0 || !subscribed(c, q)) {
         deliver_put_back(q, j);
         return c->h && ctx_err(c->ctx) == 0 ? 0 : ended(c);
     }
@@ -214,9 +225,10 @@ step(struct consumer *c)
         return -1;
     }
     struct job *j = NULL;
-    int k = deliver_park(c->b, &c->pick, NULL, c->wake, c->ctx, -1, &j);
-    if (k >= 0)
-        return got_one(c, c->pick.qs[k], j);
+    struct queue *from = NULL;
+    int k = deliver_park(c->b, &c->pick, NULL, c->wake, c->ctx, -1, &j, &from);
+    if (k == 0)
+        return got_one(c, from, j);
     return k == -EAGAIN ? 0 : ended(c);
 }
 

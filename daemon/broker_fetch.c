@@ -69,9 +69,10 @@ fetch_gather(struct broker_op *op, struct fetch *f)
         if (timeout == 0 || (until && left <= 0))
             return 0;
         struct job *j = NULL;
-        int k = deliver_park(op->b, &f->pick, op->s, NULL, op->s->ctx, left, &j);
-        if (k >= 0) {
-            if (!deliver_reserve(op->b, f->pick.qs[k], j, h)) {
+        struct queue *from = NULL;
+        int k = deliver_park(op->b, &f->pick, op->s, NULL, op->s->ctx, left, &j, &from);
+        if (k == 0) {
+            if (!deliver_reserve(op->b, from, j, h)) {
                 job_unref(j);
                 continue;
             }

@@ -85,13 +85,17 @@ deliver_all_drained(struct pick *p)
 }
 
 int
-deliver_park(struct broker *b, struct pick *p, struct session *s, struct chan *extra,
-             struct ctx *ctx, int64_t timeout_ms, struct job **j)
+deliver_park(struct broker *b, const struct pick *p, struct session *s, struct chan *extra,
+             struct ctx *ctx, int64_t timeout_ms, struct job **j, struct queue **from)
 {
-    struct chan_case cases[3 * MSG_MAX_QUEUES + 1];
+    /* The queues as they are now: p may be changed (a consume told to take
+     * from others) while the lock is released. */
+    struct queue *qs[MSG_MAX_QUEUES];
     struct chan *changed[MSG_MAX_QUEUES];
-    for (size_t i = 0; i < p->nq; i++) {
-        struct queue *q = p->qs[i];
+    struct chan_case cases[3 * MSG_MAX_QUEUES + 1];
+    size_t nq = p->nq;
+    for (size_t i = 0; i < nq; i++) {
+        struct queue *q = qs[i] = p->qs[i];
         changed[i] = q->changed;
         chan_ref(changed[i]); /* pause/resume replaces it while we wait */
         q->waiting_fetchers++;
@@ -100,19 +104,22 @@ deliver_park(struct broker *b, struct pick *p, struct session *s, struct chan *e
         cases[3 * i + 2] =
             (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
     }
-    cases[3 * p->nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
+    cases[3 * nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
     pthread_mutex_unlock(&b->lock);
     if (s)
         session_before_park(s);
-    int r = chan_select(cases, 3 * p->nq + 1, ctx, timeout_ms);
+    int r = chan_select(cases, 3 * nq + 1, ctx, timeout_ms);
     pthread_mutex_lock(&b->lock);
-    for (size_t i = 0; i < p->nq; i++) {
-        p->qs[i]->waiting_fetchers--;
+    for (size_t i = 0; i < nq; i++) {
+        qs[i]->waiting_fetchers--;
         chan_unref(changed[i]);
     }
     if (r < 0)
         return r;
-    return (size_t)r < 3 * p->nq && r % 3 == 0 ? r / 3 : -EAGAIN;
+    if ((size_t)r >= 3 * nq || r % 3 != 0)
+        return -EAGAIN;
+    *from = qs[r / 3];
+    return 0;
 }
 
 struct proto_job

@@ -59,14 +59,14 @@ int deliver_give_back(struct broker *b, struct job *j, struct durable *w);
 bool deliver_all_drained(struct pick *p);
 
 /* Releases the lock and parks until one of p's queues hands over a job
- * (into *j; the index of its queue in p->qs is returned), the plan
- * changes (a queue paused, resumed or closed: -EAGAIN), `extra` (may be
- * NULL) is ready (-EAGAIN; its value is taken), timeout_ms passes
- * (-ETIMEDOUT; < 0: no limit) or ctx is done (-ECANCELED, -ETIMEDOUT).
- * s->before_park runs before the park (s may be NULL). Lock held again on
- * return. Goroutine only. */
-int deliver_park(struct broker *b, struct pick *p, struct session *s, struct chan *extra,
-                 struct ctx *ctx, int64_t timeout_ms, struct job **j);
+ * (0: the job in *j, its queue in *from), the plan changes (a queue
+ * paused, resumed or closed: -EAGAIN), `extra` (may be NULL) is ready
+ * (-EAGAIN; its value is taken), timeout_ms passes (-ETIMEDOUT; < 0: no
+ * limit) or ctx is done (-ECANCELED, -ETIMEDOUT). It waits on the queues p
+ * lists when called; p may change meanwhile. s->before_park runs before
+ * the park (s may be NULL). Lock held again on return. Goroutine only. */
+int deliver_park(struct broker *b, const struct pick *p, struct session *s, struct chan *extra,
+                 struct ctx *ctx, int64_t timeout_ms, struct job **j, struct queue **from);
 
 /* A reserved job as the protocol describes it; idbuf (>= 24 bytes) holds
  * the id's text. Borrows from j (valid while the lock is held). */

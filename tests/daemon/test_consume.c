@@ -343,6 +343,30 @@ START_TEST(consume_again_changes_the_prefetch_and_the_queues)
 }
 END_TEST
 
+/* The pusher waits on its queues when it is told to take from others. */
+START_TEST(a_waiting_consume_moves_to_other_queues)
+{
+    struct stream st;
+    stream_init(&st, dial(fx.h));
+    st_ok(&st, "{\"op\":\"consume\",\"queues\":[\"m1\",\"m2\"],\"prefetch\":5}");
+    for (int i = 0; i < 100 && queue_stat(fx.fd, "m2", "waiting_fetchers") == 0; i++)
+        no_data_within(fx.fd, 20);
+    ck_assert_int_eq(queue_stat(fx.fd, "m1", "waiting_fetchers"), 1);
+    st_ok(&st, "{\"op\":\"consume\",\"queue\":\"m3\"}");
+    for (int i = 0; i < 100 && queue_stat(fx.fd, "m3", "waiting_fetchers") == 0; i++)
+        no_data_within(fx.fd, 20);
+    ck_assert_int_eq(queue_stat(fx.fd, "m1", "waiting_fetchers"), 0);
+    ck_assert_int_eq(queue_stat(fx.fd, "m2", "waiting_fetchers"), 0);
+    ck_assert_int_eq(queue_stat(fx.fd, "m3", "waiting_fetchers"), 1);
+    free(submit(fx.fd, "m1", "1"));
+    st_expect(&st, 0);
+    free(submit(fx.fd, "m3", "3"));
+    st_expect(&st, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st.jobs, 0), "queue")), "m3");
+    stream_free(&st);
+}
+END_TEST
+
 START_TEST(consumers_of_one_queue_share_its_jobs)
 {
     struct stream a, b;
@@ -588,6 +612,7 @@ consume_suite(void)
     tcase_add_test(tc, bad_consume_ack_and_nack_requests_change_nothing);
     tcase_add_test(tc, cancel_consume_stops_the_pushes_and_keeps_the_jobs_held);
     tcase_add_test(tc, consume_again_changes_the_prefetch_and_the_queues);
+    tcase_add_test(tc, a_waiting_consume_moves_to_other_queues);
     tcase_add_test(tc, consumers_of_one_queue_share_its_jobs);
     tcase_add_test(tc, a_revoked_job_gives_its_credit_back);
     tcase_add_test(tc, a_paused_queue_pushes_nothing_until_resumed);
