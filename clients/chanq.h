@@ -1,5 +1,7 @@
 /* libchanq: the C client of chanqd (newline-delimited JSON over TCP, TLS or
- * a Unix socket, see docs/protocol.md). Blocking calls on one connection.
+ * a Unix socket, see docs/protocol.md). Blocking calls on one connection,
+ * and a worker (chanq_worker_*, at the end) that runs a function for each
+ * job on a pool of threads. Build with `pkg-config --cflags --libs libchanq`.
  *
  * Threads: a struct chanq_conn is used by one thread at a time (any thread;
  * different connections are independent). Every call that talks to the
@@ -296,6 +298,151 @@ void chanq_event_free(struct chanq_event *ev);
  * no request is unanswered. Returns the number of events delivered, or -1
  * (code "io"; EPIPE when the server closed the connection). */
 int chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms);
+
+/* The worker: a pool of threads, each with its own connection (a
+ * reservation belongs to the connection that fetched it), fetching one job
+ * at a time from the listed queues and calling a job function for it, like
+ * `chanq work` does with a command:
+ *
+ *   - while the function runs, another thread per slot keeps the job: it
+ *     touches it every half ttr (or touch_ms) and reads the server's events
+ *     on the slot's connection;
+ *   - the function's verdict acks (with its result), nacks (with its error
+ *     text), buries or releases the job;
+ *   - a "cancel" or "revoked" event, a refused touch or a broken connection
+ *     marks the job cancelled (chanq_work_cancelled(), chanq_work_cancel_fd());
+ *     the server took it back, so it is then neither acked nor nacked;
+ *   - chanq_worker_stop() (from a signal handler too) stops fetching: running
+ *     jobs finish and are acked or nacked, then chanq_worker_run() returns.
+ *
+ * Call chanq_worker_run() from one thread; everything else on a worker may be
+ * called from any thread while it runs. The hooks (fn, outcome, ready, log)
+ * run on the slots' threads, concurrently when concurrency > 1. */
+struct chanq_worker;
+
+/* One job as the job function sees it. Opaque; valid during the call only. */
+struct chanq_work;
+
+/* What the job function returns. */
+enum chanq_verdict {
+    CHANQ_WORK_ACK = 0, /* done: ack, with the result set by chanq_work_set_result() */
+    CHANQ_WORK_FAIL,    /* failed: nack with chanq_work_set_error()'s text; the server
+                         * retries it after its backoff (or chanq_work_set_retry()'s
+                         * delay) until max_attempts, then it is dead */
+    CHANQ_WORK_BURY,    /* failed for good: nack it straight to dead */
+    CHANQ_WORK_RELEASE, /* not started (a missing resource, not the job's fault):
+                         * back to its queue at once, this delivery not counted */
+};
+
+/* Runs one job. Called on a slot's thread; may take as long as it needs (the
+ * job is touched meanwhile) and should watch chanq_work_cancelled(). */
+typedef enum chanq_verdict chanq_work_fn(struct chanq_work *w, const struct chanq_job *job,
+                                         void *arg);
+
+/* Sets the ack's result: JSON text, copied (NULL: none). 0, or -1 when the
+ * text is not JSON or memory ran out (the result is then unchanged). */
+int chanq_work_set_result(struct chanq_work *w, const char *json);
+
+/* Sets the nack's error text (printf-like; a later call replaces it).
+ * Without one a failed job is nacked with "job function failed". */
+void chanq_work_set_error(struct chanq_work *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* For CHANQ_WORK_FAIL: retry after delay_ms instead of the server's backoff. */
+void chanq_work_set_retry(struct chanq_work *w, int64_t delay_ms);
+
+/* Why the job should stop: NULL while it may run on; "cancel" (the job was
+ * cancelled), "revoked" (its ttr or deadline ran out, or a touch was
+ * refused) and "lost" (the connection broke) mean the server took it back
+ * and the verdict is ignored; "stop" means chanq_worker_stop(w, true): the
+ * worker is shutting down and wants running jobs to end early (the verdict
+ * still counts). Borrowed, static. */
+const char *chanq_work_cancelled(const struct chanq_work *w);
+
+/* An fd that becomes readable once chanq_work_cancelled() is not NULL, for
+ * poll(2) in a job function that waits on other fds. Borrowed: do not read
+ * or close it. */
+int chanq_work_cancel_fd(const struct chanq_work *w);
+
+/* Which slot runs the job, 0 .. concurrency-1: an index for the caller's
+ * per-slot state. */
+int chanq_work_slot(const struct chanq_work *w);
+
+/* What became of a job after its function returned. */
+enum chanq_outcome {
+    CHANQ_ACKED,     /* acked */
+    CHANQ_NACKED,    /* nacked, to be retried or dead as the server decided */
+    CHANQ_BURIED,    /* nacked dead */
+    CHANQ_RELEASED,  /* released: queued again, this delivery not counted */
+    CHANQ_CANCELLED, /* cancelled while it ran: left alone */
+    CHANQ_REVOKED,   /* reservation revoked (ttr, deadline, refused touch): left alone */
+    CHANQ_LOST,      /* connection broken: the server gives the job back */
+    CHANQ_REFUSED,   /* the ack, nack or release was refused (detail says why); a
+                      * refused release closes the connection, which gives the
+                      * job back with this delivery counted */
+};
+
+/* An outcome, for logs and counters. */
+struct chanq_work_outcome {
+    enum chanq_outcome what;
+    const char *name;   /* "acked", "nacked", ... (static) */
+    const char *detail; /* the nack's error text, the revoked event's reason,
+                         * or "code: message" of a refusal; "" when none */
+    int slot;           /* as chanq_work_slot() */
+    int64_t run_ms;     /* how long the job function ran */
+};
+
+/* Called after each job, on its slot's thread. Arguments are borrowed for
+ * the call. */
+typedef void chanq_outcome_fn(const struct chanq_job *job, const struct chanq_work_outcome *o,
+                              void *arg);
+
+/* Called before each fetch; returning false stops the worker like
+ * chanq_worker_stop(w, false) (e.g. when what the jobs need is gone). */
+typedef bool chanq_ready_fn(int slot, void *arg);
+
+/* Called with a line on what went wrong and what the worker does about it
+ * (a failed connect or fetch, retried after a second). */
+typedef void chanq_log_fn(const char *msg, void *arg);
+
+struct chanq_worker_opts {
+    const char *const *queues; /* required: fetch from any of these (copied) */
+    size_t nqueues;
+    bool strict;              /* the first listed ready queue wins (priorities) */
+    int concurrency;          /* slots (threads, connections); <= 0: 1 */
+    int64_t touch_ms;         /* touch running jobs this often; <= 0: half their ttr */
+    chanq_work_fn *fn;        /* required */
+    chanq_outcome_fn *outcome; /* optional */
+    chanq_ready_fn *ready;     /* optional */
+    chanq_log_fn *log;         /* optional; without it problems are retried silently */
+    void *arg;                 /* passed to every hook */
+};
+
+/* Makes a worker for `server` (as chanq_connect(); opts may be NULL, its
+ * strings are copied). Connects nothing yet. Returns a new worker (free it
+ * with chanq_worker_free()), or NULL with the reason in *err ("bad_request"
+ * for missing queues or fn; "io" with ENOMEM or EMFILE). */
+struct chanq_worker *chanq_worker_new(const char *server, const struct chanq_connect_opts *opts,
+                                      const struct chanq_worker_opts *o, struct chanq_error *err);
+
+/* Runs the worker until chanq_worker_stop(), a ready hook saying false, or
+ * every listed queue closed and drained. A connection that fails is made
+ * again a second later (said to the log hook). Returns 0 once every slot has
+ * finished its job and closed its connection, or -1 with err set (err may be
+ * NULL; "io" when a thread could not start, "bad_request" on a second call):
+ * nothing then runs. Blocks the calling thread. */
+int chanq_worker_run(struct chanq_worker *w, struct chanq_error *err);
+
+/* Stops the worker: no more fetches, a job fetched meanwhile is released
+ * unstarted, running jobs finish, then chanq_worker_run() returns. With
+ * cancel_running, running jobs also see chanq_work_cancelled() == "stop".
+ * Any thread, and async-signal-safe: call it from a SIGTERM handler. Before
+ * chanq_worker_run(), it makes run return at once. */
+void chanq_worker_stop(struct chanq_worker *w, bool cancel_running);
+
+/* Frees a worker that is not running (after chanq_worker_run() returned, or
+ * one never run). NULL is ignored. */
+void chanq_worker_free(struct chanq_worker *w);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,10 @@
 /* libchanq internals shared by client.c (connection, framing, events) and
- * ops.c / wbuf.c (requests). Never installed. */
+ * ops.c / wbuf.c (requests). Never installed.
+ *
+ * Every function shared between libchanq's files is named chanqi_*: the
+ * shared library exports only the chanq_* API (clients/local.am), but
+ * libchanq.a hands all its global names to the application's link, where a
+ * plain conn_call or wbuf_put could collide with the application's own. */
 #ifndef CHANQ_CLIENT_INTERNAL_H
 #define CHANQ_CLIENT_INTERNAL_H
 
@@ -18,15 +23,15 @@ struct wbuf {
 };
 
 /* Appends; 0 or -1 (ENOMEM, buffer unchanged). */
-int wbuf_put(struct wbuf *b, const void *p, size_t n);
-int wbuf_puts(struct wbuf *b, const char *s);
-int wbuf_put_i64(struct wbuf *b, int64_t v);
+int chanqi_wbuf_put(struct wbuf *b, const void *p, size_t n);
+int chanqi_wbuf_puts(struct wbuf *b, const char *s);
+int chanqi_wbuf_put_i64(struct wbuf *b, int64_t v);
 /* Appends s as a JSON string literal, quotes included. */
-int wbuf_put_jstr(struct wbuf *b, const char *s);
+int chanqi_wbuf_put_jstr(struct wbuf *b, const char *s);
 /* Appends JSON text compactly on one line (re-encoding it if it spans
  * lines); NULL appends null. -1 when it is not JSON. */
-int wbuf_put_jtext(struct wbuf *b, const char *json);
-void wbuf_free(struct wbuf *b);
+int chanqi_wbuf_put_jtext(struct wbuf *b, const char *json);
+void chanqi_wbuf_free(struct wbuf *b);
 
 /* One queued event. */
 struct event_node {
@@ -51,41 +56,41 @@ struct chanq_conn {
 };
 
 /* Monotonic clock in ms. */
-int64_t conn_now_ms(void);
+int64_t chanqi_conn_now_ms(void);
 
 /* Waits until fd is ready for `events` (poll bits) or the absolute deadline
- * (conn_now_ms clock; < 0: none) passes. 1 ready, 0 timed out, -1 error
+ * (chanqi_conn_now_ms clock; < 0: none) passes. 1 ready, 0 timed out, -1 error
  * (errno). */
-int conn_wait_fd(int fd, short events, int64_t deadline);
+int chanqi_conn_wait_fd(int fd, short events, int64_t deadline);
 
 /* Records an error; returns -1. */
-int conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
+int chanqi_conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Records an io error with errno e and marks the connection broken; -1. */
-int conn_fail_io(struct chanq_conn *c, int e);
+int chanqi_conn_fail_io(struct chanq_conn *c, int e);
 
 /* Marks the request just appended to c->out as sent (one more answer to
  * read). Appending is done with the wbuf_* functions on c->out. */
-void conn_request_done(struct chanq_conn *c);
+void chanqi_conn_request_done(struct chanq_conn *c);
 
 /* Writes out c->out completely (reading incoming bytes meanwhile so the two
  * sides cannot deadlock). 0 or -1. */
-int conn_flush(struct chanq_conn *c);
+int chanqi_conn_flush(struct chanq_conn *c);
 
 /* Flushes, then reads the answer to the oldest unanswered request, waiting
  * up to wait_ms for it (the op's own time; < 0: no limit) plus the read
  * timeout, and delivering events met on the way. Stores the parsed answer in
  * *resp (new reference) and returns 0 when it says ok, -1 otherwise (error
  * set from the answer; *resp is NULL after an io error). */
-int conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp);
+int chanqi_conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp);
 
 /* Appends one request in JSON (borrowed) to c->out and counts it. 0 or -1. */
-int conn_send_json(struct chanq_conn *c, const json_t *req);
+int chanqi_conn_send_json(struct chanq_conn *c, const json_t *req);
 
-/* conn_send_json + conn_recv. */
-int conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp);
+/* chanqi_conn_send_json + chanqi_conn_recv. */
+int chanqi_conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp);
 
 /* strdup of a JSON string member, or NULL. */
-char *json_dup_str(const json_t *obj, const char *key);
+char *chanqi_json_dup_str(const json_t *obj, const char *key);
 
 #endif

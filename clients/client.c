@@ -24,7 +24,7 @@
 #define READ_CHUNK 65536
 
 int64_t
-conn_now_ms(void)
+chanqi_conn_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -51,7 +51,7 @@ error_set(struct chanq_error *err, const char *code, const char *msg, int e)
 }
 
 int
-conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
+chanqi_conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -63,7 +63,7 @@ conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
 }
 
 int
-conn_fail_io(struct chanq_conn *c, int e)
+chanqi_conn_fail_io(struct chanq_conn *c, int e)
 {
     error_set(&c->err, "io", e == EPIPE ? "connection closed by the server" : strerror(e), e);
     c->broken = true;
@@ -71,12 +71,12 @@ conn_fail_io(struct chanq_conn *c, int e)
 }
 
 int
-conn_wait_fd(int fd, short events, int64_t deadline)
+chanqi_conn_wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int ms = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - conn_now_ms();
+            int64_t left = deadline - chanqi_conn_now_ms();
             ms = left <= 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
         }
         struct pollfd p = {.fd = fd, .events = events};
@@ -97,7 +97,7 @@ dial_addr(const struct sockaddr *sa, socklen_t salen, int family, int64_t deadli
     if (connect(fd, sa, salen) != 0) {
         if (errno != EINPROGRESS)
             goto out_close_fd;
-        int r = conn_wait_fd(fd, POLLOUT, deadline);
+        int r = chanqi_conn_wait_fd(fd, POLLOUT, deadline);
         if (r <= 0) {
             if (r == 0)
                 errno = ETIMEDOUT;
@@ -203,7 +203,7 @@ say_hello(struct chanq_conn *c, const struct chanq_connect_opts *o)
         json_object_set_new(req, "token", json_string(o->token));
     if (o->client)
         json_object_set_new(req, "client", json_string(o->client));
-    int rc = conn_call(c, req, 0, &c->server_info);
+    int rc = chanqi_conn_call(c, req, 0, &c->server_info);
     json_decref(req);
     return rc;
 }
@@ -213,15 +213,16 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
 {
     static const struct chanq_connect_opts none;
     const struct chanq_connect_opts *o = opts ? opts : &none;
-    int64_t timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    int64_t deadline = conn_now_ms() + timeout;
+    int64_t timeout =
+        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    int64_t deadline = chanqi_conn_now_ms() + timeout;
     if (!server || !*server) {
         error_set(err, "io", "no server address", EINVAL);
         return NULL;
     }
     int fd;
-    bool is_unix = strncmp(server, "unix:", 5) == 0 || server[0] == '/' ||
-                   strncmp(server, "./", 2) == 0;
+    bool is_unix =
+        strncmp(server, "unix:", 5) == 0 || server[0] == '/' || strncmp(server, "./", 2) == 0;
     if (o->tls && is_unix) {
         error_set(err, "io", "TLS needs a HOST:PORT address, not a Unix socket", EINVAL);
         return NULL;
@@ -249,7 +250,7 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
     c->read_timeout_ms = o->read_timeout_ms;
     char host[256];
     if (o->tls && (!split_host(server, host, sizeof host) ||
-                   !(c->tls = tlsconn_new(fd, host, o, deadline, err)))) {
+                   !(c->tls = chanqi_tlsconn_new(fd, host, o, deadline, err)))) {
         chanq_conn_free(c);
         return NULL;
     }
@@ -267,9 +268,9 @@ chanq_conn_free(struct chanq_conn *c)
 {
     if (!c)
         return;
-    tlsconn_free(c->tls);
+    chanqi_tlsconn_free(c->tls);
     close(c->fd);
-    wbuf_free(&c->out);
+    chanqi_wbuf_free(&c->out);
     free(c->in);
     json_decref(c->server_info);
     while (c->ev_head) {
@@ -339,7 +340,7 @@ chanq_event_free(struct chanq_event *ev)
 }
 
 char *
-json_dup_str(const json_t *obj, const char *key)
+chanqi_json_dup_str(const json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s ? strdup(s) : NULL;
@@ -351,9 +352,9 @@ deliver_event(struct chanq_conn *c, const json_t *j)
     struct event_node *n = calloc(1, sizeof *n);
     if (!n)
         return;
-    n->ev.type = json_dup_str(j, "event");
-    n->ev.id = json_dup_str(j, "id");
-    n->ev.reason = json_dup_str(j, "reason");
+    n->ev.type = chanqi_json_dup_str(j, "event");
+    n->ev.id = chanqi_json_dup_str(j, "id");
+    n->ev.reason = chanqi_json_dup_str(j, "reason");
     if (c->event_fn) {
         c->event_fn(&n->ev, c->event_arg);
         chanq_event_free(&n->ev);
@@ -370,9 +371,9 @@ deliver_event(struct chanq_conn *c, const json_t *j)
 static int
 transport_fail(struct chanq_conn *c, int e)
 {
-    const char *why = e == EPROTO && c->tls ? tlsconn_error(c->tls) : NULL;
+    const char *why = e == EPROTO && c->tls ? chanqi_tlsconn_error(c->tls) : NULL;
     if (!why)
-        return conn_fail_io(c, e);
+        return chanqi_conn_fail_io(c, e);
     error_set(&c->err, "io", why, e);
     c->broken = true;
     return -1;
@@ -382,13 +383,13 @@ transport_fail(struct chanq_conn *c, int e)
 static ssize_t
 transport_read(struct chanq_conn *c, void *buf, size_t len)
 {
-    return c->tls ? tlsconn_read(c->tls, buf, len) : read(c->fd, buf, len);
+    return c->tls ? chanqi_tlsconn_read(c->tls, buf, len) : read(c->fd, buf, len);
 }
 
 static ssize_t
 transport_write(struct chanq_conn *c, const void *buf, size_t len)
 {
-    return c->tls ? tlsconn_write(c->tls, buf, len) : send(c->fd, buf, len, MSG_NOSIGNAL);
+    return c->tls ? chanqi_tlsconn_write(c->tls, buf, len) : send(c->fd, buf, len, MSG_NOSIGNAL);
 }
 
 /* Reads what is available into c->in (the fd is readable or about to be).
@@ -410,19 +411,19 @@ read_some(struct chanq_conn *c)
             size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
             char *p = realloc(c->in, cap);
             if (!p)
-                return conn_fail_io(c, ENOMEM);
+                return chanqi_conn_fail_io(c, ENOMEM);
             c->in = p;
             c->in_cap = cap;
         }
         ssize_t r = transport_read(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (r > 0) {
             c->in_len += (size_t)r;
-            if (c->tls && tlsconn_pending(c->tls))
+            if (c->tls && chanqi_tlsconn_pending(c->tls))
                 continue;
             return 0;
         }
         if (r == 0)
-            return conn_fail_io(c, EPIPE);
+            return chanqi_conn_fail_io(c, EPIPE);
         if (errno == EAGAIN || errno == EINTR)
             return 0;
         return transport_fail(c, errno);
@@ -430,7 +431,7 @@ read_some(struct chanq_conn *c)
 }
 
 int
-conn_flush(struct chanq_conn *c)
+chanqi_conn_flush(struct chanq_conn *c)
 {
     if (c->broken)
         return -1;
@@ -449,7 +450,7 @@ conn_flush(struct chanq_conn *c)
          * writing answers we have not read): keep reading meanwhile. */
         struct pollfd p = {.fd = c->fd, .events = POLLOUT | POLLIN};
         if (poll(&p, 1, -1) < 0 && errno != EINTR)
-            return conn_fail_io(c, errno);
+            return chanqi_conn_fail_io(c, errno);
         if ((p.revents & (POLLIN | POLLHUP | POLLERR)) && read_some(c) < 0)
             return -1;
     }
@@ -494,7 +495,7 @@ take_lines(struct chanq_conn *c, bool want_answer, json_t **answer, int *events)
             json_decref(j);
             if (want_answer) {
                 *answer = NULL;
-                conn_fail(c, "io", "not a JSON object from the server");
+                chanqi_conn_fail(c, "io", "not a JSON object from the server");
                 return 1;
             }
             continue;
@@ -529,16 +530,16 @@ answer_status(struct chanq_conn *c, const json_t *resp)
 }
 
 int
-conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp)
+chanqi_conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp)
 {
     *resp = NULL;
     if (c->pending == 0)
-        return conn_fail(c, "bad_request", "no request is waiting for an answer");
-    if (conn_flush(c) < 0)
+        return chanqi_conn_fail(c, "bad_request", "no request is waiting for an answer");
+    if (chanqi_conn_flush(c) < 0)
         return -1;
     int64_t deadline = -1;
     if (c->read_timeout_ms > 0 && wait_ms >= 0)
-        deadline = conn_now_ms() + wait_ms + c->read_timeout_ms;
+        deadline = chanqi_conn_now_ms() + wait_ms + c->read_timeout_ms;
     for (;;) {
         json_t *answer = NULL;
         if (take_lines(c, true, &answer, NULL)) {
@@ -548,11 +549,11 @@ conn_recv(struct chanq_conn *c, int64_t wait_ms, json_t **resp)
             *resp = answer;
             return answer_status(c, answer);
         }
-        int r = conn_wait_fd(c->fd, POLLIN, deadline);
+        int r = chanqi_conn_wait_fd(c->fd, POLLIN, deadline);
         if (r < 0)
-            return conn_fail_io(c, errno);
+            return chanqi_conn_fail_io(c, errno);
         if (r == 0)
-            return conn_fail_io(c, ETIMEDOUT);
+            return chanqi_conn_fail_io(c, ETIMEDOUT);
         if (read_some(c) < 0)
             return -1;
     }
@@ -564,53 +565,53 @@ chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms)
     if (c->broken)
         return -1;
     if (c->pending > 0)
-        return conn_fail(c, "bad_request", "requests are waiting for answers");
+        return chanqi_conn_fail(c, "bad_request", "requests are waiting for answers");
     int events = 0;
     take_lines(c, false, NULL, &events);
-    int64_t deadline = timeout_ms < 0 ? -1 : conn_now_ms() + timeout_ms;
-    int r = conn_wait_fd(c->fd, POLLIN, deadline);
+    int64_t deadline = timeout_ms < 0 ? -1 : chanqi_conn_now_ms() + timeout_ms;
+    int r = chanqi_conn_wait_fd(c->fd, POLLIN, deadline);
     if (r < 0)
-        return conn_fail_io(c, errno);
+        return chanqi_conn_fail_io(c, errno);
     while (r > 0) {
         if (read_some(c) < 0)
             return -1;
         take_lines(c, false, NULL, &events);
-        r = conn_wait_fd(c->fd, POLLIN, 0);
+        r = chanqi_conn_wait_fd(c->fd, POLLIN, 0);
         if (r < 0)
-            return conn_fail_io(c, errno);
+            return chanqi_conn_fail_io(c, errno);
     }
     return events;
 }
 
 void
-conn_request_done(struct chanq_conn *c)
+chanqi_conn_request_done(struct chanq_conn *c)
 {
     c->pending++;
 }
 
 int
-conn_send_json(struct chanq_conn *c, const json_t *req)
+chanqi_conn_send_json(struct chanq_conn *c, const json_t *req)
 {
     if (c->broken)
         return -1;
     char *text = json_dumps(req, JSON_COMPACT);
     if (!text)
-        return conn_fail(c, "bad_request", "request cannot be encoded");
-    int rc = wbuf_puts(&c->out, text);
+        return chanqi_conn_fail(c, "bad_request", "request cannot be encoded");
+    int rc = chanqi_wbuf_puts(&c->out, text);
     free(text);
-    if (rc < 0 || wbuf_put(&c->out, "\n", 1) < 0)
-        return conn_fail_io(c, ENOMEM);
-    conn_request_done(c);
+    if (rc < 0 || chanqi_wbuf_put(&c->out, "\n", 1) < 0)
+        return chanqi_conn_fail_io(c, ENOMEM);
+    chanqi_conn_request_done(c);
     return 0;
 }
 
 int
-conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp)
+chanqi_conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp)
 {
     *resp = NULL;
-    if (conn_send_json(c, req) < 0)
+    if (chanqi_conn_send_json(c, req) < 0)
         return -1;
-    return conn_recv(c, wait_ms, resp);
+    return chanqi_conn_recv(c, wait_ms, resp);
 }
 
 int
@@ -621,5 +622,5 @@ chanq_request(struct chanq_conn *c, const json_t *req, json_t **out)
     json_t *t = json_object_get(req, "timeout_ms");
     if (json_is_integer(t))
         wait = json_integer_value(t);
-    return conn_call(c, req, wait, out);
+    return chanqi_conn_call(c, req, wait, out);
 }

@@ -13,7 +13,7 @@ int
 chanq_ping(struct chanq_conn *c)
 {
     json_t *req = json_pack("{s:s}", "op", "ping"), *resp;
-    int rc = conn_call(c, req, 0, &resp);
+    int rc = chanqi_conn_call(c, req, 0, &resp);
     json_decref(req);
     json_decref(resp);
     return rc;
@@ -22,20 +22,20 @@ chanq_ping(struct chanq_conn *c)
 static int
 put_queue_list(struct wbuf *b, const char *const *queues, size_t n)
 {
-    int rc = wbuf_puts(b, "[");
+    int rc = chanqi_wbuf_puts(b, "[");
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
-            rc = wbuf_puts(b, ",");
+            rc = chanqi_wbuf_puts(b, ",");
         if (rc == 0)
-            rc = wbuf_put_jstr(b, queues[i]);
+            rc = chanqi_wbuf_put_jstr(b, queues[i]);
     }
-    return rc == 0 ? wbuf_puts(b, "]") : rc;
+    return rc == 0 ? chanqi_wbuf_puts(b, "]") : rc;
 }
 
 static int
 put_opt_i64(struct wbuf *b, const char *key, int64_t v)
 {
-    return wbuf_puts(b, key) == 0 && wbuf_put_i64(b, v) == 0 ? 0 : -1;
+    return chanqi_wbuf_puts(b, key) == 0 && chanqi_wbuf_put_i64(b, v) == 0 ? 0 : -1;
 }
 
 /* Appends the submit request; c->out is unchanged on failure. */
@@ -45,12 +45,13 @@ build_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char
     struct wbuf *b = &c->out;
     size_t mark = b->len;
     if ((o->queue == NULL) == (o->nqueues == 0))
-        return conn_fail(c, "bad_request", "submit needs exactly one of queue and queues");
-    int rc = wbuf_puts(b, "{\"op\":\"submit\",");
+        return chanqi_conn_fail(c, "bad_request", "submit needs exactly one of queue and queues");
+    int rc = chanqi_wbuf_puts(b, "{\"op\":\"submit\",");
     if (o->queue)
-        rc = rc ? rc : (wbuf_puts(b, "\"queue\":") || wbuf_put_jstr(b, o->queue));
+        rc = rc ? rc : (chanqi_wbuf_puts(b, "\"queue\":") || chanqi_wbuf_put_jstr(b, o->queue));
     else
-        rc = rc ? rc : (wbuf_puts(b, "\"queues\":") || put_queue_list(b, o->queues, o->nqueues));
+        rc = rc ? rc
+                : (chanqi_wbuf_puts(b, "\"queues\":") || put_queue_list(b, o->queues, o->nqueues));
     if (o->delay_ms > 0)
         rc = rc ? rc : put_opt_i64(b, ",\"delay_ms\":", o->delay_ms);
     if (o->ttr_ms > 0)
@@ -62,17 +63,18 @@ build_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char
     if (o->wait_ms > 0 || o->wait_ms == CHANQ_NO_WAIT)
         rc = rc ? rc : put_opt_i64(b, ",\"wait_ms\":", o->wait_ms > 0 ? o->wait_ms : 0);
     if (o->parent)
-        rc = rc ? rc : (wbuf_puts(b, ",\"parent\":") || wbuf_put_jstr(b, o->parent));
-    if (rc == 0 && wbuf_puts(b, ",\"payload\":") == 0 && wbuf_put_jtext(b, payload) < 0) {
+        rc = rc ? rc : (chanqi_wbuf_puts(b, ",\"parent\":") || chanqi_wbuf_put_jstr(b, o->parent));
+    if (rc == 0 && chanqi_wbuf_puts(b, ",\"payload\":") == 0 &&
+        chanqi_wbuf_put_jtext(b, payload) < 0) {
         b->len = mark;
-        return conn_fail(c, "bad_request", "payload is not JSON");
+        return chanqi_conn_fail(c, "bad_request", "payload is not JSON");
     }
-    rc = rc ? rc : wbuf_puts(b, "}\n");
+    rc = rc ? rc : chanqi_wbuf_puts(b, "}\n");
     if (rc < 0) {
         b->len = mark;
-        return conn_fail_io(c, ENOMEM);
+        return chanqi_conn_fail_io(c, ENOMEM);
     }
-    conn_request_done(c);
+    chanqi_conn_request_done(c);
     return 0;
 }
 
@@ -87,22 +89,22 @@ chanq_send_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const
 int
 chanq_flush(struct chanq_conn *c)
 {
-    return conn_flush(c);
+    return chanqi_conn_flush(c);
 }
 
 int
 chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out)
 {
     json_t *resp;
-    int rc = conn_recv(c, -1, &resp);
+    int rc = chanqi_conn_recv(c, -1, &resp);
     if (rc == 0) {
-        char *id = json_dup_str(resp, "id");
+        char *id = chanqi_json_dup_str(resp, "id");
         if (!id) {
-            rc = conn_fail(c, "io", "submit answer without an id");
+            rc = chanqi_conn_fail(c, "io", "submit answer without an id");
         } else {
             *id_out = id;
             if (queue_out)
-                *queue_out = json_dup_str(resp, "queue");
+                *queue_out = chanqi_json_dup_str(resp, "queue");
         }
     }
     json_decref(resp);
@@ -165,8 +167,8 @@ static int
 job_from_json(const json_t *j, struct chanq_job *out)
 {
     memset(out, 0, sizeof *out);
-    out->id = json_dup_str(j, "id");
-    out->queue = json_dup_str(j, "queue");
+    out->id = chanqi_json_dup_str(j, "id");
+    out->queue = chanqi_json_dup_str(j, "queue");
     json_t *p = json_object_get(j, "payload");
     out->payload = json_dumps(p ? p : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     out->attempt = json_integer_value(json_object_get(j, "attempt"));
@@ -197,24 +199,25 @@ chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq
     if (c->broken)
         return -1;
     if (o->nqueues == 0)
-        return conn_fail(c, "bad_request", "fetch needs at least one queue");
+        return chanqi_conn_fail(c, "bad_request", "fetch needs at least one queue");
     struct wbuf *b = &c->out;
     size_t mark = b->len;
-    int rc = wbuf_puts(b, "{\"op\":\"fetch\",\"queues\":") || put_queue_list(b, o->queues, o->nqueues);
+    int rc = chanqi_wbuf_puts(b, "{\"op\":\"fetch\",\"queues\":") ||
+             put_queue_list(b, o->queues, o->nqueues);
     if (o->timeout_ms >= 0)
         rc = rc ? rc : put_opt_i64(b, ",\"timeout_ms\":", o->timeout_ms);
     if (o->count > 1)
         rc = rc ? rc : put_opt_i64(b, ",\"count\":", o->count);
     if (o->strict)
-        rc = rc ? rc : wbuf_puts(b, ",\"strict\":true");
-    rc = rc ? rc : wbuf_puts(b, "}\n");
+        rc = rc ? rc : chanqi_wbuf_puts(b, ",\"strict\":true");
+    rc = rc ? rc : chanqi_wbuf_puts(b, "}\n");
     if (rc) {
         b->len = mark;
-        return conn_fail_io(c, ENOMEM);
+        return chanqi_conn_fail_io(c, ENOMEM);
     }
-    conn_request_done(c);
+    chanqi_conn_request_done(c);
     json_t *resp;
-    if (conn_recv(c, o->timeout_ms, &resp) < 0) {
+    if (chanqi_conn_recv(c, o->timeout_ms, &resp) < 0) {
         json_decref(resp);
         return -1;
     }
@@ -224,13 +227,13 @@ chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq
         struct chanq_job *jobs = calloc(n, sizeof *jobs);
         if (!jobs) {
             json_decref(resp);
-            return conn_fail_io(c, ENOMEM);
+            return chanqi_conn_fail_io(c, ENOMEM);
         }
         for (size_t i = 0; i < n; i++) {
             if (job_from_json(json_array_get(arr, i), &jobs[i]) < 0) {
                 chanq_jobs_free(jobs, i + 1);
                 json_decref(resp);
-                return conn_fail(c, "io", "fetched job without id or payload");
+                return chanqi_conn_fail(c, "io", "fetched job without id or payload");
             }
         }
         *jobs_out = jobs;
@@ -247,20 +250,20 @@ chanq_send_ack(struct chanq_conn *c, const char *id, const char *result)
         return -1;
     struct wbuf *b = &c->out;
     size_t mark = b->len;
-    int rc = wbuf_puts(b, "{\"op\":\"ack\",\"id\":") || wbuf_put_jstr(b, id);
+    int rc = chanqi_wbuf_puts(b, "{\"op\":\"ack\",\"id\":") || chanqi_wbuf_put_jstr(b, id);
     if (rc == 0 && result) {
-        rc = wbuf_puts(b, ",\"result\":");
-        if (rc == 0 && wbuf_put_jtext(b, result) < 0) {
+        rc = chanqi_wbuf_puts(b, ",\"result\":");
+        if (rc == 0 && chanqi_wbuf_put_jtext(b, result) < 0) {
             b->len = mark;
-            return conn_fail(c, "bad_request", "result is not JSON");
+            return chanqi_conn_fail(c, "bad_request", "result is not JSON");
         }
     }
-    rc = rc ? rc : wbuf_puts(b, "}\n");
+    rc = rc ? rc : chanqi_wbuf_puts(b, "}\n");
     if (rc) {
         b->len = mark;
-        return conn_fail_io(c, ENOMEM);
+        return chanqi_conn_fail_io(c, ENOMEM);
     }
-    conn_request_done(c);
+    chanqi_conn_request_done(c);
     return 0;
 }
 
@@ -268,7 +271,7 @@ int
 chanq_recv_ok(struct chanq_conn *c)
 {
     json_t *resp;
-    int rc = conn_recv(c, -1, &resp);
+    int rc = chanqi_conn_recv(c, -1, &resp);
     json_decref(resp);
     return rc;
 }
@@ -279,7 +282,7 @@ chanq_ack(struct chanq_conn *c, const char *id, const char *result)
     if (chanq_send_ack(c, id, result) < 0)
         return -1;
     json_t *resp;
-    int rc = conn_recv(c, 0, &resp);
+    int rc = chanqi_conn_recv(c, 0, &resp);
     json_decref(resp);
     return rc;
 }
@@ -290,7 +293,7 @@ static int
 call_new(struct chanq_conn *c, json_t *req, int64_t wait_ms, json_t **out)
 {
     json_t *resp = NULL;
-    int rc = req ? conn_call(c, req, wait_ms, &resp) : conn_fail_io(c, ENOMEM);
+    int rc = req ? chanqi_conn_call(c, req, wait_ms, &resp) : chanqi_conn_fail_io(c, ENOMEM);
     json_decref(req);
     if (out && rc == 0)
         *out = resp;
@@ -327,7 +330,7 @@ chanq_nack(struct chanq_conn *c, const char *id, const char *error, int64_t dela
     if (call_new(c, req, 0, &resp) < 0)
         return -1;
     if (state_out)
-        *state_out = json_dup_str(resp, "state");
+        *state_out = chanqi_json_dup_str(resp, "state");
     json_decref(resp);
     return 0;
 }
@@ -460,7 +463,7 @@ chanq_queues(struct chanq_conn *c, json_t **out)
             return -1;
         }
         json_object_update(all, json_object_get(resp, "queues"));
-        after = json_dup_str(resp, "next");
+        after = chanqi_json_dup_str(resp, "next");
         json_decref(resp);
         if (!after)
             break;

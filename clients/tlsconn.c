@@ -102,7 +102,7 @@ ctx_new(const struct chanq_connect_opts *o, struct chanq_error *err)
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* send(2)-like writes: part of a buffer may go, the rest later. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    /* Fewer read calls; tlsconn_read's callers read until EAGAIN, so
+    /* Fewer read calls; chanqi_tlsconn_read's callers read until EAGAIN, so
      * nothing decrypted is left behind a poll. */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, o->tls_insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
@@ -200,7 +200,7 @@ handshake(struct tlsconn *t, int64_t deadline, struct chanq_error *err)
             handshake_fail(t, rc, err);
             return -1;
         }
-        int r = conn_wait_fd(t->fd, want, deadline);
+        int r = chanqi_conn_wait_fd(t->fd, want, deadline);
         if (r <= 0) {
             tls_fail(err, "TLS: handshake: %s", r == 0 ? "timed out" : strerror(errno));
             if (err)
@@ -211,8 +211,8 @@ handshake(struct tlsconn *t, int64_t deadline, struct chanq_error *err)
 }
 
 struct tlsconn *
-tlsconn_new(int fd, const char *host, const struct chanq_connect_opts *o, int64_t deadline,
-            struct chanq_error *err)
+chanqi_tlsconn_new(int fd, const char *host, const struct chanq_connect_opts *o, int64_t deadline,
+                   struct chanq_error *err)
 {
     struct tlsconn *t = calloc(1, sizeof *t);
     if (!t) {
@@ -243,7 +243,7 @@ out_free:
 }
 
 void
-tlsconn_free(struct tlsconn *t)
+chanqi_tlsconn_free(struct tlsconn *t)
 {
     if (!t)
         return;
@@ -270,7 +270,7 @@ io_result(struct tlsconn *t, int rc, short want_other)
         return -1;
     }
     if (want) {
-        int r = conn_wait_fd(t->fd, want, conn_now_ms() + CROSS_WAIT_MS);
+        int r = chanqi_conn_wait_fd(t->fd, want, chanqi_conn_now_ms() + CROSS_WAIT_MS);
         if (r > 0)
             return 1;
         errno = r == 0 ? ETIMEDOUT : errno;
@@ -290,7 +290,7 @@ io_result(struct tlsconn *t, int rc, short want_other)
 }
 
 ssize_t
-tlsconn_read(struct tlsconn *t, void *buf, size_t len)
+chanqi_tlsconn_read(struct tlsconn *t, void *buf, size_t len)
 {
     for (;;) {
         ERR_clear_error();
@@ -305,7 +305,7 @@ tlsconn_read(struct tlsconn *t, void *buf, size_t len)
 }
 
 ssize_t
-tlsconn_write(struct tlsconn *t, const void *buf, size_t len)
+chanqi_tlsconn_write(struct tlsconn *t, const void *buf, size_t len)
 {
     for (;;) {
         ERR_clear_error();
@@ -324,13 +324,13 @@ tlsconn_write(struct tlsconn *t, const void *buf, size_t len)
 }
 
 bool
-tlsconn_pending(const struct tlsconn *t)
+chanqi_tlsconn_pending(const struct tlsconn *t)
 {
     return SSL_pending(t->ssl) > 0 || SSL_has_pending(t->ssl);
 }
 
 const char *
-tlsconn_error(const struct tlsconn *t)
+chanqi_tlsconn_error(const struct tlsconn *t)
 {
     return t->why[0] ? t->why : NULL;
 }

@@ -8,8 +8,8 @@
 #include "clients/tlsconn.h"
 
 struct tlsconn *
-tlsconn_new(int fd, const char *host, const struct chanq_connect_opts *o, int64_t deadline,
-            struct chanq_error *err)
+chanqi_tlsconn_new(int fd, const char *host, const struct chanq_connect_opts *o, int64_t deadline,
+                   struct chanq_error *err)
 {
     if (err) {
         snprintf(err->code, sizeof err->code, "io");
@@ -21,32 +21,32 @@ tlsconn_new(int fd, const char *host, const struct chanq_connect_opts *o, int64_
 }
 
 void
-tlsconn_free(struct tlsconn *t)
+chanqi_tlsconn_free(struct tlsconn *t)
 {
 }
 
 ssize_t
-tlsconn_read(struct tlsconn *t, void *buf, size_t len)
+chanqi_tlsconn_read(struct tlsconn *t, void *buf, size_t len)
 {
     errno = EPROTONOSUPPORT;
     return -1;
 }
 
 ssize_t
-tlsconn_write(struct tlsconn *t, const void *buf, size_t len)
+chanqi_tlsconn_write(struct tlsconn *t, const void *buf, size_t len)
 {
     errno = EPROTONOSUPPORT;
     return -1;
 }
 
 bool
-tlsconn_pending(const struct tlsconn *t)
+chanqi_tlsconn_pending(const struct tlsconn *t)
 {
     return false;
 }
 
 const char *
-tlsconn_error(const struct tlsconn *t)
+chanqi_tlsconn_error(const struct tlsconn *t)
 {
     return NULL;
 }

@@ -28,7 +28,7 @@ wbuf_reserve(struct wbuf *b, size_t extra)
 }
 
 int
-wbuf_put(struct wbuf *b, const void *p, size_t n)
+chanqi_wbuf_put(struct wbuf *b, const void *p, size_t n)
 {
     if (wbuf_reserve(b, n) < 0)
         return -1;
@@ -38,21 +38,21 @@ wbuf_put(struct wbuf *b, const void *p, size_t n)
 }
 
 int
-wbuf_puts(struct wbuf *b, const char *s)
+chanqi_wbuf_puts(struct wbuf *b, const char *s)
 {
-    return wbuf_put(b, s, strlen(s));
+    return chanqi_wbuf_put(b, s, strlen(s));
 }
 
 int
-wbuf_put_i64(struct wbuf *b, int64_t v)
+chanqi_wbuf_put_i64(struct wbuf *b, int64_t v)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    return wbuf_put(b, tmp, (size_t)n);
+    return chanqi_wbuf_put(b, tmp, (size_t)n);
 }
 
 int
-wbuf_put_jstr(struct wbuf *b, const char *s)
+chanqi_wbuf_put_jstr(struct wbuf *b, const char *s)
 {
     /* Worst case every byte becomes \u00XX. */
     size_t n = strlen(s);
@@ -83,15 +83,15 @@ wbuf_put_jstr(struct wbuf *b, const char *s)
 }
 
 int
-wbuf_put_jtext(struct wbuf *b, const char *json)
+chanqi_wbuf_put_jtext(struct wbuf *b, const char *json)
 {
     if (!json)
-        return wbuf_puts(b, "null");
+        return chanqi_wbuf_puts(b, "null");
     size_t n = strlen(json);
     /* Leading/trailing blanks would be harmless, but an empty or multi-line
      * text must be checked and re-encoded to keep one request per line. */
     if (n > 0 && !memchr(json, '\n', n) && !memchr(json, '\r', n))
-        return wbuf_put(b, json, n);
+        return chanqi_wbuf_put(b, json, n);
     json_error_t jerr;
     json_t *v = json_loads(json, JSON_DECODE_ANY, &jerr);
     if (!v)
@@ -100,13 +100,13 @@ wbuf_put_jtext(struct wbuf *b, const char *json)
     json_decref(v);
     if (!text)
         return -1;
-    int rc = wbuf_puts(b, text);
+    int rc = chanqi_wbuf_puts(b, text);
     free(text);
     return rc;
 }
 
 void
-wbuf_free(struct wbuf *b)
+chanqi_wbuf_free(struct wbuf *b)
 {
     free(b->data);
     b->data = NULL;

@@ -43,12 +43,6 @@ answers_free(struct answers *a)
     free(a);
 }
 
-bool
-answers_pending(const struct answers *a)
-{
-    return a->head != NULL;
-}
-
 static void
 answer_free(struct answer *e)
 {

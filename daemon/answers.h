@@ -33,9 +33,6 @@ struct answers *answers_new(void);
 /* Frees the queue; it must have been settled (answers_settle with block). */
 void answers_free(struct answers *a);
 
-/* True while some answer waits for the journal. */
-bool answers_pending(const struct answers *a);
-
 /* Takes out[mark..len) as an answer to send once all n waits are durable
  * (or, if one fails, an error answer for rid instead; the failure is
  * logged), and out[0..mark) as answers ready before it (but after every

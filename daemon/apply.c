@@ -276,7 +276,8 @@ order_list(struct broker *b, const struct jrec_order *o, struct job *j)
         return NULL;
     if (o->kind == JREC_ORDER_DEAD)
         return j->state == JOB_DEAD ? &q->dead : NULL;
-    return j->state == JOB_QUEUED && j->in_channel == CHAN_STANDBY ? &q->standby : NULL;
+    bool waiting = j->state == JOB_QUEUED || (j->state == JOB_RESERVED && !j->holder);
+    return waiting && j->in_channel == CHAN_STANDBY ? &q->standby : NULL;
 }
 
 static int

@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/fastrand.h"
 #include "daemon/queue.h"
 
 #include <stdlib.h>
@@ -173,24 +174,11 @@ broker_untrack(struct broker *b, struct job *j)
     return jobtable_del(b->jobs, j->id);
 }
 
-/* A per-thread xorshift: fair queue order without a shared lock. */
-static uint32_t
-fast_rand(void)
-{
-    static _Thread_local uint32_t state;
-    if (state == 0)
-        state = (uint32_t)(uintptr_t)&state ^ (uint32_t)clock_wall_ms() ^ 0x9e3779b9u;
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    return state;
-}
-
 void
 broker_shuffle(struct queue **qs, size_t n)
 {
     for (size_t i = n; i > 1; i--) {
-        size_t k = fast_rand() % i;
+        size_t k = (size_t)fast_rand_below(i);
         struct queue *t = qs[i - 1];
         qs[i - 1] = qs[k];
         qs[k] = t;

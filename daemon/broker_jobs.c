@@ -4,6 +4,7 @@
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
+#include "daemon/fastrand.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
 
@@ -137,7 +138,7 @@ backoff_ms(unsigned attempt)
     if (base > BACKOFF_CAP_MS)
         base = BACKOFF_CAP_MS;
     /* Jitter in [base/2, base]: retries of a burst spread out. */
-    return base / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(base / 2 + 1));
+    return base / 2 + (int64_t)fast_rand_below((uint64_t)(base / 2 + 1));
 }
 
 /* Nacks j (held by the caller) as req says; error is req's text as a
@@ -220,24 +221,63 @@ broker_op_touch(struct broker *b, struct session *s, const struct request *req, 
     return op_end(&op, encode_ok(out, req->rid));
 }
 
-/* Cancels j and its live descendants; returns how many changed. */
+/* j and its descendants, each with a reference, depth first (a chain
+ * deeper than CANCEL_MAX_DEPTH is cut, as documented). Collected before
+ * any is cancelled: cancelling may push a job of the tree out of the kept
+ * results, which unlinks its children while a walk would be on them. */
+#define CANCEL_MAX_DEPTH 1000
+
+struct tree_walk {
+    struct job **v;
+    size_t n, cap;
+};
+
+static int
+walk_add(struct tree_walk *w, struct job *j)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 16;
+        struct job **v = realloc(w->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        w->v = v;
+        w->cap = cap;
+    }
+    job_ref(j);
+    w->v[w->n++] = j;
+    return 0;
+}
+
+static int
+collect_tree(struct job *j, int depth, struct tree_walk *w)
+{
+    if (walk_add(w, j) < 0)
+        return -1;
+    if (depth >= CANCEL_MAX_DEPTH || !j->extra)
+        return 0;
+    for (struct job *c = j->extra->first_child; c; c = c->extra->next_sibling)
+        if (collect_tree(c, depth + 1, w) < 0)
+            return -1;
+    return 0;
+}
+
+/* Cancels the live jobs of the walk; returns how many changed. */
 static int64_t
-cancel_tree(struct broker *b, struct job *j, int depth, struct durable *w)
+cancel_walk(struct broker *b, struct tree_walk *w, struct durable *d)
 {
     int64_t n = 0;
-    if (!job_state_is_final(j->state)) {
+    for (size_t i = 0; i < w->n; i++) {
+        struct job *j = w->v[i];
+        if (job_state_is_final(j->state))
+            continue;
         if (j->state == JOB_RESERVED)
             holder_send_cancel(j);
         struct queue *q = j->queue;
-        if (commit_final(b, j, JREC_CANCELLED, NULL, w) == 0) {
+        if (commit_final(b, j, JREC_CANCELLED, NULL, d) == 0) {
             q->count.cancelled++;
             n++;
         }
     }
-    /* Bounded recursion: a chain deeper than this is cut (and documented). */
-    if (depth < 1000 && j->extra)
-        for (struct job *c = j->extra->first_child; c; c = c->extra->next_sibling)
-            n += cancel_tree(b, c, depth + 1, w);
     return n;
 }
 
@@ -250,9 +290,16 @@ broker_op_cancel(struct broker *b, struct session *s, const struct request *req,
     struct job *j = broker_lookup(b, &req->id, err);
     if (!j)
         return op_end(&op, -1);
-    job_ref(j); /* finalizing may evict it from the kept results */
-    int64_t n = cancel_tree(b, j, 0, &op.w);
-    job_unref(j);
+    struct tree_walk w = {NULL, 0, 0};
+    int rc = collect_tree(j, 0, &w);
+    int64_t n = rc == 0 ? cancel_walk(b, &w, &op.w) : 0;
+    for (size_t i = 0; i < w.n; i++)
+        job_unref(w.v[i]);
+    free(w.v);
+    if (rc < 0) {
+        proto_error_set(err, PROTO_INTERNAL, "out of memory walking the job's tree");
+        return op_end(&op, -1);
+    }
     size_t mark = out->len;
     return op_end_durable(&op, encode_ok_int(out, req->rid, "cancelled", n), mark);
 }

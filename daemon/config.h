@@ -1,12 +1,12 @@
 /* chanqd configuration: command line and config file -> struct config, with
- * every key, its default and its limits in one table (config.c). */
+ * every key, its default and its limits in one table (config_table.c), and
+ * the SIGHUP reload. The files and what each owns: config-internal.h. */
 #ifndef CHANQ_DAEMON_CONFIG_H
 #define CHANQ_DAEMON_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "daemon/log.h"
 
@@ -77,10 +77,6 @@ void config_free(struct config *cfg);
  * partly updated and should be freed. argv is not modified. */
 int config_parse_args(struct config *cfg, int argc, char *const *argv, char *err, size_t errlen);
 
-/* Applies "key = value" lines of the file at path onto *cfg. Returns 0, or
- * -1 with "path:line: reason" in err. */
-int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
-
 /* Parses a size: bytes with an optional K, M or G suffix (powers of 1024,
  * case-insensitive, optionally followed by "B" or "iB"). Returns 0, or -1
  * on junk or overflow (*out unchanged). */
@@ -117,9 +113,6 @@ bool config_key_info(size_t i, struct config_key_info *out);
 /* Strips white space (CR included) from both ends of s in place; returns
  * where the text starts. For config and token-file lines. */
 char *config_trim(char *s);
-
-/* Prints the usage text, generated from the key table. */
-void config_usage(FILE *out);
 
 const char *config_fsync_name(enum config_fsync f);
 

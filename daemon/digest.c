@@ -101,7 +101,16 @@ broker_state_digest(struct broker *b, char hex[BROKER_DIGEST_HEX])
             feed_queue(md, b->queues[i]);
         for (size_t i = 0; i < njobs; i++)
             feed_job(md, jobs[i]);
-        feed(md, "finished");
+        /* Queued jobs on their way into a full channel (a requeue parked
+         * for room) have no place in it yet: by id. A replay puts them at
+         * the channel's tail, in the order of their records, which is the
+         * order they would have entered it. */
+        feed(md, "entering");
+        for (size_t i = 0; i < njobs; i++)
+            if (jobs[i]->state == JOB_QUEUED && jobs[i]->in_channel != CHAN_IN &&
+                jobs[i]->in_channel != CHAN_STANDBY)
+                feed(md, " %" PRIu64, jobs[i]->id);
+        feed(md, "\nfinished");
         for (const struct job *j = b->finished.head; j; j = j->next)
             feed(md, " %" PRIu64, j->id);
         feed(md, "\n");

@@ -5,6 +5,7 @@
 #include "chanq_config.h"
 
 #include "daemon/http.h"
+#include "daemon/accept_guard.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"

@@ -3,11 +3,12 @@
 
 #include "daemon/log.h"
 
+#include "core/timer.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -47,7 +48,7 @@ log_enabled(enum log_level level)
 }
 
 /* Writes one line: prefix, the formatted message, then suffix (may be ""). */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
     char line[2048];
@@ -75,20 +76,12 @@ log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 log_limited(struct log_limit *lim, enum log_level level, const char *fmt, ...)
 {
     if (!log_enabled(level))
         return;
-    int64_t now = mono_ms();
+    int64_t now = timer_now_ms();
     int64_t next = atomic_load(&lim->next_ms);
     /* One thread wins the slot; the others (and later calls) only count. */
     if (now < next || !atomic_compare_exchange_strong(&lim->next_ms, &next, now + LOG_LIMIT_MS)) {

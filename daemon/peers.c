@@ -56,17 +56,8 @@ peer_addr_from_sa(struct peer_addr *a, const struct sockaddr *sa)
     }
 }
 
-void
-peer_addr_from_fd(struct peer_addr *a, int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-        ss.ss_family = AF_UNSPEC;
-    peer_addr_from_sa(a, (const struct sockaddr *)&ss);
-}
-
-void
+/* "127.0.0.2" or "2001:db8::/64", for logs. */
+static void
 peer_addr_format(const struct peer_addr *a, char *buf, size_t len)
 {
     char text[INET6_ADDRSTRLEN] = "?";
@@ -274,13 +265,4 @@ peers_tick(struct peers *p)
         }
     }
     pthread_mutex_unlock(&p->lock);
-}
-
-size_t
-peers_count(struct peers *p)
-{
-    pthread_mutex_lock(&p->lock);
-    size_t n = p->n;
-    pthread_mutex_unlock(&p->lock);
-    return n;
 }

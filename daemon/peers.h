@@ -18,10 +18,6 @@ struct peer_addr {
 };
 
 void peer_addr_from_sa(struct peer_addr *a, const struct sockaddr *sa);
-/* The peer of a connected socket (family 0 when it has no IP address). */
-void peer_addr_from_fd(struct peer_addr *a, int fd);
-/* "127.0.0.2" or "2001:db8::/64", for logs. */
-void peer_addr_format(const struct peer_addr *a, char *buf, size_t len);
 
 struct peers;
 
@@ -48,7 +44,5 @@ bool peers_hello_allowed(struct peers *p, const struct peer_addr *a);
 /* Logs the counts whose interval is over and forgets addresses with
  * nothing left to remember. Call about once a second. Loop thread. */
 void peers_tick(struct peers *p);
-/* Addresses remembered (for tests and stats). */
-size_t peers_count(struct peers *p);
 
 #endif

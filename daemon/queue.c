@@ -73,16 +73,18 @@ queue_start(struct queue *q)
     if (q->jobs)
         return 0;
     q->jobs = chan_new(sizeof(struct job *), (size_t)q->set.capacity);
-    if (!q->jobs)
-        return -ENOMEM;
-    while (q->standby.head) {
-        struct job *j = q->standby.head;
+    return q->jobs ? 0 : -ENOMEM;
+}
+
+struct job *
+queue_standby_pop(struct queue *q)
+{
+    struct job *j = q->standby.head;
+    if (j) {
         job_list_remove(&q->standby, j);
         j->in_channel = CHAN_OUT;
-        queue_place(q, j);
     }
-    queue_check_drained(q);
-    return 0;
+    return j;
 }
 
 size_t

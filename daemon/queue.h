@@ -57,7 +57,8 @@ struct queue {
     struct queue_settings set;    /* capacity and job defaults */
     struct chan *jobs;            /* struct job * elements; capacity = set.capacity;
                                    * NULL until the broker serves (queue_start) */
-    struct job_list standby;      /* queued jobs in order while not serving */
+    struct job_list standby;      /* while not serving: queued jobs, and reserved ones
+                                   * without a holder, in the order of their last records */
     struct chan *closing;         /* closed by `close`: wakes parked submitters */
     struct chan *drained;         /* closed once closed and empty: fetchers answer `closed` */
     struct chan *changed;         /* closed and replaced on pause/resume: fetchers re-plan */
@@ -80,10 +81,14 @@ struct queue *queue_new(struct broker *b, const char *name, size_t name_len,
                         const struct queue_settings *set);
 /* Frees q and its channels, dropping the channel's job references. */
 void queue_free(struct queue *q);
-/* The broker starts serving: makes the channel and moves the standby list
- * into it, in order (jobs beyond its capacity wait in goroutines, as a
- * requeue does). 0 or -ENOMEM. */
+/* The broker starts serving: makes the channel (the caller then moves the
+ * standby list into it, queue_standby_pop). 0 or -ENOMEM. */
 int queue_start(struct queue *q);
+/* Takes the first job off the standby list (NULL when empty). The list
+ * holds the queued jobs of a state that does not serve, and the jobs
+ * reserved without a holder (a replay's orphans), in the order of their
+ * last records: the order they take when the broker starts. */
+struct job *queue_standby_pop(struct queue *q);
 /* Replaces the settings (declare's, a replayed queue record): capacity
  * only while not serving, when there is no channel yet. */
 void queue_configure(struct queue *q, const struct queue_settings *set);
@@ -120,10 +125,6 @@ int queue_signal_change(struct queue *q);
 
 /* Counts an acked job that ran ms milliseconds (reserve to ack). */
 void queue_record_run(struct queue *q, int64_t ms);
-
-/* Age in ms of the job next in line for delivery (the oldest in the
- * buffer, since it became ready), 0 when none is queued. */
-int64_t queue_oldest_age_ms(const struct queue *q);
 
 /* The stats object of the protocol (new reference, or NULL). */
 json_t *queue_stats_json(const struct queue *q);

@@ -53,7 +53,9 @@ find_queued(const void *elem, void *arg)
     return false;
 }
 
-int64_t
+/* Age in ms of the job next in line for delivery (the oldest in the
+ * buffer, since it became ready), 0 when none is queued. */
+static int64_t
 queue_oldest_age_ms(const struct queue *q)
 {
     int64_t since = q->standby.head ? q->standby.head->since_ms : -1;

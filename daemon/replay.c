@@ -10,7 +10,6 @@
 #include "daemon/reservation.h"
 
 #include <errno.h>
-#include <stdlib.h>
 
 int
 broker_replay_apply(void *arg, const void *rec, size_t len)
@@ -29,13 +28,11 @@ broker_replay_apply(void *arg, const void *rec, size_t len)
 }
 
 struct start_counts {
-    size_t queued, delayed, dead, kept;
-    struct job **orphans; /* reserved when the log ended */
-    size_t norphans;
+    size_t queued, delayed, dead, kept, orphans;
 };
 
 static void
-count_and_collect(struct job *j, void *arg)
+count(struct job *j, void *arg)
 {
     struct start_counts *n = arg;
     if (j->state == JOB_DELAYED)
@@ -44,8 +41,8 @@ count_and_collect(struct job *j, void *arg)
         n->queued++;
     else if (j->state == JOB_DEAD)
         n->dead++;
-    else if (j->state == JOB_RESERVED && n->orphans)
-        n->orphans[n->norphans++] = j;
+    else if (j->state == JOB_RESERVED)
+        n->orphans++;
     else if (job_state_is_final(j->state))
         n->kept++;
 }
@@ -60,11 +57,33 @@ arm_timers(struct job *j, void *arg)
         job_deadline_arm(j);
 }
 
-static int
-cmp_job_id(const void *a, const void *b)
+/* The queue's channel is made and its queued jobs move into it, in the
+ * order of their records. A job still reserved when the log ended was
+ * being worked on by a connection that is gone: it goes back to the tail,
+ * after them, with the interrupted delivery counted (in the order of their
+ * deliveries). That requeue is a recorded transition, and its record comes
+ * after every other one of the queue's: a later replay puts the jobs in
+ * the same order. */
+static void
+start_queue(struct broker *b, struct queue *q)
 {
-    uint64_t x = (*(struct job *const *)a)->id, y = (*(struct job *const *)b)->id;
-    return x < y ? -1 : x > y;
+    if (queue_start(q) < 0) {
+        log_error("out of memory starting queue %s", q->name);
+        return;
+    }
+    struct job_list orphans = {NULL, NULL, 0};
+    struct job *j;
+    while ((j = queue_standby_pop(q))) {
+        if (j->state == JOB_QUEUED)
+            queue_place(q, j);
+        else
+            job_list_append(&orphans, j);
+    }
+    while ((j = orphans.head)) {
+        job_list_remove(&orphans, j);
+        commit_state(b, j, (struct jrec_state){.state = JREC_QUEUED, .attempt = j->attempt}, NULL);
+    }
+    queue_check_drained(q);
 }
 
 void
@@ -72,28 +91,15 @@ broker_start(struct broker *b)
 {
     pthread_mutex_lock(&b->lock);
     struct start_counts n = {0};
-    n.orphans = malloc((jobtable_count(b->jobs) + 1) * sizeof *n.orphans);
-    jobtable_each(b->jobs, count_and_collect, &n);
+    jobtable_each(b->jobs, count, &n);
     b->serving = true;
     for (size_t i = 0; i < b->nqueues; i++)
-        if (queue_start(b->queues[i]) < 0)
-            log_error("out of memory starting queue %s", b->queues[i]->name);
-    /* Jobs reserved when the log ended were being worked on by a
-     * connection that is gone: back to the tail of their queue, the
-     * interrupted delivery counted (recorded, in id order). */
-    if (n.orphans) {
-        qsort(n.orphans, n.norphans, sizeof *n.orphans, cmp_job_id);
-        for (size_t i = 0; i < n.norphans; i++)
-            commit_state(b, n.orphans[i],
-                         (struct jrec_state){.state = JREC_QUEUED, .attempt = n.orphans[i]->attempt},
-                         NULL);
-    }
+        start_queue(b, b->queues[i]);
     jobtable_each(b->jobs, arm_timers, NULL);
     pthread_mutex_unlock(&b->lock);
-    free(n.orphans);
     if (b->journal)
         log_info("journal: restored %zu queues, %zu queued, %zu delayed, %zu dead jobs, %zu results",
-                 b->nqueues, n.queued + n.norphans, n.delayed, n.dead, n.kept);
+                 b->nqueues, n.queued + n.orphans, n.delayed, n.dead, n.kept);
 }
 
 void

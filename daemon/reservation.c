@@ -17,8 +17,16 @@ reservation_begin(struct job *j, struct holder *h)
 {
     j->holder = h;
     j->since_ms = timer_now_ms();
-    if (!h)
+    if (!h) {
+        /* Nobody holds it (a replay): it goes back to its queue when the
+         * broker starts, in the order of its last record among the
+         * queue's jobs, as it would have had it been requeued then. */
+        if (!j->queue->broker->serving) {
+            j->in_channel = CHAN_STANDBY;
+            job_list_append(&j->queue->standby, j);
+        }
         return;
+    }
     job_list_append(&h->reserved, j);
     j->due = j->since_ms + j->ttr_ms;
     job_timer_arm(j, j->ttr_ms);
@@ -28,6 +36,10 @@ void
 reservation_end(struct job *j)
 {
     struct holder *h = j->holder;
+    if (!h && j->in_channel == CHAN_STANDBY) {
+        job_list_remove(&j->queue->standby, j);
+        j->in_channel = CHAN_OUT;
+    }
     j->holder = NULL;
     job_timer_stop(j);
     if (h) {
@@ -183,8 +195,9 @@ broker_release_holder(struct broker *b, struct holder *h)
 {
     pthread_mutex_lock(&b->lock);
     consume_stop(h); /* first: it would push into the room the jobs leave */
-    while (h->reserved.head) {
-        struct job *j = h->reserved.head;
+    /* The most recently reserved first, as chanqd always did. */
+    while (h->reserved.tail) {
+        struct job *j = h->reserved.tail;
         if (reservation_retry(b, j, 0, false, "connection lost", NULL) < 0)
             reservation_end(j); /* refused (logged): at least h lets go of it */
     }

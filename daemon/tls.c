@@ -137,7 +137,7 @@ tls_new(const struct config *cfg)
     }
     log_info("tls: certificate %s, key %s%s%s (%s)", cfg->tls_cert, cfg->tls_key,
              cfg->tls_client_ca ? ", client certificates required, CA " : "",
-             cfg->tls_client_ca ? cfg->tls_client_ca : "", tls_library());
+             cfg->tls_client_ca ? cfg->tls_client_ca : "", OpenSSL_version(OPENSSL_VERSION));
     return t;
 }
 
@@ -200,10 +200,4 @@ tls_log_error(struct bufferevent *bev)
     if (!any)
         log_debug("tls: connection failed: %s",
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
-const char *
-tls_library(void)
-{
-    return OpenSSL_version(OPENSSL_VERSION);
 }

@@ -42,7 +42,4 @@ struct bufferevent *tls_bufferevent_new(struct tls *t, struct event_base *base,
  * bufferevent. */
 void tls_log_error(struct bufferevent *bev);
 
-/* "OpenSSL 3.0.x ..." or "none (built without TLS)", for the start-up log. */
-const char *tls_library(void);
-
 #endif

@@ -33,9 +33,3 @@ void
 tls_log_error(struct bufferevent *bev)
 {
 }
-
-const char *
-tls_library(void)
-{
-    return "none (built without TLS)";
-}

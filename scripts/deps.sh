@@ -1,15 +1,23 @@
 #!/bin/sh
 # Install the Debian packages chanq needs to build and test, only those
 # that are missing, and say which. Used by run.sh and test.sh.
-# Usage: scripts/deps.sh [build|test]
+# Usage: scripts/deps.sh [build|test|deb]   (deb: what scripts/deb.sh needs)
 set -eu
 
 want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
-libjansson-dev check libssl-dev"
-want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go"
+libjansson-dev check libssl-dev libraft-dev libuv1-dev"
+want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go zsh"
+
+# Debian packaging (scripts/deb.sh): debian/control's Build-Depends and
+# the tools that build and check the packages.
+want_deb="debhelper dh-python pybuild-plugin-pyproject python3-all systemd dpkg-dev \
+fakeroot lintian"
 
 want=$want_build
-[ "${1:-build}" = test ] && want="$want_build $want_test"
+case ${1:-build} in
+test) want="$want_build $want_test" ;;
+deb) want="$want_build $want_deb" ;;
+esac
 
 missing=""
 for p in $want; do

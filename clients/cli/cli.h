@@ -135,6 +135,7 @@ int cmd_pause(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_kick(int argc, char **argv);
 int cmd_ping(int argc, char **argv);
+int cmd_queues(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_work(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);

@@ -1,8 +1,10 @@
-/* chanq declare / close / pause / resume / kick / ping: queue administration. */
+/* chanq declare / close / pause / resume / kick / ping / queues: queue
+ * administration. */
 #include "chanq_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "clients/cli/cli.h"
 
@@ -15,7 +17,7 @@ static const char declare_usage[] =
     "  --ttr-ms MS        default time to run\n"
     "  --max-attempts N   default deliveries before a job is dead\n";
 
-enum { OPT_CAPACITY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_COUNT };
+enum { OPT_CAPACITY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_COUNT, OPT_JSON };
 
 int
 cmd_declare(int argc, char **argv)
@@ -116,4 +118,67 @@ cmd_ping(int argc, char **argv)
     if (argc != optind)
         cli_usage_error(&g, "no arguments expected");
     return cli_run_request(&g, json_pack("{s:s}", "op", "ping"));
+}
+
+static const char queues_usage[] =
+    "Usage: chanq queues [--json]\n"
+    "Prints the name of every queue the server has, one per line, sorted (shell\n"
+    "completion uses it), or with --json the whole answer on one line: each\n"
+    "queue's settings and counts.\n"
+    "\nOptions:\n"
+    "  --json           the queues object (name -> settings and counts) as JSON\n";
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The object's keys, one per line, sorted. */
+static int
+print_names(const json_t *queues)
+{
+    size_t n = json_object_size(queues), i = 0;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        perror("chanq queues");
+        return CLI_IO;
+    }
+    const char *name;
+    const json_t *v;
+    json_object_foreach ((json_t *)queues, name, v)
+        names[i++] = name;
+    qsort(names, n, sizeof *names, cmp_names);
+    for (i = 0; i < n; i++)
+        puts(names[i]);
+    free(names);
+    return CLI_OK;
+}
+
+int
+cmd_queues(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, OPT_JSON},
+                                         CLI_COMMON_OPTIONS};
+    struct cli g;
+    int opt;
+    bool as_json = false;
+    cli_init(&g, "queues", queues_usage);
+    while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1)
+        if (!cli_common_opt(&g, opt, optarg))
+            as_json = true;
+    if (argc != optind)
+        cli_usage_error(&g, "no arguments expected");
+    struct chanq_conn *c = cli_connect(&g);
+    json_t *queues = NULL;
+    int rc = CLI_OK;
+    if (chanq_queues(c, &queues) < 0)
+        rc = cli_report(&g, c, "queues");
+    else if (as_json)
+        cli_print_json(queues);
+    else
+        rc = print_names(queues);
+    json_decref(queues);
+    chanq_conn_free(c);
+    return rc;
 }

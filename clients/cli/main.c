@@ -31,6 +31,7 @@ static const struct subcommand subcommands[] = {
     {"resume", cmd_resume, "deliver a paused queue's jobs again"},
     {"kick", cmd_kick, "move dead jobs back to their queue"},
     {"ping", cmd_ping, "check that the server answers"},
+    {"queues", cmd_queues, "list the server's queues"},
     {"stats", cmd_stats, "table of queues and server figures"},
     {"work", cmd_work, "run a command for each job (a worker pool)"},
     {"loadtest", cmd_loadtest, "producers and consumers at full speed; rates and latencies"},

@@ -260,6 +260,12 @@ func (c *Conn) readLoop() {
 		if len(line) == 0 {
 			continue
 		}
+		if jobs, ok := quickPushed(line); ok {
+			if c.onEvent != nil {
+				c.onEvent(Event{Type: "jobs", Jobs: jobs})
+			}
+			continue
+		}
 		if !bytes.HasPrefix(line, okPrefix) {
 			var ev struct {
 				Event  string    `json:"event"`
@@ -660,6 +666,21 @@ func encodeExtra(buf *bytes.Buffer, req *request) error {
 // JSON text (validated and compacted), anything else goes through
 // encoding/json.
 func marshalJSON(what string, v any) (json.RawMessage, error) {
+	if raw, ok := v.(json.RawMessage); ok {
+		// What encoding/json would send for it, without its reflection:
+		// the text itself when it is valid and has no whitespace to
+		// compact away, else compacted (which checks it too).
+		if bytes.IndexAny(raw, " \t\r\n") < 0 {
+			if validJSON(raw) {
+				return raw, nil
+			}
+		} else {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, raw); err == nil {
+				return buf.Bytes(), nil
+			}
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -200,11 +200,20 @@ func (c *Conn) FetchAcking(ctx context.Context, queues []string, opts *FetchOpti
 		r.Strict = opts.Strict
 		r.Ack = opts.Ack
 	}
+	line, err := c.roundTrip(ctx, &r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(r.Ack) == 0 {
+		if jobs, ok := quickJobs(line); ok {
+			return jobs, &Many{}, nil
+		}
+	}
 	var a struct {
 		Jobs      []wireJob    `json:"jobs"`
 		AckErrors []wireFailed `json:"ack_errors"`
 	}
-	if err := c.do(ctx, &r, &a); err != nil {
+	if err := decodeAnswer(r.Op, line, &a); err != nil {
 		return nil, nil, err
 	}
 	return jobsOf(a.Jobs), manyOf("ack", len(r.Ack)-len(a.AckErrors), a.AckErrors), nil

@@ -151,6 +151,8 @@ type slot struct {
 	cancel context.CancelFunc // cancels the running job's context
 	gone   string             // why the server no longer holds the running job for us
 	held   map[string]string  // fetched jobs not yet run -> why gone ("" if held)
+
+	keeper keeper // keeps the running job's reservation
 }
 
 func (s *slot) dial(ctx context.Context) (*Conn, error) {
@@ -358,12 +360,9 @@ func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 	s.jobID, s.cancel, s.gone = job.ID, cancel, ""
 	s.mu.Unlock()
 
-	stop := make(chan struct{})
-	kept := make(chan struct{})
-	go keepAlive(s.conn, job, reservedAt, s.w.TouchInterval, cancel, s.takenBack, stop, kept)
+	k := s.keep(job, reservedAt, cancel)
 	result, err := callHandler(s.w.Handler, jctx, job)
-	close(stop)
-	<-kept
+	k.stop()
 
 	s.mu.Lock()
 	gone := s.gone
@@ -404,16 +403,6 @@ func outcomeRequest(id string, result any, err error) *request {
 	return req
 }
 
-// takenBack records why the server no longer holds the running job for
-// the slot (the first reason wins).
-func (s *slot) takenBack(why string) {
-	s.mu.Lock()
-	if s.gone == "" {
-		s.gone = why
-	}
-	s.mu.Unlock()
-}
-
 // callHandler runs the handler, turning a panic into an error.
 func callHandler(h Handler, ctx context.Context, job *Job) (result any, err error) {
 	defer func() {
@@ -424,55 +413,124 @@ func callHandler(h Handler, ctx context.Context, job *Job) (result any, err erro
 	return h(ctx, job)
 }
 
-// keepAlive touches the running job on conn every interval (0: half its
-// TTR) and cancels its context when the reservation is about to run out
-// or a touch is refused (telling gone why) until stop is closed; it
-// closes kept when it returns.
-func keepAlive(conn *Conn, job *Job, reservedAt time.Time, interval time.Duration, cancel context.CancelFunc,
-	gone func(string), stop <-chan struct{}, kept chan<- struct{}) {
-	defer close(kept)
-	ttr := job.TTR
-	if ttr <= 0 {
-		ttr = 30 * time.Second
+// takenBack records why the server no longer holds the slot's running job
+// (the first reason wins).
+func (s *slot) takenBack(why string) {
+	s.mu.Lock()
+	if s.gone == "" {
+		s.gone = why
 	}
-	if interval <= 0 {
-		interval = ttr / 2
+	s.mu.Unlock()
+}
+
+// keeper keeps a running job's reservation with two timers rather than a
+// goroutine, armed again for each job (a short job costs two timer
+// resets): tick touches the job every interval, expiry cancels its
+// context when the reservation is about to run out without a successful
+// touch. A callback acts only if the current job's time has come, so one
+// that fired for an earlier job does nothing. A touch runs on tick's own
+// goroutine. Each slot (polling or consuming) has one, for the job it runs.
+type keeper struct {
+	mu       sync.Mutex       // guards the fields below
+	conn     *Conn            // the connection holding the job
+	gone     func(why string) // told why, when a touch is refused
+	job      *Job             // the running job, nil between jobs
+	cancel   context.CancelFunc
+	ttr      time.Duration
+	interval time.Duration
+	margin   time.Duration
+	tickAt   time.Time // when the job is due for a touch
+	expiryAt time.Time // when its reservation is about to end
+	touching bool      // a touch is on its way
+	tick     *time.Timer
+	expiry   *time.Timer
+}
+
+// keep starts keeping job (reserved at reservedAt) until the keeper's stop.
+func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc) *keeper {
+	return s.keeper.start(s.conn, s.w.TouchInterval, s.takenBack, job, reservedAt, cancel)
+}
+
+// start keeps job, held on conn and reserved at reservedAt, touching it
+// every interval (0: half its TTR), until stop.
+func (k *keeper) start(conn *Conn, interval time.Duration, gone func(string), job *Job,
+	reservedAt time.Time, cancel context.CancelFunc) *keeper {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.conn, k.gone, k.job, k.cancel, k.ttr = conn, gone, job, cancel, job.TTR
+	if k.ttr <= 0 {
+		k.ttr = 30 * time.Second
 	}
-	margin := ttr / 10
-	if margin > time.Second {
-		margin = time.Second
+	k.interval = interval
+	if k.interval <= 0 {
+		k.interval = k.ttr / 2
 	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	expiry := time.NewTimer(time.Until(reservedAt.Add(ttr - margin)))
-	defer expiry.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-expiry.C:
-			cancel() // the reservation is about to end; the server will take it back
-			return
-		case <-tick.C:
-			sent := time.Now()
-			tctx, tcancel := context.WithTimeout(context.Background(), ttr)
-			err := conn.Touch(tctx, job.ID, 0)
-			tcancel()
-			if err != nil {
-				var e *Error
-				if errors.As(err, &e) {
-					gone("taken back (touch: " + e.Code + ")")
-				}
-				cancel()
-				return
-			}
-			if !expiry.Stop() {
-				select {
-				case <-expiry.C:
-				default:
-				}
-			}
-			expiry.Reset(time.Until(sent.Add(ttr - margin)))
+	k.margin = k.ttr / 10
+	if k.margin > time.Second {
+		k.margin = time.Second
+	}
+	k.tickAt = time.Now().Add(k.interval)
+	k.expiryAt = reservedAt.Add(k.ttr - k.margin)
+	if k.tick == nil {
+		k.tick = time.AfterFunc(k.interval, k.touch)
+		k.expiry = time.AfterFunc(time.Until(k.expiryAt), k.expire)
+	} else {
+		k.tick.Reset(k.interval)
+		k.expiry.Reset(time.Until(k.expiryAt))
+	}
+	return k
+}
+
+// stop ends the keeping of the job; a touch already on its way is ignored.
+func (k *keeper) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.job, k.cancel = nil, nil
+	k.tick.Stop()
+	k.expiry.Stop()
+}
+
+// expire: the reservation is about to end; the server will take it back.
+func (k *keeper) expire() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.job != nil && !time.Now().Before(k.expiryAt) {
+		k.cancel()
+	}
+}
+
+// touch extends the reservation, then arms the next touch and the new
+// expiry; a refused touch cancels the job.
+func (k *keeper) touch() {
+	k.mu.Lock()
+	job, ttr := k.job, k.ttr
+	if job == nil || k.touching || time.Now().Before(k.tickAt) {
+		k.mu.Unlock()
+		return
+	}
+	k.touching = true
+	k.mu.Unlock()
+	sent := time.Now()
+	tctx, tcancel := context.WithTimeout(context.Background(), ttr)
+	err := k.conn.Touch(tctx, job.ID, 0)
+	tcancel()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.touching = false
+	if k.job != job {
+		return // the job ended meanwhile
+	}
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			k.gone("taken back (touch: " + e.Code + ")")
 		}
+		k.expiry.Stop()
+		k.cancel()
+		return
 	}
+	k.expiryAt = sent.Add(k.ttr - k.margin)
+	k.expiry.Reset(time.Until(k.expiryAt))
+	k.tickAt = time.Now().Add(k.interval)
+	k.tick.Reset(k.interval)
 }

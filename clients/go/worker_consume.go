@@ -248,6 +248,7 @@ func (c *consumer) next() (pushed, bool) {
 // slot runs jobs from the inbox until the input ended and the inbox is
 // empty; after ctx is done it gives the jobs it takes back uncounted.
 func (c *consumer) slot(ctx context.Context) {
+	var k keeper // the running job's touches
 	for {
 		p, ok := c.next()
 		if !ok {
@@ -266,14 +267,14 @@ func (c *consumer) slot(ctx context.Context) {
 		case ctx.Err() != nil:
 			c.out <- outcome{conn, &request{Op: "release", ID: p.job.ID}}
 		default:
-			c.run(conn, p)
+			c.run(conn, p, &k)
 		}
 	}
 }
 
-// run runs one job and hands its ack or nack to the sender (nothing when
-// the server took the job back meanwhile).
-func (c *consumer) run(conn *Conn, p pushed) {
+// run runs one job, kept by k, and hands its ack or nack to the sender
+// (nothing when the server took the job back meanwhile).
+func (c *consumer) run(conn *Conn, p pushed, k *keeper) {
 	job, reservedAt := p.job, p.at
 	if time.Since(reservedAt) > job.TTR/2 {
 		// It waited for a slot: renew the reservation before starting.
@@ -304,11 +305,9 @@ func (c *consumer) run(conn *Conn, p pushed) {
 		}
 		c.mu.Unlock()
 	}
-	stop, kept := make(chan struct{}), make(chan struct{})
-	go keepAlive(conn, job, reservedAt, c.w.TouchInterval, cancel, gone, stop, kept)
+	k.start(conn, c.w.TouchInterval, gone, job, reservedAt, cancel)
 	result, err := callHandler(c.w.Handler, jctx, job)
-	close(stop)
-	<-kept
+	k.stop()
 	c.mu.Lock()
 	delete(c.running, job.ID)
 	why := st.gone

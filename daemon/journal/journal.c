@@ -228,13 +228,6 @@ list_segments(struct journal *j, char *err, size_t errlen)
 }
 
 struct journal *
-journal_open(const char *dir, enum config_fsync fsync, bool repair, char *err, size_t errlen)
-{
-    struct journal_opts o = {.fsync = fsync, .repair = repair};
-    return journal_open_opts(dir, &o, err, errlen);
-}
-
-struct journal *
 journal_open_opts(const char *dir, const struct journal_opts *opts, char *err, size_t errlen)
 {
     struct journal *j = calloc(1, sizeof(*j));

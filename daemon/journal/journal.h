@@ -50,10 +50,6 @@ struct journal_opts {
     void *failure_arg;
 };
 
-/* journal_open_opts with the defaults and this fsync mode and repair flag. */
-struct journal *journal_open(const char *dir, enum config_fsync fsync, bool repair, char *err,
-                             size_t errlen);
-
 /* Creates dir (mode 0750) if missing, takes dir/LOCK (flock, our pid written
  * in it), removes leftover *.tmp files and lists the segments. Returns a new
  * journal owned by the caller, or NULL with the reason in err, e.g. "data dir

@@ -10,6 +10,7 @@ suite_fn *const test_suites[] = {
     client_conn_suite,
     client_jobs_suite,
     client_queues_suite,
+    client_worker_suite,
     NULL,
 };
 

@@ -402,6 +402,30 @@ START_TEST(queue_and_memory_limits_answer_limit_and_change_nothing)
 }
 END_TEST
 
+/* Cancelling a tree while the kept results are full: each cancelled job
+ * pushes an older one out, the parent among them, which unlinks its
+ * children. The whole tree is cancelled all the same (the walk used to
+ * stop at the first child, reading the evicted parent's freed list). */
+START_TEST(cancel_reaches_the_whole_tree_when_cancelling_evicts_its_root)
+{
+    const char *args[] = {"--keep-results", "1", NULL};
+    struct harness *h = start_daemon(args);
+    int fd = dial(h);
+    char *parent = submit(fd, "t", "1");
+    for (int i = 0; i < 3; i++)
+        json_decref(req_ok(fd, "{\"op\":\"submit\",\"queue\":\"t\",\"payload\":%d,"
+                               "\"parent\":\"%s\"}", i, parent));
+    json_t *r = req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", parent);
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "cancelled")), 4);
+    json_decref(r);
+    ck_assert_int_eq(queue_stat(fd, "t", "depth"), 0);
+    ck_assert_int_eq(queue_stat(fd, "t", "cancelled"), 4);
+    free(parent);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 ops_suite(void)
 {
@@ -426,6 +450,7 @@ ops_suite(void)
     tcase_add_test(tc, every_line_of_the_token_file_is_a_token);
     tcase_add_test(tc, payload_over_max_job_is_too_large);
     tcase_add_test(tc, queue_and_memory_limits_answer_limit_and_change_nothing);
+    tcase_add_test(tc, cancel_reaches_the_whole_tree_when_cancelling_evicts_its_root);
     suite_add_tcase(s, tc);
     return s;
 }

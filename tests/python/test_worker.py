@@ -109,7 +109,7 @@ class Workers(unittest.TestCase):
             if ctx.payload == "boom":
                 raise ValueError("boom happened")
             if ctx.payload == "slow":
-                time.sleep(1.0)  # ttr is 300 ms: the pool must touch it
+                time.sleep(2.5)  # ttr is 1 s: the pool must touch it, twice or more
                 return {"slept": True, "attempt": ctx.attempt}
             if ctx.payload == "unjson":
                 return object()
@@ -119,12 +119,14 @@ class Workers(unittest.TestCase):
         try:
             ok = self.c.submit("hi", "rt")
             bad = self.c.submit("boom", "rt", max_attempts=1)
-            slow = self.c.submit("slow", "rt", ttr_ms=300)
+            # A ttr long enough for a loaded 2-core machine (a sanitizer
+            # build next to other builds) to schedule the touch in time.
+            slow = self.c.submit("slow", "rt", ttr_ms=1000)
             unj = self.c.submit("unjson", "rt", max_attempts=1)
             self.assertEqual(self.c.wait(ok, timeout_ms=5000).result, {"echo": "hi"})
             wb = self.c.wait(bad, timeout_ms=5000)
             self.assertEqual((wb.state, wb.error), ("dead", "ValueError: boom happened"))
-            ws = self.c.wait(slow, timeout_ms=5000)
+            ws = self.c.wait(slow, timeout_ms=10000)
             self.assertEqual((ws.state, ws.result), ("done", {"slept": True, "attempt": 1}))
             self.assertEqual(self.c.job(slow).attempt, 1)
             wu = self.c.wait(unj, timeout_ms=5000)

@@ -1,0 +1,526 @@
+/* The replica thread (see replica.h). Its loop holds three handles of our
+ * own besides libraft's: the mailbox's uv_async, and a uv_check that runs
+ * after every loop iteration to publish the status and notice role
+ * changes (libraft 0.15 has no callback for those; every change happens
+ * inside a callback of this loop, so checking after each iteration sees
+ * them all). */
+#include "chanq_config.h"
+
+#include "daemon/cluster/replica.h"
+
+#include "daemon/cluster/fsm.h"
+#include "daemon/cluster/nodelay.h"
+#include "daemon/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* A proposal, from replica_propose to its answer. */
+struct proposal {
+    struct raft_apply req; /* req.data = this */
+    struct raft_buffer buf;
+    replica_done_fn *done;
+    void *arg;
+    struct proposal *next; /* in the mailbox */
+};
+
+struct replica {
+    /* Set by replica_start, read-only afterwards. */
+    uint64_t id;
+    char *address;
+    char *dir; /* DATA/raft */
+    struct raft_configuration conf;
+    unsigned election_ms, snapshot_threshold;
+    void (*on_role)(void *arg, const struct replica_status *s);
+    void *role_arg;
+    struct cluster_fsm *fsm;
+    pthread_t thread;
+
+    /* The mailbox and the published status: any thread, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* start-up result */
+    bool started;           /* the thread has reported its start-up */
+    int start_rc;           /* 0, or why it failed (start_err) */
+    char start_err[256];
+    bool stopping;          /* replica_stop has begun: no more proposals */
+    struct proposal *head, *tail;
+    struct replica_status status;
+
+    /* The replica thread's own. */
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_check_t check;
+    struct nodelay_transport transport;
+    struct raft_io io;
+    struct raft raft;
+    enum replica_role last_role;
+    uint64_t last_term;
+    bool last_ready;
+    uint64_t ready_term; /* the term whose barrier this leader has applied */
+    bool raft_closing;
+};
+
+/* The barrier a new leader appends: once it is applied, every entry of
+ * earlier terms is committed and applied to the standby (Raft commits
+ * them only through an entry of the leader's own term). */
+struct barrier {
+    struct raft_barrier req; /* req.data = this */
+    struct replica *r;
+    uint64_t term;
+};
+
+int
+replica_errno(int raft_status)
+{
+    switch (raft_status) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+        return -ENOTCONN;
+    case RAFT_LEADERSHIPLOST:
+        return -ECONNRESET;
+    case RAFT_SHUTDOWN:
+        return -ESHUTDOWN;
+    case RAFT_MALFORMED:
+        return -EBADMSG;
+    case RAFT_NOMEM:
+        return -ENOMEM;
+    default:
+        return -EIO;
+    }
+}
+
+static enum replica_role
+role_of(int raft_state)
+{
+    switch (raft_state) {
+    case RAFT_FOLLOWER:
+        return REPLICA_FOLLOWER;
+    case RAFT_CANDIDATE:
+        return REPLICA_CANDIDATE;
+    case RAFT_LEADER:
+        return REPLICA_LEADER;
+    default:
+        return REPLICA_UNAVAILABLE;
+    }
+}
+
+/* ---- on the replica thread ---- */
+
+static void
+on_applied(struct raft_apply *req, int status, void *result)
+{
+    (void)result;
+    struct proposal *p = req->data;
+    p->done(p->arg, replica_errno(status));
+    free(p);
+}
+
+static void
+propose_now(struct replica *r, struct proposal *p)
+{
+    p->req.data = p;
+    int rc = r->raft_closing ? RAFT_SHUTDOWN : raft_apply(&r->raft, &p->req, &p->buf, 1, on_applied);
+    if (rc != 0) {
+        /* Not taken: the buffer is still ours. */
+        raft_free(p->buf.base);
+        p->done(p->arg, replica_errno(rc));
+        free(p);
+    }
+}
+
+static void on_raft_closed(struct raft *raft);
+
+static void
+on_wake(uv_async_t *h)
+{
+    struct replica *r = h->data;
+    pthread_mutex_lock(&r->mu);
+    struct proposal *p = r->head;
+    r->head = r->tail = NULL;
+    bool stop = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    while (p) {
+        struct proposal *next = p->next;
+        propose_now(r, p);
+        p = next;
+    }
+    if (stop && !r->raft_closing) {
+        r->raft_closing = true;
+        raft_close(&r->raft, on_raft_closed);
+    }
+}
+
+static void publish(struct replica *r);
+
+static void
+on_barrier(struct raft_barrier *req, int status)
+{
+    struct barrier *b = req->data;
+    struct replica *r = b->r;
+    if (status == 0 && raft_state(&r->raft) == RAFT_LEADER && r->raft.current_term == b->term)
+        r->ready_term = b->term;
+    else if (status != 0 && status != RAFT_SHUTDOWN)
+        log_warn("cluster: the barrier of term %llu failed: %s", (unsigned long long)b->term,
+                 raft_strerror(status));
+    free(b);
+    if (!r->raft_closing)
+        publish(r);
+}
+
+/* A new leader's first act. On failure the node stays a leader that is not
+ * ready; it will lose leadership or be retried at the next term. */
+static void
+start_barrier(struct replica *r)
+{
+    struct barrier *b = calloc(1, sizeof *b);
+    if (!b) {
+        log_error("cluster: out of memory for the leader's barrier");
+        return;
+    }
+    b->req.data = b;
+    b->r = r;
+    b->term = r->raft.current_term;
+    int rc = raft_barrier(&r->raft, &b->req, on_barrier);
+    if (rc != 0) {
+        log_error("cluster: the leader's barrier: %s", raft_strerror(rc));
+        free(b);
+    }
+}
+
+static const char *
+role_name(enum replica_role role)
+{
+    static const char *const names[] = {[REPLICA_UNAVAILABLE] = "unavailable",
+                                        [REPLICA_FOLLOWER] = "follower",
+                                        [REPLICA_CANDIDATE] = "candidate",
+                                        [REPLICA_LEADER] = "leader"};
+    return names[role];
+}
+
+static void
+publish(struct replica *r)
+{
+    struct replica_status s = {0};
+    s.role = role_of(raft_state(&r->raft));
+    s.term = r->raft.current_term;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&r->raft, &lid, &laddr);
+    s.leader_id = lid;
+    if (laddr)
+        snprintf(s.leader_address, sizeof s.leader_address, "%s", laddr);
+    s.commit_index = r->raft.commit_index;
+    s.last_applied = raft_last_applied(&r->raft);
+    s.last_index = raft_last_index(&r->raft);
+    s.ready = s.role == REPLICA_LEADER && r->ready_term == s.term;
+    pthread_mutex_lock(&r->mu);
+    r->status = s;
+    pthread_mutex_unlock(&r->mu);
+    bool became_leader = s.role == REPLICA_LEADER &&
+                         (r->last_role != REPLICA_LEADER || r->last_term != s.term);
+    if (s.role != r->last_role || s.term != r->last_term || s.ready != r->last_ready) {
+        r->last_role = s.role;
+        r->last_term = s.term;
+        r->last_ready = s.ready;
+        log_info("cluster: node %llu is %s%s in term %llu (leader: %llu)",
+                 (unsigned long long)r->id, role_name(s.role), s.ready ? " (ready)" : "",
+                 (unsigned long long)s.term, (unsigned long long)s.leader_id);
+        if (became_leader)
+            start_barrier(r);
+        if (r->on_role)
+            r->on_role(r->role_arg, &s);
+    }
+}
+
+static void
+on_check(uv_check_t *h)
+{
+    struct replica *r = h->data;
+    if (!r->raft_closing)
+        publish(r);
+}
+
+static void
+on_raft_closed_early(struct raft *raft)
+{
+    (void)raft;
+}
+
+static void
+on_raft_closed(struct raft *raft)
+{
+    struct replica *r = raft->data;
+    raft_uv_close(&r->io);
+    nodelay_close(&r->transport);
+    uv_close((uv_handle_t *)&r->wake, NULL);
+    uv_close((uv_handle_t *)&r->check, NULL);
+    pthread_mutex_lock(&r->mu);
+    r->status.role = REPLICA_UNAVAILABLE;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int
+fail(struct replica *r, int rc, const char *what, const char *msg)
+{
+    snprintf(r->start_err, sizeof r->start_err, "raft %.100s: %.140s", what, msg);
+    return rc ? rc : -1;
+}
+
+/* Everything up to raft_start. On failure, what was set up is torn down
+ * again and the reason is in r->start_err. */
+static int
+setup(struct replica *r)
+{
+    int rc = uv_loop_init(&r->loop);
+    if (rc != 0)
+        return fail(r, rc, "loop", uv_strerror(rc));
+    if ((rc = nodelay_init(&r->transport, &r->loop)) != 0) {
+        fail(r, rc, "transport", raft_strerror(rc));
+        goto out_loop;
+    }
+    if ((rc = raft_uv_init(&r->io, &r->loop, r->dir, nodelay_transport(&r->transport))) != 0) {
+        fail(r, rc, r->dir, r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rc));
+        goto out_transport;
+    }
+    if ((rc = raft_init(&r->raft, &r->io, cluster_fsm_raft(r->fsm), r->id, r->address)) != 0) {
+        fail(r, rc, "init", raft_errmsg(&r->raft));
+        goto out_io;
+    }
+    r->raft.data = r;
+    raft_set_election_timeout(&r->raft, r->election_ms);
+    raft_set_heartbeat_timeout(&r->raft, r->election_ms / 10 ? r->election_ms / 10 : 1);
+    raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, r->snapshot_threshold / 8 + 1);
+    rc = raft_bootstrap(&r->raft, &r->conf);
+    if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
+        fail(r, rc, "bootstrap", raft_errmsg(&r->raft));
+        goto out_raft;
+    }
+    if ((rc = raft_start(&r->raft)) != 0) {
+        fail(r, rc, "start", raft_errmsg(&r->raft));
+        goto out_raft;
+    }
+    uv_async_init(&r->loop, &r->wake, on_wake);
+    r->wake.data = r;
+    uv_check_init(&r->loop, &r->check);
+    r->check.data = r;
+    uv_check_start(&r->check, on_check);
+    return 0;
+
+    /* libraft tears down asynchronously: close it and run the loop dry. */
+out_raft:
+    raft_close(&r->raft, on_raft_closed_early);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+out_io:
+    raft_uv_close(&r->io);
+out_transport:
+    nodelay_close(&r->transport);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+out_loop:
+    uv_loop_close(&r->loop);
+    return rc;
+}
+
+static void *
+replica_main(void *arg)
+{
+    struct replica *r = arg;
+    /* A peer that hangs up makes libuv's next write raise SIGPIPE in this
+     * thread: blocked here, the write fails with EPIPE instead. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+    int rc = setup(r);
+    pthread_mutex_lock(&r->mu);
+    r->started = true;
+    r->start_rc = rc;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0)
+        return NULL;
+    publish(r);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    /* Proposals that came in while closing: nobody will take them now. */
+    pthread_mutex_lock(&r->mu);
+    struct proposal *p = r->head;
+    r->head = r->tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while (p) {
+        struct proposal *next = p->next;
+        raft_free(p->buf.base);
+        p->done(p->arg, -ESHUTDOWN);
+        free(p);
+        p = next;
+    }
+    if (uv_loop_close(&r->loop) != 0)
+        log_warn("cluster: the replica loop closed with handles open");
+    return NULL;
+}
+
+/* ---- any thread ---- */
+
+static int
+make_dir(const char *path)
+{
+    return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
+static void
+replica_free(struct replica *r)
+{
+    raft_configuration_close(&r->conf);
+    cluster_fsm_free(r->fsm);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r->address);
+    free(r->dir);
+    free(r);
+}
+
+static int
+build_conf(struct replica *r, const struct replica_config *cfg, char *err, size_t errlen)
+{
+    raft_configuration_init(&r->conf);
+    bool self = false;
+    for (size_t i = 0; i < cfg->npeers; i++) {
+        int rc = raft_configuration_add(&r->conf, cfg->peers[i].id, cfg->peers[i].address,
+                                        RAFT_VOTER);
+        if (rc != 0) {
+            snprintf(err, errlen, "peer %llu@%s: %s", (unsigned long long)cfg->peers[i].id,
+                     cfg->peers[i].address, raft_strerror(rc));
+            return -EINVAL;
+        }
+        self |= cfg->peers[i].id == cfg->id;
+    }
+    if (!self) {
+        snprintf(err, errlen, "node id %llu is not one of the peers", (unsigned long long)cfg->id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+struct replica *
+replica_start(const struct replica_config *cfg, char *err, size_t errlen)
+{
+    struct replica *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->id = cfg->id;
+    r->election_ms = cfg->election_ms ? cfg->election_ms : 1000;
+    r->snapshot_threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024;
+    r->on_role = cfg->on_role;
+    r->role_arg = cfg->role_arg;
+    r->address = strdup(cfg->address);
+    size_t dl = strlen(cfg->data_dir) + sizeof "/raft";
+    r->dir = malloc(dl);
+    r->fsm = cluster_fsm_new(&cfg->broker);
+    if (!r->address || !r->dir || !r->fsm) {
+        snprintf(err, errlen, "out of memory");
+        goto out_free;
+    }
+    snprintf(r->dir, dl, "%s/raft", cfg->data_dir);
+    if (build_conf(r, cfg, err, errlen) < 0)
+        goto out_free;
+    int rc = make_dir(cfg->data_dir);
+    if (rc == 0)
+        rc = make_dir(r->dir);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", r->dir, strerror(-rc));
+        goto out_free;
+    }
+    if ((rc = pthread_create(&r->thread, NULL, replica_main, r)) != 0) {
+        snprintf(err, errlen, "cannot start the replica thread: %s", strerror(rc));
+        goto out_free;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (!r->started)
+        pthread_cond_wait(&r->cv, &r->mu);
+    rc = r->start_rc;
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", r->start_err);
+        pthread_join(r->thread, NULL);
+        goto out_free;
+    }
+    return r;
+
+out_free:
+    replica_free(r);
+    return NULL;
+}
+
+int
+replica_propose(struct replica *r, void *entry, size_t len, replica_done_fn *done, void *arg)
+{
+    if (len == 0) {
+        raft_free(entry);
+        return -EINVAL;
+    }
+    struct proposal *p = calloc(1, sizeof *p);
+    if (!p) {
+        raft_free(entry);
+        return -ENOMEM;
+    }
+    p->buf.base = entry;
+    p->buf.len = len;
+    p->done = done;
+    p->arg = arg;
+    pthread_mutex_lock(&r->mu);
+    bool stopping = r->stopping;
+    if (!stopping) {
+        if (r->tail)
+            r->tail->next = p;
+        else
+            r->head = p;
+        r->tail = p;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (stopping) {
+        raft_free(entry);
+        free(p);
+        return -ESHUTDOWN;
+    }
+    uv_async_send(&r->wake);
+    return 0;
+}
+
+void
+replica_status(struct replica *r, struct replica_status *out)
+{
+    pthread_mutex_lock(&r->mu);
+    *out = r->status;
+    pthread_mutex_unlock(&r->mu);
+}
+
+struct cluster_fsm *
+replica_fsm(struct replica *r)
+{
+    return r->fsm;
+}
+
+void
+replica_stop(struct replica *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_mutex_unlock(&r->mu);
+    uv_async_send(&r->wake);
+    pthread_join(r->thread, NULL);
+    replica_free(r);
+}
