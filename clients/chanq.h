@@ -16,7 +16,9 @@
  * protocol error it stays usable, and the server changed nothing.
  *
  * Events: the server may send {"event":"revoked"|"cancel",...} to a
- * connection that holds reservations, between responses. libchanq reads them
+ * connection that holds reservations, and {"event":"jobs",...} (the jobs
+ * chanq_consume() has it push) to a consuming one, between responses.
+ * libchanq reads them
  * whenever it reads (inside any call), and either calls the function set with
  * chanq_set_event_fn() right there, or, when none is set, queues them for
  * chanq_next_event(). chanq_poll_events() reads events while no request is
@@ -199,6 +201,46 @@ int chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o,
 /* Frees an array returned by chanq_fetch() and everything in it. */
 void chanq_jobs_free(struct chanq_job *jobs, size_t n);
 
+/* Consume options. */
+struct chanq_consume_opts {
+    const char *const *queues; /* the queues to take from; none on a later
+                                * call keeps them (only prefetch changes) */
+    size_t nqueues;
+    int64_t prefetch; /* unacked jobs the connection may hold; <= 0: 1 at
+                       * first, unchanged later */
+    bool strict;      /* with queues: the first listed ready queue wins */
+};
+
+/* Subscribes c to the queues: from now on the server pushes jobs to it as
+ * "jobs" events (struct chanq_event's jobs), each reserved as if fetched,
+ * as long as c holds fewer than prefetch jobs. Ack them (chanq_send_ack(),
+ * chanq_send_ack_many()) without waiting for each answer: a consuming
+ * worker spends no round trip per job. Called again, changes the settings.
+ * Events may be delivered before it returns. The consume ends with
+ * chanq_cancel_consume(), the connection, or a "consume_end" event (reason
+ * "closed": every queue closed and drained; "shutting_down"). 0 or -1
+ * ("unknown_op" from a server without it). */
+int chanq_consume(struct chanq_conn *c, const struct chanq_consume_opts *o);
+
+/* Stops c's consume: no "jobs" event is delivered after it returns. The
+ * jobs pushed before stay reserved to c. 0 or -1. */
+int chanq_cancel_consume(struct chanq_conn *c);
+
+/* Buffers an ack of several reserved jobs (1 to 1000 ids, without
+ * results), like chanq_send_ack(); chanq_recv_many() reads its answer. */
+int chanq_send_ack_many(struct chanq_conn *c, const char *const *ids, size_t n);
+
+/* Reads the oldest unanswered answer, the one to an ack (or nack) of
+ * several ids: stores how many jobs it did in *done_out and, when some
+ * were not, its "errors" array ([{"id":..,"code":..,"message":..}], a new
+ * reference; NULL when all were done) in *failed_out (either may be NULL).
+ * 0, or -1 when the request as a whole failed (error set). */
+int chanq_recv_many(struct chanq_conn *c, int64_t *done_out, json_t **failed_out);
+
+/* chanq_send_ack_many() and chanq_recv_many(). */
+int chanq_ack_many(struct chanq_conn *c, const char *const *ids, size_t n, int64_t *done_out,
+                   json_t **failed_out);
+
 /* Marks a reserved job done; `result` is JSON text or NULL. 0 or -1
  * ("not_reserved", "cancelled", "not_found"). */
 int chanq_ack(struct chanq_conn *c, const char *id, const char *result);
@@ -272,9 +314,13 @@ int chanq_request(struct chanq_conn *c, const json_t *req, json_t **out);
 
 /* A server event. */
 struct chanq_event {
-    char *type;   /* "revoked" or "cancel" (or a newer kind) */
-    char *id;     /* the job it is about */
-    char *reason; /* revoked: "ttr" or "deadline"; else NULL */
+    char *type;   /* "revoked", "cancel", "jobs", "consume_end" (or a newer kind) */
+    char *id;     /* revoked, cancel: the job it is about; else NULL */
+    char *reason; /* revoked: "ttr" or "deadline"; consume_end: "closed" or
+                   * "shutting_down"; else NULL */
+    struct chanq_job *jobs; /* jobs: the jobs pushed, owned by the event
+                             * (copy what outlives it); else NULL */
+    size_t njobs;
 };
 
 /* Called for each event as soon as any libchanq call on c reads it, on the
