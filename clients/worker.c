@@ -53,8 +53,8 @@ struct chanq_work {
 struct pushed {
     struct pushed *next;
     struct chanq_job job;
-    unsigned gen;        /* the connection it came on */
-    char gone[320];      /* why the server took it back before it ran, or "" */
+    unsigned gen;   /* the connection it came on */
+    char gone[320]; /* why the server took it back before it ran, or "" */
     enum cancel_reason gone_why;
 };
 
@@ -76,7 +76,7 @@ struct call {
 
 struct slot {
     struct chanq_worker *w;
-    int n;                 /* 0-based slot number */
+    int n; /* 0-based slot number */
     pthread_t thread;
     bool thread_started;
     atomic_int cancel;     /* enum cancel_reason of the running job */
@@ -84,11 +84,11 @@ struct slot {
     int cancel_fd;         /* eventfd: readable once cancel is set */
     struct chanq_work work;
     /* The running job, for the I/O thread's touches and events (lock). */
-    const char *run_id;    /* NULL between jobs */
+    const char *run_id; /* NULL between jobs */
     unsigned run_gen;
-    int64_t run_interval;  /* touch every */
-    int64_t next_touch;    /* when (chanqi_conn_now_ms clock) */
-    bool touching;         /* a touch is on its way */
+    int64_t run_interval; /* touch every */
+    int64_t next_touch;   /* when (chanqi_conn_now_ms clock) */
+    bool touching;        /* a touch is on its way */
 };
 
 struct chanq_worker {
@@ -102,16 +102,17 @@ struct chanq_worker {
     int wake_fd;                     /* eventfd: a call, or a slot ended */
     pthread_t io;
     bool io_started;
-    pthread_mutex_t lock;            /* guards everything below and the slots' run_* */
-    pthread_cond_t cond;             /* the inbox grew, a call was answered, input ended */
+    pthread_mutex_t lock; /* guards everything below and the slots' run_* */
+    pthread_cond_t cond;  /* the inbox grew, a call was answered, input ended */
     bool lock_ready;
-    struct pushed *in_head, *in_tail; /* the inbox, oldest first */
+    struct pushed *in_head, *in_tail;     /* the inbox, oldest first */
     struct call *calls_head, *calls_tail; /* calls not sent yet */
-    bool input_done;                 /* no job will be pushed any more */
-    unsigned live_gen;               /* the connected connection's number; 0: none */
-    int slots_running;               /* slot threads not ended */
+    bool input_done;                      /* no job will be pushed any more */
+    unsigned live_gen;                    /* the connected connection's number; 0: none */
+    int slots_running;                    /* slot threads not ended */
     struct slot *slots;
     int nslots;
+    struct sent *sent; /* the I/O thread's requests in flight (MAX_SENT) */
 };
 
 /* Wakes whoever polls fd. Async-signal-safe. */
@@ -315,12 +316,15 @@ io_lost(struct chanq_worker *w, struct chanq_conn **c, const char *what)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The most requests one exchange sends before it reads their answers. */
+#define MAX_SENT 4096
+
 /* One request sent and waiting for its answer, and what it answers for. */
 struct sent {
     enum { SENT_CALL, SENT_ACKS, SENT_TOUCH } kind;
-    struct call *call;   /* SENT_CALL; SENT_ACKS: the first of `n` */
+    struct call *call; /* SENT_CALL; SENT_ACKS: the first of `n` */
     size_t n;
-    struct slot *slot;   /* SENT_TOUCH */
+    struct slot *slot; /* SENT_TOUCH */
 };
 
 /* Appends a nack or release to c's buffer. 0 or -1. */
@@ -329,10 +333,9 @@ send_call(struct chanq_conn *c, const struct call *k)
 {
     if (k->kind == CALL_ACK)
         return chanq_send_ack(c, k->id, k->result);
-    json_t *req = k->kind == CALL_RELEASE
-                      ? json_pack("{s:s, s:s}", "op", "release", "id", k->id)
-                      : json_pack("{s:s, s:s, s:s, s:b}", "op", "nack", "id", k->id, "error",
-                                  k->error, "dead", k->bury);
+    json_t *req = k->kind == CALL_RELEASE ? json_pack("{s:s, s:s}", "op", "release", "id", k->id)
+                                          : json_pack("{s:s, s:s, s:s, s:b}", "op", "nack", "id",
+                                                      k->id, "error", k->error, "dead", k->bury);
     if (req && k->kind == CALL_NACK && k->retry_ms >= 0)
         json_object_set_new(req, "delay_ms", json_integer(k->retry_ms));
     int rc = req ? chanqi_conn_send_json(c, req) : chanqi_conn_fail_io(c, ENOMEM);
@@ -394,12 +397,13 @@ read_answer(struct chanq_worker *w, struct chanq_conn *c, const struct sent *t)
             }
             for (size_t f = 0; rc == 0 && f < json_array_size(failed); f++) {
                 json_t *x = json_array_get(failed, f);
-                if (strcmp(json_string_value(json_object_get(x, "id")) ?: "", k->id) != 0)
+                const char *id = json_string_value(json_object_get(x, "id"));
+                const char *code = json_string_value(json_object_get(x, "code"));
+                const char *msg = json_string_value(json_object_get(x, "message"));
+                if (!id || strcmp(id, k->id) != 0)
                     continue;
                 k->refused = true;
-                snprintf(k->why, sizeof k->why, "%s: %s",
-                         json_string_value(json_object_get(x, "code")) ?: "internal",
-                         json_string_value(json_object_get(x, "message")) ?: "");
+                snprintf(k->why, sizeof k->why, "%s: %s", code ? code : "internal", msg ? msg : "");
             }
         }
     }
@@ -431,58 +435,104 @@ take_calls(struct chanq_worker *w)
     return plain;
 }
 
+/* The requests sent[from..n) will get no answer (the connection broke):
+ * their calls are answered lost, their touches forgotten. */
+static void
+sent_lost(struct chanq_worker *w, const struct sent *sent, size_t from, size_t n)
+{
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = from; i < n; i++) {
+        if (sent[i].kind == SENT_TOUCH) {
+            sent[i].slot->touching = false;
+            continue;
+        }
+        struct call *k = sent[i].call;
+        for (size_t j = 0; j < sent[i].n; j++, k = k->next)
+            k->done = k->lost = true;
+    }
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Puts calls not sent back at the head of the calls, in order. */
+static void
+calls_put_back(struct chanq_worker *w, struct call *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&w->lock);
+    struct call *tail = k;
+    while (tail->next)
+        tail = tail->next;
+    tail->next = w->calls_head;
+    w->calls_head = k;
+    if (!w->calls_tail)
+        w->calls_tail = tail;
+    pthread_mutex_unlock(&w->lock);
+}
+
 /* Sends the calls and the touches due, in one write, and reads their
  * answers (the events that come meanwhile are handled on the way). 1 when
  * something was sent, 0 when nothing was due, -1 when the connection
- * broke. */
+ * broke (every call sent is then answered lost). */
 static int
 io_exchange(struct chanq_worker *w, struct chanq_conn *c)
 {
-    enum { MAX_SENT = 4096 };
-    static _Thread_local struct sent sent[MAX_SENT];
+    struct sent *sent = w->sent;
     size_t n = 0;
     pthread_mutex_lock(&w->lock);
     struct call *k = take_calls(w);
     pthread_mutex_unlock(&w->lock);
-    int rc = 0;
-    while (k && rc == 0) {
+    while (k && n + (size_t)w->nslots + 1 < MAX_SENT) {
+        struct sent t = {.kind = SENT_CALL, .call = k, .n = 1};
+        int rc;
         if (k->kind == CALL_ACK && !k->result) {
             const char *ids[ACK_BATCH];
-            struct call *first = k;
             size_t m = 0;
             for (; k && k->kind == CALL_ACK && !k->result && m < ACK_BATCH; k = k->next)
                 ids[m++] = k->id;
+            t.n = m;
+            t.kind = m == 1 ? SENT_CALL : SENT_ACKS;
             rc = m == 1 ? chanq_send_ack(c, ids[0], NULL) : chanq_send_ack_many(c, ids, m);
-            sent[n++] = (struct sent){.kind = m == 1 ? SENT_CALL : SENT_ACKS, .call = first, .n = m};
         } else {
             rc = send_call(c, k);
-            sent[n++] = (struct sent){.kind = SENT_CALL, .call = k, .n = 1};
             k = k->next;
         }
-        if (n + (size_t)w->nslots + 1 >= MAX_SENT)
-            break; /* the rest go with the next exchange */
+        if (rc < 0) {
+            /* Not sent: the connection broke, or (never expected) the
+             * request could not be built. */
+            bool broken = strcmp(chanq_last_error(c)->code, "io") == 0;
+            sent[n++] = t;
+            if (broken) {
+                sent_lost(w, sent, 0, n);
+                calls_put_back(w, k);
+                return -1;
+            }
+            n--;
+            pthread_mutex_lock(&w->lock);
+            struct call *x = t.call;
+            for (size_t j = 0; j < t.n; j++, x = x->next) {
+                x->done = x->refused = true;
+                snprintf(x->why, sizeof x->why, "%s", chanq_last_error(c)->message);
+            }
+            pthread_cond_broadcast(&w->cond);
+            pthread_mutex_unlock(&w->lock);
+            continue;
+        }
+        sent[n++] = t;
     }
-    if (k) { /* not sent: back at the head of the calls */
-        pthread_mutex_lock(&w->lock);
-        struct call *tail = k;
-        while (tail->next)
-            tail = tail->next;
-        tail->next = w->calls_head;
-        w->calls_head = k;
-        if (!w->calls_tail)
-            w->calls_tail = tail;
-        pthread_mutex_unlock(&w->lock);
-    }
-    if (rc == 0) {
-        pthread_mutex_lock(&w->lock);
-        n += send_touches(w, c, sent + n, MAX_SENT - n);
-        pthread_mutex_unlock(&w->lock);
-    }
+    calls_put_back(w, k); /* what did not fit goes with the next exchange */
+    pthread_mutex_lock(&w->lock);
+    n += send_touches(w, c, sent + n, MAX_SENT - n);
+    pthread_mutex_unlock(&w->lock);
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (read_answer(w, c, &sent[i]) < 0)
+    for (size_t i = 0; i < n; i++) {
+        if (read_answer(w, c, &sent[i]) < 0) {
+            sent_lost(w, sent, i, n);
             return -1;
+        }
+    }
     return 1;
 }
 
@@ -552,12 +602,13 @@ io_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->lock);
         bool finished = io_finished(w), calls = w->calls_head != NULL, idle = io_idle(w);
+        bool input_done = w->input_done;
         int twait = touch_wait(w);
         pthread_mutex_unlock(&w->lock);
         if (finished)
             break;
         bool stopping = atomic_load(&w->stopping);
-        if (!c && (stopping || w->input_done)) {
+        if (!c && (stopping || input_done)) {
             /* Nothing more will be pushed; answer calls as lost (their
              * connection is gone) and wait for the slots to end. */
             end_input(w);
@@ -687,8 +738,7 @@ call(struct slot *s, struct call *k)
 
 /* The request of a verdict, and the outcome it stands for when answered. */
 static struct call
-verdict_call(struct slot *s, const struct pushed *p, enum chanq_verdict v,
-             enum chanq_outcome *what)
+verdict_call(struct slot *s, const struct pushed *p, enum chanq_verdict v, enum chanq_outcome *what)
 {
     const struct chanq_work *wk = &s->work;
     struct call k = {.id = p->job.id, .gen = p->gen, .retry_ms = -1};
@@ -941,7 +991,8 @@ chanq_worker_new(const char *server, const struct chanq_connect_opts *opts,
     if (w->nslots > 1000)
         w->nslots = 1000; /* the protocol's highest prefetch */
     if (copy_opts(w, server, opts, o) < 0 ||
-        !(w->slots = calloc((size_t)w->nslots, sizeof *w->slots))) {
+        !(w->slots = calloc((size_t)w->nslots, sizeof *w->slots)) ||
+        !(w->sent = calloc(MAX_SENT, sizeof *w->sent))) {
         set_error(err, "io", ENOMEM, NULL);
         goto out_free;
     }
@@ -1021,6 +1072,7 @@ chanq_worker_free(struct chanq_worker *w)
         work_reset(&s->work);
     }
     free(w->slots);
+    free(w->sent);
     while (w->in_head) {
         struct pushed *p = w->in_head;
         w->in_head = p->next;
