@@ -4,10 +4,17 @@
  *
  * One process, one thread, one epoll loop, no dependency on libchanq, so
  * the three servers see the same generator. It speaks:
- *   chanq      NDJSON: submit -> fetch -> ack
- *   beanstalk  text protocol: use/put, watch/reserve/delete
- *   redis      RESP: LPUSH, BRPOP (the "ack" is implicit: a popped job is
- *              gone, so the cycle ends when the BRPOP reply arrives)
+ *   chanq          NDJSON: submit -> fetch -> ack
+ *   chanq-consume  NDJSON: submit; each consumer says `consume` once with
+ *                  --prefetch, jobs are pushed to it as events, and the
+ *                  ids of each read's jobs go back in one `ack` ("ids"),
+ *                  pipelined (no waiting for the answers)
+ *   beanstalk      text protocol: use/put, watch/reserve/delete
+ *   redis          RESP: LPUSH, BRPOP (the "ack" is implicit: a popped job
+ *                  is gone, so the cycle ends when the BRPOP reply arrives)
+ *   redis-reliable RESP, Redis's reliable-queue pattern: RPUSH, BLMOVE to a
+ *                  processing list of the consumer's own, LREM of the job
+ *                  from that list as the ack (the cycle ends on its reply)
  *
  * Cycle: a producer connection submits a 100-byte job whose payload
  * carries its send time and its producer index; a consumer connection
@@ -23,7 +30,9 @@
  *   cycle  (default) run R runs of N seconds (after a warm-up) and print
  *          cycles/s per run, the median, and p50/p99/p999 latency (submit
  *          sent -> ack answered) from a log-linear histogram of all runs.
- *          --rate R paces submits to R/s in total (token bucket).
+ *          --rate R paces submits to R/s in total (token bucket). With
+ *          --pid, also the server's CPU time (user + system, all threads,
+ *          from /proc) per cycle over the measured seconds.
  *   mem    submit --jobs N jobs (16 connections, batches of 64) with nothing
  *          consuming them and print the server's RSS growth per job
  *          (VmRSS of --pid from /proc, before and after).
@@ -54,9 +63,24 @@
 #define MAX_CONNS 1024
 
 enum proto { P_CHANQ, P_BEANSTALK, P_REDIS };
+/* The way a consumer works, within its protocol. */
+enum variant {
+    V_PLAIN,    /* chanq fetch + ack, beanstalk reserve + delete, Redis BRPOP */
+    V_CONSUME,  /* chanq consume, acks of several ids pipelined */
+    V_RELIABLE, /* Redis BLMOVE + LREM */
+};
 enum role { R_PRODUCER, R_CONSUMER };
 
-static const char *proto_names[] = {"chanq", "beanstalk", "redis"};
+/* --proto's names: a protocol and the way its consumers work. */
+static const struct {
+    const char *name;
+    enum proto proto;
+    enum variant variant;
+} protos[] = {
+    {"chanq", P_CHANQ, V_PLAIN},        {"chanq-consume", P_CHANQ, V_CONSUME},
+    {"beanstalk", P_BEANSTALK, V_PLAIN}, {"beanstalkd", P_BEANSTALK, V_PLAIN},
+    {"redis", P_REDIS, V_PLAIN},        {"redis-reliable", P_REDIS, V_RELIABLE},
+};
 
 /* ---------- small helpers ---------- */
 
@@ -201,10 +225,27 @@ struct conn {
     uint64_t held_ts;  /* send time of the job being acked */
     int held_pid;      /* its producer */
     bool holding;
+    /* consumer, chanq-consume: jobs pushed and not yet acked, oldest
+     * first, and the acks sent and not yet answered */
+    struct held *held;  /* ring of unacked jobs (held[held_head..]) */
+    size_t nheld, held_head, held_cap;
+    size_t *batches;    /* jobs per ack in flight, oldest first */
+    size_t nbatches, batch_head, batch_cap;
+    struct buf ids;     /* the ids of the ack being built */
+    size_t batch_n;     /* jobs in it */
+    bool consume_ok;    /* the consume request was answered */
+};
+
+struct held {
+    uint64_t ts;
+    int pid;
 };
 
 struct bench {
     enum proto proto;
+    enum variant variant;
+    int prefetch; /* chanq-consume */
+    int pid;      /* the server's process, for its CPU time (0: not measured) */
     const char *host;
     int port;
     const char *queue; /* the queue of the current run */
@@ -224,6 +265,7 @@ struct bench {
     uint64_t total_done;  /* all completions */
     uint64_t submitted;
     uint64_t errors;
+    double cpu_s; /* the server's CPU seconds in the measured window */
     struct hist *hist;
     double tokens;
     uint64_t tok_last;
@@ -357,6 +399,9 @@ static void conn_free(struct bench *b, struct conn *c)
     close(c->fd);
     free(c->in.p);
     free(c->out.p);
+    free(c->held);
+    free(c->batches);
+    free(c->ids.p);
     free(c);
 }
 
@@ -438,31 +483,64 @@ static void enc_submit(struct bench *b, struct buf *o)
         buf_put(o, tmp, (size_t)n);
         break;
     case P_REDIS:
-        n = snprintf(tmp, sizeof tmp, "*3\r\n$5\r\nLPUSH\r\n$%zu\r\n%s\r\n$%d\r\n%s\r\n",
-                     strlen(b->queue), b->queue, PAYLOAD_LEN, b->payload);
+        n = snprintf(tmp, sizeof tmp, "*3\r\n$5\r\n%s\r\n$%zu\r\n%s\r\n$%d\r\n%s\r\n",
+                     b->variant == V_RELIABLE ? "RPUSH" : "LPUSH", strlen(b->queue), b->queue,
+                     PAYLOAD_LEN, b->payload);
         buf_put(o, tmp, (size_t)n);
         break;
     }
 }
 
-static void enc_fetch(struct bench *b, struct buf *o)
+/* A consumer's processing list (Redis reliable pattern). */
+static int proc_list(char *out, size_t cap, const struct bench *b, const struct conn *c)
 {
-    char tmp[256];
-    int n;
+    return snprintf(out, cap, "%s-proc-%d", b->queue, c->idx);
+}
+
+static void enc_fetch(struct bench *b, struct conn *c)
+{
+    struct buf *o = &c->out;
+    char tmp[512], proc[200];
+    int n, pl;
     switch (b->proto) {
     case P_CHANQ:
-        n = snprintf(tmp, sizeof tmp, "{\"op\":\"fetch\",\"queues\":[\"%s\"]}\n", b->queue);
+        if (b->variant == V_CONSUME)
+            n = snprintf(tmp, sizeof tmp, "{\"op\":\"consume\",\"queues\":[\"%s\"],\"prefetch\":%d}\n",
+                         b->queue, b->prefetch);
+        else
+            n = snprintf(tmp, sizeof tmp, "{\"op\":\"fetch\",\"queues\":[\"%s\"]}\n", b->queue);
         break;
     case P_BEANSTALK:
         n = snprintf(tmp, sizeof tmp, "reserve\r\n");
         break;
     case P_REDIS:
     default:
-        n = snprintf(tmp, sizeof tmp, "*3\r\n$5\r\nBRPOP\r\n$%zu\r\n%s\r\n$1\r\n0\r\n",
-                     strlen(b->queue), b->queue);
+        if (b->variant == V_RELIABLE) {
+            pl = proc_list(proc, sizeof proc, b, c);
+            n = snprintf(tmp, sizeof tmp,
+                         "*6\r\n$6\r\nBLMOVE\r\n$%zu\r\n%s\r\n$%d\r\n%s\r\n$4\r\nLEFT\r\n$5\r\nRIGHT\r\n"
+                         "$1\r\n0\r\n",
+                         strlen(b->queue), b->queue, pl, proc);
+        } else {
+            n = snprintf(tmp, sizeof tmp, "*3\r\n$5\r\nBRPOP\r\n$%zu\r\n%s\r\n$1\r\n0\r\n",
+                         strlen(b->queue), b->queue);
+        }
         break;
     }
     buf_put(o, tmp, (size_t)n);
+}
+
+/* Redis reliable: the ack is LREM of the job's value from the consumer's
+ * processing list. */
+static void enc_lrem(struct bench *b, struct conn *c, const char *val, size_t len)
+{
+    char tmp[512], proc[200];
+    int pl = proc_list(proc, sizeof proc, b, c);
+    int n = snprintf(tmp, sizeof tmp, "*4\r\n$4\r\nLREM\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%zu\r\n", pl,
+                     proc, len);
+    buf_put(&c->out, tmp, (size_t)n);
+    buf_put(&c->out, val, len);
+    buf_put(&c->out, "\r\n", 2);
 }
 
 static void enc_ack(struct bench *b, struct buf *o, const char *id, size_t idlen)
@@ -644,13 +722,13 @@ static size_t parse_consumer_chanq(struct bench *b, struct conn *c, const char *
         /* fetch answer */
         if (!ok) {
             proto_error(b, c, "fetch failed", s, len);
-            enc_fetch(b, &c->out);
+            enc_fetch(b, c);
             mark_dirty(c);
             continue;
         }
         const char *id = memmem(s, len, "\"id\":\"", 6);
         if (!id) { /* empty answer ({"jobs":[]}): ask again */
-            enc_fetch(b, &c->out);
+            enc_fetch(b, c);
             mark_dirty(c);
             continue;
         }
@@ -668,8 +746,197 @@ static size_t parse_consumer_chanq(struct bench *b, struct conn *c, const char *
         c->holding = true;
         c->expect_ack = 1;
         enc_ack(b, &c->out, id, (size_t)(ide - id));
-        enc_fetch(b, &c->out);
+        enc_fetch(b, c);
         mark_dirty(c);
+    }
+    return used;
+}
+
+/* chanq-consume: the unacked jobs (a ring) and the acks in flight. */
+static void held_push(struct conn *c, uint64_t ts, int pid)
+{
+    if (c->nheld == c->held_cap) {
+        size_t cap = c->held_cap ? 2 * c->held_cap : 64;
+        struct held *h = malloc(cap * sizeof *h);
+        if (!h) {
+            die("out of memory");
+        }
+        for (size_t i = 0; i < c->nheld; i++) {
+            h[i] = c->held[(c->held_head + i) % c->held_cap];
+        }
+        free(c->held);
+        c->held = h;
+        c->held_cap = cap;
+        c->held_head = 0;
+    }
+    c->held[(c->held_head + c->nheld++) % c->held_cap] = (struct held){ts, pid};
+}
+
+static struct held held_pop(struct conn *c)
+{
+    struct held h = c->held[c->held_head];
+    c->held_head = (c->held_head + 1) % c->held_cap;
+    c->nheld--;
+    return h;
+}
+
+static void batch_push(struct conn *c, size_t n)
+{
+    if (c->nbatches == c->batch_cap) {
+        size_t cap = c->batch_cap ? 2 * c->batch_cap : 16;
+        size_t *v = malloc(cap * sizeof *v);
+        if (!v) {
+            die("out of memory");
+        }
+        for (size_t i = 0; i < c->nbatches; i++) {
+            v[i] = c->batches[(c->batch_head + i) % c->batch_cap];
+        }
+        free(c->batches);
+        c->batches = v;
+        c->batch_cap = cap;
+        c->batch_head = 0;
+    }
+    c->batches[(c->batch_head + c->nbatches++) % c->batch_cap] = n;
+}
+
+static size_t batch_pop(struct conn *c)
+{
+    if (c->nbatches == 0) {
+        return 0;
+    }
+    size_t n = c->batches[c->batch_head];
+    c->batch_head = (c->batch_head + 1) % c->batch_cap;
+    c->nbatches--;
+    return n;
+}
+
+/* The jobs of one pushed event: each is held and its id joins the ack
+ * being built. */
+static void take_pushed(struct bench *b, struct conn *c, const char *s, size_t len)
+{
+    const char *q = s, *end = s + len;
+    while ((q = memmem(q, (size_t)(end - q), "{\"id\":\"", 7))) {
+        const char *id = q + 7;
+        const char *ide = memchr(id, '"', (size_t)(end - id));
+        const char *pl = ide ? memmem(ide, (size_t)(end - ide), "\"payload\":\"", 11) : NULL;
+        uint64_t ts;
+        int pid;
+        if (!pl || !parse_payload(pl + 11, (size_t)(end - pl - 11), &ts, &pid)) {
+            proto_error(b, c, "cannot parse a pushed job", s, len);
+            return;
+        }
+        held_push(c, ts, pid);
+        if (c->batch_n++) {
+            buf_put(&c->ids, ",", 1);
+        }
+        buf_put(&c->ids, "\"", 1);
+        buf_put(&c->ids, id, (size_t)(ide - id));
+        buf_put(&c->ids, "\"", 1);
+        q = pl + 11;
+    }
+}
+
+/* consumer: chanq consume. Jobs come as events; the answers are the
+ * consume's (first), then one per ack sent. The jobs of one read are
+ * acked in one request, without waiting for the answers of the earlier
+ * ones. */
+static size_t parse_consumer_consume(struct bench *b, struct conn *c, const char *p, size_t n)
+{
+    size_t used = 0;
+    while (used < n) {
+        const char *s = p + used;
+        size_t len = line_len(s, n - used);
+        if (!len) {
+            break;
+        }
+        used += len;
+        if (len > 9 && memcmp(s, "{\"event\"", 8) == 0) {
+            if (memmem(s, len, "\"event\":\"jobs\"", 14)) {
+                take_pushed(b, c, s, len);
+            } else if (memmem(s, len, "consume_end", 11)) {
+                proto_error(b, c, "consume ended", s, len);
+            }
+            continue;
+        }
+        bool ok = memmem(s, len, "\"ok\":true", 9) != NULL;
+        if (!c->consume_ok) {
+            c->consume_ok = true;
+            if (!ok) {
+                proto_error(b, c, "consume failed", s, len);
+            }
+            continue;
+        }
+        if (!ok || memmem(s, len, "\"errors\"", 8)) {
+            proto_error(b, c, "ack failed", s, len);
+        }
+        for (size_t k = batch_pop(c); k > 0 && c->nheld > 0; k--) {
+            struct held h = held_pop(c);
+            complete(b, h.ts, h.pid);
+        }
+    }
+    if (c->batch_n) {
+        buf_put(&c->out, "{\"op\":\"ack\",\"ids\":[", 19);
+        buf_put(&c->out, c->ids.p + c->ids.off, c->ids.len - c->ids.off);
+        buf_put(&c->out, "]}\n", 3);
+        batch_push(c, c->batch_n);
+        c->batch_n = 0;
+        c->ids.off = c->ids.len = 0;
+        mark_dirty(c);
+    }
+    return used;
+}
+
+/* consumer: Redis reliable queue. BLMOVE answers $<n>\r\n<value>\r\n; the
+ * LREM (ack) of that value and the next BLMOVE go out together. */
+static size_t parse_consumer_redis_reliable(struct bench *b, struct conn *c, const char *p,
+                                            size_t n)
+{
+    size_t used = 0;
+    while (used < n) {
+        const char *s = p + used;
+        size_t len = line_len(s, n - used);
+        if (!len) {
+            break;
+        }
+        if (c->expect_ack > 0) {
+            used += len;
+            c->expect_ack--;
+            if (len < 2 || s[0] != ':' || s[1] != '1') {
+                proto_error(b, c, "LREM failed", s, len);
+            }
+            if (c->holding) {
+                c->holding = false;
+                complete(b, c->held_ts, c->held_pid);
+            }
+            continue;
+        }
+        if (s[0] != '$') {
+            used += len;
+            proto_error(b, c, "BLMOVE failed", s, len);
+            enc_fetch(b, c);
+            mark_dirty(c);
+            continue;
+        }
+        size_t bl = strtoul(s + 1, NULL, 10);
+        if (n - used < len + bl + 2) {
+            break; /* value not all here yet */
+        }
+        const char *val = s + len;
+        uint64_t ts;
+        int pid;
+        if (!parse_payload(val, bl, &ts, &pid)) {
+            proto_error(b, c, "cannot parse job", val, bl);
+            pid = -1;
+            ts = now_ns();
+        }
+        c->held_ts = ts;
+        c->held_pid = pid;
+        c->holding = true;
+        c->expect_ack = 1;
+        enc_lrem(b, c, val, bl);
+        enc_fetch(b, c);
+        mark_dirty(c);
+        used += len + bl + 2;
     }
     return used;
 }
@@ -722,14 +989,14 @@ static size_t parse_consumer_beanstalk(struct bench *b, struct conn *c, const ch
             c->holding = true;
             c->expect_ack = 1;
             enc_ack(b, &c->out, id, (size_t)(sp - id));
-            enc_fetch(b, &c->out);
+            enc_fetch(b, c);
             mark_dirty(c);
             used += len + bytes + 2;
             continue;
         }
         used += len;
         proto_error(b, c, "reserve failed", s, len);
-        enc_fetch(b, &c->out);
+        enc_fetch(b, c);
         mark_dirty(c);
     }
     return used;
@@ -749,7 +1016,7 @@ static size_t parse_consumer_redis(struct bench *b, struct conn *c, const char *
         if (s[0] != '*' || s[1] != '2') {
             used += len;
             proto_error(b, c, "BRPOP failed", s, len);
-            enc_fetch(b, &c->out);
+            enc_fetch(b, c);
             mark_dirty(c);
             continue;
         }
@@ -783,7 +1050,7 @@ static size_t parse_consumer_redis(struct bench *b, struct conn *c, const char *
             continue;
         }
         complete(b, ts, pid);
-        enc_fetch(b, &c->out);
+        enc_fetch(b, c);
         mark_dirty(c);
     }
     return used;
@@ -813,10 +1080,14 @@ static void conn_readable(struct bench *b, struct conn *c)
         size_t used;
         if (c->role == R_PRODUCER) {
             used = parse_producer(b, c, p, avail);
+        } else if (b->proto == P_CHANQ && b->variant == V_CONSUME) {
+            used = parse_consumer_consume(b, c, p, avail);
         } else if (b->proto == P_CHANQ) {
             used = parse_consumer_chanq(b, c, p, avail);
         } else if (b->proto == P_BEANSTALK) {
             used = parse_consumer_beanstalk(b, c, p, avail);
+        } else if (b->variant == V_RELIABLE) {
+            used = parse_consumer_redis_reliable(b, c, p, avail);
         } else {
             used = parse_consumer_redis(b, c, p, avail);
         }
@@ -884,6 +1155,27 @@ static uint64_t inflight_total(struct bench *b)
     return s;
 }
 
+/* CPU seconds (user + system, every thread) the process has used, from
+ * /proc/PID/stat; -1 when unknown. */
+static double proc_cpu_s(int pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); /* the name may hold spaces */
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
+        return -1;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* one run: connect, warm up, measure, drain, disconnect. Returns cycles/s. */
 static void chanq_declare(struct bench *b, long capacity)
 {
@@ -927,7 +1219,7 @@ static double run_once(struct bench *b, int run, double warm_s, double secs, str
     b->tokens = 0;
     b->tok_last = now_ns();
     for (int i = 0; i < b->consumers; i++) {
-        enc_fetch(b, &b->cons[i]->out);
+        enc_fetch(b, b->cons[i]);
         mark_dirty(b->cons[i]);
     }
     for (int i = 0; i < b->producers; i++) {
@@ -941,6 +1233,7 @@ static double run_once(struct bench *b, int run, double warm_s, double secs, str
         loop_once(b, tmo);
     }
     b->measuring = true;
+    double cpu0 = b->pid > 0 ? proc_cpu_s(b->pid) : -1;
     uint64_t m0 = now_ns();
     uint64_t m_end = m0 + (uint64_t)(secs * 1e9);
     uint64_t t;
@@ -949,6 +1242,8 @@ static double run_once(struct bench *b, int run, double warm_s, double secs, str
     }
     b->measuring = false;
     double elapsed = (double)(now_ns() - m0) / 1e9;
+    double cpu1 = b->pid > 0 ? proc_cpu_s(b->pid) : -1;
+    b->cpu_s = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
     double cps = (double)b->completed / elapsed;
     /* drain: stop submitting, let the jobs in flight finish (bounded) */
     b->stopping = true;
@@ -1136,20 +1431,25 @@ static void mem_mode(struct bench *b, long jobs, int pid, const char *label, int
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: jobcycle --proto chanq|beanstalk|redis --port PORT [--host 127.0.0.1]\n"
-            "                [--producers P] [--consumers C] [--window W] [--seconds N] [--runs R]\n"
-            "                [--warmup S] [--rate CYCLES_PER_S] [--queue NAME] [--label NAME]\n"
-            "                [--scenario NAME]\n"
+            "usage: jobcycle --proto chanq|chanq-consume|beanstalk|redis|redis-reliable --port PORT\n"
+            "                [--host 127.0.0.1] [--producers P] [--consumers C] [--window W]\n"
+            "                [--seconds N] [--runs R] [--warmup S] [--rate CYCLES_PER_S]\n"
+            "                [--queue NAME] [--label NAME] [--scenario NAME] [--prefetch N]\n"
+            "                [--pid SERVER_PID]\n"
             "       jobcycle --mode mem --proto ... --port PORT --pid SERVER_PID [--jobs 1000000]\n"
             "                [--conns 16] [--window 64]\n"
             "cycle mode: P producers each keep W jobs in flight (submit -> fetch -> ack);\n"
-            "C consumers fetch one job at a time and send ack + next fetch in one write.\n");
+            "C consumers fetch one job at a time and send ack + next fetch in one write\n"
+            "(chanq-consume: jobs are pushed, up to --prefetch (64) unacked per consumer,\n"
+            "and acked in batches; redis-reliable: BLMOVE, then LREM + next BLMOVE).\n"
+            "--pid: also the server's CPU time per cycle.\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    struct bench b = {.host = "127.0.0.1", .queue = "jobcycle", .producers = 1, .consumers = 1, .window = 1};
+    struct bench b = {.host = "127.0.0.1", .queue = "jobcycle", .producers = 1, .consumers = 1, .window = 1,
+                      .prefetch = 64};
     double secs = 5, warm = 1;
     int runs = 3, pid = 0, conns = 16;
     long jobs = 1000000;
@@ -1160,6 +1460,7 @@ int main(int argc, char **argv)
         {"consumers", 1, 0, 'c'}, {"window", 1, 0, 'w'},  {"seconds", 1, 0, 's'},  {"runs", 1, 0, 'r'},
         {"warmup", 1, 0, 'W'},  {"rate", 1, 0, 'R'},      {"queue", 1, 0, 'q'},    {"label", 1, 0, 'l'},
         {"mode", 1, 0, 'm'},    {"pid", 1, 0, 'i'},       {"jobs", 1, 0, 'j'},     {"scenario", 1, 0, 'S'},  {"conns", 1, 0, 'C'},
+        {"prefetch", 1, 0, 'F'},
         {"help", 0, 0, '?'},    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1181,24 +1482,28 @@ int main(int argc, char **argv)
         case 'j': jobs = atol(optarg); break;
         case 'S': scenario = optarg; break;
         case 'C': conns = atoi(optarg); break;
+        case 'F': b.prefetch = atoi(optarg); break;
         default: usage();
         }
     }
     if (!proto || b.port <= 0) {
         usage();
     }
-    if (!strcmp(proto, "chanq")) {
-        b.proto = P_CHANQ;
-    } else if (!strcmp(proto, "beanstalk") || !strcmp(proto, "beanstalkd")) {
-        b.proto = P_BEANSTALK;
-    } else if (!strcmp(proto, "redis")) {
-        b.proto = P_REDIS;
-    } else {
+    size_t pi = 0;
+    while (pi < sizeof protos / sizeof protos[0] && strcmp(proto, protos[pi].name)) {
+        pi++;
+    }
+    if (pi == sizeof protos / sizeof protos[0]) {
         usage();
+    }
+    b.proto = protos[pi].proto;
+    b.variant = protos[pi].variant;
+    if (b.prefetch < 1 || b.prefetch > 1000) {
+        die("--prefetch: 1 to 1000");
     }
     b.base_queue = b.queue;
     if (!label) {
-        label = proto_names[b.proto];
+        label = protos[pi].name;
     }
     if (b.producers < 1 || b.consumers < 1 || b.window < 1 || b.producers + b.consumers > MAX_CONNS ||
         b.producers > 0xffff || runs < 1 || secs <= 0) {
@@ -1214,6 +1519,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "cycle")) {
         usage();
     }
+    b.pid = pid;
     char scen[64];
     if (!scenario) {
         snprintf(scen, sizeof scen, "%dx%d/w%d", b.producers, b.consumers, b.window);
@@ -1221,7 +1527,8 @@ int main(int argc, char **argv)
     }
     struct hist *all = calloc(1, sizeof *all);
     double *cps = calloc((size_t)runs, sizeof *cps);
-    if (!all || !cps) {
+    double *cpu = calloc((size_t)runs, sizeof *cpu);
+    if (!all || !cps || !cpu) {
         die("out of memory");
     }
     uint64_t errors = 0;
@@ -1234,9 +1541,15 @@ int main(int argc, char **argv)
         b.errmsg[0] = '\0';
         cps[r] = run_once(&b, r, warm, secs, h);
         errors += b.errors;
-        printf("%s %s run %d: %.0f cycles/s, p50 %.0f us, p99 %.0f us%s%s\n", label, scenario, r + 1, cps[r],
-               (double)hist_q(h, 0.50) / 1e3, (double)hist_q(h, 0.99) / 1e3, b.errmsg[0] ? ", first error: " : "",
-               b.errmsg);
+        /* the server's CPU per cycle, in microseconds */
+        cpu[r] = b.cpu_s >= 0 && cps[r] > 0 ? b.cpu_s * 1e6 / (cps[r] * secs) : -1;
+        char cpubuf[64] = "";
+        if (cpu[r] >= 0) {
+            snprintf(cpubuf, sizeof cpubuf, ", server CPU %.1f us/cycle", cpu[r]);
+        }
+        printf("%s %s run %d: %.0f cycles/s, p50 %.0f us, p99 %.0f us%s%s%s\n", label, scenario, r + 1, cps[r],
+               (double)hist_q(h, 0.50) / 1e3, (double)hist_q(h, 0.99) / 1e3, cpubuf,
+               b.errmsg[0] ? ", first error: " : "", b.errmsg);
         fflush(stdout);
         hist_merge(all, h);
         free(h);
@@ -1246,16 +1559,24 @@ int main(int argc, char **argv)
     memcpy(sorted, cps, (size_t)ns * sizeof *sorted);
     qsort(sorted, (size_t)ns, sizeof *sorted, cmp_double);
     double med = sorted[ns / 2];
+    memcpy(sorted, cpu, (size_t)ns * sizeof *sorted);
+    qsort(sorted, (size_t)ns, sizeof *sorted, cmp_double);
+    double cpu_med = sorted[ns / 2];
     printf("RESULT mode=cycle server=%s scenario=%s producers=%d consumers=%d window=%d rate=%.0f runs=%d "
            "seconds=%.1f cps=%.0f cps_runs=",
            label, scenario, b.producers, b.consumers, b.window, b.rate, runs, secs, med);
     for (int r = 0; r < runs; r++) {
         printf("%s%.0f", r ? "," : "", cps[r]);
     }
-    printf(" p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f samples=%" PRIu64 " errors=%" PRIu64 "\n",
+    printf(" p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f samples=%" PRIu64 " errors=%" PRIu64,
            (double)hist_q(all, 0.50) / 1e3, (double)hist_q(all, 0.99) / 1e3, (double)hist_q(all, 0.999) / 1e3,
            (double)all->max / 1e3, all->count, errors);
+    if (cpu_med >= 0) {
+        printf(" cpu_us=%.2f", cpu_med);
+    }
+    printf("\n");
     free(all);
     free(cps);
+    free(cpu);
     return 0;
 }

@@ -4,12 +4,22 @@
 # comparison. See docs/performance.md.
 #
 #   bench/jobcycle.sh [--durable] [--seconds N] [--rounds R] [--jobs N]
-#                     [--no-mem] [--no-half] [--no-build] [--keep]
-#                     [--ab OTHER_CHANQD]
+#                     [--prefetch N] [--no-mem] [--no-half] [--no-build]
+#                     [--keep] [--ab OTHER_CHANQD [--ab-proto P]]
+#
+# Five systems, each on its own server process of the kind (chanqd,
+# beanstalkd, redis-server): chanqd with fetch + ack (the polling worker),
+# chanqd with consume + pipelined acks of several ids (the streaming
+# worker, --prefetch jobs unacked per consumer, default 64), beanstalkd,
+# Redis LPUSH + BRPOP (no ack) and Redis's reliable-queue pattern (RPUSH +
+# BLMOVE to a processing list + LREM as the ack). Every table also has
+# each server's CPU time per cycle (user + system from /proc, divided by
+# the cycles of the same seconds).
 #
 # --ab OTHER_CHANQD: an A/B of two chanqd builds instead (this tree's and
 # another binary, e.g. one built from an older commit), interleaved the
-# same way, with the ratio per scenario; no beanstalkd or Redis.
+# same way, with the ratio per scenario; no beanstalkd or Redis. The
+# workers use fetch (--ab-proto chanq-consume: consume, if both have it).
 #
 # It installs beanstalkd and redis-server with apt-get when they are
 # missing (and says so), builds daemon/chanqd and bench/jobcycle in
@@ -40,6 +50,8 @@ DO_HALF=1
 DO_BUILD=1
 KEEP=0
 AB_CHANQD=
+AB_PROTO=chanq
+PREFETCH=64
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,7 +64,9 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
     --ab) AB_CHANQD=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    --ab-proto) AB_PROTO=$2; shift ;;
+    --prefetch) PREFETCH=$2; shift ;;
+    -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "jobcycle.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -131,7 +145,7 @@ wait_port() { # port timeout_s
     return 1
 }
 
-# start_server NAME -> sets PORT_<NAME>, PID_<NAME>; NAME in chanqd beanstalkd redis
+# start_server NAME -> sets PORT_<NAME>, PID_<NAME>; NAME in chanqd chanqd_b beanstalkd redis
 CHANQD_NOTE=
 start_server() {
     local name=$1 port pid log=$WORK/$1.log dir=$WORK/$1-data
@@ -199,8 +213,17 @@ stop_server() {
     eval "PID_$name="
 }
 
-proto_of() {
+proto_of() { # server -> the generator's protocol for the memory row
     case $1 in chanqd | chanqd_b) echo chanq ;; beanstalkd) echo beanstalk ;; redis) echo redis ;; esac
+}
+
+# The systems measured: label, server process, generator protocol.
+system_server() { case $1 in chanqd-*) echo chanqd ;; chanqd_b-*) echo chanqd_b ;; redis-*) echo redis ;; *) echo "$1" ;; esac; }
+system_proto() {
+    case $1 in
+    *-fetch) echo chanq ;; *-consume) echo chanq-consume ;; beanstalkd) echo beanstalk ;;
+    redis-brpop) echo redis ;; redis-reliable) echo redis-reliable ;;
+    esac
 }
 
 # journal check: does a durable chanqd write anything to its data dir?
@@ -224,9 +247,13 @@ chanqd_journals() {
 }
 
 SERVERS=(chanqd beanstalkd redis)
+SYSTEMS=(chanqd-fetch chanqd-consume beanstalkd redis-brpop redis-reliable)
 if [ -n "$AB_CHANQD" ]; then
     [ -x "$AB_CHANQD" ] || { echo "jobcycle.sh: --ab $AB_CHANQD is not an executable" >&2; exit 2; }
     SERVERS=(chanqd chanqd_b)
+    suffix=fetch
+    [ "$AB_PROTO" = chanq-consume ] && suffix=consume
+    SYSTEMS=(chanqd-$suffix chanqd_b-$suffix)
     DO_HALF=0
     DO_MEM=0
 fi
@@ -243,27 +270,26 @@ start_all() { # a port another process took in between: try again
     done
 }
 
-run_one() { # server scenario producers consumers window rate
-    local s=$1 sc=$2 port out
-    eval "port=\$PORT_$s"
-    out=$("$JOBCYCLE" --proto "$(proto_of "$s")" --port "$port" --producers "$3" --consumers "$4" \
-        --window "$5" --rate "$6" --seconds "$SECONDS_PER_RUN" --runs 1 --warmup 1 \
-        --label "$s" --scenario "$sc" 2>&1) || { echo "$out" >&2; return 1; }
+run_one() { # system scenario producers consumers window rate
+    local s=$1 sc=$2 port pid srv out
+    srv=$(system_server "$s")
+    eval "port=\$PORT_$srv pid=\$PID_$srv"
+    out=$("$JOBCYCLE" --proto "$(system_proto "$s")" --port "$port" --pid "$pid" --producers "$3" \
+        --consumers "$4" --window "$5" --rate "$6" --prefetch "$PREFETCH" \
+        --seconds "$SECONDS_PER_RUN" --runs 1 --warmup 1 --label "$s" --scenario "$sc" 2>&1) ||
+        { echo "$out" >&2; return 1; }
     echo "$out" | grep -v '^RESULT' >&2 || true
     echo "$out" | grep '^RESULT' >>"$RESULTS"
 }
 
-if [ "$DURABLE" = 1 ]; then
-    SCENARIOS=("8x8 8 8 1" "8x8p64 8 8 64")
-else
-    SCENARIOS=("1x1 1 1 1" "8x8 8 8 1" "8x8p64 8 8 64")
-fi
+SCENARIOS=("1x1 1 1 1" "8x8 8 8 1" "8x8p64 8 8 64")
 
 say "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r)"
 if [ -n "$AB_CHANQD" ]; then
     say "A: $CHANQD; B: $AB_CHANQD"
 else
     say "versions: $("$CHANQD" --version 2>&1 | head -1 || true); $(beanstalkd -v 2>&1 | head -1); $(redis-server --version | cut -d' ' -f1-3)"
+say "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 start_all
 if [ "$DURABLE" = 1 ] && [ -z "$AB_CHANQD" ] && ! chanqd_journals; then
@@ -271,13 +297,14 @@ if [ "$DURABLE" = 1 ] && [ -z "$AB_CHANQD" ] && ! chanqd_journals; then
     say "chanqd --data-dir wrote nothing to its data dir: $CHANQD_NOTE"
     stop_server chanqd
     SERVERS=(beanstalkd redis)
+    SYSTEMS=(beanstalkd redis-brpop redis-reliable)
 fi
 
-say "$ROUNDS rounds of ${SECONDS_PER_RUN}s per scenario and server (1 s warm-up each)"
+say "$ROUNDS rounds of ${SECONDS_PER_RUN}s per scenario and system (1 s warm-up each)"
 for r in $(seq "$ROUNDS"); do
     for scn in "${SCENARIOS[@]}"; do
         set -- $scn
-        for s in "${SERVERS[@]}"; do
+        for s in "${SYSTEMS[@]}"; do
             run_one "$s" "$1" "$2" "$3" "$4" 0
         done
     done
@@ -309,13 +336,13 @@ if [ "$DURABLE" = 0 ] && [ "$DO_HALF" = 1 ]; then
     peak=0
     for scn in "${SCENARIOS[@]}"; do
         set -- $scn
-        v=$(med redis "$1" cps)
+        v=$(med redis-brpop "$1" cps)
         [ "$v" != "-" ] && [ "$v" -gt "$peak" ] && peak=$v
     done
     HALF_RATE=$((peak / 2))
     say "half of Redis's peak ($peak cycles/s): $HALF_RATE cycles/s, 8 producers x 64 in flight, 8 consumers"
     for r in $(seq "$ROUNDS"); do
-        for s in "${SERVERS[@]}"; do
+        for s in "${SYSTEMS[@]}"; do
             run_one "$s" half 8 8 64 "$HALF_RATE"
         done
     done
@@ -329,66 +356,100 @@ if [ -n "$AB_CHANQD" ]; then
     echo "| --- | ---: | ---: | ---: |"
     for scn in "${SCENARIOS[@]}"; do
         set -- $scn
-        a=$(med chanqd "$1" cps)
-        b=$(med chanqd_b "$1" cps)
+        a=$(med "${SYSTEMS[0]}" "$1" cps)
+        b=$(med "${SYSTEMS[1]}" "$1" cps)
         echo "| $1 | $a | $b | $(ratio "$a" "$b") |"
+    done
+    echo
+    echo "Server CPU per cycle (us), A / B:"
+    for scn in "${SCENARIOS[@]}"; do
+        set -- $scn
+        echo "    $1: $(med "${SYSTEMS[0]}" "$1" cpu_us) / $(med "${SYSTEMS[1]}" "$1" cpu_us)"
     done
     exit 0
 fi
 
-cyc() { # server scenario -> "cps" or note
+cyc() { # system scenario -> "cps" or note
     local v
     v=$(med "$1" "$2" cps)
-    if [ "$v" = "-" ] && [ "$1" = chanqd ] && [ -n "$CHANQD_NOTE" ]; then echo "($CHANQD_NOTE)"; else echo "$v"; fi
+    if [ "$v" = "-" ] && [ -n "$CHANQD_NOTE" ]; then
+        case $1 in chanqd-*) v="($CHANQD_NOTE)" ;; esac
+    fi
+    echo "$v"
+}
+# A target met or missed: value >= factor x reference
+want() { # value reference factor
+    awk -v c="$1" -v r="$2" -v f="$3" 'BEGIN { if (c !~ /^[0-9.]+$/ || r !~ /^[0-9.]+$/ || r == 0) print "n/a"; else printf "%s (%.2fx)", (c >= f * r ? "met" : "MISSED"), c / r }'
 }
 
 echo
 if [ "$DURABLE" = 1 ]; then
-    echo "### Durable job cycle: chanqd --fsync always, beanstalkd -b -f0, Redis appendfsync always"
+    echo "### Durable job cycle: chanqd --fsync always, beanstalkd -b -f0, Redis appendfsync always (cycles/s, median of $ROUNDS runs of ${SECONDS_PER_RUN} s)"
 else
     echo "### Job cycle, in memory (cycles/s, median of $ROUNDS runs of ${SECONDS_PER_RUN} s)"
 fi
 echo
-echo "| scenario | chanqd | beanstalkd | Redis | chanqd / beanstalkd | chanqd / Redis | target |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| scenario | chanqd fetch | chanqd consume | beanstalkd | Redis BRPOP (no ack) | Redis reliable (acked) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for scn in "${SCENARIOS[@]}"; do
     set -- $scn
-    c=$(cyc chanqd "$1")
-    b=$(med beanstalkd "$1" cps)
-    rd=$(med redis "$1" cps)
-    rb=$(ratio "$c" "$b")
-    rr=$(ratio "$c" "$rd")
-    if [ "$DURABLE" = 1 ]; then
-        best=$(awk -v a="$b" -v b="$rd" 'BEGIN { print (a > b ? a : b) }')
-        t=$(awk -v c="$c" -v best="$best" 'BEGIN { if (c !~ /^[0-9.]+$/) print "n/a"; else if (c >= 2 * best) print "met (>= 2x the better)"; else printf "missed (%.2fx the better, 2x wanted)", c / best }')
-    else
-        t=$(awk -v rb="$rb" -v rr="$rr" 'BEGIN { if (rb == "-") print "n/a"; else printf "%s 2x beanstalkd, %s Redis", (rb >= 2 ? "met" : "missed"), (rr >= 1 ? "met" : "missed") }')
-    fi
-    echo "| $1 | $c | $b | $rd | $rb | $rr | $t |"
+    line="| $1"
+    for s in "${SYSTEMS[@]}"; do line="$line | $(cyc "$s" "$1")"; done
+    echo "$line |"
+done
+echo
+echo "Server CPU per cycle (microseconds of user + system time, median over the runs):"
+echo
+echo "| scenario | chanqd fetch | chanqd consume | beanstalkd | Redis BRPOP | Redis reliable |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for scn in "${SCENARIOS[@]}"; do
+    set -- $scn
+    line="| $1"
+    for s in "${SYSTEMS[@]}"; do line="$line | $(med "$s" "$1" cpu_us)"; done
+    echo "$line |"
+done
+echo
+if [ "$DURABLE" = 1 ]; then
+    echo "Targets, chanqd consume: >= Redis BRPOP, >= 2x Redis reliable, >= 3x beanstalkd; CPU per cycle <= Redis BRPOP's:"
+    F1=1 F2=2 F3=3
+else
+    echo "Targets, chanqd consume: >= Redis BRPOP, >= 2x Redis reliable, >= 2x beanstalkd; CPU per cycle <= Redis BRPOP's:"
+    F1=1 F2=2 F3=2
+fi
+echo
+echo "| scenario | vs Redis BRPOP | vs Redis reliable | vs beanstalkd | CPU vs Redis BRPOP | consume vs fetch |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for scn in "${SCENARIOS[@]}"; do
+    set -- $scn
+    c=$(med chanqd-consume "$1" cps)
+    cc=$(med chanqd-consume "$1" cpu_us)
+    rc=$(med redis-brpop "$1" cpu_us)
+    cpu=$(awk -v c="$cc" -v r="$rc" 'BEGIN { if (c !~ /^[0-9.]+$/ || r !~ /^[0-9.]+$/ || r == 0) print "n/a"; else printf "%s (%.2fx)", (c <= r ? "met" : "MISSED"), c / r }')
+    echo "| $1 | $(want "$c" "$(med redis-brpop "$1" cps)" $F1) | $(want "$c" "$(med redis-reliable "$1" cps)" $F2) | $(want "$c" "$(med beanstalkd "$1" cps)" $F3) | $cpu | $(ratio "$c" "$(med chanqd-fetch "$1" cps)")x |"
 done
 echo
 echo "Latency, submit sent -> ack answered (median over the runs of each run's p50 / p99, microseconds):"
 echo
-echo "| scenario | chanqd p50 | chanqd p99 | beanstalkd p50 | beanstalkd p99 | Redis p50 | Redis p99 |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| scenario | chanqd fetch | chanqd consume | beanstalkd | Redis BRPOP | Redis reliable |"
+echo "| --- | --- | --- | --- | --- | --- |"
 LAT_SCN=()
 for scn in "${SCENARIOS[@]}"; do set -- $scn; LAT_SCN+=("$1"); done
 [ -n "$HALF_RATE" ] && LAT_SCN+=(half)
 for sc in "${LAT_SCN[@]}"; do
     line="| $sc"
     [ "$sc" = half ] && line="| 8x8p64 at $HALF_RATE/s"
-    for s in chanqd beanstalkd redis; do
-        line="$line | $(med "$s" "$sc" p50_us) | $(med "$s" "$sc" p99_us)"
+    for s in "${SYSTEMS[@]}"; do
+        line="$line | $(med "$s" "$sc" p50_us) / $(med "$s" "$sc" p99_us)"
     done
     echo "$line |"
 done
 if [ -n "$HALF_RATE" ]; then
-    cp=$(med chanqd half p99_us)
-    rp=$(med redis half p99_us)
-    cc=$(med chanqd half cps)
+    cp=$(med chanqd-consume half p99_us)
+    rp=$(med redis-brpop half p99_us)
+    cc=$(med chanqd-consume half cps)
     echo
-    echo "p99 at half of Redis's peak ($HALF_RATE cycles/s; chanqd achieved $cc/s): chanqd $cp us vs Redis $rp us:" \
-        "$(awk -v c="$cp" -v r="$rp" 'BEGIN { if (c == "-" || r == "-") print "n/a"; else if (c <= r) print "target met"; else printf "target missed (%.1fx Redis)\n", c / r }')"
+    echo "p99 at half of Redis's peak ($HALF_RATE cycles/s; chanqd consume achieved $cc/s): chanqd $cp us vs Redis BRPOP $rp us:" \
+        "$(awk -v c="$cp" -v r="$rp" 'BEGIN { if (c == "-" || r == "-") print "n/a"; else if (c <= r) print "target met"; else printf "target MISSED (%.1fx Redis)\n", c / r }')"
 fi
 echo
 echo "Raw results:"

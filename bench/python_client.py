@@ -9,11 +9,13 @@ the chanq runs, and the medians are printed side by side.
     bench/python_client.py [--jobs 20000] [--rounds 3] [--pipelined]
         [--chanqd build/daemon/chanqd] [--no-redis]
 
-Not part of `make check`. Modes: "one by one" (a round trip per submit;
-chanq workers use chanq.Worker: fetch, run, ack) and, with --pipelined,
-also pipelined producers (chanq submit_many, a redis pipeline of LPUSHes).
-Note the semantics differ: BRPOP hands a job over with no reservation and
-no ack (a crashed worker loses it); a chanq job costs a fetch and an ack.
+Not part of `make check`. Modes: "one by one" (a round trip per submit)
+and, with --pipelined, also pipelined producers (chanq submit_many, a
+redis pipeline of LPUSHes). The chanq workers are chanq.Worker pools of
+one thread each, run twice: consuming (the default: jobs pushed, acks
+pipelined) and with mode="fetch" (fetch, run, ack). Note the semantics
+differ: BRPOP hands a job over with no reservation and no ack (a crashed
+worker loses it); a chanq job is reserved and acked.
 """
 from __future__ import annotations
 
@@ -55,19 +57,20 @@ def chanq_producer(addr: str, q: str, n: int, pipelined: bool, go: mp.Event) -> 
                 c.submit(PAYLOAD, q)
 
 
-def chanq_worker(addr: str, q: str, go: mp.Event) -> None:
+def chanq_worker(addr: str, q: str, mode: str, go: mp.Event) -> None:
     go.wait()
-    chanq.Worker(lambda ctx: None, q, addr, concurrency=1, poll_ms=200).run(install_signals=False)
+    chanq.Worker(lambda ctx: None, q, addr, concurrency=1, mode=mode,
+                 poll_ms=200).run(install_signals=False)
 
 
-def run_chanq(addr: str, jobs: int, procs: int, pipelined: bool, tag: int) -> float:
+def run_chanq(addr: str, jobs: int, procs: int, pipelined: bool, mode: str, tag: int) -> float:
     q = "bench-%d" % tag
     with chanq.Client(addr) as c:
         c.declare(q, capacity=10 * jobs)
         go = mp.Event()
         per = jobs // procs
         ps = [mp.Process(target=chanq_producer, args=(addr, q, per, pipelined, go)) for _ in range(procs)]
-        ws = [mp.Process(target=chanq_worker, args=(addr, q, go)) for _ in range(procs)]
+        ws = [mp.Process(target=chanq_worker, args=(addr, q, mode, go)) for _ in range(procs)]
         for p in ps + ws:
             p.start()
         time.sleep(0.5)  # let every process connect
@@ -192,7 +195,11 @@ def main() -> int:
         tag = 0
         for rnd in range(a.rounds):
             for pipelined in modes:
-                systems = [("chanq", lambda t: run_chanq(addr, a.jobs, a.procs, pipelined, t))]
+                systems = [
+                    ("chanq", lambda t: run_chanq(addr, a.jobs, a.procs, pipelined, "consume", t)),
+                    ("chanq-fetch",
+                     lambda t: run_chanq(addr, a.jobs, a.procs, pipelined, "fetch", t)),
+                ]
                 if redis_port:
                     systems.append(("redis", lambda t: run_redis(redis_port, a.jobs, a.procs, pipelined, t)))
                 if rnd % 2:
@@ -201,13 +208,15 @@ def main() -> int:
                     tag += 1
                     rate = fn(tag)
                     results.setdefault((name, pipelined), []).append(rate)
-                    print("round %d  %-5s %-10s %8.0f jobs/s" % (rnd + 1, name,
+                    print("round %d  %-11s %-10s %8.0f jobs/s" % (rnd + 1, name,
                           "pipelined" if pipelined else "one-by-one", rate), flush=True)
         print("\n%d jobs per run, %d producer + %d worker processes, medians of %d rounds:"
               % (a.jobs, a.procs, a.procs, a.rounds))
         for pipelined in modes:
-            row = "  %-11s chanq %8.0f jobs/s" % ("pipelined" if pipelined else "one-by-one",
-                                                  statistics.median(results[("chanq", pipelined)]))
+            row = "  %-11s chanq consume %8.0f jobs/s   chanq fetch %8.0f jobs/s" % (
+                "pipelined" if pipelined else "one-by-one",
+                statistics.median(results[("chanq", pipelined)]),
+                statistics.median(results[("chanq-fetch", pipelined)]))
             if redis_port:
                 row += "   redis LPUSH/BRPOP %8.0f jobs/s" % statistics.median(results[("redis", pipelined)])
             print(row)

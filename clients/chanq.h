@@ -16,7 +16,9 @@
  * protocol error it stays usable, and the server changed nothing.
  *
  * Events: the server may send {"event":"revoked"|"cancel",...} to a
- * connection that holds reservations, between responses. libchanq reads them
+ * connection that holds reservations, and {"event":"jobs",...} (the jobs
+ * chanq_consume() has it push) to a consuming one, between responses.
+ * libchanq reads them
  * whenever it reads (inside any call), and either calls the function set with
  * chanq_set_event_fn() right there, or, when none is set, queues them for
  * chanq_next_event(). chanq_poll_events() reads events while no request is
@@ -199,6 +201,46 @@ int chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o,
 /* Frees an array returned by chanq_fetch() and everything in it. */
 void chanq_jobs_free(struct chanq_job *jobs, size_t n);
 
+/* Consume options. */
+struct chanq_consume_opts {
+    const char *const *queues; /* the queues to take from; none on a later
+                                * call keeps them (only prefetch changes) */
+    size_t nqueues;
+    int64_t prefetch; /* unacked jobs the connection may hold; <= 0: 1 at
+                       * first, unchanged later */
+    bool strict;      /* with queues: the first listed ready queue wins */
+};
+
+/* Subscribes c to the queues: from now on the server pushes jobs to it as
+ * "jobs" events (struct chanq_event's jobs), each reserved as if fetched,
+ * as long as c holds fewer than prefetch jobs. Ack them (chanq_send_ack(),
+ * chanq_send_ack_many()) without waiting for each answer: a consuming
+ * worker spends no round trip per job. Called again, changes the settings.
+ * Events may be delivered before it returns. The consume ends with
+ * chanq_cancel_consume(), the connection, or a "consume_end" event (reason
+ * "closed": every queue closed and drained; "shutting_down"). 0 or -1
+ * ("unknown_op" from a server without it). */
+int chanq_consume(struct chanq_conn *c, const struct chanq_consume_opts *o);
+
+/* Stops c's consume: no "jobs" event is delivered after it returns. The
+ * jobs pushed before stay reserved to c. 0 or -1. */
+int chanq_cancel_consume(struct chanq_conn *c);
+
+/* Buffers an ack of several reserved jobs (1 to 1000 ids, without
+ * results), like chanq_send_ack(); chanq_recv_many() reads its answer. */
+int chanq_send_ack_many(struct chanq_conn *c, const char *const *ids, size_t n);
+
+/* Reads the oldest unanswered answer, the one to an ack (or nack) of
+ * several ids: stores how many jobs it did in *done_out and, when some
+ * were not, its "errors" array ([{"id":..,"code":..,"message":..}], a new
+ * reference; NULL when all were done) in *failed_out (either may be NULL).
+ * 0, or -1 when the request as a whole failed (error set). */
+int chanq_recv_many(struct chanq_conn *c, int64_t *done_out, json_t **failed_out);
+
+/* chanq_send_ack_many() and chanq_recv_many(). */
+int chanq_ack_many(struct chanq_conn *c, const char *const *ids, size_t n, int64_t *done_out,
+                   json_t **failed_out);
+
 /* Marks a reserved job done; `result` is JSON text or NULL. 0 or -1
  * ("not_reserved", "cancelled", "not_found"). */
 int chanq_ack(struct chanq_conn *c, const char *id, const char *result);
@@ -272,9 +314,13 @@ int chanq_request(struct chanq_conn *c, const json_t *req, json_t **out);
 
 /* A server event. */
 struct chanq_event {
-    char *type;   /* "revoked" or "cancel" (or a newer kind) */
-    char *id;     /* the job it is about */
-    char *reason; /* revoked: "ttr" or "deadline"; else NULL */
+    char *type;   /* "revoked", "cancel", "jobs", "consume_end" (or a newer kind) */
+    char *id;     /* revoked, cancel: the job it is about; else NULL */
+    char *reason; /* revoked: "ttr" or "deadline"; consume_end: "closed" or
+                   * "shutting_down"; else NULL */
+    struct chanq_job *jobs; /* jobs: the jobs pushed, owned by the event
+                             * (copy what outlives it); else NULL */
+    size_t njobs;
 };
 
 /* Called for each event as soon as any libchanq call on c reads it, on the
@@ -299,25 +345,33 @@ void chanq_event_free(struct chanq_event *ev);
  * (code "io"; EPIPE when the server closed the connection). */
 int chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms);
 
-/* The worker: a pool of threads, each with its own connection (a
- * reservation belongs to the connection that fetched it), fetching one job
- * at a time from the listed queues and calling a job function for it, like
- * `chanq work` does with a command:
+/* The worker: a pool of slot threads calling a job function for each job of
+ * the listed queues, like `chanq work` does with a command, on one
+ * connection that consumes (chanq_consume(), prefetch: the number of
+ * slots): the server pushes jobs to it as they come, so no slot ever waits
+ * to ask for one.
  *
- *   - while the function runs, another thread per slot keeps the job: it
- *     touches it every half ttr (or touch_ms) and reads the server's events
- *     on the slot's connection;
+ *   - an I/O thread owns the connection: it takes the pushed jobs, sends
+ *     what the slots settle (the acks without a result of several slots in
+ *     one request), touches running jobs every half ttr (or touch_ms) and
+ *     reads the server's events;
  *   - the function's verdict acks (with its result), nacks (with its error
- *     text), buries or releases the job;
+ *     text), buries or releases the job; the slot waits for the answer, then
+ *     calls the outcome hook;
  *   - a "cancel" or "revoked" event, a refused touch or a broken connection
  *     marks the job cancelled (chanq_work_cancelled(), chanq_work_cancel_fd());
- *     the server took it back, so it is then neither acked nor nacked;
- *   - chanq_worker_stop() (from a signal handler too) stops fetching: running
- *     jobs finish and are acked or nacked, then chanq_worker_run() returns.
+ *     the server took it back, so it is then neither acked nor nacked (a job
+ *     taken back before it started is not started);
+ *   - chanq_worker_stop() (from a signal handler too) stops taking jobs
+ *     (cancel_consume): running jobs finish and are acked or nacked, jobs
+ *     pushed but not started are released, then chanq_worker_run() returns.
  *
- * Call chanq_worker_run() from one thread; everything else on a worker may be
- * called from any thread while it runs. The hooks (fn, outcome, ready, log)
- * run on the slots' threads, concurrently when concurrency > 1. */
+ * The server must know `consume` (chanqd since the version that has it);
+ * the worker logs and connects again otherwise. Call chanq_worker_run() from
+ * one thread; everything else on a worker may be called from any thread
+ * while it runs. The hooks (fn, outcome, ready, log) run on the worker's
+ * threads, concurrently when concurrency > 1: fn and outcome on the job's
+ * slot, ready on a slot or the I/O thread, log on either. */
 struct chanq_worker;
 
 /* One job as the job function sees it. Opaque; valid during the call only. */
@@ -377,9 +431,7 @@ enum chanq_outcome {
     CHANQ_CANCELLED, /* cancelled while it ran: left alone */
     CHANQ_REVOKED,   /* reservation revoked (ttr, deadline, refused touch): left alone */
     CHANQ_LOST,      /* connection broken: the server gives the job back */
-    CHANQ_REFUSED,   /* the ack, nack or release was refused (detail says why); a
-                      * refused release closes the connection, which gives the
-                      * job back with this delivery counted */
+    CHANQ_REFUSED,   /* the ack, nack or release was refused (detail says why) */
 };
 
 /* An outcome, for logs and counters. */
@@ -392,24 +444,28 @@ struct chanq_work_outcome {
     int64_t run_ms;     /* how long the job function ran */
 };
 
-/* Called after each job, on its slot's thread. Arguments are borrowed for
- * the call. */
+/* Called after each job, on its slot's thread, once the server answered
+ * the verdict. Arguments are borrowed for the call. */
 typedef void chanq_outcome_fn(const struct chanq_job *job, const struct chanq_work_outcome *o,
                               void *arg);
 
-/* Called before each fetch; returning false stops the worker like
- * chanq_worker_stop(w, false) (e.g. when what the jobs need is gone). */
+/* Called before connecting, before each job, and every half second while
+ * no job runs or waits; returning false stops the worker like
+ * chanq_worker_stop(w, false) (e.g. when what the jobs need is gone), and
+ * the job it was asked for is released unstarted. slot is the job's slot,
+ * 0 for the other calls. */
 typedef bool chanq_ready_fn(int slot, void *arg);
 
 /* Called with a line on what went wrong and what the worker does about it
- * (a failed connect or fetch, retried after a second). */
+ * (a failed connect or a broken connection, connected again after a
+ * second). */
 typedef void chanq_log_fn(const char *msg, void *arg);
 
 struct chanq_worker_opts {
-    const char *const *queues; /* required: fetch from any of these (copied) */
+    const char *const *queues; /* required: take jobs from these (copied) */
     size_t nqueues;
     bool strict;              /* the first listed ready queue wins (priorities) */
-    int concurrency;          /* slots (threads, connections); <= 0: 1 */
+    int concurrency;          /* slots (threads); <= 0: 1; at most 1000 */
     int64_t touch_ms;         /* touch running jobs this often; <= 0: half their ttr */
     chanq_work_fn *fn;        /* required */
     chanq_outcome_fn *outcome; /* optional */
@@ -428,12 +484,12 @@ struct chanq_worker *chanq_worker_new(const char *server, const struct chanq_con
 /* Runs the worker until chanq_worker_stop(), a ready hook saying false, or
  * every listed queue closed and drained. A connection that fails is made
  * again a second later (said to the log hook). Returns 0 once every slot has
- * finished its job and closed its connection, or -1 with err set (err may be
+ * finished its job and the connection is closed, or -1 with err set (err may be
  * NULL; "io" when a thread could not start, "bad_request" on a second call):
  * nothing then runs. Blocks the calling thread. */
 int chanq_worker_run(struct chanq_worker *w, struct chanq_error *err);
 
-/* Stops the worker: no more fetches, a job fetched meanwhile is released
+/* Stops the worker: no more jobs taken, a job pushed meanwhile is released
  * unstarted, running jobs finish, then chanq_worker_run() returns. With
  * cancel_running, running jobs also see chanq_work_cancelled() == "stop".
  * Any thread, and async-signal-safe: call it from a SIGTERM handler. Before

@@ -93,4 +93,12 @@ int chanqi_conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, j
 /* strdup of a JSON string member, or NULL. */
 char *chanqi_json_dup_str(const json_t *obj, const char *key);
 
+/* Fills *out from a job object of a fetch answer or a jobs event. 0, or -1
+ * (out of memory, or no id: what was filled is for chanq_jobs_free). */
+int chanqi_job_from_json(const json_t *j, struct chanq_job *out);
+
+/* The jobs of a JSON array of jobs (NULL when empty), their number in *n.
+ * 0, or -1 when out of memory (nothing kept). */
+int chanqi_jobs_from_json(const json_t *arr, struct chanq_job **jobs, size_t *n);
+
 #endif

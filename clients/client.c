@@ -336,6 +336,7 @@ chanq_event_free(struct chanq_event *ev)
     free(ev->type);
     free(ev->id);
     free(ev->reason);
+    chanq_jobs_free(ev->jobs, ev->njobs);
     free((struct event_node *)ev);
 }
 
@@ -355,6 +356,12 @@ deliver_event(struct chanq_conn *c, const json_t *j)
     n->ev.type = chanqi_json_dup_str(j, "event");
     n->ev.id = chanqi_json_dup_str(j, "id");
     n->ev.reason = chanqi_json_dup_str(j, "reason");
+    if (chanqi_jobs_from_json(json_object_get(j, "jobs"), &n->ev.jobs, &n->ev.njobs) < 0) {
+        /* Out of memory: the jobs stay reserved to the connection until
+         * their ttr runs out or it closes. */
+        n->ev.jobs = NULL;
+        n->ev.njobs = 0;
+    }
     if (c->event_fn) {
         c->event_fn(&n->ev, c->event_arg);
         chanq_event_free(&n->ev);
@@ -568,7 +575,11 @@ chanq_poll_events(struct chanq_conn *c, int64_t timeout_ms)
         return chanqi_conn_fail(c, "bad_request", "requests are waiting for answers");
     int events = 0;
     take_lines(c, false, NULL, &events);
-    int64_t deadline = timeout_ms < 0 ? -1 : chanqi_conn_now_ms() + timeout_ms;
+    /* Events already read (behind the last answer) are news enough: only
+     * what else is there now is read then, without waiting. */
+    int64_t deadline = events > 0 ? chanqi_conn_now_ms()
+                       : timeout_ms < 0 ? -1
+                                        : chanqi_conn_now_ms() + timeout_ms;
     int r = chanqi_conn_wait_fd(c->fd, POLLIN, deadline);
     if (r < 0)
         return chanqi_conn_fail_io(c, errno);

@@ -163,8 +163,8 @@ chanq_submit_results_free(struct chanq_submit_result *results, size_t n)
     }
 }
 
-static int
-job_from_json(const json_t *j, struct chanq_job *out)
+int
+chanqi_job_from_json(const json_t *j, struct chanq_job *out)
 {
     memset(out, 0, sizeof *out);
     out->id = chanqi_json_dup_str(j, "id");
@@ -175,6 +175,28 @@ job_from_json(const json_t *j, struct chanq_job *out)
     out->ttr_ms = json_integer_value(json_object_get(j, "ttr_ms"));
     out->deadline = json_integer_value(json_object_get(j, "deadline"));
     return out->id && out->payload ? 0 : -1;
+}
+
+int
+chanqi_jobs_from_json(const json_t *arr, struct chanq_job **jobs_out, size_t *n_out)
+{
+    size_t n = json_array_size(arr);
+    *jobs_out = NULL;
+    *n_out = 0;
+    if (n == 0)
+        return 0;
+    struct chanq_job *jobs = calloc(n, sizeof *jobs);
+    if (!jobs)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (chanqi_job_from_json(json_array_get(arr, i), &jobs[i]) < 0) {
+            chanq_jobs_free(jobs, i + 1);
+            return -1;
+        }
+    }
+    *jobs_out = jobs;
+    *n_out = n;
+    return 0;
 }
 
 void
@@ -221,26 +243,101 @@ chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq
         json_decref(resp);
         return -1;
     }
-    json_t *arr = json_object_get(resp, "jobs");
-    size_t n = json_array_size(arr);
-    if (n > 0) {
-        struct chanq_job *jobs = calloc(n, sizeof *jobs);
-        if (!jobs) {
-            json_decref(resp);
-            return chanqi_conn_fail_io(c, ENOMEM);
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (job_from_json(json_array_get(arr, i), &jobs[i]) < 0) {
-                chanq_jobs_free(jobs, i + 1);
-                json_decref(resp);
-                return chanqi_conn_fail(c, "io", "fetched job without id or payload");
-            }
-        }
-        *jobs_out = jobs;
-        *n_out = n;
+    int rc2 = chanqi_jobs_from_json(json_object_get(resp, "jobs"), jobs_out, n_out);
+    json_decref(resp);
+    if (rc2 < 0)
+        return chanqi_conn_fail(c, "io", "a fetched job without id or payload, or no memory");
+    return 0;
+}
+
+int
+chanq_consume(struct chanq_conn *c, const struct chanq_consume_opts *o)
+{
+    if (c->broken)
+        return -1;
+    struct wbuf *b = &c->out;
+    size_t mark = b->len;
+    int rc = chanqi_wbuf_puts(b, "{\"op\":\"consume\"");
+    if (o->nqueues > 0) {
+        rc = rc ? rc : chanqi_wbuf_puts(b, ",\"queues\":");
+        rc = rc ? rc : put_queue_list(b, o->queues, o->nqueues);
+        if (o->strict)
+            rc = rc ? rc : chanqi_wbuf_puts(b, ",\"strict\":true");
     }
+    if (o->prefetch > 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"prefetch\":", o->prefetch);
+    rc = rc ? rc : chanqi_wbuf_puts(b, "}\n");
+    if (rc) {
+        b->len = mark;
+        return chanqi_conn_fail_io(c, ENOMEM);
+    }
+    chanqi_conn_request_done(c);
+    return chanq_recv_ok(c);
+}
+
+int
+chanq_cancel_consume(struct chanq_conn *c)
+{
+    if (c->broken)
+        return -1;
+    if (chanqi_wbuf_puts(&c->out, "{\"op\":\"cancel_consume\"}\n") < 0)
+        return chanqi_conn_fail_io(c, ENOMEM);
+    chanqi_conn_request_done(c);
+    return chanq_recv_ok(c);
+}
+
+int
+chanq_send_ack_many(struct chanq_conn *c, const char *const *ids, size_t n)
+{
+    if (c->broken)
+        return -1;
+    if (n == 0 || n > 1000)
+        return chanqi_conn_fail(c, "bad_request", "an ack names 1 to 1000 ids, not %zu", n);
+    struct wbuf *b = &c->out;
+    size_t mark = b->len;
+    int rc = chanqi_wbuf_puts(b, "{\"op\":\"ack\",\"ids\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = (i ? chanqi_wbuf_put(b, ",", 1) : 0) || chanqi_wbuf_put_jstr(b, ids[i]);
+    rc = rc ? rc : chanqi_wbuf_puts(b, "]}\n");
+    if (rc) {
+        b->len = mark;
+        return chanqi_conn_fail_io(c, ENOMEM);
+    }
+    chanqi_conn_request_done(c);
+    return 0;
+}
+
+int
+chanq_recv_many(struct chanq_conn *c, int64_t *done_out, json_t **failed_out)
+{
+    if (done_out)
+        *done_out = 0;
+    if (failed_out)
+        *failed_out = NULL;
+    json_t *resp;
+    if (chanqi_conn_recv(c, 0, &resp) < 0) {
+        json_decref(resp);
+        return -1;
+    }
+    json_t *done = json_object_get(resp, "acked");
+    if (!done)
+        done = json_object_get(resp, "nacked");
+    if (done_out)
+        *done_out = json_integer_value(done);
+    json_t *errors = json_object_get(resp, "errors");
+    if (failed_out && json_array_size(errors) > 0)
+        *failed_out = json_incref(errors);
     json_decref(resp);
     return 0;
+}
+
+int
+chanq_ack_many(struct chanq_conn *c, const char *const *ids, size_t n, int64_t *done_out,
+               json_t **failed_out)
+{
+    if (chanq_send_ack_many(c, ids, n) < 0)
+        return -1;
+    return chanq_recv_many(c, done_out, failed_out);
 }
 
 int

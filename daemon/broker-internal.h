@@ -13,7 +13,9 @@
 #include "daemon/job.h"
 #include "daemon/jobtable.h"
 #include "daemon/membudget.h"
+#include "proto/encode.h"
 
+struct durable;
 struct journal;
 
 struct broker {
@@ -73,10 +75,32 @@ struct queue *broker_get_queue(struct broker *b, const char *name, size_t len,
                                const struct queue_settings *set, struct proto_error *err);
 /* The job with this id; NULL with err (not_found) when there is none. */
 struct job *broker_lookup(struct broker *b, const struct span *id, struct proto_error *err);
-/* The job req->id names if h holds it; NULL with err (not_found,
- * cancelled, not_reserved) otherwise. */
-struct job *broker_reserved_by(struct broker *b, const struct request *req, struct holder *h,
+/* The job id names if h holds it; NULL with err (not_found, cancelled,
+ * not_reserved) otherwise. */
+struct job *broker_reserved_by(struct broker *b, const struct span *id, struct holder *h,
                                struct proto_error *err);
+
+/* Why some jobs of a request that names several were not done (ack and
+ * nack "ids", fetch's "ack"): one entry per failed id, in request order.
+ * Zero-initialised; the entries are allocated on the first failure. */
+struct id_errors {
+    struct proto_id_error *v; /* borrows the ids from the request */
+    struct proto_error *why;  /* v[i].message is why[i].message */
+    size_t n, cap;
+};
+void id_errors_free(struct id_errors *e);
+
+/* broker_consume.c. A job h held left it (acked, nacked, revoked...):
+ * its consume, if any, may push again. */
+void consume_credit_back(struct holder *h);
+/* h's consume, if any, ends: nothing is pushed to h after this. */
+void consume_stop(struct holder *h);
+
+/* Acks each of ids[0..n) that h holds (without a result), in order,
+ * recording the changes in w; the others go to e (a failure to record
+ * one goes there too). Returns how many were acked. */
+size_t broker_ack_ids(struct broker *b, struct holder *h, const struct span *ids, size_t n,
+                      struct durable *w, struct id_errors *e);
 /* Takes j out of the job table; the caller gets the table's reference. */
 struct job *broker_untrack(struct broker *b, struct job *j);
 /* Resolves a request's "queue" or "queues" into qs (created on first

@@ -28,13 +28,22 @@ struct broker_config {
     size_t max_finished;            /* final jobs kept for `wait`/`job` */
 };
 
-/* A connection as the broker sees it: the jobs it holds and where its
- * events go. Embedded in the connection; the broker owns the list fields.
- * send_event must be callable from any thread under the broker lock and
- * never park. */
+struct consumer;
+struct chan;
+
+/* A connection as the broker sees it: the jobs it holds, its consume and
+ * where its events go. Embedded in the connection (zeroed, then the
+ * callbacks set); the broker owns the other fields. The callbacks must be
+ * callable from any thread under the broker lock and never park. */
 struct holder {
     void (*send_event)(struct holder *h, const char *line, size_t len);
-    struct job_list reserved; /* jobs reserved by this connection */
+    /* Pushed jobs wait while the connection's unsent output is over its
+     * share: returns a new reference to a channel that receives a value
+     * once the output drained below half of it, or NULL while there is
+     * room. NULL: no limit but the consume's prefetch. */
+    struct chan *(*output_room)(struct holder *h);
+    struct job_list reserved;   /* jobs reserved by this connection */
+    struct consumer *consumer;  /* its consume (broker_consume.c), or NULL */
 };
 
 /* One request's context: who asks and how long they may wait. */
@@ -93,13 +102,14 @@ typedef int broker_op_fn(struct broker *b, struct session *s, const struct reque
 broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack,
     broker_op_nack, broker_op_release, broker_op_touch, broker_op_cancel, broker_op_wait,
     broker_op_job, broker_op_close, broker_op_pause, broker_op_resume, broker_op_kick,
-    broker_op_queues, broker_op_stats;
+    broker_op_queues, broker_op_stats, broker_op_consume, broker_op_cancel_consume;
 
-/* Gives back every job h holds (they go back to their queues at once, the
- * interrupted delivery counted) and detaches h: no event reaches it after
- * this returns. Any goroutine; call before freeing the connection. */
+/* Ends h's consume, gives back every job h holds (they go back to their
+ * queues at once, the interrupted delivery counted) and detaches h: no
+ * event reaches it after this returns. Any goroutine; call before freeing
+ * the connection. */
 void broker_release_holder(struct broker *b, struct holder *h);
-/* True while h holds a reserved job. Any thread. */
+/* True while h holds a reserved job or consumes. Any thread. */
 bool broker_holder_busy(struct broker *b, struct holder *h);
 
 /* Durability. The broker records every state change in j (borrowed;

@@ -1,6 +1,6 @@
-/* The per-job ops: ack, nack, touch, cancel, wait, job. Each checks the
- * request against the state, then commits the record of its transition
- * (daemon/commit.h). See broker.h. */
+/* The per-job ops: ack, nack (of one job or several), touch, cancel,
+ * wait, job. Each checks the request against the state, then commits the
+ * record of its transition (daemon/commit.h). See broker.h. */
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
@@ -21,23 +21,89 @@
 #define BACKOFF_CAP_MS (3600 * 1000)
 
 struct job *
-broker_reserved_by(struct broker *b, const struct request *req, struct holder *h,
+broker_reserved_by(struct broker *b, const struct span *id, struct holder *h,
                    struct proto_error *err)
 {
-    struct job *j = broker_lookup(b, &req->id, err);
+    struct job *j = broker_lookup(b, id, err);
     if (!j)
         return NULL;
     if (j->state == JOB_CANCELLED) {
-        proto_error_set(err, PROTO_CANCELLED, "job %.*s was cancelled", (int)req->id.len,
-                        req->id.ptr);
+        proto_error_set(err, PROTO_CANCELLED, "job %.*s was cancelled", (int)id->len, id->ptr);
         return NULL;
     }
     if (j->state != JOB_RESERVED || j->holder != h) {
         proto_error_set(err, PROTO_NOT_RESERVED, "job %.*s is not reserved by this connection",
-                        (int)req->id.len, req->id.ptr);
+                        (int)id->len, id->ptr);
         return NULL;
     }
     return j;
+}
+
+/* ---- requests that name several jobs ---- */
+
+void
+id_errors_free(struct id_errors *e)
+{
+    free(e->v);
+    free(e->why);
+    *e = (struct id_errors){0};
+}
+
+/* Records why id failed; room for cap entries is made on the first one
+ * (out of memory, the failure goes unreported: the client sees the job
+ * still reserved, or finds it with `job`). */
+static void
+id_errors_add(struct id_errors *e, size_t cap, const struct span *id,
+              const struct proto_error *why)
+{
+    if (!e->v) {
+        e->v = malloc(cap * sizeof *e->v);
+        e->why = malloc(cap * sizeof *e->why);
+        if (!e->v || !e->why) {
+            id_errors_free(e);
+            return;
+        }
+        e->cap = cap;
+    }
+    if (e->n == e->cap)
+        return;
+    e->why[e->n] = *why;
+    e->v[e->n] = (struct proto_id_error){*id, why->code, e->why[e->n].message};
+    e->n++;
+}
+
+/* ---- ack ---- */
+
+/* Acks j (held by the caller), with result (NULL: none). Lock held. */
+static int
+ack_one(struct broker *b, struct job *j, const struct span *result, struct durable *w)
+{
+    struct queue *q = j->queue;
+    int64_t ran_ms = timer_now_ms() - j->since_ms;
+    if (commit_final(b, j, JREC_DONE, result, w) < 0)
+        return -1;
+    queue_record_run(q, ran_ms);
+    q->count.acked++;
+    return 0;
+}
+
+size_t
+broker_ack_ids(struct broker *b, struct holder *h, const struct span *ids, size_t n,
+               struct durable *w, struct id_errors *e)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct proto_error why = {PROTO_OK, ""};
+        struct job *j = broker_reserved_by(b, &ids[i], h, &why);
+        if (j && ack_one(b, j, NULL, w) == 0) {
+            done++;
+            continue;
+        }
+        if (why.code == PROTO_OK)
+            proto_error_set(&why, PROTO_INTERNAL, "the ack could not be recorded");
+        id_errors_add(e, n, &ids[i], &why);
+    }
+    return done;
 }
 
 int
@@ -46,18 +112,22 @@ broker_op_ack(struct broker *b, struct session *s, const struct request *req, st
 {
     struct broker_op op;
     op_begin(&op, b, s, req, out, err);
-    struct job *j = broker_reserved_by(b, req, s->holder, err);
-    if (!j)
-        return op_end(&op, -1);
-    struct queue *q = j->queue;
-    int64_t ran_ms = timer_now_ms() - j->since_ms;
-    if (commit_final(b, j, JREC_DONE, &req->result, &op.w) < 0)
-        return op_end(&op, -1);
-    queue_record_run(q, ran_ms);
-    q->count.acked++;
     size_t mark = out->len;
+    if (req->nids) {
+        struct id_errors e = {0};
+        size_t n = broker_ack_ids(b, s->holder, req->ids, req->nids, &op.w, &e);
+        int rc = encode_ok_count(out, req->rid, "acked", (int64_t)n, e.v, e.n);
+        rc = op_end_durable(&op, rc, mark);
+        id_errors_free(&e);
+        return rc;
+    }
+    struct job *j = broker_reserved_by(b, &req->id, s->holder, err);
+    if (!j || ack_one(b, j, &req->result, &op.w) < 0)
+        return op_end(&op, -1);
     return op_end_durable(&op, encode_ok(out, req->rid), mark);
 }
+
+/* ---- nack ---- */
 
 static int64_t
 backoff_ms(unsigned attempt)
@@ -71,27 +141,70 @@ backoff_ms(unsigned attempt)
     return base / 2 + (int64_t)fast_rand_below((uint64_t)(base / 2 + 1));
 }
 
+/* Nacks j (held by the caller) as req says; error is req's text as a
+ * C string (NULL: none). Lock held. */
+static int
+nack_one(struct broker *b, struct job *j, const struct request *req, const char *error,
+         struct durable *w)
+{
+    int64_t delay = req->has_delay_ms ? req->delay_ms : backoff_ms(j->attempt);
+    if (reservation_retry(b, j, delay, req->dead, error, w) < 0)
+        return -1;
+    j->queue->count.nacked++;
+    return 0;
+}
+
+/* The nack of several ids: each that h holds, the others reported. */
+static int
+nack_ids(struct broker_op *op, const char *error)
+{
+    const struct request *req = op->req;
+    struct id_errors e = {0};
+    size_t done = 0;
+    for (size_t i = 0; i < req->nids; i++) {
+        struct proto_error why = {PROTO_OK, ""};
+        struct job *j = broker_reserved_by(op->b, &req->ids[i], op->s->holder, &why);
+        if (j && nack_one(op->b, j, req, error, &op->w) == 0) {
+            done++;
+            continue;
+        }
+        if (why.code == PROTO_OK)
+            proto_error_set(&why, PROTO_INTERNAL, "the nack could not be recorded");
+        id_errors_add(&e, req->nids, &req->ids[i], &why);
+    }
+    size_t mark = op->out->len;
+    int rc = encode_ok_count(op->out, req->rid, "nacked", (int64_t)done, e.v, e.n);
+    rc = op_end_durable(op, rc, mark);
+    id_errors_free(&e);
+    return rc;
+}
+
 int
 broker_op_nack(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                struct proto_error *err)
 {
+    char *error = req->error.len ? strndup(req->error.ptr, req->error.len) : NULL;
+    if (req->error.len && !error) {
+        proto_error_set(err, PROTO_INTERNAL, "out of memory");
+        return -1;
+    }
     struct broker_op op;
     op_begin(&op, b, s, req, out, err);
-    struct job *j = broker_reserved_by(b, req, s->holder, err);
-    if (!j)
-        return op_end(&op, -1);
-    char *error = req->error.len ? strndup(req->error.ptr, req->error.len) : NULL;
-    if (req->error.len && !error)
-        return op_end(&op, -1);
-    int64_t delay = req->has_delay_ms ? req->delay_ms : backoff_ms(j->attempt);
-    int rc = reservation_retry(b, j, delay, req->dead, error, &op.w);
+    int rc;
+    if (req->nids) {
+        rc = nack_ids(&op, error);
+    } else {
+        struct job *j = broker_reserved_by(b, &req->id, s->holder, err);
+        if (!j || nack_one(b, j, req, error, &op.w) < 0) {
+            rc = op_end(&op, -1);
+        } else {
+            size_t mark = out->len;
+            rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
+            rc = op_end_durable(&op, rc, mark);
+        }
+    }
     free(error);
-    if (rc < 0)
-        return op_end(&op, -1);
-    j->queue->count.nacked++;
-    size_t mark = out->len;
-    rc = encode_ok_str(out, req->rid, "state", span_str(job_state_name(j->state)));
-    return op_end_durable(&op, rc, mark);
+    return rc;
 }
 
 int
@@ -100,7 +213,7 @@ broker_op_touch(struct broker *b, struct session *s, const struct request *req, 
 {
     struct broker_op op;
     op_begin(&op, b, s, req, out, err);
-    struct job *j = broker_reserved_by(b, req, s->holder, err);
+    struct job *j = broker_reserved_by(b, &req->id, s->holder, err);
     if (!j)
         return op_end(&op, -1);
     /* Not a transition: the ttr is the holder's, not durable state. */

@@ -63,6 +63,7 @@ struct conn {
     _Atomic int flush_scheduled; /* a flush call is queued on the loop */
     _Atomic int authed;          /* goroutine -> loop: hello with a token accepted */
     _Atomic int want_out_room;   /* goroutine -> loop: wake me when answers drain */
+    _Atomic int want_push_room;  /* its consume waits for the output to drain */
     _Atomic size_t in_lines;     /* bytes of framed lines not yet handled (budget) */
     _Atomic size_t out_bytes;    /* bytes of answers not yet written (budget) */
     size_t in_frame;             /* budget counted for the frame's buffer (loop) */
@@ -71,6 +72,8 @@ struct conn {
     struct event *auth_timer;    /* the hello deadline (loop); NULL without a token */
     struct evbuffer_cb_entry *out_cb; /* counts the bufferevent's output */
     struct chan *out_room;       /* loop -> goroutine: answers drained (cap 1) */
+    struct chan *push_room;      /* the same for its consume's pusher (cap 1; the pusher
+                                  * holds a reference while it waits) */
     struct bufferevent *bev;     /* socket; NULL once closed (loop) */
     struct event *rev;           /* plain socket: its read event (loop); NULL with TLS */
     evutil_socket_t plain_fd;    /* the socket when not TLS (direct writes), else -1 */
@@ -137,6 +140,9 @@ void conn_count_output(struct evbuffer *buf, const struct evbuffer_cb_info *info
 void conn_write_out(struct conn *c, struct buf *out);
 /* holder.send_event: an event line for this connection. Any thread. */
 void conn_send_event(struct holder *h, const char *line, size_t len);
+/* holder.output_room: jobs are pushed only while the unsent output is
+ * within the connection's share. Any thread; never parks. */
+struct chan *conn_output_room(struct holder *h);
 /* The bufferevent's write callback: its output drained. Loop. */
 void conn_on_write(struct bufferevent *bev, void *arg);
 /* Parks the goroutine while its unsent answers are over its share.

@@ -212,6 +212,8 @@ conn_free(struct conn *c)
     frame_free(c->frame);
     if (c->out_room)
         chan_unref(c->out_room);
+    if (c->push_room)
+        chan_unref(c->push_room);
     if (c->ctx)
         ctx_release(c->ctx);
     if (c->pending) {
@@ -242,16 +244,18 @@ conn_alloc(struct conn_env *env)
     c->frame = frame_new(c->preauth ? PREAUTH_FRAME : cfg->max_frame);
     c->reqs = chan_new(sizeof(struct line *), config_get(cfg, max_inflight));
     c->out_room = chan_new(1, 1);
+    c->push_room = chan_new(1, 1);
     c->ctx = ctx_with_cancel(env->root);
     c->pending = evbuffer_new();
     c->answers = answers_new();
-    if (!c->frame || !c->reqs || !c->out_room || !c->ctx || !c->pending || !c->answers ||
+    if (!c->frame || !c->reqs || !c->out_room || !c->push_room || !c->ctx || !c->pending || !c->answers ||
         evbuffer_enable_locking(c->pending, NULL) ||
         !evbuffer_add_cb(c->pending, conn_count_output, c)) {
         conn_free(c);
         return NULL;
     }
     c->holder.send_event = conn_send_event;
+    c->holder.output_room = conn_output_room;
     c->os.s.holder = &c->holder;
     c->os.s.ctx = c->ctx;
     c->os.s.before_park = conn_before_park;

@@ -27,16 +27,40 @@ output_share(const struct conn *c)
     return share < OUT_SHARE_MIN ? OUT_SHARE_MIN : share > OUT_SHARE_MAX ? OUT_SHARE_MAX : share;
 }
 
-/* The goroutine waits for its answers to drain: wake it once they are
- * under half its share. */
+/* Wakes the waiter behind *want through room once the unsent answers are
+ * under half the share. */
+static void
+wake_waiter(struct conn *c, _Atomic int *want, struct chan *room)
+{
+    if (atomic_load(want) && atomic_load(&c->out_bytes) <= output_share(c) / 2 &&
+        atomic_exchange(want, 0)) {
+        char one = 1;
+        (void)chan_try_send(room, &one); /* full: a wake is pending already */
+    }
+}
+
+/* The goroutine, or the consume's pusher, waits for the answers to drain. */
 static void
 wake_output_waiter(struct conn *c)
 {
-    if (atomic_load(&c->want_out_room) && atomic_load(&c->out_bytes) <= output_share(c) / 2 &&
-        atomic_exchange(&c->want_out_room, 0)) {
-        char one = 1;
-        (void)chan_try_send(c->out_room, &one); /* full: a wake is pending already */
+    wake_waiter(c, &c->want_out_room, c->out_room);
+    wake_waiter(c, &c->want_push_room, c->push_room);
+}
+
+struct chan *
+conn_output_room(struct holder *h)
+{
+    struct conn *c = (struct conn *)h;
+    if (atomic_load(&c->out_bytes) <= output_share(c))
+        return NULL;
+    atomic_store(&c->want_push_room, 1);
+    /* Checked again after asking: a drain in between would not wake it. */
+    if (atomic_load(&c->out_bytes) <= output_share(c) / 2) {
+        atomic_store(&c->want_push_room, 0);
+        return NULL;
     }
+    chan_ref(c->push_room);
+    return c->push_room;
 }
 
 /* An evbuffer of answers (pending or the socket's output) grew or shrank:

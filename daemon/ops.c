@@ -136,6 +136,8 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_KICK] = {NULL, broker_op_kick},
     [OP_QUEUES] = {NULL, broker_op_queues},
     [OP_STATS] = {op_stats, NULL},
+    [OP_CONSUME] = {NULL, broker_op_consume},
+    [OP_CANCEL_CONSUME] = {NULL, broker_op_cancel_consume},
 };
 
 void

@@ -35,14 +35,17 @@ reservation_begin(struct job *j, struct holder *h)
 void
 reservation_end(struct job *j)
 {
-    if (j->holder) {
-        job_list_remove(&j->holder->reserved, j);
-    } else if (j->in_channel == CHAN_STANDBY) {
+    struct holder *h = j->holder;
+    if (!h && j->in_channel == CHAN_STANDBY) {
         job_list_remove(&j->queue->standby, j);
         j->in_channel = CHAN_OUT;
     }
     j->holder = NULL;
     job_timer_stop(j);
+    if (h) {
+        job_list_remove(&h->reserved, j);
+        consume_credit_back(h);
+    }
 }
 
 void
@@ -191,6 +194,7 @@ void
 broker_release_holder(struct broker *b, struct holder *h)
 {
     pthread_mutex_lock(&b->lock);
+    consume_stop(h); /* first: it would push into the room the jobs leave */
     /* The most recently reserved first, as chanqd always did. */
     while (h->reserved.tail) {
         struct job *j = h->reserved.tail;
@@ -204,7 +208,7 @@ bool
 broker_holder_busy(struct broker *b, struct holder *h)
 {
     pthread_mutex_lock(&b->lock);
-    bool busy = h->reserved.n > 0;
+    bool busy = h->reserved.n > 0 || h->consumer; /* a consume waits, like a parked fetch */
     pthread_mutex_unlock(&b->lock);
     return busy;
 }

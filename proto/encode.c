@@ -259,23 +259,118 @@ put_job(struct buf *b, const struct proto_job *j)
     PUT_LIT(b, "}");
 }
 
-int
-encode_jobs(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n)
+static size_t
+jobs_bound(const struct proto_job *jobs, size_t n)
 {
-    size_t need = ok_bound(rid) + 16;
+    size_t need = 16;
     for (size_t i = 0; i < n; i++)
         need += job_bound(&jobs[i]) + 1;
-    if (buf_reserve(b, need))
-        return -ENOMEM;
-    put_ok(b, rid, true);
-    PUT_LIT(b, ",\"jobs\":[");
+    return need;
+}
+
+static void
+put_jobs(struct buf *b, const struct proto_job *jobs, size_t n)
+{
+    PUT_LIT(b, "\"jobs\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)
             PUT_LIT(b, ",");
         put_job(b, &jobs[i]);
     }
     PUT_LIT(b, "]");
+}
+
+static size_t
+id_errors_bound(const struct proto_id_error *errs, size_t n)
+{
+    size_t need = 16;
+    for (size_t i = 0; i < n; i++)
+        need += 40 + str_bound(errs[i].id) + str_bound(span_str(proto_err_code(errs[i].code))) +
+                str_bound(span_str(errs[i].message));
+    return need;
+}
+
+/* ,KEY:[{"id":..,"code":..,"message":..},...] */
+static void
+put_id_errors(struct buf *b, const char *key, const struct proto_id_error *errs, size_t n)
+{
+    PUT_LIT(b, ",");
+    put_str(b, span_str(key));
+    PUT_LIT(b, ":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            PUT_LIT(b, ",");
+        PUT_LIT(b, "{\"id\":");
+        put_str(b, errs[i].id);
+        PUT_LIT(b, ",\"code\":");
+        put_str(b, span_str(proto_err_code(errs[i].code)));
+        PUT_LIT(b, ",\"message\":");
+        put_str(b, span_str(errs[i].message));
+        PUT_LIT(b, "}");
+    }
+    PUT_LIT(b, "]");
+}
+
+int
+encode_jobs_acked(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n,
+                  const struct proto_id_error *errs, size_t nerr)
+{
+    if (buf_reserve(b, ok_bound(rid) + 16 + jobs_bound(jobs, n) + id_errors_bound(errs, nerr)))
+        return -ENOMEM;
+    put_ok(b, rid, true);
+    PUT_LIT(b, ",");
+    put_jobs(b, jobs, n);
+    if (nerr)
+        put_id_errors(b, "ack_errors", errs, nerr);
     end_line(b);
+    return 0;
+}
+
+int
+encode_jobs(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n)
+{
+    return encode_jobs_acked(b, rid, jobs, n, NULL, 0);
+}
+
+int
+encode_ok_count(struct buf *b, struct span rid, const char *key, int64_t n,
+                const struct proto_id_error *errs, size_t nerr)
+{
+    struct span k = span_str(key);
+    if (buf_reserve(b, ok_bound(rid) + 2 + str_bound(k) + I64_MAX_CHARS +
+                           id_errors_bound(errs, nerr)))
+        return -ENOMEM;
+    put_ok(b, rid, true);
+    PUT_LIT(b, ",");
+    put_str(b, k);
+    PUT_LIT(b, ":");
+    put_i64(b, n);
+    if (nerr)
+        put_id_errors(b, "errors", errs, nerr);
+    end_line(b);
+    return 0;
+}
+
+int
+encode_event_jobs(struct buf *b, const struct proto_job *jobs, size_t n)
+{
+    if (buf_reserve(b, 24 + jobs_bound(jobs, n)))
+        return -ENOMEM;
+    PUT_LIT(b, "{\"event\":\"jobs\",");
+    put_jobs(b, jobs, n);
+    PUT_LIT(b, "}\n");
+    return 0;
+}
+
+int
+encode_event_consume_end(struct buf *b, const char *reason)
+{
+    struct span r = span_str(reason);
+    if (buf_reserve(b, 40 + str_bound(r)))
+        return -ENOMEM;
+    PUT_LIT(b, "{\"event\":\"consume_end\",\"reason\":");
+    put_str(b, r);
+    PUT_LIT(b, "}\n");
     return 0;
 }
 

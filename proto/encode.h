@@ -73,6 +73,35 @@ int encode_proto_error(struct buf *b, struct span rid, const struct proto_error 
  * [,"deadline":..]},...]}; n may be 0 (a fetch that timed out). */
 int encode_jobs(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n);
 
+/* Why one job of a request that names several (ack/nack "ids", fetch's
+ * "ack") was not done. Borrowed for the call. */
+struct proto_id_error {
+    struct span id;
+    enum proto_err code;
+    const char *message;
+};
+
+/* encode_jobs with the failed acks of a fetch's "ack" list appended as
+ * "ack_errors":[{"id":..,"code":..,"message":..},...] (left out when
+ * nerr is 0). */
+int encode_jobs_acked(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n,
+                      const struct proto_id_error *errs, size_t nerr);
+
+/* {"ok":true,KEY:N[,"errors":[{"id":..,"code":..,"message":..},...]]}: an
+ * ack or nack of several ids, N of them done ("errors" left out when nerr
+ * is 0). key is a plain ASCII name. */
+int encode_ok_count(struct buf *b, struct span rid, const char *key, int64_t n,
+                    const struct proto_id_error *errs, size_t nerr);
+
+/* {"event":"jobs","jobs":[...]}: jobs pushed to a consuming connection,
+ * each as in encode_jobs; n >= 1. */
+int encode_event_jobs(struct buf *b, const struct proto_job *jobs, size_t n);
+
+/* {"event":"consume_end","reason":REASON}: the server ended a consume
+ * ("closed": every queue closed and drained; "shutting_down"). reason is a
+ * plain ASCII name. */
+int encode_event_consume_end(struct buf *b, const char *reason);
+
 /* {"ok":true,...every member of `fields`...}: the rarely used answers
  * (hello, declare, queues, stats, job). fields must be a JSON object
  * (borrowed; members in its order). -EINVAL (b unchanged) if it is not. */

@@ -43,6 +43,9 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_DEAD] = BOOL_F("dead", dead),
     [F_AFTER] = SPAN_F("after", K_QUEUE, after),
     [F_DIGEST] = BOOL_F("digest", digest),
+    [F_IDS] = {"ids", 3, K_IDS, 0, 0, 0, 0},
+    [F_ACK] = {"ack", 3, K_IDS, 0, 0, 0, 0},
+    [F_PREFETCH] = INT_F("prefetch", prefetch, 1, MSG_MAX_PREFETCH),
 };
 
 int
@@ -159,26 +162,64 @@ take_json(struct decoder *d, enum field f, struct span *sp)
     return 0;
 }
 
+/* The rules of an id (K_ID) or a free text (K_TEXT) already stored in sp;
+ * what names the value in a message (e.g. "field 'ids': element 3"). */
+static int
+check_text(struct decoder *d, const char *what, bool id, const struct span *sp)
+{
+    size_t max = id ? MSG_MAX_ID : MSG_MAX_TEXT;
+    if (id && sp->len == 0)
+        return field_reject(d, PROTO_BAD_REQUEST, "%s: must not be empty", what);
+    if (sp->len > max)
+        return field_reject(d, PROTO_BAD_REQUEST, "%s: longer than %zu bytes", what, max);
+    for (size_t i = 0; i < sp->len; i++) {
+        unsigned char c = (unsigned char)sp->ptr[i];
+        if (c == 0 || (id && (c < 0x20 || c == 0x7f)))
+            return field_reject(d, PROTO_BAD_REQUEST, "%s: contains a %s", what,
+                                id ? "control character" : "NUL character");
+    }
+    return 0;
+}
+
 static int
 take_text(struct decoder *d, enum field f, struct span *sp)
 {
     const struct scan_value *v = &d->vals[f];
-    bool id = field_defs[f].kind == K_ID;
     if (v->type != SCAN_STRING)
         return field_wrong_type(d, f, "a string");
     field_store_string(d, v, sp);
-    size_t max = id ? MSG_MAX_ID : MSG_MAX_TEXT;
-    if (id && sp->len == 0)
-        return field_reject(d, PROTO_BAD_REQUEST, "field '%s': must not be empty",
-                            field_defs[f].name);
-    if (sp->len > max)
-        return field_reject(d, PROTO_BAD_REQUEST, "field '%s': longer than %zu bytes",
-                            field_defs[f].name, max);
-    for (size_t i = 0; i < sp->len; i++) {
-        unsigned char c = (unsigned char)sp->ptr[i];
-        if (c == 0 || (id && (c < 0x20 || c == 0x7f)))
-            return field_reject(d, PROTO_BAD_REQUEST, "field '%s': contains a %s",
-                                field_defs[f].name, id ? "control character" : "NUL character");
+    char what[32];
+    snprintf(what, sizeof what, "field '%s'", field_defs[f].name);
+    return check_text(d, what, field_defs[f].kind == K_ID, sp);
+}
+
+/* "ids" (ack, nack) and "ack" (fetch): job ids into out->ids. Repeats are
+ * allowed (the second one finds the job acked already). */
+static int
+take_ids(struct decoder *d, enum field f)
+{
+    const struct scan_value *v = &d->vals[f];
+    struct request *r = d->out;
+    const char *name = field_defs[f].name;
+    if (v->type != SCAN_ARRAY)
+        return field_wrong_type(d, f, "an array of job ids");
+    if (v->nelems < 1 || v->nelems > MSG_MAX_IDS)
+        return field_reject(d, PROTO_BAD_REQUEST, "field '%s': must list 1 to %d ids, got %zu",
+                            name, MSG_MAX_IDS, v->nelems);
+    size_t pos = 0;
+    struct scan_value e;
+    while (scan_array_next(v, &pos, &e)) {
+        struct span *sp = &r->ids[r->nids];
+        if (e.type != SCAN_STRING)
+            return field_reject(d, PROTO_BAD_REQUEST,
+                                "field '%s': element %zu must be a string, got %s", name, r->nids,
+                                scan_type_name(e.type));
+        field_store_string(d, &e, sp);
+        char what[48];
+        snprintf(what, sizeof what, "field '%s': element %zu", name, r->nids);
+        if (check_text(d, what, true, sp))
+            return -EINVAL;
+        r->nids++;
     }
     return 0;
 }
@@ -220,6 +261,8 @@ field_take(struct decoder *d, const struct rule *rule)
         return take_queues(d);
     case K_JSON:
         return take_json(d, rule->f, (struct span *)(base + fd->off));
+    case K_IDS:
+        return take_ids(d, rule->f);
     case K_ID:
     case K_TEXT:
         return take_text(d, rule->f, (struct span *)(base + fd->off));

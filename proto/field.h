@@ -37,6 +37,9 @@ enum field {
     F_DEAD,
     F_AFTER,
     F_DIGEST,
+    F_IDS,
+    F_ACK,
+    F_PREFETCH,
     F_NFIELDS
 };
 
@@ -48,6 +51,7 @@ enum kind {
     K_QUEUES, /* array of 1..MSG_MAX_QUEUES distinct queue names */
     K_JSON,   /* any JSON value, kept compact, at most limits->max_payload bytes */
     K_ID,     /* string of 1..MSG_MAX_ID bytes, no control characters */
+    K_IDS,    /* array of 1..MSG_MAX_IDS job ids (K_ID each), into ids/nids */
     K_TEXT,   /* string of at most MSG_MAX_TEXT bytes, no NUL */
     K_INT,    /* integer within [min, max] */
     K_BOOL,   /* true or false */

@@ -37,21 +37,56 @@ check_submit(struct decoder *d)
     return 0;
 }
 
-/* fetch takes "queue" as shorthand for a one-name "queues". */
+/* "queue" as shorthand for a one-name "queues" (fetch, consume); 0, or
+ * -EINVAL when both are given. */
 static int
-check_fetch(struct decoder *d)
+queue_shorthand(struct decoder *d)
 {
     struct request *r = d->out;
     if (r->queue.len && r->nqueues)
         return field_reject(d, PROTO_BAD_REQUEST,
                             "fields 'queue' and 'queues': give one, not both");
-    if (!r->queue.len && !r->nqueues)
-        return field_reject(d, PROTO_BAD_REQUEST, "field 'queues': missing");
-    if (!r->nqueues) {
+    if (r->queue.len) {
         r->queues[0] = r->queue;
         r->nqueues = 1;
     }
     return 0;
+}
+
+static int
+check_fetch(struct decoder *d)
+{
+    if (!d->out->queue.len && !d->out->nqueues)
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'queues': missing");
+    return queue_shorthand(d);
+}
+
+/* A consume may leave the queues out to change only its prefetch. */
+static int
+check_consume(struct decoder *d)
+{
+    return queue_shorthand(d);
+}
+
+/* ack and nack name one job ("id") or several ("ids"). */
+static int
+check_ids(struct decoder *d)
+{
+    struct request *r = d->out;
+    if (r->id.len && r->nids)
+        return field_reject(d, PROTO_BAD_REQUEST, "fields 'id' and 'ids': give one, not both");
+    if (!r->id.len && !r->nids)
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'id': missing (or give 'ids')");
+    return 0;
+}
+
+static int
+check_ack(struct decoder *d)
+{
+    if (d->out->nids && d->out->result.len)
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "fields 'ids' and 'result': a result goes with one 'id'");
+    return check_ids(d);
 }
 
 /* clang-format off */
@@ -73,10 +108,11 @@ static const struct op_def ops[OP_COUNT] = {
                    check_submit},
     [OP_FETCH] = {"fetch",
                   RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_TIMEOUT_MS), {F_COUNT, false, 1, 1000},
-                        OPT(F_STRICT)),
+                        OPT(F_STRICT), OPT(F_ACK)),
                   check_fetch},
-    [OP_ACK] = {"ack", RULES(REQ(F_ID), OPT(F_RESULT)), NULL},
-    [OP_NACK] = {"nack", RULES(REQ(F_ID), OPT(F_ERROR), OPT(F_DELAY_MS), OPT(F_DEAD)), NULL},
+    [OP_ACK] = {"ack", RULES(OPT(F_ID), OPT(F_IDS), OPT(F_RESULT)), check_ack},
+    [OP_NACK] = {"nack", RULES(OPT(F_ID), OPT(F_IDS), OPT(F_ERROR), OPT(F_DELAY_MS), OPT(F_DEAD)),
+                 check_ids},
     [OP_RELEASE] = {"release", RULES(REQ(F_ID)), NULL},
     [OP_TOUCH] = {"touch", RULES(REQ(F_ID), OPT(F_TTR_MS)), NULL},
     [OP_CANCEL] = {"cancel", RULES(REQ(F_ID)), NULL},
@@ -88,6 +124,10 @@ static const struct op_def ops[OP_COUNT] = {
     [OP_KICK] = {"kick", RULES(REQ(F_QUEUE), OPT(F_COUNT)), NULL},
     [OP_QUEUES] = {"queues", RULES(OPT(F_AFTER), {F_COUNT, false, 1, QUEUES_PAGE_MAX}), NULL},
     [OP_STATS] = {"stats", RULES(OPT(F_QUEUE), OPT(F_DIGEST)), NULL},
+    [OP_CONSUME] = {"consume",
+                    RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_PREFETCH), OPT(F_STRICT)),
+                    check_consume},
+    [OP_CANCEL_CONSUME] = {"cancel_consume", NULL, 0, NULL},
 };
 
 const char *
@@ -160,27 +200,36 @@ scan_fields(struct decoder *d, const char *line, size_t len, int *dup)
     return 0;
 }
 
-/* One allocation holds every string of the request: queues[] first (so
- * it is aligned), then the bytes. Each value shrinks or keeps its size
- * when unescaped or compacted, plus one NUL. */
+/* Elements of an array field (0 when absent or not an array). */
+static size_t
+array_len(const struct decoder *d, enum field f)
+{
+    return d->seen & (1u << f) && d->vals[f].type == SCAN_ARRAY ? d->vals[f].nelems : 0;
+}
+
+/* One allocation holds every string of the request: queues[] and ids[]
+ * first (so they are aligned), then the bytes. Each value shrinks or keeps
+ * its size when unescaped or compacted, plus one NUL. An op reads only one
+ * of "ids" and "ack", but both may be there: ids[] has room for either. */
 static int
 alloc_store(struct decoder *d)
 {
-    size_t nq = 1, bytes = 0;
-    if (d->seen & (1u << F_QUEUES) && d->vals[F_QUEUES].type == SCAN_ARRAY)
-        nq += d->vals[F_QUEUES].nelems;
+    size_t nq = 1 + array_len(d, F_QUEUES), bytes = 0;
+    size_t ni = array_len(d, F_IDS) > array_len(d, F_ACK) ? array_len(d, F_IDS)
+                                                          : array_len(d, F_ACK);
     for (int f = 0; f < F_NFIELDS; f++) {
         if (d->seen & (1u << f))
             bytes += d->vals[f].len + 1;
     }
-    char *store = malloc(nq * sizeof(struct span) + bytes);
+    char *store = malloc((nq + ni) * sizeof(struct span) + bytes);
     if (!store) {
         proto_error_set(d->err, PROTO_INTERNAL, "out of memory decoding the request");
         return -ENOMEM;
     }
     d->out->store = store;
     d->out->queues = (struct span *)(void *)store;
-    d->w = store + nq * sizeof(struct span);
+    d->out->ids = d->out->queues + nq;
+    d->w = store + (nq + ni) * sizeof(struct span);
     return 0;
 }
 

@@ -32,6 +32,8 @@ enum op {
     OP_KICK,
     OP_QUEUES,
     OP_STATS,
+    OP_CONSUME,
+    OP_CANCEL_CONSUME,
     OP_COUNT /* number of values; not an op */
 };
 
@@ -42,6 +44,8 @@ enum op {
 #define QUEUES_PAGE_DEFAULT 1000 /* queues one `queues` answer lists without "count" */
 #define QUEUES_PAGE_MAX 10000    /* ... and with it, at most */
 #define MSG_MAX_ID 128         /* bytes in a job id */
+#define MSG_MAX_IDS 1000       /* ids in an "ids" (ack, nack) or "ack" (fetch) list */
+#define MSG_MAX_PREFETCH 1000  /* consume's "prefetch" */
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
@@ -64,8 +68,12 @@ struct request {
     struct span queue;   /* "queue": declare, submit, close, pause, resume, kick,
                           * stats (optional there), fetch (shorthand) */
     struct span *queues; /* "queues": fetch (always set, >= 1), submit (send-side
-                          * select, instead of "queue"); no duplicates */
+                          * select, instead of "queue"), consume (set when given);
+                          * no duplicates */
     size_t nqueues;      /* entries in queues[]; 0 when absent */
+    struct span *ids;    /* job ids: ack and nack ("ids", instead of "id"), fetch
+                          * ("ack": the jobs to ack first); may repeat */
+    size_t nids;         /* entries in ids[]; 0 when absent */
     struct span payload; /* submit: the payload as compact JSON text (any value) */
     struct span id;      /* job id: ack, nack, release, touch, cancel, wait, job */
     struct span parent;  /* submit: parent job id */
@@ -83,10 +91,11 @@ struct request {
     int64_t wait_ms;      /* submit: how long to wait for room */
     int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
     int64_t count;        /* fetch (max jobs), kick (max jobs), queues (max queues) */
+    int64_t prefetch;     /* consume: jobs the connection may hold unacked */
     bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
-        has_timeout_ms, has_count;
+        has_timeout_ms, has_count, has_prefetch;
 
-    bool strict; /* fetch: first listed ready queue wins (false when absent) */
+    bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */
     bool digest; /* stats: add the state digest (false when absent) */
 

@@ -31,14 +31,15 @@ import (
 func main() {
 	server := flag.String("server", "127.0.0.1:7420", "chanqd address")
 	producers := flag.Int("p", 8, "producer connections")
-	workers := flag.Int("c", 8, "worker slots (connections)")
+	workers := flag.Int("c", 8, "worker slots")
 	seconds := flag.Float64("d", 10, "produce for this many seconds")
 	window := flag.Int("window", 64, "submits in flight per producer")
 	size := flag.Int("payload", 100, "payload bytes")
 	capacity := flag.Int("capacity", 10000, "queue capacity")
 	drain := flag.Float64("drain", 30, "seconds to wait for the acks after producing")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
-	prefetch := flag.Int("prefetch", 1, "jobs a worker slot fetches at once (Worker.Prefetch)")
+	prefetch := flag.Int("prefetch", 0, "Worker.Prefetch (0: the Worker's default)")
+	poll := flag.Bool("poll", false, "the Worker fetches (Worker.Poll) instead of consuming")
 	flag.Parse()
 
 	if *cpuprofile != "" {
@@ -64,7 +65,7 @@ func main() {
 	payload := json.RawMessage(`"` + strings.Repeat("x", *size-2) + `"`)
 
 	var acked int64
-	w := &chanq.Worker{Addr: *server, Queues: []string{queue}, Concurrency: *workers, Prefetch: *prefetch,
+	w := &chanq.Worker{Addr: *server, Queues: []string{queue}, Concurrency: *workers, Prefetch: *prefetch, Poll: *poll,
 		Handler: func(ctx context.Context, job *chanq.Job) (any, error) {
 			atomic.AddInt64(&acked, 1)
 			return nil, nil

@@ -1,5 +1,5 @@
 /* chanq loadtest: P producer and C consumer connections (one thread each)
- * drive the job cycle submit -> fetch -> ack; a sampler records every second
+ * drive the job cycle submit -> consume (or fetch) -> ack; a sampler records every second
  * (rates, latency percentiles, the server's view of the queue and its RSS)
  * for a live line, a final report, CSV and an SVG chart. */
 #include "chanq_config.h"
@@ -24,8 +24,10 @@ static const char loadtest_usage[] =
     "Usage: chanq loadtest [OPTIONS]\n"
     "Runs producers and consumers (one connection each) against one queue and\n"
     "reports throughput and submit-to-ack latency. Producers pipeline their\n"
-    "submits (--window per round trip), consumers fetch --batch jobs at a time\n"
-    "and pipeline their acks. Make consumers slower than producers (--work-us)\n"
+    "submits (--window per round trip); consumers consume, --batch jobs pushed\n"
+    "to each at most, and ack what they received in one request (--fetch: they\n"
+    "fetch --batch jobs at a time and pipeline their acks). Make consumers\n"
+    "slower than producers (--work-us)\n"
     "to watch backpressure: depth pinned at capacity, submit rate down to the\n"
     "ack rate. A live line is printed every second on a terminal.\n"
     "\nOptions:\n"
@@ -39,7 +41,9 @@ static const char loadtest_usage[] =
     "  --queue NAME         queue name (default loadtest-PID)\n"
     "  --work-us US         consumer time per job (default 0)\n"
     "  --window N           submits in flight per producer (default 64)\n"
-    "  --batch N            jobs per fetch (default 64)\n"
+    "  --batch N            jobs a consumer holds at most: its prefetch, or its\n"
+    "                       jobs per fetch (default 64)\n"
+    "  --fetch              consumers fetch instead of consuming\n"
     "  --drain SEC          after producing, wait at most SEC for the consumers\n"
     "                       to ack what was submitted (default 30)\n"
     "  --csv FILE           per-second series as CSV\n"
@@ -47,7 +51,7 @@ static const char loadtest_usage[] =
     "  --quiet              no live line\n";
 
 enum { OPT_RATE = OPT_FIRST_OWN, OPT_PAYLOAD, OPT_CAPACITY, OPT_QUEUE, OPT_WORK, OPT_WINDOW,
-       OPT_BATCH, OPT_CSV, OPT_SVG, OPT_QUIET, OPT_DRAIN };
+       OPT_BATCH, OPT_CSV, OPT_SVG, OPT_QUIET, OPT_DRAIN, OPT_FETCH };
 
 #define MAX_SAMPLES 86400
 
@@ -67,6 +71,7 @@ struct lt {
     char queue[160];
     const char *csv, *svg;
     bool quiet;
+    bool fetch;               /* consumers fetch instead of consuming */
     char *payload_pad;        /* filler so the payload has payload_size bytes */
     atomic_bool producing;    /* producers run while true */
     atomic_bool consuming;    /* consumers run while true */
@@ -194,21 +199,28 @@ struct consumer_arg {
     struct lat *lat;
 };
 
-static void *
-consumer_main(void *arg)
+/* Acked jobs: counted, and their latency (submit to ack answered) kept. */
+static void
+record_acked(struct consumer_arg *ca, const int64_t *sent_at, size_t n, long acked)
 {
-    struct consumer_arg *ca = arg;
+    int64_t t = now_us();
+    pthread_mutex_lock(&ca->lat->mu);
+    for (size_t i = 0; i < n; i++)
+        if (sent_at[i] > 0 && t >= sent_at[i])
+            hist_add(&ca->lat->now, (uint64_t)(t - sent_at[i]));
+    pthread_mutex_unlock(&ca->lat->mu);
+    atomic_fetch_add(&ca->lt->acked, acked);
+}
+
+static void
+fetch_loop(struct consumer_arg *ca, struct chanq_conn *c)
+{
     struct lt *lt = ca->lt;
-    struct chanq_conn *c = lt_connect(lt);
-    if (!c) {
-        atomic_fetch_add(&lt->errors, 1);
-        return NULL;
-    }
     const char *queues[] = {lt->queue};
     struct chanq_fetch_opts fo = {.queues = queues, .nqueues = 1, .timeout_ms = 100,
                                   .count = lt->batch};
     int64_t *sent_at = calloc((size_t)lt->batch, sizeof *sent_at);
-    while (atomic_load(&lt->consuming)) {
+    while (sent_at && atomic_load(&lt->consuming)) {
         struct chanq_job *jobs;
         size_t n;
         if (chanq_fetch(c, &fo, &jobs, &n) < 0) {
@@ -226,16 +238,121 @@ consumer_main(void *arg)
         for (size_t i = 0; i < n; i++)
             if (chanq_recv_ok(c) == 0)
                 acked++;
-        int64_t t = now_us();
-        pthread_mutex_lock(&ca->lat->mu);
-        for (size_t i = 0; i < n; i++)
-            if (sent_at[i] > 0 && t >= sent_at[i])
-                hist_add(&ca->lat->now, (uint64_t)(t - sent_at[i]));
-        pthread_mutex_unlock(&ca->lat->mu);
-        atomic_fetch_add(&lt->acked, acked);
+        record_acked(ca, sent_at, n, acked);
         chanq_jobs_free(jobs, n);
     }
     free(sent_at);
+}
+
+/* The jobs a consuming consumer was pushed and has not acked yet. */
+struct held {
+    char **ids;
+    int64_t *sent_at;
+    size_t n, cap;
+    bool ended; /* the server ended the consume */
+};
+
+static void
+on_pushed(const struct chanq_event *ev, void *arg)
+{
+    struct held *h = arg;
+    if (strcmp(ev->type, "consume_end") == 0)
+        h->ended = true;
+    if (strcmp(ev->type, "jobs") != 0)
+        return;
+    for (size_t i = 0; i < ev->njobs; i++) {
+        if (h->n == h->cap) {
+            size_t cap = h->cap ? 2 * h->cap : 64;
+            char **ids = realloc(h->ids, cap * sizeof *ids);
+            int64_t *at = ids ? realloc(h->sent_at, cap * sizeof *at) : NULL;
+            if (ids)
+                h->ids = ids;
+            if (!at)
+                return; /* out of memory: its ttr gives the job back */
+            h->sent_at = at;
+            h->cap = cap;
+        }
+        char *id = strdup(ev->jobs[i].id);
+        if (!id)
+            return;
+        h->ids[h->n] = id;
+        h->sent_at[h->n++] = payload_time(ev->jobs[i].payload);
+    }
+}
+
+/* Consumes: waits for pushed jobs, works on them, acks them all in one
+ * request (a consumer holds --batch jobs at most: its prefetch) and reads
+ * the answer, while the server pushes the next jobs. */
+static void
+consume_loop(struct consumer_arg *ca, struct chanq_conn *c)
+{
+    struct lt *lt = ca->lt;
+    struct held h = {0};
+    chanq_set_event_fn(c, on_pushed, &h);
+    const char *queues[] = {lt->queue};
+    struct chanq_consume_opts co = {.queues = queues, .nqueues = 1, .prefetch = lt->batch};
+    if (chanq_consume(c, &co) < 0) {
+        fprintf(stderr, "chanq loadtest: consume: %s: %s\n", chanq_last_error(c)->code,
+                chanq_last_error(c)->message);
+        atomic_fetch_add(&lt->errors, 1);
+        return;
+    }
+    struct held acking = {0};
+    while (atomic_load(&lt->consuming) && !h.ended) {
+        if (h.n == 0 && chanq_poll_events(c, 100) < 0)
+            break;
+        if (h.n == 0)
+            continue;
+        /* These are acked now; the next ones gather in h meanwhile. */
+        struct held t = acking;
+        acking = h;
+        h = t;
+        h.n = 0;
+        for (size_t i = 0; i < acking.n; i++)
+            busy_work(lt->work_us);
+        int64_t done = 0;
+        int rc = 0;
+        for (size_t off = 0; rc == 0 && off < acking.n; off += 1000) {
+            size_t k = acking.n - off < 1000 ? acking.n - off : 1000;
+            int64_t d = 0;
+            rc = chanq_ack_many(c, (const char *const *)acking.ids + off, k, &d, NULL);
+            done += d;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "chanq loadtest: ack: %s: %s\n", chanq_last_error(c)->code,
+                    chanq_last_error(c)->message);
+            atomic_fetch_add(&lt->errors, 1);
+            break;
+        }
+        record_acked(ca, acking.sent_at, acking.n, (long)done);
+        for (size_t i = 0; i < acking.n; i++)
+            free(acking.ids[i]);
+        acking.n = 0;
+    }
+    chanq_set_event_fn(c, NULL, NULL);
+    for (size_t i = 0; i < h.n; i++)
+        free(h.ids[i]);
+    for (size_t i = 0; i < acking.n; i++)
+        free(acking.ids[i]);
+    free(h.ids);
+    free(h.sent_at);
+    free(acking.ids);
+    free(acking.sent_at);
+}
+
+static void *
+consumer_main(void *arg)
+{
+    struct consumer_arg *ca = arg;
+    struct chanq_conn *c = lt_connect(ca->lt);
+    if (!c) {
+        atomic_fetch_add(&ca->lt->errors, 1);
+        return NULL;
+    }
+    if (ca->lt->fetch)
+        fetch_loop(ca, c);
+    else
+        consume_loop(ca, c);
     chanq_conn_free(c);
     return NULL;
 }
@@ -333,12 +450,12 @@ report(const struct lt *lt, const struct sample *s, size_t n, double produce_s, 
     }
     double blocked = n > 0 && s[n - 1].blocked_ms >= 0 && blocked0 >= 0 ? s[n - 1].blocked_ms - blocked0 : -1;
     printf("loadtest: queue %s, %d producers, %d consumers, payload %" PRId64 " B, capacity %" PRId64
-           ", work %" PRId64 " us/job, window %" PRId64 ", batch %" PRId64 "\n",
+           ", work %" PRId64 " us/job, window %" PRId64 ", %s %" PRId64 "\n",
            lt->queue, lt->producers, lt->consumers, lt->payload_size, lt->capacity, lt->work_us,
-           lt->window, lt->batch);
+           lt->window, lt->fetch ? "fetch batch" : "consume prefetch", lt->batch);
     printf("submitted   %lld in %.1f s: %.0f jobs/s\n", sub, produce_s, sub / produce_s);
-    printf("acked       %lld in %.1f s: %.0f jobs/s (cycles: submit -> fetch -> ack)\n", ack,
-           total_s, ack / total_s);
+    printf("acked       %lld in %.1f s: %.0f jobs/s (cycles: submit -> %s -> ack)\n", ack,
+           total_s, ack / total_s, lt->fetch ? "fetch" : "consume");
     printf("rejected    %lld submits (queue_full / timeout)\n", (long long)atomic_load(&lt->rejected));
     if (blocked >= 0)
         printf("blocked     %.1f s of submitter time waiting for room (server blocked_ms), "
@@ -375,6 +492,7 @@ parse(struct lt *lt, int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW}, {"batch", required_argument, NULL, OPT_BATCH},
         {"csv", required_argument, NULL, OPT_CSV}, {"svg", required_argument, NULL, OPT_SVG},
         {"quiet", no_argument, NULL, OPT_QUIET}, {"drain", required_argument, NULL, OPT_DRAIN},
+        {"fetch", no_argument, NULL, OPT_FETCH},
         CLI_COMMON_OPTIONS};
     int opt;
     while ((opt = cli_getopt(&lt->g, argc, argv, "hp:c:d:n:", opts)) != -1) {
@@ -395,6 +513,7 @@ parse(struct lt *lt, int argc, char **argv)
         case OPT_CSV: lt->csv = optarg; break;
         case OPT_SVG: lt->svg = optarg; break;
         case OPT_QUIET: lt->quiet = true; break;
+        case OPT_FETCH: lt->fetch = true; break;
         case OPT_DRAIN: lt->drain_s = cli_i64(&lt->g, "--drain", optarg); break;
         }
     }
@@ -402,6 +521,8 @@ parse(struct lt *lt, int argc, char **argv)
         cli_usage_error(&lt->g, "unexpected argument '%s'", argv[optind]);
     if (lt->producers < 1 || lt->consumers < 1 || lt->window < 1 || lt->batch < 1)
         cli_usage_error(&lt->g, "producers, consumers, window and batch must be at least 1");
+    if (lt->batch > 1000)
+        cli_usage_error(&lt->g, "--batch is at most 1000");
     if (lt->payload_size < 40)
         lt->payload_size = 40;
 }

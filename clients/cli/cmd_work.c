@@ -1,6 +1,6 @@
 /* chanq work: run a command for each job. The pool is libchanq's worker
- * (chanq_worker_*, clients/worker.c): one thread and one connection per
- * slot, the job touched while it runs, the cancel and revoked events
+ * (chanq_worker_*, clients/worker.c): a thread per slot and one connection
+ * that consumes, the job touched while it runs, the cancel and revoked events
  * turned into a cancel fd, acks and nacks from the verdict. This file adds
  * what is about commands: the job function spawns CMD with the payload on
  * stdin, waits for it while watching the cancel fd (SIGTERM to its process
@@ -24,24 +24,25 @@
 
 static const char work_usage[] =
     "Usage: chanq work QUEUE... [OPTIONS] -- CMD [ARGS...]\n"
-    "Runs CMD once per job fetched from any of the queues, N at a time. The\n"
+    "Runs CMD once per job of any of the queues, N at a time. The\n"
     "job's payload (JSON) is on CMD's stdin; CHANQ_JOB_ID, CHANQ_ATTEMPT and\n"
     "CHANQ_QUEUE are set. Exit status 0 acks the job with CMD's stdout as the\n"
     "result (as JSON if it parses, else as a string); any other status nacks it\n"
     "with the tail of stderr as the error. When the job is cancelled or its\n"
     "reservation revoked (ttr, deadline), CMD's process group gets SIGTERM, then\n"
     "SIGKILL after the grace period. Long jobs are touched automatically.\n"
-    "SIGTERM or SIGINT: stop fetching, let running commands finish, exit 0\n"
+    "SIGTERM or SIGINT: take no more jobs, let running commands finish, exit 0\n"
     "(a second signal terminates the running commands). Also exits when every\n"
-    "queue is closed and drained. Exits 5, fetching nothing more, when CMD\n"
-    "cannot be started (checked before every fetch, like execvp finds it); a\n"
-    "job fetched for a CMD that then fails to start is released, not nacked:\n"
+    "queue is closed and drained. Exits 5, taking no more jobs, when CMD\n"
+    "cannot be started (checked before every job and every half second while\n"
+    "idle, like execvp finds it); a job taken for a CMD that then fails to\n"
+    "start is released, not nacked:\n"
     "back in its queue at once, the delivery not counted as an attempt.\n"
     "\nOptions:\n"
     "  -c, --concurrency N  commands running at once (default 1)\n"
     "  --grace-ms MS        SIGTERM to SIGKILL delay (default 5000)\n"
     "  --touch-ms MS        touch running jobs every MS (default: half the ttr)\n"
-    "  --strict             fetch from the first listed ready queue (priorities)\n"
+    "  --strict             take from the first listed ready queue (priorities)\n"
     "  -q, --quiet          do not log each job on stderr\n";
 
 enum { OPT_GRACE = OPT_FIRST_OWN, OPT_TOUCH, OPT_STRICT };
@@ -120,8 +121,8 @@ pool_cannot_run(struct pool *p, const char *why)
         fprintf(stderr, "chanq work: cannot run %s: %s; stopping\n", p->cmd[0], why);
 }
 
-/* The ready hook, before every fetch: so that a CMD deleted while the pool
- * idles costs no job a delivery. */
+/* The ready hook, before every job and while the pool idles: so that a CMD
+ * deleted while the pool idles costs no job a delivery. */
 static bool
 command_ready(int slot, void *arg)
 {
@@ -221,7 +222,7 @@ log_outcome(const struct chanq_job *job, const struct chanq_work_outcome *o, voi
     case CHANQ_LOST: what = "connection lost"; break;
     case CHANQ_RELEASED: what = "not started, released"; break;
     case CHANQ_REFUSED:
-        what = note->not_started ? "not started, given back by closing the connection" : "failed";
+        what = note->not_started ? "not started, release refused" : "failed";
         detail = o->detail;
         break;
     }
@@ -249,7 +250,7 @@ signal_main(void *arg)
     int signals = 0, sig;
     while (sigwait(&set, &sig) == 0 && sig != SIGUSR1) {
         if (signals++ == 0) {
-            fprintf(stderr, "chanq work: %s: no more fetching; waiting for running commands\n",
+            fprintf(stderr, "chanq work: %s: no more jobs taken; waiting for running commands\n",
                     strsignal(sig));
             chanq_worker_stop(p->w, false);
         } else {

@@ -39,18 +39,23 @@ type Options struct {
 	// the memory of a burst of pipelined requests.
 	MaxInFlight int
 	// OnEvent, when set, is called for each event the server sends
-	// (cancel, revoked). It runs on the connection's reading goroutine:
+	// (cancel, revoked, and the jobs a Consume pushes). It runs on the
+	// connection's reading goroutine:
 	// it must return quickly and must not wait for an answer on the same
 	// connection (that answer is read by the goroutine it blocks).
 	// Without OnEvent, events are dropped.
 	OnEvent func(Event)
 }
 
-// Event is an unsolicited message about a job this connection holds.
+// Event is an unsolicited message about the jobs of this connection.
 type Event struct {
-	Type   string // "cancel" (the job was cancelled) or "revoked" (its reservation ended)
-	ID     string // the job's id
-	Reason string // for "revoked": "ttr" or "deadline"
+	// "cancel" (the job was cancelled), "revoked" (its reservation
+	// ended), "jobs" (Jobs pushed by Consume, reserved for this connection
+	// as if fetched) or "consume_end" (the server ended the consume).
+	Type   string
+	ID     string // the job's id (cancel, revoked)
+	Reason string // revoked: "ttr" or "deadline"; consume_end: "closed" or "shutting_down"
+	Jobs   []*Job // jobs: the jobs pushed
 }
 
 // ServerInfo is the server's answer to hello.
@@ -255,15 +260,22 @@ func (c *Conn) readLoop() {
 		if len(line) == 0 {
 			continue
 		}
+		if jobs, ok := quickPushed(line); ok {
+			if c.onEvent != nil {
+				c.onEvent(Event{Type: "jobs", Jobs: jobs})
+			}
+			continue
+		}
 		if !bytes.HasPrefix(line, okPrefix) {
 			var ev struct {
-				Event  string `json:"event"`
-				ID     string `json:"id"`
-				Reason string `json:"reason"`
+				Event  string    `json:"event"`
+				ID     string    `json:"id"`
+				Reason string    `json:"reason"`
+				Jobs   []wireJob `json:"jobs"`
 			}
 			if json.Unmarshal(line, &ev) == nil && ev.Event != "" {
 				if c.onEvent != nil {
-					c.onEvent(Event{Type: ev.Event, ID: ev.ID, Reason: ev.Reason})
+					c.onEvent(Event{Type: ev.Event, ID: ev.ID, Reason: ev.Reason, Jobs: jobsOf(ev.Jobs)})
 				}
 				continue
 			}
@@ -474,6 +486,8 @@ type request struct {
 	Queue       string          `json:"queue,omitempty"`
 	Queues      []string        `json:"queues,omitempty"`
 	ID          string          `json:"id,omitempty"`
+	IDs         []string        `json:"ids,omitempty"`
+	Ack         []string        `json:"ack,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	Result      json.RawMessage `json:"result,omitempty"`
 	Error       string          `json:"error,omitempty"`
@@ -489,6 +503,7 @@ type request struct {
 	WaitMs      *int64          `json:"wait_ms,omitempty"`
 	TimeoutMs   *int64          `json:"timeout_ms,omitempty"`
 	Count       *int64          `json:"count,omitempty"`
+	Prefetch    *int64          `json:"prefetch,omitempty"`
 	Strict      bool            `json:"strict,omitempty"`
 	Dead        bool            `json:"dead,omitempty"`
 	Extra       map[string]any  `json:"-"`
@@ -530,18 +545,25 @@ func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
 			b = append(b, v...)
 		}
 	}
-	str("queue", req.Queue)
-	if len(req.Queues) > 0 {
-		b = append(b, `,"queues":[`...)
-		for i, q := range req.Queues {
-			if i > 0 {
-				b = append(b, ',')
+	list := func(name string, v []string) {
+		if len(v) > 0 {
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':', '[')
+			for i, s := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, s)
 			}
-			b = appendString(b, q)
+			b = append(b, ']')
 		}
-		b = append(b, ']')
 	}
+	str("queue", req.Queue)
+	list("queues", req.Queues)
 	str("id", req.ID)
+	list("ids", req.IDs)
+	list("ack", req.Ack)
 	raw("payload", req.Payload)
 	raw("result", req.Result)
 	str("error", req.Error)
@@ -557,6 +579,7 @@ func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
 	num("wait_ms", req.WaitMs)
 	num("timeout_ms", req.TimeoutMs)
 	num("count", req.Count)
+	num("prefetch", req.Prefetch)
 	if req.Strict {
 		b = append(b, `,"strict":true`...)
 	}

@@ -26,7 +26,9 @@
 // requests of several goroutines are pipelined on it and their answers
 // matched by rid. Server errors are *Error values, comparable with
 // errors.Is to the sentinel of their code (ErrQueueFull, ErrNotFound, ...).
-// Events (cancel, revoked) go to Options.OnEvent. See Conn for what a
+// Events (cancel, revoked, the jobs Consume pushes) go to Options.OnEvent.
+// The Worker consumes: jobs are pushed to it and its acks are pipelined,
+// so a job costs no round trip of its own. See Conn for what a
 // cancelled context does (it abandons the request and closes the
 // connection).
 //

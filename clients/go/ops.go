@@ -137,9 +137,9 @@ func (c *Conn) SubmitAny(ctx context.Context, queues []string, payload any, opts
 	return a.ID, a.Queue, err
 }
 
-// Job is a job delivered by Fetch, reserved for the connection that
-// fetched it until it is acked, nacked or released, its TTR runs out or
-// the connection closes.
+// Job is a job delivered by Fetch (or pushed after Consume), reserved for
+// the connection that got it until it is acked, nacked or released, its
+// TTR runs out or the connection closes.
 type Job struct {
 	ID       string          // server-assigned id
 	Queue    string          // the queue it came from
@@ -173,36 +173,58 @@ type FetchOptions struct {
 	// Strict takes from the first listed queue that has a job rather
 	// than from a random ready one.
 	Strict bool
+	// Ack lists jobs this connection holds to ack (without results)
+	// before fetching, so that a polling worker needs one round trip per
+	// job. The acks stand whatever the fetch finds; the ids that could not
+	// be acked are in the *Many of FetchAcking (Fetch drops them).
+	Ack []string
 }
 
 // Fetch reserves up to opts.Count jobs from queues for this connection.
 // It returns ErrClosed when every listed queue is closed and drained.
 // While it waits, the connection's later requests wait too.
 func (c *Conn) Fetch(ctx context.Context, queues []string, opts *FetchOptions) ([]*Job, error) {
+	jobs, _, err := c.FetchAcking(ctx, queues, opts)
+	return jobs, err
+}
+
+// FetchAcking is Fetch that also says how the acks of opts.Ack went.
+func (c *Conn) FetchAcking(ctx context.Context, queues []string, opts *FetchOptions) ([]*Job, *Many, error) {
 	if len(queues) == 0 {
-		return nil, errNoQueue
+		return nil, nil, errNoQueue
 	}
 	r := request{Op: "fetch", Queues: queues}
 	if opts != nil {
 		r.Count = intp(opts.Count)
 		r.TimeoutMs = ms(opts.Timeout)
 		r.Strict = opts.Strict
+		r.Ack = opts.Ack
 	}
 	line, err := c.roundTrip(ctx, &r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if jobs, ok := quickJobs(line); ok {
-		return jobs, nil
+	if len(r.Ack) == 0 {
+		if jobs, ok := quickJobs(line); ok {
+			return jobs, &Many{}, nil
+		}
 	}
 	var a struct {
-		Jobs []wireJob `json:"jobs"`
+		Jobs      []wireJob    `json:"jobs"`
+		AckErrors []wireFailed `json:"ack_errors"`
 	}
 	if err := decodeAnswer(r.Op, line, &a); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	jobs := make([]*Job, len(a.Jobs))
-	for i, w := range a.Jobs {
+	return jobsOf(a.Jobs), manyOf("ack", len(r.Ack)-len(a.AckErrors), a.AckErrors), nil
+}
+
+func jobsOf(wire []wireJob) []*Job {
+	if wire == nil {
+		return nil
+	}
+	jobs := make([]*Job, len(wire))
+	for i, w := range wire {
 		j := &Job{ID: w.ID, Queue: w.Queue, Payload: w.Payload, Attempt: w.Attempt,
 			TTR: time.Duration(w.TTRMs) * time.Millisecond}
 		if w.Deadline != nil {
@@ -210,7 +232,96 @@ func (c *Conn) Fetch(ctx context.Context, queues []string, opts *FetchOptions) (
 		}
 		jobs[i] = j
 	}
-	return jobs, nil
+	return jobs
+}
+
+// ConsumeOptions are the optional fields of a consume.
+type ConsumeOptions struct {
+	// Prefetch is how many unacked jobs the connection may hold: the
+	// server pushes jobs while it holds fewer (default 1; at most 1000).
+	Prefetch int
+	// Strict takes from the first listed queue that has a job rather
+	// than from a random ready one.
+	Strict bool
+}
+
+// Consume subscribes this connection to queues: the server pushes jobs
+// to it as they come, as "jobs" events to Options.OnEvent (Event.Jobs),
+// each reserved as if fetched, while the connection holds fewer than
+// opts.Prefetch jobs. Called again it changes the subscription; with no
+// queues, only the prefetch. A "consume_end" event says the server ended
+// it (every queue closed and drained, or the server stopping). Unlike a
+// fetch it never waits: the connection's other requests go on.
+func (c *Conn) Consume(ctx context.Context, queues []string, opts *ConsumeOptions) error {
+	r := request{Op: "consume", Queues: queues}
+	if opts != nil {
+		r.Prefetch = intp(opts.Prefetch)
+		r.Strict = opts.Strict
+	}
+	return c.do(ctx, &r, nil)
+}
+
+// CancelConsume stops the connection's consume: no job is pushed after
+// it returns. Jobs already pushed stay reserved to the connection.
+func (c *Conn) CancelConsume(ctx context.Context) error {
+	return c.do(ctx, &request{Op: "cancel_consume"}, nil)
+}
+
+// Many is the answer to a request that names several jobs: how many were
+// done, and the error of each of the others, by id (an *Error as for
+// one id).
+type Many struct {
+	Done   int
+	Failed map[string]error
+}
+
+type wireFailed struct {
+	ID      string `json:"id"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func manyOf(op string, done int, failed []wireFailed) *Many {
+	m := &Many{Done: done}
+	if len(failed) > 0 {
+		m.Failed = make(map[string]error, len(failed))
+		for _, f := range failed {
+			m.Failed[f.ID] = &Error{Op: op, Code: f.Code, Message: f.Message}
+		}
+	}
+	return m
+}
+
+// AckMany finishes several jobs this connection holds (1 to 1000, without
+// results) in one request.
+func (c *Conn) AckMany(ctx context.Context, ids []string) (*Many, error) {
+	var a struct {
+		Acked  int          `json:"acked"`
+		Errors []wireFailed `json:"errors"`
+	}
+	if err := c.do(ctx, &request{Op: "ack", IDs: ids}, &a); err != nil {
+		return nil, err
+	}
+	return manyOf("ack", a.Acked, a.Errors), nil
+}
+
+// NackMany fails several jobs this connection holds the same way in one
+// request.
+func (c *Conn) NackMany(ctx context.Context, ids []string, opts *NackOptions) (*Many, error) {
+	r := request{Op: "nack", IDs: ids}
+	if opts != nil {
+		r.Error = opts.Error
+		r.DelayMs = ms(opts.Delay)
+		r.Dead = opts.Dead
+	}
+	var a struct {
+		Nacked int          `json:"nacked"`
+		Errors []wireFailed `json:"errors"`
+	}
+	if err := c.do(ctx, &r, &a); err != nil {
+		return nil, err
+	}
+	return manyOf("nack", a.Nacked, a.Errors), nil
 }
 
 // Ack finishes a job this connection holds. result (nil for none) is

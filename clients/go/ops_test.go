@@ -557,3 +557,74 @@ func TestEvents(t *testing.T) {
 	}
 	must(t, c.Ping(ctx))
 }
+
+// TestConsume: jobs pushed up to the prefetch, acked several at a time,
+// pushes stopped by CancelConsume; a fetch carrying acks.
+func TestConsume(t *testing.T) {
+	ctx := tctx(t)
+	events := make(chan Event, 100)
+	c := dial(t, nil, &Options{OnEvent: func(e Event) { events <- e }})
+	other := dial(t, nil, nil)
+	q := qname(t, "q")
+	for i := 0; i < 5; i++ {
+		_, err := other.Submit(ctx, q, i, nil)
+		must(t, err)
+	}
+	must(t, c.Consume(ctx, []string{q}, &ConsumeOptions{Prefetch: 3}))
+	var jobs []*Job
+	quiet := func(d time.Duration) bool {
+		select {
+		case e := <-events:
+			jobs = append(jobs, e.Jobs...)
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	for len(jobs) < 3 {
+		if quiet(testTimeout) {
+			t.Fatal("no jobs pushed")
+		}
+	}
+	if !quiet(300*time.Millisecond) || len(jobs) != 3 {
+		t.Fatalf("%d jobs pushed with a prefetch of 3", len(jobs))
+	}
+	var p int
+	must(t, jobs[2].Decode(&p))
+	if p != 2 || jobs[0].Attempt != 1 || jobs[0].Queue != q {
+		t.Fatalf("jobs %+v", jobs)
+	}
+	m, err := c.AckMany(ctx, []string{jobs[0].ID, jobs[1].ID, jobs[2].ID, "404"})
+	must(t, err)
+	if m.Done != 3 || len(m.Failed) != 1 || !errors.Is(m.Failed["404"], ErrNotFound) {
+		t.Fatalf("ack many: %+v", m)
+	}
+	for len(jobs) < 5 {
+		if quiet(testTimeout) {
+			t.Fatal("nothing pushed after the acks")
+		}
+	}
+	must(t, c.CancelConsume(ctx))
+	_, err = other.Submit(ctx, q, 5, nil)
+	must(t, err)
+	if !quiet(300 * time.Millisecond) {
+		t.Fatal("a job pushed after CancelConsume")
+	}
+	m, err = c.NackMany(ctx, []string{jobs[3].ID, jobs[4].ID}, &NackOptions{Delay: NoWait})
+	must(t, err)
+	if m.Done != 2 || m.Failed != nil {
+		t.Fatalf("nack many: %+v", m)
+	}
+	got, err := c.Fetch(ctx, []string{q}, &FetchOptions{Timeout: testTimeout})
+	must(t, err)
+	next, acks, err := c.FetchAcking(ctx, []string{q}, &FetchOptions{Timeout: testTimeout, Ack: []string{got[0].ID, "404"}})
+	must(t, err)
+	if len(next) != 1 || acks.Done != 1 || !errors.Is(acks.Failed["404"], ErrNotFound) {
+		t.Fatalf("fetch acking: %d jobs, %+v", len(next), acks)
+	}
+	st, err := other.QueueStats(ctx, q)
+	must(t, err)
+	if st.Acked != 4 || st.Nacked != 2 || st.Reserved != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -46,6 +46,23 @@ func quickJobs(line []byte) ([]*Job, bool) {
 	return jobs, seen && d.i == len(line)
 }
 
+// quickPushed decodes the usual jobs event of a consume,
+// {"event":"jobs","jobs":[...]}, as quickJobs does a fetch answer; false
+// for anything else.
+func quickPushed(line []byte) ([]*Job, bool) {
+	const prefix = `{"event":"jobs","jobs":`
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return nil, false
+	}
+	d := scanner{b: line, i: len(prefix)}
+	jobs, ok := d.jobs()
+	if !ok || !d.eat('}') {
+		return nil, false
+	}
+	d.space()
+	return jobs, d.i == len(line)
+}
+
 // validJSON is json.Valid, faster: the same grammar, checked by scanner.
 func validJSON(b []byte) bool {
 	d := scanner{b: b}

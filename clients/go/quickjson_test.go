@@ -91,6 +91,32 @@ func TestQuickJobs(t *testing.T) {
 	}
 }
 
+// TestQuickPushed: the fast decoder of a consume's jobs event gives what
+// the fetch decoders give for the same jobs, and declines other events.
+func TestQuickPushed(t *testing.T) {
+	jobsText := `[{"id":"1","queue":"q","payload":{"a":[1,"x"]},"attempt":1,"ttr_ms":30000},{"id":"2","queue":"r","payload":"y","attempt":2,"ttr_ms":5,"deadline":1732752000000}]`
+	got, ok := quickPushed([]byte(`{"event":"jobs","jobs":` + jobsText + `}`))
+	if !ok {
+		t.Fatal("declined a jobs event")
+	}
+	want, err := slowJobs(t, []byte(`{"ok":true,"jobs":`+jobsText+`}`))
+	must(t, err)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	for _, s := range []string{
+		`{"event":"cancel","id":"1"}`,
+		`{"event":"consume_end","reason":"closed"}`,
+		`{"event":"jobs","jobs":[]`,
+		`{"event":"jobs","jobs":[],"more":1}`,
+		`{"event":"jobs","jobs":[{"id":"1","queue":"q","payload":tru,"attempt":1,"ttr_ms":1}]}`,
+	} {
+		if jobs, ok := quickPushed([]byte(s)); ok {
+			t.Fatalf("accepted %s as %+v", s, jobs)
+		}
+	}
+}
+
 // TestMarshalRaw: a json.RawMessage is sent as encoding/json would send
 // it (compacted), without a copy when there is nothing to compact, and
 // refused when it is not JSON.

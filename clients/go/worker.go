@@ -36,10 +36,16 @@ func (e *NackError) Error() string {
 func (e *NackError) Unwrap() error { return e.Err }
 
 // Worker runs a Handler on the jobs of some queues, Concurrency jobs at a
-// time. Each of its Concurrency slots has its own connection (a
-// reservation, and the events about it, belong to the connection that
-// fetched the job): it fetches a job (up to Prefetch jobs), runs it, and
-// sends its ack or nack together with the next fetch.
+// time.
+//
+// By default it has one connection that consumes: the server pushes up to
+// Prefetch jobs at a time as they come, the Concurrency slots run them,
+// and the acks and nacks go back pipelined, the acks without a result
+// several to a request, so a job costs no round trip of its own. With Poll
+// set, each slot has its own connection instead (a reservation, and the
+// events about it, belong to the connection that fetched the job): it
+// fetches a job (up to Prefetch jobs), runs it, and sends its ack or nack
+// together with the next fetch.
 //
 // While a job runs, the Worker touches it every TouchInterval (default
 // half the job's TTR), so a long job keeps its reservation. The job's
@@ -56,13 +62,18 @@ type Worker struct {
 	Options     *Options // as for Dial (OnEvent is called too); may be nil
 	Queues      []string // the queues to fetch from
 	Handler     Handler  // runs each job
-	Concurrency int      // jobs at once (connections); default 1
-	// Prefetch is how many jobs a slot fetches at once (default 1). The
-	// extra ones wait, reserved, for the slot to run them one after the
-	// other, so it suits many short jobs: it saves the server work and
-	// round trips. A waiting job is touched before it starts if half its
-	// TTR has passed, skipped if the server took it back, and released
-	// (its delivery uncounted) if the Worker stops before starting it.
+	Concurrency int      // jobs at once; default 1
+	// Poll makes the Worker fetch, a connection per slot, instead of
+	// consuming on one connection.
+	Poll bool
+	// Prefetch, consuming, is how many jobs the connection may hold at
+	// once (default Concurrency); polling, how many jobs a slot fetches
+	// at once (default 1). The jobs beyond the running ones wait,
+	// reserved, for a slot, so it suits many short jobs: it saves the
+	// server work and round trips. A waiting job is touched before it
+	// starts if half its TTR has passed, skipped if the server took it
+	// back, and released (its delivery uncounted) if the Worker stops
+	// before starting it.
 	Prefetch int
 	// TouchInterval is how often a running job is touched; 0 means half
 	// of the job's TTR.
@@ -74,14 +85,15 @@ type Worker struct {
 }
 
 // Run works until ctx is done, then shuts down gracefully: it stops
-// fetching, lets the running jobs finish and be acked or nacked, releases
-// fetched jobs it had not started (Prefetch), closes its connections and
-// returns nil. A waiting fetch is abandoned by closing its connection
-// (the protocol has no other way to end it): a job the server was about
-// to hand over goes back to its queue uncounted, but one whose answer was
-// already on its way goes back as from any lost connection, with that
-// delivery counted as an attempt although it never ran. It also returns nil once every queue is
-// closed and drained. It returns an error if it cannot connect at start.
+// taking jobs (consuming: cancel_consume), lets the running jobs finish
+// and be acked or nacked, releases jobs it received and had not started,
+// closes its connections and returns nil. Polling, a waiting fetch is
+// abandoned by closing its connection (the protocol has no other way to
+// end it): a job the server was about to hand over goes back to its queue
+// uncounted, but one whose answer was already on its way goes back as
+// from any lost connection, with that delivery counted as an attempt
+// although it never ran. Run also returns nil once every queue is closed
+// and drained. It returns an error if it cannot connect at start.
 //
 // signal.NotifyContext gives a ctx that ends on SIGTERM or SIGINT.
 func (w *Worker) Run(ctx context.Context) error {
@@ -94,6 +106,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	n := w.Concurrency
 	if n <= 0 {
 		n = 1
+	}
+	if !w.Poll {
+		return w.runConsume(ctx, n)
 	}
 	slots := make([]*slot, n)
 	for i := range slots {
@@ -346,7 +361,7 @@ func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 	s.mu.Unlock()
 
 	k := s.keep(job, reservedAt, cancel)
-	result, err := s.call(jctx, job)
+	result, err := callHandler(s.w.Handler, jctx, job)
 	k.stop()
 
 	s.mu.Lock()
@@ -357,24 +372,7 @@ func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 		s.w.report(fmt.Errorf("chanq worker: job %s %s by the server while it ran; not acked", job.ID, gone))
 		return nil
 	}
-	req := &request{Op: "ack", ID: job.ID}
-	if err == nil {
-		if result != nil {
-			res, merr := marshalJSON("result", result)
-			if merr != nil {
-				err = merr // a result that is not JSON fails the job
-			} else {
-				req.Result = res
-			}
-		}
-	}
-	if err != nil {
-		req = &request{Op: "nack", ID: job.ID, Error: err.Error()}
-		var ne *NackError
-		if errors.As(err, &ne) {
-			req.DelayMs, req.Dead = ms(ne.Delay), ne.Dead
-		}
-	}
+	req := outcomeRequest(job.ID, result, err)
 	p, serr := s.conn.send(context.Background(), req)
 	if serr != nil {
 		s.w.report(fmt.Errorf("chanq worker: %s %s: %w", req.Op, job.ID, serr))
@@ -383,28 +381,60 @@ func (s *slot) run(job *Job, reservedAt time.Time) *pendingReply {
 	return &pendingReply{op: req.Op, id: job.ID, call: p}
 }
 
-// call runs the handler, turning a panic into an error.
-func (s *slot) call(ctx context.Context, job *Job) (result any, err error) {
+// outcomeRequest is the ack (with result, when not nil) or, when err is
+// not nil or result is not JSON, the nack that ends a job's run.
+func outcomeRequest(id string, result any, err error) *request {
+	req := &request{Op: "ack", ID: id}
+	if err == nil && result != nil {
+		res, merr := marshalJSON("result", result)
+		if merr != nil {
+			err = merr // a result that is not JSON fails the job
+		} else {
+			req.Result = res
+		}
+	}
+	if err != nil {
+		req = &request{Op: "nack", ID: id, Error: err.Error()}
+		var ne *NackError
+		if errors.As(err, &ne) {
+			req.DelayMs, req.Dead = ms(ne.Delay), ne.Dead
+		}
+	}
+	return req
+}
+
+// callHandler runs the handler, turning a panic into an error.
+func callHandler(h Handler, ctx context.Context, job *Job) (result any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			result, err = nil, fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return s.w.Handler(ctx, job)
+	return h(ctx, job)
 }
 
-// keeper keeps a slot's running job's reservation with two timers rather
-// than a goroutine, armed again for each job (a short job costs two timer
+// takenBack records why the server no longer holds the slot's running job
+// (the first reason wins).
+func (s *slot) takenBack(why string) {
+	s.mu.Lock()
+	if s.gone == "" {
+		s.gone = why
+	}
+	s.mu.Unlock()
+}
+
+// keeper keeps a running job's reservation with two timers rather than a
+// goroutine, armed again for each job (a short job costs two timer
 // resets): tick touches the job every interval, expiry cancels its
 // context when the reservation is about to run out without a successful
 // touch. A callback acts only if the current job's time has come, so one
 // that fired for an earlier job does nothing. A touch runs on tick's own
-// goroutine.
+// goroutine. Each slot (polling or consuming) has one, for the job it runs.
 type keeper struct {
-	s *slot
-
-	mu       sync.Mutex // guards the fields below
-	job      *Job       // the running job, nil between jobs
+	mu       sync.Mutex       // guards the fields below
+	conn     *Conn            // the connection holding the job
+	gone     func(why string) // told why, when a touch is refused
+	job      *Job             // the running job, nil between jobs
 	cancel   context.CancelFunc
 	ttr      time.Duration
 	interval time.Duration
@@ -418,14 +448,20 @@ type keeper struct {
 
 // keep starts keeping job (reserved at reservedAt) until the keeper's stop.
 func (s *slot) keep(job *Job, reservedAt time.Time, cancel context.CancelFunc) *keeper {
-	k := &s.keeper
+	return s.keeper.start(s.conn, s.w.TouchInterval, s.takenBack, job, reservedAt, cancel)
+}
+
+// start keeps job, held on conn and reserved at reservedAt, touching it
+// every interval (0: half its TTR), until stop.
+func (k *keeper) start(conn *Conn, interval time.Duration, gone func(string), job *Job,
+	reservedAt time.Time, cancel context.CancelFunc) *keeper {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.s, k.job, k.cancel, k.ttr = s, job, cancel, job.TTR
+	k.conn, k.gone, k.job, k.cancel, k.ttr = conn, gone, job, cancel, job.TTR
 	if k.ttr <= 0 {
 		k.ttr = 30 * time.Second
 	}
-	k.interval = s.w.TouchInterval
+	k.interval = interval
 	if k.interval <= 0 {
 		k.interval = k.ttr / 2
 	}
@@ -476,7 +512,7 @@ func (k *keeper) touch() {
 	k.mu.Unlock()
 	sent := time.Now()
 	tctx, tcancel := context.WithTimeout(context.Background(), ttr)
-	err := k.s.conn.Touch(tctx, job.ID, 0)
+	err := k.conn.Touch(tctx, job.ID, 0)
 	tcancel()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -487,11 +523,7 @@ func (k *keeper) touch() {
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) {
-			k.s.mu.Lock()
-			if k.s.gone == "" {
-				k.s.gone = "taken back (touch: " + e.Code + ")"
-			}
-			k.s.mu.Unlock()
+			k.gone("taken back (touch: " + e.Code + ")")
 		}
 		k.expiry.Stop()
 		k.cancel()

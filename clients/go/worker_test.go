@@ -48,15 +48,18 @@ func submitN(t *testing.T, c *Conn, q string, n int) map[string]bool {
 // TestWorkerShutdownLosesNothing: a worker of 8 processes 10,000 jobs; it
 // is stopped by its context midway, finishes its running jobs, and a
 // second worker (ended by closing the queue) does the rest: every job ran
-// exactly once and was acked. With Prefetch 1 and 16 (fetched jobs not
-// started at the stop are released).
+// exactly once and was acked. Consuming and polling, with Prefetch 1 and
+// 16 (jobs received and not started at the stop are released).
 func TestWorkerShutdownLosesNothing(t *testing.T) {
-	for _, prefetch := range []int{1, 16} {
-		t.Run(fmt.Sprint("prefetch", prefetch), func(t *testing.T) { testWorkerShutdown(t, prefetch) })
+	for _, poll := range []bool{false, true} {
+		for _, prefetch := range []int{1, 16} {
+			name := fmt.Sprintf("poll=%v/prefetch%d", poll, prefetch)
+			t.Run(name, func(t *testing.T) { testWorkerShutdown(t, poll, prefetch) })
+		}
 	}
 }
 
-func testWorkerShutdown(t *testing.T, prefetch int) {
+func testWorkerShutdown(t *testing.T, poll bool, prefetch int) {
 	const total = 10000
 	c := dial(t, nil, nil)
 	ctx := tctx(t)
@@ -90,7 +93,7 @@ func testWorkerShutdown(t *testing.T, prefetch int) {
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Prefetch: prefetch, Handler: handler, OnError: onError}
+	w := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Poll: poll, Prefetch: prefetch, Handler: handler, OnError: onError}
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- w.Run(wctx) }()
@@ -115,7 +118,7 @@ func testWorkerShutdown(t *testing.T, prefetch int) {
 	}
 
 	must(t, c.CloseQueue(ctx, q)) // the second worker ends once drained
-	w2 := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Prefetch: prefetch, Handler: handler, OnError: onError}
+	w2 := &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8, Poll: poll, Prefetch: prefetch, Handler: handler, OnError: onError}
 	go func() { done <- w2.Run(context.Background()) }()
 	select {
 	case err := <-done:
@@ -137,8 +140,9 @@ func testWorkerShutdown(t *testing.T, prefetch int) {
 	if st.Acked != total || st.Depth != 0 || st.Reserved != 0 || st.Nacked != 0 {
 		t.Fatalf("final stats %+v", st)
 	}
-	// A job whose fetch answer was on its way when the stop closed the
-	// connection comes back with that delivery counted (it never ran).
+	// Polling, a job whose fetch answer was on its way when the stop
+	// closed the connection comes back with that delivery counted (it
+	// never ran); consuming, the jobs not started are released.
 	second := 0
 	mu.Lock()
 	for id, a := range attempts {
@@ -150,8 +154,8 @@ func testWorkerShutdown(t *testing.T, prefetch int) {
 		}
 	}
 	mu.Unlock()
-	if second > 8 {
-		t.Fatalf("%d jobs ran as attempt 2: more than one per slot", second)
+	if second > 8 || (!poll && second > 0) {
+		t.Fatalf("%d jobs ran as attempt 2", second)
 	}
 	t.Logf("%d jobs ran as attempt 2", second)
 	if len(reported) != 0 {
@@ -400,4 +404,40 @@ func TestWorkerPrefetchTouchesWaitingJobs(t *testing.T) {
 			t.Fatalf("job %s ran as attempt %d", id, a)
 		}
 	}
+}
+
+// TestWorkerConsumesOnOneConnection: the default Worker holds one
+// connection however many slots it has, and acks every job.
+func TestWorkerConsumesOnOneConnection(t *testing.T) {
+	ctx := tctx(t)
+	c := dial(t, nil, nil)
+	q := qname(t, "q")
+	_, err := c.Declare(ctx, q, &QueueOptions{Capacity: 3000})
+	must(t, err)
+	submitN(t, c, q, 3000)
+	before := connections(t, c)
+	var ran int64
+	runThis(t, &Worker{Addr: shared.addr, Queues: []string{q}, Concurrency: 8,
+		Handler: func(ctx context.Context, j *Job) (any, error) {
+			atomic.AddInt64(&ran, 1)
+			return nil, nil
+		}})
+	waitFor(t, func() bool {
+		st, err := c.QueueStats(ctx, q)
+		must(t, err)
+		return st.Acked == 3000
+	})
+	if n := connections(t, c); n != before+1 {
+		t.Fatalf("%d connections for a worker of 8 (before: %d)", n, before)
+	}
+	if atomic.LoadInt64(&ran) != 3000 {
+		t.Fatalf("%d runs", ran)
+	}
+}
+
+func connections(t *testing.T, c *Conn) int64 {
+	st, err := c.Stats(tctx(t))
+	must(t, err)
+	n, _ := st["connections"].(float64)
+	return int64(n)
 }

@@ -11,6 +11,7 @@ suite_fn *const test_suites[] = {
     client_jobs_suite,
     client_queues_suite,
     client_worker_suite,
+    client_consume_suite,
     NULL,
 };
 

@@ -11,6 +11,7 @@ Suite *client_conn_suite(void);
 Suite *client_jobs_suite(void);
 Suite *client_queues_suite(void);
 Suite *client_worker_suite(void);
+Suite *client_consume_suite(void);
 
 /* Starts chanqd (extra args may be NULL) and fails the test if it cannot. */
 struct harness *tc_start(const char *const *extra);

@@ -19,5 +19,6 @@ suite_fn *const test_suites[] = {
     limits_suite,
     guard_suite,
     memory_suite,
+    consume_suite,
     NULL,
 };

@@ -18,5 +18,6 @@ Suite *conn_suite(void);
 Suite *limits_suite(void);
 Suite *guard_suite(void);
 Suite *memory_suite(void);
+Suite *consume_suite(void);
 
 #endif

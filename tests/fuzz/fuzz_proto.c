@@ -69,6 +69,12 @@ check_decoded(const char *line, size_t len, const struct request *r, size_t stor
         check(msg_queue_name_valid(r->queues[i].ptr, r->queues[i].len), "queue names valid");
     if (r->queue.len)
         check(msg_queue_name_valid(r->queue.ptr, r->queue.len), "queue name valid");
+    check(r->nids <= MSG_MAX_IDS, "at most MSG_MAX_IDS ids");
+    for (size_t i = 0; i < r->nids; i++)
+        check(r->ids[i].len > 0 && r->ids[i].len <= MSG_MAX_ID && span_in(r->ids[i], r, store_cap),
+              "ids valid and in the store");
+    check((r->op != OP_ACK && r->op != OP_NACK) || (r->id.len > 0) != (r->nids > 0),
+          "ack and nack name one job or several");
     check(r->op != OP_FETCH || r->nqueues >= 1, "fetch has queues");
     check(r->op != OP_SUBMIT || r->payload.len > 0, "submit has a payload");
     const struct span *json_spans[] = {&r->payload, &r->result};
@@ -166,7 +172,7 @@ decode_line(const char *line, size_t len, size_t max_payload, struct buf *b)
     int rc = msg_decode(line, len, &lim, &r, &err);
     if (rc == 0) {
         check(err.code == PROTO_OK, "success leaves PROTO_OK");
-        check_decoded(line, len, &r, len + 1 + sizeof(struct span) * (MSG_MAX_QUEUES + 1) + 64);
+        check_decoded(line, len, &r, len + 1 + sizeof(struct span) * (MSG_MAX_QUEUES + 1 + MSG_MAX_IDS) + 64);
         encode_request(&r, b);
     } else {
         check(err.code == PROTO_BAD_REQUEST || err.code == PROTO_UNKNOWN_OP ||

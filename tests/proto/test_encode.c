@@ -187,6 +187,47 @@ START_TEST(revoked_and_cancel_events_have_no_ok_key)
 }
 END_TEST
 
+START_TEST(jobs_and_consume_end_events)
+{
+    struct buf b;
+    buf_init(&b);
+    struct proto_job jobs[2] = {
+        {span_str("j1"), span_str("mail"), span_str("1"), 1, 30000, 0},
+        {span_str("j2"), span_str("mail"), span_str("\"x\""), 3, 500, 5},
+    };
+    encode_event_jobs(&b, jobs, 2);
+    expect_line(&b, "{\"event\":\"jobs\",\"jobs\":["
+                    "{\"id\":\"j1\",\"queue\":\"mail\",\"payload\":1,\"attempt\":1,\"ttr_ms\":30000},"
+                    "{\"id\":\"j2\",\"queue\":\"mail\",\"payload\":\"x\",\"attempt\":3,\"ttr_ms\":500,"
+                    "\"deadline\":5}]}\n");
+    encode_event_consume_end(&b, "closed");
+    expect_line(&b, "{\"event\":\"consume_end\",\"reason\":\"closed\"}\n");
+    buf_clear(&b);
+}
+END_TEST
+
+START_TEST(several_ids_answers_list_the_failures)
+{
+    struct buf b;
+    buf_init(&b);
+    encode_ok_count(&b, span_str("7"), "acked", 3, NULL, 0);
+    expect_line(&b, "{\"ok\":true,\"rid\":7,\"acked\":3}\n");
+    struct proto_id_error errs[2] = {
+        {span_str("12"), PROTO_NOT_FOUND, "no job with id '12'"},
+        {span_str("13"), PROTO_NOT_RESERVED, "job 13 is \"gone\""},
+    };
+    encode_ok_count(&b, no_rid, "nacked", 0, errs, 2);
+    expect_line(&b, "{\"ok\":true,\"nacked\":0,\"errors\":["
+                    "{\"id\":\"12\",\"code\":\"not_found\",\"message\":\"no job with id '12'\"},"
+                    "{\"id\":\"13\",\"code\":\"not_reserved\",\"message\":\"job 13 is "
+                    "\\\"gone\\\"\"}]}\n");
+    encode_jobs_acked(&b, no_rid, NULL, 0, errs, 1);
+    expect_line(&b, "{\"ok\":true,\"jobs\":[],\"ack_errors\":["
+                    "{\"id\":\"12\",\"code\":\"not_found\",\"message\":\"no job with id '12'\"}]}\n");
+    buf_clear(&b);
+}
+END_TEST
+
 START_TEST(encoders_append_after_what_the_buffer_holds)
 {
     struct buf b;
@@ -214,10 +255,12 @@ encode_suite(void)
     tcase_add_test(tc, jobs_list_inserts_payloads_verbatim);
     tcase_add_test(tc, wait_answer_has_state_and_optional_or_null_result_or_error);
     tcase_add_test(tc, generic_fields_follow_ok_in_their_order);
+    tcase_add_test(tc, several_ids_answers_list_the_failures);
     tcase_add_test(tc, encoders_append_after_what_the_buffer_holds);
     suite_add_tcase(s, tc);
     tc = tcase_create("events");
     tcase_add_test(tc, revoked_and_cancel_events_have_no_ok_key);
+    tcase_add_test(tc, jobs_and_consume_end_events);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -519,6 +519,77 @@ START_TEST(nack_with_every_option_decodes)
 }
 END_TEST
 
+START_TEST(ack_and_nack_take_several_ids)
+{
+    struct request r;
+    decode_ok("{'op':'ack','ids':['1','2','\\u0033','1']}", &r);
+    ck_assert_msg(r.op == OP_ACK && r.nids == 4 && r.id.len == 0, "four ids, no id");
+    ck_assert_msg(span_is(r.ids[0], "1") && span_is(r.ids[2], "3") && span_is(r.ids[3], "1"),
+                  "ids unescaped, in order, repeats kept");
+    request_clear(&r);
+    decode_ok("{'op':'nack','ids':['a'],'error':'e','delay_ms':0}", &r);
+    ck_assert_msg(r.op == OP_NACK && r.nids == 1 && span_is(r.error, "e") && r.has_delay_ms,
+                  "nack of ids with its options");
+    request_clear(&r);
+    /* A fetch's "ack" fills the same list; "ids" means nothing to it. */
+    decode_ok("{'op':'fetch','queue':'q','ack':['x','y'],'ids':['z']}", &r);
+    ck_assert_msg(r.op == OP_FETCH && r.nids == 2 && span_is(r.ids[1], "y"), "fetch's acks");
+    request_clear(&r);
+}
+END_TEST
+
+START_TEST(several_ids_reject_bad_lists)
+{
+    char many[8192];
+    size_t n = (size_t)snprintf(many, sizeof many, "{'op':'ack','ids':[");
+    for (int i = 0; i < 1001; i++)
+        n += (size_t)snprintf(many + n, sizeof many - n, "%s'%d'", i ? "," : "", i % 10);
+    snprintf(many + n, sizeof many - n, "]}");
+    struct reject_case cases[] = {
+        BAD("{'op':'ack'}", "field 'id': missing (or give 'ids')"),
+        BAD("{'op':'nack'}", "field 'id': missing (or give 'ids')"),
+        BAD("{'op':'ack','id':'1','ids':['2']}", "fields 'id' and 'ids': give one, not both"),
+        BAD("{'op':'ack','ids':['1'],'result':1}", "a result goes with one 'id'"),
+        BAD("{'op':'ack','ids':'1'}", "field 'ids': must be an array of job ids, got string"),
+        BAD("{'op':'ack','ids':[]}", "field 'ids': must list 1 to 1000 ids, got 0"),
+        BAD(many, "field 'ids': must list 1 to 1000 ids, got 1001"),
+        BAD("{'op':'nack','ids':['1',2]}", "field 'ids': element 1 must be a string, got number"),
+        BAD("{'op':'ack','ids':['']}", "field 'ids': element 0: must not be empty"),
+        BAD("{'op':'ack','ids':['a\\nb']}", "field 'ids': element 0: contains a control"),
+        BAD("{'op':'fetch','queue':'q','ack':{}}", "field 'ack': must be an array of job ids"),
+    };
+    EXPECT_REJECTS(cases);
+}
+END_TEST
+
+START_TEST(consume_decodes_its_queues_prefetch_and_strict)
+{
+    struct request r;
+    decode_ok("{'op':'consume','queues':['a','b'],'prefetch':64,'strict':true}", &r);
+    ck_assert_msg(r.op == OP_CONSUME && r.nqueues == 2 && span_is(r.queues[1], "b"), "queues");
+    ck_assert_msg(r.has_prefetch && r.prefetch == 64 && r.strict, "prefetch and strict");
+    request_clear(&r);
+    decode_ok("{'op':'consume','queue':'a'}", &r);
+    ck_assert_msg(r.nqueues == 1 && span_is(r.queues[0], "a") && !r.has_prefetch,
+                  "queue as shorthand, prefetch optional");
+    request_clear(&r);
+    decode_ok("{'op':'consume','prefetch':1000}", &r);
+    ck_assert_msg(r.nqueues == 0 && r.prefetch == 1000, "queues optional (a change of credit)");
+    request_clear(&r);
+    decode_ok("{'op':'cancel_consume','rid':3}", &r);
+    ck_assert_msg(r.op == OP_CANCEL_CONSUME && span_is(r.rid, "3"), "cancel_consume");
+    request_clear(&r);
+    static const struct reject_case cases[] = {
+        BAD("{'op':'consume','queue':'a','queues':['b']}", "give one, not both"),
+        BAD("{'op':'consume','queue':'a','prefetch':0}", "field 'prefetch': 0 is out of range"),
+        BAD("{'op':'consume','queue':'a','prefetch':1001}", "1001 is out of range [1, 1000]"),
+        BAD("{'op':'consume','queue':'a','prefetch':'5'}", "field 'prefetch': must be an integer"),
+        BAD("{'op':'consume','queues':['a','a']}", "'a' is listed twice"),
+    };
+    EXPECT_REJECTS(cases);
+}
+END_TEST
+
 START_TEST(release_takes_only_an_id)
 {
     struct request r;
@@ -711,6 +782,9 @@ msg_suite(void)
     tcase_add_test(tc, fetch_rejects_missing_mistyped_and_out_of_range_fields);
     tcase_add_test(tc, ack_with_and_without_result_decodes);
     tcase_add_test(tc, nack_with_every_option_decodes);
+    tcase_add_test(tc, ack_and_nack_take_several_ids);
+    tcase_add_test(tc, several_ids_reject_bad_lists);
+    tcase_add_test(tc, consume_decodes_its_queues_prefetch_and_strict);
     tcase_add_test(tc, release_takes_only_an_id);
     tcase_add_test(tc, touch_cancel_wait_and_job_decode);
     tcase_add_test(tc, job_id_ops_reject_missing_mistyped_and_out_of_range_fields);

@@ -165,6 +165,25 @@ class Async(unittest.IsolatedAsyncioTestCase):
         finally:
             await w.close()
 
+    async def test_consume(self) -> None:
+        q = self.q()
+        got: asyncio.Queue[chanq.Event] = asyncio.Queue()
+        w = await AsyncClient.connect(self.srv.address, on_event=got.put_nowait)
+        try:
+            await w.consume(q, prefetch=2)
+            ids = await self.c.submit_many([1, 2, 3], q)
+            jobs: list[chanq.Job] = []
+            while len(jobs) < 2:
+                jobs.extend((await asyncio.wait_for(got.get(), 5)).jobs)
+            self.assertEqual([j.id for j in jobs], ids[:2])
+            self.assertEqual((await w.ack_many([j.id for j in jobs])).done, 2)
+            third = (await asyncio.wait_for(got.get(), 5)).jobs
+            self.assertEqual([j.id for j in third], ids[2:])
+            await w.cancel_consume()
+            await w.ack(ids[2])
+        finally:
+            await w.close()
+
     async def test_token(self) -> None:
         d = tempfile.mkdtemp(prefix="chanq-py-token-")
         with open(os.path.join(d, "tokens"), "w") as f:

@@ -188,6 +188,45 @@ class Ops(unittest.TestCase):
             self.assertEqual((got[0].kind, got[0].id, got[0].reason), ("revoked", jid, "ttr"))
             self.assertEqual(self.c.job(jid).error, "ttr expired")
 
+    def test_consume_ack_many_and_cancel_consume(self) -> None:
+        q = self.q()
+        self.c.submit_many(range(5), q)
+        with Client(self.srv.address) as w:
+            w.consume(q, prefetch=3)
+            jobs: list[chanq.Job] = []
+            while len(jobs) < 3:
+                ev = w.next_event(timeout=5)
+                self.assertIsNotNone(ev, "no jobs pushed")
+                self.assertEqual(ev.kind, "jobs")
+                jobs.extend(ev.jobs)
+            self.assertEqual([j.payload for j in jobs], [0, 1, 2])
+            self.assertIsNone(w.next_event(timeout=0.3), "more than the prefetch pushed")
+            many = w.ack_many([j.id for j in jobs] + ["12345"])
+            self.assertEqual(many.done, 3)
+            self.assertEqual(len(many.errors), 1)
+            self.assertEqual(many.errors[0][0], "12345")
+            self.assertIsInstance(many.errors[0][1], chanq.NotFound)
+            rest: list[chanq.Job] = []
+            while len(rest) < 2:
+                ev = w.next_event(timeout=5)
+                self.assertIsNotNone(ev)
+                rest.extend(ev.jobs)
+            w.cancel_consume()
+            self.c.submit(5, q)
+            self.assertIsNone(w.next_event(timeout=0.3), "pushed after cancel_consume")
+            self.assertEqual(w.nack_many([j.id for j in rest], "no", delay_ms=0).done, 2)
+        st = self.c.stats(q)
+        self.assertEqual((st["acked"], st["nacked"], st["depth"], st["reserved"]), (3, 2, 3, 0))
+
+    def test_fetch_acking(self) -> None:
+        q = self.q()
+        self.c.submit_many(["a", "b"], q)
+        first = self.c.fetch(q, timeout_ms=1000)[0]
+        jobs, acks = self.c.fetch_acking(q, [first.id, "999"], timeout_ms=1000)
+        self.assertEqual([j.payload for j in jobs], ["b"])
+        self.assertEqual((acks.done, [i for i, _ in acks.errors]), (1, ["999"]))
+        self.assertEqual(self.c.job(first.id).state, "done")
+
     def test_pipelining_10000_submits(self) -> None:
         q = self.q()
         self.c.declare(q, capacity=100000)

@@ -178,6 +178,84 @@ class Workers(unittest.TestCase):
         st = self.c.stats("gs")
         self.assertEqual((st["depth"], st["reserved"]), (1, 0))
 
+    def test_fetch_mode_polls(self) -> None:
+        done: list[int] = []
+        lock = threading.Lock()
+
+        def handle(ctx: JobContext) -> None:
+            with lock:
+                done.append(ctx.payload)
+        self.c.submit_many(range(200), "fm")
+        w = Worker(handle, "fm", self.srv.address, concurrency=4, mode="fetch", poll_ms=100)
+        w.start()
+        until(lambda: self.c.stats("fm")["acked"] == 200, what="200 acks")
+        w.stop()
+        self.assertTrue(w.join(5))
+        self.assertEqual(sorted(done), list(range(200)))
+        self.assertEqual((w.stats.fetched, w.stats.acked), (200, 200))
+        with self.assertRaises(ValueError):
+            Worker(handle, "fm", self.srv.address, mode="poll")
+
+    def test_a_prefetched_job_taken_back_before_it_runs_is_skipped(self) -> None:
+        release = threading.Event()
+        ran: list[object] = []
+
+        def handle(ctx: JobContext) -> None:
+            ran.append(ctx.payload)
+            if ctx.payload == "first":
+                release.wait(10)
+        first = self.c.submit("first", "pf")
+        w = Worker(handle, "pf", self.srv.address, concurrency=1, prefetch=3)
+        w.start()
+        try:
+            until(lambda: ran == ["first"], what="the first job to start")
+            second = self.c.submit("second", "pf")
+            until(lambda: self.c.job(second).state == "reserved", what="the second pushed")
+            self.assertEqual(self.c.cancel(second), 1)
+            third = self.c.submit("third", "pf")
+            time.sleep(0.2)
+            release.set()
+            self.assertEqual(self.c.wait(third, timeout_ms=5000).state, "done")
+        finally:
+            w.stop()
+            self.assertTrue(w.join(5))
+        self.assertEqual(ran, ["first", "third"])
+        self.assertEqual(self.c.job(first).state, "done")
+        self.assertEqual((w.stats.acked, w.stats.cancelled, w.stats.errors), (2, 1, 0))
+
+    def test_a_job_waiting_past_half_its_ttr_is_touched_before_it_runs(self) -> None:
+        attempts: list[int] = []
+
+        def handle(ctx: JobContext) -> None:
+            attempts.append(ctx.attempt)
+            time.sleep(0.4)  # the second job waits longer than half its ttr
+        a = self.c.submit("a", "tw", ttr_ms=600)
+        b = self.c.submit("b", "tw", ttr_ms=600)
+        w = Worker(handle, "tw", self.srv.address, concurrency=1, prefetch=2)
+        w.start()
+        try:
+            self.assertEqual(self.c.wait(a, timeout_ms=5000).state, "done")
+            self.assertEqual(self.c.wait(b, timeout_ms=5000).state, "done")
+        finally:
+            w.stop()
+            self.assertTrue(w.join(5))
+        self.assertEqual(attempts, [1, 1], "a job ran again: its reservation ran out")
+
+    def test_acks_are_batched_on_one_connection(self) -> None:
+        n = 3000
+        self.c.declare("batch", capacity=n)
+        self.c.submit_many(range(n), "batch")
+        before = self.c.stats()["connections"]
+        w = Worker(lambda ctx: None, "batch", self.srv.address, concurrency=8)
+        w.start()
+        try:
+            until(lambda: self.c.stats("batch")["acked"] == n, timeout=30, what="every ack")
+            self.assertEqual(self.c.stats()["connections"], before + 1, "one connection")
+        finally:
+            w.stop()
+            self.assertTrue(w.join(5))
+        self.assertEqual((w.stats.fetched, w.stats.acked, w.stats.errors), (n, n, 0))
+
     def test_async_worker(self) -> None:
         asyncio.run(self._async_worker())
 

@@ -4,13 +4,14 @@
   ``submit_many()``), events to a callback or a queue.
 - :class:`AsyncClient`: the same methods for asyncio.
 - :class:`Worker` / :class:`AsyncWorker`: run a function per job, N at a
-  time, with touches, acks, nacks, cancellation and a graceful stop.
+  time, with touches, acks, nacks, cancellation and a graceful stop; jobs
+  are pushed to them (``consume``), acks pipelined.
 - One exception class per protocol error code (:class:`QueueFull`,
   :class:`NotFound`, ...), all :class:`ChanqError`.
 
 The protocol is docs/protocol.md of the chanq source tree.
 """
-from ._proto import UNSET, Event, Job, JobId, JobInfo, Request, WaitResult
+from ._proto import UNSET, Event, Job, JobId, JobInfo, Many, Request, WaitResult
 from .aio import AsyncClient
 from .client import Client, Pipeline, Reply, iter_jobs, make_ssl_context
 from .errors import (ERRORS, BadRequest, Cancelled, ChanqError, ClientTimeout, Closed,
@@ -22,7 +23,7 @@ from .worker import AsyncWorker, JobContext, Worker, WorkerStats
 __version__ = "0.1.0"
 
 __all__ = [
-    "UNSET", "Event", "Job", "JobId", "JobInfo", "Request", "WaitResult",
+    "UNSET", "Event", "Job", "JobId", "JobInfo", "Many", "Request", "WaitResult",
     "AsyncClient", "Client", "Pipeline", "Reply", "iter_jobs", "make_ssl_context",
     "ERRORS", "BadRequest", "Cancelled", "ChanqError", "ClientTimeout", "Closed", "Conflict",
     "ConnectionLost", "FrameTooLarge", "Internal", "Limit", "NotFound", "NotReserved",

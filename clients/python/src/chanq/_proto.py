@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
-from .errors import ProtocolError, error_from
+from .errors import ChanqError, ProtocolError, error_from
 
 T = TypeVar("T")
 
@@ -107,17 +107,49 @@ class JobInfo:
 @dataclass(frozen=True)
 class Event:
     """An event the server sent between answers: ``kind`` is ``"cancel"``
-    (the job was cancelled) or ``"revoked"`` (its reservation ended:
-    ``reason`` ``"ttr"`` or ``"deadline"``)."""
+    (the job ``id`` was cancelled), ``"revoked"`` (its reservation ended:
+    ``reason`` ``"ttr"`` or ``"deadline"``), ``"jobs"`` (``jobs`` pushed
+    to a consuming connection, reserved to it like fetched ones) or
+    ``"consume_end"`` (the server ended the consume: ``reason``
+    ``"closed"`` or ``"shutting_down"``)."""
 
     kind: str
     id: str
     reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    jobs: tuple[Job, ...] = ()
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "Event":
-        return cls(kind=str(d.get("event")), id=str(d.get("id")), reason=d.get("reason"), raw=d)
+        kind = str(d.get("event"))
+        jobs: tuple[Job, ...] = ()
+        if kind == "jobs":
+            wire = d.get("jobs")
+            if not isinstance(wire, list):
+                raise ProtocolError(f"jobs event without a jobs list: {d!r}")
+            jobs = tuple(Job.from_wire(j) for j in wire)
+        ident = d.get("id")
+        return cls(kind=kind, id="" if ident is None else str(ident), reason=d.get("reason"),
+                   raw=d, jobs=jobs)
+
+
+@dataclass(frozen=True)
+class Many:
+    """The answer to an ``ack`` or ``nack`` of several ids (or the acks a
+    ``fetch`` carried): how many were done, and why each of the others
+    was not (``(id, error)`` pairs, the error typed as for a single id)."""
+
+    done: int
+    errors: tuple[tuple[str, ChanqError], ...] = ()
+
+    @classmethod
+    def from_wire(cls, done: Any, errors: Any) -> "Many":
+        out = []
+        for e in errors or ():
+            if not isinstance(e, dict):
+                raise ProtocolError(f"malformed error entry {e!r}")
+            out.append((str(e.get("id")), error_from({"error": e})))
+        return cls(int(done or 0), tuple(out))
 
 
 @dataclass
@@ -220,10 +252,48 @@ def submit(payload: Any, queue: str | None, queues: Iterable[str] | None, delay_
 
 
 def fetch(queues: str | Iterable[str], count: int | None, timeout_ms: int | None,
-          strict: bool | None) -> Request[list[Job]]:
+          strict: bool | None, ack: Iterable[str] | None = None) -> Request[list[Job]]:
     body = _opt({"op": "fetch", "queues": _queue_list(queues)},
                 count=count, timeout_ms=timeout_ms, strict=strict)
+    if ack is not None:
+        body["ack"] = list(ack)
     return Request(body, _ms(timeout_ms), lambda a: [Job.from_wire(j) for j in a["jobs"]])
+
+
+def fetch_acking(queues: str | Iterable[str], ack: Iterable[str], count: int | None,
+                 timeout_ms: int | None, strict: bool | None) -> Request[tuple[list[Job], Many]]:
+    """A fetch that acks ``ack`` first; its value also says how the acks went."""
+    ids = list(ack)
+    req = fetch(queues, count, timeout_ms, strict, ids)
+
+    def parse(a: dict[str, Any]) -> tuple[list[Job], Many]:
+        errors = a.get("ack_errors") or []
+        return [Job.from_wire(j) for j in a["jobs"]], Many.from_wire(len(ids) - len(errors),
+                                                                      errors)
+    return Request(req.body, req.wait_s, parse)
+
+
+def consume(queues: str | Iterable[str] | None, prefetch: int | None,
+            strict: bool | None) -> Request[None]:
+    body: dict[str, Any] = {"op": "consume"}
+    if queues is not None:
+        body["queues"] = _queue_list(queues)
+    return Request(_opt(body, prefetch=prefetch, strict=strict), 0, _none)
+
+
+def cancel_consume() -> Request[None]:
+    return Request({"op": "cancel_consume"}, 0, _none)
+
+
+def ack_many(ids: Iterable[str]) -> Request[Many]:
+    return Request({"op": "ack", "ids": list(ids)}, 0,
+                   lambda a: Many.from_wire(a["acked"], a.get("errors")))
+
+
+def nack_many(ids: Iterable[str], error: str | None, delay_ms: int | None,
+              dead: bool | None) -> Request[Many]:
+    body = _opt({"op": "nack", "ids": list(ids)}, error=error, delay_ms=delay_ms, dead=dead)
+    return Request(body, 0, lambda a: Many.from_wire(a["nacked"], a.get("errors")))
 
 
 def ack(id: str, result: Any) -> Request[None]:

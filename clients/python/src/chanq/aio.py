@@ -11,7 +11,7 @@ import ssl as _ssl
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from . import _proto as P
-from ._proto import UNSET, Event, Job, JobId, JobInfo, WaitResult
+from ._proto import UNSET, Event, Job, JobId, JobInfo, Many, WaitResult
 from .client import make_ssl_context
 from .errors import ChanqError, ClientTimeout, ConnectionLost, ProtocolError
 
@@ -286,8 +286,27 @@ class AsyncClient:
                     timeout_ms: int | None = None, strict: bool | None = None) -> list[Job]:
         return await self.call(P.fetch(queues, count, timeout_ms, strict))
 
+    async def fetch_acking(self, queues: str | Iterable[str], ack: Iterable[str], *,
+                           count: int | None = None, timeout_ms: int | None = None,
+                           strict: bool | None = None) -> tuple[list[Job], Many]:
+        return await self.call(P.fetch_acking(queues, ack, count, timeout_ms, strict))
+
+    async def consume(self, queues: str | Iterable[str] | None = None, *,
+                      prefetch: int | None = None, strict: bool | None = None) -> None:
+        await self.call(P.consume(queues, prefetch, strict))
+
+    async def cancel_consume(self) -> None:
+        await self.call(P.cancel_consume())
+
     async def ack(self, id: str, result: Any = UNSET) -> None:
         await self.call(P.ack(id, result))
+
+    async def ack_many(self, ids: Iterable[str]) -> Many:
+        return await self.call(P.ack_many(ids))
+
+    async def nack_many(self, ids: Iterable[str], error: str | None = None, *,
+                        delay_ms: int | None = None, dead: bool | None = None) -> Many:
+        return await self.call(P.nack_many(ids, error, delay_ms, dead))
 
     async def nack(self, id: str, error: str | None = None, *, delay_ms: int | None = None,
                    dead: bool | None = None) -> str:

@@ -2,8 +2,8 @@
 
 One :class:`Client` is one connection to chanqd. A background thread reads
 the connection: answers go, in request order, to the calls waiting for
-them; events (``cancel``, ``revoked``) go to the ``on_event`` callback or
-to :attr:`Client.events`. So a client may be shared by threads, requests
+them; events (``cancel``, ``revoked``, and the ``jobs`` a :meth:`Client.consume`
+pushes) go to the ``on_event`` callback or to :attr:`Client.events`. So a client may be shared by threads, requests
 may be pipelined (:meth:`Client.pipeline`, :meth:`Client.submit_many`),
 and events arrive while the caller is busy with a job.
 """
@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from . import _proto as P
-from ._proto import UNSET, Event, Job, JobId, JobInfo, WaitResult
+from ._proto import UNSET, Event, Job, JobId, JobInfo, Many, WaitResult
 from .errors import ChanqError, ClientTimeout, ConnectionLost, ProtocolError
 
 T = TypeVar("T")
@@ -416,9 +416,41 @@ class Client:
         Raises :class:`Closed` once every listed queue is closed and drained."""
         return self.call(P.fetch(queues, count, timeout_ms, strict))
 
+    def fetch_acking(self, queues: str | Iterable[str], ack: Iterable[str], *,
+                     count: int | None = None, timeout_ms: int | None = None,
+                     strict: bool | None = None) -> tuple[list[Job], Many]:
+        """A fetch that first acks the jobs in ``ack`` (one round trip per
+        job for a polling worker); returns the jobs and how the acks went."""
+        return self.call(P.fetch_acking(queues, ack, count, timeout_ms, strict))
+
+    def consume(self, queues: str | Iterable[str] | None = None, *, prefetch: int | None = None,
+                strict: bool | None = None) -> None:
+        """Subscribes this connection to ``queues``: the server pushes up to
+        ``prefetch`` unacked jobs at a time as ``jobs`` events (to
+        ``on_event`` or :attr:`events`; :attr:`Event.jobs`), each reserved
+        as if fetched. Called again, changes the queues or (without
+        queues) only the prefetch. A ``consume_end`` event says the server
+        ended it (every queue closed and drained, or the server stopping)."""
+        self.call(P.consume(queues, prefetch, strict))
+
+    def cancel_consume(self) -> None:
+        """Stops the pushes; no ``jobs`` event comes after this returns.
+        Jobs already pushed stay reserved to the connection."""
+        self.call(P.cancel_consume())
+
     def ack(self, id: str, result: Any = UNSET) -> None:
         """Marks a reserved job done, with an optional result (any JSON)."""
         self.call(P.ack(id, result))
+
+    def ack_many(self, ids: Iterable[str]) -> Many:
+        """Acks several reserved jobs (1 to 1000) in one request; the ones
+        that could not be acked are in the answer's ``errors``."""
+        return self.call(P.ack_many(ids))
+
+    def nack_many(self, ids: Iterable[str], error: str | None = None, *,
+                  delay_ms: int | None = None, dead: bool | None = None) -> Many:
+        """Fails several reserved jobs the same way in one request."""
+        return self.call(P.nack_many(ids, error, delay_ms, dead))
 
     def nack(self, id: str, error: str | None = None, *, delay_ms: int | None = None,
              dead: bool | None = None) -> str:
@@ -543,6 +575,9 @@ class Pipeline:
 
     def ack(self, id: str, result: Any = UNSET) -> Reply[None]:
         return self.add(P.ack(id, result))
+
+    def ack_many(self, ids: Iterable[str]) -> Reply[Many]:
+        return self.add(P.ack_many(ids))
 
     def nack(self, id: str, error: str | None = None, *, delay_ms: int | None = None,
              dead: bool | None = None) -> Reply[str]:

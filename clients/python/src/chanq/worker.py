@@ -1,24 +1,32 @@
 """Worker pools: run a function per job, N at a time.
 
 :class:`Worker` (threads, blocking client) and :class:`AsyncWorker`
-(asyncio tasks) share the model of ``chanq work``: each of the N slots has
-its own connection, because a reservation and the events about it belong
-to the connection that fetched. A slot fetches one job, runs the handler,
-acks with its return value as the result, or nacks with the exception's
-text when it raises. Running jobs are touched every half ttr (or every
-``touch_ms``). A ``cancel`` event, or a ``revoked`` one (ttr or deadline),
-for a running job sets ``ctx.cancelled`` (blocking worker: a
-threading.Event the function polls) or cancels the handler's task (async
-worker); the job is then neither acked nor nacked (the server took it back).
-:meth:`Worker.stop` (or SIGTERM/SIGINT while :meth:`Worker.run` runs) stops
-fetching and lets running jobs finish; a job fetched after the stop is
-released (given back without counting the delivery). Closing every queue
-ends the pool once drained.
+(asyncio tasks) work alike. By default a pool has one connection that
+consumes: the server pushes up to ``prefetch`` jobs (default: the
+concurrency) as they come, the N slots run them, and the acks and nacks
+go back pipelined, several acks in one request, so a job costs no round
+trip of its own. ``mode="fetch"`` keeps the polling model instead: each
+slot has its own connection (a reservation, and the events about it,
+belong to the connection that got the job) and fetches one job at a time.
+
+A slot runs the handler with the job, acks with its return value as the
+result (None: no result), or nacks with the exception's text when it
+raises. Running jobs are touched every half ttr (or every ``touch_ms``).
+A ``cancel`` event, or a ``revoked`` one (ttr or deadline), for a running
+job sets ``ctx.cancelled`` (blocking worker: a threading.Event the
+function polls) or cancels the handler's task (async worker); the job is
+then neither acked nor nacked (the server took it back); a job taken back
+before it started is skipped. :meth:`Worker.stop` (or SIGTERM/SIGINT while
+:meth:`Worker.run` runs) stops taking jobs (``cancel_consume``) and lets
+running jobs finish; a job received after the stop is released (given
+back without counting the delivery). Closing every queue ends the pool
+once drained.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue as _queue
 import signal
 import threading
 import time
@@ -36,9 +44,10 @@ log = logging.getLogger("chanq.worker")
 
 @dataclass
 class WorkerStats:
-    """What a pool did: jobs fetched, acked, nacked (the handler raised),
-    cancelled (cancel or revoked event while running), released (fetched
-    after the stop) and failed acks/nacks (``errors``)."""
+    """What a pool did: jobs fetched (pushed or fetched), acked, nacked
+    (the handler raised), cancelled (cancel or revoked event while running,
+    or before it started), released (received after the stop) and failed
+    acks/nacks (``errors``)."""
 
     fetched: int = 0
     acked: int = 0
@@ -99,23 +108,84 @@ def _interval_s(job: Job, touch_ms: int | None) -> float:
     return ms / 1000.0
 
 
+def _check_mode(mode: str) -> str:
+    if mode not in ("consume", "fetch"):
+        raise ValueError(f"mode must be 'consume' or 'fetch', not {mode!r}")
+    return mode
+
+
+def _is_json(value: Any) -> BaseException | None:
+    """None when value can be a result, else why not."""
+    try:
+        P.encode({"result": value})
+        return None
+    except (TypeError, ValueError) as e:
+        return e
+
+
+# What a slot hands the sender: ("ack", id, result), ("nack", id, text) or
+# ("release", id), for the connection the job came from.
+_Out = tuple[Any, str, str, Any]
+
+# Acks without a result go out in requests of this many ids at most.
+_ACK_BATCH = 1000
+
+
+def _requests(items: list[_Out], nack_delay_ms: int | None
+              ) -> list[tuple[P.Request[Any], str, int]]:
+    """The requests for one connection's items: the acks without a result
+    in one request (or a few), the rest one each; with the stats field
+    each counts to and how many jobs it names."""
+    plain = [it[2] for it in items if it[1] == "ack" and it[3] is None]
+    out: list[tuple[P.Request[Any], str, int]] = []
+    for i in range(0, len(plain), _ACK_BATCH):
+        ids = plain[i:i + _ACK_BATCH]
+        out.append((P.ack(ids[0], P.UNSET) if len(ids) == 1 else P.ack_many(ids), "acked",
+                    len(ids)))
+    for _, kind, id, arg in items:
+        if kind == "ack" and arg is not None:
+            out.append((P.ack(id, arg), "acked", 1))
+        elif kind == "nack":
+            out.append((P.nack(id, arg, nack_delay_ms, None), "nacked", 1))
+        elif kind == "release":
+            out.append((P.release(id), "released", 1))
+    return out
+
+
+def _account(stats: WorkerStats, field: str, n: int, value: Any) -> None:
+    """Counts an answered request (value: its parsed answer)."""
+    if isinstance(value, P.Many):
+        setattr(stats, field, getattr(stats, field) + value.done)
+        stats.errors += len(value.errors)
+        for id, err in value.errors:
+            log.warning("job %s: %s", id, err)
+    else:
+        setattr(stats, field, getattr(stats, field) + n)
+
+
 class Worker:
     """A pool of ``concurrency`` threads running ``handler(ctx)`` per job.
 
-    ``connect`` holds the :class:`Client` options (``token``, ``ssl``,
-    ``ca_file``...). ``poll_ms`` bounds each fetch, so a stop takes effect
-    within it. ``nack_delay_ms``: the retry delay after a raise (None: the
-    server's backoff)."""
+    ``mode="consume"`` (the default): one connection, jobs pushed up to
+    ``prefetch`` at a time (default ``concurrency``; more lets jobs wait,
+    reserved, behind the running ones, their ttr running), acks pipelined.
+    ``mode="fetch"``: a connection per thread, each fetch bounded by
+    ``poll_ms``, so a stop takes effect within it. ``connect`` holds the
+    :class:`Client` options (``token``, ``ssl``, ``ca_file``...).
+    ``nack_delay_ms``: the retry delay after a raise (None: the server's
+    backoff)."""
 
     def __init__(self, handler: Callable[[JobContext], Any], queues: str | Iterable[str],
                  address: str | tuple[str, int] = P.DEFAULT_ADDRESS, *, concurrency: int = 1,
-                 poll_ms: int = 500, touch_ms: int | None = None,
-                 nack_delay_ms: int | None = None, strict: bool = False,
-                 **connect: Any) -> None:
+                 prefetch: int | None = None, mode: str = "consume", poll_ms: int = 500,
+                 touch_ms: int | None = None, nack_delay_ms: int | None = None,
+                 strict: bool = False, **connect: Any) -> None:
         self.handler = handler
         self.queues = [queues] if isinstance(queues, str) else list(queues)
         self.address = address
         self.concurrency = concurrency
+        self.prefetch = prefetch or concurrency
+        self.mode = _check_mode(mode)
         self.poll_ms = poll_ms
         self.touch_ms = touch_ms
         self.nack_delay_ms = nack_delay_ms
@@ -128,23 +198,44 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._toucher: threading.Thread | None = None
         self.error: BaseException | None = None
+        # consume mode
+        self._jobs: "_queue.Queue[tuple[Client, Job, float]]" = _queue.Queue()
+        self._waiting: dict[str, str] = {}  # received, not started -> why taken back ("")
+        self._input_done = threading.Event()  # no job will be pushed any more
+        self._out: "_queue.Queue[_Out | None]" = _queue.Queue()
+        self._client: Client | None = None
+        self._helpers: list[threading.Thread] = []
+        self._finished = False
 
     # ---- control -------------------------------------------------------
 
     def start(self) -> None:
-        """Starts the slots (threads) and the toucher; returns at once."""
-        clients = [Client(self.address, **self.connect) for _ in range(self.concurrency)]
-        for i, c in enumerate(clients):
-            t = threading.Thread(target=self._slot, args=(c,), name=f"chanq-worker-{i}",
-                                 daemon=True)
-            self._threads.append(t)
-            t.start()
+        """Connects, starts the slots (threads) and the toucher; returns at
+        once. Raises when it cannot connect."""
+        if self.mode == "fetch":
+            clients = [Client(self.address, **self.connect) for _ in range(self.concurrency)]
+            for i, c in enumerate(clients):
+                self._spawn(self._slot, f"chanq-worker-{i}", c)
+        else:
+            self._client = self._consume()
+            for i in range(self.concurrency):
+                self._spawn(self._runner, f"chanq-worker-{i}")
+            self._helpers = [threading.Thread(target=self._feed, name="chanq-feeder", daemon=True),
+                             threading.Thread(target=self._send_loop, name="chanq-sender",
+                                              daemon=True)]
+            for t in self._helpers:
+                t.start()
         self._toucher = threading.Thread(target=self._touch_loop, name="chanq-toucher",
                                          daemon=True)
         self._toucher.start()
 
+    def _spawn(self, fn: Callable[..., None], name: str, *args: Any) -> None:
+        t = threading.Thread(target=fn, args=args, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
     def stop(self) -> None:
-        """Stops fetching; running jobs finish (see :meth:`join`)."""
+        """Stops taking jobs; running jobs finish (see :meth:`join`)."""
         self._stop.set()
 
     @property
@@ -152,16 +243,29 @@ class Worker:
         return self._stop.is_set()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Waits for every slot to end; True when they all did."""
+        """Waits for every slot to end (and their acks to be answered);
+        True when they all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
         for t in self._threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        done = not any(t.is_alive() for t in self._threads)
-        if done:
-            self._stop.set()
-            if self._toucher is not None:
-                self._toucher.join(2)
-        return done
+            t.join(left())
+        if any(t.is_alive() for t in self._threads):
+            return False
+        self._stop.set()
+        if not self._finished:
+            self._out.put(None)  # the sender ends once the rest is answered
+            self._finished = True
+        for t in self._helpers:
+            t.join(left())
+        if any(t.is_alive() for t in self._helpers):
+            return False
+        if self._client is not None:
+            self._client.close()
+        if self._toucher is not None:
+            self._toucher.join(2)
+        return True
 
     def run(self, install_signals: bool = True) -> WorkerStats:
         """Runs the pool until :meth:`stop`, SIGTERM or SIGINT (handled
@@ -180,11 +284,156 @@ class Worker:
                 signal.signal(sig, h)
         return self.stats
 
-    # ---- the slots -----------------------------------------------------
-
-    def _count(self, field: str) -> None:
+    def _count(self, field: str, n: int = 1) -> None:
         with self._lock:
-            setattr(self.stats, field, getattr(self.stats, field) + 1)
+            setattr(self.stats, field, getattr(self.stats, field) + n)
+
+    # ---- consume mode --------------------------------------------------
+
+    def _consume(self) -> Client:
+        """A connection consuming the queues."""
+        c = Client(self.address, **self.connect)
+        c.on_event = lambda ev: self._on_push(c, ev)
+        try:
+            c.consume(self.queues, prefetch=self.prefetch, strict=self.strict or None)
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def _on_push(self, client: Client, ev: Event) -> None:
+        """The reader thread: jobs to the slots, take-backs to the job."""
+        if ev.kind == "jobs":
+            with self._lock:
+                self.stats.fetched += len(ev.jobs)
+                for job in ev.jobs:
+                    self._waiting[job.id] = ""
+            now = time.monotonic()
+            for job in ev.jobs:
+                self._jobs.put((client, job, now))
+        elif ev.kind == "consume_end" and ev.reason == "closed":
+            self._input_done.set()
+        elif ev.kind in ("cancel", "revoked"):
+            why = "cancel" if ev.kind == "cancel" else (ev.reason or "revoked")
+            with self._lock:
+                if ev.id in self._waiting:
+                    self._waiting[ev.id] = why
+                    return
+            self._on_event(ev)
+
+    def _feed(self) -> None:
+        """Keeps the consume going: stops it on stop() (no job is pushed
+        after cancel_consume's answer) and reconnects a lost connection."""
+        client = self._client
+        assert client is not None
+        delay = 0.1
+        while not self._input_done.is_set():
+            if self._stop.wait(0.05):
+                try:
+                    client.cancel_consume()
+                except ChanqError:
+                    pass
+                self._input_done.set()
+                return
+            if not client.closed:
+                continue
+            log.warning("worker connection lost (%s); reconnecting", client._closed)
+            try:
+                client = self._client = self._consume()
+                delay = 0.1
+            except Unauthorized as e:
+                self.error = e
+                self._input_done.set()
+            except ChanqError:
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _runner(self) -> None:
+        while True:
+            try:
+                client, job, arrived = self._jobs.get(timeout=0.05)
+            except _queue.Empty:
+                if self._input_done.is_set():
+                    return
+                continue
+            with self._lock:
+                why = self._waiting.pop(job.id, "")
+            if why:
+                log.info("job %s taken back (%s) before it ran", job.id, why)
+                self._count("cancelled")
+            elif client.closed:
+                pass  # its connection is gone: the server gave the job back
+            elif self._stop.is_set():
+                self._out.put((client, "release", job.id, None))
+            elif self._renewed(client, job, arrived):
+                self._run_pushed(client, job)
+
+    def _renewed(self, client: Client, job: Job, arrived: float) -> bool:
+        """A job that waited for a slot past half its ttr (a prefetch above
+        the concurrency) is touched before it starts; False when the
+        server took it back meanwhile."""
+        if time.monotonic() - arrived <= job.ttr_ms / 2000.0:
+            return True
+        try:
+            client.touch(job.id)
+            return True
+        except ChanqError as e:
+            log.info("job %s taken back before it ran: %s", job.id, e)
+            self._count("cancelled")
+            return False
+
+    def _run_pushed(self, client: Client, job: Job) -> None:
+        result, failure, cancelled = self._call(client, job)
+        if cancelled:
+            return
+        if failure is None and result is not None:
+            failure = _is_json(result)
+        if failure is None:
+            self._out.put((client, "ack", job.id, result))
+        else:
+            self._out.put((client, "nack", job.id, _error_text(failure)))
+
+    def _send_loop(self) -> None:
+        """Sends what the slots hand over, in batches, without the slots
+        waiting: everything waiting goes out in one write per connection
+        (the acks without a result as one request), and the answers are
+        counted as they come."""
+        while True:
+            first = self._out.get()
+            items = [first]
+            while len(items) < 4 * _ACK_BATCH:
+                try:
+                    items.append(self._out.get_nowait())
+                except _queue.Empty:
+                    break
+            done = any(it is None for it in items)
+            by_client: dict[int, tuple[Client, list[_Out]]] = {}
+            for it in items:
+                if it is not None:
+                    by_client.setdefault(id(it[0]), (it[0], []))[1].append(it)
+            for client, its in by_client.values():
+                self._send(client, its)
+            if done:
+                return
+
+    def _send(self, client: Client, items: list[_Out]) -> None:
+        reqs = _requests(items, self.nack_delay_ms)
+        try:
+            replies = client.send([r for r, _, _ in reqs])
+        except ChanqError as e:
+            log.warning("worker: %d answers lost: %s", len(items), e)
+            self._count("errors", len(items))
+            return
+        for reply, (_, field, n) in zip(replies, reqs):
+            try:
+                value = reply.result()
+                with self._lock:
+                    _account(self.stats, field, n, value)
+            except ChanqError as e:
+                log.warning("worker: %s", e)
+                self._count("errors", n)
+
+    # ---- fetch mode ----------------------------------------------------
 
     def _on_event(self, ev: Event) -> None:
         with self._lock:
@@ -242,22 +491,8 @@ class Worker:
         return None
 
     def _run(self, client: Client, job: Job) -> None:
-        ctx = JobContext(job, threading.Event())
-        ctx._touch = lambda ttr_ms: client.touch(job.id, ttr_ms)
-        ctx.next_touch = time.monotonic() + _interval_s(job, self.touch_ms)
-        with self._lock:
-            self._running[job.id] = (ctx, client)
-        try:
-            try:
-                result = self.handler(ctx)
-                failure: BaseException | None = None
-            except Exception as e:
-                failure = e
-        finally:
-            with self._lock:
-                self._running.pop(job.id, None)
-        if ctx.cancelled.is_set():
-            self._count("cancelled")
+        result, failure, cancelled = self._call(client, job)
+        if cancelled:
             return
         try:
             if failure is None:
@@ -272,6 +507,31 @@ class Worker:
         except ChanqError as e:
             log.warning("job %s: %s", job.id, e)
             self._count("errors")
+
+    # ---- both ----------------------------------------------------------
+
+    def _call(self, client: Client, job: Job) -> tuple[Any, BaseException | None, bool]:
+        """Runs the handler: (result, the exception it raised, whether the
+        server took the job back meanwhile)."""
+        ctx = JobContext(job, threading.Event())
+        ctx._touch = lambda ttr_ms: client.touch(job.id, ttr_ms)
+        ctx.next_touch = time.monotonic() + _interval_s(job, self.touch_ms)
+        with self._lock:
+            self._running[job.id] = (ctx, client)
+        result: Any = None
+        failure: BaseException | None = None
+        try:
+            try:
+                result = self.handler(ctx)
+            except Exception as e:
+                failure = e
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+        if ctx.cancelled.is_set():
+            self._count("cancelled")
+            return None, None, True
+        return result, failure, False
 
     def _touch_loop(self) -> None:
         while not (self._stop.is_set() and not any(t.is_alive() for t in self._threads)):
@@ -293,18 +553,21 @@ class Worker:
 class AsyncWorker:
     """A pool of ``concurrency`` asyncio tasks running ``await handler(ctx)``
     per job. A ``cancel`` (or ``revoked``) event cancels the handler's task.
-    Same options as :class:`Worker`."""
+    Same options as :class:`Worker` (``mode="consume"`` by default: one
+    connection, jobs pushed, acks pipelined)."""
 
     def __init__(self, handler: Callable[[JobContext], Awaitable[Any]],
                  queues: str | Iterable[str],
                  address: str | tuple[str, int] = P.DEFAULT_ADDRESS, *, concurrency: int = 1,
-                 poll_ms: int = 500, touch_ms: int | None = None,
-                 nack_delay_ms: int | None = None, strict: bool = False,
-                 **connect: Any) -> None:
+                 prefetch: int | None = None, mode: str = "consume", poll_ms: int = 500,
+                 touch_ms: int | None = None, nack_delay_ms: int | None = None,
+                 strict: bool = False, **connect: Any) -> None:
         self.handler = handler
         self.queues = [queues] if isinstance(queues, str) else list(queues)
         self.address = address
         self.concurrency = concurrency
+        self.prefetch = prefetch or concurrency
+        self.mode = _check_mode(mode)
         self.poll_ms = poll_ms
         self.touch_ms = touch_ms
         self.nack_delay_ms = nack_delay_ms
@@ -314,9 +577,14 @@ class AsyncWorker:
         self.error: BaseException | None = None
         self._stop: asyncio.Event | None = None
         self._running: dict[str, tuple[JobContext, "asyncio.Task[Any]"]] = {}
+        # consume mode
+        self._jobs: "asyncio.Queue[tuple[Job, float] | None]" = asyncio.Queue()
+        self._out: "asyncio.Queue[_Out | None]" = asyncio.Queue()
+        self._waiting: dict[str, str] = {}
+        self._input_done = False
 
     def stop(self) -> None:
-        """Stops fetching; running jobs finish."""
+        """Stops taking jobs; running jobs finish."""
         if self._stop is not None:
             self._stop.set()
 
@@ -331,10 +599,13 @@ class AsyncWorker:
                 loop.add_signal_handler(sig, self.stop)
                 sigs.append(sig)
         try:
-            clients = [await AsyncClient.connect(self.address, on_event=self._on_event,
-                                                 **self.connect)
-                       for _ in range(self.concurrency)]
-            await asyncio.gather(*(self._slot(c) for c in clients))
+            if self.mode == "fetch":
+                clients = [await AsyncClient.connect(self.address, on_event=self._on_event,
+                                                     **self.connect)
+                           for _ in range(self.concurrency)]
+                await asyncio.gather(*(self._slot(c) for c in clients))
+            else:
+                await self._run_consume()
         finally:
             for sig in sigs:
                 loop.remove_signal_handler(sig)
@@ -347,6 +618,133 @@ class AsyncWorker:
             ctx.cancel_reason = "cancel" if ev.kind == "cancel" else (ev.reason or "revoked")
             ctx.cancelled.set()
             task.cancel()
+
+    # ---- consume mode --------------------------------------------------
+
+    async def _run_consume(self) -> None:
+        client = await AsyncClient.connect(self.address, on_event=self._on_push, **self.connect)
+        try:
+            await client.consume(self.queues, prefetch=self.prefetch,
+                                 strict=self.strict or None)
+        except BaseException:
+            await client.close()
+            raise
+        sender = asyncio.get_running_loop().create_task(self._send_loop(client))
+        feeder = asyncio.get_running_loop().create_task(self._feed(client))
+        try:
+            await asyncio.gather(*(self._runner(client) for _ in range(self.concurrency)))
+        finally:
+            feeder.cancel()
+            self._out.put_nowait(None)
+            try:
+                await sender
+            finally:
+                await client.close()
+
+    def _end_input(self) -> None:
+        """No job will be pushed any more: the slots end once the rest ran."""
+        if not self._input_done:
+            self._input_done = True
+            for _ in range(self.concurrency):
+                self._jobs.put_nowait(None)
+
+    def _on_push(self, ev: Event) -> None:
+        if ev.kind == "jobs":
+            self.stats.fetched += len(ev.jobs)
+            now = time.monotonic()
+            for job in ev.jobs:
+                self._waiting[job.id] = ""
+                self._jobs.put_nowait((job, now))
+        elif ev.kind == "consume_end" and ev.reason == "closed":
+            self._end_input()
+        elif ev.kind in ("cancel", "revoked") and ev.id in self._waiting:
+            self._waiting[ev.id] = "cancel" if ev.kind == "cancel" else (ev.reason or "revoked")
+        else:
+            self._on_event(ev)
+
+    async def _feed(self, client: AsyncClient) -> None:
+        """Stops the consume on stop() (no job is pushed after
+        cancel_consume's answer); a lost connection ends the pool."""
+        assert self._stop is not None
+        while not self._input_done:
+            try:
+                await asyncio.wait_for(self._stop.wait(), 0.05)
+            except asyncio.TimeoutError:
+                if client.closed:
+                    self.error = client._closed
+                    self._end_input()
+                continue
+            try:
+                await client.cancel_consume()
+            except ChanqError:
+                pass
+            self._end_input()
+
+    async def _runner(self, client: AsyncClient) -> None:
+        assert self._stop is not None
+        while True:
+            item = await self._jobs.get()
+            if item is None:
+                return
+            job, arrived = item
+            why = self._waiting.pop(job.id, "")
+            if why:
+                log.info("job %s taken back (%s) before it ran", job.id, why)
+                self.stats.cancelled += 1
+            elif client.closed:
+                pass  # the server gave it back with the connection
+            elif self._stop.is_set():
+                self._out.put_nowait((client, "release", job.id, None))
+            elif not await self._renewed(client, job, arrived):
+                self.stats.cancelled += 1
+            else:
+                result, failure, cancelled = await self._execute(client, job)
+                if cancelled:
+                    continue
+                if failure is None and result is not None:
+                    failure = _is_json(result)
+                if failure is None:
+                    self._out.put_nowait((client, "ack", job.id, result))
+                else:
+                    self._out.put_nowait((client, "nack", job.id, _error_text(failure)))
+
+    async def _renewed(self, client: AsyncClient, job: Job, arrived: float) -> bool:
+        """As Worker's: a job that waited past half its ttr is touched first."""
+        if time.monotonic() - arrived <= job.ttr_ms / 2000.0:
+            return True
+        try:
+            await client.touch(job.id)
+            return True
+        except ChanqError as e:
+            log.info("job %s taken back before it ran: %s", job.id, e)
+            return False
+
+    async def _send_loop(self, client: AsyncClient) -> None:
+        """As Worker's sender: what waits goes out in one write, the acks
+        without a result as one request, answers counted as they come."""
+        while True:
+            items = [await self._out.get()]
+            while len(items) < 4 * _ACK_BATCH and not self._out.empty():
+                items.append(self._out.get_nowait())
+            its = [it for it in items if it is not None]
+            if its:
+                reqs = _requests(its, self.nack_delay_ms)
+                try:
+                    futs = await client.send([r for r, _, _ in reqs])
+                except ChanqError as e:
+                    log.warning("worker: %d answers lost: %s", len(its), e)
+                    self.stats.errors += len(its)
+                    futs = []
+                for fut, (_, field, n) in zip(futs, reqs):
+                    try:
+                        _account(self.stats, field, n, await fut)
+                    except ChanqError as e:
+                        log.warning("worker: %s", e)
+                        self.stats.errors += n
+            if len(its) < len(items):
+                return
+
+    # ---- fetch mode ----------------------------------------------------
 
     async def _slot(self, client: AsyncClient) -> None:
         assert self._stop is not None
@@ -375,6 +773,29 @@ class AsyncWorker:
             await client.close()
 
     async def _run(self, client: AsyncClient, job: Job) -> None:
+        result, failure, cancelled = await self._execute(client, job)
+        if cancelled:
+            return
+        try:
+            if failure is None:
+                try:
+                    await client.ack(job.id, result)
+                    self.stats.acked += 1
+                    return
+                except (TypeError, ValueError) as e:
+                    failure = e
+            await client.nack(job.id, _error_text(failure), delay_ms=self.nack_delay_ms)
+            self.stats.nacked += 1
+        except ChanqError as e:
+            log.warning("job %s: %s", job.id, e)
+            self.stats.errors += 1
+
+    # ---- both ----------------------------------------------------------
+
+    async def _execute(self, client: AsyncClient,
+                       job: Job) -> tuple[Any, BaseException | None, bool]:
+        """Runs the handler as a task, touching the job meanwhile: (result,
+        the exception it raised, whether the server took the job back)."""
         ctx = JobContext(job, asyncio.Event())
         ctx._touch = lambda ttr_ms: client.touch(job.id, ttr_ms)
         task = asyncio.get_running_loop().create_task(self.handler(ctx))
@@ -403,17 +824,5 @@ class AsyncWorker:
             self._running.pop(job.id, None)
         if ctx.cancelled.is_set():
             self.stats.cancelled += 1
-            return
-        try:
-            if failure is None:
-                try:
-                    await client.ack(job.id, result)
-                    self.stats.acked += 1
-                    return
-                except (TypeError, ValueError) as e:
-                    failure = e
-            await client.nack(job.id, _error_text(failure), delay_ms=self.nack_delay_ms)
-            self.stats.nacked += 1
-        except ChanqError as e:
-            log.warning("job %s: %s", job.id, e)
-            self.stats.errors += 1
+            return None, None, True
+        return result, failure, False

@@ -1,0 +1,136 @@
+/* Delivery: ready jobs out of a set of queues, reserved for a holder (see
+ * deliver.h). */
+#include "chanq_config.h"
+
+#include "daemon/deliver.h"
+
+#include "daemon/commit.h"
+#include "daemon/queue.h"
+
+#include "core/chan.h"
+#include "core/select.h"
+
+#include <errno.h>
+#include <string.h>
+
+bool
+deliver_reserve(struct broker *b, struct queue *q, struct job *j, struct holder *h)
+{
+    if (!queue_took(q, j))
+        return false;
+    broker_landed_in(b, q, j);
+    struct jrec r = {.type = JREC_RESERVE};
+    r.u.reserve = (struct jrec_reserve){.id = j->id, .attempt = j->attempt + 1u};
+    struct apply_how how = {.holder = h};
+    if (commit(b, &r, &how, NULL) < 0) {
+        queue_place(q, j); /* refused (logged): it stays queued */
+        return false;
+    }
+    q->count.delivered++;
+    return true;
+}
+
+void
+deliver_put_back(struct queue *q, struct job *j)
+{
+    if (queue_took(q, j)) {
+        broker_landed_in(q->broker, q, j);
+        queue_place(j->queue, j); /* takes a reference of its own */
+    }
+    job_unref(j);
+}
+
+int
+deliver_give_back(struct broker *b, struct job *j, struct durable *w)
+{
+    uint32_t attempt = j->attempt > 0 ? j->attempt - 1u : 0;
+    return commit_state(b, j, (struct jrec_state){.state = JREC_QUEUED, .attempt = attempt}, w);
+}
+
+size_t
+deliver_take(struct broker *b, struct pick *p, struct holder *h, struct job **got, size_t max,
+             size_t max_bytes)
+{
+    memcpy(p->order, p->qs, p->nq * sizeof *p->qs);
+    if (!p->strict)
+        broker_shuffle(p->order, p->nq);
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < p->nq && n < max && bytes < max_bytes; i++) {
+        struct queue *q = p->order[i];
+        if (q->paused)
+            continue;
+        struct job *j;
+        while (n < max && bytes < max_bytes && chan_try_recv(q->jobs, &j) == 0) {
+            if (deliver_reserve(b, q, j, h)) {
+                got[n++] = j;
+                bytes += j->payload_len;
+            } else {
+                job_unref(j);
+            }
+        }
+        queue_check_drained(q);
+    }
+    return n;
+}
+
+bool
+deliver_all_drained(struct pick *p)
+{
+    for (size_t i = 0; i < p->nq; i++) {
+        queue_check_drained(p->qs[i]);
+        if (!p->qs[i]->drained_sent)
+            return false;
+    }
+    return true;
+}
+
+int
+deliver_park(struct broker *b, const struct pick *p, struct session *s, struct chan *extra,
+             struct ctx *ctx, int64_t timeout_ms, struct job **j, struct queue **from)
+{
+    /* The queues as they are now: p may be changed (a consume told to take
+     * from others) while the lock is released. */
+    struct queue *qs[MSG_MAX_QUEUES];
+    struct chan *changed[MSG_MAX_QUEUES];
+    struct chan_case cases[3 * MSG_MAX_QUEUES + 1];
+    size_t nq = p->nq;
+    for (size_t i = 0; i < nq; i++) {
+        struct queue *q = qs[i] = p->qs[i];
+        changed[i] = q->changed;
+        chan_ref(changed[i]); /* pause/resume replaces it while we wait */
+        q->waiting_fetchers++;
+        cases[3 * i] = (struct chan_case){q->paused ? NULL : q->jobs, CHAN_RECV, j, false};
+        cases[3 * i + 1] = (struct chan_case){changed[i], CHAN_RECV, NULL, false};
+        cases[3 * i + 2] =
+            (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
+    }
+    cases[3 * nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
+    pthread_mutex_unlock(&b->lock);
+    if (s)
+        session_before_park(s);
+    int r = chan_select(cases, 3 * nq + 1, ctx, timeout_ms);
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < nq; i++) {
+        qs[i]->waiting_fetchers--;
+        chan_unref(changed[i]);
+    }
+    if (r < 0)
+        return r;
+    if ((size_t)r >= 3 * nq || r % 3 != 0)
+        return -EAGAIN;
+    *from = qs[r / 3];
+    return 0;
+}
+
+struct proto_job
+deliver_describe(const struct job *j, char *idbuf)
+{
+    return (struct proto_job){
+        .id = broker_id_span(j->id, idbuf),
+        .queue = {j->queue->name, j->queue->name_len},
+        .payload = {j->payload, j->payload_len},
+        .attempt = j->attempt,
+        .ttr_ms = j->ttr_ms,
+        .deadline = j->deadline_ms,
+    };
+}
