@@ -127,21 +127,27 @@ is_word(const char *a, const char *word)
 }
 
 /* Cluster mode: node-id and peers go together, name this node, and need a
- * data dir (the Raft log is the journal) and a chanqd built with them. */
+ * data dir (the Raft log is the journal) and a chanqd built with them. A
+ * joining node needs its node-id and raft-listen; peers may leave it out
+ * (the leader's configuration names it once it is added). */
 static int
 cluster_finish(const struct config *cfg, char *err, size_t errlen)
 {
-    if (cfg->node_id == 0 && !cfg->peers && !cfg->raft_listen)
+    if (cfg->node_id == 0 && !cfg->peers && !cfg->raft_listen && !cfg->join)
         return 0;
 #ifndef CHANQ_CLUSTER
     config_fail(err, errlen,
-                "node-id, raft-listen, peers: this chanqd was built without cluster "
+                "node-id, raft-listen, peers, join: this chanqd was built without cluster "
                 "support (configure --without-cluster)");
     return -1;
 #else
     struct config_peer peers[CONFIG_MAX_PEERS];
     size_t n;
-    if (cfg->node_id == 0 || !cfg->peers) {
+    if (cfg->join && (cfg->node_id == 0 || !cfg->raft_listen)) {
+        config_fail(err, errlen, "join needs node-id and raft-listen");
+        return -1;
+    }
+    if (!cfg->join && (cfg->node_id == 0 || !cfg->peers)) {
         config_fail(err, errlen, "cluster mode needs both node-id and peers");
         return -1;
     }
@@ -154,8 +160,12 @@ cluster_finish(const struct config *cfg, char *err, size_t errlen)
         config_fail(err, errlen, "http-admin is not available in cluster mode yet");
         return -1;
     }
+    if (cfg->join && !cfg->peers)
+        return 0;
     if (config_parse_peers(cfg->peers, peers, CONFIG_MAX_PEERS, &n, err, errlen) < 0)
         return -1;
+    if (cfg->join)
+        return 0;
     for (size_t i = 0; i < n; i++)
         if (peers[i].id == cfg->node_id)
             return 0;

@@ -62,6 +62,7 @@ struct config {
     char *raft_listen;               /* cluster: Raft listen IPv4:PORT, or NULL (its peers one) */
     char *peers;                     /* cluster: "ID@IPV4:PORT[/HOST:PORT],...", or NULL */
     int64_t raft_election_ms;        /* cluster: election timeout [main] */
+    bool join;                       /* cluster: a new node waiting to be added */
 };
 
 #define CONFIG_MAX_PEERS 9

@@ -8,8 +8,11 @@
 #include "daemon/server.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 static int
@@ -22,6 +25,24 @@ prepare_data_dir(const struct config *cfg)
         return -1;
     }
     return 0;
+}
+
+/* A cluster node that lost its leadership starts again as a follower: the
+ * same program and arguments in this process (exec: nothing of the old
+ * serving state survives). Sockets systemd handed over are gone by now, so
+ * a socket-activated chanqd exits instead and systemd starts it again.
+ * Returns only on failure: the exit status. */
+static int
+start_again(char **argv, bool socket_activated)
+{
+    if (socket_activated) {
+        log_warn("stepped down: exiting so that systemd starts chanqd again");
+        return 1;
+    }
+    log_info("stepped down: starting again as a follower");
+    execv("/proc/self/exe", argv);
+    log_error("cannot start again (%s); exiting", strerror(errno));
+    return 1;
 }
 
 int
@@ -42,11 +63,14 @@ main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     log_info("chanqd %s starting", PACKAGE_VERSION);
+    bool socket_activated = getenv("LISTEN_FDS") != NULL; /* server_new unsets it */
     rc = 1;
     struct server *srv = NULL;
     if (prepare_data_dir(&cfg) == 0 && (srv = server_new(&cfg, argc, argv)))
-        rc = server_run(srv) == 0 ? 0 : 1;
+        rc = server_run(srv);
     server_free(srv);
     config_free(&cfg);
-    return rc;
+    if (rc == SERVER_STEPPED_DOWN)
+        return start_again(argv, socket_activated);
+    return rc == 0 ? 0 : 1;
 }

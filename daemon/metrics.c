@@ -98,6 +98,28 @@ static const struct hist_family run_hist = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* server.cluster (cluster mode only). */
+static const struct family cluster_families[] = {
+    {"term", "chanq_cluster_term", "gauge", 1, "The Raft term this node is in."},
+    {"commit_index", "chanq_cluster_commit_index", "gauge", 1,
+     "The last log index this node knows to be committed."},
+    {"applied_index", "chanq_cluster_applied_index", "gauge", 1,
+     "The last log index applied to this node's committed state."},
+    {"leader_changes", "chanq_cluster_leader_changes_total", "counter", 1,
+     "Times this node saw a new leader."},
+};
+static const struct family cluster_snapshot_families[] = {
+    {"taken", "chanq_cluster_snapshots_total", "counter", 1, "Raft snapshots taken."},
+    {"restored", "chanq_cluster_snapshot_restores_total", "counter", 1,
+     "Raft snapshots restored (a node that fell behind the others' logs)."},
+    {"last_bytes", "chanq_cluster_snapshot_bytes", "gauge", 1,
+     "Size of the last snapshot taken or restored, in bytes."},
+};
+static const struct hist_family commit_hist = {
+    "chanq_cluster_commit_duration_seconds",
+    "Time from proposing a batch of records to its commit on a majority and apply here.",
+    "le_us", "sum_us", 1e6};
+
 static bool
 is_value(const json_t *v)
 {
@@ -327,6 +349,23 @@ put_queues(FILE *f, const json_t *queues)
     }
 }
 
+static void
+put_cluster(FILE *f, const json_t *cluster)
+{
+    if (!json_is_object(cluster))
+        return;
+    put_scalars(f, cluster, cluster_families, N(cluster_families));
+    put_header(f, "chanq_cluster_leader", "gauge", "1 while this node is the serving leader.");
+    fprintf(f, "chanq_cluster_leader %d\n", json_is_true(json_object_get(cluster, "serving")));
+    put_scalars(f, json_object_get(cluster, "snapshots"), cluster_snapshot_families,
+                N(cluster_snapshot_families));
+    const json_t *h = json_object_get(cluster, "commit");
+    if (hist_valid(json_object_get(h, commit_hist.le_key), json_object_get(h, "counts"))) {
+        put_header(f, commit_hist.name, "histogram", commit_hist.help);
+        put_hist_samples(f, &commit_hist, NULL, h);
+    }
+}
+
 char *
 metrics_render(const json_t *stats, size_t *len)
 {
@@ -345,6 +384,7 @@ metrics_render(const json_t *stats, size_t *len)
     put_scalars(f, server, server_families, N(server_families));
     put_jobs(f, json_object_get(server, "jobs"));
     put_journal(f, json_object_get(server, "journal"));
+    put_cluster(f, json_object_get(server, "cluster"));
     put_queues(f, json_object_get(stats, "queues"));
     put_run_hists(f, json_object_get(stats, "queues"));
     if (fclose(f) != 0) {

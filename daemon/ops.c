@@ -8,9 +8,12 @@
 #include "daemon/stats.h"
 #include "daemon/tokens.h"
 
+#include "core/chan.h"
+#include "core/ctx.h"
 #include "core/timer.h"
 #include "proto/encode.h"
 
+#include <errno.h>
 #include <string.h>
 
 typedef int op_fn(const struct conn_env *env, struct op_session *os, const struct request *req,
@@ -111,6 +114,114 @@ op_stats(const struct conn_env *env, struct op_session *os, const struct request
     return rc;
 }
 
+/* cluster: this node's view (any node answers, serving or not). */
+static int
+op_cluster(const struct conn_env *env, struct op_session *os, const struct request *req,
+           struct buf *out, struct proto_error *err)
+{
+    (void)os;
+    if (!env->cluster) {
+        proto_error_set(err, PROTO_BAD_REQUEST, "this server is a single node, not a cluster");
+        return -1;
+    }
+    json_t *status = cluster_gate_status(env->cluster);
+    json_t *fields = status ? json_pack("{s:o}", "cluster", status) : NULL;
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    if (rc < 0)
+        proto_error_set(err, PROTO_INTERNAL, "out of memory describing the cluster");
+    return rc;
+}
+
+/* How long a membership change may take to answer: libraft answers a
+ * transfer within an election timeout, an addition once the new node has
+ * caught up with the log. */
+#define CLUSTER_CHANGE_WAIT_MS 60000
+
+/* The replica's answer to a change, on its thread: into the op's channel
+ * (room for one), whose reference it holds. */
+static void
+change_done(void *arg, int status)
+{
+    struct chan *c = arg;
+    chan_try_send(c, &status);
+    chan_unref(c);
+}
+
+static void
+change_error(int status, int64_t node, struct proto_error *err)
+{
+    switch (status) {
+    case -ENOTCONN:
+    case -ECONNRESET:
+        proto_error_set(err, PROTO_NOT_LEADER, "this node is no longer the leader");
+        return;
+    case -EEXIST:
+        proto_error_set(err, PROTO_CONFLICT, "node %lld or its address is already a member",
+                        (long long)node);
+        return;
+    case -ENOENT:
+        proto_error_set(err, PROTO_NOT_FOUND, node ? "node %lld is not a voting member"
+                                                  : "no other voter to hand leadership to",
+                        (long long)node);
+        return;
+    case -EBUSY:
+        proto_error_set(err, PROTO_CONFLICT, "another membership change is in progress");
+        return;
+    case -ETIMEDOUT:
+        proto_error_set(err, PROTO_TIMEOUT, "not done in time (the change may still happen)");
+        return;
+    case -EINVAL:
+        proto_error_set(err, PROTO_BAD_REQUEST, "address: not IPV4:PORT[/HOST:PORT]");
+        return;
+    }
+    proto_error_set(err, PROTO_INTERNAL, "membership change failed: %s", strerror(-status));
+}
+
+/* cluster_add, cluster_remove, cluster_transfer: answered once the change
+ * is committed (or the new leader elected). The gate let only the serving
+ * leader through. */
+static int
+op_cluster_change(const struct conn_env *env, struct op_session *os, const struct request *req,
+                  struct buf *out, struct proto_error *err)
+{
+    enum cluster_change kind = req->op == OP_CLUSTER_ADD      ? CLUSTER_ADD
+                               : req->op == OP_CLUSTER_REMOVE ? CLUSTER_REMOVE
+                                                              : CLUSTER_TRANSFER;
+    int64_t node = req->has_node ? req->node : 0;
+    if (kind == CLUSTER_ADD && strchr(req->address.ptr, '/') == NULL) {
+        proto_error_set(err, PROTO_BAD_REQUEST,
+                        "address: give the client address too (IPV4:PORT/HOST:PORT)");
+        return -1;
+    }
+    struct chan *c = chan_new(sizeof(int), 1);
+    if (!c) {
+        proto_error_set(err, PROTO_INTERNAL, "out of memory");
+        return -1;
+    }
+    chan_ref(c); /* change_done's */
+    int status = cluster_gate_change(env->cluster, kind, (uint64_t)node, req->address.ptr,
+                                     change_done, c);
+    if (status < 0) {
+        chan_unref(c); /* change_done will not come */
+    } else {
+        /* Not the session's context: a transfer makes this node step down,
+         * which ends the session's waits, and its answer must still go out. */
+        struct ctx *wait = ctx_with_timeout(NULL, CLUSTER_CHANGE_WAIT_MS);
+        if (!wait || chan_recv(c, &status, wait) < 0)
+            status = -ETIMEDOUT;
+        if (wait)
+            ctx_release(wait);
+    }
+    chan_unref(c);
+    if (status < 0) {
+        change_error(status, node, err);
+        return -1;
+    }
+    log_info("cluster: %s of node %lld done", msg_op_name(req->op), (long long)node);
+    return encode_ok(out, req->rid);
+}
+
 /* A broker op, called through the server's broker. */
 struct op_entry {
     op_fn *fn;                 /* server-level handler, or NULL */
@@ -138,6 +249,10 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_STATS] = {op_stats, NULL},
     [OP_CONSUME] = {NULL, broker_op_consume},
     [OP_CANCEL_CONSUME] = {NULL, broker_op_cancel_consume},
+    [OP_CLUSTER] = {op_cluster, NULL},
+    [OP_CLUSTER_ADD] = {op_cluster_change, NULL},
+    [OP_CLUSTER_REMOVE] = {op_cluster_change, NULL},
+    [OP_CLUSTER_TRANSFER] = {op_cluster_change, NULL},
 };
 
 void
@@ -165,7 +280,7 @@ check_admission(const struct conn_env *env, struct op_session *os, const struct 
     }
     /* Cluster mode: only the ready leader's state is the cluster's. */
     if (env->cluster && req->op != OP_HELLO && req->op != OP_PING && req->op != OP_STATS &&
-        !cluster_gate_serving(env->cluster)) {
+        req->op != OP_CLUSTER && !cluster_gate_serving(env->cluster)) {
         char role[16], leader[96];
         cluster_gate_get(env->cluster, role, sizeof role, leader, sizeof leader);
         proto_error_set(err, PROTO_NOT_LEADER, "this node is not the leader (%s); leader: %s",

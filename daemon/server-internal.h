@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,7 +72,11 @@ struct server {
     size_t ncpeers;
     bool serving;                        /* promoted: the broker is the cluster's */
     uint64_t serving_term;               /* the term it was promoted in */
-    bool cluster_lost;                   /* leadership lost: the process ends */
+    bool stepped_down;                   /* leadership lost: server_run says so */
+    uint64_t last_leader_id;             /* the leader last seen (loop thread) */
+    _Atomic uint64_t leader_changes;     /* times a new leader was seen */
+    bool handing_over;                   /* stopping: leadership transfer asked */
+    _Atomic bool handed_over;            /* ...and answered (replica thread) */
 };
 
 /* server.c: the broker's settings from cfg, at start-up and on reload. */
@@ -88,6 +93,11 @@ void server_on_tick(evutil_socket_t fd, short what, void *arg);
  * routes) and the watchdog, and schedules READY=1 for the loop's first
  * turn. Last step of server_new; 0, or -1 after logging why. */
 int server_life_start(struct server *srv);
+/* The graceful stop (SIGTERM's, also a cluster node's step-down): stops
+ * accepting, answers `shutting_down` to new requests, ends waits, lets
+ * each connection's requests be answered within grace_ms, then leaves the
+ * loop. Marks the server stopping. Loop thread. */
+void server_life_stop(struct server *srv, int64_t grace_ms);
 /* Undoes server_life_start (sends STOPPING=1 if it was owed). Before the
  * rest of server_free: admin ops answer through the bridge. */
 void server_life_free(struct server *srv);
@@ -100,5 +110,10 @@ void server_life_free(struct server *srv);
 int server_cluster_start(struct server *srv);
 void server_cluster_stop(struct server *srv);
 void server_cluster_free(struct server *srv);
+/* During a stop, once the connections are gone: a serving leader hands
+ * its leadership to another voter, so the cluster does not wait an
+ * election timeout for the next one. True while that is under way (the
+ * caller polls again), false once done or not needed. Loop thread. */
+bool server_cluster_handing_over(struct server *srv);
 
 #endif

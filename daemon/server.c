@@ -139,6 +139,7 @@ fill_env(struct server *srv)
         .cfg = srv->cfg,
         .connections = &env->connections,
         .started_ms = timer_now_ms(),
+        .cluster = srv->gate,
     };
 }
 
@@ -239,7 +240,7 @@ server_run(struct server *srv)
     atomic_store(&srv->env.loop_running, false);
     if (rc == 0)
         log_info("stopped");
-    return srv->cluster_lost ? -1 : rc;
+    return srv->stepped_down ? SERVER_STEPPED_DOWN : rc;
 }
 
 void

@@ -22,8 +22,12 @@ struct server *server_new(struct config *cfg, int argc, char **argv);
  * answers `shutting_down`, lets requests in flight finish within
  * --grace-ms, closes connections. Tells systemd READY=1 once everything
  * accepts, RELOADING=1/READY=1 around a SIGHUP, STOPPING=1 when the stop
- * begins. Returns 0 after a clean stop. Main thread (the loop's). */
+ * begins. Returns 0 after a clean stop, SERVER_STEPPED_DOWN (below), or
+ * -1 when the loop failed. Main thread (the loop's). */
 int server_run(struct server *srv);
+/* server_run's answer when a cluster node lost its leadership and stopped:
+ * start it again (a follower rebuilds its state from the replicated log). */
+#define SERVER_STEPPED_DOWN 1
 
 /* Frees everything, the journal flushed and closed last but one (then the
  * broker). NULL is allowed. Main thread, after server_run. */

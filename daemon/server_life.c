@@ -31,6 +31,19 @@ notify_stopping(struct server *srv)
     sd_notify_send("STOPPING=1\nSTATUS=stopping: draining connections");
 }
 
+/* Cluster mode: a leader that stops hands its leadership over first (the
+ * replica answers within an election timeout). */
+static bool
+handing_over(struct server *srv)
+{
+#ifdef CHANQ_CLUSTER
+    return server_cluster_handing_over(srv);
+#else
+    (void)srv;
+    return false;
+#endif
+}
+
 /* During a stop: once every connection is gone (or the grace period is
  * over, when the rest are closed), leave the loop. */
 static void
@@ -46,7 +59,8 @@ on_stop_poll(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (!env->conns &&
-        (go_count() <= srv->idle_goroutines || timer_now_ms() >= srv->stop_deadline)) {
+        (go_count() <= srv->idle_goroutines || timer_now_ms() >= srv->stop_deadline) &&
+        !handing_over(srv)) {
         event_base_loopexit(srv->base, NULL);
         return;
     }
@@ -64,15 +78,22 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
         srv->stop_deadline = 0;
         return;
     }
-    notify_stopping(srv);
     log_info("received %s, stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              (long long)config_get(srv->cfg, grace_ms));
+    server_life_stop(srv, config_get(srv->cfg, grace_ms));
+}
+
+void
+server_life_stop(struct server *srv, int64_t grace_ms)
+{
+    atomic_store(&srv->env.stopping, true);
+    notify_stopping(srv);
     listener_set_free(srv->listeners);
     srv->listeners = NULL;
     /* New requests now get `shutting_down`; waits in flight end at once. */
     ctx_cancel(srv->root);
     /* Read no more: what each connection sent is answered, then it closes. */
-    srv->stop_deadline = timer_now_ms() + config_get(srv->cfg, grace_ms);
+    srv->stop_deadline = timer_now_ms() + grace_ms;
     for (struct conn *c = srv->env.conns, *next; c; c = next) {
         next = conn_next(c);
         conn_drain(c);

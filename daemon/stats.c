@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include "daemon/stats.h"
+#include "daemon/cluster/gate.h"
 #include "daemon/broker.h"
 #include "core/timer.h"
 #include "daemon/config.h"
@@ -92,7 +93,7 @@ stats_server_json(const struct stats_src *src)
     json_t *jobs = broker_jobs_json(src->broker);
     struct membudget *mb = broker_membudget(src->broker);
     int64_t uptime_s = (timer_now_ms() - src->started_ms) / 1000;
-    return json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o}", "uptime_s",
+    json_t *server = json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o}", "uptime_s",
                      (json_int_t)uptime_s, "connections",
                      (json_int_t)atomic_load(src->connections), "goroutines",
                      (json_int_t)go_count(), "threads", sched_threads(), "jobs",
@@ -100,6 +101,10 @@ stats_server_json(const struct stats_src *src)
                      "memory_bytes", (json_int_t)membudget_used(mb), "buffer_bytes",
                      (json_int_t)atomic_load(&mb->buffers), "version", PACKAGE_VERSION,
                      "journal", journal_json(src));
+    json_t *cluster = server && src->cluster ? cluster_gate_status(src->cluster) : NULL;
+    if (cluster)
+        json_object_set_new(server, "cluster", cluster);
+    return server;
 }
 
 json_t *

@@ -23,10 +23,12 @@ struct stats_src {
     const struct config *cfg;          /* the fsync mode */
     const _Atomic size_t *connections; /* open connections (daemon/conn_env.h) */
     int64_t started_ms;                /* timer_now_ms() at start: uptime_s */
+    const struct cluster_gate *cluster; /* cluster mode: "cluster" figures; else NULL */
 };
 
 /* {"uptime_s", "connections", "goroutines", "threads", "jobs", "rss_bytes",
- *  "memory_bytes", "buffer_bytes", "version", "journal"}. A new reference,
+ *  "memory_bytes", "buffer_bytes", "version", "journal", and in cluster mode
+ *  "cluster": the cluster op's figures}. A new reference,
  * or NULL when out of memory. Any thread. */
 json_t *stats_server_json(const struct stats_src *src);
 

@@ -46,6 +46,8 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_IDS] = {"ids", 3, K_IDS, 0, 0, 0, 0},
     [F_ACK] = {"ack", 3, K_IDS, 0, 0, 0, 0},
     [F_PREFETCH] = INT_F("prefetch", prefetch, 1, MSG_MAX_PREFETCH),
+    [F_NODE] = INT_F("node", node, 1, UINT32_MAX),
+    [F_ADDRESS] = SPAN_F("address", K_TEXT, address),
 };
 
 int

@@ -40,6 +40,8 @@ enum field {
     F_IDS,
     F_ACK,
     F_PREFETCH,
+    F_NODE,
+    F_ADDRESS,
     F_NFIELDS
 };
 

@@ -128,6 +128,10 @@ static const struct op_def ops[OP_COUNT] = {
                     RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_PREFETCH), OPT(F_STRICT)),
                     check_consume},
     [OP_CANCEL_CONSUME] = {"cancel_consume", NULL, 0, NULL},
+    [OP_CLUSTER] = {"cluster", NULL, 0, NULL},
+    [OP_CLUSTER_ADD] = {"cluster_add", RULES(REQ(F_NODE), REQ(F_ADDRESS)), NULL},
+    [OP_CLUSTER_REMOVE] = {"cluster_remove", RULES(REQ(F_NODE)), NULL},
+    [OP_CLUSTER_TRANSFER] = {"cluster_transfer", RULES(OPT(F_NODE)), NULL},
 };
 
 const char *

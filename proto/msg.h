@@ -34,6 +34,10 @@ enum op {
     OP_STATS,
     OP_CONSUME,
     OP_CANCEL_CONSUME,
+    OP_CLUSTER,          /* cluster mode: this node's view of the cluster */
+    OP_CLUSTER_ADD,      /* ... and its membership changes, on the leader */
+    OP_CLUSTER_REMOVE,
+    OP_CLUSTER_TRANSFER,
     OP_COUNT /* number of values; not an op */
 };
 
@@ -82,6 +86,7 @@ struct request {
     struct span client;  /* hello: client name (unescaped) */
     struct span token;   /* hello: auth token (unescaped) */
     struct span after;   /* queues: list the queues whose names sort after this one */
+    struct span address; /* cluster_add: "IPV4:PORT[/HOST:PORT]" of the new member */
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */
@@ -92,8 +97,9 @@ struct request {
     int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
     int64_t count;        /* fetch (max jobs), kick (max jobs), queues (max queues) */
     int64_t prefetch;     /* consume: jobs the connection may hold unacked */
+    int64_t node;         /* cluster_add, cluster_remove, cluster_transfer: a member id */
     bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
-        has_timeout_ms, has_count, has_prefetch;
+        has_timeout_ms, has_count, has_prefetch, has_node;
 
     bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */

@@ -5,6 +5,7 @@
 
 #include "daemon/cluster/gate.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -14,6 +15,7 @@ struct cluster_gate {
     void *describe_arg;
     int (*digest)(void *arg, char *hex); /* set before serving, then read-only */
     void *digest_arg;
+    struct cluster_control control; /* set before serving, then read-only */
 };
 
 struct cluster_gate *
@@ -44,6 +46,27 @@ int
 cluster_gate_digest(const struct cluster_gate *g, char *hex)
 {
     return g->digest ? g->digest(g->digest_arg, hex) : -1;
+}
+
+void
+cluster_gate_set_control(struct cluster_gate *g, const struct cluster_control *c)
+{
+    g->control = *c;
+}
+
+json_t *
+cluster_gate_status(const struct cluster_gate *g)
+{
+    return g->control.status ? g->control.status(g->control.arg) : NULL;
+}
+
+int
+cluster_gate_change(const struct cluster_gate *g, enum cluster_change kind, uint64_t id,
+                    const char *address, cluster_change_done_fn *done, void *done_arg)
+{
+    if (!g->control.change)
+        return -ENOSYS;
+    return g->control.change(g->control.arg, kind, id, address, done, done_arg);
 }
 
 void

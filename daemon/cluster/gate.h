@@ -7,8 +7,10 @@
 #ifndef CHANQ_DAEMON_CLUSTER_GATE_H
 #define CHANQ_DAEMON_CLUSTER_GATE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct cluster_gate;
 
@@ -31,6 +33,30 @@ void cluster_gate_set(struct cluster_gate *g, bool serving);
 void cluster_gate_set_digest(struct cluster_gate *g, int (*fn)(void *arg, char *hex), void *arg);
 /* fn's answer, or -1 when none was set. Any thread. */
 int cluster_gate_digest(const struct cluster_gate *g, char *hex);
+
+/* What the `cluster` op and `stats` report, and what the membership ops
+ * ask of the node; the server sets them once before serving.
+ *   status: the node's view of the cluster as a JSON object (a new
+ *           reference, NULL when out of memory). Any thread.
+ *   change: starts a membership change or a leadership transfer (id 0:
+ *           any voter); done(done_arg, status) follows exactly once, on
+ *           another thread, unless change returns a negative errno. The
+ *           statuses are replica.h's (0, -ENOTCONN, -EEXIST, -ENOENT,
+ *           -EBUSY, -ETIMEDOUT, ...). */
+enum cluster_change { CLUSTER_ADD, CLUSTER_REMOVE, CLUSTER_TRANSFER };
+typedef void cluster_change_done_fn(void *done_arg, int status);
+struct cluster_control {
+    json_t *(*status)(void *arg);
+    int (*change)(void *arg, enum cluster_change kind, uint64_t id, const char *address,
+                  cluster_change_done_fn *done, void *done_arg);
+    void *arg;
+};
+void cluster_gate_set_control(struct cluster_gate *g, const struct cluster_control *c);
+/* control.status's answer; NULL when none was set or out of memory. */
+json_t *cluster_gate_status(const struct cluster_gate *g);
+/* control.change's; -ENOSYS when none was set. */
+int cluster_gate_change(const struct cluster_gate *g, enum cluster_change kind, uint64_t id,
+                        const char *address, cluster_change_done_fn *done, void *done_arg);
 
 /* Any thread. */
 bool cluster_gate_serving(const struct cluster_gate *g);

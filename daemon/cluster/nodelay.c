@@ -7,7 +7,9 @@
 
 #include "daemon/log.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* libraft >= 0.16 and the cowsql fork have a version field that the user
  * of a transport must fill; 0.15 has none. */
@@ -41,11 +43,28 @@ set_nodelay(struct uv_stream_s *stream)
     }
 }
 
+/* The Raft part of a member's address: the configuration may carry the
+ * client address after a slash (replica.h); libraft's transport must see
+ * "IPv4:port" only. False when it does not fit. */
+static bool
+raft_part(const char *address, char *out, size_t outlen)
+{
+    size_t n = strcspn(address, "/");
+    if (n >= outlen)
+        return false;
+    memcpy(out, address, n);
+    out[n] = '\0';
+    return true;
+}
+
 static int
 t_init(struct raft_uv_transport *outer, raft_id id, const char *address)
 {
     struct nodelay_transport *t = self(outer);
-    int rc = t->inner.init(&t->inner, id, address);
+    /* Kept in t: the inner transport may hold on to the string. */
+    if (!raft_part(address, t->self_address, sizeof t->self_address))
+        return RAFT_INVALID;
+    int rc = t->inner.init(&t->inner, id, t->self_address);
     if (rc != 0)
         snprintf(outer->errmsg, sizeof outer->errmsg, "%s", t->inner.errmsg);
     return rc;
@@ -78,6 +97,7 @@ struct connect {
     struct raft_uv_connect req; /* given to the inner transport */
     struct raft_uv_connect *outer_req;
     raft_uv_connect_cb outer_cb;
+    char address[NODELAY_ADDRESS_MAX]; /* the Raft part, alive until the answer */
 };
 
 static void
@@ -100,11 +120,15 @@ t_connect(struct raft_uv_transport *outer, struct raft_uv_connect *req, raft_id 
     struct connect *c = calloc(1, sizeof *c);
     if (!c)
         return RAFT_NOMEM;
+    if (!raft_part(address, c->address, sizeof c->address)) {
+        free(c);
+        return RAFT_INVALID;
+    }
     c->req.data = c;
     c->outer_req = req;
     c->outer_cb = cb;
     req->cb = cb;
-    int rc = t->inner.connect(&t->inner, &c->req, id, address, on_connect);
+    int rc = t->inner.connect(&t->inner, &c->req, id, c->address, on_connect);
     if (rc != 0) {
         snprintf(outer->errmsg, sizeof outer->errmsg, "%s", t->inner.errmsg);
         free(c);

@@ -3,7 +3,9 @@
  * previous segment (Nagle) while the receiver delays that ACK (~40 ms):
  * a one-record entry then takes ~43 ms to commit instead of well under
  * one. This wraps raft_uv_tcp_init's transport and sets the option on each
- * stream it accepts or connects, before libraft sees it.
+ * stream it accepts or connects, before libraft sees it. It also cuts the
+ * client address ("/HOST:PORT", see replica.h) off every address it is
+ * given, so the configuration can carry it.
  *
  * Loop thread only (the replica thread's libuv loop). */
 #ifndef CHANQ_DAEMON_CLUSTER_NODELAY_H
@@ -11,12 +13,16 @@
 
 #include <raft/uv.h>
 
+/* Longest Raft address (before any "/client" part) the transport takes. */
+#define NODELAY_ADDRESS_MAX 64
+
 /* Public so the replica can embed it; treat the fields as private. */
 struct nodelay_transport {
     struct raft_uv_transport outer; /* what raft_uv_init gets */
     struct raft_uv_transport inner; /* libraft's TCP transport */
     raft_uv_accept_cb accept_cb;    /* raft_uv's, given to listen */
     raft_uv_transport_close_cb close_cb;
+    char self_address[NODELAY_ADDRESS_MAX]; /* this node's, as init gave it */
 };
 
 /* Sets up t on loop. Returns 0 or a libraft error code (RAFT_NOMEM). */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdbool.h>
@@ -22,11 +23,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
-/* A proposal, from replica_propose to its answer. */
+enum request_kind {
+    REQ_PROPOSE,
+    REQ_ADD,      /* raft_add, then raft_assign as a voter */
+    REQ_PROMOTE,  /* the second step of REQ_ADD */
+    REQ_REMOVE,
+    REQ_TRANSFER,
+};
+
+/* A request through the mailbox, from replica_propose (or a membership
+ * call) to its answer. */
 struct proposal {
-    struct raft_apply req; /* req.data = this */
+    enum request_kind kind;
+    struct replica *r;
+    struct raft_apply req; /* REQ_PROPOSE; req.data = this */
     struct raft_buffer buf;
+    struct raft_change change;     /* REQ_ADD, REQ_REMOVE; change.data = this */
+    struct raft_transfer transfer; /* REQ_TRANSFER; transfer.data = this */
+    uint64_t target;               /* the member added, removed or handed over to */
+    uint64_t start_us;             /* REQ_PROPOSE: when it was proposed (monotonic) */
+    char *address;                 /* REQ_ADD */
     replica_done_fn *done;
     void *arg;
     struct proposal *next; /* in the mailbox */
@@ -66,7 +84,11 @@ struct replica {
     bool last_ready;
     uint64_t ready_term; /* the term whose barrier this leader has applied */
     bool raft_closing;
+    bool join; /* no bootstrap: the leader adds this node */
+    _Atomic uint64_t fence; /* replica_fence's term; UNFENCED until set */
 };
+
+#define UNFENCED UINT64_MAX
 
 /* The barrier a new leader appends: once it is applied, every entry of
  * earlier terms is committed and applied to the standby (Raft commits
@@ -93,6 +115,14 @@ replica_errno(int raft_status)
         return -EBADMSG;
     case RAFT_NOMEM:
         return -ENOMEM;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+        return -EEXIST;
+    case RAFT_BADID:
+    case RAFT_NOTFOUND:
+        return -ENOENT;
+    case RAFT_CANTCHANGE:
+        return -EBUSY;
     default:
         return -EIO;
     }
@@ -115,25 +145,117 @@ role_of(int raft_state)
 
 /* ---- on the replica thread ---- */
 
+const uint64_t REPLICA_COMMIT_LE_US[REPLICA_COMMIT_BUCKETS - 1] = {
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+
+static uint64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void
+count_commit(struct replica *r, uint64_t us)
+{
+    size_t i = 0;
+    while (i < REPLICA_COMMIT_BUCKETS - 1 && us > REPLICA_COMMIT_LE_US[i])
+        i++;
+    pthread_mutex_lock(&r->mu);
+    r->status.commits++;
+    r->status.commit_us_sum += us;
+    r->status.commit_hist[i]++;
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void
 on_applied(struct raft_apply *req, int status, void *result)
 {
     (void)result;
     struct proposal *p = req->data;
+    if (status == 0)
+        count_commit(p->r, now_us() - p->start_us);
     p->done(p->arg, replica_errno(status));
     free(p);
 }
 
 static void
-propose_now(struct replica *r, struct proposal *p)
+finish(struct proposal *p, int status)
 {
-    p->req.data = p;
-    int rc = r->raft_closing ? RAFT_SHUTDOWN : raft_apply(&r->raft, &p->req, &p->buf, 1, on_applied);
+    p->done(p->arg, status);
+    free(p->address);
+    free(p);
+}
+
+static void start_request(struct replica *r, struct proposal *p);
+
+static void
+on_changed(struct raft_change *req, int status)
+{
+    struct proposal *p = req->data;
+    if (status != 0)
+        log_warn("cluster: changing the membership of node %llu: %s",
+                 (unsigned long long)p->target, raft_strerror(status));
+    if (status == 0 && p->kind == REQ_ADD && !p->r->raft_closing) {
+        p->kind = REQ_PROMOTE; /* added as a spare: now make it vote */
+        start_request(p->r, p);
+        return;
+    }
+    finish(p, replica_errno(status));
+}
+
+/* libraft calls this once the target leads or the election timeout
+ * passed; only the leader it now knows says which. */
+static void
+on_transferred(struct raft_transfer *req)
+{
+    struct proposal *p = req->data;
+    struct replica *r = p->r;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&r->raft, &lid, &laddr);
+    bool moved = p->target ? lid == p->target : lid != 0 && lid != r->id;
+    finish(p, moved ? 0 : -ETIMEDOUT);
+}
+
+static int
+raft_request(struct replica *r, struct proposal *p)
+{
+    switch (p->kind) {
+    case REQ_PROPOSE: {
+        uint64_t fence = atomic_load(&r->fence);
+        if (fence != UNFENCED &&
+            (raft_state(&r->raft) != RAFT_LEADER || r->raft.current_term != fence))
+            return RAFT_NOTLEADER;
+        return raft_apply(&r->raft, &p->req, &p->buf, 1, on_applied);
+    }
+    case REQ_ADD:
+        return raft_add(&r->raft, &p->change, p->target, p->address, on_changed);
+    case REQ_PROMOTE:
+        return raft_assign(&r->raft, &p->change, p->target, RAFT_VOTER, on_changed);
+    case REQ_REMOVE:
+        return raft_remove(&r->raft, &p->change, p->target, on_changed);
+    case REQ_TRANSFER:
+        return raft_transfer(&r->raft, &p->transfer, p->target, on_transferred);
+    }
+    return RAFT_INVALID;
+}
+
+static void
+start_request(struct replica *r, struct proposal *p)
+{
+    p->r = r;
+    p->req.data = p->change.data = p->transfer.data = p;
+    int rc = r->raft_closing ? RAFT_SHUTDOWN : raft_request(r, p);
+    if (rc != 0 && p->kind != REQ_PROPOSE)
+        log_warn("cluster: a membership change of node %llu: %s", (unsigned long long)p->target,
+                 raft_strerror(rc));
     if (rc != 0) {
         /* Not taken: the buffer is still ours. */
-        raft_free(p->buf.base);
-        p->done(p->arg, replica_errno(rc));
-        free(p);
+        if (p->kind == REQ_PROPOSE)
+            raft_free(p->buf.base);
+        finish(p, replica_errno(rc));
     }
 }
 
@@ -150,7 +272,7 @@ on_wake(uv_async_t *h)
     pthread_mutex_unlock(&r->mu);
     while (p) {
         struct proposal *next = p->next;
-        propose_now(r, p);
+        start_request(r, p);
         p = next;
     }
     if (stop && !r->raft_closing) {
@@ -222,7 +344,17 @@ publish(struct replica *r)
     s.last_applied = raft_last_applied(&r->raft);
     s.last_index = raft_last_index(&r->raft);
     s.ready = s.role == REPLICA_LEADER && r->ready_term == s.term;
+    const struct raft_configuration *conf = &r->raft.configuration;
+    for (unsigned i = 0; i < conf->n && s.nmembers < REPLICA_MAX_MEMBERS; i++) {
+        struct replica_member *m = &s.members[s.nmembers++];
+        m->id = conf->servers[i].id;
+        snprintf(m->address, sizeof m->address, "%s", conf->servers[i].address);
+        m->voter = conf->servers[i].role == RAFT_VOTER;
+    }
     pthread_mutex_lock(&r->mu);
+    s.commits = r->status.commits; /* count_commit's, kept across publishes */
+    s.commit_us_sum = r->status.commit_us_sum;
+    memcpy(s.commit_hist, r->status.commit_hist, sizeof s.commit_hist);
     r->status = s;
     pthread_mutex_unlock(&r->mu);
     bool became_leader = s.role == REPLICA_LEADER &&
@@ -300,7 +432,14 @@ setup(struct replica *r)
     raft_set_heartbeat_timeout(&r->raft, r->election_ms / 10 ? r->election_ms / 10 : 1);
     raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, r->snapshot_threshold / 8 + 1);
-    rc = raft_bootstrap(&r->raft, &r->conf);
+    /* A node that comes back (restarted, or started again after stepping
+     * down) and has not heard from the leader yet must not depose it:
+     * with pre-vote it first asks whether the others would vote, and they
+     * do not while they hear from a leader. It also reconnects at the
+     * heartbeat's pace instead of libuv's default 1 s, so it hears soon. */
+    raft_set_pre_vote(&r->raft, true);
+    raft_uv_set_connect_retry_delay(&r->io, r->election_ms / 10 > 10 ? r->election_ms / 10 : 10);
+    rc = r->join ? 0 : raft_bootstrap(&r->raft, &r->conf);
     if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
         fail(r, rc, "bootstrap", raft_errmsg(&r->raft));
         goto out_raft;
@@ -357,9 +496,9 @@ replica_main(void *arg)
     pthread_mutex_unlock(&r->mu);
     while (p) {
         struct proposal *next = p->next;
-        raft_free(p->buf.base);
-        p->done(p->arg, -ESHUTDOWN);
-        free(p);
+        if (p->kind == REQ_PROPOSE)
+            raft_free(p->buf.base);
+        finish(p, -ESHUTDOWN);
         p = next;
     }
     if (uv_loop_close(&r->loop) != 0)
@@ -402,7 +541,7 @@ build_conf(struct replica *r, const struct replica_config *cfg, char *err, size_
         }
         self |= cfg->peers[i].id == cfg->id;
     }
-    if (!self) {
+    if (!self && !cfg->join) {
         snprintf(err, errlen, "node id %llu is not one of the peers", (unsigned long long)cfg->id);
         return -EINVAL;
     }
@@ -422,6 +561,8 @@ replica_start(const struct replica_config *cfg, char *err, size_t errlen)
     r->id = cfg->id;
     r->election_ms = cfg->election_ms ? cfg->election_ms : 1000;
     r->snapshot_threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : 1024;
+    r->join = cfg->join;
+    atomic_init(&r->fence, UNFENCED);
     r->on_role = cfg->on_role;
     r->role_arg = cfg->role_arg;
     r->address = strdup(cfg->address);
@@ -463,6 +604,29 @@ out_free:
     return NULL;
 }
 
+/* Hands p to the replica thread; -ESHUTDOWN (p freed) once stopping. */
+static int
+enqueue(struct replica *r, struct proposal *p)
+{
+    pthread_mutex_lock(&r->mu);
+    bool stopping = r->stopping;
+    if (!stopping) {
+        if (r->tail)
+            r->tail->next = p;
+        else
+            r->head = p;
+        r->tail = p;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (stopping) {
+        free(p->address);
+        free(p);
+        return -ESHUTDOWN;
+    }
+    uv_async_send(&r->wake);
+    return 0;
+}
+
 int
 replica_propose(struct replica *r, void *entry, size_t len, replica_done_fn *done, void *arg)
 {
@@ -475,27 +639,58 @@ replica_propose(struct replica *r, void *entry, size_t len, replica_done_fn *don
         raft_free(entry);
         return -ENOMEM;
     }
+    p->kind = REQ_PROPOSE;
+    p->start_us = now_us();
     p->buf.base = entry;
     p->buf.len = len;
     p->done = done;
     p->arg = arg;
-    pthread_mutex_lock(&r->mu);
-    bool stopping = r->stopping;
-    if (!stopping) {
-        if (r->tail)
-            r->tail->next = p;
-        else
-            r->head = p;
-        r->tail = p;
-    }
-    pthread_mutex_unlock(&r->mu);
-    if (stopping) {
+    int rc = enqueue(r, p);
+    if (rc < 0)
         raft_free(entry);
+    return rc;
+}
+
+static int
+request(struct replica *r, enum request_kind kind, uint64_t id, const char *address,
+        replica_done_fn *done, void *arg)
+{
+    struct proposal *p = calloc(1, sizeof *p);
+    if (!p || (address && !(p->address = strdup(address)))) {
         free(p);
-        return -ESHUTDOWN;
+        return -ENOMEM;
     }
-    uv_async_send(&r->wake);
-    return 0;
+    p->kind = kind;
+    p->target = id;
+    p->done = done;
+    p->arg = arg;
+    return enqueue(r, p);
+}
+
+int
+replica_add(struct replica *r, uint64_t id, const char *address, replica_done_fn *done, void *arg)
+{
+    if (id == 0 || !address || !*address || strlen(address) >= sizeof((struct replica_member *)0)->address)
+        return -EINVAL;
+    return request(r, REQ_ADD, id, address, done, arg);
+}
+
+int
+replica_remove(struct replica *r, uint64_t id, replica_done_fn *done, void *arg)
+{
+    return id == 0 ? -EINVAL : request(r, REQ_REMOVE, id, NULL, done, arg);
+}
+
+int
+replica_transfer(struct replica *r, uint64_t id, replica_done_fn *done, void *arg)
+{
+    return request(r, REQ_TRANSFER, id, NULL, done, arg);
+}
+
+void
+replica_fence(struct replica *r, uint64_t term)
+{
+    atomic_store(&r->fence, term);
 }
 
 void

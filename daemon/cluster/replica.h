@@ -20,10 +20,28 @@
 struct cluster_fsm;
 struct replica;
 
-/* One voting member: its id (> 0) and Raft address "IPv4:port". */
+/* One voting member: its id (> 0) and address "IPv4:port", the Raft one,
+ * optionally followed by "/HOST:PORT", the address its clients use. The
+ * whole string is what the replicated configuration holds, so every node
+ * learns each member's client address from the log; the transport reads
+ * only the part before the slash. */
 struct replica_peer {
     uint64_t id;
     const char *address;
+};
+
+/* Proposals answered 0 (committed and applied here), by the time from
+ * replica_propose to that answer: bucket i counts those that took at
+ * most REPLICA_COMMIT_LE_US[i] µs (the last is +Inf). */
+#define REPLICA_COMMIT_BUCKETS 12
+extern const uint64_t REPLICA_COMMIT_LE_US[REPLICA_COMMIT_BUCKETS - 1];
+
+/* A member as the configuration in this node's log has it. */
+#define REPLICA_MAX_MEMBERS 16
+struct replica_member {
+    uint64_t id;
+    char address[128]; /* as in struct replica_peer */
+    bool voter;        /* false: being added (catching up, not yet voting) */
 };
 
 enum replica_role {
@@ -46,6 +64,11 @@ struct replica_status {
     uint64_t commit_index;
     uint64_t last_applied;
     uint64_t last_index;
+    uint64_t commits;      /* proposals committed since start */
+    uint64_t commit_us_sum;
+    uint64_t commit_hist[REPLICA_COMMIT_BUCKETS];
+    size_t nmembers; /* the configuration: at most REPLICA_MAX_MEMBERS shown */
+    struct replica_member members[REPLICA_MAX_MEMBERS];
 };
 
 struct replica_config {
@@ -56,6 +79,10 @@ struct replica_config {
     const char *data_dir;            /* DATA: the Raft files go in DATA/raft/ */
     unsigned election_ms;            /* election timeout [1000]; heartbeat 1/10 of it */
     unsigned snapshot_threshold;     /* entries between snapshots [1024] */
+    /* Joins an existing cluster: no configuration is bootstrapped on a
+     * fresh directory (peers may then leave this node out); the leader
+     * adds it (replica_add) and sends it the log. */
+    bool join;
     struct broker_config broker;     /* the standby's settings */
     /* Called on the replica thread whenever the role, term or readiness
      * changes (also once at start), with the new status (borrowed for the
@@ -89,6 +116,33 @@ typedef void replica_done_fn(void *arg, int status);
  * -ESHUTDOWN (stopping), -EINVAL (len 0) or -ENOMEM. Any thread, but not
  * once replica_stop may have begun; never blocks. */
 int replica_propose(struct replica *r, void *entry, size_t len, replica_done_fn *done, void *arg);
+
+/* Membership changes and leadership transfer, on the leader. done is
+ * called exactly once on the replica thread, unless this returns an error
+ * (-ESHUTDOWN, -ENOMEM, -EINVAL for id 0 or a bad address), with
+ *   0             done: the new configuration is committed, or (transfer)
+ *                 the target now leads;
+ *   -ENOTCONN     this node is not the leader;
+ *   -EEXIST       add: the id or address is already a member;
+ *   -ENOENT       remove/transfer: no such member (transfer to 0: no
+ *                 voter to hand over to);
+ *   -EBUSY        another configuration change is still in progress;
+ *   -ETIMEDOUT    transfer: no new leader within the election timeout;
+ *   -ECONNRESET, -ESHUTDOWN, -EIO as for proposals.
+ * add makes id a voter once it has caught up with the log (two changes:
+ * added as a spare, then promoted). transfer with id 0 picks the most
+ * up-to-date voter. Any thread but not once replica_stop may have begun. */
+int replica_add(struct replica *r, uint64_t id, const char *address, replica_done_fn *done,
+                void *arg);
+int replica_remove(struct replica *r, uint64_t id, replica_done_fn *done, void *arg);
+int replica_transfer(struct replica *r, uint64_t id, replica_done_fn *done, void *arg);
+
+/* Fences proposals to one term: from now on an entry is proposed only
+ * while this node leads in that term; otherwise its done gets -ENOTCONN.
+ * 0 refuses every proposal. A serving broker's records then can never
+ * reach the log of a later term, even one this node leads again. Until
+ * the first call, proposals are not fenced. Any thread. */
+void replica_fence(struct replica *r, uint64_t term);
 
 /* Any thread. */
 void replica_status(struct replica *r, struct replica_status *out);

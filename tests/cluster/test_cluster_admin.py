@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""The cluster's own ops, black-box on three (then four) chanqd processes on
+free loopback ports: `cluster` reports members, roles, indexes and the state
+digest on every node; `cluster_transfer` hands leadership to a named node;
+a fourth node started with --join is added by `cluster_add`, catches up and
+votes, and `cluster_remove` takes it out again; SIGTERM on the leader hands
+its leadership over before it exits (status 0), so the next leader serves
+without waiting for an election timeout; /metrics shows the cluster
+figures. Every wait is bounded."""
+import os
+import signal
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_cluster_smoke import Node, cluster_built, digests, serving, until  # noqa: E402
+from opslib import Skip, free_port, main  # noqa: E402
+
+
+def status(node):
+    r = node.try_ask({"op": "cluster"})
+    return r["cluster"] if r and r.get("ok") else None
+
+
+def settled(nodes):
+    """Every node answers, all agree on one leader and one digest."""
+    views = [status(n) for n in nodes]
+    if None in views or len({v["leader_id"] for v in views}) != 1 or views[0]["leader_id"] is None:
+        return None
+    if len({v["state_digest"] for v in views}) != 1:
+        return None
+    return views
+
+
+def test_cluster_ops_membership_and_handover():
+    if not cluster_built():
+        raise Skip("chanqd built without the cluster code")
+    top = tempfile.mkdtemp(prefix="chanq-cluster-admin-")
+    raft = [free_port() for _ in range(4)]
+    client = [free_port() for _ in range(4)]
+    http = free_port()
+    addr = ["127.0.0.1:%d/127.0.0.1:%d" % (raft[i], client[i]) for i in range(4)]
+    peers = ",".join("%d@%s" % (i + 1, addr[i]) for i in range(3))
+    nodes = [Node(top, i + 1, peers, client[i]) for i in range(3)]
+    nodes[0].args += ["--http", "127.0.0.1:%d" % http]
+    fourth = Node(top, 4, peers, client[3])
+    fourth.args = [a for a in fourth.args if a not in ("--peers", peers)]
+    fourth.args += ["--join", "--raft-listen", "127.0.0.1:%d" % raft[3]]
+    everyone = nodes + [fourth]
+    try:
+        for n in nodes:
+            n.start()
+        leader = until("a serving leader", lambda: serving(nodes))
+        assert leader.ask({"op": "submit", "queue": "q", "payload": 1}).get("ok")
+        views = until("one leader and one digest on all three", lambda: settled(nodes))
+        v = views[0]
+        assert [m["id"] for m in v["members"]] == [1, 2, 3], v
+        assert all(m["voter"] for m in v["members"]), v
+        assert {m["client"] for m in v["members"]} == {"127.0.0.1:%d" % p for p in client[:3]}, v
+        roles = {m["id"]: m["role"] for m in v["members"]}
+        assert roles[leader.nid] == "leader" and list(roles.values()).count("leader") == 1, v
+        mine = status(leader)
+        assert mine["role"] == "leader" and mine["serving"], mine
+        assert mine["commit_index"] >= 1 and mine["applied_index"] >= 1, mine
+        assert mine["commit"]["count"] >= 1, mine
+        follower = next(n for n in nodes if n is not leader)
+        r = follower.ask({"op": "cluster_transfer", "node": follower.nid})
+        assert r["error"]["code"] == "not_leader", r
+
+        # Transfer to a named node: it serves next.
+        target = next(n for n in nodes if n is not leader and n is not follower)
+        r = leader.ask({"op": "cluster_transfer", "node": target.nid})
+        assert r.get("ok"), r
+        assert until("the target serving", lambda: serving(nodes)) is target
+        leader = target
+
+        # A new node joins: added, caught up, voting, same digest.
+        fourth.start()
+        h = until("node 4 up", lambda: fourth.try_ask({"op": "hello"}))
+        assert h["role"] == "follower" and h["leader"] is None, h
+        bad = leader.ask({"op": "cluster_add", "node": 4, "address": "127.0.0.1:%d" % raft[3]})
+        assert bad["error"]["code"] == "bad_request", bad
+        dup = leader.ask({"op": "cluster_add", "node": 1, "address": addr[3]})
+        assert dup["error"]["code"] == "conflict", dup
+        r = leader.ask({"op": "cluster_add", "node": 4, "address": addr[3]})
+        assert r.get("ok"), r
+        views = until("four nodes agree", lambda: settled(everyone))
+        assert [m["id"] for m in views[0]["members"]] == [1, 2, 3, 4], views[0]
+        assert all(m["voter"] for m in views[0]["members"]), views[0]
+        h = fourth.ask({"op": "hello"})
+        assert h["role"] == "follower" and h["leader"] == "127.0.0.1:%d" % leader.port, h
+        r = leader.ask({"op": "cluster_remove", "node": 4})
+        assert r.get("ok"), r
+        until("node 4 gone from the configuration",
+              lambda: [m["id"] for m in (status(leader) or {}).get("members", [])] == [1, 2, 3])
+        fourth.kill()
+
+        # /metrics (on node 1) has the cluster's figures.
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http, timeout=10).read()
+        for name in (b"chanq_cluster_term ", b"chanq_cluster_leader ",
+                     b"chanq_cluster_leader_changes_total ",
+                     b"chanq_cluster_commit_duration_seconds_bucket"):
+            assert name in text, name
+
+        # SIGTERM on the leader: it hands over, then exits 0.
+        assert leader.ask({"op": "submit", "queue": "q", "payload": 2}).get("ok")
+        t0 = time.monotonic()
+        leader.proc.send_signal(signal.SIGTERM)
+        rest = [n for n in nodes if n is not leader]
+        until("a new serving leader", lambda: serving(rest))
+        handover_s = time.monotonic() - t0
+        leader.proc.wait(30)
+        assert leader.proc.returncode == 0, leader.proc.returncode
+        assert "handed its leadership over" in leader.log(), leader.log()[-2000:]
+        leader.start()
+        until("three equal digests again",
+              lambda: len(set(digests(nodes))) == 1 and None not in digests(nodes))
+        print("cluster: SIGTERM to a serving successor %.2f s (election timeout 0.5 s)"
+              % handover_s)
+    except BaseException:
+        for n in everyone:
+            if os.path.exists(n.log_path):
+                sys.stdout.write("--- node %d log:\n%s" % (n.nid, n.log()[-4000:]))
+        raise
+    finally:
+        for n in everyone:
+            n.kill()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main([test_cluster_ops_membership_and_handover]))
