@@ -324,16 +324,18 @@ START_TEST(touch_keeps_a_reservation_past_its_ttr)
 {
     struct harness *h = tc_start(NULL);
     struct chanq_conn *c = tc_dial(h, NULL);
-    struct chanq_submit_opts o = {.queue = "touchy", .ttr_ms = 400};
+    /* Touches 500 ms apart hold it 2.5 s, past its 2 s ttr; each gap
+     * leaves 1.5 s to spare, so a loaded machine does not fail it. */
+    struct chanq_submit_opts o = {.queue = "touchy", .ttr_ms = 2000};
     char *id = submit_ok(c, &o, "1");
     size_t n;
     struct chanq_job *j = fetch_one(c, "touchy", 5000, &n);
-    for (int i = 0; i < 4; i++) {
-        usleep(200000);
+    for (int i = 0; i < 5; i++) {
+        usleep(500000);
         ck_assert_msg(chanq_touch(c, id, 0) == 0, "touch: %s", tc_err(c));
     }
     ck_assert_msg(chanq_next_event(c) == NULL, "an event came although the job was touched");
-    ck_assert_msg(chanq_ack(c, id, NULL) == 0, "ack after 800 ms of touches: %s", tc_err(c));
+    ck_assert_msg(chanq_ack(c, id, NULL) == 0, "ack after 2.5 s of touches: %s", tc_err(c));
     chanq_jobs_free(j, n);
     free(id);
     chanq_conn_free(c);

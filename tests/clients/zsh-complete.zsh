@@ -22,7 +22,7 @@ zpty -w z 'comppostfuncs=(__chanq_done); __chanq_done() { print -r -- "<en""d>";
 zpty -w -n z "$line"$'\t'
 out=() chunk=
 SECONDS=0
-while (( SECONDS < 10 )); do
+while (( SECONDS < 30 )); do
   if zpty -r -t z chunk; then
     chunk=${chunk%$'\r\n'}
     chunk=${chunk%$'\n'}
@@ -33,5 +33,5 @@ while (( SECONDS < 10 )); do
   fi
 done
 zpty -d z
-(( SECONDS < 10 )) || { print -u2 "zsh-complete: no answer for '$line'"; exit 1 }
+(( SECONDS < 30 )) || { print -u2 "zsh-complete: no answer for '$line'"; exit 1 }
 print -rl -- ${(u)out}
