@@ -7,8 +7,10 @@ votes, and `cluster_remove` takes it out again; SIGTERM on the leader hands
 its leadership over before it exits (status 0), so the next leader serves
 without waiting for an election timeout; /metrics shows the cluster
 figures. Every wait is bounded."""
+import json
 import os
 import signal
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -17,7 +19,9 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_cluster_smoke import Node, cluster_built, digests, serving, until  # noqa: E402
-from opslib import Skip, free_port, main  # noqa: E402
+from opslib import TOP_BUILDDIR, Skip, free_port, main  # noqa: E402
+
+CHANQ = os.path.join(TOP_BUILDDIR, "clients", "chanq")
 
 
 def status(node):
@@ -92,6 +96,17 @@ def test_cluster_ops_membership_and_handover():
         assert all(m["voter"] for m in views[0]["members"]), views[0]
         h = fourth.ask({"op": "hello"})
         assert h["role"] == "follower" and h["leader"] == "127.0.0.1:%d" % leader.port, h
+        # The CLI asks every member for its own view.
+        out = subprocess.run([CHANQ, "--server", "127.0.0.1:%d" % fourth.port, "cluster",
+                              "--json"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out
+        members = json.loads(out.stdout)["members"]
+        assert [m["id"] for m in members] == [1, 2, 3, 4], members
+        assert len({m["view"]["state_digest"] for m in members}) == 1, members
+        assert [m["view"]["role"] for m in members].count("leader") == 1, members
+        table = subprocess.run([CHANQ, "--server", "127.0.0.1:%d" % leader.port, "cluster"],
+                               capture_output=True, text=True, timeout=30)
+        assert table.returncode == 0 and table.stdout.count("\n") == 5, table
         r = leader.ask({"op": "cluster_remove", "node": 4})
         assert r.get("ok"), r
         until("node 4 gone from the configuration",
