@@ -359,6 +359,52 @@ chan_peek_each(struct chan *c, chan_peek_fn *fn, void *arg)
     lock_release(&c->lock);
 }
 
+/* Lock held: moves parked senders' elements into the free slots; returns
+ * the woken senders chained through schedlink (sched_ready_list). */
+static struct g *
+admit_senders_locked(struct chan *c)
+{
+    struct g *head = NULL, **tailp = &head;
+    size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+    struct waiter *w;
+    while (count < c->cap && (w = waitq_dequeue(&c->sendq))) {
+        elem_copy(c->buf + c->sendx * c->elem_size, w->elem, c->elem_size);
+        c->sendx = (c->sendx + 1) % c->cap;
+        count++;
+        w->success = true;
+        *tailp = w->g;
+        tailp = &w->g->schedlink;
+    }
+    *tailp = NULL;
+    atomic_store_explicit(&c->count, count, memory_order_relaxed);
+    return head;
+}
+
+size_t
+chan_remove_each(struct chan *c, chan_remove_fn *fn, void *arg)
+{
+    if (!c || c->cap == 0)
+        return 0;
+    lock_acquire(&c->lock);
+    size_t n = atomic_load_explicit(&c->count, memory_order_relaxed), kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *from = c->buf + ((c->recvx + i) % c->cap) * c->elem_size;
+        if (fn(from, arg))
+            continue;
+        unsigned char *to = c->buf + ((c->recvx + kept) % c->cap) * c->elem_size;
+        if (to != from)
+            memcpy(to, from, c->elem_size);
+        kept++;
+    }
+    c->sendx = (c->recvx + kept) % c->cap;
+    atomic_store_explicit(&c->count, kept, memory_order_relaxed);
+    struct g *woken = kept < n ? admit_senders_locked(c) : NULL;
+    lock_release(&c->lock);
+    if (woken)
+        sched_ready_list(woken);
+    return n - kept;
+}
+
 size_t
 chan_len(const struct chan *c)
 {

@@ -68,6 +68,16 @@ size_t chan_elem_size(const struct chan *c);
 typedef bool chan_peek_fn(const void *elem, void *arg);
 void chan_peek_each(struct chan *c, chan_peek_fn *fn, void *arg);
 
+/* Removes the buffered elements for which fn(elem, arg) returns true (the
+ * others keep their order), then lets parked senders fill the room made,
+ * first come first: they are woken as sent. Returns how many were
+ * removed; their bytes are gone, so fn must take what it needs of them
+ * (chanqd: a job that left its queue while its pointer waited there). Runs
+ * under the channel's lock as chan_peek_each does. Any thread; never
+ * parks. A nil channel has no elements. */
+typedef bool chan_remove_fn(const void *elem, void *arg);
+size_t chan_remove_each(struct chan *c, chan_remove_fn *fn, void *arg);
+
 /* Direction-typed views (Go's chan<- T and <-chan T): hand a producer a
  * chan_tx and a consumer a chan_rx and the compiler refuses the wrong
  * operation. They borrow the channel's reference; the calls below behave

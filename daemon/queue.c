@@ -105,6 +105,28 @@ queue_check_drained(struct queue *q)
     }
 }
 
+static bool
+is_job(const void *elem, void *arg)
+{
+    return *(struct job *const *)elem == arg;
+}
+
+/* A job that left QUEUED while its pointer is in the channel: the pointer
+ * is taken out, so that it holds no slot of the capacity (a submit would
+ * be refused with room left, a closed queue would never drain). When a
+ * fetch has just received it and not yet reached queue_took, it is not
+ * there any more: it counts as a tombstone until queue_took. */
+static void
+leave_channel(struct queue *q, struct job *j)
+{
+    if (chan_remove_each(q->jobs, is_job, j) == 1) {
+        j->in_channel = CHAN_OUT;
+        job_unref(j); /* the channel's reference */
+    } else {
+        q->tombstones++;
+    }
+}
+
 void
 queue_send_begin(struct queue *q, struct job *j)
 {
@@ -119,7 +141,7 @@ queue_send_finished(struct queue *q, struct job *j, bool sent)
     if (sent && j->in_channel == CHAN_SENDING) {
         j->in_channel = CHAN_IN;
         if (j->state != JOB_QUEUED)
-            q->tombstones++; /* it left QUEUED while it was on its way in */
+            leave_channel(q, j); /* it left QUEUED while it was on its way in */
     } else if (!sent) {
         j->in_channel = CHAN_OUT;
     }
@@ -185,7 +207,7 @@ queue_unplace(struct queue *q, struct job *j)
         job_list_remove(&q->standby, j);
         j->in_channel = CHAN_OUT;
     } else if (j->in_channel == CHAN_IN) {
-        q->tombstones++; /* its pointer stays in the channel until a fetch skips it */
+        leave_channel(q, j);
     }
     queue_check_drained(q);
 }

@@ -65,7 +65,8 @@ struct queue {
     bool paused;                  /* delivers nothing while set */
     bool closed;                  /* submits fail with `closed` */
     bool drained_sent;            /* `drained` has been closed */
-    size_t tombstones;            /* cancelled/expired job pointers still in `jobs` */
+    size_t tombstones;            /* jobs that left QUEUED while a fetcher held their
+                                   * pointer, just received from `jobs` */
     size_t inflight_sends;        /* submits/requeues between their decision and their send's end */
     size_t reserved, delayed;     /* jobs in those states */
     struct job_list dead;         /* dead jobs, oldest first (kick order) */

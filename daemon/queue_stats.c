@@ -40,9 +40,10 @@ queue_run_hist_json(const struct queue *q)
                      (json_int_t)q->runs.sum_ms, "count", (json_int_t)cum);
 }
 
-/* chan_peek_each callback: stops at the first job still queued (cancelled
- * or expired ones stay in the buffer as tombstones until a fetch skips
- * them). The broker lock is held, which guards the job's fields. */
+/* chan_peek_each callback: stops at the first job still queued (one that
+ * left QUEUED is taken out of the buffer at once, but a job on its way in
+ * may have left meanwhile). The broker lock is held, which guards the
+ * job's fields. */
 static bool
 find_queued(const void *elem, void *arg)
 {

@@ -187,6 +187,64 @@ START_TEST(peek_each_shows_the_buffer_oldest_first_and_takes_nothing)
 }
 END_TEST
 
+static bool
+is_even(const void *elem, void *arg)
+{
+    (void)arg;
+    return *(const int *)elem % 2 == 0;
+}
+
+static void
+send_one(void *arg)
+{
+    struct chan *c = arg;
+    int v = 9;
+    ck_assert_msg(chan_send(c, &v, NULL) == 0, "the parked sender was not admitted");
+}
+
+/* A wrapped ring with a parked sender: removing makes room, and the
+ * sender's value joins the tail as if a receive had made it. */
+static void
+remove_body(void *arg)
+{
+    (void)arg;
+    struct chan *c = chan_new(sizeof(int), 4);
+    int v = 0;
+    for (v = 1; v <= 4; v++)
+        ck_assert_int_eq(chan_try_send(c, &v), 0);
+    ck_assert_int_eq(chan_try_recv(c, &v), 0); /* 1 leaves; 6 wraps around */
+    v = 6;
+    ck_assert_int_eq(chan_try_send(c, &v), 0);
+    ck_assert_int_eq(go(send_one, c), 0); /* parks: the buffer holds 2 3 4 6 */
+    go_sleep(20, NULL);                   /* (had it not parked yet, 9 still ends last) */
+    ck_assert_int_eq(chan_remove_each(c, is_even, NULL), 3);
+    struct peeked p = {0};
+    for (int i = 0; i < 1000 && p.n < 2; i++) {
+        p = (struct peeked){.stop = 8};
+        chan_peek_each(c, peek_collect, &p);
+        if (p.n < 2)
+            go_sleep(1, NULL);
+    }
+    ck_assert_msg(p.n == 2 && p.seen[0] == 3 && p.seen[1] == 9, "left %d: %d %d", p.n, p.seen[0],
+                  p.seen[1]);
+    ck_assert_int_eq(chan_remove_each(c, is_even, NULL), 0);
+    ck_assert_int_eq(chan_remove_each(NULL, is_even, NULL), 0);
+    v = 10;
+    ck_assert_int_eq(chan_try_send(c, &v), 0); /* the ring's tail is right */
+    int want[] = {3, 9, 10};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(chan_try_recv(c, &v), 0);
+        ck_assert_int_eq(v, want[i]);
+    }
+    chan_unref(c);
+}
+
+START_TEST(remove_each_keeps_order_and_admits_parked_senders)
+{
+    run_main(remove_body, NULL, 2);
+}
+END_TEST
+
 START_TEST(receive_drains_buffered_values_before_reporting_closed)
 {
     run_main(drain_body, NULL, 1);
@@ -406,6 +464,7 @@ chan_suite(void)
     tcase_add_test(tc, buffered_send_blocks_only_when_full_and_keeps_fifo_order);
     tcase_add_test(tc, close_wakes_all_1000_waiting_receivers);
     tcase_add_test(tc, peek_each_shows_the_buffer_oldest_first_and_takes_nothing);
+    tcase_add_test(tc, remove_each_keeps_order_and_admits_parked_senders);
     tcase_add_test(tc, receive_drains_buffered_values_before_reporting_closed);
     tcase_add_test(tc, send_on_closed_channel_aborts_with_a_message);
     tcase_add_test(tc, closing_under_a_parked_sender_aborts_it);

@@ -426,6 +426,36 @@ START_TEST(cancel_reaches_the_whole_tree_when_cancelling_evicts_its_root)
 }
 END_TEST
 
+/* A cancelled queued job gives its place back at once: a full queue takes
+ * a submit again, and a closed queue whose jobs are all cancelled is
+ * drained (its pointers used to stay in the channel until a fetch skipped
+ * them: submits were refused below capacity, and a paused closed queue
+ * never drained). */
+START_TEST(a_cancelled_queued_job_frees_its_place_and_lets_a_closed_queue_drain)
+{
+    struct harness *h = start_daemon(NULL);
+    int fd = dial(h);
+    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"c\",\"capacity\":2}"));
+    char *a = submit(fd, "c", "1");
+    char *b = submit(fd, "c", "2");
+    req_err(fd, "queue_full", "{\"op\":\"submit\",\"queue\":\"c\",\"payload\":3,\"wait_ms\":0}");
+    json_decref(req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", a));
+    char *c = submit(fd, "c", "3");
+    ck_assert_int_eq(queue_stat(fd, "c", "depth"), 2);
+    json_decref(req_ok(fd, "{\"op\":\"pause\",\"queue\":\"c\"}"));
+    json_decref(req_ok(fd, "{\"op\":\"close\",\"queue\":\"c\"}"));
+    json_decref(req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", b));
+    json_decref(req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", c));
+    json_decref(req_ok(fd, "{\"op\":\"resume\",\"queue\":\"c\"}"));
+    req_err(fd, "closed", "{\"op\":\"fetch\",\"queue\":\"c\",\"timeout_ms\":0}");
+    free(a);
+    free(b);
+    free(c);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 ops_suite(void)
 {
@@ -451,6 +481,7 @@ ops_suite(void)
     tcase_add_test(tc, payload_over_max_job_is_too_large);
     tcase_add_test(tc, queue_and_memory_limits_answer_limit_and_change_nothing);
     tcase_add_test(tc, cancel_reaches_the_whole_tree_when_cancelling_evicts_its_root);
+    tcase_add_test(tc, a_cancelled_queued_job_frees_its_place_and_lets_a_closed_queue_drain);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -82,7 +82,7 @@ class Queue:
         self.paused = False
         self.closed = False
         self.drained = False        # chanqd's "drained" signal, once sent, stays sent
-        self.buf = []               # Jobs in the channel, in order; non-queued ones are tombstones
+        self.buf = []               # Jobs in the channel, in order
         self.dead = []              # dead Jobs, oldest first (kick order)
         self.count = dict.fromkeys(self.COUNTERS, 0)
         self.durable = False        # a QUEUE record exists (declare, pause, resume, close)
@@ -93,8 +93,7 @@ class Queue:
         return [j for j in self.buf if j.state == "queued"]
 
     def room(self):
-        """Buffer slots left. Tombstones (cancelled or expired jobs still in
-        the channel) take a slot until a fetch skips them."""
+        """Buffer slots left."""
         return self.capacity - len(self.buf)
 
 
@@ -159,7 +158,10 @@ class Model:
 
     def finalize(self, j, state):
         """done, cancelled, expired: the payload goes, the job joins the kept
-        results and the oldest kept one may be forgotten."""
+        results and the oldest kept one may be forgotten. A queued job's
+        place in its queue's channel goes at once: it holds no capacity."""
+        if j.state == "queued" and j in j.queue.buf:
+            j.queue.buf.remove(j)
         j.state = state
         j.payload = None
         self.totals[state] += 1
@@ -206,7 +208,7 @@ class Model:
             if q.closed and not q.buf:
                 q.drained = True
 
-    def submit(self, conn, req, ans, short_ttr=False, documented_room=False):
+    def submit(self, conn, req, ans, short_ttr=False):
         names = req.get("queues") or [req["queue"]]
         qs = [self.queue(n, create=True) for n in names]
         what = "submit to %s" % names
@@ -230,12 +232,8 @@ class Model:
         if delay > 0:
             target = first
         else:
-            # docs/protocol.md: capacity counts queued jobs; chanqd counts
-            # the tombstones of cancelled or expired jobs too (room()).
-            if documented_room:
-                with_room = [q for q in open_qs if len(q.live()) < q.capacity]
-            else:
-                with_room = [q for q in open_qs if q.room() > 0]
+            # docs/protocol.md: capacity counts queued jobs.
+            with_room = [q for q in open_qs if q.room() > 0]
             if not with_room:
                 for q in open_qs:
                     q.count["rejected_full"] += 1

@@ -38,10 +38,7 @@ def rand_payload(rng, depth=0):
 # CHANQ_MODEL_BUGS names them (the model always expects the documented
 # behaviour, so such a run fails where the bug shows). Delete an entry, and
 # the steering it names, once the bug is fixed.
-KNOWN_BUGS = {
-    "tombstone-capacity": "a cancelled or expired job still in the channel takes a capacity "
-                          "slot: a submit to a queue whose depth is below capacity can fail",
-}
+KNOWN_BUGS = {}
 
 
 class Ops:
@@ -187,17 +184,12 @@ class Ops:
             parent is not None and parent.state not in ("cancelled", "expired")))
         if placed and delay == 0:
             with_room = [q for q in open_qs if q.room() > 0]
-            documented = [q for q in open_qs if len(q.live()) < q.capacity]
-            if len(documented) != len(with_room) and not self.bug_on("tombstone-capacity"):
-                self.tally["avoided:tombstone-capacity"] += 1
-                return False
             if len(with_room) > 1:
                 return False  # the server would pick one at random
         if placed and 0 < delay < LONG and first.room() < 1:
             return False  # it could not enter its queue when due
         ans = self.do(conn, req)
-        j = m.submit(conn, req, ans, short_ttr=short_ttr,
-                     documented_room=self.bug_on("tombstone-capacity"))
+        j = m.submit(conn, req, ans, short_ttr=short_ttr)
         if j is not None:
             self.touched.add(j.id)
             if j.parent is not None:
