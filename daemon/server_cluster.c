@@ -182,7 +182,10 @@ server_cluster_start(struct server *srv)
     }
     struct replica_config rc = {
         .id = cfg->node_id,
-        .address = cfg->raft_listen ? cfg->raft_listen : self,
+        /* Peers answer the address this node gives in its handshakes:
+         * the peers list's, whatever --raft-listen binds. */
+        .address = self,
+        .bind_address = cfg->raft_listen,
         .peers = peers,
         .npeers = srv->ncpeers,
         .data_dir = cfg->data_dir,
