@@ -205,8 +205,9 @@ server_cluster_start(struct server *srv)
         log_error("cannot start the journal: %s", err);
         return -1;
     }
-    log_info("cluster: node %" PRIu64 " of %zu, Raft on %s, data in %s/raft", cfg->node_id,
-             srv->ncpeers, rc.address, cfg->data_dir);
+    log_info("cluster: node %" PRIu64 " of %zu, Raft on %s (listening on %s), data in %s/raft",
+             cfg->node_id, srv->ncpeers, rc.address, rc.bind_address ? rc.bind_address : rc.address,
+             cfg->data_dir);
     return 0;
 }
 
