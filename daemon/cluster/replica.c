@@ -291,8 +291,7 @@ setup(struct replica *r)
     if (r->bind_address &&
         (rc = nodelay_set_bind_address(&r->transport, r->bind_address)) != 0) {
         fail(r, rc, r->bind_address, raft_strerror(rc));
-        nodelay_close(&r->transport);
-        goto out_loop;
+        goto out_transport;
     }
     if ((rc = raft_uv_init(&r->io, &r->loop, r->dir, nodelay_transport(&r->transport))) != 0) {
         fail(r, rc, r->dir, r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rc));
