@@ -333,7 +333,11 @@ server_cluster_start(struct server *srv)
     }
     struct replica_config rc = {
         .id = cfg->node_id,
-        .address = cfg->raft_listen ? cfg->raft_listen : self,
+        /* Peers answer the address this node gives in its handshakes:
+         * the peers list's, whatever --raft-listen binds. A joining node
+         * the list leaves out gives its --raft-listen address. */
+        .address = self ? self : cfg->raft_listen,
+        .bind_address = cfg->raft_listen,
         .peers = peers,
         .npeers = srv->ncpeers,
         .data_dir = cfg->data_dir,
@@ -357,8 +361,9 @@ server_cluster_start(struct server *srv)
         log_error("cannot start the journal: %s", err);
         return -1;
     }
-    log_info("cluster: node %" PRIu64 " of %zu, Raft on %s, data in %s/raft", cfg->node_id,
-             srv->ncpeers, rc.address, cfg->data_dir);
+    log_info("cluster: node %" PRIu64 " of %zu, Raft on %s (listening on %s), data in %s/raft",
+             cfg->node_id, srv->ncpeers, rc.address, rc.bind_address ? rc.bind_address : rc.address,
+             cfg->data_dir);
     return 0;
 }
 

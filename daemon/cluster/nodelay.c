@@ -170,6 +170,12 @@ nodelay_init(struct nodelay_transport *t, struct uv_loop_s *loop)
     return 0;
 }
 
+int
+nodelay_set_bind_address(struct nodelay_transport *t, const char *address)
+{
+    return raft_uv_tcp_set_bind_address(&t->inner, address);
+}
+
 struct raft_uv_transport *
 nodelay_transport(struct nodelay_transport *t)
 {

@@ -27,6 +27,11 @@ struct nodelay_transport {
 
 /* Sets up t on loop. Returns 0 or a libraft error code (RAFT_NOMEM). */
 int nodelay_init(struct nodelay_transport *t, struct uv_loop_s *loop);
+/* Listen on address (IPv4:port) instead of raft_init's, which the
+ * transport still tells the peers it connects to: libraft's handshake
+ * carries it and a peer answers there. Before raft_init. 0 or a libraft
+ * error code. */
+int nodelay_set_bind_address(struct nodelay_transport *t, const char *address);
 /* The transport to pass to raft_uv_init (borrowed, inside t). */
 struct raft_uv_transport *nodelay_transport(struct nodelay_transport *t);
 /* Frees what nodelay_init made: after raft_uv has closed the transport. */

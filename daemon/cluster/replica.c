@@ -54,6 +54,7 @@ struct replica {
     /* Set by replica_start, read-only afterwards. */
     uint64_t id;
     char *address;
+    char *bind_address; /* NULL: listen on address */
     char *dir; /* DATA/raft */
     struct raft_configuration conf;
     unsigned election_ms, snapshot_threshold;
@@ -419,6 +420,11 @@ setup(struct replica *r)
         fail(r, rc, "transport", raft_strerror(rc));
         goto out_loop;
     }
+    if (r->bind_address &&
+        (rc = nodelay_set_bind_address(&r->transport, r->bind_address)) != 0) {
+        fail(r, rc, r->bind_address, raft_strerror(rc));
+        goto out_transport;
+    }
     if ((rc = raft_uv_init(&r->io, &r->loop, r->dir, nodelay_transport(&r->transport))) != 0) {
         fail(r, rc, r->dir, r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rc));
         goto out_transport;
@@ -522,6 +528,7 @@ replica_free(struct replica *r)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->address);
+    free(r->bind_address);
     free(r->dir);
     free(r);
 }
@@ -566,10 +573,11 @@ replica_start(const struct replica_config *cfg, char *err, size_t errlen)
     r->on_role = cfg->on_role;
     r->role_arg = cfg->role_arg;
     r->address = strdup(cfg->address);
+    r->bind_address = cfg->bind_address ? strdup(cfg->bind_address) : NULL;
     size_t dl = strlen(cfg->data_dir) + sizeof "/raft";
     r->dir = malloc(dl);
     r->fsm = cluster_fsm_new(&cfg->broker);
-    if (!r->address || !r->dir || !r->fsm) {
+    if (!r->address || (cfg->bind_address && !r->bind_address) || !r->dir || !r->fsm) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }

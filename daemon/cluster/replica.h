@@ -73,7 +73,12 @@ struct replica_status {
 
 struct replica_config {
     uint64_t id;                     /* this node, one of peers */
-    const char *address;             /* this node's Raft address: it listens there */
+    /* This node's Raft address as the peers list has it. libraft sends it
+     * in the handshake of every connection it makes, and a peer that first
+     * hears from this node answers there: it must be reachable from them. */
+    const char *address;
+    /* Where to listen instead (e.g. "0.0.0.0:PORT"); NULL: address. */
+    const char *bind_address;
     const struct replica_peer *peers; /* every voter, this node included */
     size_t npeers;
     const char *data_dir;            /* DATA: the Raft files go in DATA/raft/ */

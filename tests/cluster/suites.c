@@ -7,6 +7,7 @@
 suite_fn *const test_suites[] = {
     entry_suite,
     fsm_suite,
+    leader_suite,
     replica_suite,
     NULL,
 };

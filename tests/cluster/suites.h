@@ -6,6 +6,7 @@
 
 Suite *entry_suite(void);
 Suite *fsm_suite(void);
+Suite *leader_suite(void);
 Suite *replica_suite(void);
 
 #endif
