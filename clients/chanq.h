@@ -81,7 +81,7 @@ struct chanq_connect_opts {
  * connects to the serving leader. Each node is asked "hello" (its role and
  * the leader's address; a node without a role serves), a follower's answer
  * leads to the leader at once, and while no node serves the list is tried
- * again after 50 ms, doubling to 1 s, for up to connect_timeout_ms in all.
+ * again after 25 ms, doubling to 250 ms, for up to connect_timeout_ms in all.
  * Later, a call that gets "not_leader" or "shutting_down", or whose
  * connection dies, connects to the leader again in place and is made again
  * there, when it was alone on the connection and is one of: ping, submit,

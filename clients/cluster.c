@@ -3,7 +3,7 @@
  * chanq_connect() given "a:1,b:2,c:3" finds the serving leader: each node's
  * hello says its role and the leader's client address, a follower's answer
  * sends the search there at once, and while no node serves (an election)
- * the list is tried again after a backoff of 50 ms doubling to 1 s. A call
+ * the list is tried again after a backoff of 25 ms doubling to 250 ms. A call
  * that may be made twice (chanqi_cluster_may_resend) and whose connection
  * died, or that a node answered not_leader or shutting_down, is made again
  * on the next leader, in place: the connection's fd and buffers are
@@ -20,8 +20,8 @@
 #include "clients/tlsconn.h"
 
 #define PROBE_TIMEOUT_MS 2000 /* a node that does not answer hello by then is skipped */
-#define BACKOFF_FIRST_MS 50
-#define BACKOFF_MAX_MS 1000
+#define BACKOFF_FIRST_MS 25
+#define BACKOFF_MAX_MS 250
 #define DEFAULT_SEARCH_MS 10000
 #define MAX_SERVERS 64
 
