@@ -271,13 +271,20 @@ func (cl *Cluster) reconnect(ctx context.Context, gen int, prefer string) error 
 // run makes fn on the leader. again: may it be made again after its
 // connection died without an answer.
 func (cl *Cluster) run(ctx context.Context, again, submit bool, fn func(*Conn) error) error {
+	// A node that keeps refusing (not_leader naming itself, shutting_down)
+	// must not hold the call for ever: one search's time in all.
+	limit := cl.opts.DialTimeout
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	deadline := time.Now().Add(limit)
 	for {
 		c, gen, err := cl.current(ctx)
 		if err != nil {
 			return err
 		}
 		err = fn(c)
-		if err == nil || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		var e *Error

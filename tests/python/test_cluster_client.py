@@ -73,9 +73,6 @@ class FakeNode:
         with self.lock:
             if self.stopped or (self.drop_on is not None and self.drop_on == op):
                 self.drop_on = None
-                hook, self.on_drop = self.on_drop, None
-                if hook:
-                    threading.Thread(target=hook).start()
                 return None
             if op == "hello":
                 return {"ok": True, "server": "chanqd", "version": "test", "protocol": 1,
@@ -99,6 +96,10 @@ class FakeNode:
                 req = json.loads(line)
                 ans = self.answer(req)
                 if ans is None:
+                    with self.lock:
+                        hook, self.on_drop = self.on_drop, None
+                    if hook:
+                        hook()  # before the client sees the connection close
                     break
                 if "rid" in req:
                     ans["rid"] = req["rid"]

@@ -93,7 +93,8 @@ def _probe(address: str | tuple[str, int], connect: dict[str, Any]
     leader it names otherwise, why not)."""
     opts = dict(connect)
     token, name = opts.pop("token", None), opts.pop("client_name", None)
-    opts.setdefault("connect_timeout", PROBE_TIMEOUT_S)
+    given = opts.get("connect_timeout")
+    opts["connect_timeout"] = PROBE_TIMEOUT_S if given is None else min(given, PROBE_TIMEOUT_S)
     try:
         c = Client(address, **opts)
     except ChanqError as e:
