@@ -7,6 +7,7 @@ with a submit unanswered (made again on the next) or an ack unanswered
 consumes again from the new leader. tests/cluster/ runs the real thing."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -233,6 +234,33 @@ class ClusterClientTest(unittest.TestCase):
         finally:
             w.stop()
             w.join(10)
+
+    def test_the_async_client_follows_and_submits_again(self) -> None:
+        a, b = self.nodes(2)
+        a.set("leader", a)
+        b.set("follower", a)
+
+        async def go() -> tuple[str, str, int, int]:
+            cl = await chanq.AsyncClusterClient.connect([b.address, a.address],
+                                                        failover_timeout=5)
+            try:
+                first = await cl.submit(1, "q")
+
+                def die() -> None:
+                    a.stop()
+                    b.set("leader", b)
+                a.drop_on, a.on_drop = "submit", die
+                second = await cl.submit(2, "q")
+                with self.assertRaises(chanq.ConnectionLost):
+                    b.drop_on = "ack"
+                    await cl.ack("x")
+                return first, second, cl.resubmitted, cl.failovers
+            finally:
+                await cl.close()
+        first, second, resubmitted, failovers = asyncio.run(go())
+        self.assertEqual(first, a.address + "-1")
+        self.assertEqual(second, b.address + "-1")
+        self.assertEqual((resubmitted, failovers), (1, 1))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from . import _proto as P
 from ._proto import Event, Job
 from .aio import AsyncClient
 from .client import Client
-from .cluster import dial
+from .aio_cluster import aconnect_leader
+from .cluster import dial, parse_servers
 from .errors import ChanqError, Closed, ConnectionLost, NotLeader, ShuttingDown, Unauthorized
 
 log = logging.getLogger("chanq.worker")
@@ -560,6 +561,15 @@ class Worker:
             time.sleep(max(0.005, min(0.25, soonest - time.monotonic())))
 
 
+async def _adial(address: Any, **connect: Any) -> AsyncClient:
+    """One address: an AsyncClient; several: the serving leader's. (The
+    async pool ends when its connection is lost, one server or several.)"""
+    addrs = parse_servers(address)
+    if len(addrs) == 1:
+        return await AsyncClient.connect(addrs[0], **connect)
+    return await aconnect_leader(addrs, **connect)
+
+
 class AsyncWorker:
     """A pool of ``concurrency`` asyncio tasks running ``await handler(ctx)``
     per job. A ``cancel`` (or ``revoked``) event cancels the handler's task.
@@ -610,8 +620,7 @@ class AsyncWorker:
                 sigs.append(sig)
         try:
             if self.mode == "fetch":
-                clients = [await AsyncClient.connect(self.address, on_event=self._on_event,
-                                                     **self.connect)
+                clients = [await _adial(self.address, on_event=self._on_event, **self.connect)
                            for _ in range(self.concurrency)]
                 await asyncio.gather(*(self._slot(c) for c in clients))
             else:
@@ -632,7 +641,7 @@ class AsyncWorker:
     # ---- consume mode --------------------------------------------------
 
     async def _run_consume(self) -> None:
-        client = await AsyncClient.connect(self.address, on_event=self._on_push, **self.connect)
+        client = await _adial(self.address, on_event=self._on_push, **self.connect)
         try:
             await client.consume(self.queues, prefetch=self.prefetch,
                                  strict=self.strict or None)
