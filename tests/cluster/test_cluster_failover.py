@@ -348,9 +348,12 @@ def check(ledger, servers):
     finally:
         c.close()
     assert not missing, "%d submitted jobs missing, e.g. %s" % (len(missing), missing[:5])
+    # A held job whose submit was never answered may be gone with its
+    # leader: a job is delivered before its submit is on a majority's disk,
+    # and its producer, without an answer, submitted it again.
     c = chanq.ClusterClient(servers, failover_timeout=WAIT, read_timeout=5.0)
     try:
-        for i in ledger.held:
+        for i in ledger.held & set(ledger.submitted):
             attempts = ledger.deliveries.get(i, [])
             if len(attempts) < 2:
                 info = c.job(i)
@@ -361,6 +364,7 @@ def check(ledger, servers):
                                                                  else ""))
     finally:
         c.close()
+    return len(ledger.held - set(ledger.submitted))
 
 
 def test_five_failovers_lose_nothing():
@@ -425,7 +429,7 @@ def test_five_failovers_lose_nothing():
         print("failover: %s s (median %.2f s); a node said leader in hello after %s s; "
               "restarted node answered after %s s, caught up after %s s; "
               "%d jobs submitted ok, %d acked ok, %d acks unanswered, %d resubmits, "
-              "%d held jobs came back; the Worker ran %d jobs"
+              "%d jobs held and never acked by the holder; the Worker ran %d jobs"
               % (" ".join("%.2f" % f for f in failovers), statistics.median(failovers),
                  " ".join("%.2f" % e for e in elections),
                  " ".join("%.2f" % u for u in startups),
@@ -437,7 +441,9 @@ def test_five_failovers_lose_nothing():
         assert all(c <= CATCH_UP_S for c in catch_ups), catch_ups
         assert any(t > last_failover for t in ledger.worker_runs), \
             "the Worker never worked after the last failover"
-        check(ledger, servers)
+        unanswered_held = check(ledger, servers)
+        print("%d held jobs had a submit never answered ok (not required back)"
+              % unanswered_held)
     except BaseException:
         for n in nodes:
             sys.stdout.write("--- node %d log (tail):\n%s" % (n.nid, n.log()[-3000:]))
