@@ -75,9 +75,39 @@ struct chanq_connect_opts {
 /* Connects to `server`: "HOST:PORT", "[IPV6]:PORT", "unix:PATH", or a path
  * starting with "/" or "./". Sends "hello" when opts sets a token or a client
  * name (opts may be NULL). Returns a new connection (free it with
- * chanq_conn_free()), or NULL with the reason in *err (err may be NULL). */
+ * chanq_conn_free()), or NULL with the reason in *err (err may be NULL).
+ *
+ * Several servers, "HOST:PORT,HOST:PORT,..." (a cluster, docs/cluster.md):
+ * connects to the serving leader. Each node is asked "hello" (its role and
+ * the leader's address; a node without a role serves), a follower's answer
+ * leads to the leader at once, and while no node serves the list is tried
+ * again after 25 ms, doubling to 250 ms, for up to connect_timeout_ms in all.
+ * Later, a call that gets "not_leader" or "shutting_down", or whose
+ * connection dies, connects to the leader again in place and is made again
+ * there, when it was alone on the connection and is one of: ping, submit,
+ * fetch, stats, job, wait, queues, declare, pause, resume, close, cancel,
+ * chanq_request() of those (and chanq_submit_batch() makes its unanswered
+ * submits again). A submit whose answer died with the leader may have been
+ * committed: it is then made twice (at least once; idempotency keys make
+ * that safe once the server has them). Acks, nacks, touches, releases,
+ * consume and kick fail as on one server ("io": the reservations and the
+ * consume ended with the connection; the server gives the jobs back); the
+ * next call of the list above connects again. */
 struct chanq_conn *chanq_connect(const char *server, const struct chanq_connect_opts *opts,
                                  struct chanq_error *err);
+
+/* How many times a connection of several servers was made again (0 for one
+ * server). */
+size_t chanq_failovers(const struct chanq_conn *c);
+
+/* A connection of several servers: connects to the serving leader again, in
+ * place (to the leader a "not_leader" error just named, first), for a
+ * caller that pipelines by hand (chanq_send_submit(), chanq_consume()...):
+ * the requests not answered are dropped (make them again), the consume and
+ * the reservations ended with the old connection; the event function and
+ * queued events stay. 0, or -1 (error set; "bad_request" for a connection
+ * to one server). */
+int chanq_reconnect(struct chanq_conn *c);
 
 /* Closes the socket and frees the connection and its queued events. The
  * server then puts back every job this connection still had reserved.
@@ -153,7 +183,10 @@ void chanq_submit_results_free(struct chanq_submit_result *results, size_t n);
  * chanq_send_submit() only appends the request to the output buffer;
  * chanq_flush() writes everything buffered; chanq_recv_submit() reads the
  * answer to the oldest unanswered request, which must be a submit. Answers
- * come back in request order. chanq_pending() counts unanswered requests. */
+ * come back in request order. chanq_pending() counts unanswered requests.
+ * With several servers, only a submit alone and unwritten when
+ * chanq_recv_submit() is called is made again on its own after a failover;
+ * else see chanq_reconnect(). */
 int chanq_send_submit(struct chanq_conn *c, const struct chanq_submit_opts *o,
                       const char *payload);
 int chanq_flush(struct chanq_conn *c);

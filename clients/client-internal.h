@@ -53,6 +53,9 @@ struct chanq_conn {
     chanq_event_fn *event_fn; /* deliver events here, or queue them */
     void *event_arg;
     struct event_node *ev_head, *ev_tail; /* queued events, oldest first */
+    struct chanqi_cluster *cluster; /* several servers given: how to find the
+                                     * leader again (clients/cluster.c); else NULL */
+    size_t failovers;               /* times the connection was made again */
 };
 
 /* Monotonic clock in ms. */
@@ -100,5 +103,50 @@ int chanqi_job_from_json(const json_t *j, struct chanq_job *out);
 /* The jobs of a JSON array of jobs (NULL when empty), their number in *n.
  * 0, or -1 when out of memory (nothing kept). */
 int chanqi_jobs_from_json(const json_t *arr, struct chanq_job **jobs, size_t *n);
+
+/* Fills *err (NULL: nothing) with code, message and errno. */
+void chanqi_error_set(struct chanq_error *err, const char *code, const char *msg, int e);
+
+/* chanq_connect() to one address; hello: say hello even without a token
+ * or client name (to learn the node's role). */
+struct chanq_conn *chanqi_connect_one(const char *server, const struct chanq_connect_opts *o,
+                                      bool hello, struct chanq_error *err);
+void chanqi_conn_set_read_timeout(struct chanq_conn *c, int64_t ms);
+
+/* Several servers (clients/cluster.c). */
+struct chanqi_cluster;
+
+/* Whether `server` is a comma-separated list. */
+bool chanqi_is_server_list(const char *server);
+/* The list and a copy of the options; NULL with *err set when the list is
+ * malformed or memory ran out. */
+struct chanqi_cluster *chanqi_cluster_new(const char *list, const struct chanq_connect_opts *o,
+                                          struct chanq_error *err);
+void chanqi_cluster_free(struct chanqi_cluster *cl);
+/* A new connection to the serving leader (trying prefer first when not
+ * NULL), searching with backoff up to the connect timeout; NULL with *err
+ * set ("io", or "unauthorized" at once). */
+struct chanq_conn *chanqi_cluster_dial(const struct chanqi_cluster *cl, const char *prefer,
+                                       struct chanq_error *err);
+int64_t chanqi_cluster_search_ms(const struct chanqi_cluster *cl);
+/* Whether a request of this op may be made again after its connection
+ * died without its answer. */
+bool chanqi_cluster_may_resend(const char *op);
+/* Replaces c's connection by one to the leader (unanswered requests are
+ * dropped; event function and queued events kept). 0, or -1 (c broken). */
+int chanqi_conn_reconnect(struct chanq_conn *c, const char *prefer);
+/* A broken connection of several servers is made again; 0, or -1 when c is
+ * broken and stays so. */
+int chanqi_conn_revive(struct chanq_conn *c);
+/* After a failed answer on a connection of several servers: when nothing
+ * was done (not_leader, shutting_down) or the connection died and resend
+ * is true, connects to the leader (the one not_leader named first) and
+ * returns 0: the caller makes its unanswered requests again. Else -1, c
+ * unchanged, or broken when no leader was found. */
+int chanqi_conn_failover(struct chanq_conn *c, bool resend);
+/* chanqi_conn_recv, and with several servers, when the request is alone and
+ * unwritten, made again on the leader after not_leader or shutting_down,
+ * and (resend) after the connection died. */
+int chanqi_conn_recv_again(struct chanq_conn *c, int64_t wait_ms, json_t **resp, bool resend);
 
 #endif

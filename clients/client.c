@@ -40,8 +40,8 @@ copy_str(char *dst, size_t size, const char *s)
     dst[n] = '\0';
 }
 
-static void
-error_set(struct chanq_error *err, const char *code, const char *msg, int e)
+void
+chanqi_error_set(struct chanq_error *err, const char *code, const char *msg, int e)
 {
     if (!err)
         return;
@@ -58,14 +58,14 @@ chanqi_conn_fail(struct chanq_conn *c, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    error_set(&c->err, code, msg, 0);
+    chanqi_error_set(&c->err, code, msg, 0);
     return -1;
 }
 
 int
 chanqi_conn_fail_io(struct chanq_conn *c, int e)
 {
-    error_set(&c->err, "io", e == EPIPE ? "connection closed by the server" : strerror(e), e);
+    chanqi_error_set(&c->err, "io", e == EPIPE ? "connection closed by the server" : strerror(e), e);
     c->broken = true;
     return -1;
 }
@@ -174,7 +174,7 @@ dial_tcp(const char *server, int64_t deadline, struct chanq_error *err)
     if (gai != 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s: %s", server, gai_strerror(gai));
-        error_set(err, "io", msg, EHOSTUNREACH);
+        chanqi_error_set(err, "io", msg, EHOSTUNREACH);
         return -1;
     }
     int fd = -1, e = ECONNREFUSED;
@@ -187,11 +187,11 @@ dial_tcp(const char *server, int64_t deadline, struct chanq_error *err)
     if (fd < 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "%s: %s", server, strerror(e));
-        error_set(err, "io", msg, e);
+        chanqi_error_set(err, "io", msg, e);
     }
     return fd;
 out_bad_address:
-    error_set(err, "io", "server address must be HOST:PORT, [V6]:PORT or unix:PATH", EINVAL);
+    chanqi_error_set(err, "io", "server address must be HOST:PORT, [V6]:PORT or unix:PATH", EINVAL);
     return -1;
 }
 
@@ -209,22 +209,21 @@ say_hello(struct chanq_conn *c, const struct chanq_connect_opts *o)
 }
 
 struct chanq_conn *
-chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct chanq_error *err)
+chanqi_connect_one(const char *server, const struct chanq_connect_opts *o, bool hello,
+                   struct chanq_error *err)
 {
-    static const struct chanq_connect_opts none;
-    const struct chanq_connect_opts *o = opts ? opts : &none;
     int64_t timeout =
         o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     int64_t deadline = chanqi_conn_now_ms() + timeout;
     if (!server || !*server) {
-        error_set(err, "io", "no server address", EINVAL);
+        chanqi_error_set(err, "io", "no server address", EINVAL);
         return NULL;
     }
     int fd;
     bool is_unix =
         strncmp(server, "unix:", 5) == 0 || server[0] == '/' || strncmp(server, "./", 2) == 0;
     if (o->tls && is_unix) {
-        error_set(err, "io", "TLS needs a HOST:PORT address, not a Unix socket", EINVAL);
+        chanqi_error_set(err, "io", "TLS needs a HOST:PORT address, not a Unix socket", EINVAL);
         return NULL;
     }
     if (is_unix) {
@@ -233,7 +232,7 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
             char msg[300];
             int e = errno;
             snprintf(msg, sizeof msg, "%s: %s", server, strerror(e));
-            error_set(err, "io", msg, e);
+            chanqi_error_set(err, "io", msg, e);
         }
     } else {
         fd = dial_tcp(server, deadline, err);
@@ -243,7 +242,7 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
     struct chanq_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
-        error_set(err, "io", strerror(ENOMEM), ENOMEM);
+        chanqi_error_set(err, "io", strerror(ENOMEM), ENOMEM);
         return NULL;
     }
     c->fd = fd;
@@ -254,13 +253,38 @@ chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct 
         chanq_conn_free(c);
         return NULL;
     }
-    if ((o->token || o->client) && say_hello(c, o) < 0) {
+    if ((hello || o->token || o->client) && say_hello(c, o) < 0) {
         if (err)
             *err = c->err;
         chanq_conn_free(c);
         return NULL;
     }
     return c;
+}
+
+struct chanq_conn *
+chanq_connect(const char *server, const struct chanq_connect_opts *opts, struct chanq_error *err)
+{
+    static const struct chanq_connect_opts none;
+    const struct chanq_connect_opts *o = opts ? opts : &none;
+    if (!chanqi_is_server_list(server))
+        return chanqi_connect_one(server, o, false, err);
+    struct chanqi_cluster *cl = chanqi_cluster_new(server, o, err);
+    if (!cl)
+        return NULL;
+    struct chanq_conn *c = chanqi_cluster_dial(cl, NULL, err);
+    if (!c) {
+        chanqi_cluster_free(cl);
+        return NULL;
+    }
+    c->cluster = cl;
+    return c;
+}
+
+void
+chanqi_conn_set_read_timeout(struct chanq_conn *c, int64_t ms)
+{
+    c->read_timeout_ms = ms;
 }
 
 void
@@ -273,6 +297,7 @@ chanq_conn_free(struct chanq_conn *c)
     chanqi_wbuf_free(&c->out);
     free(c->in);
     json_decref(c->server_info);
+    chanqi_cluster_free(c->cluster);
     while (c->ev_head) {
         struct event_node *n = c->ev_head;
         c->ev_head = n->next;
@@ -381,7 +406,7 @@ transport_fail(struct chanq_conn *c, int e)
     const char *why = e == EPROTO && c->tls ? chanqi_tlsconn_error(c->tls) : NULL;
     if (!why)
         return chanqi_conn_fail_io(c, e);
-    error_set(&c->err, "io", why, e);
+    chanqi_error_set(&c->err, "io", why, e);
     c->broken = true;
     return -1;
 }
@@ -532,7 +557,7 @@ answer_status(struct chanq_conn *c, const json_t *resp)
     const json_t *e = json_object_get(resp, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *msg = json_string_value(json_object_get(e, "message"));
-    error_set(&c->err, code ? code : "internal", msg ? msg : "error answer without a message", 0);
+    chanqi_error_set(&c->err, code ? code : "internal", msg ? msg : "error answer without a message", 0);
     return -1;
 }
 
@@ -620,9 +645,12 @@ int
 chanqi_conn_call(struct chanq_conn *c, const json_t *req, int64_t wait_ms, json_t **resp)
 {
     *resp = NULL;
+    bool resend = chanqi_cluster_may_resend(json_string_value(json_object_get(req, "op")));
+    if (resend && chanqi_conn_revive(c) < 0)
+        return -1;
     if (chanqi_conn_send_json(c, req) < 0)
         return -1;
-    return chanqi_conn_recv(c, wait_ms, resp);
+    return chanqi_conn_recv_again(c, wait_ms, resp, resend);
 }
 
 int

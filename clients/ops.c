@@ -92,11 +92,13 @@ chanq_flush(struct chanq_conn *c)
     return chanqi_conn_flush(c);
 }
 
-int
-chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out)
+/* Reads a submit's answer; again: made again on the leader when it can be
+ * (chanqi_conn_recv_again). */
+static int
+recv_submit(struct chanq_conn *c, bool again, char **id_out, char **queue_out)
 {
     json_t *resp;
-    int rc = chanqi_conn_recv(c, -1, &resp);
+    int rc = again ? chanqi_conn_recv_again(c, -1, &resp, true) : chanqi_conn_recv(c, -1, &resp);
     if (rc == 0) {
         char *id = chanqi_json_dup_str(resp, "id");
         if (!id) {
@@ -112,12 +114,18 @@ chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out)
 }
 
 int
+chanq_recv_submit(struct chanq_conn *c, char **id_out, char **queue_out)
+{
+    return recv_submit(c, true, id_out, queue_out);
+}
+
+int
 chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload,
              char **id_out, char **queue_out)
 {
-    if (chanq_send_submit(c, o, payload) < 0)
+    if (chanqi_conn_revive(c) < 0 || chanq_send_submit(c, o, payload) < 0)
         return -1;
-    return chanq_recv_submit(c, id_out, queue_out);
+    return recv_submit(c, true, id_out, queue_out);
 }
 
 long
@@ -127,7 +135,10 @@ chanq_submit_batch(struct chanq_conn *c, const struct chanq_submit_opts *o,
 {
     size_t win = window > 0 ? (size_t)window : 256, sent = 0, got = 0;
     long ok = 0;
+    int64_t deadline = -1; /* set by the first failover */
     memset(results, 0, n * sizeof *results);
+    if (chanqi_conn_revive(c) < 0)
+        return -1;
     while (got < n) {
         /* Keep up to `win` submits in flight, written in one go. A payload
          * that is not JSON fails alone, locally, and sends nothing. */
@@ -144,11 +155,23 @@ chanq_submit_batch(struct chanq_conn *c, const struct chanq_submit_opts *o,
             continue;
         if (chanq_recv_submit(c, &r->id, &r->queue) == 0) {
             ok++;
-        } else {
-            if (c->broken)
-                return -1;
-            r->error = c->err;
+            continue;
         }
+        if (deadline < 0)
+            deadline = chanqi_conn_now_ms() + (c->cluster ? chanqi_cluster_search_ms(c->cluster) : 0);
+        if (chanqi_conn_now_ms() <= deadline && chanqi_conn_failover(c, true) == 0) {
+            /* Several servers: this submit and the ones behind it were lost
+             * with the connection (or refused by a node that does not
+             * lead): made again on the leader, at least once. */
+            got--;
+            for (size_t i = got; i < sent; i++)
+                memset(&results[i].error, 0, sizeof results[i].error);
+            sent = got;
+            continue;
+        }
+        if (c->broken)
+            return -1;
+        r->error = c->err;
     }
     return ok;
 }
@@ -218,7 +241,7 @@ chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq
 {
     *jobs_out = NULL;
     *n_out = 0;
-    if (c->broken)
+    if (chanqi_conn_revive(c) < 0)
         return -1;
     if (o->nqueues == 0)
         return chanqi_conn_fail(c, "bad_request", "fetch needs at least one queue");
@@ -239,7 +262,7 @@ chanq_fetch(struct chanq_conn *c, const struct chanq_fetch_opts *o, struct chanq
     }
     chanqi_conn_request_done(c);
     json_t *resp;
-    if (chanqi_conn_recv(c, o->timeout_ms, &resp) < 0) {
+    if (chanqi_conn_recv_again(c, o->timeout_ms, &resp, true) < 0) {
         json_decref(resp);
         return -1;
     }

@@ -45,6 +45,7 @@ enum {
     OPT_TLS_KEY,
     OPT_TLS_SERVER_NAME,
     OPT_TLS_INSECURE,
+    OPT_SERVERS,
     OPT_FIRST_OWN
 };
 
@@ -55,6 +56,7 @@ enum {
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},                                         \
         {"tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME},                         \
         {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE}, {"help", no_argument, NULL, 'h'},   \
+        {"servers", required_argument, NULL, OPT_SERVERS},                                         \
     {                                                                                              \
         NULL, 0, NULL, 0                                                                           \
     }
@@ -63,6 +65,8 @@ enum {
 #define CLI_COMMON_HELP                                                                            \
     "  --server HOST:PORT  chanqd address, or unix:PATH (env CHANQ_SERVER;\n"                     \
     "                      default 127.0.0.1:7420)\n"                                             \
+    "  --servers A,B,C     the nodes of a cluster (env CHANQ_SERVERS): the leader\n"              \
+    "                      is found, and followed when it changes\n"                              \
     "  --token TOKEN       say hello with this token (env CHANQ_TOKEN)\n"                         \
     "  --tls               connect with TLS (chanqd --tls-listen); the server's\n"                \
     "                      certificate must be trusted and name the host\n"                       \

@@ -63,6 +63,75 @@ print_answer(const struct cli *g, struct chanq_conn *c, long line, bool show_que
     return 0;
 }
 
+/* The submits in flight from stdin, oldest first: a ring of window entries
+ * with each one's input line number and text (kept to submit it again when
+ * a cluster's leader changes with it unanswered). */
+struct inflight {
+    long window, head, n;
+    long *lineno;
+    char **text;
+};
+
+static void
+inflight_pop(struct inflight *f)
+{
+    free(f->text[f->head]);
+    f->text[f->head] = NULL;
+    f->head = (f->head + 1) % f->window;
+    f->n--;
+}
+
+/* Several servers, the oldest answer lost with the leader (or refused by a
+ * node that no longer leads): connects to the leader and submits every
+ * unanswered line again (at least once: a lost one may have been made).
+ * 0, or -1 when that is not the case or failed. */
+static int
+failover(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
+         struct inflight *f)
+{
+    const char *code = chanq_last_error(c)->code;
+    if (strcmp(code, "io") != 0 && strcmp(code, "not_leader") != 0 &&
+        strcmp(code, "shutting_down") != 0)
+        return -1;
+    if (chanq_reconnect(c) < 0)
+        return -1;
+    fprintf(stderr, "chanq %s: the leader changed; %ld unanswered submits made again\n", g->cmd,
+            f->n);
+    for (long i = 0; i < f->n; i++)
+        if (chanq_send_submit(c, o, f->text[(f->head + i) % f->window]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Reads and prints the oldest answer. 0, 1 (that job failed) or -1
+ * (connection lost). */
+static int
+settle_oldest(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
+              struct inflight *f)
+{
+    bool multi = o->nqueues > 0;
+    for (int tries = 0;; tries++) {
+        char *id = NULL, *queue = NULL;
+        if (chanq_recv_submit(c, &id, multi ? &queue : NULL) == 0) {
+            if (multi)
+                printf("%s %s\n", id, queue ? queue : "");
+            else
+                puts(id);
+            free(id);
+            free(queue);
+            inflight_pop(f);
+            return 0;
+        }
+        if (tries < 10 && failover(g, c, o, f) == 0)
+            continue;
+        char what[64];
+        snprintf(what, sizeof what, "job %ld", f->lineno[f->head]);
+        int r = cli_report(g, c, what) == CLI_IO ? -1 : 1;
+        inflight_pop(f);
+        return r;
+    }
+}
+
 /* Submits every NDJSON line of stdin, keeping up to window in flight. */
 static int
 submit_stdin(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
@@ -71,49 +140,54 @@ submit_stdin(const struct cli *g, struct chanq_conn *c, const struct chanq_submi
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    long lineno = 0, answered = 0;
-    long *linenos = calloc((size_t)window, sizeof *linenos); /* ring: job -> input line */
-    int rc = CLI_OK;
-    bool multi = o->nqueues > 0;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
+    long lineno = 0;
+    struct inflight f = {.window = window,
+                         .lineno = calloc((size_t)window, sizeof *f.lineno),
+                         .text = calloc((size_t)window, sizeof *f.text)};
+    int rc = f.lineno && f.text ? CLI_OK : CLI_IO;
+    while (rc != CLI_IO && (len = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
         if (len == 0)
             continue;
-        if (chanq_send_submit(c, o, line) < 0) {
+        char *copy = strdup(line);
+        if (!copy || chanq_send_submit(c, o, line) < 0) {
+            free(copy);
             if (cli_report(g, c, "stdin") == CLI_IO)
                 goto out_io;
             fprintf(stderr, "chanq submit: (line %ld)\n", lineno);
             rc = CLI_REFUSED;
             continue;
         }
-        long sent = answered + (long)chanq_pending(c);
-        linenos[(sent - 1) % window] = lineno;
-        if ((long)chanq_pending(c) >= window) {
-            int r = print_answer(g, c, linenos[answered % window], multi);
-            answered++;
+        long tail = (f.head + f.n++) % window;
+        f.lineno[tail] = lineno;
+        f.text[tail] = copy;
+        if (f.n >= window) {
+            int r = settle_oldest(g, c, o, &f);
             if (r < 0)
                 goto out_io;
             if (r > 0)
                 rc = CLI_REFUSED;
         }
     }
-    while (chanq_pending(c) > 0) {
-        int r = print_answer(g, c, linenos[answered % window], multi);
-        answered++;
+    while (rc != CLI_IO && f.n > 0) {
+        int r = settle_oldest(g, c, o, &f);
         if (r < 0)
             goto out_io;
         if (r > 0)
             rc = CLI_REFUSED;
     }
-    free(line);
-    free(linenos);
-    return rc;
+    goto out;
 out_io:
+    rc = CLI_IO;
+out:
+    while (f.n > 0)
+        inflight_pop(&f);
     free(line);
-    free(linenos);
-    return CLI_IO;
+    free(f.lineno);
+    free(f.text);
+    return rc;
 }
 
 int

@@ -13,7 +13,9 @@
 void
 cli_init(struct cli *g, const char *cmd, const char *usage)
 {
-    const char *env_server = getenv("CHANQ_SERVER");
+    const char *env_server = getenv("CHANQ_SERVERS");
+    if (!env_server || !*env_server)
+        env_server = getenv("CHANQ_SERVER");
     const char *env_token = getenv("CHANQ_TOKEN");
     *g = (struct cli){0};
     g->cmd = cmd;
@@ -116,6 +118,7 @@ cli_common_opt(struct cli *g, int opt, const char *arg)
 {
     switch (opt) {
     case OPT_SERVER:
+    case OPT_SERVERS: /* a comma-separated list: libchanq finds the leader */
         g->server = arg;
         return true;
     case OPT_TOKEN:

@@ -63,6 +63,11 @@ type ServerInfo struct {
 	Server   string `json:"server"`
 	Version  string `json:"version"`
 	Protocol int    `json:"protocol"`
+	// A cluster node's (docs/cluster.md): "leader" when it serves, else
+	// "follower", "candidate" or "unavailable"; "" from a single chanqd.
+	Role string `json:"role,omitempty"`
+	// The leader's client address as the node knows it, or nil.
+	Leader *string `json:"leader,omitempty"`
 }
 
 // Conn is one connection to chanqd. It is safe for concurrent use: calls

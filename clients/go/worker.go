@@ -58,7 +58,7 @@ func (e *NackError) Unwrap() error { return e.Err }
 // Set the fields, then call Run; a Worker must not be changed while it
 // runs.
 type Worker struct {
-	Addr        string   // chanqd's address, as for Dial
+	Addr        string   // chanqd's address, as for Dial; "a:1,b:2,c:3": a cluster's nodes (DialLeader, again after each failover)
 	Options     *Options // as for Dial (OnEvent is called too); may be nil
 	Queues      []string // the queues to fetch from
 	Handler     Handler  // runs each job
@@ -167,7 +167,7 @@ func (s *slot) dial(ctx context.Context) (*Conn, error) {
 			user(ev)
 		}
 	}
-	return Dial(ctx, s.w.Addr, &o)
+	return dialAddr(ctx, s.w.Addr, &o)
 }
 
 func (s *slot) event(ev Event) {
@@ -225,7 +225,7 @@ func (s *slot) loop(ctx context.Context) {
 			if !sleep(ctx, time.Second) {
 				return
 			}
-			if errors.Is(err, ErrConnClosed) || s.conn.Err() != nil {
+			if errors.Is(err, ErrConnClosed) || errors.Is(err, ErrNotLeader) || s.conn.Err() != nil {
 				s.conn.Close()
 				c, err := s.dial(ctx)
 				if err != nil {

@@ -109,7 +109,7 @@ func (c *consumer) dial(ctx context.Context) (*Conn, error) {
 			user(ev)
 		}
 	}
-	conn, err := Dial(ctx, c.w.Addr, &o)
+	conn, err := dialAddr(ctx, c.w.Addr, &o)
 	if err != nil {
 		return nil, err
 	}

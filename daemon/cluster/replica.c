@@ -436,6 +436,7 @@ setup(struct replica *r)
     r->raft.data = r;
     raft_set_election_timeout(&r->raft, r->election_ms);
     raft_set_heartbeat_timeout(&r->raft, r->election_ms / 10 ? r->election_ms / 10 : 1);
+    raft_set_pre_vote(&r->raft, true);
     raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, r->snapshot_threshold / 8 + 1);
     /* A node that comes back (restarted, or started again after stepping

@@ -66,7 +66,7 @@ offers() {
 expect "chanq su" submit
 expect "chanq qu" queues
 offers "chanq " submit fetch queues stats work loadtest
-expect "chanq --se" --server
+expect "chanq --se" --server --servers
 expect "chanq --vers" --version
 expect "chanq stats --w" --watch
 offers "chanq work --" --concurrency --grace-ms --server --tls-ca

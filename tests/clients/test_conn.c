@@ -172,6 +172,96 @@ START_TEST(a_protocol_error_leaves_the_connection_usable)
 }
 END_TEST
 
+/* Several servers. Two independent single chanqd (no role in hello: each
+ * serves) stand in for the nodes a leader moves between: what libchanq does
+ * on a failover, without a cluster (tests/cluster/ has the real one). */
+
+START_TEST(a_server_list_connects_to_the_first_that_serves)
+{
+    struct harness *h = tc_start(NULL);
+    struct harness *dead = tc_start(NULL);
+    char list[128];
+    snprintf(list, sizeof list, "127.0.0.1:%d, 127.0.0.1:%d", harness_port(dead),
+             harness_port(h));
+    harness_stop(dead);
+    struct chanq_error err;
+    struct chanq_conn *c = chanq_connect(list, NULL, &err);
+    ck_assert_msg(c != NULL, "connect %s: %s: %s", list, err.code, err.message);
+    ck_assert_msg(chanq_server_info(c) != NULL, "no hello was sent to learn the role");
+    ck_assert_msg(chanq_ping(c) == 0, "ping: %s", tc_err(c));
+    ck_assert_int_eq(chanq_failovers(c), 0);
+    ck_assert_msg(chanq_reconnect(c) == 0, "reconnect: %s", tc_err(c));
+    ck_assert_msg(chanq_ping(c) == 0, "ping after reconnect: %s", tc_err(c));
+    ck_assert_int_eq(chanq_failovers(c), 1);
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
+START_TEST(a_malformed_server_list_fails_with_einval)
+{
+    struct chanq_error err;
+    ck_assert_msg(chanq_connect(" , ,", NULL, &err) == NULL, "empty list connected");
+    ck_assert_str_eq(err.code, "io");
+    ck_assert_int_eq(err.sys_errno, EINVAL);
+    struct chanq_connect_opts o = {.connect_timeout_ms = 300};
+    ck_assert_msg(chanq_connect("127.0.0.1:1,127.0.0.1:2", &o, &err) == NULL,
+                  "a list of closed ports connected");
+    ck_assert_str_eq(err.code, "io");
+}
+END_TEST
+
+START_TEST(a_submit_lost_with_its_server_is_made_again_on_the_next)
+{
+    struct harness *a = tc_start(NULL);
+    struct harness *b = tc_start(NULL);
+    char list[128];
+    snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%d", harness_port(a), harness_port(b));
+    struct chanq_error err;
+    struct chanq_conn *c = chanq_connect(list, NULL, &err);
+    ck_assert_msg(c != NULL, "connect: %s", err.message);
+    struct chanq_submit_opts so = {.queue = "q"};
+    char *id = NULL;
+    ck_assert_msg(chanq_submit(c, &so, "1", &id, NULL) == 0, "submit: %s", tc_err(c));
+    free(id);
+    harness_kill9(a);
+    /* Its answer dies with a: made again on b, in place. */
+    ck_assert_msg(chanq_submit(c, &so, "{\"n\":2}", &id, NULL) == 0, "submit after the kill: %s",
+                  tc_err(c));
+    ck_assert_int_eq(chanq_failovers(c), 1);
+    json_t *job = NULL;
+    ck_assert_msg(chanq_job_info(c, id, &job) == 0, "the resubmitted job: %s", tc_err(c));
+    ck_assert_str_eq(json_string_value(json_object_get(job, "state")), "queued");
+    json_decref(job);
+    free(id);
+    /* A reservation dies with its connection: an ack is not made again. */
+    struct chanq_fetch_opts fo = {.queues = (const char *[]){"q"}, .nqueues = 1, .timeout_ms = 0};
+    struct chanq_job *jobs = NULL;
+    size_t n = 0;
+    ck_assert_msg(chanq_fetch(c, &fo, &jobs, &n) == 0 && n == 1, "fetch: %s", tc_err(c));
+    harness_kill9(b);
+    ck_assert_msg(chanq_ack(c, jobs[0].id, NULL) < 0, "an ack went through a dead server");
+    ck_assert_str_eq(chanq_last_error(c)->code, "io");
+    ck_assert_int_eq(chanq_failovers(c), 1);
+    chanq_jobs_free(jobs, n);
+    chanq_conn_free(c);
+    harness_stop(b);
+    harness_stop(a);
+}
+END_TEST
+
+START_TEST(reconnect_needs_several_servers)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    ck_assert_msg(chanq_reconnect(c) < 0, "one server reconnected");
+    ck_assert_str_eq(chanq_last_error(c)->code, "bad_request");
+    ck_assert_msg(chanq_ping(c) == 0, "the connection stays usable: %s", tc_err(c));
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
 Suite *
 client_conn_suite(void)
 {
@@ -186,6 +276,10 @@ client_conn_suite(void)
     tcase_add_test(tc, a_dead_server_is_an_io_error_and_the_connection_stays_broken);
     tcase_add_test(tc, a_server_that_does_not_answer_times_out_with_etimedout);
     tcase_add_test(tc, a_protocol_error_leaves_the_connection_usable);
+    tcase_add_test(tc, a_server_list_connects_to_the_first_that_serves);
+    tcase_add_test(tc, a_malformed_server_list_fails_with_einval);
+    tcase_add_test(tc, a_submit_lost_with_its_server_is_made_again_on_the_next);
+    tcase_add_test(tc, reconnect_needs_several_servers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -96,6 +96,19 @@ class ShuttingDown(ChanqError):
     code = "shutting_down"
 
 
+class NotLeader(ChanqError):
+    """A cluster node that is not the serving leader (docs/cluster.md): it
+    did nothing. :attr:`leader` is the leader's client address when the
+    node knows it. :class:`~chanq.ClusterClient` follows it on its own."""
+    code = "not_leader"
+
+    @property
+    def leader(self) -> str | None:
+        _, sep, addr = self.message.rpartition("leader: ")
+        addr = addr.strip()
+        return addr if sep and addr and addr != "unknown" else None
+
+
 class Internal(ChanqError):
     """The server could not do it; the change may have happened."""
     code = "internal"
@@ -122,7 +135,7 @@ ERRORS: dict[str, type[ChanqError]] = {
     cls.code: cls
     for cls in (BadRequest, FrameTooLarge, UnknownOp, Unauthorized, NotFound, NotReserved,
                 QueueFull, Timeout, Closed, Cancelled, Conflict, TooLarge, Limit,
-                ShuttingDown, Internal)
+                ShuttingDown, NotLeader, Internal)
 }
 
 

@@ -37,7 +37,9 @@ from . import _proto as P
 from ._proto import Event, Job
 from .aio import AsyncClient
 from .client import Client
-from .errors import ChanqError, Closed, ConnectionLost, ShuttingDown, Unauthorized
+from .aio_cluster import aconnect_leader
+from .cluster import dial, parse_servers
+from .errors import ChanqError, Closed, ConnectionLost, NotLeader, ShuttingDown, Unauthorized
 
 log = logging.getLogger("chanq.worker")
 
@@ -172,11 +174,15 @@ class Worker:
     ``mode="fetch"``: a connection per thread, each fetch bounded by
     ``poll_ms``, so a stop takes effect within it. ``connect`` holds the
     :class:`Client` options (``token``, ``ssl``, ``ca_file``...).
+    ``address`` may list several servers (``"a:1,b:2,c:3"`` or a list: a
+    cluster): the pool then connects to the serving leader, and after a
+    failover connects to the next one and consumes (or fetches) again;
+    the jobs it held on the dead connection are given back by the server.
     ``nack_delay_ms``: the retry delay after a raise (None: the server's
     backoff)."""
 
     def __init__(self, handler: Callable[[JobContext], Any], queues: str | Iterable[str],
-                 address: str | tuple[str, int] = P.DEFAULT_ADDRESS, *, concurrency: int = 1,
+                 address: str | tuple[str, int] | list[str] = P.DEFAULT_ADDRESS, *, concurrency: int = 1,
                  prefetch: int | None = None, mode: str = "consume", poll_ms: int = 500,
                  touch_ms: int | None = None, nack_delay_ms: int | None = None,
                  strict: bool = False, **connect: Any) -> None:
@@ -213,7 +219,7 @@ class Worker:
         """Connects, starts the slots (threads) and the toucher; returns at
         once. Raises when it cannot connect."""
         if self.mode == "fetch":
-            clients = [Client(self.address, **self.connect) for _ in range(self.concurrency)]
+            clients = [self._dial() for _ in range(self.concurrency)]
             for i, c in enumerate(clients):
                 self._spawn(self._slot, f"chanq-worker-{i}", c)
         else:
@@ -228,6 +234,11 @@ class Worker:
         self._toucher = threading.Thread(target=self._touch_loop, name="chanq-toucher",
                                          daemon=True)
         self._toucher.start()
+
+    def _dial(self) -> Client:
+        """A connection: to the one address, or to the serving leader of
+        several (a cluster; each reconnection looks for it again)."""
+        return dial(self.address, stop=self._stop, **self.connect)
 
     def _spawn(self, fn: Callable[..., None], name: str, *args: Any) -> None:
         t = threading.Thread(target=fn, args=args, name=name, daemon=True)
@@ -292,7 +303,7 @@ class Worker:
 
     def _consume(self) -> Client:
         """A connection consuming the queues."""
-        c = Client(self.address, **self.connect)
+        c = self._dial()
         c.on_event = lambda ev: self._on_push(c, ev)
         try:
             c.consume(self.queues, prefetch=self.prefetch, strict=self.strict or None)
@@ -456,7 +467,7 @@ class Worker:
                 except Unauthorized as e:
                     self.error = e
                     return
-                except ConnectionLost as e:
+                except (ConnectionLost, NotLeader) as e:
                     if self._stop.is_set():
                         return
                     log.warning("worker connection lost (%s); reconnecting", e)
@@ -482,7 +493,7 @@ class Worker:
         delay = 0.1
         while not self._stop.is_set():
             try:
-                c = Client(self.address, **self.connect)
+                c = self._dial()
                 c.on_event = self._on_event
                 return c
             except ChanqError:
@@ -550,6 +561,15 @@ class Worker:
             time.sleep(max(0.005, min(0.25, soonest - time.monotonic())))
 
 
+async def _adial(address: Any, **connect: Any) -> AsyncClient:
+    """One address: an AsyncClient; several: the serving leader's. (The
+    async pool ends when its connection is lost, one server or several.)"""
+    addrs = parse_servers(address)
+    if len(addrs) == 1:
+        return await AsyncClient.connect(addrs[0], **connect)
+    return await aconnect_leader(addrs, **connect)
+
+
 class AsyncWorker:
     """A pool of ``concurrency`` asyncio tasks running ``await handler(ctx)``
     per job. A ``cancel`` (or ``revoked``) event cancels the handler's task.
@@ -600,8 +620,7 @@ class AsyncWorker:
                 sigs.append(sig)
         try:
             if self.mode == "fetch":
-                clients = [await AsyncClient.connect(self.address, on_event=self._on_event,
-                                                     **self.connect)
+                clients = [await _adial(self.address, on_event=self._on_event, **self.connect)
                            for _ in range(self.concurrency)]
                 await asyncio.gather(*(self._slot(c) for c in clients))
             else:
@@ -622,7 +641,7 @@ class AsyncWorker:
     # ---- consume mode --------------------------------------------------
 
     async def _run_consume(self) -> None:
-        client = await AsyncClient.connect(self.address, on_event=self._on_push, **self.connect)
+        client = await _adial(self.address, on_event=self._on_push, **self.connect)
         try:
             await client.consume(self.queues, prefetch=self.prefetch,
                                  strict=self.strict or None)
