@@ -59,6 +59,9 @@ feed_queue(EVP_MD_CTX *md, const struct queue *q)
     feed_str(md, q->name, q->name_len);
     feed(md, " %lld %lld %lld %d %d\n", (long long)q->set.capacity, (long long)q->set.ttr_ms,
          (long long)q->set.max_attempts, q->paused, q->closed);
+    if (queue_limited(q)) /* only then: digests of queues without limits stay as they were */
+        feed(md, "limits %lld %lld %lld %lld\n", (long long)q->set.concurrency,
+             (long long)q->set.rate, (long long)q->set.rate_per_ms, (long long)q->set.burst);
     feed(md, "queued");
     for (const struct job *j = q->standby.head; j; j = j->next)
         feed(md, " %" PRIu64, j->id);

@@ -295,6 +295,8 @@ leave(struct job *j)
     case JOB_RESERVED:
         reservation_end(j);
         q->reserved--;
+        if (q->starved)
+            queue_room_freed(q); /* a concurrency slot came free */
         break;
     case JOB_DEAD:
         job_list_remove(&q->dead, j);

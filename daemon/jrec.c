@@ -52,6 +52,33 @@ put_b(struct enc *e, const char *s, size_t len)
     e->n += len;
 }
 
+/* ---- a queue record's optional delivery limits: (tag, value) pairs ---- */
+
+enum queue_tag {
+    QTAG_CONCURRENCY = 1,
+    QTAG_RATE = 2,
+    QTAG_RATE_PER_MS = 3,
+    QTAG_BURST = 4,
+};
+
+static void
+put_tagged(struct enc *e, enum queue_tag tag, uint64_t v)
+{
+    if (v) {
+        put_u(e, (uint64_t)tag);
+        put_u(e, v);
+    }
+}
+
+static void
+put_queue_limits(struct enc *e, const struct jrec_queue *q)
+{
+    put_tagged(e, QTAG_CONCURRENCY, q->concurrency);
+    put_tagged(e, QTAG_RATE, q->rate);
+    put_tagged(e, QTAG_RATE_PER_MS, q->rate_per_ms);
+    put_tagged(e, QTAG_BURST, q->burst);
+}
+
 static bool
 state_ok(enum jrec_type t, enum jrec_job_state s)
 {
@@ -160,6 +187,7 @@ encode(const struct jrec *r, struct enc *e)
         put_i(e, q->ttr_ms);
         put_u(e, q->max_attempts);
         put_byte(e, (uint8_t)((q->paused ? 1 : 0) | (q->closed ? 2 : 0)));
+        put_queue_limits(e, q);
         return true;
     }
     }
@@ -268,6 +296,31 @@ get_b(struct dec *d, size_t *len)
     return s;
 }
 
+/* The trailing (tag, value) pairs of a queue record, in tag order, each
+ * at most once, none zero. */
+static void
+get_queue_limits(struct dec *d, struct jrec_queue *q)
+{
+    uint64_t last = 0;
+    while (!d->why && d->p < d->end) {
+        uint64_t tag = get_u(d), v = get_u(d);
+        if (d->why)
+            return;
+        if (tag <= last || v == 0) {
+            fail(d, "bad queue limit field");
+            return;
+        }
+        last = tag;
+        switch (tag) {
+        case QTAG_CONCURRENCY: q->concurrency = v; break;
+        case QTAG_RATE: q->rate = v; break;
+        case QTAG_RATE_PER_MS: q->rate_per_ms = v; break;
+        case QTAG_BURST: q->burst = v; break;
+        default: fail(d, "unknown queue limit field"); return;
+        }
+    }
+}
+
 static void
 decode_state(struct dec *d, enum jrec_type t, enum jrec_job_state *out)
 {
@@ -364,6 +417,7 @@ decode_body(struct dec *d, struct jrec *r)
             fail(d, "unknown queue flags");
         q->paused = flags & 1;
         q->closed = (flags & 2) != 0;
+        get_queue_limits(d, q);
         return;
     }
     }

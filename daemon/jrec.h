@@ -118,6 +118,11 @@ struct jrec_queue {
     uint32_t max_attempts;
     bool paused;
     bool closed;
+    /* Delivery limits, 0 = none: optional trailing (tag, value) varint
+     * pairs, written only when set, so a queue without limits encodes as
+     * before and journals written before them still read. */
+    uint64_t concurrency;
+    uint64_t rate, rate_per_ms, burst;
 };
 
 /* One record. Decoded strings point into the record bytes (borrowed: valid

@@ -27,7 +27,7 @@ queue_new(struct broker *b, const char *name, size_t name_len, const struct queu
     q->closing = chan_new(0, 0);
     q->drained = chan_new(0, 0);
     q->changed = chan_new(0, 0);
-    if (!q->name || !q->closing || !q->drained || !q->changed ||
+    if (!q->name || !q->closing || !q->drained || !q->changed || queue_limits_init(q) < 0 ||
         (b->serving && queue_start(q) < 0)) {
         queue_free(q);
         return NULL;
@@ -54,6 +54,7 @@ queue_free(struct queue *q)
     unref_chan(q->closing);
     unref_chan(q->drained);
     unref_chan(q->changed);
+    queue_limits_free(q);
     free(q->name);
     free(q);
 }
@@ -65,6 +66,16 @@ queue_configure(struct queue *q, const struct queue_settings *set)
         q->set.capacity = set->capacity;
     q->set.ttr_ms = set->ttr_ms;
     q->set.max_attempts = set->max_attempts;
+    if (q->set.concurrency != set->concurrency || q->set.rate != set->rate ||
+        q->set.rate_per_ms != set->rate_per_ms || q->set.burst != set->burst) {
+        q->set.concurrency = set->concurrency;
+        q->set.rate = set->rate;
+        q->set.rate_per_ms = set->rate_per_ms;
+        q->set.burst = set->burst;
+        if (queue_limits_init(q) < 0)
+            log_error("queue %s: out of memory setting its limits: starved deliveries "
+                      "wait for the next change", q->name);
+    }
 }
 
 int

@@ -32,6 +32,11 @@ struct queue_settings {
     int64_t capacity;     /* buffered jobs; 0 = rendezvous */
     int64_t ttr_ms;       /* default reservation time */
     int64_t max_attempts; /* default deliveries before dead */
+    /* Limits on delivery (queue_limits.c); 0 = none. */
+    int64_t concurrency;  /* jobs of the queue reserved at once */
+    int64_t rate;         /* deliveries per rate_per_ms ... */
+    int64_t rate_per_ms;  /* ... (set whenever rate is) */
+    int64_t burst;        /* the rate's token bucket size (set whenever rate is) */
 };
 
 /* Run time of acked jobs (reserve to ack), Prometheus-style: bucket i
@@ -73,6 +78,13 @@ struct queue {
     size_t waiting_fetchers;      /* fetches parked on this queue */
     struct queue_counters count;  /* totals */
     struct queue_run_hist runs;   /* run time of acked jobs */
+    /* Delivery limits at run time (queue_limits.c); unused when set has none. */
+    size_t armed;                 /* parked deliveries whose select receives from `jobs` */
+    size_t starved;               /* parked deliveries a limit keeps off `jobs` */
+    int64_t tokens;               /* rate bucket, in 1/rate_per_ms tokens */
+    int64_t refill_ms;            /* monotonic ms the bucket was last filled up to */
+    struct chan *gate;            /* wakes starved deliveries, one per freed slot or token */
+    struct timer *rate_timer;     /* fires when the next token is due while some starve */
 };
 
 /* A new, empty queue of broker b with these settings; its job channel is
@@ -123,6 +135,28 @@ void queue_check_drained(struct queue *q);
  * every fetcher parked on it. Returns 0 or -ENOMEM (nothing changed). */
 int queue_signal_change(struct queue *q);
 
+/* ---- delivery limits: concurrency and rate (queue_limits.c) ---- */
+
+/* True when q has a concurrency or rate limit. */
+bool queue_limited(const struct queue *q);
+/* How many more deliveries may start on q now, besides the parked ones
+ * already receiving from it (SIZE_MAX: no limit). Refills the bucket. */
+size_t queue_room(struct queue *q);
+/* Whole rate tokens available now (0 without a rate limit). */
+int64_t queue_tokens(const struct queue *q);
+/* q delivered a job: one rate token spent. */
+void queue_spent(struct queue *q);
+/* A slot or a token may have come free (a reserved job left, a parked
+ * delivery stopped receiving, a token is due): wakes as many starved
+ * deliveries as there is room, longest waiting first. */
+void queue_room_freed(struct queue *q);
+/* A parked delivery is being kept off q by a limit: makes sure it is woken
+ * when the rate gives the next token. */
+void queue_starving(struct queue *q);
+/* The limits' share of a queue: set up or changed (a full bucket), freed. */
+int queue_limits_init(struct queue *q);
+void queue_limits_free(struct queue *q);
+
 /* Counts an acked job that ran ms milliseconds (reserve to ack). */
 void queue_record_run(struct queue *q, int64_t ms);
 
@@ -137,6 +171,7 @@ struct queue_snap {
     const char *name;
     struct queue_settings set;
     size_t depth, reserved, delayed, dead, waiting_submitters, waiting_fetchers;
+    int64_t tokens; /* whole rate tokens available (rate limited queues) */
     bool paused, closed;
     struct queue_counters count;
     int64_t oldest_age_ms;

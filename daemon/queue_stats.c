@@ -83,7 +83,23 @@ queue_snapshot(const struct queue *q, struct queue_snap *out)
         .closed = q->closed,
         .count = q->count,
         .oldest_age_ms = queue_oldest_age_ms(q),
+        .tokens = queue_tokens(q),
     };
+}
+
+/* The delivery limits, only on a queue that has them: "concurrency" (the
+ * limit), "rate" {"limit", "per_ms", "burst", "tokens"}. */
+static void
+limits_json(json_t *o, const struct queue_snap *s)
+{
+    if (s->set.concurrency > 0)
+        json_object_set_new(o, "concurrency", json_integer(s->set.concurrency));
+    if (s->set.rate > 0)
+        json_object_set_new(o, "rate",
+                            json_pack("{s:I, s:I, s:I, s:I}", "limit", (json_int_t)s->set.rate,
+                                      "per_ms", (json_int_t)s->set.rate_per_ms, "burst",
+                                      (json_int_t)s->set.burst, "tokens",
+                                      (json_int_t)s->tokens));
 }
 
 json_t *
@@ -106,6 +122,7 @@ queue_snap_json(const struct queue_snap *s)
     if (o) {
         json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
         json_object_set_new(o, "oldest_age_ms", json_integer(s->oldest_age_ms));
+        limits_json(o, s);
     }
     return o;
 }

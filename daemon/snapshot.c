@@ -47,6 +47,10 @@ put_queue(struct writer *w, const struct queue *q)
         .capacity = q->set.capacity,
         .ttr_ms = q->set.ttr_ms,
         .max_attempts = (uint32_t)q->set.max_attempts,
+        .concurrency = (uint64_t)q->set.concurrency,
+        .rate = (uint64_t)q->set.rate,
+        .rate_per_ms = (uint64_t)q->set.rate_per_ms,
+        .burst = (uint64_t)q->set.burst,
         .paused = q->paused,
         .closed = q->closed,
     };

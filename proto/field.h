@@ -40,6 +40,13 @@ enum field {
     F_IDS,
     F_ACK,
     F_PREFETCH,
+    /* per-queue limits, idempotency keys and priorities */
+    F_CONCURRENCY,
+    F_RATE,
+    F_RATE_PER_MS,
+    F_BURST,
+    F_KEY,
+    F_PRIORITY,
     F_NFIELDS
 };
 
@@ -79,7 +86,7 @@ struct rule {
 /* Working state of one msg_decode() call. */
 struct decoder {
     struct scan_value vals[F_NFIELDS]; /* where each known field's value lies */
-    uint32_t seen;                     /* bit f: field f was present */
+    uint64_t seen;                     /* bit f: field f was present */
     const struct msg_limits *lim;      /* payload limit */
     struct request *out;               /* being filled */
     struct proto_error *err;           /* why it failed */

@@ -201,6 +201,14 @@ gen_queue(struct model *m)
         .paused = pick(m, 4) == 0,
         .closed = pick(m, 10) == 0,
     };
+    /* Delivery limits, on some: the snapshot must carry them. */
+    if (pick(m, 2) == 0)
+        r.u.queue.concurrency = 1 + pick(m, 5);
+    if (pick(m, 2) == 0) {
+        r.u.queue.rate = 1 + pick(m, 100);
+        r.u.queue.rate_per_ms = 1000 * (1 + pick(m, 3));
+        r.u.queue.burst = 1 + pick(m, 10);
+    }
     emit(m, &r);
 }
 
