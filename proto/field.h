@@ -76,6 +76,9 @@ struct field_def {
 /* The table, indexed by enum field. */
 extern const struct field_def field_defs[F_NFIELDS];
 
+/* struct decoder's seen has a bit per field. */
+_Static_assert(F_NFIELDS <= 64, "more request fields than bits in decoder.seen");
+
 /* One field an op reads. min/max override the field's range when not both 0. */
 struct rule {
     enum field f;

@@ -206,7 +206,8 @@ scan_fields(struct decoder *d, const char *line, size_t len, int *dup)
 static size_t
 array_len(const struct decoder *d, enum field f)
 {
-    return d->seen & (UINT64_C(1) << f) && d->vals[f].type == SCAN_ARRAY ? d->vals[f].nelems : 0;
+    return d->seen & (UINT64_C(1) << f) && d->vals[f].type == SCAN_ARRAY ? d->vals[f].nelems
+                                                                         : 0;
 }
 
 /* One allocation holds every string of the request: queues[] and ids[]
