@@ -83,8 +83,12 @@ create(struct broker *b, const struct jrec *r, const struct jrec_submit *s, int 
     j->max_attempts = (uint16_t)s->max_attempts;
     j->created_ms = s->created_ms;
     j->deadline_ms = s->deadline_ms;
+    /* A level past the top (only a foreign log has one) is the top. */
+    j->priority = (uint8_t)(s->priority > JOB_MAX_PRIORITY ? JOB_MAX_PRIORITY : s->priority);
     if (s->id >= b->next_id)
         b->next_id = s->id + 1;
+    if (s->key_len)
+        broker_key_bind(b, j, s->key, s->key_len); /* out of memory: logged, no key */
     return j;
 }
 
@@ -344,6 +348,8 @@ apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how
         return apply_job(b, r);
     case JREC_ORDER:
         return apply_order(b, r);
+    case JREC_KEY:
+        return broker_key_apply(b, &r->u.key);
     }
     return skip(b, r, 0, "unknown record type");
 }

@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include "core/go.h"
@@ -315,6 +316,8 @@ broker_jobs_json(struct broker *b)
                           "expired", (json_int_t)b->total_expired, "tracked",
                           (json_int_t)jobtable_count(b->jobs), "payload_bytes",
                           (json_int_t)b->payload_bytes);
+    if (o) /* idempotency keys: bound to live jobs, or in their window */
+        json_object_set_new(o, "keys", json_integer((json_int_t)keytable_count(b->keys)));
     pthread_mutex_unlock(&b->lock);
     return o;
 }

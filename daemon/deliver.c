@@ -13,33 +13,36 @@
 #include <errno.h>
 #include <string.h>
 
-bool
-deliver_reserve(struct broker *b, struct queue *q, struct job *j, struct holder *h)
+struct job *
+deliver_reserve(struct broker *b, struct queue *q, struct job *x, struct holder *h)
 {
-    if (!queue_took(q, j))
-        return false;
+    struct job *j = queue_take(q, x);
+    if (!j)
+        return NULL;
     broker_landed_in(b, q, j);
     struct jrec r = {.type = JREC_RESERVE};
     r.u.reserve = (struct jrec_reserve){.id = j->id, .attempt = j->attempt + 1u};
     struct apply_how how = {.holder = h};
     if (commit(b, &r, &how, NULL) < 0) {
         queue_place(q, j); /* refused (logged): it stays queued */
-        return false;
+        job_unref(j);
+        return NULL;
     }
     q->count.delivered++;
     if (queue_limited(q))
         queue_spent(q);
-    return true;
+    return j;
 }
 
 void
-deliver_put_back(struct queue *q, struct job *j)
+deliver_put_back(struct queue *q, struct job *x)
 {
-    if (queue_took(q, j)) {
+    struct job *j = queue_take(q, x);
+    if (j) {
         broker_landed_in(q->broker, q, j);
         queue_place(j->queue, j); /* takes a reference of its own */
+        job_unref(j);
     }
-    job_unref(j);
     queue_room_freed(q); /* the slot it would have taken */
 }
 
@@ -67,12 +70,10 @@ deliver_take(struct broker *b, struct pick *p, struct holder *h, struct job **go
         size_t room = queue_limited(q) ? queue_room(q) : SIZE_MAX;
         struct job *j;
         while (n < max && bytes < max_bytes && room > 0 && chan_try_recv(q->jobs, &j) == 0) {
-            if (deliver_reserve(b, q, j, h)) {
+            if ((j = deliver_reserve(b, q, j, h)) != NULL) {
                 got[n++] = j;
                 bytes += j->payload_len;
                 room--;
-            } else {
-                job_unref(j);
             }
         }
         queue_check_drained(q);

@@ -208,6 +208,13 @@ encode(const struct jrec *r, struct enc *e)
     case JREC_DROP:
         put_u(e, r->u.drop.id);
         return true;
+    case JREC_KEY:
+        if (!r->u.key.key || !r->u.key.key_len)
+            return false;
+        put_b(e, r->u.key.key, r->u.key.key_len);
+        put_u(e, r->u.key.id);
+        put_i(e, r->u.key.until_ms);
+        return true;
     case JREC_QUEUE: {
         const struct jrec_queue *q = &r->u.queue;
         if (!q->name && q->name_len)
@@ -459,6 +466,13 @@ decode_body(struct dec *d, struct jrec *r)
     case JREC_DROP:
         r->u.drop.id = get_u(d);
         return;
+    case JREC_KEY:
+        r->u.key.key = get_b(d, &r->u.key.key_len);
+        r->u.key.id = get_u(d);
+        r->u.key.until_ms = get_i(d);
+        if (!d->why && r->u.key.key_len == 0)
+            fail(d, "empty key");
+        return;
     case JREC_QUEUE: {
         struct jrec_queue *q = &r->u.queue;
         q->name = get_b(d, &q->name_len);
@@ -502,6 +516,7 @@ jrec_type_name(enum jrec_type t)
         [JREC_SUBMIT] = "submit", [JREC_RESERVE] = "reserve", [JREC_STATE] = "state",
         [JREC_FINAL] = "final",   [JREC_DROP] = "drop",       [JREC_QUEUE] = "queue",
         [JREC_MOVE] = "move",     [JREC_JOB] = "job",         [JREC_ORDER] = "order",
+        [JREC_KEY] = "key",
     };
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
 }

@@ -21,6 +21,8 @@ enum jrec_type {
     JREC_JOB = 8,     /* snapshot: one job as it is, every field */
     JREC_ORDER = 9,   /* snapshot: the order of a queue's queued or dead jobs, or of
                        * the kept results */
+    JREC_KEY = 14,    /* snapshot: an idempotency key whose job finished, and when it
+                       * is free again */
 };
 
 enum jrec_job_state {
@@ -133,6 +135,15 @@ struct jrec_queue {
     uint64_t rate, rate_per_ms, burst;
 };
 
+/* An idempotency key kept after its job finished (a snapshot's: the
+ * journal itself has the key in the SUBMIT record). */
+struct jrec_key {
+    const char *key;
+    size_t key_len; /* > 0 */
+    uint64_t id;    /* the job submitted with it */
+    int64_t until_ms; /* wall ms: the key is free again from then on */
+};
+
 /* One record. Decoded strings point into the record bytes (borrowed: valid
  * while those bytes are). */
 struct jrec {
@@ -147,6 +158,7 @@ struct jrec {
         struct jrec_move move;
         struct jrec_job job;
         struct jrec_order order;
+        struct jrec_key key;
     } u;
 };
 

@@ -55,6 +55,7 @@ queue_free(struct queue *q)
     unref_chan(q->drained);
     unref_chan(q->changed);
     queue_limits_free(q);
+    free(q->lanes);
     free(q->name);
     free(q);
 }
@@ -116,9 +117,77 @@ queue_check_drained(struct queue *q)
     }
 }
 
+/* ---- priority mode ---- */
+
+static bool queue_took(struct queue *q, struct job *j);
+
+static bool
+lane_existing(const void *elem, void *arg)
+{
+    struct job *j = *(struct job *const *)elem;
+    struct queue *q = arg;
+    if (j->state == JOB_QUEUED && j->in_channel == CHAN_IN)
+        job_list_append(&q->lanes[j->priority], j);
+    return true;
+}
+
+/* The first job with a priority comes to q: from now on the channel holds
+ * tickets (queue_take). The jobs already in it (each there once: without
+ * priorities an entry is its job) join their lanes in channel order. */
+static void
+lanes_start(struct queue *q)
+{
+    q->lanes = calloc(JOB_PRIORITY_LEVELS, sizeof *q->lanes);
+    if (!q->lanes) {
+        log_error("queue %s: out of memory for priorities: it delivers in submit order",
+                  q->name);
+        return;
+    }
+    chan_peek_each(q->jobs, lane_existing, q);
+}
+
+struct job *
+queue_take(struct queue *q, struct job *x)
+{
+    if (!q->lanes) {
+        if (queue_took(q, x))
+            return x;
+        job_unref(x);
+        return NULL;
+    }
+    bool flying = x->in_channel == CHAN_SENDING; /* its sender has not seen it arrive */
+    if (flying && x->state != JOB_QUEUED) {
+        x->in_channel = CHAN_OUT; /* as queue_took: its sender counts no tombstone */
+        job_unref(x);
+        return NULL;
+    }
+    struct job *best = NULL;
+    for (int l = JOB_MAX_PRIORITY; l >= 0 && !best; l--)
+        best = q->lanes[l].head;
+    if (flying && (!best || best->priority < x->priority)) {
+        x->in_channel = CHAN_OUT;
+        return x;
+    }
+    if (!best) { /* a tombstone's ticket */
+        if (q->tombstones)
+            q->tombstones--;
+        job_unref(x);
+        return NULL;
+    }
+    job_list_remove(&q->lanes[best->priority], best);
+    best->in_channel = CHAN_OUT;
+    if (best != x) { /* x's ticket was best's; best's own stays for another job */
+        job_ref(best);
+        job_unref(x);
+    }
+    return best;
+}
+
 void
 queue_send_begin(struct queue *q, struct job *j)
 {
+    if (j->priority && !q->lanes && q->jobs)
+        lanes_start(q);
     j->in_channel = CHAN_SENDING;
     q->inflight_sends++;
 }
@@ -131,6 +200,8 @@ queue_send_finished(struct queue *q, struct job *j, bool sent)
         j->in_channel = CHAN_IN;
         if (j->state != JOB_QUEUED)
             q->tombstones++; /* it left QUEUED while it was on its way in */
+        else if (q->lanes)
+            job_list_append(&q->lanes[j->priority], j);
     } else if (!sent) {
         j->in_channel = CHAN_OUT;
     }
@@ -197,11 +268,17 @@ queue_unplace(struct queue *q, struct job *j)
         j->in_channel = CHAN_OUT;
     } else if (j->in_channel == CHAN_IN) {
         q->tombstones++; /* its pointer stays in the channel until a fetch skips it */
+        if (q->lanes) {
+            job_list_remove(&q->lanes[j->priority], j);
+            j->in_channel = CHAN_OUT; /* its ticket is a tombstone's now */
+        }
     }
     queue_check_drained(q);
 }
 
-bool
+/* Without priorities: j, taken out of q's channel, is deliverable (QUEUED);
+ * otherwise its tombstone is gone. */
+static bool
 queue_took(struct queue *q, struct job *j)
 {
     if (j->in_channel == CHAN_IN && j->state != JOB_QUEUED)

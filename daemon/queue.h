@@ -74,6 +74,9 @@ struct queue {
     size_t inflight_sends;        /* submits/requeues between their decision and their send's end */
     size_t reserved, delayed;     /* jobs in those states */
     struct job_list dead;         /* dead jobs, oldest first (kick order) */
+    struct job_list *lanes;       /* priority mode (queue_take): per level, the QUEUED jobs
+                                   * in the channel, in the order they got there; NULL
+                                   * until a job with a priority above 0 is placed */
     size_t waiting_submitters;    /* submits parked for room */
     size_t waiting_fetchers;      /* fetches parked on this queue */
     struct queue_counters count;  /* totals */
@@ -123,10 +126,15 @@ void queue_unplace(struct queue *q, struct job *j);
  * in). */
 void queue_send_begin(struct queue *q, struct job *j);
 void queue_send_finished(struct queue *q, struct job *j, bool sent);
-/* After a fetch took j out of q's channel: true when it is deliverable
- * (QUEUED); otherwise the tombstone is gone and the caller drops the
- * channel's reference. */
-bool queue_took(struct queue *q, struct job *j);
+/* After a fetch took x out of q's channel (with the channel's reference):
+ * the job to deliver, carrying a reference, or NULL when there is none
+ * (a tombstone: the reference is dropped). Without priorities that is x
+ * when it is QUEUED. In priority mode the channel's entries are tickets,
+ * one per queued job or tombstone: whichever entry a fetcher receives, it
+ * takes the oldest job of the highest level (x itself only when it is on
+ * its way in and no older job of its level or a higher one waits), so
+ * capacity, fairness across fetchers and the select stay the channel's. */
+struct job *queue_take(struct queue *q, struct job *x);
 /* After q lost a queued job or its last sender: closes `drained` once it
  * is closed and empty. */
 void queue_check_drained(struct queue *q);

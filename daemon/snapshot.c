@@ -6,6 +6,7 @@
 #include "daemon/broker-internal.h"
 #include "daemon/journal/journal.h"
 #include "daemon/jrec.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include <errno.h>
@@ -88,6 +89,9 @@ put_job(struct writer *w, const struct job *j)
             .deadline_ms = j->deadline_ms,
             .due_ms = j->state == JOB_DELAYED ? j->due : 0,
             .parent_id = x && x->parent ? x->parent->id : 0,
+            .key = x && x->key ? x->key->key : NULL,
+            .key_len = x && x->key ? x->key->len : 0,
+            .priority = j->priority,
         },
         .state = to_jrec[j->state],
         .attempt = j->attempt,
@@ -125,6 +129,17 @@ put_order(struct writer *w, enum jrec_order_kind kind, const struct queue *q,
     }
     free(ids);
     return rc;
+}
+
+/* A finished job's key, still in its window (live jobs' keys are in
+ * their JOB records). */
+static int
+put_key(const struct key_entry *e, void *arg)
+{
+    struct jrec r = {.type = JREC_KEY};
+    r.u.key = (struct jrec_key){
+        .key = e->key, .key_len = e->len, .id = e->id, .until_ms = e->until_ms};
+    return put(arg, &r);
 }
 
 struct job_vec {
@@ -179,7 +194,9 @@ write_state(struct broker *b, struct writer *w)
         if (rc == 0)
             rc = put_order(w, JREC_ORDER_DEAD, q, &q->dead);
     }
-    return rc == 0 ? put_order(w, JREC_ORDER_FINISHED, NULL, &b->finished) : rc;
+    if (rc == 0)
+        rc = put_order(w, JREC_ORDER_FINISHED, NULL, &b->finished);
+    return rc == 0 ? keytable_each_finished(b->keys, put_key, w) : rc;
 }
 
 int

@@ -49,7 +49,7 @@ enum op {
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
 #define MSG_MAX_LIMIT 1000000   /* declare's "concurrency", "rate", "burst" */
-#define MSG_MAX_PRIORITY 9      /* submit's "priority": 0 (default) .. 9 */
+#define MSG_MAX_PRIORITY 9      /* submit's "priority": 0 (default) .. 9, higher first */
 #define MSG_MAX_KEY MSG_MAX_ID  /* bytes in submit's idempotency "key" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
 

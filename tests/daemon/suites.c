@@ -21,5 +21,7 @@ suite_fn *const test_suites[] = {
     memory_suite,
     consume_suite,
     qlimits_suite,
+    keys_suite,
+    priority_suite,
     NULL,
 };

@@ -70,6 +70,9 @@ sample_records(struct jrec *out)
                                            .queue_len = 2, .n = 4, .ids = order_ids};
     out[n].type = JREC_ORDER;
     out[n++].u.order = (struct jrec_order){.kind = JREC_ORDER_FINISHED};
+    out[n].type = JREC_KEY;
+    out[n++].u.key = (struct jrec_key){.key = "order-17", .key_len = 8, .id = 99,
+                                       .until_ms = 1700000060000};
     return n;
 }
 
@@ -105,6 +108,9 @@ same_record(const struct jrec *a, const struct jrec *b)
     switch (a->type) {
     case JREC_SUBMIT:
         return same_submit(&a->u.submit, &b->u.submit);
+    case JREC_KEY:
+        return same_bytes(a->u.key.key, a->u.key.key_len, b->u.key.key, b->u.key.key_len) &&
+               a->u.key.id == b->u.key.id && a->u.key.until_ms == b->u.key.until_ms;
     case JREC_MOVE:
         return a->u.move.id == b->u.move.id &&
                same_bytes(a->u.move.queue, a->u.move.queue_len, b->u.move.queue,

@@ -167,11 +167,12 @@ START_TEST(declare_checks_limits)
     req_err(fd, "bad_request", "{\"op\":\"declare\",\"queue\":\"x\",\"concurrency\":-1}");
     req_err(fd, "bad_request", "{\"op\":\"declare\",\"queue\":\"x\",\"rate\":1000001}");
     json_t *r = req_ok(fd, "{\"op\":\"declare\",\"queue\":\"x\",\"rate\":10}");
-    json_t *rate = json_object_get(json_object_get(r, "queue"), "rate");
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "limit")), 10);
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "per_ms")), 1000);
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "burst")), 10);
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "tokens")), 10);
+    json_t *q = json_object_get(r, "queue");
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "rate")), 10);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "rate_per_ms")), 1000);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "burst")), 10);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "rate_tokens")), 10);
+    ck_assert_ptr_null(json_object_get(q, "concurrency"));
     json_decref(r);
     /* The same again is fine; different limits conflict. */
     json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"x\",\"rate\":10,\"rate_per_ms\":1000}"));
@@ -299,10 +300,9 @@ START_TEST(limits_survive_kill_and_compaction)
     json_t *r = req_ok(fd, "{\"op\":\"stats\",\"queue\":\"d\"}");
     json_t *q = json_object_get(r, "queue");
     ck_assert_int_eq(json_integer_value(json_object_get(q, "concurrency")), 2);
-    json_t *rate = json_object_get(q, "rate");
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "limit")), 5);
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "per_ms")), 2000);
-    ck_assert_int_eq(json_integer_value(json_object_get(rate, "burst")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "rate")), 5);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "rate_per_ms")), 2000);
+    ck_assert_int_eq(json_integer_value(json_object_get(q, "burst")), 3);
     json_decref(r);
     free(digest);
     harness_close(fd);
