@@ -27,10 +27,12 @@ static const char submit_usage[] =
     "  --key K              idempotency key (one job, so a JSON argument): while a\n"
     "                       job submitted with K is live, and for the server's\n"
     "                       --key-window after, the submit prints that job's id\n"
-    "                       followed by \"duplicate\" instead of making a new one\n";
+    "                       followed by \"duplicate\" instead of making a new one\n"
+    "  --priority N         0..9 (default 0): higher levels of a queue are\n"
+    "                       delivered first, FIFO within a level\n";
 
 enum { OPT_DELAY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_DEADLINE, OPT_PARENT, OPT_WAIT,
-       OPT_WINDOW, OPT_KEY };
+       OPT_WINDOW, OPT_KEY, OPT_PRIORITY };
 
 /* Splits "a,b,c" into a NULL-terminated malloc'd array of pointers into s
  * (which is modified). */
@@ -67,18 +69,23 @@ print_answer(const struct cli *g, struct chanq_conn *c, long line, bool show_que
     return 0;
 }
 
-/* ---- a submit with an idempotency key ---- */
+/* ---- a submit with a key or a priority (fields libchanq's options lack) ---- */
 
-/* The submit request o describes, with key and payload (JSON text). */
+/* The submit request o describes, with key (may be NULL), priority (< 0:
+ * none) and payload (JSON text). */
 static json_t *
 keyed_request(const struct cli *g, const struct chanq_submit_opts *o, const char *key,
-              const char *payload)
+              int64_t priority, const char *payload)
 {
     json_error_t jerr;
     json_t *p = json_loads(payload, JSON_DECODE_ANY, &jerr);
     if (!p)
         cli_usage_error(g, "the payload is not JSON");
-    json_t *req = json_pack("{s:s, s:o, s:s}", "op", "submit", "payload", p, "key", key);
+    json_t *req = json_pack("{s:s, s:o}", "op", "submit", "payload", p);
+    if (key)
+        json_object_set_new(req, "key", json_string(key));
+    if (priority >= 0)
+        json_object_set_new(req, "priority", json_integer(priority));
     if (o->queue) {
         json_object_set_new(req, "queue", json_string(o->queue));
     } else {
@@ -107,9 +114,9 @@ keyed_request(const struct cli *g, const struct chanq_submit_opts *o, const char
  * "duplicate" when the key was bound already. */
 static int
 submit_keyed(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
-             const char *key, const char *payload)
+             const char *key, int64_t priority, const char *payload)
 {
-    json_t *req = keyed_request(g, o, key, payload), *resp = NULL;
+    json_t *req = keyed_request(g, o, key, priority, payload), *resp = NULL;
     int rc = chanq_request(c, req, &resp);
     json_decref(req);
     if (rc < 0)
@@ -188,11 +195,13 @@ cmd_submit(int argc, char **argv)
         {"wait-ms", required_argument, NULL, OPT_WAIT},
         {"window", required_argument, NULL, OPT_WINDOW},
         {"key", required_argument, NULL, OPT_KEY},
+        {"priority", required_argument, NULL, OPT_PRIORITY},
         CLI_COMMON_OPTIONS};
     struct cli g;
     struct chanq_submit_opts o = {0};
     long window = 256;
     const char *key = NULL;
+    int64_t priority = -1;
     int opt;
     cli_init(&g, "submit", submit_usage);
     while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
@@ -211,6 +220,7 @@ cmd_submit(int argc, char **argv)
         }
         case OPT_WINDOW: window = (long)cli_i64(&g, "--window", optarg); break;
         case OPT_KEY: key = optarg; break;
+        case OPT_PRIORITY: priority = cli_i64(&g, "--priority", optarg); break;
         }
     }
     if (optind >= argc)
@@ -221,6 +231,8 @@ cmd_submit(int argc, char **argv)
         window = 1;
     if (key && argc - optind != 2)
         cli_usage_error(&g, "--key names one job: give its JSON payload as an argument");
+    if (priority >= 0 && argc - optind != 2)
+        cli_usage_error(&g, "--priority: give the JSON payload as an argument");
     size_t nq;
     char *qarg = strdup(argv[optind]);
     char **queues = split_queues(qarg, &nq);
@@ -234,8 +246,8 @@ cmd_submit(int argc, char **argv)
     }
     struct chanq_conn *c = cli_connect(&g);
     int rc;
-    if (key) {
-        rc = submit_keyed(&g, c, &o, key, argv[optind + 1]);
+    if (key || priority >= 0) {
+        rc = submit_keyed(&g, c, &o, key, priority, argv[optind + 1]);
     } else if (argc - optind == 2) {
         rc = chanq_send_submit(c, &o, argv[optind + 1]) < 0 ? cli_report(&g, c, "submit")
              : print_answer(&g, c, 1, nq > 1) == 0         ? CLI_OK
