@@ -168,6 +168,16 @@ queue_take(struct queue *q, struct job *x)
         x->in_channel = CHAN_OUT;
         return x;
     }
+    if (flying) {
+        /* An older or higher job goes first, so x arrives now: it joins
+         * its lane (its sender, seeing it no longer on its way, leaves it
+         * there), and the ticket best leaves behind stands for it. It is
+         * recorded as landed here first, as its sender would: its lane
+         * is this queue's. */
+        broker_landed_in(q->broker, q, x);
+        x->in_channel = CHAN_IN;
+        job_list_append(&q->lanes[x->priority], x);
+    }
     if (!best) { /* a tombstone's ticket */
         if (q->tombstones)
             q->tombstones--;

@@ -5,6 +5,8 @@
 #include "chanq_config.h"
 
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +157,104 @@ START_TEST(priorities_survive_kill_and_compaction)
 }
 END_TEST
 
+/* ---- a full queue with producers parked for room ---- */
+
+enum { PRODUCERS = 4, PER_PRODUCER = 150, CONSUMERS = 4 };
+
+struct churn {
+    struct harness *h;
+    atomic_int acked, errors, producing;
+};
+
+static void *
+producer(void *arg)
+{
+    struct churn *c = arg;
+    int fd = harness_dial(c->h);
+    unsigned seed = (unsigned)fd;
+    char line[160];
+    for (int i = 0; fd >= 0 && i < PER_PRODUCER; i++) {
+        snprintf(line, sizeof line,
+                 "{\"op\":\"submit\",\"queue\":\"full\",\"payload\":%d,\"priority\":%u,"
+                 "\"wait_ms\":30000}",
+                 i, rand_r(&seed) % 10);
+        json_t *a = request(fd, line);
+        if (!is_ok(a))
+            atomic_fetch_add(&c->errors, 1);
+        json_decref(a);
+    }
+    if (fd >= 0)
+        harness_close(fd);
+    else
+        atomic_fetch_add(&c->errors, 1);
+    atomic_fetch_sub(&c->producing, 1);
+    return NULL;
+}
+
+static void *
+consumer(void *arg)
+{
+    struct churn *c = arg;
+    int fd = harness_dial(c->h);
+    char line[160];
+    while (fd >= 0 && atomic_load(&c->acked) < PRODUCERS * PER_PRODUCER) {
+        json_t *r = request(fd, "{\"op\":\"fetch\",\"queue\":\"full\",\"count\":3,"
+                                "\"timeout_ms\":200}");
+        json_t *jobs = json_object_get(r, "jobs");
+        if (!is_ok(r)) {
+            atomic_fetch_add(&c->errors, 1);
+            json_decref(r);
+            break;
+        }
+        for (size_t k = 0; k < json_array_size(jobs); k++) {
+            snprintf(line, sizeof line, "{\"op\":\"ack\",\"id\":\"%s\"}",
+                     json_string_value(json_object_get(json_array_get(jobs, k), "id")));
+            json_t *a = request(fd, line);
+            if (is_ok(a))
+                atomic_fetch_add(&c->acked, 1);
+            else
+                atomic_fetch_add(&c->errors, 1);
+            json_decref(a);
+        }
+        json_decref(r);
+        if (json_array_size(jobs) == 0 && atomic_load(&c->producing) == 0)
+            break;
+    }
+    if (fd >= 0)
+        harness_close(fd);
+    return NULL;
+}
+
+/* Submitters parked for room hand their jobs over while fetchers take by
+ * level: every job is delivered once, and the queue's counts end at 0. */
+START_TEST(full_queue_with_waiting_submitters_loses_nothing)
+{
+    struct harness *h = start_daemon(NULL);
+    int fd = dial(h);
+    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"full\",\"capacity\":4}"));
+    struct churn c = {.h = h, .producing = PRODUCERS};
+    pthread_t t[PRODUCERS + CONSUMERS];
+    for (int i = 0; i < PRODUCERS + CONSUMERS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, i < PRODUCERS ? producer : consumer, &c), 0);
+    for (int i = 0; i < PRODUCERS + CONSUMERS; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_int_eq(atomic_load(&c.errors), 0);
+    ck_assert_int_eq(atomic_load(&c.acked), PRODUCERS * PER_PRODUCER);
+    ck_assert_int_eq(queue_stat(fd, "full", "depth"), 0);
+    ck_assert_int_eq(queue_stat(fd, "full", "reserved"), 0);
+    ck_assert_int_eq(queue_stat(fd, "full", "acked"), PRODUCERS * PER_PRODUCER);
+    /* Nothing left behind a ticket: one more job comes straight out. */
+    char *id = submit(fd, "full", "1");
+    char *got = fetch_one(fd, "full", 2000);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, id);
+    free(id);
+    free(got);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 priority_suite(void)
 {
@@ -164,6 +264,7 @@ priority_suite(void)
     tcase_add_test(tc, higher_levels_first_fifo_within_a_level);
     tcase_add_test(tc, capacity_counts_every_level);
     tcase_add_test(tc, priorities_survive_kill_and_compaction);
+    tcase_add_test(tc, full_queue_with_waiting_submitters_loses_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
