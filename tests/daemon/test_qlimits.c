@@ -185,11 +185,14 @@ END_TEST
 
 /* ---- rate: deliveries within the bucket's bounds ---- */
 
+enum { MAX_SECS = 120 };
+
 struct rate_run {
     struct harness *h;
-    int64_t until;
+    int64_t start, until;
     atomic_int got;
     atomic_int errors;
+    atomic_int per_sec[MAX_SECS]; /* deliveries answered in each second of the run */
 };
 
 static void *
@@ -209,7 +212,10 @@ rate_fetcher(void *arg)
             json_decref(a);
             break;
         }
-        atomic_fetch_add(&r->got, (int)json_array_size(json_object_get(a, "jobs")));
+        int n = (int)json_array_size(json_object_get(a, "jobs"));
+        int64_t s = (harness_now_ms() - r->start) / 1000;
+        atomic_fetch_add(&r->got, n);
+        atomic_fetch_add(&r->per_sec[s < MAX_SECS ? s : MAX_SECS - 1], n);
         json_decref(a);
     }
     harness_close(fd);
@@ -217,9 +223,10 @@ rate_fetcher(void *arg)
 }
 
 /* Runs 4 fetchers for secs seconds on a queue of rate/s with a burst of
- * burst; returns how many jobs they got and how long it took. */
+ * burst; returns how many jobs they got and how long it took, and the
+ * deliveries of each second in per_sec[0..secs). */
 static int
-rate_measure(int rate, int burst, int secs, int64_t *took)
+rate_measure(int rate, int burst, int secs, int64_t *took, int *per_sec)
 {
     struct harness *h = start_daemon(NULL);
     int fd = dial(h);
@@ -229,7 +236,7 @@ rate_measure(int rate, int burst, int secs, int64_t *took)
     for (int i = 0; i < n; i++)
         free(submit(fd, "rl", "{}"));
     struct rate_run r = {.h = h};
-    int64_t start = harness_now_ms();
+    int64_t start = r.start = harness_now_ms();
     r.until = start + secs * 1000;
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
@@ -241,20 +248,42 @@ rate_measure(int rate, int burst, int secs, int64_t *took)
     ck_assert_int_eq(queue_stat(fd, "rl", "delivered"), atomic_load(&r.got));
     harness_close(fd);
     ck_assert_int_eq(harness_stop(h), 0);
+    for (int s = 0; s < secs && s < MAX_SECS; s++)
+        per_sec[s] = atomic_load(&r.per_sec[s]);
     return atomic_load(&r.got);
 }
 
+/* 100/s with a burst of 10, for 2 s (CHANQ_RATE_SECONDS=N runs N s and
+ * prints every second's figure). */
 START_TEST(rate_limits_deliveries)
 {
+    const char *env = getenv("CHANQ_RATE_SECONDS");
+    int secs = env ? atoi(env) : 2;
+    if (secs < 2 || secs > MAX_SECS)
+        secs = 2;
     int64_t took;
-    int got = rate_measure(100, 10, 2, &took);
+    int per_sec[MAX_SECS];
+    int got = rate_measure(100, 10, secs, &took, per_sec);
     /* At most the burst plus what the elapsed time refilled (the time
      * measured includes the last answers); at least half the rate, however
      * loaded the machine. */
     long long most = 10 + 100 * took / 1000 + 1;
     ck_assert_msg(got <= most, "%d deliveries in %lld ms at 100/s, burst 10 (at most %lld)", got,
                   (long long)took, most);
-    ck_assert_msg(got >= 100, "only %d deliveries in %lld ms at 100/s", got, (long long)took);
+    ck_assert_msg(got >= 50 * secs, "only %d deliveries in %lld ms at 100/s", got,
+                  (long long)took);
+    /* Each second, as the clients saw the answers: within the bucket's
+     * bound (burst + rate) plus the answers a late one can push into the
+     * next second (a fetch carries at most 10). */
+    for (int s = 0; s < secs; s++) {
+        if (env)
+            printf("rate 100/s burst 10: second %d: %d deliveries\n", s, per_sec[s]);
+        ck_assert_msg(per_sec[s] <= 10 + 100 + 10, "second %d: %d deliveries at 100/s", s,
+                      per_sec[s]);
+    }
+    if (env)
+        printf("rate 100/s burst 10: %d deliveries in %lld ms (bound %lld)\n", got,
+               (long long)took, most);
 }
 END_TEST
 
