@@ -230,9 +230,11 @@ rate_measure(int rate, int burst, int secs, int64_t *took, int *per_sec)
 {
     struct harness *h = start_daemon(NULL);
     int fd = dial(h);
-    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"rl\",\"rate\":%d,\"burst\":%d}", rate,
-                       burst));
     int n = rate * secs + burst + 100;
+    json_decref(req_ok(fd,
+                       "{\"op\":\"declare\",\"queue\":\"rl\",\"rate\":%d,\"burst\":%d,"
+                       "\"capacity\":%d}",
+                       rate, burst, n));
     for (int i = 0; i < n; i++)
         free(submit(fd, "rl", "{}"));
     struct rate_run r = {.h = h};
