@@ -199,12 +199,6 @@ keytable_count(const struct keytable *t)
     return t->count;
 }
 
-size_t
-keytable_finished(const struct keytable *t)
-{
-    return t->finished;
-}
-
 int
 keytable_each_finished(const struct keytable *t, int (*fn)(const struct key_entry *e, void *arg),
                        void *arg)

@@ -50,9 +50,8 @@ void keytable_remove(struct keytable *t, struct key_entry *e);
  * stops at the first still in force). */
 void keytable_sweep(struct keytable *t, int64_t now_ms);
 
-/* Keys in the table: all, and those of finished jobs. */
+/* Keys in the table. */
 size_t keytable_count(const struct keytable *t);
-size_t keytable_finished(const struct keytable *t);
 
 /* Calls fn for every finished key in window order (a snapshot writes
  * them). fn must not change the table. Returns the first nonzero fn
