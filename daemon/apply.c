@@ -83,8 +83,12 @@ create(struct broker *b, const struct jrec *r, const struct jrec_submit *s, int 
     j->max_attempts = (uint16_t)s->max_attempts;
     j->created_ms = s->created_ms;
     j->deadline_ms = s->deadline_ms;
+    /* A level past the top (only a foreign log has one) is the top. */
+    j->priority = (uint8_t)(s->priority > JOB_MAX_PRIORITY ? JOB_MAX_PRIORITY : s->priority);
     if (s->id >= b->next_id)
         b->next_id = s->id + 1;
+    if (s->key_len)
+        broker_key_bind(b, j, s->key, s->key_len); /* out of memory: logged, no key */
     return j;
 }
 
@@ -213,11 +217,32 @@ apply_move(struct broker *b, const struct jrec *r)
     return 0;
 }
 
+/* A record's delivery limits, when they are ones declare could set (a
+ * rate comes with its interval and burst); else none, logged. */
+static void
+record_limits(const struct jrec_queue *r, struct queue_settings *set)
+{
+    bool ok = r->concurrency <= MSG_MAX_LIMIT && r->rate <= MSG_MAX_LIMIT &&
+              r->burst <= MSG_MAX_LIMIT && r->rate_per_ms <= 86400000u &&
+              (r->rate == 0) == (r->rate_per_ms == 0) && (r->rate == 0) == (r->burst == 0);
+    if (!ok) {
+        log_error("state machine: queue %.*s: limits out of range, ignored", (int)r->name_len,
+                  r->name);
+        return;
+    }
+    set->concurrency = (int64_t)r->concurrency;
+    set->rate = (int64_t)r->rate;
+    set->rate_per_ms = (int64_t)r->rate_per_ms;
+    set->burst = (int64_t)r->burst;
+}
+
 static int
 apply_queue(struct broker *b, const struct jrec_queue *r)
 {
     struct proto_error err;
-    struct queue_settings set = {r->capacity, r->ttr_ms, r->max_attempts};
+    struct queue_settings set = {
+        .capacity = r->capacity, .ttr_ms = r->ttr_ms, .max_attempts = r->max_attempts};
+    record_limits(r, &set);
     struct queue *q = broker_get_queue(b, r->name, r->name_len, &set, &err);
     if (!q) {
         log_error("state machine: queue %.*s: %s", (int)r->name_len, r->name, err.message);
@@ -323,6 +348,8 @@ apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how
         return apply_job(b, r);
     case JREC_ORDER:
         return apply_order(b, r);
+    case JREC_KEY:
+        return broker_key_apply(b, &r->u.key);
     }
     return skip(b, r, 0, "unknown record type");
 }

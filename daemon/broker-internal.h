@@ -17,6 +17,9 @@
 
 struct durable;
 struct journal;
+struct jrec_key;
+struct key_entry;
+struct keytable;
 
 struct broker {
     pthread_mutex_t lock;      /* guards everything below and every job/queue field */
@@ -28,6 +31,7 @@ struct broker {
     struct queue **queues;     /* sorted by name */
     size_t nqueues, queues_cap;
     struct jobtable *jobs;     /* every job not yet evicted */
+    struct keytable *keys;     /* idempotency keys (broker_keys.c) */
     uint64_t next_id;          /* next job id */
     size_t payload_bytes;      /* payload bytes held */
     struct membudget mem;      /* --max-memory: payloads + connection buffers */
@@ -115,5 +119,20 @@ void broker_landed_in(struct broker *b, struct queue *q, struct job *j);
 /* Every tracked job, sorted by id (malloc'd; *n of them), or NULL when out
  * of memory. */
 struct job **broker_jobs_by_id(struct broker *b, size_t *n);
+
+/* ---- idempotency keys (broker_keys.c) ---- */
+
+/* Binds key[0..len) to j (a new job, from its SUBMIT or JOB record).
+ * 0, or -1 when out of memory (logged: the job has no key). */
+int broker_key_bind(struct broker *b, struct job *j, const char *key, size_t len);
+/* j, which may have a key, became final: its key's window starts now. */
+void broker_key_finished(struct broker *b, struct job *j);
+/* j, which may have a key, was taken back: its key is free at once. */
+void broker_key_dropped(struct broker *b, struct job *j);
+/* The key's entry while it is bound (to a live job, or in its window), or
+ * NULL. */
+struct key_entry *broker_key_find(struct broker *b, const char *key, size_t len);
+/* A snapshot's KEY record: a finished job's key and its window's end. */
+int broker_key_apply(struct broker *b, const struct jrec_key *k);
 
 #endif

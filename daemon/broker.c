@@ -4,6 +4,7 @@
 
 #include "daemon/broker-internal.h"
 #include "daemon/fastrand.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include <stdlib.h>
@@ -19,7 +20,10 @@ broker_alloc(const struct broker_config *cfg, struct ctx *root, bool serving)
     b->root = root;
     b->serving = serving;
     b->jobs = jobtable_new();
-    if (!b->jobs) {
+    b->keys = keytable_new(cfg->max_keys_kept);
+    if (!b->jobs || !b->keys) {
+        jobtable_free(b->jobs);
+        keytable_free(b->keys);
         free(b);
         return NULL;
     }
@@ -78,6 +82,7 @@ broker_free(struct broker *b)
     free(b->queues);
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);
+    keytable_free(b->keys);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }

@@ -26,6 +26,10 @@ struct broker_config {
     size_t max_queues;              /* more -> `limit` */
     size_t max_payload_bytes;       /* budget for payloads held; more -> `limit` */
     size_t max_finished;            /* final jobs kept for `wait`/`job` */
+    int64_t key_window_ms;          /* an idempotency key stays bound this long after its
+                                     * job finished */
+    size_t max_keys_kept;           /* keys of finished jobs kept at most (the oldest
+                                     * windows end early past it) */
 };
 
 struct consumer;

@@ -3,6 +3,7 @@
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include "core/go.h"
@@ -23,6 +24,47 @@ existing_queue(struct broker *b, const struct request *req, struct proto_error *
     return q;
 }
 
+/* ---- declare's delivery limits ---- */
+
+/* The limits a declare asks for, over set's: "rate_per_ms" and "burst"
+ * only with "rate" (1 s and the rate itself by default). -1 with err set
+ * when they do not go together. */
+static int
+declared_limits(const struct request *req, struct queue_settings *set, struct proto_error *err)
+{
+    if ((req->has_rate_per_ms || req->has_burst) && !(req->has_rate && req->rate > 0)) {
+        proto_error_set(err, PROTO_BAD_REQUEST,
+                        "fields 'rate_per_ms' and 'burst' need a 'rate' above 0");
+        return -1;
+    }
+    if (req->has_concurrency)
+        set->concurrency = req->concurrency;
+    if (req->has_rate) {
+        set->rate = req->rate;
+        set->rate_per_ms = req->rate ? (req->has_rate_per_ms ? req->rate_per_ms : 1000) : 0;
+        set->burst = req->rate ? (req->has_burst ? req->burst : req->rate) : 0;
+    }
+    return 0;
+}
+
+/* Like settings_differ for the limits a declare names. */
+static bool
+limits_differ(const struct queue_settings *s, const struct request *req, char *what, size_t len)
+{
+    struct queue_settings want = *s;
+    struct proto_error ignored;
+    if (declared_limits(req, &want, &ignored) < 0)
+        return false; /* refused before */
+    if (want.concurrency != s->concurrency)
+        snprintf(what, len, "concurrency %lld", (long long)s->concurrency);
+    else if (want.rate != s->rate || want.rate_per_ms != s->rate_per_ms || want.burst != s->burst)
+        snprintf(what, len, "rate %lld per %lld ms, burst %lld", (long long)s->rate,
+                 (long long)s->rate_per_ms, (long long)s->burst);
+    else
+        return false;
+    return true;
+}
+
 static bool
 settings_differ(const struct queue *q, const struct request *req, char *what, size_t len)
 {
@@ -34,7 +76,7 @@ settings_differ(const struct queue *q, const struct request *req, char *what, si
     else if (req->has_max_attempts && req->max_attempts != s->max_attempts)
         snprintf(what, len, "max_attempts %lld", (long long)s->max_attempts);
     else
-        return false;
+        return limits_differ(s, req, what, len);
     return true;
 }
 
@@ -44,14 +86,16 @@ static struct queue *
 declared_queue(struct broker *b, const struct request *req, struct proto_error *err)
 {
     struct queue *q = broker_find_queue(b, req->queue.ptr, req->queue.len);
-    char what[64];
+    char what[96];
+    struct queue_settings set = b->cfg.defaults;
+    if (declared_limits(req, &set, err) < 0)
+        return NULL;
     if (q && settings_differ(q, req, what, sizeof what)) {
         proto_error_set(err, PROTO_CONFLICT, "queue '%s' exists with %s", q->name, what);
         return NULL;
     }
     if (q)
         return q;
-    struct queue_settings set = b->cfg.defaults;
     if (req->has_capacity)
         set.capacity = req->capacity;
     if (req->has_ttr_ms)
@@ -272,6 +316,8 @@ broker_jobs_json(struct broker *b)
                           "expired", (json_int_t)b->total_expired, "tracked",
                           (json_int_t)jobtable_count(b->jobs), "payload_bytes",
                           (json_int_t)b->payload_bytes);
+    if (o) /* idempotency keys: bound to live jobs, or in their window */
+        json_object_set_new(o, "keys", json_integer((json_int_t)keytable_count(b->keys)));
     pthread_mutex_unlock(&b->lock);
     return o;
 }

@@ -185,10 +185,8 @@ got_one(struct consumer *c, struct queue *q, struct job *j)
         deliver_put_back(q, j);
         return c->h && ctx_err(c->ctx) == 0 ? 0 : ended(c);
     }
-    if (!deliver_reserve(c->b, q, j, c->h)) {
-        job_unref(j);
+    if (!(j = deliver_reserve(c->b, q, j, c->h)))
         return 0;
-    }
     c->got[0] = j;
     size_t n = 1, more = credit_left(c);
     if (more > PUSH_MAX_JOBS - 1)

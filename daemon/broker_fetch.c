@@ -72,10 +72,8 @@ fetch_gather(struct broker_op *op, struct fetch *f)
         struct queue *from = NULL;
         int k = deliver_park(op->b, &f->pick, op->s, NULL, op->s->ctx, left, &j, &from);
         if (k == 0) {
-            if (!deliver_reserve(op->b, from, j, h)) {
-                job_unref(j);
+            if (!(j = deliver_reserve(op->b, from, j, h)))
                 continue;
-            }
             f->got[0] = j;
             f->n = 1 + deliver_take(op->b, &f->pick, h, f->got + 1, f->max - 1, SIZE_MAX);
             return 0;

@@ -5,6 +5,7 @@
 
 #include "daemon/commit.h"
 #include "daemon/fastrand.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
 
@@ -396,6 +397,9 @@ job_json(const struct job *j)
     if (x && x->parent)
         job_id_format(x->parent->id, parentbuf);
     json_object_set_new(o, "parent", x && x->parent ? json_string(parentbuf) : json_null());
+    json_object_set_new(o, "priority", json_integer(j->priority));
+    json_object_set_new(o, "key", x && x->key ? json_stringn(x->key->key, x->key->len)
+                                              : json_null());
     json_object_set_new(o, "error", x && x->error ? json_string(x->error) : json_null());
     json_object_set_new(o, "result",
                         or_null(result ? json_loads(result, JSON_DECODE_ANY, NULL) : NULL));

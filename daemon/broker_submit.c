@@ -5,6 +5,7 @@
 #include "chanq_config.h"
 
 #include "daemon/commit.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
 
@@ -87,6 +88,9 @@ submit_record(struct broker_op *op, struct submit *sub)
         .deadline_ms = req->has_deadline_ms ? now + req->deadline_ms : 0,
         .due_ms = delayed ? now + req->delay_ms : 0,
         .parent_id = sub->parent ? sub->parent->id : 0,
+        .key = req->key.ptr,
+        .key_len = req->key.len,
+        .priority = req->has_priority ? (uint32_t)req->priority : 0,
     };
     if (!delayed && sub->nq > 1) {
         /* A send-side select tries its queues in random order; the record
@@ -292,6 +296,19 @@ submit_ok(struct broker_op *op, struct job *j)
     return encode_ok_id(op->out, op->req->rid, broker_id_span(j->id, idbuf), qname);
 }
 
+/* A submit whose key is bound: the answer names the job that holds it,
+ * and nothing else happens. Ends op. */
+static int
+submit_duplicate(struct broker_op *op, const struct key_entry *e)
+{
+    char idbuf[24];
+    struct span id = broker_id_span(e->id, idbuf);
+    json_t *fields = json_pack("{s:s%, s:b}", "id", id.ptr, id.len, "duplicate", 1);
+    int rc = fields ? encode_ok_fields(op->out, op->req->rid, fields) : -1;
+    json_decref(fields);
+    return op_end(op, rc);
+}
+
 int
 broker_op_submit(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                  struct proto_error *err)
@@ -301,6 +318,12 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     struct durable dw; /* a DROP record's */
     durable_init(&dw);
     op_begin(&op, b, s, req, out, err);
+    /* The key is looked up and bound (by the SUBMIT record) under one hold
+     * of the lock: of two submits with one key, exactly one makes a job. */
+    const struct key_entry *dup = req->key.len ? broker_key_find(b, req->key.ptr, req->key.len)
+                                               : NULL;
+    if (dup)
+        return submit_duplicate(&op, dup);
     if (submit_precheck(&op, &sub) < 0 || submit_record(&op, &sub) < 0) {
         if (sub.job)
             job_unref(sub.job);

@@ -50,6 +50,8 @@ struct config {
     size_t journal_segment_bytes;    /* journal segment roll size [lead] */
     size_t journal_compact_bytes;    /* journal compaction threshold [lead] */
     uint64_t keep_results;           /* finished jobs kept for wait/job [lead] */
+    int64_t key_window_ms;           /* idempotency key kept after its job finished [limits] */
+    uint64_t keep_keys;              /* keys of finished jobs kept at most [limits] */
     bool repair;                     /* --repair: truncate a corrupt journal [lead] */
     bool check_config;               /* --check-config: validate and exit [main] */
     char *tls_listen[CONFIG_MAX_LISTEN]; /* TLS HOST:PORT addresses [listen, tls] */

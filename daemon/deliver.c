@@ -13,31 +13,37 @@
 #include <errno.h>
 #include <string.h>
 
-bool
-deliver_reserve(struct broker *b, struct queue *q, struct job *j, struct holder *h)
+struct job *
+deliver_reserve(struct broker *b, struct queue *q, struct job *x, struct holder *h)
 {
-    if (!queue_took(q, j))
-        return false;
+    struct job *j = queue_take(q, x);
+    if (!j)
+        return NULL;
     broker_landed_in(b, q, j);
     struct jrec r = {.type = JREC_RESERVE};
     r.u.reserve = (struct jrec_reserve){.id = j->id, .attempt = j->attempt + 1u};
     struct apply_how how = {.holder = h};
     if (commit(b, &r, &how, NULL) < 0) {
         queue_place(q, j); /* refused (logged): it stays queued */
-        return false;
+        job_unref(j);
+        return NULL;
     }
     q->count.delivered++;
-    return true;
+    if (queue_limited(q))
+        queue_spent(q);
+    return j;
 }
 
 void
-deliver_put_back(struct queue *q, struct job *j)
+deliver_put_back(struct queue *q, struct job *x)
 {
-    if (queue_took(q, j)) {
+    struct job *j = queue_take(q, x);
+    if (j) {
         broker_landed_in(q->broker, q, j);
         queue_place(j->queue, j); /* takes a reference of its own */
+        job_unref(j);
     }
-    job_unref(j);
+    queue_room_freed(q); /* the slot it would have taken */
 }
 
 int
@@ -59,18 +65,55 @@ deliver_take(struct broker *b, struct pick *p, struct holder *h, struct job **go
         struct queue *q = p->order[i];
         if (q->paused)
             continue;
+        /* Room under the queue's limits; the unlimited queue's path pays
+         * two comparisons. */
+        size_t room = queue_limited(q) ? queue_room(q) : SIZE_MAX;
         struct job *j;
-        while (n < max && bytes < max_bytes && chan_try_recv(q->jobs, &j) == 0) {
-            if (deliver_reserve(b, q, j, h)) {
+        while (n < max && bytes < max_bytes && room > 0 && chan_try_recv(q->jobs, &j) == 0) {
+            if ((j = deliver_reserve(b, q, j, h)) != NULL) {
                 got[n++] = j;
                 bytes += j->payload_len;
-            } else {
-                job_unref(j);
+                room--;
             }
         }
         queue_check_drained(q);
     }
     return n;
+}
+
+/* How a parked delivery stands with a queue's limits. */
+enum limit_wait {
+    LIMIT_NONE,    /* the queue has none: receive */
+    LIMIT_ARMED,   /* room for one more: receive, counted in q->armed */
+    LIMIT_STARVED, /* no room: wait on the gate, counted in q->starved */
+};
+
+static enum limit_wait
+limit_plan(struct queue *q)
+{
+    if (!queue_limited(q))
+        return LIMIT_NONE;
+    if (queue_room(q) > 0) {
+        q->armed++;
+        return LIMIT_ARMED;
+    }
+    q->starved++;
+    queue_starving(q);
+    return LIMIT_STARVED;
+}
+
+/* The park is over; got: this queue handed over the job (its slot is
+ * taken by the reservation that follows under the same lock). */
+static void
+limit_unplan(struct queue *q, enum limit_wait w, bool got)
+{
+    if (w == LIMIT_ARMED) {
+        q->armed--;
+        if (!got)
+            queue_room_freed(q);
+    } else if (w == LIMIT_STARVED) {
+        q->starved--;
+    }
 }
 
 bool
@@ -92,33 +135,39 @@ deliver_park(struct broker *b, const struct pick *p, struct session *s, struct c
      * from others) while the lock is released. */
     struct queue *qs[MSG_MAX_QUEUES];
     struct chan *changed[MSG_MAX_QUEUES];
-    struct chan_case cases[3 * MSG_MAX_QUEUES + 1];
+    enum limit_wait lw[MSG_MAX_QUEUES];
+    struct chan_case cases[4 * MSG_MAX_QUEUES + 1];
     size_t nq = p->nq;
     for (size_t i = 0; i < nq; i++) {
         struct queue *q = qs[i] = p->qs[i];
         changed[i] = q->changed;
         chan_ref(changed[i]); /* pause/resume replaces it while we wait */
         q->waiting_fetchers++;
-        cases[3 * i] = (struct chan_case){q->paused ? NULL : q->jobs, CHAN_RECV, j, false};
-        cases[3 * i + 1] = (struct chan_case){changed[i], CHAN_RECV, NULL, false};
-        cases[3 * i + 2] =
+        lw[i] = q->paused ? LIMIT_NONE : limit_plan(q);
+        bool take = !q->paused && lw[i] != LIMIT_STARVED;
+        cases[4 * i] = (struct chan_case){take ? q->jobs : NULL, CHAN_RECV, j, false};
+        cases[4 * i + 1] = (struct chan_case){changed[i], CHAN_RECV, NULL, false};
+        cases[4 * i + 2] =
             (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
+        cases[4 * i + 3] = (struct chan_case){lw[i] == LIMIT_STARVED ? q->gate : NULL,
+                                              CHAN_RECV, NULL, false};
     }
-    cases[3 * nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
+    cases[4 * nq] = (struct chan_case){extra, CHAN_RECV, NULL, false};
     pthread_mutex_unlock(&b->lock);
     if (s)
         session_before_park(s);
-    int r = chan_select(cases, 3 * nq + 1, ctx, timeout_ms);
+    int r = chan_select(cases, 4 * nq + 1, ctx, timeout_ms);
     pthread_mutex_lock(&b->lock);
     for (size_t i = 0; i < nq; i++) {
         qs[i]->waiting_fetchers--;
         chan_unref(changed[i]);
+        limit_unplan(qs[i], lw[i], r >= 0 && (size_t)r == 4 * i);
     }
     if (r < 0)
         return r;
-    if ((size_t)r >= 3 * nq || r % 3 != 0)
+    if ((size_t)r >= 4 * nq || r % 4 != 0)
         return -EAGAIN;
-    *from = qs[r / 3];
+    *from = qs[r / 4];
     return 0;
 }
 

@@ -40,14 +40,18 @@ struct pick {
 size_t deliver_take(struct broker *b, struct pick *p, struct holder *h, struct job **got,
                     size_t max, size_t max_bytes);
 
-/* j, just received from q's channel (as deliver_park hands it over), is
- * reserved for h. False when it is not deliverable (cancelled or expired
- * meanwhile): the caller then drops the channel's reference. */
-bool deliver_reserve(struct broker *b, struct queue *q, struct job *j, struct holder *h);
+/* x, just received from q's channel (as deliver_park hands it over, with
+ * the channel's reference), stands for the job q delivers next
+ * (queue_take: x itself, or with priorities the oldest of the highest
+ * level), which is reserved for h and returned with a reference. NULL when
+ * there is none to deliver (x was cancelled or expired meanwhile): x's
+ * reference is dropped. */
+struct job *deliver_reserve(struct broker *b, struct queue *q, struct job *x, struct holder *h);
 
-/* j, received from q's channel, is not wanted after all (its receiver is
- * going away): it goes back to the tail of its queue (no record: it never
- * left QUEUED). Consumes the channel's reference. */
+/* x, received from q's channel, is not wanted after all (its receiver is
+ * going away): the job it stands for (queue_take) goes back to the tail of
+ * its queue (no record: it never left QUEUED). Consumes the channel's
+ * reference. */
 void deliver_put_back(struct queue *q, struct job *j);
 
 /* A reserved job whose delivery never reached its holder (the connection

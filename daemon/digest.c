@@ -4,6 +4,7 @@
 #include "chanq_config.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include "core/chan.h"
@@ -59,11 +60,19 @@ feed_queue(EVP_MD_CTX *md, const struct queue *q)
     feed_str(md, q->name, q->name_len);
     feed(md, " %lld %lld %lld %d %d\n", (long long)q->set.capacity, (long long)q->set.ttr_ms,
          (long long)q->set.max_attempts, q->paused, q->closed);
+    if (queue_limited(q)) /* only then: digests of queues without limits stay as they were */
+        feed(md, "limits %lld %lld %lld %lld\n", (long long)q->set.concurrency,
+             (long long)q->set.rate, (long long)q->set.rate_per_ms, (long long)q->set.burst);
     feed(md, "queued");
     for (const struct job *j = q->standby.head; j; j = j->next)
         feed(md, " %" PRIu64, j->id);
-    if (q->jobs)
+    if (q->lanes) { /* priority mode: the channel holds tickets; the lanes, in delivery order */
+        for (int l = JOB_MAX_PRIORITY; l >= 0; l--)
+            for (const struct job *j = q->lanes[l].head; j; j = j->next)
+                feed(md, " %" PRIu64, j->id);
+    } else if (q->jobs) {
         chan_peek_each(q->jobs, feed_queued, md);
+    }
     feed(md, "\ndead");
     for (const struct job *j = q->dead.head; j; j = j->next)
         feed(md, " %" PRIu64, j->id);
@@ -82,6 +91,12 @@ feed_job(EVP_MD_CTX *md, const struct job *j)
     feed_str(md, j->payload, j->payload_len);
     feed_str(md, x ? x->error : NULL, x && x->error ? strlen(x->error) : 0);
     feed_str(md, x ? x->result : NULL, x && x->result ? strlen(x->result) : 0);
+    if (j->priority) /* only then: digests without priorities stay as they were */
+        feed(md, "priority %u", j->priority);
+    if (x && x->key) { /* a live job's idempotency key; only then, as before keys existed */
+        feed(md, "key");
+        feed_str(md, x->key->key, x->key->len);
+    }
     feed(md, "\n");
 }
 

@@ -295,6 +295,8 @@ leave(struct job *j)
     case JOB_RESERVED:
         reservation_end(j);
         q->reserved--;
+        if (q->starved)
+            queue_room_freed(q); /* a concurrency slot came free */
         break;
     case JOB_DEAD:
         job_list_remove(&q->dead, j);
@@ -421,6 +423,7 @@ job_to_final(struct job *j, enum job_state final)
         b->total_cancelled++;
     else
         b->total_expired++;
+    broker_key_finished(b, j);
     job_list_append(&b->finished, j);
     if (b->finished.n > b->cfg.max_finished)
         evict_oldest_finished(b);
@@ -439,6 +442,7 @@ job_dropped(struct job *j)
     broker_payload_freed(b, j->payload_len);
     job_deadline_stop(j);
     tree_unlink(j);
+    broker_key_dropped(b, j);
     job_unref(broker_untrack(b, j));
     return 0;
 }

@@ -36,6 +36,7 @@ struct queue;
 struct holder;
 struct timer;
 struct chan;
+struct key_entry;
 
 enum job_state {
     JOB_DELAYED,   /* waiting for its delay; not in the channel */
@@ -58,6 +59,8 @@ struct job_extra {
     char *error;              /* the last attempt's error text (owned) */
     struct chan *done;        /* closed when the job becomes final; wakes `wait` */
     struct timer *deadline_timer; /* expires the job at deadline_ms */
+    struct key_entry *key;    /* its idempotency key while live (the broker's key table
+                               * owns it), or NULL */
 };
 
 struct job {
@@ -70,6 +73,7 @@ struct job {
     uint8_t in_channel;    /* where a QUEUED job's pointer is (queue.h, enum placement) */
     uint16_t max_attempts; /* deliveries allowed before it goes dead */
     uint16_t attempt;      /* deliveries so far (1 on first) */
+    uint8_t priority;      /* 0..JOB_MAX_PRIORITY, higher delivered first within its queue */
     int32_t ttr_ms;        /* reservation time */
     int64_t created_ms;    /* wall clock, ms since the epoch */
     int64_t deadline_ms;   /* wall clock expiry, 0 = none */
@@ -84,6 +88,10 @@ struct job {
     struct timer *timer;   /* delay or ttr timer, NULL when none */
     struct job_extra *extra; /* parent/children, result, error, waiters */
 };
+
+/* Priority levels of a job (submit's "priority"). */
+#define JOB_MAX_PRIORITY 9
+#define JOB_PRIORITY_LEVELS (JOB_MAX_PRIORITY + 1)
 
 /* A list of jobs through prev/next; a job is on at most one. */
 struct job_list {

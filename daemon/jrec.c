@@ -55,6 +55,33 @@ put_b(struct enc *e, const char *s, size_t len)
     e->n += len;
 }
 
+/* ---- a queue record's optional delivery limits: (tag, value) pairs ---- */
+
+enum queue_tag {
+    QTAG_CONCURRENCY = 1,
+    QTAG_RATE = 2,
+    QTAG_RATE_PER_MS = 3,
+    QTAG_BURST = 4,
+};
+
+static void
+put_tagged(struct enc *e, enum queue_tag tag, uint64_t v)
+{
+    if (v) {
+        put_u(e, (uint64_t)tag);
+        put_u(e, v);
+    }
+}
+
+static void
+put_queue_limits(struct enc *e, const struct jrec_queue *q)
+{
+    put_tagged(e, QTAG_CONCURRENCY, q->concurrency);
+    put_tagged(e, QTAG_RATE, q->rate);
+    put_tagged(e, QTAG_RATE_PER_MS, q->rate_per_ms);
+    put_tagged(e, QTAG_BURST, q->burst);
+}
+
 static bool
 state_ok(enum jrec_type t, enum jrec_job_state s)
 {
@@ -181,6 +208,13 @@ encode(const struct jrec *r, struct enc *e)
     case JREC_DROP:
         put_u(e, r->u.drop.id);
         return true;
+    case JREC_KEY:
+        if (!r->u.key.key || !r->u.key.key_len)
+            return false;
+        put_b(e, r->u.key.key, r->u.key.key_len);
+        put_u(e, r->u.key.id);
+        put_i(e, r->u.key.until_ms);
+        return true;
     case JREC_QUEUE: {
         const struct jrec_queue *q = &r->u.queue;
         if (!q->name && q->name_len)
@@ -190,6 +224,7 @@ encode(const struct jrec *r, struct enc *e)
         put_i(e, q->ttr_ms);
         put_u(e, q->max_attempts);
         put_byte(e, (uint8_t)((q->paused ? 1 : 0) | (q->closed ? 2 : 0)));
+        put_queue_limits(e, q);
         return true;
     }
     }
@@ -296,6 +331,31 @@ get_b(struct dec *d, size_t *len)
     d->p += n;
     *len = (size_t)n;
     return s;
+}
+
+/* The trailing (tag, value) pairs of a queue record, in tag order, each
+ * at most once, none zero. */
+static void
+get_queue_limits(struct dec *d, struct jrec_queue *q)
+{
+    uint64_t last = 0;
+    while (!d->why && d->p < d->end) {
+        uint64_t tag = get_u(d), v = get_u(d);
+        if (d->why)
+            return;
+        if (tag <= last || v == 0) {
+            fail(d, "bad queue limit field");
+            return;
+        }
+        last = tag;
+        switch (tag) {
+        case QTAG_CONCURRENCY: q->concurrency = v; break;
+        case QTAG_RATE: q->rate = v; break;
+        case QTAG_RATE_PER_MS: q->rate_per_ms = v; break;
+        case QTAG_BURST: q->burst = v; break;
+        default: fail(d, "unknown queue limit field"); return;
+        }
+    }
 }
 
 static void
@@ -406,6 +466,13 @@ decode_body(struct dec *d, struct jrec *r)
     case JREC_DROP:
         r->u.drop.id = get_u(d);
         return;
+    case JREC_KEY:
+        r->u.key.key = get_b(d, &r->u.key.key_len);
+        r->u.key.id = get_u(d);
+        r->u.key.until_ms = get_i(d);
+        if (!d->why && r->u.key.key_len == 0)
+            fail(d, "empty key");
+        return;
     case JREC_QUEUE: {
         struct jrec_queue *q = &r->u.queue;
         q->name = get_b(d, &q->name_len);
@@ -417,6 +484,7 @@ decode_body(struct dec *d, struct jrec *r)
             fail(d, "unknown queue flags");
         q->paused = flags & 1;
         q->closed = (flags & 2) != 0;
+        get_queue_limits(d, q);
         return;
     }
     }
@@ -448,6 +516,7 @@ jrec_type_name(enum jrec_type t)
         [JREC_SUBMIT] = "submit", [JREC_RESERVE] = "reserve", [JREC_STATE] = "state",
         [JREC_FINAL] = "final",   [JREC_DROP] = "drop",       [JREC_QUEUE] = "queue",
         [JREC_MOVE] = "move",     [JREC_JOB] = "job",         [JREC_ORDER] = "order",
+        [JREC_KEY] = "key",
     };
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
 }

@@ -21,6 +21,8 @@ enum jrec_type {
     JREC_JOB = 8,     /* snapshot: one job as it is, every field */
     JREC_ORDER = 9,   /* snapshot: the order of a queue's queued or dead jobs, or of
                        * the kept results */
+    JREC_KEY = 14,    /* snapshot: an idempotency key whose job finished, and when it
+                       * is free again */
 };
 
 enum jrec_job_state {
@@ -126,6 +128,20 @@ struct jrec_queue {
     uint32_t max_attempts;
     bool paused;
     bool closed;
+    /* Delivery limits, 0 = none: optional trailing (tag, value) varint
+     * pairs, written only when set, so a queue without limits encodes as
+     * before and journals written before them still read. */
+    uint64_t concurrency;
+    uint64_t rate, rate_per_ms, burst;
+};
+
+/* An idempotency key kept after its job finished (a snapshot's: the
+ * journal itself has the key in the SUBMIT record). */
+struct jrec_key {
+    const char *key;
+    size_t key_len; /* > 0 */
+    uint64_t id;    /* the job submitted with it */
+    int64_t until_ms; /* wall ms: the key is free again from then on */
 };
 
 /* One record. Decoded strings point into the record bytes (borrowed: valid
@@ -142,6 +158,7 @@ struct jrec {
         struct jrec_move move;
         struct jrec_job job;
         struct jrec_order order;
+        struct jrec_key key;
     } u;
 };
 

@@ -37,6 +37,8 @@ static const char *const final_states[] = {"done", "cancelled", "expired"};
 static const struct family jobs_families[] = {
     {"tracked", "chanq_jobs_tracked", "gauge", 1,
      "Jobs known by id: live ones plus finished ones kept for wait and job (keep-results)."},
+    {"keys", "chanq_idempotency_keys", "gauge", 1,
+     "Idempotency keys bound: to live jobs, or to finished ones within key-window."},
     {"payload_bytes", "chanq_payload_bytes", "gauge", 1,
      "Bytes of job payloads held in memory (counted against max-memory)."},
 };
@@ -75,6 +77,11 @@ static const struct family queue_families[] = {
      "Submits that failed because the queue stayed full."},
     {"blocked_ms", "chanq_queue_blocked_seconds_total", "counter", 1e3,
      "Seconds submitters spent waiting for room."},
+    /* delivery limits: only queues that have them have a sample */
+    {"concurrency", "chanq_queue_concurrency_limit", "gauge", 1,
+     "Jobs of the queue that may be reserved at once (chanq_queue_reserved is its use)."},
+    {"rate_tokens", "chanq_queue_rate_tokens", "gauge", 1,
+     "Deliveries the queue's rate limit allows now (whole tokens in its bucket)."},
     {"oldest_age_ms", "chanq_queue_oldest_job_age_seconds", "gauge", 1e3,
      "Seconds the job next in line for delivery has been ready; 0 when none is queued."},
 };

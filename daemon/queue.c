@@ -27,7 +27,7 @@ queue_new(struct broker *b, const char *name, size_t name_len, const struct queu
     q->closing = chan_new(0, 0);
     q->drained = chan_new(0, 0);
     q->changed = chan_new(0, 0);
-    if (!q->name || !q->closing || !q->drained || !q->changed ||
+    if (!q->name || !q->closing || !q->drained || !q->changed || queue_limits_init(q) < 0 ||
         (b->serving && queue_start(q) < 0)) {
         queue_free(q);
         return NULL;
@@ -54,6 +54,8 @@ queue_free(struct queue *q)
     unref_chan(q->closing);
     unref_chan(q->drained);
     unref_chan(q->changed);
+    queue_limits_free(q);
+    free(q->lanes);
     free(q->name);
     free(q);
 }
@@ -65,6 +67,16 @@ queue_configure(struct queue *q, const struct queue_settings *set)
         q->set.capacity = set->capacity;
     q->set.ttr_ms = set->ttr_ms;
     q->set.max_attempts = set->max_attempts;
+    if (q->set.concurrency != set->concurrency || q->set.rate != set->rate ||
+        q->set.rate_per_ms != set->rate_per_ms || q->set.burst != set->burst) {
+        q->set.concurrency = set->concurrency;
+        q->set.rate = set->rate;
+        q->set.rate_per_ms = set->rate_per_ms;
+        q->set.burst = set->burst;
+        if (queue_limits_init(q) < 0)
+            log_error("queue %s: out of memory setting its limits: starved deliveries "
+                      "wait for the next change", q->name);
+    }
 }
 
 int
@@ -111,14 +123,54 @@ is_job(const void *elem, void *arg)
     return *(struct job *const *)elem == arg;
 }
 
+/* Priority mode: the channel holds tickets, any of which stands for the
+ * best job of the lanes; one whose job is still on its way in (its sender
+ * has not seen it arrive) must stay, queue_take counts on it. */
+struct spare {
+    bool taken;
+    struct job *ticket;
+};
+
+static bool
+take_spare_ticket(const void *elem, void *arg)
+{
+    struct job *t = *(struct job *const *)elem;
+    struct spare *s = arg;
+    if (s->taken || t->in_channel == CHAN_SENDING)
+        return false;
+    s->taken = true;
+    s->ticket = t;
+    return true;
+}
+
+/* A job left QUEUED in priority mode: out of its lane, and one ticket out
+ * of the channel with it (a tombstone ticket when none can go now: a
+ * fetch holds the last ones). */
+static void
+leave_lanes(struct queue *q, struct job *j, bool in_lane)
+{
+    if (in_lane)
+        job_list_remove(&q->lanes[j->priority], j);
+    j->in_channel = CHAN_OUT;
+    struct spare s = {0};
+    if (chan_remove_each(q->jobs, take_spare_ticket, &s) == 1)
+        job_unref(s.ticket); /* the ticket's reference */
+    else
+        q->tombstones++;
+}
+
 /* A job that left QUEUED while its pointer is in the channel: the pointer
  * is taken out, so that it holds no slot of the capacity (a submit would
  * be refused with room left, a closed queue would never drain). When a
  * fetch has just received it and not yet reached queue_took, it is not
  * there any more: it counts as a tombstone until queue_took. */
 static void
-leave_channel(struct queue *q, struct job *j)
+leave_channel(struct queue *q, struct job *j, bool in_lane)
 {
+    if (q->lanes) {
+        leave_lanes(q, j, in_lane);
+        return;
+    }
     if (chan_remove_each(q->jobs, is_job, j) == 1) {
         j->in_channel = CHAN_OUT;
         job_unref(j); /* the channel's reference */
@@ -127,9 +179,87 @@ leave_channel(struct queue *q, struct job *j)
     }
 }
 
+/* ---- priority mode ---- */
+
+static bool queue_took(struct queue *q, struct job *j);
+
+static bool
+lane_existing(const void *elem, void *arg)
+{
+    struct job *j = *(struct job *const *)elem;
+    struct queue *q = arg;
+    if (j->state == JOB_QUEUED && j->in_channel == CHAN_IN)
+        job_list_append(&q->lanes[j->priority], j);
+    return true;
+}
+
+/* The first job with a priority comes to q: from now on the channel holds
+ * tickets (queue_take). The jobs already in it (each there once: without
+ * priorities an entry is its job) join their lanes in channel order. */
+static void
+lanes_start(struct queue *q)
+{
+    q->lanes = calloc(JOB_PRIORITY_LEVELS, sizeof *q->lanes);
+    if (!q->lanes) {
+        log_error("queue %s: out of memory for priorities: it delivers in submit order",
+                  q->name);
+        return;
+    }
+    chan_peek_each(q->jobs, lane_existing, q);
+}
+
+struct job *
+queue_take(struct queue *q, struct job *x)
+{
+    if (!q->lanes) {
+        if (queue_took(q, x))
+            return x;
+        job_unref(x);
+        return NULL;
+    }
+    bool flying = x->in_channel == CHAN_SENDING; /* its sender has not seen it arrive */
+    if (flying && x->state != JOB_QUEUED) {
+        x->in_channel = CHAN_OUT; /* as queue_took: its sender counts no tombstone */
+        job_unref(x);
+        return NULL;
+    }
+    struct job *best = NULL;
+    for (int l = JOB_MAX_PRIORITY; l >= 0 && !best; l--)
+        best = q->lanes[l].head;
+    if (flying && (!best || best->priority < x->priority)) {
+        x->in_channel = CHAN_OUT;
+        return x;
+    }
+    if (flying) {
+        /* An older or higher job goes first, so x arrives now: it joins
+         * its lane (its sender, seeing it no longer on its way, leaves it
+         * there), and the ticket best leaves behind stands for it. It is
+         * recorded as landed here first, as its sender would: its lane
+         * is this queue's. */
+        broker_landed_in(q->broker, q, x);
+        x->in_channel = CHAN_IN;
+        job_list_append(&q->lanes[x->priority], x);
+    }
+    if (!best) { /* a tombstone's ticket */
+        if (q->tombstones)
+            q->tombstones--;
+        job_unref(x);
+        return NULL;
+    }
+    job_list_remove(&q->lanes[best->priority], best);
+    best->in_channel = CHAN_OUT;
+    if (best != x) { /* x's ticket was best's; best's own stays for another job */
+        job_ref(best);
+        job_unref(x);
+    }
+    return best;
+}
+
 void
 queue_send_begin(struct queue *q, struct job *j)
 {
+    if (j->priority && !q->lanes && q->jobs)
+        lanes_start(q);
     j->in_channel = CHAN_SENDING;
     q->inflight_sends++;
 }
@@ -141,7 +271,9 @@ queue_send_finished(struct queue *q, struct job *j, bool sent)
     if (sent && j->in_channel == CHAN_SENDING) {
         j->in_channel = CHAN_IN;
         if (j->state != JOB_QUEUED)
-            leave_channel(q, j); /* it left QUEUED while it was on its way in */
+            leave_channel(q, j, false); /* it left QUEUED while it was on its way in */
+        else if (q->lanes)
+            job_list_append(&q->lanes[j->priority], j);
     } else if (!sent) {
         j->in_channel = CHAN_OUT;
     }
@@ -207,12 +339,14 @@ queue_unplace(struct queue *q, struct job *j)
         job_list_remove(&q->standby, j);
         j->in_channel = CHAN_OUT;
     } else if (j->in_channel == CHAN_IN) {
-        leave_channel(q, j);
+        leave_channel(q, j, true);
     }
     queue_check_drained(q);
 }
 
-bool
+/* Without priorities: j, taken out of q's channel, is deliverable (QUEUED);
+ * otherwise its tombstone is gone. */
+static bool
 queue_took(struct queue *q, struct job *j)
 {
     if (j->in_channel == CHAN_IN && j->state != JOB_QUEUED)

@@ -32,6 +32,11 @@ struct queue_settings {
     int64_t capacity;     /* buffered jobs; 0 = rendezvous */
     int64_t ttr_ms;       /* default reservation time */
     int64_t max_attempts; /* default deliveries before dead */
+    /* Limits on delivery (queue_limits.c); 0 = none. */
+    int64_t concurrency;  /* jobs of the queue reserved at once */
+    int64_t rate;         /* deliveries per rate_per_ms ... */
+    int64_t rate_per_ms;  /* ... (set whenever rate is) */
+    int64_t burst;        /* the rate's token bucket size (set whenever rate is) */
 };
 
 /* Run time of acked jobs (reserve to ack), Prometheus-style: bucket i
@@ -70,10 +75,20 @@ struct queue {
     size_t inflight_sends;        /* submits/requeues between their decision and their send's end */
     size_t reserved, delayed;     /* jobs in those states */
     struct job_list dead;         /* dead jobs, oldest first (kick order) */
+    struct job_list *lanes;       /* priority mode (queue_take): per level, the QUEUED jobs
+                                   * in the channel, in the order they got there; NULL
+                                   * until a job with a priority above 0 is placed */
     size_t waiting_submitters;    /* submits parked for room */
     size_t waiting_fetchers;      /* fetches parked on this queue */
     struct queue_counters count;  /* totals */
     struct queue_run_hist runs;   /* run time of acked jobs */
+    /* Delivery limits at run time (queue_limits.c); unused when set has none. */
+    size_t armed;                 /* parked deliveries whose select receives from `jobs` */
+    size_t starved;               /* parked deliveries a limit keeps off `jobs` */
+    int64_t tokens;               /* rate bucket, in 1/rate_per_ms tokens */
+    int64_t refill_ms;            /* monotonic ms the bucket was last filled up to */
+    struct chan *gate;            /* wakes starved deliveries, one per freed slot or token */
+    struct timer *rate_timer;     /* fires when the next token is due while some starve */
 };
 
 /* A new, empty queue of broker b with these settings; its job channel is
@@ -112,10 +127,15 @@ void queue_unplace(struct queue *q, struct job *j);
  * in). */
 void queue_send_begin(struct queue *q, struct job *j);
 void queue_send_finished(struct queue *q, struct job *j, bool sent);
-/* After a fetch took j out of q's channel: true when it is deliverable
- * (QUEUED); otherwise the tombstone is gone and the caller drops the
- * channel's reference. */
-bool queue_took(struct queue *q, struct job *j);
+/* After a fetch took x out of q's channel (with the channel's reference):
+ * the job to deliver, carrying a reference, or NULL when there is none
+ * (a tombstone: the reference is dropped). Without priorities that is x
+ * when it is QUEUED. In priority mode the channel's entries are tickets,
+ * one per queued job or tombstone: whichever entry a fetcher receives, it
+ * takes the oldest job of the highest level (x itself only when it is on
+ * its way in and no older job of its level or a higher one waits), so
+ * capacity, fairness across fetchers and the select stay the channel's. */
+struct job *queue_take(struct queue *q, struct job *x);
 /* After q lost a queued job or its last sender: closes `drained` once it
  * is closed and empty. */
 void queue_check_drained(struct queue *q);
@@ -123,6 +143,28 @@ void queue_check_drained(struct queue *q);
 /* Replaces `changed` with a fresh channel and closes the old one, waking
  * every fetcher parked on it. Returns 0 or -ENOMEM (nothing changed). */
 int queue_signal_change(struct queue *q);
+
+/* ---- delivery limits: concurrency and rate (queue_limits.c) ---- */
+
+/* True when q has a concurrency or rate limit. */
+bool queue_limited(const struct queue *q);
+/* How many more deliveries may start on q now, besides the parked ones
+ * already receiving from it (SIZE_MAX: no limit). Refills the bucket. */
+size_t queue_room(struct queue *q);
+/* Whole rate tokens available now (0 without a rate limit). */
+int64_t queue_tokens(const struct queue *q);
+/* q delivered a job: one rate token spent. */
+void queue_spent(struct queue *q);
+/* A slot or a token may have come free (a reserved job left, a parked
+ * delivery stopped receiving, a token is due): wakes as many starved
+ * deliveries as there is room, longest waiting first. */
+void queue_room_freed(struct queue *q);
+/* A parked delivery is being kept off q by a limit: makes sure it is woken
+ * when the rate gives the next token. */
+void queue_starving(struct queue *q);
+/* The limits' share of a queue: set up or changed (a full bucket), freed. */
+int queue_limits_init(struct queue *q);
+void queue_limits_free(struct queue *q);
 
 /* Counts an acked job that ran ms milliseconds (reserve to ack). */
 void queue_record_run(struct queue *q, int64_t ms);
@@ -138,6 +180,7 @@ struct queue_snap {
     const char *name;
     struct queue_settings set;
     size_t depth, reserved, delayed, dead, waiting_submitters, waiting_fetchers;
+    int64_t tokens; /* whole rate tokens available (rate limited queues) */
     bool paused, closed;
     struct queue_counters count;
     int64_t oldest_age_ms;

@@ -60,8 +60,13 @@ static int64_t
 queue_oldest_age_ms(const struct queue *q)
 {
     int64_t since = q->standby.head ? q->standby.head->since_ms : -1;
-    if (q->jobs)
+    if (q->lanes) { /* priority mode: the oldest lane head */
+        for (int l = 0; l < JOB_PRIORITY_LEVELS; l++)
+            if (q->lanes[l].head && (since < 0 || q->lanes[l].head->since_ms < since))
+                since = q->lanes[l].head->since_ms;
+    } else if (q->jobs) {
         chan_peek_each(q->jobs, find_queued, &since);
+    }
     if (since < 0)
         return 0;
     int64_t age = timer_now_ms() - since;
@@ -84,7 +89,24 @@ queue_snapshot(const struct queue *q, struct queue_snap *out)
         .closed = q->closed,
         .count = q->count,
         .oldest_age_ms = queue_oldest_age_ms(q),
+        .tokens = queue_tokens(q),
     };
+}
+
+/* The delivery limits, only on a queue that has them, named as declare
+ * names them: "concurrency" (the limit: "reserved" is its use), "rate",
+ * "rate_per_ms", "burst", and "rate_tokens" (whole tokens in the bucket). */
+static void
+limits_json(json_t *o, const struct queue_snap *s)
+{
+    if (s->set.concurrency > 0)
+        json_object_set_new(o, "concurrency", json_integer(s->set.concurrency));
+    if (s->set.rate > 0) {
+        json_object_set_new(o, "rate", json_integer(s->set.rate));
+        json_object_set_new(o, "rate_per_ms", json_integer(s->set.rate_per_ms));
+        json_object_set_new(o, "burst", json_integer(s->set.burst));
+        json_object_set_new(o, "rate_tokens", json_integer(s->tokens));
+    }
 }
 
 json_t *
@@ -107,6 +129,7 @@ queue_snap_json(const struct queue_snap *s)
     if (o) {
         json_object_set_new(o, "blocked_ms", json_integer((json_int_t)c->blocked_ms));
         json_object_set_new(o, "oldest_age_ms", json_integer(s->oldest_age_ms));
+        limits_json(o, s);
     }
     return o;
 }

@@ -44,6 +44,8 @@ server_broker_settings(const struct config *cfg)
         .max_queues = cfg->max_queues,
         .max_payload_bytes = cfg->max_memory,
         .max_finished = cfg->keep_results,
+        .key_window_ms = cfg->key_window_ms,
+        .max_keys_kept = cfg->keep_keys,
     };
 }
 

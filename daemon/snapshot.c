@@ -6,6 +6,7 @@
 #include "daemon/broker-internal.h"
 #include "daemon/journal/journal.h"
 #include "daemon/jrec.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 
 #include <errno.h>
@@ -47,6 +48,10 @@ put_queue(struct writer *w, const struct queue *q)
         .capacity = q->set.capacity,
         .ttr_ms = q->set.ttr_ms,
         .max_attempts = (uint32_t)q->set.max_attempts,
+        .concurrency = (uint64_t)q->set.concurrency,
+        .rate = (uint64_t)q->set.rate,
+        .rate_per_ms = (uint64_t)q->set.rate_per_ms,
+        .burst = (uint64_t)q->set.burst,
         .paused = q->paused,
         .closed = q->closed,
     };
@@ -84,6 +89,9 @@ put_job(struct writer *w, const struct job *j)
             .deadline_ms = j->deadline_ms,
             .due_ms = j->state == JOB_DELAYED ? j->due : 0,
             .parent_id = x && x->parent ? x->parent->id : 0,
+            .key = x && x->key ? x->key->key : NULL,
+            .key_len = x && x->key ? x->key->len : 0,
+            .priority = j->priority,
         },
         .state = to_jrec[j->state],
         .attempt = j->attempt,
@@ -121,6 +129,17 @@ put_order(struct writer *w, enum jrec_order_kind kind, const struct queue *q,
     }
     free(ids);
     return rc;
+}
+
+/* A finished job's key, still in its window (live jobs' keys are in
+ * their JOB records). */
+static int
+put_key(const struct key_entry *e, void *arg)
+{
+    struct jrec r = {.type = JREC_KEY};
+    r.u.key = (struct jrec_key){
+        .key = e->key, .key_len = e->len, .id = e->id, .until_ms = e->until_ms};
+    return put(arg, &r);
 }
 
 struct job_vec {
@@ -175,7 +194,9 @@ write_state(struct broker *b, struct writer *w)
         if (rc == 0)
             rc = put_order(w, JREC_ORDER_DEAD, q, &q->dead);
     }
-    return rc == 0 ? put_order(w, JREC_ORDER_FINISHED, NULL, &b->finished) : rc;
+    if (rc == 0)
+        rc = put_order(w, JREC_ORDER_FINISHED, NULL, &b->finished);
+    return rc == 0 ? keytable_each_finished(b->keys, put_key, w) : rc;
 }
 
 int

@@ -48,6 +48,13 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_PREFETCH] = INT_F("prefetch", prefetch, 1, MSG_MAX_PREFETCH),
     [F_NODE] = INT_F("node", node, 1, UINT32_MAX),
     [F_ADDRESS] = SPAN_F("address", K_TEXT, address),
+    /* per-queue limits, idempotency keys and priorities */
+    [F_CONCURRENCY] = INT_F("concurrency", concurrency, 0, MSG_MAX_LIMIT),
+    [F_RATE] = INT_F("rate", rate, 0, MSG_MAX_LIMIT),
+    [F_RATE_PER_MS] = INT_F("rate_per_ms", rate_per_ms, 1, DAY_MS),
+    [F_BURST] = INT_F("burst", burst, 1, MSG_MAX_LIMIT),
+    [F_KEY] = SPAN_F("key", K_ID, key),
+    [F_PRIORITY] = INT_F("priority", priority, 0, MSG_MAX_PRIORITY),
 };
 
 int

@@ -42,6 +42,13 @@ enum field {
     F_PREFETCH,
     F_NODE,
     F_ADDRESS,
+    /* per-queue limits, idempotency keys and priorities */
+    F_CONCURRENCY,
+    F_RATE,
+    F_RATE_PER_MS,
+    F_BURST,
+    F_KEY,
+    F_PRIORITY,
     F_NFIELDS
 };
 

@@ -52,6 +52,9 @@ enum op {
 #define MSG_MAX_PREFETCH 1000  /* consume's "prefetch" */
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
+#define MSG_MAX_LIMIT 1000000   /* declare's "concurrency", "rate", "burst" */
+#define MSG_MAX_PRIORITY 9      /* submit's "priority": 0 (default) .. 9, higher first */
+#define MSG_MAX_KEY MSG_MAX_ID  /* bytes in submit's idempotency "key" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
 
 /* Server settings the decoder enforces. */
@@ -87,6 +90,7 @@ struct request {
     struct span token;   /* hello: auth token (unescaped) */
     struct span after;   /* queues: list the queues whose names sort after this one */
     struct span address; /* cluster_add: "IPV4:PORT[/HOST:PORT]" of the new member */
+    struct span key;     /* submit: idempotency key (1..MSG_MAX_KEY bytes) */
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */
@@ -100,6 +104,13 @@ struct request {
     int64_t node;         /* cluster_add, cluster_remove, cluster_transfer: a member id */
     bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
         has_timeout_ms, has_count, has_prefetch, has_node;
+    /* declare: per-queue limits (0 = none); submit: priority */
+    int64_t concurrency;  /* jobs of the queue reserved at once */
+    int64_t rate;         /* deliveries per rate_per_ms */
+    int64_t rate_per_ms;  /* the rate's interval (default 1000) */
+    int64_t burst;        /* the token bucket's size (default: rate) */
+    int64_t priority;     /* submit: 0..MSG_MAX_PRIORITY, higher first */
+    bool has_concurrency, has_rate, has_rate_per_ms, has_burst, has_priority;
 
     bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */

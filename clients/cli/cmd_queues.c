@@ -15,9 +15,50 @@ static const char declare_usage[] =
     "\nOptions:\n"
     "  --capacity N       queued jobs it holds before submits wait (0: unbuffered)\n"
     "  --ttr-ms MS        default time to run\n"
-    "  --max-attempts N   default deliveries before a job is dead\n";
+    "  --max-attempts N   default deliveries before a job is dead\n"
+    "  --concurrency N    at most N of its jobs reserved at once (0: no limit)\n"
+    "  --rate N[/DUR]     at most N deliveries per DUR (default 1s; e.g. 100/1s,\n"
+    "                     5/500ms, 60/1m; 0: no limit)\n"
+    "  --burst N          deliveries the rate lets through at once (default: N)\n";
 
-enum { OPT_CAPACITY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_COUNT, OPT_JSON };
+enum { OPT_CAPACITY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_COUNT, OPT_JSON,
+       OPT_CONCURRENCY, OPT_RATE, OPT_BURST };
+
+/* ---- declare's delivery limits ---- */
+
+/* "N", "N/DUR" with DUR [COUNT](ms|s|m|h) (COUNT default 1) into the
+ * request's rate and rate_per_ms; a usage error otherwise. */
+static void
+set_rate(struct cli *g, json_t *req, const char *arg)
+{
+    char *end;
+    long long n = strtoll(arg, &end, 10);
+    long long per_ms = 1000;
+    if (end == arg || n < 0)
+        cli_usage_error(g, "--rate: expected N or N/DURATION (e.g. 100/1s)");
+    if (*end == '/') {
+        const char *d = end + 1;
+        long long count = strtoll(d, &end, 10);
+        if (end == d)
+            count = 1;
+        static const struct {
+            const char *unit;
+            long long ms;
+        } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+        long long unit = 0;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (!strcmp(end, units[i].unit))
+                unit = units[i].ms;
+        if (!unit || count <= 0 || count > 86400000 / unit)
+            cli_usage_error(g, "--rate: the duration must be like 1s, 500ms, 1m (at most a day)");
+        per_ms = count * unit;
+    } else if (*end) {
+        cli_usage_error(g, "--rate: expected N or N/DURATION (e.g. 100/1s)");
+    }
+    json_object_set_new(req, "rate", json_integer(n));
+    if (n > 0)
+        json_object_set_new(req, "rate_per_ms", json_integer(per_ms));
+}
 
 int
 cmd_declare(int argc, char **argv)
@@ -25,6 +66,9 @@ cmd_declare(int argc, char **argv)
     static const struct option opts[] = {{"capacity", required_argument, NULL, OPT_CAPACITY},
                                          {"ttr-ms", required_argument, NULL, OPT_TTR},
                                          {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
+                                         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+                                         {"rate", required_argument, NULL, OPT_RATE},
+                                         {"burst", required_argument, NULL, OPT_BURST},
                                          CLI_COMMON_OPTIONS};
     struct cli g;
     int opt;
@@ -33,7 +77,15 @@ cmd_declare(int argc, char **argv)
     while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
         if (cli_common_opt(&g, opt, optarg))
             continue;
-        const char *key = opt == OPT_CAPACITY ? "capacity" : opt == OPT_TTR ? "ttr_ms" : "max_attempts";
+        if (opt == OPT_RATE) {
+            set_rate(&g, req, optarg);
+            continue;
+        }
+        const char *key = opt == OPT_CAPACITY      ? "capacity"
+                          : opt == OPT_TTR         ? "ttr_ms"
+                          : opt == OPT_CONCURRENCY ? "concurrency"
+                          : opt == OPT_BURST       ? "burst"
+                                                   : "max_attempts";
         json_object_set_new(req, key, json_integer(cli_i64(&g, key, optarg)));
     }
     if (argc - optind != 1)

@@ -23,10 +23,16 @@ static const char submit_usage[] =
     "  --parent ID          cancelling job ID cancels this one\n"
     "  --wait-ms MS         wait at most MS for room in a full queue (0: fail\n"
     "                       at once; default: the server's --submit-wait)\n"
-    "  --window N           submits in flight at once from stdin (default 256)\n";
+    "  --window N           submits in flight at once from stdin (default 256)\n"
+    "  --key K              idempotency key (one job, so a JSON argument): while a\n"
+    "                       job submitted with K is live, and for the server's\n"
+    "                       --key-window after, the submit prints that job's id\n"
+    "                       followed by \"duplicate\" instead of making a new one\n"
+    "  --priority N         0..9 (default 0): higher levels of a queue are\n"
+    "                       delivered first, FIFO within a level\n";
 
 enum { OPT_DELAY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_DEADLINE, OPT_PARENT, OPT_WAIT,
-       OPT_WINDOW };
+       OPT_WINDOW, OPT_KEY, OPT_PRIORITY };
 
 /* Splits "a,b,c" into a NULL-terminated malloc'd array of pointers into s
  * (which is modified). */
@@ -132,6 +138,67 @@ settle_oldest(const struct cli *g, struct chanq_conn *c, const struct chanq_subm
     }
 }
 
+/* ---- a submit with a key or a priority (fields libchanq's options lack) ---- */
+
+/* The submit request o describes, with key (may be NULL), priority (< 0:
+ * none) and payload (JSON text). */
+static json_t *
+keyed_request(const struct cli *g, const struct chanq_submit_opts *o, const char *key,
+              int64_t priority, const char *payload)
+{
+    json_error_t jerr;
+    json_t *p = json_loads(payload, JSON_DECODE_ANY, &jerr);
+    if (!p)
+        cli_usage_error(g, "the payload is not JSON");
+    json_t *req = json_pack("{s:s, s:o}", "op", "submit", "payload", p);
+    if (key)
+        json_object_set_new(req, "key", json_string(key));
+    if (priority >= 0)
+        json_object_set_new(req, "priority", json_integer(priority));
+    if (o->queue) {
+        json_object_set_new(req, "queue", json_string(o->queue));
+    } else {
+        json_t *qs = json_array();
+        for (size_t i = 0; i < o->nqueues; i++)
+            json_array_append_new(qs, json_string(o->queues[i]));
+        json_object_set_new(req, "queues", qs);
+    }
+    const struct {
+        const char *name;
+        int64_t v;
+    } ints[] = {{"delay_ms", o->delay_ms}, {"ttr_ms", o->ttr_ms},
+                {"max_attempts", o->max_attempts}, {"deadline_ms", o->deadline_ms}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].v > 0)
+            json_object_set_new(req, ints[i].name, json_integer(ints[i].v));
+    if (o->wait_ms)
+        json_object_set_new(req, "wait_ms",
+                            json_integer(o->wait_ms == CHANQ_NO_WAIT ? 0 : o->wait_ms));
+    if (o->parent)
+        json_object_set_new(req, "parent", json_string(o->parent));
+    return req;
+}
+
+/* One keyed submit: prints the id (and the queue with several), then
+ * "duplicate" when the key was bound already. */
+static int
+submit_keyed(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
+             const char *key, int64_t priority, const char *payload)
+{
+    json_t *req = keyed_request(g, o, key, priority, payload), *resp = NULL;
+    int rc = chanq_request(c, req, &resp);
+    json_decref(req);
+    if (rc < 0)
+        return cli_report(g, c, "submit");
+    const char *id = json_string_value(json_object_get(resp, "id"));
+    const char *queue = json_string_value(json_object_get(resp, "queue"));
+    bool dup = json_is_true(json_object_get(resp, "duplicate"));
+    printf("%s%s%s%s\n", id ? id : "", o->nqueues && queue ? " " : "",
+           o->nqueues && queue ? queue : "", dup ? " duplicate" : "");
+    json_decref(resp);
+    return CLI_OK;
+}
+
 /* Submits every NDJSON line of stdin, keeping up to window in flight. */
 static int
 submit_stdin(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
@@ -201,10 +268,14 @@ cmd_submit(int argc, char **argv)
         {"parent", required_argument, NULL, OPT_PARENT},
         {"wait-ms", required_argument, NULL, OPT_WAIT},
         {"window", required_argument, NULL, OPT_WINDOW},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"priority", required_argument, NULL, OPT_PRIORITY},
         CLI_COMMON_OPTIONS};
     struct cli g;
     struct chanq_submit_opts o = {0};
     long window = 256;
+    const char *key = NULL;
+    int64_t priority = -1;
     int opt;
     cli_init(&g, "submit", submit_usage);
     while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
@@ -222,6 +293,8 @@ cmd_submit(int argc, char **argv)
             break;
         }
         case OPT_WINDOW: window = (long)cli_i64(&g, "--window", optarg); break;
+        case OPT_KEY: key = optarg; break;
+        case OPT_PRIORITY: priority = cli_i64(&g, "--priority", optarg); break;
         }
     }
     if (optind >= argc)
@@ -230,6 +303,10 @@ cmd_submit(int argc, char **argv)
         cli_usage_error(&g, "too many arguments (quote the JSON payload)");
     if (window < 1)
         window = 1;
+    if (key && argc - optind != 2)
+        cli_usage_error(&g, "--key names one job: give its JSON payload as an argument");
+    if (priority >= 0 && argc - optind != 2)
+        cli_usage_error(&g, "--priority: give the JSON payload as an argument");
     size_t nq;
     char *qarg = strdup(argv[optind]);
     char **queues = split_queues(qarg, &nq);
@@ -243,7 +320,9 @@ cmd_submit(int argc, char **argv)
     }
     struct chanq_conn *c = cli_connect(&g);
     int rc;
-    if (argc - optind == 2) {
+    if (key || priority >= 0) {
+        rc = submit_keyed(&g, c, &o, key, priority, argv[optind + 1]);
+    } else if (argc - optind == 2) {
         rc = chanq_send_submit(c, &o, argv[optind + 1]) < 0 ? cli_report(&g, c, "submit")
              : print_answer(&g, c, 1, nq > 1) == 0         ? CLI_OK
                                                             : CLI_REFUSED;

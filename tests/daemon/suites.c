@@ -20,5 +20,8 @@ suite_fn *const test_suites[] = {
     guard_suite,
     memory_suite,
     consume_suite,
+    qlimits_suite,
+    keys_suite,
+    priority_suite,
     NULL,
 };

@@ -19,5 +19,8 @@ Suite *limits_suite(void);
 Suite *guard_suite(void);
 Suite *memory_suite(void);
 Suite *consume_suite(void);
+Suite *qlimits_suite(void);
+Suite *keys_suite(void);
+Suite *priority_suite(void);
 
 #endif

@@ -448,6 +448,19 @@ START_TEST(a_cancelled_queued_job_frees_its_place_and_lets_a_closed_queue_drain)
     json_decref(req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", c));
     json_decref(req_ok(fd, "{\"op\":\"resume\",\"queue\":\"c\"}"));
     req_err(fd, "closed", "{\"op\":\"fetch\",\"queue\":\"c\",\"timeout_ms\":0}");
+    /* The same with priorities (the channel holds tickets then). */
+    json_decref(req_ok(fd, "{\"op\":\"declare\",\"queue\":\"p\",\"capacity\":2}"));
+    json_t *r = req_ok(fd, "{\"op\":\"submit\",\"queue\":\"p\",\"payload\":1,\"priority\":1}");
+    char *low = strdup(json_string_value(json_object_get(r, "id")));
+    json_decref(r);
+    json_decref(req_ok(fd, "{\"op\":\"submit\",\"queue\":\"p\",\"payload\":2,\"priority\":5}"));
+    json_decref(req_ok(fd, "{\"op\":\"cancel\",\"id\":\"%s\"}", low));
+    json_decref(req_ok(fd, "{\"op\":\"submit\",\"queue\":\"p\",\"payload\":3,\"wait_ms\":0}"));
+    ck_assert_int_eq(queue_stat(fd, "p", "depth"), 2);
+    r = req_ok(fd, "{\"op\":\"fetch\",\"queue\":\"p\",\"count\":5,\"timeout_ms\":0}");
+    ck_assert_int_eq(json_array_size(json_object_get(r, "jobs")), 2);
+    json_decref(r);
+    free(low);
     free(a);
     free(b);
     free(c);

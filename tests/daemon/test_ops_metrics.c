@@ -85,6 +85,8 @@ START_TEST(job_figures_get_one_family_per_meaning)
     assert_line(t, "chanq_jobs_finished_total{state=\"cancelled\"} 1");
     assert_line(t, "# TYPE chanq_jobs_tracked gauge");
     assert_line(t, "chanq_jobs_tracked 16");
+    assert_line(t, "# TYPE chanq_idempotency_keys gauge");
+    assert_line(t, "chanq_idempotency_keys 6");
     assert_line(t, "# TYPE chanq_payload_bytes gauge");
     assert_line(t, "chanq_payload_bytes 2048");
     for (const char *p = t; (p = strstr(p, "chanq_jobs{state=\"")); p++) {
@@ -121,6 +123,8 @@ START_TEST(queue_age_and_run_time_are_in_seconds)
     char *t = metrics_render_fake();
     assert_line(t, "# TYPE chanq_queue_oldest_job_age_seconds gauge");
     assert_line(t, "chanq_queue_oldest_job_age_seconds{queue=\"mail\"} 2.5");
+    assert_line(t, "chanq_queue_concurrency_limit{queue=\"mail\"} 3");
+    assert_line(t, "chanq_queue_rate_tokens{queue=\"mail\"} 7");
     assert_line(t, "# TYPE chanq_job_run_seconds histogram");
     assert_line(t, "chanq_job_run_seconds_bucket{queue=\"mail\",le=\"0.005\"} 60");
     assert_line(t, "chanq_job_run_seconds_bucket{queue=\"mail\",le=\"1\"} 78");

@@ -204,11 +204,17 @@ op_queue_admin(struct prop *p)
         snprintf(line, sizeof line, "{\"op\":\"kick\",\"queue\":\"%s\",\"count\":%u}", q,
                  1 + pick(p, 5));
         break;
-    case 1:
+    case 1: {
+        /* Some with delivery limits: the replay must bring them back. */
+        char limits[80] = "";
+        if (pick(p, 2) == 0)
+            snprintf(limits, sizeof limits, ",\"concurrency\":%u,\"rate\":%u,\"burst\":%u",
+                     1 + pick(p, 4), 1000 + pick(p, 2), 1000);
         snprintf(line, sizeof line,
-                 "{\"op\":\"declare\",\"queue\":\"%s\",\"capacity\":%u,\"max_attempts\":%u}", q,
-                 100000 + pick(p, 3), 2 + pick(p, 3));
+                 "{\"op\":\"declare\",\"queue\":\"%s\",\"capacity\":%u,\"max_attempts\":%u%s}",
+                 q, 100000 + pick(p, 3), 2 + pick(p, 3), limits);
         break;
+    }
     case 2:
         snprintf(line, sizeof line, "{\"op\":\"pause\",\"queue\":\"%s\"}", q);
         break;

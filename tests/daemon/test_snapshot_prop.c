@@ -99,6 +99,16 @@ gen_submit(struct model *m)
         .due_ms = pick(m, 4) == 0 ? 1700000100000 + i : 0,
         .parent_id = parent >= 0 ? job_id(parent) : 0,
     };
+    /* Idempotency keys on some, from a small set: a later submit may take
+     * over a key (the snapshot must say who holds it). */
+    char key[16];
+    if (pick(m, 2) == 0) {
+        snprintf(key, sizeof key, "k%u", pick(m, 40));
+        r.u.submit.key = key;
+        r.u.submit.key_len = strlen(key);
+    }
+    if (pick(m, 3) == 0)
+        r.u.submit.priority = pick(m, 10); /* a level; the snapshot keeps it */
     m->st[i] = r.u.submit.due_ms ? M_DELAYED : M_QUEUED;
     emit(m, &r);
 }
@@ -201,6 +211,14 @@ gen_queue(struct model *m)
         .paused = pick(m, 4) == 0,
         .closed = pick(m, 10) == 0,
     };
+    /* Delivery limits, on some: the snapshot must carry them. */
+    if (pick(m, 2) == 0)
+        r.u.queue.concurrency = 1 + pick(m, 5);
+    if (pick(m, 2) == 0) {
+        r.u.queue.rate = 1 + pick(m, 100);
+        r.u.queue.rate_per_ms = 1000 * (1 + pick(m, 3));
+        r.u.queue.burst = 1 + pick(m, 10);
+    }
     emit(m, &r);
 }
 
@@ -222,6 +240,8 @@ standby(void)
         .max_queues = 16,
         .max_payload_bytes = 1 << 20,
         .max_finished = KEPT,
+        .key_window_ms = 3600 * 1000,
+        .max_keys_kept = 1000,
     };
     struct broker *b = broker_new_standby(&cfg);
     ck_assert_msg(b != NULL, "broker_new_standby");

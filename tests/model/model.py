@@ -525,6 +525,8 @@ class Model:
             "deadline": None if j.deadline_rel is None or j.created is None
             else j.created + j.deadline_rel,
             "parent": j.parent.id if j.parent is not None else None,
+            "key": None,  # the model submits no idempotency keys
+            "priority": 0,  # nor priorities
             "error": j.error, "result": j.result if j.has_result else None,
             "payload": None if j.state in PAYLOAD_GONE else j.payload,
         }
