@@ -272,8 +272,9 @@ job_may(enum job_state from, enum job_state to)
 static int
 refuse(const struct job *j, enum job_state to)
 {
-    log_error("job %llu: %s -> %s is not a transition of the lifecycle (refused)",
-              (unsigned long long)j->id, job_state_name(j->state), job_state_name(to));
+    log_error_kv(LOG_FIELDS(LOG_UINT("job", j->id), LOG_STR("state", job_state_name(j->state))),
+                 "job %llu: %s -> %s is not a transition of the lifecycle (refused)",
+                 (unsigned long long)j->id, job_state_name(j->state), job_state_name(to));
 #ifndef NDEBUG
     abort();
 #endif

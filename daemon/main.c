@@ -18,7 +18,8 @@ prepare_data_dir(const struct config *cfg)
     if (cfg->memory)
         return 0;
     if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
-        log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
+        log_error_kv(LOG_FIELDS(LOG_STR("path", cfg->data_dir), LOG_STR("error", strerror(errno))),
+                     "cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -40,7 +41,9 @@ main(int argc, char **argv)
         config_free(&cfg);
         return rc < 0 ? 2 : 0;
     }
+    log_detect_journal();
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     rc = 1;
     struct server *srv = NULL;
