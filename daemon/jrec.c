@@ -1,6 +1,9 @@
 /* The broker's journal record codec: a type byte, then per type a fixed
  * sequence of fields: u = unsigned LEB128 varint, i = zigzag varint,
- * b = varint length + bytes, f = one flag byte. */
+ * b = varint length + bytes, f = one flag byte. A submit's optional
+ * fields follow at the very end of a SUBMIT or JOB record as (u tag,
+ * value) pairs, written only when set: a record without them is the
+ * record as it was before they existed. */
 #include "chanq_config.h"
 
 #include "daemon/jrec.h"
@@ -79,6 +82,33 @@ submit_fields(const struct jrec_submit *s, struct enc *e)
     return true;
 }
 
+/* Tags of a submit's optional fields; an unknown tag fails the decode. */
+enum submit_ext {
+    EXT_KEY = 1,         /* b */
+    EXT_PRIORITY = 2,    /* u */
+    EXT_TRACEPARENT = 3, /* b */
+};
+
+static bool
+submit_ext(const struct jrec_submit *s, struct enc *e)
+{
+    if ((!s->key && s->key_len) || (!s->traceparent && s->traceparent_len))
+        return false;
+    if (s->key_len) {
+        put_u(e, EXT_KEY);
+        put_b(e, s->key, s->key_len);
+    }
+    if (s->priority) {
+        put_u(e, EXT_PRIORITY);
+        put_u(e, s->priority);
+    }
+    if (s->traceparent_len) {
+        put_u(e, EXT_TRACEPARENT);
+        put_b(e, s->traceparent, s->traceparent_len);
+    }
+    return true;
+}
+
 static bool
 encode_job(const struct jrec_job *j, struct enc *e)
 {
@@ -89,7 +119,7 @@ encode_job(const struct jrec_job *j, struct enc *e)
     put_u(e, j->attempt);
     put_b(e, j->error, j->error_len);
     put_b(e, j->result, j->result_len);
-    return true;
+    return submit_ext(&j->s, e);
 }
 
 static bool
@@ -113,7 +143,7 @@ encode(const struct jrec *r, struct enc *e)
     put_byte(e, (uint8_t)r->type);
     switch (r->type) {
     case JREC_SUBMIT:
-        return submit_fields(&r->u.submit, e);
+        return submit_fields(&r->u.submit, e) && submit_ext(&r->u.submit, e);
     case JREC_MOVE:
         if (!r->u.move.queue && r->u.move.queue_len)
             return false;
@@ -291,6 +321,27 @@ decode_submit(struct dec *d, struct jrec_submit *s)
     s->parent_id = get_u(d);
 }
 
+/* Reads the optional fields up to the end of the record. */
+static void
+decode_submit_ext(struct dec *d, struct jrec_submit *s)
+{
+    while (!d->why && d->p < d->end) {
+        switch (get_u(d)) {
+        case EXT_KEY:
+            s->key = get_b(d, &s->key_len);
+            break;
+        case EXT_PRIORITY:
+            s->priority = get_u32(d);
+            break;
+        case EXT_TRACEPARENT:
+            s->traceparent = get_b(d, &s->traceparent_len);
+            break;
+        default:
+            fail(d, "unknown submit field");
+        }
+    }
+}
+
 static void
 decode_order(struct dec *d, struct jrec_order *o)
 {
@@ -313,6 +364,7 @@ decode_body(struct dec *d, struct jrec *r)
     switch (r->type) {
     case JREC_SUBMIT:
         decode_submit(d, &r->u.submit);
+        decode_submit_ext(d, &r->u.submit);
         return;
     case JREC_MOVE:
         r->u.move.id = get_u(d);
@@ -325,6 +377,7 @@ decode_body(struct dec *d, struct jrec *r)
         j->attempt = get_u32(d);
         j->error = get_b(d, &j->error_len);
         j->result = get_b(d, &j->result_len);
+        decode_submit_ext(d, &j->s);
         return;
     }
     case JREC_ORDER:

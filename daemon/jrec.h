@@ -45,6 +45,14 @@ struct jrec_submit {
     int64_t deadline_ms; /* 0 = none */
     int64_t due_ms;      /* delayed until; 0 = ready */
     uint64_t parent_id;  /* 0 = none */
+    /* Optional fields, written at the end of the record as (tag, value)
+     * pairs only when set, so records without them (and journals written
+     * before they existed) read back with them unset. */
+    const char *key; /* idempotency key; len 0 = none */
+    size_t key_len;
+    uint32_t priority;       /* 0 = the default level */
+    const char *traceparent; /* W3C trace context; len 0 = none */
+    size_t traceparent_len;
 };
 
 struct jrec_reserve {

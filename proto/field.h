@@ -69,6 +69,9 @@ struct field_def {
 /* The table, indexed by enum field. */
 extern const struct field_def field_defs[F_NFIELDS];
 
+/* struct decoder's seen has a bit per field. */
+_Static_assert(F_NFIELDS <= 64, "more request fields than bits in decoder.seen");
+
 /* One field an op reads. min/max override the field's range when not both 0. */
 struct rule {
     enum field f;
@@ -79,7 +82,7 @@ struct rule {
 /* Working state of one msg_decode() call. */
 struct decoder {
     struct scan_value vals[F_NFIELDS]; /* where each known field's value lies */
-    uint32_t seen;                     /* bit f: field f was present */
+    uint64_t seen;                     /* bit f: field f was present */
     const struct msg_limits *lim;      /* payload limit */
     struct request *out;               /* being filled */
     struct proto_error *err;           /* why it failed */

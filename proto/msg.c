@@ -182,9 +182,9 @@ scan_fields(struct decoder *d, const char *line, size_t len, int *dup)
         int f = field_lookup(&key);
         if (f < 0)
             continue;
-        if (d->seen & (1u << f))
+        if (d->seen & (UINT64_C(1) << f))
             *dup = f;
-        d->seen |= 1u << f;
+        d->seen |= UINT64_C(1) << f;
         d->vals[f] = val;
     }
     if (rc == 0 && !scan_at_end(&s))
@@ -204,7 +204,8 @@ scan_fields(struct decoder *d, const char *line, size_t len, int *dup)
 static size_t
 array_len(const struct decoder *d, enum field f)
 {
-    return d->seen & (1u << f) && d->vals[f].type == SCAN_ARRAY ? d->vals[f].nelems : 0;
+    return d->seen & (UINT64_C(1) << f) && d->vals[f].type == SCAN_ARRAY ? d->vals[f].nelems
+                                                                         : 0;
 }
 
 /* One allocation holds every string of the request: queues[] and ids[]
@@ -218,7 +219,7 @@ alloc_store(struct decoder *d)
     size_t ni = array_len(d, F_IDS) > array_len(d, F_ACK) ? array_len(d, F_IDS)
                                                           : array_len(d, F_ACK);
     for (int f = 0; f < F_NFIELDS; f++) {
-        if (d->seen & (1u << f))
+        if (d->seen & (UINT64_C(1) << f))
             bytes += d->vals[f].len + 1;
     }
     char *store = malloc((nq + ni) * sizeof(struct span) + bytes);
@@ -237,7 +238,7 @@ static int
 take_rid(struct decoder *d)
 {
     const struct scan_value *v = &d->vals[F_RID];
-    if (!(d->seen & (1u << F_RID)))
+    if (!(d->seen & (UINT64_C(1) << F_RID)))
         return 0;
     if (v->type == SCAN_ARRAY || v->type == SCAN_OBJECT)
         return field_wrong_type(d, F_RID, "a scalar");
@@ -255,7 +256,7 @@ static int
 take_op(struct decoder *d)
 {
     const struct scan_value *v = &d->vals[F_OP];
-    if (!(d->seen & (1u << F_OP)))
+    if (!(d->seen & (UINT64_C(1) << F_OP)))
         return field_reject(d, PROTO_BAD_REQUEST, "field 'op': missing");
     if (v->type != SCAN_STRING)
         return field_wrong_type(d, F_OP, "a string");
@@ -299,7 +300,7 @@ msg_decode(const char *line, size_t len, const struct msg_limits *limits, struct
     const struct op_def *op = &ops[out->op];
     for (size_t i = 0; i < op->nrules; i++) {
         const struct rule *rule = &op->rules[i];
-        if (!(d.seen & (1u << rule->f))) {
+        if (!(d.seen & (UINT64_C(1) << rule->f))) {
             if (rule->required)
                 return field_reject(&d, PROTO_BAD_REQUEST, "field '%s': missing",
                                     field_defs[rule->f].name);

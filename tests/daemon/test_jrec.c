@@ -142,8 +142,63 @@ same_submit(const struct jrec_submit *x, const struct jrec_submit *y)
            same_bytes(x->payload, x->payload_len, y->payload, y->payload_len) &&
            x->ttr_ms == y->ttr_ms && x->max_attempts == y->max_attempts &&
            x->created_ms == y->created_ms && x->deadline_ms == y->deadline_ms &&
-           x->due_ms == y->due_ms && x->parent_id == y->parent_id;
+           x->due_ms == y->due_ms && x->parent_id == y->parent_id &&
+           same_bytes(x->key, x->key_len, y->key, y->key_len) && x->priority == y->priority &&
+           same_bytes(x->traceparent, x->traceparent_len, y->traceparent, y->traceparent_len);
 }
+
+static const char *const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/* A submit and a job with every optional field set. */
+static size_t
+sample_records_with_options(struct jrec *out)
+{
+    struct jrec_submit s = {
+        .id = 21, .queue = "q", .queue_len = 1, .payload = "{}", .payload_len = 2,
+        .ttr_ms = 1000, .max_attempts = 3, .created_ms = 1700000000000, .key = "order-42",
+        .key_len = 8, .priority = 7, .traceparent = TRACEPARENT,
+        .traceparent_len = strlen(TRACEPARENT)};
+    out[0].type = JREC_SUBMIT;
+    out[0].u.submit = s;
+    out[1].type = JREC_JOB;
+    out[1].u.job = (struct jrec_job){.s = s, .state = JREC_DEAD, .attempt = 3,
+                                     .error = "boom", .error_len = 4};
+    return 2;
+}
+
+START_TEST(optional_submit_fields_round_trip_and_stay_optional)
+{
+    struct jrec recs[2], back, plain;
+    uint8_t buf[256], plain_buf[256];
+    sample_records_with_options(recs);
+    for (size_t i = 0; i < 2; i++) {
+        const char *what = jrec_type_name(recs[i].type);
+        int len = jrec_encode(&recs[i], buf, sizeof(buf));
+        ck_assert_msg(len > 0 && jrec_decode(buf, (size_t)len, &back, NULL) == 0, "%s", what);
+        ck_assert_msg(same_record(&recs[i], &back), "%s with options round-trips", what);
+        /* The same record without options is the record as it was before
+         * they existed: its bytes are a prefix, and it reads back unset. */
+        plain = recs[i];
+        struct jrec_submit *ps = plain.type == JREC_SUBMIT ? &plain.u.submit : &plain.u.job.s;
+        ps->key_len = ps->traceparent_len = 0;
+        ps->priority = 0;
+        int plain_len = jrec_encode(&plain, plain_buf, sizeof(plain_buf));
+        ck_assert_msg(plain_len > 0 && plain_len < len && !memcmp(buf, plain_buf, (size_t)plain_len),
+                      "%s without options is a prefix", what);
+        ck_assert_msg(jrec_decode(buf, (size_t)plain_len, &back, NULL) == 0, "%s", what);
+        const struct jrec_submit *bs = back.type == JREC_SUBMIT ? &back.u.submit : &back.u.job.s;
+        ck_assert_msg(bs->key_len == 0 && bs->priority == 0 && bs->traceparent_len == 0,
+                      "%s without options reads them unset", what);
+        /* Cut inside an option's value, or an unknown tag: refused. */
+        ck_assert_msg(jrec_decode(buf, (size_t)len - 1, &back, NULL) == -EBADMSG,
+                      "%s with its last option cut short is refused", what);
+        buf[len] = 9;
+        buf[len + 1] = 0;
+        ck_assert_msg(jrec_decode(buf, (size_t)len + 2, &back, NULL) == -EBADMSG,
+                      "%s with an unknown option is refused", what);
+    }
+}
+END_TEST
 
 START_TEST(every_record_type_round_trips)
 {
@@ -273,6 +328,7 @@ jrec_suite(void)
     Suite *s = suite_create("jrec");
     TCase *tc = tcase_create("jrec");
     tcase_add_test(tc, every_record_type_round_trips);
+    tcase_add_test(tc, optional_submit_fields_round_trip_and_stay_optional);
     tcase_add_test(tc, decoding_refuses_every_truncation_and_trailing_bytes);
     tcase_add_test(tc, decoding_refuses_bad_types_states_and_numbers);
     tcase_add_test(tc, encoding_refuses_small_buffers_and_invalid_records);
