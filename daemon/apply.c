@@ -75,7 +75,9 @@ create(struct broker *b, const struct jrec *r, const struct jrec_submit *s, int 
         return NULL;
     }
     struct job *j = job_new(s->id, q, s->payload, s->payload_len);
-    if (!j || jobtable_put(b->jobs, j) < 0) {
+    if (!j ||
+        (s->traceparent_len && job_set_traceparent(j, s->traceparent, s->traceparent_len) < 0) ||
+        jobtable_put(b->jobs, j) < 0) {
         if (j)
             job_unref(j);
         log_error_kv(LOG_FIELDS(LOG_UINT("job", s->id)),

@@ -396,6 +396,8 @@ job_json(const struct job *j)
     if (x && x->parent)
         job_id_format(x->parent->id, parentbuf);
     json_object_set_new(o, "parent", x && x->parent ? json_string(parentbuf) : json_null());
+    json_object_set_new(o, "traceparent",
+                        x && x->traceparent ? json_string(x->traceparent) : json_null());
     json_object_set_new(o, "error", x && x->error ? json_string(x->error) : json_null());
     json_object_set_new(o, "result",
                         or_null(result ? json_loads(result, JSON_DECODE_ANY, NULL) : NULL));

@@ -87,6 +87,8 @@ submit_record(struct broker_op *op, struct submit *sub)
         .deadline_ms = req->has_deadline_ms ? now + req->deadline_ms : 0,
         .due_ms = delayed ? now + req->delay_ms : 0,
         .parent_id = sub->parent ? sub->parent->id : 0,
+        .traceparent = req->traceparent.ptr,
+        .traceparent_len = req->traceparent.len,
     };
     if (!delayed && sub->nq > 1) {
         /* A send-side select tries its queues in random order; the record

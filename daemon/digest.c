@@ -82,6 +82,10 @@ feed_job(EVP_MD_CTX *md, const struct job *j)
     feed_str(md, j->payload, j->payload_len);
     feed_str(md, x ? x->error : NULL, x && x->error ? strlen(x->error) : 0);
     feed_str(md, x ? x->result : NULL, x && x->result ? strlen(x->result) : 0);
+    if (x && x->traceparent) { /* only when set: digests of jobs without one stay as they were */
+        feed(md, " traceparent");
+        feed_str(md, x->traceparent, strlen(x->traceparent));
+    }
     feed(md, "\n");
 }
 

@@ -78,6 +78,7 @@ extra_free(struct job_extra *x)
         return;
     free(x->result);
     free(x->error);
+    free(x->traceparent);
     if (x->done)
         chan_unref(x->done);
     timer_free(x->deadline_timer);
@@ -140,6 +141,24 @@ int
 job_set_result(struct job *j, const char *s, size_t len)
 {
     return replace_text(j, result_slot, s, len);
+}
+
+static char **
+traceparent_slot(struct job_extra *x)
+{
+    return &x->traceparent;
+}
+
+int
+job_set_traceparent(struct job *j, const char *s, size_t len)
+{
+    return replace_text(j, traceparent_slot, s, len);
+}
+
+const char *
+job_traceparent(const struct job *j)
+{
+    return j->extra ? j->extra->traceparent : NULL;
 }
 
 bool

@@ -72,19 +72,22 @@ put_job(struct writer *w, const struct job *j)
     const struct job_extra *x = j->extra;
     struct jrec r = {.type = JREC_JOB};
     r.u.job = (struct jrec_job){
-        .s = {
-            .id = j->id,
-            .queue = j->queue->name,
-            .queue_len = j->queue->name_len,
-            .payload = j->payload,
-            .payload_len = j->payload ? j->payload_len : 0,
-            .ttr_ms = j->ttr_ms,
-            .max_attempts = j->max_attempts,
-            .created_ms = j->created_ms,
-            .deadline_ms = j->deadline_ms,
-            .due_ms = j->state == JOB_DELAYED ? j->due : 0,
-            .parent_id = x && x->parent ? x->parent->id : 0,
-        },
+        .s =
+            {
+                .id = j->id,
+                .queue = j->queue->name,
+                .queue_len = j->queue->name_len,
+                .payload = j->payload,
+                .payload_len = j->payload ? j->payload_len : 0,
+                .ttr_ms = j->ttr_ms,
+                .max_attempts = j->max_attempts,
+                .created_ms = j->created_ms,
+                .deadline_ms = j->deadline_ms,
+                .due_ms = j->state == JOB_DELAYED ? j->due : 0,
+                .parent_id = x && x->parent ? x->parent->id : 0,
+                .traceparent = x ? x->traceparent : NULL,
+                .traceparent_len = text_len(x ? x->traceparent : NULL),
+            },
         .state = to_jrec[j->state],
         .attempt = j->attempt,
         .error = x ? x->error : NULL,

@@ -4,6 +4,7 @@
 #include "chanq_config.h"
 
 #include "proto/field.h"
+#include "proto/traceparent.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -46,6 +47,7 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_IDS] = {"ids", 3, K_IDS, 0, 0, 0, 0},
     [F_ACK] = {"ack", 3, K_IDS, 0, 0, 0, 0},
     [F_PREFETCH] = INT_F("prefetch", prefetch, 1, MSG_MAX_PREFETCH),
+    [F_TRACEPARENT] = SPAN_F("traceparent", K_TRACEPARENT, traceparent),
 };
 
 int
@@ -181,6 +183,23 @@ check_text(struct decoder *d, const char *what, bool id, const struct span *sp)
     return 0;
 }
 
+/* A job's W3C trace context, kept as given once its syntax checks. */
+static int
+take_traceparent(struct decoder *d, enum field f, struct span *sp)
+{
+    const struct scan_value *v = &d->vals[f];
+    if (v->type != SCAN_STRING)
+        return field_wrong_type(d, f, "a string");
+    field_store_string(d, v, sp);
+    const char *why;
+    if (!traceparent_valid(sp->ptr, sp->len, &why))
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "field '%s': not a W3C traceparent (VERSION-TRACEID-PARENTID-FLAGS, "
+                            "lowercase hex): %s",
+                            field_defs[f].name, why);
+    return 0;
+}
+
 static int
 take_text(struct decoder *d, enum field f, struct span *sp)
 {
@@ -268,6 +287,8 @@ field_take(struct decoder *d, const struct rule *rule)
         return take_text(d, rule->f, (struct span *)(base + fd->off));
     case K_INT:
         return take_int(d, rule);
+    case K_TRACEPARENT:
+        return take_traceparent(d, rule->f, (struct span *)(base + fd->off));
     case K_BOOL:
         if (v->type != SCAN_BOOL)
             return field_wrong_type(d, rule->f, "a boolean");

@@ -104,7 +104,7 @@ static const struct op_def ops[OP_COUNT] = {
     [OP_SUBMIT] = {"submit",
                    RULES(OPT(F_QUEUE), OPT(F_QUEUES), REQ(F_PAYLOAD), OPT(F_DELAY_MS),
                          OPT(F_TTR_MS), OPT(F_MAX_ATTEMPTS), OPT(F_DEADLINE_MS), OPT(F_PARENT),
-                         OPT(F_WAIT_MS)),
+                         OPT(F_WAIT_MS), OPT(F_TRACEPARENT)),
                    check_submit},
     [OP_FETCH] = {"fetch",
                   RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_TIMEOUT_MS), {F_COUNT, false, 1, 1000},
@@ -124,8 +124,7 @@ static const struct op_def ops[OP_COUNT] = {
     [OP_KICK] = {"kick", RULES(REQ(F_QUEUE), OPT(F_COUNT)), NULL},
     [OP_QUEUES] = {"queues", RULES(OPT(F_AFTER), {F_COUNT, false, 1, QUEUES_PAGE_MAX}), NULL},
     [OP_STATS] = {"stats", RULES(OPT(F_QUEUE), OPT(F_DIGEST)), NULL},
-    [OP_CONSUME] = {"consume",
-                    RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_PREFETCH), OPT(F_STRICT)),
+    [OP_CONSUME] = {"consume", RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_PREFETCH), OPT(F_STRICT)),
                     check_consume},
     [OP_CANCEL_CONSUME] = {"cancel_consume", NULL, 0, NULL},
 };

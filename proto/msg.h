@@ -82,6 +82,7 @@ struct request {
     struct span client;  /* hello: client name (unescaped) */
     struct span token;   /* hello: auth token (unescaped) */
     struct span after;   /* queues: list the queues whose names sort after this one */
+    struct span traceparent; /* submit: W3C trace context, syntax checked (proto/traceparent.h) */
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */

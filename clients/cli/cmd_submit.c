@@ -21,12 +21,22 @@ static const char submit_usage[] =
     "  --max-attempts N     deliveries before the job is dead\n"
     "  --deadline-ms MS     the job expires if not done within MS\n"
     "  --parent ID          cancelling job ID cancels this one\n"
+    "  --traceparent TP     W3C trace context kept with the job (chanq work\n"
+    "                       gives it to CMD as TRACEPARENT)\n"
     "  --wait-ms MS         wait at most MS for room in a full queue (0: fail\n"
     "                       at once; default: the server's --submit-wait)\n"
     "  --window N           submits in flight at once from stdin (default 256)\n";
 
-enum { OPT_DELAY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_DEADLINE, OPT_PARENT, OPT_WAIT,
-       OPT_WINDOW };
+enum {
+    OPT_DELAY = OPT_FIRST_OWN,
+    OPT_TTR,
+    OPT_ATTEMPTS,
+    OPT_DEADLINE,
+    OPT_PARENT,
+    OPT_WAIT,
+    OPT_WINDOW,
+    OPT_TRACEPARENT
+};
 
 /* Splits "a,b,c" into a NULL-terminated malloc'd array of pointers into s
  * (which is modified). */
@@ -119,15 +129,15 @@ out_io:
 int
 cmd_submit(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"delay-ms", required_argument, NULL, OPT_DELAY},
-        {"ttr-ms", required_argument, NULL, OPT_TTR},
-        {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
-        {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
-        {"parent", required_argument, NULL, OPT_PARENT},
-        {"wait-ms", required_argument, NULL, OPT_WAIT},
-        {"window", required_argument, NULL, OPT_WINDOW},
-        CLI_COMMON_OPTIONS};
+    static const struct option opts[] = {{"delay-ms", required_argument, NULL, OPT_DELAY},
+                                         {"ttr-ms", required_argument, NULL, OPT_TTR},
+                                         {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
+                                         {"deadline-ms", required_argument, NULL, OPT_DEADLINE},
+                                         {"parent", required_argument, NULL, OPT_PARENT},
+                                         {"wait-ms", required_argument, NULL, OPT_WAIT},
+                                         {"window", required_argument, NULL, OPT_WINDOW},
+                                         {"traceparent", required_argument, NULL, OPT_TRACEPARENT},
+                                         CLI_COMMON_OPTIONS};
     struct cli g;
     struct chanq_submit_opts o = {0};
     long window = 256;
@@ -148,6 +158,9 @@ cmd_submit(int argc, char **argv)
             break;
         }
         case OPT_WINDOW: window = (long)cli_i64(&g, "--window", optarg); break;
+        case OPT_TRACEPARENT:
+            o.traceparent = optarg;
+            break;
         }
     }
     if (optind >= argc)
