@@ -277,7 +277,7 @@ put_field_text(struct logline *l, const struct log_field *f)
 
 /* Builds and writes one line: the message, its suffix (may be ""), then
  * the fields and, when non-zero, suppressed. */
-static void
+static void __attribute__((format(printf, 5, 0)))
 log_emit(enum log_level level, struct log_fields fields, unsigned long long suppressed,
          const char *suffix, const char *fmt, va_list ap)
 {
