@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from opslib import CHANQD, TIMEOUT, Daemon, dial, main, request  # noqa: E402
+from opslib import CHANQD, TIMEOUT, Daemon, dial, main, request, run_chanqd  # noqa: E402
 
 JSON_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z chanqd\[\d+\]: (error|warn|info|debug): ")
@@ -149,9 +149,24 @@ def test_sighup_switches_the_format():
         shutil.rmtree(tmp)
 
 
+def test_a_config_error_is_a_json_line_when_json_was_asked_for():
+    # Found before --log-format was parsed, and after.
+    for args in (["--tls-cert", "/nonexistent.crt", "--log-format", "json"],
+                 ["--log-format=json", "--tls-listen", "127.0.0.1:0"]):
+        rc, _, err = run_chanqd(args)
+        assert rc == 2, (args, rc, err)
+        lines = err.splitlines()
+        assert len(lines) == 1, err
+        o = json.loads(lines[0])
+        assert o["level"] == "error" and ("tls" in o["message"]), o
+    rc, _, err = run_chanqd(["--tls-cert", "/nonexistent.crt"])
+    assert rc == 2 and err.startswith("chanqd: --tls-cert: cannot read"), err
+
+
 if __name__ == "__main__":
     sys.exit(main([
         test_json_lines_carry_the_events_fields_and_survive_hostile_bytes,
         test_text_lines_are_timestamped_unless_stderr_is_the_journal,
         test_sighup_switches_the_format,
+        test_a_config_error_is_a_json_line_when_json_was_asked_for,
     ]))
