@@ -149,6 +149,9 @@ struct chanq_submit_opts {
     const char *parent;   /* parent job id, or NULL */
     int64_t wait_ms;      /* > 0: wait for room that long; 0: the server's
                            * --submit-wait; CHANQ_NO_WAIT: fail at once */
+    const char *traceparent; /* W3C trace context to keep with the job
+                              * ("00-TRACEID-PARENTID-FLAGS"), or NULL; the
+                              * server refuses a malformed one (bad_request) */
 };
 
 /* Submits one job. `payload` is JSON text (any JSON value; NULL means
@@ -210,6 +213,7 @@ struct chanq_job {
     int64_t attempt;  /* 1 on first delivery */
     int64_t ttr_ms;   /* the reservation lasts this long unless touched */
     int64_t deadline; /* absolute expiry in ms since the epoch, 0 = none */
+    char *traceparent; /* the W3C trace context it was submitted with, or NULL */
 };
 
 /* For timeout_ms: wait until a job comes (or the connection ends). */

@@ -64,6 +64,10 @@ build_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char
         rc = rc ? rc : put_opt_i64(b, ",\"wait_ms\":", o->wait_ms > 0 ? o->wait_ms : 0);
     if (o->parent)
         rc = rc ? rc : (chanqi_wbuf_puts(b, ",\"parent\":") || chanqi_wbuf_put_jstr(b, o->parent));
+    if (o->traceparent)
+        rc = rc ? rc
+                : (chanqi_wbuf_puts(b, ",\"traceparent\":") ||
+                   chanqi_wbuf_put_jstr(b, o->traceparent));
     if (rc == 0 && chanqi_wbuf_puts(b, ",\"payload\":") == 0 &&
         chanqi_wbuf_put_jtext(b, payload) < 0) {
         b->len = mark;
@@ -197,7 +201,9 @@ chanqi_job_from_json(const json_t *j, struct chanq_job *out)
     out->attempt = json_integer_value(json_object_get(j, "attempt"));
     out->ttr_ms = json_integer_value(json_object_get(j, "ttr_ms"));
     out->deadline = json_integer_value(json_object_get(j, "deadline"));
-    return out->id && out->payload ? 0 : -1;
+    bool traced = json_is_string(json_object_get(j, "traceparent"));
+    out->traceparent = traced ? chanqi_json_dup_str(j, "traceparent") : NULL;
+    return out->id && out->payload && (!traced || out->traceparent) ? 0 : -1;
 }
 
 int
@@ -231,6 +237,7 @@ chanq_jobs_free(struct chanq_job *jobs, size_t n)
         free(jobs[i].id);
         free(jobs[i].queue);
         free(jobs[i].payload);
+        free(jobs[i].traceparent);
     }
     free(jobs);
 }

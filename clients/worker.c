@@ -180,6 +180,7 @@ pushed_free(struct pushed *p)
     free(p->job.id);
     free(p->job.queue);
     free(p->job.payload);
+    free(p->job.traceparent);
     free(p);
 }
 
@@ -226,7 +227,9 @@ inbox_add(struct chanq_worker *w, const struct chanq_job *job)
     p->job.id = strdup(job->id);
     p->job.queue = job->queue ? strdup(job->queue) : NULL;
     p->job.payload = strdup(job->payload);
-    if (!p->job.id || !p->job.payload || (job->queue && !p->job.queue)) {
+    p->job.traceparent = job->traceparent ? strdup(job->traceparent) : NULL;
+    if (!p->job.id || !p->job.payload || (job->queue && !p->job.queue) ||
+        (job->traceparent && !p->job.traceparent)) {
         pushed_free(p);
         return;
     }

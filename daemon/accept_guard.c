@@ -81,8 +81,9 @@ report(struct accept_guard *g)
     const char *why = g->err == EMFILE   ? "out of file descriptors"
                       : g->err == ENFILE ? "out of file descriptors (system-wide)"
                                          : evutil_socket_error_to_string(g->err);
-    log_warn("accept on %s: %s; %llu connections refused in the last second", g->name, why,
-             g->refused);
+    log_warn_kv(LOG_FIELDS(LOG_STR("listen", g->name), LOG_UINT("refused", g->refused)),
+                "accept on %s: %s; %llu connections refused in the last second", g->name, why,
+                g->refused);
     g->failures = 0;
     g->refused = 0;
     g->reported_ms = timer_now_ms();

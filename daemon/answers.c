@@ -139,7 +139,8 @@ answers_durable_error(int rc, struct proto_error *err)
         proto_error_set(err, PROTO_SHUTTING_DOWN, "stopped before the change was durable");
     else
         proto_error_set(err, PROTO_INTERNAL, "journal write failed: %s", strerror(-rc));
-    log_error("journal: a change was not made durable: %s", strerror(-rc));
+    log_error_kv(LOG_FIELDS(LOG_STR("error", strerror(-rc))),
+                 "journal: a change was not made durable: %s", strerror(-rc));
 }
 
 /* Waits for e's batches (settled already unless block), then emits its

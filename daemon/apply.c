@@ -29,15 +29,17 @@ static int
 skip(struct broker *b, const struct jrec *r, uint64_t id, const char *why)
 {
     if (b->serving) {
-        log_error("state machine: %s record for job %" PRIu64 " refused: %s",
-                  jrec_type_name(r->type), id, why);
+        log_error_kv(LOG_FIELDS(LOG_UINT("job", id), LOG_STR("record", jrec_type_name(r->type))),
+                     "state machine: %s record for job %" PRIu64 " refused: %s",
+                     jrec_type_name(r->type), id, why);
 #ifndef NDEBUG
         abort();
 #endif
         return -1;
     }
-    log_debug("journal: %s record for job %" PRIu64 " skipped: %s", jrec_type_name(r->type),
-              id, why);
+    log_debug_kv(LOG_FIELDS(LOG_UINT("job", id), LOG_STR("record", jrec_type_name(r->type))),
+                 "journal: %s record for job %" PRIu64 " skipped: %s", jrec_type_name(r->type), id,
+                 why);
     return 0;
 }
 
@@ -63,7 +65,8 @@ create(struct broker *b, const struct jrec *r, const struct jrec_submit *s, int 
     struct proto_error err;
     struct queue *q = broker_get_queue(b, s->queue, s->queue_len, NULL, &err);
     if (!q) {
-        log_error("state machine: job %" PRIu64 ": %s", s->id, err.message);
+        log_error_kv(LOG_FIELDS(LOG_UINT("job", s->id)), "state machine: job %" PRIu64 ": %s",
+                     s->id, err.message);
         *rc = -1;
         return NULL;
     }
@@ -72,10 +75,13 @@ create(struct broker *b, const struct jrec *r, const struct jrec_submit *s, int 
         return NULL;
     }
     struct job *j = job_new(s->id, q, s->payload, s->payload_len);
-    if (!j || jobtable_put(b->jobs, j) < 0) {
+    if (!j ||
+        (s->traceparent_len && job_set_traceparent(j, s->traceparent, s->traceparent_len) < 0) ||
+        jobtable_put(b->jobs, j) < 0) {
         if (j)
             job_unref(j);
-        log_error("state machine: out of memory for job %" PRIu64, s->id);
+        log_error_kv(LOG_FIELDS(LOG_UINT("job", s->id)),
+                     "state machine: out of memory for job %" PRIu64, s->id);
         *rc = -1;
         return NULL;
     }
@@ -99,7 +105,8 @@ submitted(struct broker *b, struct job *j, const struct jrec_submit *s, bool pla
     struct job *parent = s->parent_id ? jobtable_get(b->jobs, s->parent_id) : NULL;
     if (job_submitted(j, s->due_ms, parent, place) == 0)
         return 0;
-    log_error("state machine: out of memory for job %" PRIu64, s->id);
+    log_error_kv(LOG_FIELDS(LOG_UINT("job", s->id)),
+                 "state machine: out of memory for job %" PRIu64, s->id);
     job_unref(broker_untrack(b, j));
     return -1;
 }
@@ -141,8 +148,9 @@ set_text(struct job *j, const char *s, size_t len, bool result)
     if (old && strlen(old) == len && memcmp(old, s, len) == 0)
         return;
     if ((result ? job_set_result(j, s, len) : job_set_error(j, s, len)) < 0)
-        log_warn("job %" PRIu64 ": out of memory keeping its %s text", j->id,
-                 result ? "result" : "error");
+        log_warn_kv(LOG_FIELDS(LOG_UINT("job", j->id)),
+                    "job %" PRIu64 ": out of memory keeping its %s text", j->id,
+                    result ? "result" : "error");
 }
 
 static int

@@ -400,6 +400,8 @@ job_json(const struct job *j)
     json_object_set_new(o, "priority", json_integer(j->priority));
     json_object_set_new(o, "key", x && x->key ? json_stringn(x->key->key, x->key->len)
                                               : json_null());
+    json_object_set_new(o, "traceparent",
+                        x && x->traceparent ? json_string(x->traceparent) : json_null());
     json_object_set_new(o, "error", x && x->error ? json_string(x->error) : json_null());
     json_object_set_new(o, "result",
                         or_null(result ? json_loads(result, JSON_DECODE_ANY, NULL) : NULL));

@@ -91,6 +91,8 @@ submit_record(struct broker_op *op, struct submit *sub)
         .key = req->key.ptr,
         .key_len = req->key.len,
         .priority = req->has_priority ? (uint32_t)req->priority : 0,
+        .traceparent = req->traceparent.ptr,
+        .traceparent_len = req->traceparent.len,
     };
     if (!delayed && sub->nq > 1) {
         /* A send-side select tries its queues in random order; the record

@@ -56,8 +56,9 @@ log_record(struct broker *b, const struct jrec *r, struct durable *w)
     if (buf != stackbuf)
         free(buf);
     if (rc < 0)
-        log_error("journal: cannot queue a %s record: %s", jrec_type_name(r->type),
-                  strerror(-rc));
+        log_error_kv(
+            LOG_FIELDS(LOG_STR("record", jrec_type_name(r->type)), LOG_STR("error", strerror(-rc))),
+            "journal: cannot queue a %s record: %s", jrec_type_name(r->type), strerror(-rc));
     return rc < 0 ? rc : 0;
 }
 

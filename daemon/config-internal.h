@@ -29,6 +29,7 @@ enum key_kind {
     K_BOOL,      /* true/false; a bare flag on the command line (bool) */
     K_FSYNC,     /* always|interval|never (enum config_fsync) */
     K_LEVEL,     /* error|warn|info|debug (enum log_level) */
+    K_LOGFMT,    /* text|json (enum log_format) */
     K_UINT,      /* decimal count (uint64_t) */
     K_SIZE,      /* bytes with optional K/M/G (size_t) */
     K_MS,        /* milliseconds (int64_t) */
@@ -47,7 +48,7 @@ enum {
 enum key_apply {
     APPLY_NONE,      /* not reloadable */
     APPLY_READ_LIVE, /* its users read the live field at every use */
-    APPLY_LOG_LEVEL, /* the logger's own level */
+    APPLY_LOGGER,    /* the logger's own level and format */
     APPLY_BROKER,    /* the broker's copy (config_hooks.broker) */
     APPLY_TLS,       /* the TLS context (config_hooks.tls) */
     APPLY_COUNT,

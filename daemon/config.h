@@ -40,6 +40,7 @@ struct config {
     bool http_admin;                 /* --http-admin: POST /admin/... on the --http listener [main] */
     char *config_file;               /* --config FILE, or NULL; re-read on SIGHUP [main] */
     enum log_level log_level;        /* most verbose level logged; reloadable [main] */
+    enum log_format log_format;      /* text or JSON lines; reloadable [main] */
     uint64_t max_connections;        /* client connections at once; reloadable [lead] */
     uint64_t max_connections_per_address; /* from one address (0: no limit); reloadable [main] */
     int64_t idle_timeout_ms;         /* close connections idle this long (0: never); reloadable [main] */

@@ -21,11 +21,12 @@ apply_read_live(const struct config *live, const struct config_hooks *hooks)
 {
 }
 
-/* The logger keeps its own level. */
+/* The logger keeps its own level and format. */
 static void
-apply_log_level(const struct config *live, const struct config_hooks *hooks)
+apply_logger(const struct config *live, const struct config_hooks *hooks)
 {
     log_set_level(live->log_level);
+    log_set_format(live->log_format);
 }
 
 /* The broker keeps its settings under its own lock. */
@@ -45,7 +46,7 @@ apply_tls(const struct config *live, const struct config_hooks *hooks)
 
 static apply_fn *const apply_steps[APPLY_COUNT] = {
     [APPLY_READ_LIVE] = apply_read_live,
-    [APPLY_LOG_LEVEL] = apply_log_level,
+    [APPLY_LOGGER] = apply_logger,
     [APPLY_BROKER] = apply_broker,
     [APPLY_TLS] = apply_tls,
 };

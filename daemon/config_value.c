@@ -343,6 +343,12 @@ config_value_set(struct config *cfg, const struct config_key *k, const char *v, 
             return -1;
         }
         return 0;
+    case K_LOGFMT:
+        if (log_format_parse(v, field(cfg, k)) < 0) {
+            config_fail(err, errlen, "%s: '%s' is not text or json", k->name, v);
+            return -1;
+        }
+        return 0;
     case K_UINT:
     case K_SIZE:
     case K_MS:
@@ -396,6 +402,9 @@ config_value_format(const struct config *cfg, const struct config_key *k, char *
     case K_LEVEL:
         snprintf(buf, len, "%s", log_level_name(*(enum log_level *)p));
         return;
+    case K_LOGFMT:
+        snprintf(buf, len, "%s", log_format_name(*(enum log_format *)p));
+        return;
     case K_UINT:
         snprintf(buf, len, "%" PRIu64, *(uint64_t *)p);
         return;
@@ -417,6 +426,9 @@ config_value_store(struct config *dst, const struct config *src, const struct co
     switch (k->kind) {
     case K_LEVEL:
         __atomic_store_n((enum log_level *)d, *(enum log_level *)s, __ATOMIC_RELAXED);
+        break;
+    case K_LOGFMT:
+        __atomic_store_n((enum log_format *)d, *(enum log_format *)s, __ATOMIC_RELAXED);
         break;
     case K_UINT:
         __atomic_store_n((uint64_t *)d, *(uint64_t *)s, __ATOMIC_RELAXED);

@@ -171,7 +171,8 @@ conn_peer_gone(void *arg, bool reset)
     conn_watch_close(c, false);
     if (reset) {
         /* Nobody will read an answer: as a failed read would. */
-        log_debug("a client went away while its requests were not read");
+        log_debug_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                     "a client went away while its requests were not read");
         conn_shutdown(c);
         return;
     }
@@ -190,7 +191,8 @@ on_auth_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (!c->preauth)
         return;
-    log_debug("a client did not say hello within %d s: closed", HELLO_DEADLINE_S);
+    log_debug_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                 "a client did not say hello within %d s: closed", HELLO_DEADLINE_S);
     conn_shutdown(c);
 }
 
@@ -198,7 +200,8 @@ static void
 on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    log_debug("tls: a client did not finish its handshake in %d s", TLS_HANDSHAKE_S);
+    log_debug_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                 "tls: a client did not finish its handshake in %d s", TLS_HANDSHAKE_S);
     conn_shutdown(c);
 }
 
@@ -288,7 +291,8 @@ conn_check_idle(struct conn *c, int64_t now_ms, int64_t timeout_ms)
     if (now_ms - c->idle_since < timeout_ms ||
         broker_holder_busy(c->env->broker, &c->holder))
         return;
-    log_debug("closing a connection idle for %lld ms", (long long)(now_ms - c->idle_since));
+    log_debug_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)), "closing a connection idle for %lld ms",
+                 (long long)(now_ms - c->idle_since));
     conn_drain(c);
 }
 
@@ -308,6 +312,7 @@ conn_new(struct conn_env *env, evutil_socket_t fd, const struct peer_addr *peer,
     c->fd = fd;
     c->plain_fd = tls ? -1 : fd;
     c->os.peer = *peer;
+    conn_tag_init(&c->os.tag, ++env->conns_made, (int)fd);
     c->seen_reads = UINT64_MAX; /* the first idle check starts the clock */
     c->bev = tls ? tls_bufferevent_new(tls, env->base, fd)
                  : bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);

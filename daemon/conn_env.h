@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daemon/config.h"
 #include "proto/msg.h"
@@ -53,6 +54,7 @@ struct conn_env {
     struct conn *conns;            /* live connections (loop thread; conn_next) */
     _Atomic size_t connections;    /* how many (written on the loop, read anywhere) */
     size_t closed_since_trim;      /* connections closed since the last malloc_trim (loop) */
+    uint64_t conns_made;           /* connections numbered so far, for log lines (loop) */
 };
 
 /* What the decoder enforces now (--max-job may change on SIGHUP). Any thread. */

@@ -68,8 +68,9 @@ refuse_input(struct conn *c)
         ssize_t w = send(c->plain_fd, msg, sizeof msg - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         (void)w;
     }
-    log_warn_limited("memory budget used up: closed a connection holding %zu bytes of input",
-                     input_held(c));
+    log_warn_limited_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                        "memory budget used up: closed a connection holding %zu bytes of input",
+                        input_held(c));
     conn_shutdown(c);
 }
 
@@ -116,7 +117,8 @@ conn_watch_close(struct conn *c, bool on)
     } else if (closewatch_add(w, c->fd, c) == 0) {
         c->watched = true;
     } else {
-        log_warn("cannot watch a paused connection for its close: %s", strerror(errno));
+        log_warn_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                    "cannot watch a paused connection for its close: %s", strerror(errno));
     }
 }
 
@@ -181,7 +183,8 @@ append_line(struct conn *c, const char *data, size_t len, bool too_large)
 {
     struct line *l = malloc(sizeof *l + len + 1);
     if (!l) {
-        log_warn("out of memory framing a request; closing the connection");
+        log_warn_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                    "out of memory framing a request; closing the connection");
         conn_shutdown(c);
         return false;
     }
@@ -217,7 +220,8 @@ frame_input(struct conn *c, const char *data, size_t n)
     enum frame_status st;
     while ((st = frame_next_line(c->frame, &line, &len)) != FRAME_MORE) {
         if (st == FRAME_NOMEM) {
-            log_warn("out of memory buffering a request; closing the connection");
+            log_warn_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                        "out of memory buffering a request; closing the connection");
             conn_shutdown(c);
             return false;
         }
@@ -269,7 +273,8 @@ conn_on_plain_read(evutil_socket_t fd, short what, void *arg)
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return;
-    log_debug("reading a client socket: %s", strerror(errno));
+    log_debug_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)), "reading a client socket: %s",
+                 strerror(errno));
     conn_shutdown(c);
 }
 

@@ -96,14 +96,14 @@ handle_line(struct conn *c, struct line *l, struct buf *out)
         proto_error_set(&err, PROTO_FRAME_TOO_LARGE, "line longer than %zu bytes%s",
                         early ? (size_t)PREAUTH_FRAME : c->env->cfg->max_frame,
                         early ? " before hello" : "");
-        ops_reply_error(out, (struct span){NULL, 0}, &err);
+        ops_reply_error(out, &c->os, (struct span){NULL, 0}, &err);
         return !early;
     }
     struct request req;
     struct proto_error err = {PROTO_OK, ""};
     struct msg_limits lim = conn_env_msg_limits(c->env);
     if (msg_decode(l->data, l->len, &lim, &req, &err) < 0) {
-        ops_reply_error(out, req.rid, &err);
+        ops_reply_error(out, &c->os, req.rid, &err);
     } else {
         c->os.s.line_bytes = conn_line_size(l);
         ops_handle(c->env, &c->os, &req, out);

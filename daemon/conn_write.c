@@ -94,7 +94,8 @@ flush_on_loop(void *arg)
         evbuffer_add_buffer(out, c->pending);
         size_t len = evbuffer_get_length(out);
         if (len > OUT_MAX) {
-            log_warn("client does not read its answers (%zu bytes pending): disconnecting", len);
+            log_warn_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                        "client does not read its answers (%zu bytes pending): disconnecting", len);
             conn_shutdown(c);
         } else if (len > OUT_HIGH && !(c->paused & PAUSE_OUTPUT)) {
             conn_set_reading(c, PAUSE_OUTPUT, true);
@@ -121,7 +122,8 @@ schedule_flush(struct conn *c)
     if (evbridge_call(c->env->bridge, flush_on_loop, c) < 0) {
         atomic_store(&c->flush_scheduled, 0);
         atomic_fetch_sub(&c->refs, 1); /* never the last: the caller holds one */
-        log_error("cannot reach the loop thread to write an answer");
+        log_error_kv(LOG_FIELDS(CONN_TAG_FIELDS(&c->os.tag)),
+                     "cannot reach the loop thread to write an answer");
     }
 }
 

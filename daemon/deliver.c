@@ -181,5 +181,6 @@ deliver_describe(const struct job *j, char *idbuf)
         .attempt = j->attempt,
         .ttr_ms = j->ttr_ms,
         .deadline = j->deadline_ms,
+        .traceparent = span_str(job_traceparent(j)),
     };
 }

@@ -97,6 +97,10 @@ feed_job(EVP_MD_CTX *md, const struct job *j)
         feed(md, "key");
         feed_str(md, x->key->key, x->key->len);
     }
+    if (x && x->traceparent) { /* only when set: digests of jobs without one stay as they were */
+        feed(md, " traceparent");
+        feed_str(md, x->traceparent, strlen(x->traceparent));
+    }
     feed(md, "\n");
 }
 

@@ -138,7 +138,9 @@ op_goroutine(void *arg)
         if (encode_proto_error(&op->out, op->req.rid, &err) < 0)
             op->status = 500;
     }
-    log_info("http: admin %s %s: %d", msg_op_name(op->req.op), op->req.queue.ptr, op->status);
+    log_info_kv(LOG_FIELDS(LOG_STR("op", msg_op_name(op->req.op)),
+                           LOG_STR("queue", op->req.queue.ptr), LOG_INT("status", op->status)),
+                "http: admin %s %s: %d", msg_op_name(op->req.op), op->req.queue.ptr, op->status);
     /* The bridge queues without blocking; only memory can stop it. */
     while (evbridge_call(a->env->bridge, op_answer, op) < 0)
         go_sleep(10, NULL);

@@ -78,6 +78,7 @@ extra_free(struct job_extra *x)
         return;
     free(x->result);
     free(x->error);
+    free(x->traceparent);
     if (x->done)
         chan_unref(x->done);
     timer_free(x->deadline_timer);
@@ -140,6 +141,24 @@ int
 job_set_result(struct job *j, const char *s, size_t len)
 {
     return replace_text(j, result_slot, s, len);
+}
+
+static char **
+traceparent_slot(struct job_extra *x)
+{
+    return &x->traceparent;
+}
+
+int
+job_set_traceparent(struct job *j, const char *s, size_t len)
+{
+    return replace_text(j, traceparent_slot, s, len);
+}
+
+const char *
+job_traceparent(const struct job *j)
+{
+    return j->extra ? j->extra->traceparent : NULL;
 }
 
 bool
@@ -272,8 +291,9 @@ job_may(enum job_state from, enum job_state to)
 static int
 refuse(const struct job *j, enum job_state to)
 {
-    log_error("job %llu: %s -> %s is not a transition of the lifecycle (refused)",
-              (unsigned long long)j->id, job_state_name(j->state), job_state_name(to));
+    log_error_kv(LOG_FIELDS(LOG_UINT("job", j->id), LOG_STR("state", job_state_name(j->state))),
+                 "job %llu: %s -> %s is not a transition of the lifecycle (refused)",
+                 (unsigned long long)j->id, job_state_name(j->state), job_state_name(to));
 #ifndef NDEBUG
     abort();
 #endif

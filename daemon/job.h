@@ -57,6 +57,7 @@ struct job_extra {
     struct job *next_sibling; /* next child of the same parent */
     char *result;             /* ack's result, compact JSON text (owned) */
     char *error;              /* the last attempt's error text (owned) */
+    char *traceparent;        /* W3C trace context given at submit (owned), or NULL */
     struct chan *done;        /* closed when the job becomes final; wakes `wait` */
     struct timer *deadline_timer; /* expires the job at deadline_ms */
     struct key_entry *key;    /* its idempotency key while live (the broker's key table
@@ -115,6 +116,11 @@ struct job_extra *job_extra(struct job *j);
  * out of memory (the old text stays). */
 int job_set_error(struct job *j, const char *s, size_t len);
 int job_set_result(struct job *j, const char *s, size_t len);
+/* The job's trace context (a syntax-checked traceparent), kept for its life
+ * and returned with every delivery. 0, or -1 out of memory (unchanged). */
+int job_set_traceparent(struct job *j, const char *s, size_t len);
+/* Borrowed, valid while j lives; NULL when the submit gave none. */
+const char *job_traceparent(const struct job *j);
 
 /* done, dead, cancelled and expired are final (dead until a kick revives it). */
 bool job_state_is_final(enum job_state s);

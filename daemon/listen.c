@@ -55,9 +55,10 @@ warn_if_unauthenticated(const struct listener_set *ls, size_t from, const struct
         return;
     for (size_t i = from; i < ls->n; i++)
         if (reachable_from_afar(evconnlistener_get_fd(ls->l[i]->evl)))
-            log_warn("listening on a non-loopback address (%s) without --token-file: anyone "
-                     "who can reach it can submit and read jobs",
-                     ls->l[i]->name);
+            log_warn_kv(LOG_FIELDS(LOG_STR("listen", ls->l[i]->name)),
+                        "listening on a non-loopback address (%s) without --token-file: anyone "
+                        "who can reach it can submit and read jobs",
+                        ls->l[i]->name);
 }
 
 /* Wraps the n sockets systemd passed. Returns 0, or -1 after logging why
@@ -143,6 +144,6 @@ void
 listener_set_announce(const struct listener_set *ls)
 {
     for (size_t i = 0; i < ls->n; i++)
-        log_info("listening on %s%s", ls->l[i]->name,
-                 ls->l[i]->activated ? " (socket activation)" : "");
+        log_info_kv(LOG_FIELDS(LOG_STR("listen", ls->l[i]->name)), "listening on %s%s",
+                    ls->l[i]->name, ls->l[i]->activated ? " (socket activation)" : "");
 }

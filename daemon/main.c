@@ -21,7 +21,8 @@ prepare_data_dir(const struct config *cfg)
     if (cfg->memory)
         return 0;
     if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
-        log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
+        log_error_kv(LOG_FIELDS(LOG_STR("path", cfg->data_dir), LOG_STR("error", strerror(errno))),
+                     "cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -45,6 +46,29 @@ start_again(char **argv, bool socket_activated)
     return 1;
 }
 
+/* A configuration error comes before the logger is set up: as a JSON line
+ * when the command line asks for JSON logs (so a log shipper still gets
+ * an object), else as "chanqd: REASON". *cfg holds what was parsed before
+ * the error, which may not include --log-format yet: the flag is looked
+ * for on the command line too. */
+static void
+report_config_error(const struct config *cfg, int argc, char **argv, const char *err)
+{
+    enum log_format f = cfg->log_format;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+            log_format_parse(argv[i + 1], &f);
+        else if (strncmp(argv[i], "--log-format=", 13) == 0)
+            log_format_parse(argv[i] + 13, &f);
+    }
+    if (f != LOG_FORMAT_JSON) {
+        fprintf(stderr, "chanqd: %s\n", err);
+        return;
+    }
+    log_set_format(f);
+    log_error("%s", err);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -55,13 +79,15 @@ main(int argc, char **argv)
     int rc = config_parse_args(&cfg, argc, argv, err, sizeof err);
     if (rc != 0 || cfg.check_config) {
         if (rc < 0)
-            fprintf(stderr, "chanqd: %s\n", err);
+            report_config_error(&cfg, argc, argv, err);
         else if (rc == 0)
             printf("chanqd: configuration OK\n");
         config_free(&cfg);
         return rc < 0 ? 2 : 0;
     }
+    log_detect_journal();
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     bool socket_activated = getenv("LISTEN_FDS") != NULL; /* server_new unsets it */
     rc = 1;

@@ -14,6 +14,7 @@
 #include "proto/encode.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef int op_fn(const struct conn_env *env, struct op_session *os, const struct request *req,
@@ -77,6 +78,7 @@ op_hello(const struct conn_env *env, struct op_session *os, const struct request
         return hello_failed(env, os, err);
     os->authed = true;
     os->hello_failures = 0;
+    conn_tag_set_client(&os->tag, req->client.ptr, req->client.len);
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
                                PACKAGE_VERSION, "protocol", 1);
     if (fields && env->cluster) {
@@ -255,15 +257,46 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_CLUSTER_TRANSFER] = {op_cluster_change, NULL},
 };
 
-void
-ops_reply_error(struct buf *out, struct span rid, const struct proto_error *err)
+/* Logs an error answer with who got it and for which op and queue (req
+ * may be NULL: the line did not decode). */
+static void
+log_error_answer(const struct op_session *os, const struct request *req,
+                 const struct proto_error *err)
 {
-    if (err->code == PROTO_INTERNAL)
-        log_error("internal error answered to a client: %s", err->message);
+    enum log_level level = err->code == PROTO_INTERNAL ? LOG_ERROR : LOG_DEBUG;
+    if (!log_enabled(level))
+        return;
+    char queue[256];
+    snprintf(queue, sizeof queue, "%.*s", req ? (int)req->queue.len : 0, req ? req->queue.ptr : "");
+    struct log_fields f =
+        LOG_FIELDS(CONN_TAG_FIELDS(&os->tag), LOG_STR("code", proto_err_code(err->code)),
+                   LOG_STR("op", req ? msg_op_name(req->op) : NULL),
+                   LOG_STR("queue", queue[0] ? queue : NULL));
+    if (level == LOG_ERROR)
+        log_kv(level, f, "internal error answered to a client: %s", err->message);
     else
-        log_debug("client error %s: %s", proto_err_code(err->code), err->message);
+        log_kv(level, f, "client error %s: %s", proto_err_code(err->code), err->message);
+}
+
+void
+ops_reply_error(struct buf *out, const struct op_session *os, struct span rid,
+                const struct proto_error *err)
+{
+    log_error_answer(os, NULL, err);
     if (encode_proto_error(out, rid, err) < 0)
-        log_error("out of memory encoding an error reply");
+        log_error_kv(LOG_FIELDS(CONN_TAG_FIELDS(&os->tag)),
+                     "out of memory encoding an error reply");
+}
+
+/* ops_reply_error for a decoded request: its op and queue are logged too. */
+static void
+reply_request_error(struct buf *out, const struct op_session *os, const struct request *req,
+                    const struct proto_error *err)
+{
+    log_error_answer(os, req, err);
+    if (encode_proto_error(out, req->rid, err) < 0)
+        log_error_kv(LOG_FIELDS(CONN_TAG_FIELDS(&os->tag)),
+                     "out of memory encoding an error reply");
 }
 
 static int
@@ -305,6 +338,6 @@ ops_handle(const struct conn_env *env, struct op_session *os, const struct reque
     if (rc < 0) {
         if (err.code == PROTO_OK)
             proto_error_set(&err, PROTO_INTERNAL, "out of memory");
-        ops_reply_error(out, req->rid, &err);
+        reply_request_error(out, os, req, &err);
     }
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "daemon/broker.h"
+#include "daemon/conn_tag.h"
 #include "daemon/peers.h"
 #include "proto/buf.h"
 #include "proto/msg.h"
@@ -18,6 +19,7 @@ struct op_session {
     struct session s;   /* holder + ctx handed to the broker */
     bool authed;        /* said hello with a valid token (or none needed) */
     struct peer_addr peer;     /* the client's address (set before the first request) */
+    struct conn_tag tag;       /* number, client name, address: for log lines */
     unsigned hello_failures;   /* failed hellos on this connection */
     bool hangup;        /* the connection is to end after this answer (goroutine) */
 };
@@ -29,6 +31,7 @@ void ops_handle(const struct conn_env *env, struct op_session *os, const struct 
                 struct buf *out);
 
 /* Appends the error line for a request that did not decode. */
-void ops_reply_error(struct buf *out, struct span rid, const struct proto_error *err);
+void ops_reply_error(struct buf *out, const struct op_session *os, struct span rid,
+                     const struct proto_error *err);
 
 #endif

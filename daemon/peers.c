@@ -230,12 +230,14 @@ report(struct peer *e, int64_t now)
         snprintf(refused, sizeof refused, " (%llu refused unchecked: too many at once)",
                  (unsigned long long)e->hello_refused);
     if (e->hello_failed)
-        log_warn("client %s: %llu failed hellos%s in the last %lld s", addr,
-                 (unsigned long long)e->hello_failed, refused,
-                 (long long)((now - e->counting_since) / 1000 + 1));
+        log_warn_kv(LOG_FIELDS(LOG_STR("remote", addr), LOG_UINT("failed_hellos", e->hello_failed)),
+                    "client %s: %llu failed hellos%s in the last %lld s", addr,
+                    (unsigned long long)e->hello_failed, refused,
+                    (long long)((now - e->counting_since) / 1000 + 1));
     if (e->conns_refused)
-        log_warn("client %s: %llu connections refused at max-connections-per-address", addr,
-                 (unsigned long long)e->conns_refused);
+        log_warn_kv(LOG_FIELDS(LOG_STR("remote", addr), LOG_UINT("refused", e->conns_refused)),
+                    "client %s: %llu connections refused at max-connections-per-address", addr,
+                    (unsigned long long)e->conns_refused);
     e->hello_failed = e->hello_refused = e->conns_refused = 0;
     e->log_after_ms = now + LOG_INTERVAL_MS;
     e->counting_since = now;

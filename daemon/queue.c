@@ -326,8 +326,9 @@ queue_place(struct queue *q, struct job *j)
     }
     /* No memory for a goroutine: the job stays QUEUED outside the channel;
      * a restart is the way back. Say so loudly. */
-    log_error("out of memory requeueing job %llu: it waits for a restart",
-              (unsigned long long)j->id);
+    log_error_kv(LOG_FIELDS(LOG_UINT("job", j->id), LOG_STR("queue", q->name)),
+                 "out of memory requeueing job %llu: it waits for a restart",
+                 (unsigned long long)j->id);
     queue_send_finished(q, j, false);
     job_unref(j);
 }

@@ -68,7 +68,8 @@ static void
 start_queue(struct broker *b, struct queue *q)
 {
     if (queue_start(q) < 0) {
-        log_error("out of memory starting queue %s", q->name);
+        log_error_kv(LOG_FIELDS(LOG_STR("queue", q->name)), "out of memory starting queue %s",
+                     q->name);
         return;
     }
     struct job_list orphans = {NULL, NULL, 0};

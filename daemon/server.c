@@ -73,9 +73,10 @@ static void
 on_journal_failure(void *arg, int err)
 {
     (void)arg;
-    log_error("journal: %s: every write is refused from now on; restart chanqd to replay "
-              "its journal from disk",
-              strerror(-err));
+    log_error_kv(LOG_FIELDS(LOG_STR("error", strerror(-err))),
+                 "journal: %s: every write is refused from now on; restart chanqd to replay "
+                 "its journal from disk",
+                 strerror(-err));
     sd_notify_status("journal failed (%s): writes refused, restart to recover", strerror(-err));
 }
 

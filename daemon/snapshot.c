@@ -92,6 +92,8 @@ put_job(struct writer *w, const struct job *j)
             .key = x && x->key ? x->key->key : NULL,
             .key_len = x && x->key ? x->key->len : 0,
             .priority = j->priority,
+            .traceparent = x ? x->traceparent : NULL,
+            .traceparent_len = text_len(x ? x->traceparent : NULL),
         },
         .state = to_jrec[j->state],
         .attempt = j->attempt,

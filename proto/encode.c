@@ -233,7 +233,8 @@ encode_proto_error(struct buf *b, struct span rid, const struct proto_error *err
 static size_t
 job_bound(const struct proto_job *j)
 {
-    return 80 + str_bound(j->id) + str_bound(j->queue) + j->payload.len + 3 * I64_MAX_CHARS;
+    return 96 + str_bound(j->id) + str_bound(j->queue) + j->payload.len + 3 * I64_MAX_CHARS +
+           str_bound(j->traceparent);
 }
 
 static void
@@ -255,6 +256,10 @@ put_job(struct buf *b, const struct proto_job *j)
     if (j->deadline) {
         PUT_LIT(b, ",\"deadline\":");
         put_i64(b, j->deadline);
+    }
+    if (j->traceparent.len) {
+        PUT_LIT(b, ",\"traceparent\":");
+        put_str(b, j->traceparent);
     }
     PUT_LIT(b, "}");
 }

@@ -26,6 +26,7 @@ struct proto_job {
     int64_t attempt;     /* 1 on first delivery */
     int64_t ttr_ms;      /* reservation time */
     int64_t deadline;    /* absolute expiry, ms since the epoch; 0 = none (omitted) */
+    struct span traceparent; /* W3C trace context; len 0 = none (omitted) */
 };
 
 /* Why a reservation was taken back (the "reason" of a revoked event). */
@@ -70,7 +71,7 @@ int encode_error(struct buf *b, struct span rid, enum proto_err code, const char
 int encode_proto_error(struct buf *b, struct span rid, const struct proto_error *err);
 
 /* {"ok":true,"jobs":[{"id":..,"queue":..,"payload":..,"attempt":..,"ttr_ms":..
- * [,"deadline":..]},...]}; n may be 0 (a fetch that timed out). */
+ * [,"deadline":..][,"traceparent":..]},...]}; n may be 0 (a fetch that timed out). */
 int encode_jobs(struct buf *b, struct span rid, const struct proto_job *jobs, size_t n);
 
 /* Why one job of a request that names several (ack/nack "ids", fetch's

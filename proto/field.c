@@ -4,6 +4,7 @@
 #include "chanq_config.h"
 
 #include "proto/field.h"
+#include "proto/traceparent.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -55,6 +56,7 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_BURST] = INT_F("burst", burst, 1, MSG_MAX_LIMIT),
     [F_KEY] = SPAN_F("key", K_ID, key),
     [F_PRIORITY] = INT_F("priority", priority, 0, MSG_MAX_PRIORITY),
+    [F_TRACEPARENT] = SPAN_F("traceparent", K_TRACEPARENT, traceparent),
 };
 
 int
@@ -190,6 +192,23 @@ check_text(struct decoder *d, const char *what, bool id, const struct span *sp)
     return 0;
 }
 
+/* A job's W3C trace context, kept as given once its syntax checks. */
+static int
+take_traceparent(struct decoder *d, enum field f, struct span *sp)
+{
+    const struct scan_value *v = &d->vals[f];
+    if (v->type != SCAN_STRING)
+        return field_wrong_type(d, f, "a string");
+    field_store_string(d, v, sp);
+    const char *why;
+    if (!traceparent_valid(sp->ptr, sp->len, &why))
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "field '%s': not a W3C traceparent (VERSION-TRACEID-PARENTID-FLAGS, "
+                            "lowercase hex): %s",
+                            field_defs[f].name, why);
+    return 0;
+}
+
 static int
 take_text(struct decoder *d, enum field f, struct span *sp)
 {
@@ -277,6 +296,8 @@ field_take(struct decoder *d, const struct rule *rule)
         return take_text(d, rule->f, (struct span *)(base + fd->off));
     case K_INT:
         return take_int(d, rule);
+    case K_TRACEPARENT:
+        return take_traceparent(d, rule->f, (struct span *)(base + fd->off));
     case K_BOOL:
         if (v->type != SCAN_BOOL)
             return field_wrong_type(d, rule->f, "a boolean");

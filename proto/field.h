@@ -49,21 +49,23 @@ enum field {
     F_BURST,
     F_KEY,
     F_PRIORITY,
+    F_TRACEPARENT,
     F_NFIELDS
 };
 
 /* How a field's value is checked and stored. */
 enum kind {
-    K_OP,     /* string naming an op (handled before the rules) */
-    K_RID,    /* any scalar, kept as raw text (handled before the rules) */
-    K_QUEUE,  /* string, queue-name syntax */
-    K_QUEUES, /* array of 1..MSG_MAX_QUEUES distinct queue names */
-    K_JSON,   /* any JSON value, kept compact, at most limits->max_payload bytes */
-    K_ID,     /* string of 1..MSG_MAX_ID bytes, no control characters */
-    K_IDS,    /* array of 1..MSG_MAX_IDS job ids (K_ID each), into ids/nids */
-    K_TEXT,   /* string of at most MSG_MAX_TEXT bytes, no NUL */
-    K_INT,    /* integer within [min, max] */
-    K_BOOL,   /* true or false */
+    K_OP,          /* string naming an op (handled before the rules) */
+    K_RID,         /* any scalar, kept as raw text (handled before the rules) */
+    K_QUEUE,       /* string, queue-name syntax */
+    K_QUEUES,      /* array of 1..MSG_MAX_QUEUES distinct queue names */
+    K_JSON,        /* any JSON value, kept compact, at most limits->max_payload bytes */
+    K_ID,          /* string of 1..MSG_MAX_ID bytes, no control characters */
+    K_IDS,         /* array of 1..MSG_MAX_IDS job ids (K_ID each), into ids/nids */
+    K_TEXT,        /* string of at most MSG_MAX_TEXT bytes, no NUL */
+    K_INT,         /* integer within [min, max] */
+    K_BOOL,        /* true or false */
+    K_TRACEPARENT, /* string, W3C traceparent syntax (proto/traceparent.h) */
 };
 
 struct field_def {

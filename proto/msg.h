@@ -91,6 +91,7 @@ struct request {
     struct span after;   /* queues: list the queues whose names sort after this one */
     struct span address; /* cluster_add: "IPV4:PORT[/HOST:PORT]" of the new member */
     struct span key;     /* submit: idempotency key (1..MSG_MAX_KEY bytes) */
+    struct span traceparent; /* submit: W3C trace context, syntax checked (proto/traceparent.h) */
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */

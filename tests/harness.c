@@ -39,6 +39,7 @@ struct harness {
     const char *argv[MAX_ARGS];   /* command line, reused by restart */
     char listen_arg[64];          /* --listen value (port 0 first, then fixed) */
     char data_dir[300];           /* --data-dir value */
+    bool log_format_added;        /* --log-format from CHANQ_TEST_LOG_FORMAT */
 };
 
 /* Test-only per-fd read buffers, so pipelined lines are never lost between
@@ -85,6 +86,42 @@ harness_log(const struct harness *h)
     return buf;
 }
 
+/* CHANQ_TEST_LOG_FORMAT=FORMAT starts every chanqd with --log-format
+ * FORMAT, unless the test gives its own --config or --log-format (the
+ * reload suite changes the format through its file).
+ * CHANQ_TEST_LOG_KEEP=DIR then appends each such chanqd's log (every run,
+ * restarts included) to a file in DIR, for tests/json-logs.py to check. */
+static bool
+has_arg(const char *const *args, const char *name)
+{
+    for (size_t i = 0; args && args[i]; i++)
+        if (strcmp(args[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void
+keep_log(const struct harness *h)
+{
+    const char *dir = getenv("CHANQ_TEST_LOG_KEEP");
+    if (!h->log_format_added || !dir || !*dir)
+        return;
+    char path[600];
+    snprintf(path, sizeof path, "%s/harness-%d-%s.log", dir, (int)getpid(),
+             strrchr(h->dir, '/') + 1);
+    char *log = harness_log(h);
+    if (!*log) {
+        free(log);
+        return;
+    }
+    FILE *f = fopen(path, "a");
+    if (!f || fputs(log, f) == EOF)
+        fprintf(stderr, "harness: cannot keep the log in %s\n", path);
+    if (f)
+        fclose(f);
+    free(log);
+}
+
 static int
 find_port(const struct harness *h)
 {
@@ -98,6 +135,7 @@ find_port(const struct harness *h)
 static int
 spawn(struct harness *h)
 {
+    keep_log(h); /* a restart starts the file again */
     int logfd = open(h->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (logfd < 0)
         return -1;
@@ -157,6 +195,12 @@ harness_start(const char *const *extra_args)
     h->argv[n++] = h->listen_arg;
     h->argv[n++] = "--data-dir";
     h->argv[n++] = h->data_dir;
+    const char *fmt = getenv("CHANQ_TEST_LOG_FORMAT");
+    if (fmt && *fmt && !has_arg(extra_args, "--config") && !has_arg(extra_args, "--log-format")) {
+        h->argv[n++] = "--log-format";
+        h->argv[n++] = fmt;
+        h->log_format_added = true;
+    }
     for (size_t i = 0; extra_args && extra_args[i] && n < MAX_ARGS - 1; i++)
         h->argv[n++] = extra_args[i];
     h->argv[n] = NULL;
@@ -224,6 +268,7 @@ harness_stop(struct harness *h)
         fprintf(stderr, "harness: chanqd exit status %d; its log:\n%s\n", rc, log);
         free(log);
     }
+    keep_log(h);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", h->dir);
     if (system(cmd) != 0)

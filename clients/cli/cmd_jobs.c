@@ -15,7 +15,7 @@
 static const char fetch_usage[] =
     "Usage: chanq fetch QUEUE... [OPTIONS]\n"
     "Reserves jobs from any of the queues (like Go's select) and prints each as\n"
-    "one JSON line {id,queue,payload,attempt,ttr_ms[,deadline]}. The jobs stay\n"
+    "one JSON line {id,queue,payload,attempt,ttr_ms[,deadline][,traceparent]}. The jobs stay\n"
     "reserved by this command's connection: unless --ack is given, it then\n"
     "reads lines from stdin until EOF and answers each with the server's JSON:\n"
     "  ack ID [RESULT-JSON]        nack ID [ERROR TEXT]\n"
@@ -39,6 +39,8 @@ print_job(const struct chanq_job *j)
                           (json_int_t)j->attempt, "ttr_ms", (json_int_t)j->ttr_ms);
     if (o && j->deadline)
         json_object_set_new(o, "deadline", json_integer(j->deadline));
+    if (o && j->traceparent)
+        json_object_set_new(o, "traceparent", json_string(j->traceparent));
     cli_print_json(o);
     json_decref(o);
 }

@@ -21,6 +21,8 @@ static const char submit_usage[] =
     "  --max-attempts N     deliveries before the job is dead\n"
     "  --deadline-ms MS     the job expires if not done within MS\n"
     "  --parent ID          cancelling job ID cancels this one\n"
+    "  --traceparent TP     W3C trace context kept with the job (chanq work\n"
+    "                       gives it to CMD as TRACEPARENT)\n"
     "  --wait-ms MS         wait at most MS for room in a full queue (0: fail\n"
     "                       at once; default: the server's --submit-wait)\n"
     "  --window N           submits in flight at once from stdin (default 256)\n"
@@ -32,7 +34,7 @@ static const char submit_usage[] =
     "                       delivered first, FIFO within a level\n";
 
 enum { OPT_DELAY = OPT_FIRST_OWN, OPT_TTR, OPT_ATTEMPTS, OPT_DEADLINE, OPT_PARENT, OPT_WAIT,
-       OPT_WINDOW, OPT_KEY, OPT_PRIORITY };
+       OPT_WINDOW, OPT_KEY, OPT_PRIORITY, OPT_TRACEPARENT };
 
 /* Splits "a,b,c" into a NULL-terminated malloc'd array of pointers into s
  * (which is modified). */
@@ -176,6 +178,8 @@ keyed_request(const struct cli *g, const struct chanq_submit_opts *o, const char
                             json_integer(o->wait_ms == CHANQ_NO_WAIT ? 0 : o->wait_ms));
     if (o->parent)
         json_object_set_new(req, "parent", json_string(o->parent));
+    if (o->traceparent)
+        json_object_set_new(req, "traceparent", json_string(o->traceparent));
     return req;
 }
 
@@ -270,6 +274,7 @@ cmd_submit(int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW},
         {"key", required_argument, NULL, OPT_KEY},
         {"priority", required_argument, NULL, OPT_PRIORITY},
+        {"traceparent", required_argument, NULL, OPT_TRACEPARENT},
         CLI_COMMON_OPTIONS};
     struct cli g;
     struct chanq_submit_opts o = {0};
@@ -295,6 +300,9 @@ cmd_submit(int argc, char **argv)
         case OPT_WINDOW: window = (long)cli_i64(&g, "--window", optarg); break;
         case OPT_KEY: key = optarg; break;
         case OPT_PRIORITY: priority = cli_i64(&g, "--priority", optarg); break;
+        case OPT_TRACEPARENT:
+            o.traceparent = optarg;
+            break;
         }
     }
     if (optind >= argc)

@@ -25,8 +25,9 @@
 static const char work_usage[] =
     "Usage: chanq work QUEUE... [OPTIONS] -- CMD [ARGS...]\n"
     "Runs CMD once per job of any of the queues, N at a time. The\n"
-    "job's payload (JSON) is on CMD's stdin; CHANQ_JOB_ID, CHANQ_ATTEMPT and\n"
-    "CHANQ_QUEUE are set. Exit status 0 acks the job with CMD's stdout as the\n"
+    "job's payload (JSON) is on CMD's stdin; CHANQ_JOB_ID, CHANQ_ATTEMPT,\n"
+    "CHANQ_QUEUE and TRACEPARENT (the job's W3C trace context, empty when it\n"
+    "has none) are set. Exit status 0 acks the job with CMD's stdout as the\n"
     "result (as JSON if it parses, else as a string); any other status nacks it\n"
     "with the tail of stderr as the error. When the job is cancelled or its\n"
     "reservation revoked (ttr, deadline), CMD's process group gets SIGTERM, then\n"
@@ -171,11 +172,18 @@ run_command(struct chanq_work *wk, const struct chanq_job *job, void *arg)
 {
     struct pool *p = arg;
     struct note *note = &p->notes[chanq_work_slot(wk)];
-    char env_id[160], env_attempt[48], env_queue[160];
+    char env_id[160], env_attempt[48], env_queue[160], env_trace[300];
     snprintf(env_id, sizeof env_id, "CHANQ_JOB_ID=%s", job->id);
     snprintf(env_attempt, sizeof env_attempt, "CHANQ_ATTEMPT=%lld", (long long)job->attempt);
     snprintf(env_queue, sizeof env_queue, "CHANQ_QUEUE=%s", job->queue ? job->queue : "");
-    char *env[] = {env_id, env_attempt, env_queue, NULL};
+    /* The job's trace context where OpenTelemetry SDKs look for it: the
+     * command's span joins the producer's trace (docs/operations.md).
+     * Always set, and TRACESTATE emptied, so that a trace context in
+     * chanq work's own environment never leaks into a job. */
+    snprintf(env_trace, sizeof env_trace, "TRACEPARENT=%s",
+             job->traceparent ? job->traceparent : "");
+    char env_state[] = "TRACESTATE=";
+    char *env[] = {env_id, env_attempt, env_queue, env_trace, env_state, NULL};
     *note = (struct note){0};
     struct child *ch = child_spawn(p->cmd, env, job->payload, strlen(job->payload));
     if (!ch) {

@@ -497,6 +497,7 @@ type request struct {
 	Result      json.RawMessage `json:"result,omitempty"`
 	Error       string          `json:"error,omitempty"`
 	Parent      string          `json:"parent,omitempty"`
+	Traceparent string          `json:"traceparent,omitempty"`
 	Client      string          `json:"client,omitempty"`
 	Token       string          `json:"token,omitempty"`
 	After       string          `json:"after,omitempty"`
@@ -573,6 +574,7 @@ func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
 	raw("result", req.Result)
 	str("error", req.Error)
 	str("parent", req.Parent)
+	str("traceparent", req.Traceparent)
 	str("client", req.Client)
 	str("token", req.Token)
 	str("after", req.After)

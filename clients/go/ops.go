@@ -45,6 +45,11 @@ type SubmitOptions struct {
 	MaxAttempts int           // deliveries before the job is dead (default: the queue's, 3)
 	Deadline    time.Duration // the job expires this long after the submit (default: never)
 	Parent      string        // a job id: cancelling the parent cancels this job
+	// Traceparent is a W3C trace context ("00-TRACEID-PARENTID-FLAGS")
+	// kept with the job and delivered with it (Job.Traceparent), so the
+	// worker's span joins the producer's trace; a malformed one is
+	// ErrBadRequest.
+	Traceparent string
 	// Wait is how long to wait for room in a full queue before
 	// ErrQueueFull (or, for an unbuffered queue, for a consumer before
 	// ErrTimeout); 0 means the server's --submit-wait (30 s), NoWait
@@ -63,6 +68,7 @@ func (o *SubmitOptions) fill(r *request) {
 	r.MaxAttempts = intp(o.MaxAttempts)
 	r.DeadlineMs = ms(o.Deadline)
 	r.Parent = o.Parent
+	r.Traceparent = o.Traceparent
 	r.WaitMs = ms(o.Wait)
 }
 
@@ -147,18 +153,22 @@ type Job struct {
 	Attempt  int             // 1 on the first delivery
 	TTR      time.Duration   // how long the reservation lasts unless touched
 	Deadline time.Time       // when the job expires; zero without a deadline
+	// Traceparent is the W3C trace context the job was submitted with,
+	// "" without one: the parent of a span for the work.
+	Traceparent string
 }
 
 // Decode unmarshals the job's payload into v.
 func (j *Job) Decode(v any) error { return json.Unmarshal(j.Payload, v) }
 
 type wireJob struct {
-	ID       string          `json:"id"`
-	Queue    string          `json:"queue"`
-	Payload  json.RawMessage `json:"payload"`
-	Attempt  int             `json:"attempt"`
-	TTRMs    int64           `json:"ttr_ms"`
-	Deadline *int64          `json:"deadline"`
+	ID          string          `json:"id"`
+	Queue       string          `json:"queue"`
+	Payload     json.RawMessage `json:"payload"`
+	Attempt     int             `json:"attempt"`
+	TTRMs       int64           `json:"ttr_ms"`
+	Deadline    *int64          `json:"deadline"`
+	Traceparent string          `json:"traceparent"`
 }
 
 // FetchOptions are the optional fields of a fetch.
@@ -226,7 +236,7 @@ func jobsOf(wire []wireJob) []*Job {
 	jobs := make([]*Job, len(wire))
 	for i, w := range wire {
 		j := &Job{ID: w.ID, Queue: w.Queue, Payload: w.Payload, Attempt: w.Attempt,
-			TTR: time.Duration(w.TTRMs) * time.Millisecond}
+			TTR: time.Duration(w.TTRMs) * time.Millisecond, Traceparent: w.Traceparent}
 		if w.Deadline != nil {
 			j.Deadline = time.UnixMilli(*w.Deadline)
 		}
@@ -430,9 +440,10 @@ type JobInfo struct {
 	Created     int64           `json:"created"`  // ms since the epoch
 	Deadline    *int64          `json:"deadline"` // ms since the epoch, nil without one
 	Parent      *string         `json:"parent"`
-	Error       *string         `json:"error"`   // the last failure's text
-	Result      json.RawMessage `json:"result"`  // the ack's result ("null" without one)
-	Payload     json.RawMessage `json:"payload"` // "null" once done, cancelled or expired
+	Error       *string         `json:"error"`       // the last failure's text
+	Result      json.RawMessage `json:"result"`      // the ack's result ("null" without one)
+	Payload     json.RawMessage `json:"payload"`     // "null" once done, cancelled or expired
+	Traceparent *string         `json:"traceparent"` // the W3C trace context, nil without one
 }
 
 // JobInfo returns the state of a job (ErrNotFound for an unknown id, or

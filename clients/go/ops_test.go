@@ -122,6 +122,24 @@ func TestSubmitOptions(t *testing.T) {
 	}
 	must(t, c.Ack(ctx, id, nil))
 
+	// Traceparent: kept with the job, delivered with it, in JobInfo;
+	// a malformed one is refused.
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	id, err = c.Submit(ctx, q, 3, &SubmitOptions{Traceparent: tp})
+	must(t, err)
+	if _, err := c.Submit(ctx, q, 4, &SubmitOptions{Traceparent: strings.ToUpper(tp)}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("an uppercase traceparent: %v", err)
+	}
+	if info, err := c.JobInfo(ctx, id); err != nil || info.Traceparent == nil || *info.Traceparent != tp {
+		t.Fatalf("JobInfo's traceparent: %+v %v", info, err)
+	}
+	jobs, err = c.Fetch(ctx, []string{q}, &FetchOptions{Timeout: 5 * time.Second})
+	must(t, err)
+	if len(jobs) != 1 || jobs[0].ID != id || jobs[0].Traceparent != tp {
+		t.Fatalf("fetched: %+v", jobs)
+	}
+	must(t, c.Ack(ctx, id, nil))
+
 	// Parent: cancelling the parent cancels the child.
 	parent, err := c.Submit(ctx, q, "parent", &SubmitOptions{Delay: time.Hour})
 	must(t, err)

@@ -166,6 +166,11 @@ func (d *scanner) job() (*Job, bool) {
 			if n, ok = d.integer(); ok {
 				j.Deadline = time.UnixMilli(n)
 			}
+		case "traceparent":
+			var s []byte
+			if s, ok = d.plainString(); ok {
+				j.Traceparent = string(s)
+			}
 		default:
 			ok = d.value(0)
 		}

@@ -21,7 +21,7 @@ func slowJobs(t *testing.T, line []byte) ([]*Job, error) {
 	jobs := make([]*Job, len(a.Jobs))
 	for i, w := range a.Jobs {
 		j := &Job{ID: w.ID, Queue: w.Queue, Payload: w.Payload, Attempt: w.Attempt,
-			TTR: time.Duration(w.TTRMs) * time.Millisecond}
+			TTR: time.Duration(w.TTRMs) * time.Millisecond, Traceparent: w.Traceparent}
 		if w.Deadline != nil {
 			j.Deadline = time.UnixMilli(*w.Deadline)
 		}
@@ -41,6 +41,7 @@ func TestQuickJobs(t *testing.T) {
 		`{"ok":true,"rid":2,"jobs":[{"id":"1","queue":"q","payload":"x\"y\\z\u00e9\n","attempt":3,"ttr_ms":5,"deadline":1732752000000},{"id":"2","queue":"q","payload":null,"attempt":1,"ttr_ms":5,"deadline":null}]}`,
 		`{"ok":true,"rid":3,"jobs":[{"id":"1","queue":"other","payload": { "spaced" : [ 1 , 2 ] } ,"attempt":1,"ttr_ms":1,"new_field":{"a":[{}]}}],"more":"x"}`,
 		`{"ok":true,"rid":4,"jobs":[{"id":"1","queue":"a","payload":[],"attempt":1,"ttr_ms":1},{"id":"2","queue":"b","payload":{},"attempt":1,"ttr_ms":1}]}`,
+		`{"ok":true,"rid":5,"jobs":[{"id":"1","queue":"a","payload":1,"attempt":1,"ttr_ms":1,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},{"id":"2","queue":"a","payload":2,"attempt":1,"ttr_ms":1}]}`,
 	}
 	for _, s := range accepted {
 		line := []byte(s)

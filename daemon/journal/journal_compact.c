@@ -89,7 +89,8 @@ io_c_delete(void *arg)
     for (size_t i = 0; i + 1 < c->nolds; i++) {
         journal_seg_path(c->j, c->olds[i].seq, path, sizeof(path));
         if (unlink(path) != 0)
-            log_warn("journal: cannot remove %s: %s", path, strerror(errno));
+            log_warn_kv(LOG_FIELDS(LOG_STR("path", path), LOG_STR("error", strerror(errno))),
+                        "journal: cannot remove %s: %s", path, strerror(errno));
     }
     return journal_fsync_dir(c->j->dir);
 }
@@ -154,8 +155,8 @@ compact_segment(struct compaction *c, const struct seginfo *s)
             go_yield();
     }
     if (rc == 0 && st != SEGMENT_END) {
-        log_error("journal: compaction: %s at offset %zu: %s", path, r.offset,
-                  segment_status_name(st));
+        log_error_kv(LOG_FIELDS(LOG_STR("path", path)), "journal: compaction: %s at offset %zu: %s",
+                     path, r.offset, segment_status_name(st));
         rc = -EBADMSG;
     }
     segment_reader_close(&r);
@@ -261,7 +262,8 @@ journal_compact(struct journal *j)
     rc = compact_run(&c);
     iothread_stop(&c.iot);
     if (rc < 0) {
-        log_error("journal: compaction failed: %s (old segments kept)", strerror(-rc));
+        log_error_kv(LOG_FIELDS(LOG_STR("error", strerror(-rc))),
+                     "journal: compaction failed: %s (old segments kept)", strerror(-rc));
         goto out;
     }
     STAT_ADD(j, compactions, 1);

@@ -72,7 +72,8 @@ drop_segments_after(struct journal *j, size_t i)
     while (j->nsegs > i + 1) {
         journal_seg_path(j, j->segs[j->nsegs - 1].seq, path, sizeof(path));
         if (unlink(path) != 0)
-            log_warn("journal: cannot remove %s: %s", path, strerror(errno));
+            log_warn_kv(LOG_FIELDS(LOG_STR("path", path), LOG_STR("error", strerror(errno))),
+                        "journal: cannot remove %s: %s", path, strerror(errno));
         journal_segs_remove(j, j->nsegs - 1);
     }
 }
@@ -206,9 +207,10 @@ rewrite_without_damage(struct journal *j, size_t i, const char *path, char *err,
         snprintf(err, errlen, "cannot rewrite %s without its damage: %s", path, strerror(-rc));
         return rc;
     }
-    log_warn("journal: repair: rewrote %s with every record that checks; the damaged file is "
-             "kept as %s",
-             path, keep);
+    log_warn_kv(LOG_FIELDS(LOG_STR("path", path)),
+                "journal: repair: rewrote %s with every record that checks; the damaged file is "
+                "kept as %s",
+                path, keep);
     j->bytes = j->bytes - j->segs[i].bytes + out;
     j->segs[i].bytes = out;
     return 0;
@@ -233,8 +235,10 @@ handle_bad(struct journal *j, size_t i, const char *path, bool *torn, char *err,
         later += count_file(j, k);
     *torn = d.kept_after == 0 && later == 0;
     if (*torn) {
-        log_warn("journal: %s: torn tail at offset %" PRIu64 " (%s), dropped %" PRIu64 " bytes",
-                 path, d.first_off, segment_status_name(d.first), j->segs[i].bytes - d.first_off);
+        log_warn_kv(LOG_FIELDS(LOG_STR("path", path)),
+                    "journal: %s: torn tail at offset %" PRIu64 " (%s), dropped %" PRIu64 " bytes",
+                    path, d.first_off, segment_status_name(d.first),
+                    j->segs[i].bytes - d.first_off);
         return cut_at(j, i, d.first_off, err, errlen);
     }
     if (!j->opts.repair) {
@@ -247,11 +251,12 @@ handle_bad(struct journal *j, size_t i, const char *path, bool *torn, char *err,
                  d.bad_bytes, d.stretches, d.stretches == 1 ? "" : "es", path);
         return -EBADMSG;
     }
-    log_warn("journal: repair: %s: %s at offset %" PRIu64 "; dropping %" PRIu64
-             " damaged bytes in %" PRIu64 " stretch%s, keeping the %" PRIu64
-             " records that check after it",
-             path, segment_status_name(d.first), d.first_off, d.bad_bytes, d.stretches,
-             d.stretches == 1 ? "" : "es", d.kept_after);
+    log_warn_kv(LOG_FIELDS(LOG_STR("path", path)),
+                "journal: repair: %s: %s at offset %" PRIu64 "; dropping %" PRIu64
+                " damaged bytes in %" PRIu64 " stretch%s, keeping the %" PRIu64
+                " records that check after it",
+                path, segment_status_name(d.first), d.first_off, d.bad_bytes, d.stretches,
+                d.stretches == 1 ? "" : "es", d.kept_after);
     return 0;
 }
 

@@ -98,7 +98,8 @@ open_next_segment(struct journal *j)
     uint64_t alloc;
     int rc = segment_create(j, seq, 0, path, &fd, &alloc);
     if (rc < 0) {
-        log_error("journal: cannot create %s: %s", path, strerror(-rc));
+        log_error_kv(LOG_FIELDS(LOG_STR("path", path), LOG_STR("error", strerror(-rc))),
+                     "journal: cannot create %s: %s", path, strerror(-rc));
         return rc;
     }
     pthread_mutex_lock(&j->mu);
@@ -320,8 +321,9 @@ maybe_sync(struct journal *j, bool force)
     j->next_sync_ms = timer_now_ms() + j->opts.interval_ms;
     if (rc < 0) {
         __atomic_store_n(&j->last_rc, rc, __ATOMIC_RELAXED);
-        log_error("journal: fsync of segment %016" PRIx64 ".log failed: %s", j->seq,
-                  strerror(-rc));
+        log_error_kv(LOG_FIELDS(LOG_STR("error", strerror(-rc))),
+                     "journal: fsync of segment %016" PRIx64 ".log failed: %s", j->seq,
+                     strerror(-rc));
     }
 }
 
@@ -330,7 +332,8 @@ do_roll(struct journal *j, struct chan *req)
 {
     int rc = iothread_call(&j->iot, io_roll, j);
     if (rc < 0)
-        log_warn("journal: cannot roll to a new segment: %s", strerror(-rc));
+        log_warn_kv(LOG_FIELDS(LOG_STR("error", strerror(-rc))),
+                    "journal: cannot roll to a new segment: %s", strerror(-rc));
     if (req) {
         pthread_mutex_lock(&j->mu);
         j->roll_rc = rc;

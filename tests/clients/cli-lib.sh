@@ -11,6 +11,11 @@ cleanup() {
         kill "$DPID" 2>/dev/null || true
         wait "$DPID" 2>/dev/null || true
     fi
+    # CHANQ_TEST_LOG_FORMAT / CHANQ_TEST_LOG_KEEP: as in tests/harness.c.
+    if [ -n "${CHANQ_TEST_LOG_FORMAT:-}" ] && [ -n "${CHANQ_TEST_LOG_KEEP:-}" ] &&
+        [ -f "$TMP/chanqd.log" ]; then
+        cat "$TMP/chanqd.log" >>"$CHANQ_TEST_LOG_KEEP/cli-$$-${TMP##*/}.log"
+    fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -24,6 +29,7 @@ fail() {
 }
 
 start_daemon() {
+    set -- "$@" ${CHANQ_TEST_LOG_FORMAT:+--log-format "$CHANQ_TEST_LOG_FORMAT"}
     "$CHANQD" --listen 127.0.0.1:0 --data-dir "$TMP/data" "$@" 2>"$TMP/chanqd.log" &
     DPID=$!
     port=

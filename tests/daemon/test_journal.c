@@ -93,14 +93,17 @@ remove_dir(void)
     nftw(test_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Records: "rec-<n>-" padded to a length that varies with n. */
+/* Records: "rec-<n>-" padded to a length that varies with n, in a
+ * buffer of size bytes (the bound is the caller's real one, so
+ * _FORTIFY_SOURCE checks it). */
 static size_t
-make_record(char *buf, int n)
+make_record(char *buf, size_t size, int n)
 {
-    int len = snprintf(buf, 64, "rec-%d-", n);
-    int pad = n % 50;
-    memset(buf + len, 'x', (size_t)pad);
-    return (size_t)(len + pad);
+    int len = snprintf(buf, size, "rec-%d-", n);
+    size_t pad = (size_t)(n % 50);
+    ck_assert_msg(len > 0 && (size_t)len + pad <= size, "record %d fits %zu bytes", n, size);
+    memset(buf + len, 'x', pad);
+    return (size_t)len + pad;
 }
 
 /* What a replay saw. */
@@ -116,7 +119,7 @@ apply_in_order(void *arg, const void *rec, size_t len)
 {
     struct seen *s = arg;
     char want[128];
-    size_t wl = make_record(want, s->next);
+    size_t wl = make_record(want, sizeof want, s->next);
     if (wl != len || memcmp(want, rec, len) != 0)
         s->bad++;
     s->next++;
@@ -241,7 +244,7 @@ append_range(struct writer_args *a)
 {
     char rec[128];
     for (int i = a->from; i < a->from + a->count; i++) {
-        size_t len = make_record(rec, i);
+        size_t len = make_record(rec, sizeof rec, i);
         int rc = journal_append(a->j, rec, len, NULL);
         if (rc < 0) {
             if (!a->failures)
@@ -292,7 +295,7 @@ body_prealloc(void *arg)
     char last[512], rec[128];
     start(p->j);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(journal_append(p->j, rec, make_record(rec, i), NULL), 0);
+        ck_assert_int_eq(journal_append(p->j, rec, make_record(rec, sizeof rec, i), NULL), 0);
     list_segments(last, sizeof(last));
     p->size_while_open = file_size(last);
     ck_assert_msg(journal_close(p->j) == 0, "close");
@@ -322,7 +325,7 @@ START_TEST(a_preallocated_tail_is_allocated_in_chunks_and_never_read)
     size_t len;
     int n = 0;
     while (segment_reader_next(&r, &got, &len) == SEGMENT_RECORD) {
-        rec[make_record(rec, n)] = '\0';
+        rec[make_record(rec, sizeof rec, n)] = '\0';
         ck_assert_msg(len == strlen(rec) && memcmp(got, rec, len) == 0, "record %d", n);
         n++;
     }
@@ -440,11 +443,11 @@ body_async(void *arg)
     start(a->j);
     /* Queued back to back without parking: they land in one or two batches. */
     for (int i = 0; i < 10; i++) {
-        size_t len = make_record(rec, i);
+        size_t len = make_record(rec, sizeof rec, i);
         ck_assert_msg(journal_append_async(a->j, rec, len, &w[i]) == 0, "async append");
         a->distinct += i == 0 || w[i] != w[i - 1];
     }
-    size_t len = make_record(rec, 10);
+    size_t len = make_record(rec, sizeof rec, 10);
     ck_assert_msg(journal_append_async(a->j, rec, len, NULL) == 0, "async without a handle");
     journal_wait_release(w[9]);
     for (int i = 0; i < 9; i++) {
@@ -528,7 +531,7 @@ body_nowait(void *arg)
     char rec[128];
     start(j);
     for (int i = 0; i < 10; i++) {
-        size_t len = make_record(rec, i);
+        size_t len = make_record(rec, sizeof rec, i);
         ck_assert_msg(journal_append_nowait(j, rec, len) == 0, "nowait append");
     }
     ck_assert_msg(journal_append_nowait(j, rec, 0) == -EMSGSIZE, "empty record refused");
@@ -564,7 +567,7 @@ body_errors(void *arg)
     start(e->j);
     struct writer_args ok1 = {e->j, 0, 5, 0, 0};
     append_range(&ok1);
-    size_t len = make_record(rec, 999);
+    size_t len = make_record(rec, sizeof rec, 999);
     e->rc_fail = journal_append(e->j, rec, len, NULL);
     struct writer_args ok2 = {e->j, 5, 5, 0, 0};
     append_range(&ok2);
@@ -715,7 +718,7 @@ flip_record_byte(const char *path, int victim)
     off_t off = SEGMENT_HEADER_SIZE;
     char rec[128];
     for (int i = 0; i < victim; i++)
-        off += SEGMENT_FRAME_SIZE + (off_t)make_record(rec, i);
+        off += SEGMENT_FRAME_SIZE + (off_t)make_record(rec, sizeof rec, i);
     int fd = open(path, O_RDWR);
     uint8_t b;
     ck_assert_msg(pread(fd, &b, 1, off + SEGMENT_FRAME_SIZE + 1) == 1, "read byte");
@@ -732,7 +735,7 @@ START_TEST(a_bad_checksum_in_the_middle_stops_replay_until_repaired)
     write_records(50, 0);
     list_segments(last, sizeof(last));
     off_t off = flip_record_byte(last, 9);
-    size_t victim_len = SEGMENT_FRAME_SIZE + make_record(rec, 9);
+    size_t victim_len = SEGMENT_FRAME_SIZE + make_record(rec, sizeof rec, 9);
 
     struct replay_call r = {0};
     capture_stderr(do_replay, &r, log, sizeof(log));
@@ -748,7 +751,7 @@ START_TEST(a_bad_checksum_in_the_middle_stops_replay_until_repaired)
     struct replay_call fix = {.repair = true};
     capture_stderr(do_replay, &fix, log, sizeof(log));
     ck_assert_msg(fix.rc == 0, "repair succeeds: %s", fix.err);
-    rec[make_record(rec, 49)] = '\0';
+    rec[make_record(rec, sizeof rec, 49)] = '\0';
     ck_assert_msg(fix.s.n == 49 && strcmp(fix.s.last, rec) == 0,
                   "every record but the damaged one survives, the last one last (%d, '%s')",
                   fix.s.n, fix.s.last);
@@ -979,12 +982,12 @@ START_TEST(compaction_writes_the_snapshot_first_then_later_records)
                   err);
     ck_assert_msg(col.n == 200 + 10, "200 kept + 10 later records (%d)", col.n);
     for (int i = 0; i < 200; i++) {
-        want[make_record(want, i * 10)] = '\0';
+        want[make_record(want, sizeof want, i * 10)] = '\0';
         ck_assert_msg(strcmp(col.recs[i], want) == 0, "kept record %d is %s (got %s)", i, want,
                       col.recs[i]);
     }
     for (int i = 0; i < 10; i++) {
-        want[make_record(want, 5000 + i)] = '\0';
+        want[make_record(want, sizeof want, 5000 + i)] = '\0';
         ck_assert_msg(strcmp(col.recs[200 + i], want) == 0, "later record %d", i);
     }
     remove_dir();
@@ -1007,7 +1010,7 @@ START_TEST(a_compacted_segment_supersedes_older_leftovers)
     off_t end = SEGMENT_HEADER_SIZE;
     char rec[128];
     for (int i = 0; i < 3; i++)
-        end += SEGMENT_FRAME_SIZE + (off_t)make_record(rec, i);
+        end += SEGMENT_FRAME_SIZE + (off_t)make_record(rec, sizeof rec, i);
     uint8_t *buf = malloc((size_t)end);
     ck_assert_msg(pread(fd, buf, (size_t)end, 0) == end, "read");
     close(fd);
@@ -1077,7 +1080,7 @@ body_leak(void *arg)
     size_t before = go_count();
     start(j);
     char rec[16];
-    size_t len = make_record(rec, 1);
+    size_t len = make_record(rec, sizeof rec, 1);
     ck_assert_msg(journal_append(j, rec, len, NULL) == 0, "append");
     journal_close(j);
     size_t after = go_count();

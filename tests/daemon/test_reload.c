@@ -220,6 +220,26 @@ check_log_level(struct harness *h, const char *dir)
     return false;
 }
 
+/* The line that says a second SIGHUP came is a JSON object. */
+static bool
+check_log_format(struct harness *h, const char *dir)
+{
+    kill(harness_pid(h), SIGHUP);
+    ck_assert_msg(log_has(h, "\"message\":\"received SIGHUP", WAIT_LOG_MS),
+                  "no JSON line after the reload");
+    char *log = harness_log(h);
+    char *line = strstr(log, "{\"time\":");
+    ck_assert_msg(line != NULL, "no JSON line in the log");
+    *strchr(line, '\n') = '\0';
+    json_error_t e;
+    json_t *o = json_loads(line, 0, &e);
+    ck_assert_msg(json_is_object(o) && json_is_string(json_object_get(o, "level")),
+                  "not a JSON log line: %s (%s)", line, e.text);
+    json_decref(o);
+    free(log);
+    return false;
+}
+
 static bool
 check_max_connections(struct harness *h, const char *dir)
 {
@@ -390,6 +410,7 @@ static const struct reload_case cases[] = {
     {"submit-wait", "60000", "100", NULL, false, NULL, check_submit_wait},
     {"default-capacity", "1000", "1", NULL, false, NULL, check_default_capacity},
     {"log-level", "info", "debug", NULL, false, NULL, check_log_level},
+    {"log-format", "text", "json", NULL, false, NULL, check_log_format},
     {"max-connections", "100", "1", NULL, false, NULL, check_max_connections},
     /* One address (127.0.0.1) now has one slot: as max-connections 1. */
     {"max-connections-per-address", "0", "1", NULL, false, NULL, check_max_connections},

@@ -132,7 +132,8 @@ encode_request(const struct request *r, struct buf *b)
                                 span_str("{\"a\":1}"),
                                 1,
                                 r->has_timeout_ms ? r->timeout_ms : 0,
-                                r->count};
+                                r->count,
+                                r->traceparent};
         check(encode_jobs(b, r->rid, &job, 1) == 0, "encode_jobs");
         break;
     }

@@ -28,7 +28,9 @@ class Daemon:
         self.dir = tempfile.mkdtemp(prefix="chanq-model-")
         self.data = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "chanqd.log")
-        self.args = args
+        # CHANQ_TEST_LOG_FORMAT / CHANQ_TEST_LOG_KEEP: as in tests/harness.c.
+        self.log_format = os.environ.get("CHANQ_TEST_LOG_FORMAT")
+        self.args = args + (["--log-format", self.log_format] if self.log_format else [])
         self.env = dict(os.environ)
         self.env.update(env)
         self.proc = None
@@ -90,6 +92,10 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        keep_dir = os.environ.get("CHANQ_TEST_LOG_KEEP")
+        if self.log_format and keep_dir and os.path.exists(self.log_path):
+            shutil.copyfile(self.log_path, os.path.join(
+                keep_dir, "model-%d-%s.log" % (os.getpid(), os.path.basename(self.dir))))
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -42,7 +42,8 @@ class Job:
     """A job as the model knows it (state names as the `job` op spells them)."""
     __slots__ = ("id", "queue", "state", "attempt", "max_attempts", "ttr_ms", "payload",
                  "payload_len", "parent", "children", "error", "result", "has_result",
-                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer")
+                 "deadline_rel", "created", "holder", "recseq", "short_ttr", "timer",
+                 "traceparent")
 
     def __init__(self, jid, queue, payload, ttr_ms, max_attempts):
         self.id = jid
@@ -64,6 +65,7 @@ class Job:
         self.recseq = 0             # position of the job's last journal record
         self.short_ttr = False      # its ttr is one of the short ones
         self.timer = None           # pending short timer: (due, kind)
+        self.traceparent = None     # the submit's W3C trace context, kept for good
 
     def final(self):
         return self.state in FINAL
@@ -264,6 +266,7 @@ class Model:
         j = Job(jid, target, req["payload"], ttr, attempts)
         j.short_ttr = short_ttr
         j.deadline_rel = req.get("deadline_ms")
+        j.traceparent = req.get("traceparent")
         if parent is not None:
             j.parent = parent
             parent.children.append(j)
@@ -382,6 +385,8 @@ class Model:
                    "attempt": j.attempt, "ttr_ms": j.ttr_ms}
             if j.deadline_rel is not None and j.created is not None:
                 exp["deadline"] = j.created + j.deadline_rel
+            if j.traceparent is not None:
+                exp["traceparent"] = j.traceparent
             got = dict(a)
             if j.deadline_rel is not None and j.created is None:
                 if not isinstance(got.pop("deadline", None), int):
@@ -529,6 +534,7 @@ class Model:
             "priority": 0,  # nor priorities
             "error": j.error, "result": j.result if j.has_result else None,
             "payload": None if j.state in PAYLOAD_GONE else j.payload,
+            "traceparent": j.traceparent,
         }
 
     def pending_eviction(self):

@@ -173,6 +173,9 @@ class Ops:
             if p is not None:
                 req["parent"] = p
                 parent = m.jobs.get(p)
+        if rng.random() < 0.2:
+            req["traceparent"] = "00-%032x-%016x-%02x" % (
+                rng.getrandbits(128) | 1, rng.getrandbits(64) | 1, rng.choice((0, 1)))
         r = rng.random()
         if r < 0.6:
             req["wait_ms"] = 0
@@ -454,6 +457,8 @@ class Ops:
             ({"op": "submit", "queue": "q0", "payload": 1, "ttr_ms": 0}, "bad_request"),
             ({"op": "submit", "queue": "bad name", "payload": 1}, "bad_request"),
             ({"op": "submit", "queue": "q0"}, "bad_request"),
+            ({"op": "submit", "queue": "q0", "payload": 1,
+              "traceparent": "00-00000000000000000000000000000000-00f067aa0ba902b7-01"}, "bad_request"),
             ({"op": "submit", "queues": ["q0", "q0"], "payload": 1}, "bad_request"),
             ({"op": "fetch", "queues": []}, "bad_request"),
             ({"op": "fetch", "queue": "q0", "count": 0}, "bad_request"),

@@ -21,6 +21,26 @@ CHANQD = os.path.join(TOP_BUILDDIR, "daemon", "chanqd")
 TIMEOUT = 10.0
 
 
+def log_format_args(args):
+    """CHANQ_TEST_LOG_FORMAT=FORMAT adds --log-format FORMAT to a chanqd
+    that names neither its own --config nor --log-format (as tests/harness.c
+    does); returns the extra arguments."""
+    fmt = os.environ.get("CHANQ_TEST_LOG_FORMAT")
+    if not fmt or "--config" in args or "--log-format" in args:
+        return []
+    return ["--log-format", fmt]
+
+
+def keep_log(path, name):
+    """With CHANQ_TEST_LOG_KEEP=DIR, appends the log at path to a file in
+    DIR (for tests/json-logs.py)."""
+    keep = os.environ.get("CHANQ_TEST_LOG_KEEP")
+    if not keep or not os.path.exists(path):
+        return
+    with open(path, "rb") as src, open(os.path.join(keep, name), "ab") as dst:
+        shutil.copyfileobj(src, dst)
+
+
 class Daemon:
     """A chanqd process with its own temp dir; stderr goes to dir/chanqd.log."""
 
@@ -36,7 +56,8 @@ class Daemon:
             else:
                 full_env[k] = v
         with open(self.log_path, "wb") as log:
-            cmd = (argv0 or []) + [CHANQD] + [a.replace("@DIR@", self.dir) for a in args]
+            self.log_format = log_format_args(args)
+            cmd = (argv0 or []) + [CHANQD] + [a.replace("@DIR@", self.dir) for a in args] + self.log_format
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=log, env=full_env, pass_fds=pass_fds,
                                          preexec_fn=preexec_fn)
@@ -87,6 +108,8 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.log_format:
+            keep_log(self.log_path, "ops-%d-%s.log" % (os.getpid(), os.path.basename(self.dir)))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -10,5 +10,6 @@ suite_fn *const test_suites[] = {
     metrics_suite,
     http_suite,
     sd_suite,
+    log_suite,
     NULL,
 };

@@ -121,15 +121,18 @@ START_TEST(jobs_list_inserts_payloads_verbatim)
     encode_jobs(&b, no_rid, NULL, 0);
     expect_line(&b, "{\"ok\":true,\"jobs\":[]}\n");
     struct proto_job jobs[2] = {
-        {span_str("j1"), span_str("mail"), span_str("{\"to\":\"a\"}"), 1, 30000, 0},
-        {span_str("j2"), span_str("sms"), span_str("[1,\"x\"]"), 2, 500, 1700000000123},
+        {span_str("j1"), span_str("mail"), span_str("{\"to\":\"a\"}"), 1, 30000, 0, {NULL, 0}},
+        {span_str("j2"), span_str("sms"), span_str("[1,\"x\"]"), 2, 500, 1700000000123,
+         span_str("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
     };
     encode_jobs(&b, span_str("\"f\""), jobs, 2);
-    expect_line(&b, "{\"ok\":true,\"rid\":\"f\",\"jobs\":["
-                    "{\"id\":\"j1\",\"queue\":\"mail\",\"payload\":{\"to\":\"a\"},\"attempt\":1,"
-                    "\"ttr_ms\":30000},"
-                    "{\"id\":\"j2\",\"queue\":\"sms\",\"payload\":[1,\"x\"],\"attempt\":2,"
-                    "\"ttr_ms\":500,\"deadline\":1700000000123}]}\n");
+    expect_line(&b,
+                "{\"ok\":true,\"rid\":\"f\",\"jobs\":["
+                "{\"id\":\"j1\",\"queue\":\"mail\",\"payload\":{\"to\":\"a\"},\"attempt\":1,"
+                "\"ttr_ms\":30000},"
+                "{\"id\":\"j2\",\"queue\":\"sms\",\"payload\":[1,\"x\"],\"attempt\":2,"
+                "\"ttr_ms\":500,\"deadline\":1700000000123,"
+                "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}]}\n");
     buf_clear(&b);
 }
 END_TEST
@@ -192,8 +195,8 @@ START_TEST(jobs_and_consume_end_events)
     struct buf b;
     buf_init(&b);
     struct proto_job jobs[2] = {
-        {span_str("j1"), span_str("mail"), span_str("1"), 1, 30000, 0},
-        {span_str("j2"), span_str("mail"), span_str("\"x\""), 3, 500, 5},
+        {span_str("j1"), span_str("mail"), span_str("1"), 1, 30000, 0, {NULL, 0}},
+        {span_str("j2"), span_str("mail"), span_str("\"x\""), 3, 500, 5, {NULL, 0}},
     };
     encode_event_jobs(&b, jobs, 2);
     expect_line(&b, "{\"event\":\"jobs\",\"jobs\":["

@@ -389,6 +389,46 @@ START_TEST(submit_rejects_mistyped_and_out_of_range_fields)
 }
 END_TEST
 
+/* W3C Trace Context's traceparent: VERSION-TRACEID-PARENTID-FLAGS. */
+START_TEST(submit_traceparent_follows_the_w3c_syntax)
+{
+    static const char *const good[] = {
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-a-later-version-may-add-fields",
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char line[400];
+        struct request r;
+        snprintf(line, sizeof line, "{'op':'submit','queue':'q','payload':1,'traceparent':'%s'}",
+                 good[i]);
+        decode_ok(line, &r);
+        ck_assert_msg(span_is(r.traceparent, good[i]), "kept verbatim: %s", good[i]);
+        request_clear(&r);
+    }
+#define TP_BAD(tp, why) BAD("{'op':'submit','queue':'q','payload':1,'traceparent':'" tp "'}", why)
+    static const struct reject_case cases[] = {
+        TP_BAD("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "shorter than 55"),
+        TP_BAD("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+               "version 00 has nothing after"),
+        TP_BAD("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", "only after a '-'"),
+        TP_BAD("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version is not"),
+        TP_BAD("0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version is not"),
+        TP_BAD("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "trace-id is not"),
+        TP_BAD("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "trace-id is not"),
+        TP_BAD("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "parent-id is not"),
+        TP_BAD("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0G", "trace-flags is not"),
+        TP_BAD("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+               "not four '-'-separated parts"),
+        BAD("{'op':'submit','queue':'q','payload':1,'traceparent':1}",
+            "field 'traceparent': must be a string, got number"),
+    };
+#undef TP_BAD
+    EXPECT_REJECTS(cases);
+}
+END_TEST
+
 START_TEST(submit_payload_over_the_limit_is_too_large)
 {
     struct msg_limits lim = {.max_payload = 10};
@@ -774,6 +814,7 @@ msg_suite(void)
     tcase_add_test(tc, submit_with_queues_is_a_send_side_select);
     tcase_add_test(tc, submit_without_queue_is_bad_request);
     tcase_add_test(tc, submit_without_payload_is_bad_request);
+    tcase_add_test(tc, submit_traceparent_follows_the_w3c_syntax);
     tcase_add_test(tc, submit_rejects_mistyped_and_out_of_range_fields);
     tcase_add_test(tc, submit_payload_over_the_limit_is_too_large);
     tcase_add_test(tc, default_payload_limit_is_512_kib);

@@ -86,6 +86,23 @@ class Ops(unittest.TestCase):
         s = self.c.submit(1, queues=[q + "-a", q + "-b"], wait_ms=0)
         self.assertEqual(s.queue, q + "-b")
 
+    def test_traceparent_is_kept_with_the_job(self) -> None:
+        q = self.q()
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        jid = self.c.submit({"n": 1}, q, traceparent=tp)
+        plain = self.c.submit({"n": 2}, q)
+        with self.assertRaises(chanq.BadRequest):
+            self.c.submit({"n": 3}, q, traceparent=tp.upper())
+        self.assertEqual(self.c.job(jid).traceparent, tp)
+        self.assertIsNone(self.c.job(plain).traceparent)
+        self.assertNotIn("traceparent", self.c.job(jid).extra)
+        jobs = self.c.fetch(q, count=3, timeout_ms=1000)
+        self.assertEqual([(j.id, j.traceparent) for j in jobs], [(jid, tp), (plain, None)])
+        with self.c.pipeline() as p:
+            r = p.submit({"n": 4}, q, traceparent=tp)
+        self.assertEqual(self.c.job(r.result()).traceparent, tp)
+        self.assertEqual(self.c.submit_many([5], q, traceparent=tp)[0].queue, q)
+
     def test_fetch_options(self) -> None:
         q = self.q()
         t = time.monotonic()

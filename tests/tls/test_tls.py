@@ -210,7 +210,8 @@ def test_a_cleartext_client_on_the_tls_port_is_disconnected():
                         break
                     got += chunk
                 assert b'"ok"' not in got, "a cleartext client got an answer: %r" % got
-        d.wait_log(r"debug: tls: connection failed")
+        # At debug level, as text or (CHANQ_TEST_LOG_FORMAT=json) a JSON line.
+        d.wait_log(r'(debug: |"level":"debug","message":")tls: connection failed')
         # A client that connects and says nothing is dropped too, but only
         # after the handshake time; meanwhile everyone else is served.
         idle = socket.create_connection(("127.0.0.1", d.tport), timeout=TIMEOUT)

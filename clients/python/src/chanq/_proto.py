@@ -58,12 +58,16 @@ class Job:
     ttr_ms: int
     deadline: int | None = None
     """ms since the epoch, or None when the job has no deadline."""
+    traceparent: str | None = None
+    """The W3C trace context it was submitted with, or None: a worker's
+    span for the job takes it as its parent."""
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "Job":
         try:
             return cls(id=d["id"], queue=d["queue"], payload=d.get("payload"),
-                       attempt=d["attempt"], ttr_ms=d["ttr_ms"], deadline=d.get("deadline"))
+                       attempt=d["attempt"], ttr_ms=d["ttr_ms"], deadline=d.get("deadline"),
+                       traceparent=d.get("traceparent"))
         except (KeyError, TypeError) as e:
             raise ProtocolError(f"malformed job in fetch answer: {d!r}") from e
 
@@ -93,13 +97,15 @@ class JobInfo:
     error: str | None
     result: Any
     payload: Any
+    traceparent: str | None = None
+    """The W3C trace context it was submitted with, or None."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields a newer server adds."""
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "JobInfo":
         names = ("id", "queue", "state", "attempt", "max_attempts", "ttr_ms", "created",
-                 "deadline", "parent", "error", "result", "payload")
+                 "deadline", "parent", "error", "result", "payload", "traceparent")
         return cls(**{n: d.get(n) for n in names},
                    extra={k: v for k, v in d.items() if k not in names})
 
@@ -238,7 +244,8 @@ def ping() -> Request[None]:
 
 def submit(payload: Any, queue: str | None, queues: Iterable[str] | None, delay_ms: int | None,
            ttr_ms: int | None, max_attempts: int | None, deadline_ms: int | None,
-           parent: str | None, wait_ms: int | None) -> Request[JobId]:
+           parent: str | None, wait_ms: int | None,
+           traceparent: str | None = None) -> Request[JobId]:
     body: dict[str, Any] = {"op": "submit"}
     if queues is not None:
         body["queues"] = _queue_list(queues)
@@ -246,7 +253,7 @@ def submit(payload: Any, queue: str | None, queues: Iterable[str] | None, delay_
         body["queue"] = queue
     body["payload"] = payload
     _opt(body, delay_ms=delay_ms, ttr_ms=ttr_ms, max_attempts=max_attempts,
-         deadline_ms=deadline_ms, parent=parent, wait_ms=wait_ms)
+         deadline_ms=deadline_ms, parent=parent, wait_ms=wait_ms, traceparent=traceparent)
     return Request(body, _ms(wait_ms) if wait_ms is not None else None,
                    lambda a: JobId(a["id"], a.get("queue", queue)))
 

@@ -241,9 +241,9 @@ class AsyncClient:
                      queues: Iterable[str] | None = None, delay_ms: int | None = None,
                      ttr_ms: int | None = None, max_attempts: int | None = None,
                      deadline_ms: int | None = None, parent: str | None = None,
-                     wait_ms: int | None = None) -> JobId:
+                     wait_ms: int | None = None, traceparent: str | None = None) -> JobId:
         return await self.call(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                        deadline_ms, parent, wait_ms))
+                                        deadline_ms, parent, wait_ms, traceparent))
 
     async def submit_many(self, payloads: Iterable[Any], queue: str | None = None, *,
                           window: int = 1024, **options: Any) -> list[JobId]:
@@ -268,7 +268,7 @@ class AsyncClient:
             batch.append(P.submit(p, queue, options.get("queues"), options.get("delay_ms"),
                                   options.get("ttr_ms"), options.get("max_attempts"),
                                   options.get("deadline_ms"), options.get("parent"),
-                                  options.get("wait_ms")))
+                                  options.get("wait_ms"), options.get("traceparent")))
             if len(batch) >= 128:
                 inflight.extend(await self.send(batch))
                 batch = []

@@ -363,13 +363,16 @@ class Client:
                queues: Iterable[str] | None = None, delay_ms: int | None = None,
                ttr_ms: int | None = None, max_attempts: int | None = None,
                deadline_ms: int | None = None, parent: str | None = None,
-               wait_ms: int | None = None) -> JobId:
+               wait_ms: int | None = None, traceparent: str | None = None) -> JobId:
         """Submits a job to ``queue``, or to one of ``queues`` with room
         (send-side select; the returned id's ``.queue`` says which).
         Waits for room up to ``wait_ms`` (server default when None), then
-        raises :class:`QueueFull` (or :class:`Timeout` on an unbuffered queue)."""
+        raises :class:`QueueFull` (or :class:`Timeout` on an unbuffered queue).
+        ``traceparent`` (a W3C trace context, "00-TRACEID-PARENTID-FLAGS")
+        is kept with the job and comes back as :attr:`Job.traceparent`; a
+        malformed one raises :class:`BadRequest`."""
         return self.call(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                  deadline_ms, parent, wait_ms))
+                                  deadline_ms, parent, wait_ms, traceparent))
 
     def submit_many(self, payloads: Iterable[Any], queue: str | None = None, *,
                     window: int = 1024, **options: Any) -> list[JobId]:
@@ -395,7 +398,7 @@ class Client:
             batch.append(P.submit(p, queue, options.get("queues"), options.get("delay_ms"),
                                   options.get("ttr_ms"), options.get("max_attempts"),
                                   options.get("deadline_ms"), options.get("parent"),
-                                  options.get("wait_ms")))
+                                  options.get("wait_ms"), options.get("traceparent")))
             if len(batch) >= 128:
                 inflight.extend(self.send(batch))
                 batch = []
@@ -569,9 +572,10 @@ class Pipeline:
     def submit(self, payload: Any, queue: str | None = None, *, queues: Iterable[str] | None = None,
                delay_ms: int | None = None, ttr_ms: int | None = None,
                max_attempts: int | None = None, deadline_ms: int | None = None,
-               parent: str | None = None, wait_ms: int | None = None) -> Reply[JobId]:
+               parent: str | None = None, wait_ms: int | None = None,
+               traceparent: str | None = None) -> Reply[JobId]:
         return self.add(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                 deadline_ms, parent, wait_ms))
+                                 deadline_ms, parent, wait_ms, traceparent))
 
     def ack(self, id: str, result: Any = UNSET) -> Reply[None]:
         return self.add(P.ack(id, result))

@@ -91,6 +91,12 @@ class JobContext:
     def attempt(self) -> int:
         return self.job.attempt
 
+    @property
+    def traceparent(self) -> str | None:
+        """The job's W3C trace context, or None: the parent of the
+        handler's span (docs/operations.md, "Tracing")."""
+        return self.job.traceparent
+
     def touch(self, ttr_ms: int | None = None) -> Any:
         """Extends the reservation now (the pool also does it on its own)."""
         assert self._touch is not None
