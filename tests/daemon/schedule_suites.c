@@ -1,0 +1,11 @@
+/* The suites tests/daemon/check_schedule runs. */
+#include "chanq_config.h"
+
+#include "tests/check_main.h"
+
+Suite *cron_suite(void);
+
+suite_fn *const test_suites[] = {
+    cron_suite,
+    NULL,
+};
