@@ -17,6 +17,7 @@
 
 struct durable;
 struct journal;
+struct schedules;
 
 struct broker {
     pthread_mutex_t lock;      /* guards everything below and every job/queue field */
@@ -33,6 +34,7 @@ struct broker {
     struct membudget mem;      /* --max-memory: payloads + connection buffers */
     struct job_list finished;  /* final jobs kept for wait, oldest first */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
+    struct schedules *sched;   /* named schedules (daemon/schedule.h) */
 };
 
 /* The broker a job belongs to, for callers that do not hold the lock yet

@@ -5,6 +5,7 @@
 #include "daemon/broker-internal.h"
 #include "daemon/fastrand.h"
 #include "daemon/queue.h"
+#include "daemon/schedule.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,10 @@ broker_alloc(const struct broker_config *cfg, struct ctx *root, bool serving)
     b->root = root;
     b->serving = serving;
     b->jobs = jobtable_new();
-    if (!b->jobs) {
+    b->sched = schedules_new();
+    if (!b->jobs || !b->sched) {
+        jobtable_free(b->jobs);
+        schedules_free(b->sched);
         free(b);
         return NULL;
     }
@@ -78,6 +82,7 @@ broker_free(struct broker *b)
     free(b->queues);
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);
+    schedules_free(b->sched);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }

@@ -26,6 +26,7 @@ struct broker_config {
     size_t max_queues;              /* more -> `limit` */
     size_t max_payload_bytes;       /* budget for payloads held; more -> `limit` */
     size_t max_finished;            /* final jobs kept for `wait`/`job` */
+    size_t max_schedules;           /* named schedules; more -> `limit` */
 };
 
 struct consumer;

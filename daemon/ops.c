@@ -5,6 +5,7 @@
 #include "daemon/log.h"
 #include "daemon/conn_env.h"
 #include "daemon/stats.h"
+#include "daemon/schedule.h"
 #include "daemon/tokens.h"
 
 #include "core/timer.h"
@@ -129,6 +130,7 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_STATS] = {op_stats, NULL},
     [OP_CONSUME] = {NULL, broker_op_consume},
     [OP_CANCEL_CONSUME] = {NULL, broker_op_cancel_consume},
+    [OP_SCHEDULE] = {NULL, broker_op_schedule},
 };
 
 void

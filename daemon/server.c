@@ -6,6 +6,7 @@
 #include "chanq_config.h"
 
 #include "daemon/server-internal.h"
+#include "daemon/cron.h"
 #include "core/timer.h"
 #include "daemon/closewatch.h"
 #include "daemon/conn.h"
@@ -44,6 +45,7 @@ server_broker_settings(const struct config *cfg)
         .max_queues = cfg->max_queues,
         .max_payload_bytes = cfg->max_memory,
         .max_finished = cfg->keep_results,
+        .max_schedules = cfg->max_schedules,
     };
 }
 
@@ -194,6 +196,7 @@ server_new(struct config *cfg, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
     /* A client gone while we write to it is an EPIPE, not a signal. */
     signal(SIGPIPE, SIG_IGN);
+    cron_init(); /* before any thread: schedules' time zones (daemon/cron.h) */
     if (build(srv) < 0) {
         server_free(srv);
         srv = NULL;

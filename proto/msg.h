@@ -34,6 +34,7 @@ enum op {
     OP_STATS,
     OP_CONSUME,
     OP_CANCEL_CONSUME,
+    OP_SCHEDULE, /* docs/scheduling.md */
     OP_COUNT /* number of values; not an op */
 };
 
@@ -49,6 +50,9 @@ enum op {
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
+#define MSG_MAX_RUN_AT INT64_C(253402300799999) /* "run_at": 9999-12-31T23:59:59.999Z */
+#define MSG_MAX_CRON 256 /* bytes of a schedule's "cron" */
+#define MSG_MAX_TZ 64    /* bytes of a schedule's "tz" */
 
 /* Server settings the decoder enforces. */
 struct msg_limits {
@@ -82,6 +86,10 @@ struct request {
     struct span client;  /* hello: client name (unescaped) */
     struct span token;   /* hello: auth token (unescaped) */
     struct span after;   /* queues: list the queues whose names sort after this one */
+    /* schedule: "action" (create, replace, pause, resume, delete, list; checked),
+     * "name" (queue-name syntax), "cron" (at most MSG_MAX_CRON bytes, parsed by
+     * the daemon), "tz" (at most MSG_MAX_TZ bytes), "missed" (skip or once) */
+    struct span action, name, cron, tz, missed;
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */
@@ -92,8 +100,10 @@ struct request {
     int64_t timeout_ms;   /* fetch, wait: 0 = do not wait */
     int64_t count;        /* fetch (max jobs), kick (max jobs), queues (max queues) */
     int64_t prefetch;     /* consume: jobs the connection may hold unacked */
+    int64_t run_at;       /* submit, nack: ms since the epoch (not with delay_ms) */
     bool has_capacity, has_ttr_ms, has_max_attempts, has_delay_ms, has_deadline_ms, has_wait_ms,
         has_timeout_ms, has_count, has_prefetch;
+    bool has_run_at;
 
     bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */
