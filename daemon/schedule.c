@@ -740,23 +740,43 @@ define(struct broker_op *op, struct jrec_schedule *r, struct schedule *old, bool
     return 0;
 }
 
-/* pause / resume / delete, lock held. */
+/* pause / resume / delete, lock held. The record is applied before it is
+ * encoded, and applying it frees s: it must point at copies. */
 static int
 change(struct broker_op *op, struct schedule *s, const char *action)
 {
     struct jrec rec = record_of(s);
+    struct jrec_schedule *r = &rec.u.schedule;
+    char *copy = NULL;
     if (strcmp(action, "delete") == 0) {
-        rec.u.schedule = (struct jrec_schedule){.name = s->name, .name_len = s->name_len,
-                                                .deleted = true};
+        *r = (struct jrec_schedule){.name = op->req->name.ptr, .name_len = op->req->name.len,
+                                    .deleted = true};
     } else {
         bool pause = strcmp(action, "pause") == 0;
         if (s->paused == pause)
             return 0;
-        rec.u.schedule.paused = pause;
+        r->paused = pause;
         if (!pause) /* the times that passed while paused do not run */
-            rec.u.schedule.since_ms = schedules_now(op->b->sched);
+            r->since_ms = schedules_now(op->b->sched);
+        size_t n = r->cron_len + r->tz_len + r->queue_len + r->payload_len;
+        copy = malloc(n + 1);
+        if (!copy) {
+            proto_error_set(op->err, PROTO_INTERNAL, "out of memory changing a schedule");
+            return -1;
+        }
+        char *w = copy;
+        const char **fields[] = {&r->cron, &r->tz, &r->queue, &r->payload};
+        size_t lens[] = {r->cron_len, r->tz_len, r->queue_len, r->payload_len};
+        for (size_t i = 0; i < 4; i++) {
+            memcpy(w, *fields[i], lens[i]);
+            *fields[i] = w;
+            w += lens[i];
+        }
+        r->name = op->req->name.ptr;
     }
-    if (commit(op->b, &rec, NULL, &op->w) < 0) {
+    int rc = commit(op->b, &rec, NULL, &op->w);
+    free(copy);
+    if (rc < 0) {
         proto_error_set(op->err, PROTO_INTERNAL, "out of memory changing a schedule");
         return -1;
     }
