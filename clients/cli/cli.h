@@ -139,5 +139,6 @@ int cmd_queues(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_work(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 #endif

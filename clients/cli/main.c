@@ -35,6 +35,7 @@ static const struct subcommand subcommands[] = {
     {"stats", cmd_stats, "table of queues and server figures"},
     {"work", cmd_work, "run a command for each job (a worker pool)"},
     {"loadtest", cmd_loadtest, "producers and consumers at full speed; rates and latencies"},
+    {"schedule", cmd_schedule, "named schedules: cron or interval jobs (add, list, rm, pause, resume)"},
 };
 
 #define NSUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])
