@@ -31,10 +31,8 @@ struct field_def {
 };
 
 static const struct field_def fields[5] = {
-    {"minute", 0, 59, NULL, 0},
-    {"hour", 0, 23, NULL, 0},
-    {"day-of-month", 1, 31, NULL, 0},
-    {"month", 1, 12, month_names, 1},
+    {"minute", 0, 59, NULL, 0},          {"hour", 0, 23, NULL, 0},
+    {"day-of-month", 1, 31, NULL, 0},    {"month", 1, 12, month_names, 1},
     {"day-of-week", 0, 7, day_names, 0},
 };
 
@@ -244,8 +242,10 @@ parse_fields(struct parser *ps, struct cron *out)
             ps->p++;
         ps->field = -1;
         if (*ps->p == '\0')
-            return reject(ps, "5 fields needed (minute hour day-of-month month day-of-week), "
-                              "got %d", i);
+            return reject(ps,
+                          "5 fields needed (minute hour day-of-month month day-of-week), "
+                          "got %d",
+                          i);
         ps->field = i;
         if (parse_field(ps, &bits[i], &star[i]) < 0)
             return -EINVAL;
@@ -304,8 +304,9 @@ cron_parse(const char *text, struct cron *out, char *why, size_t why_len)
             return parse_fields(&ps, out);
         }
     }
-    return reject(&ps, "unknown macro '%.*s' (@yearly, @annually, @monthly, @weekly, @daily, "
-                       "@midnight, @hourly, @every DURATION)",
+    return reject(&ps,
+                  "unknown macro '%.*s' (@yearly, @annually, @monthly, @weekly, @daily, "
+                  "@midnight, @hourly, @every DURATION)",
                   (int)(n > 16 ? 16 : n), ps.p);
 }
 
@@ -339,8 +340,8 @@ cron_tz_check(const char *tz, char *why, size_t why_len)
     if (fd < 0)
         fd = open(path, O_RDONLY | O_CLOEXEC); /* zoneinfo links are fine, dirs are not */
     struct stat st;
-    bool found = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                 read(fd, magic, 4) == 4 && memcmp(magic, "TZif", 4) == 0;
+    bool found = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, magic, 4) == 4 &&
+                 memcmp(magic, "TZif", 4) == 0;
     if (fd >= 0)
         close(fd);
     if (!found) {

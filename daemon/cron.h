@@ -35,13 +35,13 @@
 #define CRON_MAX_EVERY_MS (INT64_C(366) * 86400000)
 
 struct cron {
-    uint64_t minute;         /* bit m: minute m (0..59) matches */
-    uint32_t hour;           /* bits 0..23 */
-    uint32_t mday;           /* bits 1..31 */
-    uint16_t month;          /* bits 1..12 */
-    uint8_t wday;            /* bits 0..6, Sunday = 0 */
+    uint64_t minute;           /* bit m: minute m (0..59) matches */
+    uint32_t hour;             /* bits 0..23 */
+    uint32_t mday;             /* bits 1..31 */
+    uint16_t month;            /* bits 1..12 */
+    uint8_t wday;              /* bits 0..6, Sunday = 0 */
     bool mday_star, wday_star; /* the field started with '*' (Vixie's day rule) */
-    int64_t every_ms;        /* > 0: `@every`, a fixed interval; the fields are unused */
+    int64_t every_ms;          /* > 0: `@every`, a fixed interval; the fields are unused */
 };
 
 /* Parses text (NUL-terminated) into *out. 0, or -EINVAL with why (why_len

@@ -27,30 +27,30 @@
 #define TEST_CLOCK_POLL_MS 25
 
 struct schedule {
-    char *name;           /* owned; queue-name syntax */
+    char *name; /* owned; queue-name syntax */
     size_t name_len;
-    char *cron_text;      /* the expression as given (owned) */
-    struct cron cron;     /* parsed */
-    char *tz;             /* zone name, "" = UTC (owned) */
-    char *queue;          /* target queue (owned) */
+    char *cron_text;  /* the expression as given (owned) */
+    struct cron cron; /* parsed */
+    char *tz;         /* zone name, "" = UTC (owned) */
+    char *queue;      /* target queue (owned) */
     size_t queue_len;
-    char *payload;        /* the template, compact JSON (owned; counted as payload) */
+    char *payload; /* the template, compact JSON (owned; counted as payload) */
     size_t payload_len;
-    int64_t ttr_ms;       /* 0 = the queue's */
+    int64_t ttr_ms;        /* 0 = the queue's */
     uint32_t max_attempts; /* 0 = the queue's */
     bool paused;
-    bool missed_once;     /* after a downtime: fire once for what was missed */
-    int64_t since_ms;     /* durable: only planned times after this */
-    int64_t last_ms;      /* durable: the last planned time fired, 0 = none */
+    bool missed_once; /* after a downtime: fire once for what was missed */
+    int64_t since_ms; /* durable: only planned times after this */
+    int64_t last_ms;  /* durable: the last planned time fired, 0 = none */
     /* Not durable: the runner's view. */
-    int64_t floor_ms;     /* planned times up to this are past (skip policy at start) */
-    int64_t next_ms;      /* the next planned time, 0 = to compute, INT64_MAX = never */
-    uint64_t fired;       /* firings since chanqd started */
-    uint64_t skipped;     /* firings that made no job (queue closed, no room) */
+    int64_t floor_ms; /* planned times up to this are past (skip policy at start) */
+    int64_t next_ms;  /* the next planned time, 0 = to compute, INT64_MAX = never */
+    uint64_t fired;   /* firings since chanqd started */
+    uint64_t skipped; /* firings that made no job (queue closed, no room) */
 };
 
 struct schedules {
-    struct schedule **v;     /* sorted by name */
+    struct schedule **v; /* sorted by name */
     size_t n, cap;
     struct chan *wake;       /* capacity 1: a definition changed, the runner re-plans */
     struct ctx *ctx;         /* the runner's; cancelled to stop it */
@@ -339,12 +339,12 @@ schedules_digest(struct broker *b, void (*feed)(void *arg, const void *p, size_t
     for (size_t i = 0; i < ss->n; i++) {
         const struct schedule *s = ss->v[i];
         char line[640];
-        int n = snprintf(line, sizeof line,
-                         "schedule %zu:%s %zu:%s %zu:%s %zu:%s %lld %u %d %d %lld %lld %zu:",
-                         s->name_len, s->name, strlen(s->cron_text), s->cron_text, strlen(s->tz),
-                         s->tz, s->queue_len, s->queue, (long long)s->ttr_ms, s->max_attempts,
-                         s->paused, s->missed_once, (long long)s->since_ms,
-                         (long long)s->last_ms, s->payload_len);
+        int n = snprintf(
+            line, sizeof line,
+            "schedule %zu:%s %zu:%s %zu:%s %zu:%s %lld %u %d %d %lld %lld %zu:", s->name_len,
+            s->name, strlen(s->cron_text), s->cron_text, strlen(s->tz), s->tz, s->queue_len,
+            s->queue, (long long)s->ttr_ms, s->max_attempts, s->paused, s->missed_once,
+            (long long)s->since_ms, (long long)s->last_ms, s->payload_len);
         feed(arg, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : 0);
         feed(arg, s->payload, s->payload_len);
         feed(arg, "\n", 1);
@@ -355,10 +355,10 @@ schedules_digest(struct broker *b, void (*feed)(void *arg, const void *p, size_t
 
 /* A job made by a firing, placed once its record is durable. */
 struct fired {
-    struct job *job;     /* a reference of ours */
-    char *name;          /* the schedule's (owned) */
-    int64_t planned_ms;  /* the time the record set */
-    int64_t prev_last;   /* what last_ms was before it */
+    struct job *job;    /* a reference of ours */
+    char *name;         /* the schedule's (owned) */
+    int64_t planned_ms; /* the time the record set */
+    int64_t prev_last;  /* what last_ms was before it */
 };
 
 struct pass {
@@ -422,8 +422,8 @@ fire(struct broker *b, struct schedule *s, int64_t planned_ms, struct pass *p)
     }
     int64_t prev = s->last_ms;
     struct jrec r = {.type = JREC_FIRE};
-    r.u.fire = (struct jrec_fire){.name = s->name, .name_len = s->name_len,
-                                  .planned_ms = planned_ms};
+    r.u.fire =
+        (struct jrec_fire){.name = s->name, .name_len = s->name_len, .planned_ms = planned_ms};
     if (!why) {
         r.u.fire.s = (struct jrec_submit){
             .id = b->next_id,
@@ -608,11 +608,11 @@ static json_t *
 schedule_json(const struct schedule *s)
 {
     json_t *payload = json_loadb(s->payload, s->payload_len, JSON_DECODE_ANY, NULL);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:I, s:I}", "name", s->name,
-                          "cron", s->cron_text, "tz", s->tz[0] ? s->tz : "UTC", "queue",
-                          s->queue, "payload", payload ? payload : json_null(), "paused",
-                          s->paused, "missed", s->missed_once ? "once" : "skip", "fired",
-                          (json_int_t)s->fired, "skipped", (json_int_t)s->skipped);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:s, s:I, s:I}", "name", s->name, "cron",
+                          s->cron_text, "tz", s->tz[0] ? s->tz : "UTC", "queue", s->queue,
+                          "payload", payload ? payload : json_null(), "paused", s->paused, "missed",
+                          s->missed_once ? "once" : "skip", "fired", (json_int_t)s->fired,
+                          "skipped", (json_int_t)s->skipped);
     if (!o)
         return NULL;
     json_object_set_new(o, "ttr_ms", s->ttr_ms ? json_integer(s->ttr_ms) : json_null());
@@ -700,9 +700,9 @@ same_definition(const struct schedule *s, const struct jrec_schedule *r)
 {
     return strcmp(s->cron_text, r->cron) == 0 && strcmp(s->tz, r->tz) == 0 &&
            s->queue_len == r->queue_len && memcmp(s->queue, r->queue, r->queue_len) == 0 &&
-           s->payload_len == r->payload_len && memcmp(s->payload, r->payload, r->payload_len) == 0 &&
-           s->ttr_ms == r->ttr_ms && s->max_attempts == r->max_attempts &&
-           s->missed_once == r->missed_once;
+           s->payload_len == r->payload_len &&
+           memcmp(s->payload, r->payload, r->payload_len) == 0 && s->ttr_ms == r->ttr_ms &&
+           s->max_attempts == r->max_attempts && s->missed_once == r->missed_once;
 }
 
 /* create / replace, lock held. */
@@ -749,8 +749,8 @@ change(struct broker_op *op, struct schedule *s, const char *action)
     struct jrec_schedule *r = &rec.u.schedule;
     char *copy = NULL;
     if (strcmp(action, "delete") == 0) {
-        *r = (struct jrec_schedule){.name = op->req->name.ptr, .name_len = op->req->name.len,
-                                    .deleted = true};
+        *r = (struct jrec_schedule){
+            .name = op->req->name.ptr, .name_len = op->req->name.len, .deleted = true};
     } else {
         bool pause = strcmp(action, "pause") == 0;
         if (s->paused == pause)
@@ -834,8 +834,8 @@ broker_schedules_json(struct broker *b)
         const struct schedule *s = ss->v[i];
         paused += s->paused;
         json_array_append_new(list, json_pack("{s:s, s:I, s:I, s:b}", "name", s->name, "last_ms",
-                                              (json_int_t)s->last_ms, "fired",
-                                              (json_int_t)s->fired, "paused", s->paused));
+                                              (json_int_t)s->last_ms, "fired", (json_int_t)s->fired,
+                                              "paused", s->paused));
     }
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "count", (json_int_t)ss->n, "paused",
                           (json_int_t)paused, "fired", (json_int_t)ss->fired, "skipped",

@@ -69,7 +69,8 @@ print_table(const json_t *list)
     json_t *s;
     printf("%-20s %-20s %-16s %-16s %-21s %-21s %s\n", "NAME", "CRON", "TZ", "QUEUE", "NEXT",
            "LAST", "STATE");
-    json_array_foreach (list, i, s) {
+    json_array_foreach(list, i, s)
+    {
         char next[32], last[32];
         printf("%-20s %-20s %-16s %-16s %-21s %-21s %s\n",
                json_string_value(json_object_get(s, "name")),
@@ -206,8 +207,7 @@ cmd_schedule(int argc, char **argv)
     const char *name = argv[optind + 1];
     if (strcmp(action, "add") == 0)
         return run_add(&g, name, &a);
-    if (strcmp(action, "rm") == 0 || strcmp(action, "pause") == 0 ||
-        strcmp(action, "resume") == 0)
+    if (strcmp(action, "rm") == 0 || strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0)
         return run_named(&g, action, name);
     cli_usage_error(&g, "unknown action '%s' (add, list, rm, pause, resume)", action);
 }

@@ -122,22 +122,22 @@ START_TEST(latest_finds_the_last_planned_time_of_a_downtime)
     char why[256] = "";
     int64_t t;
     ck_assert_int_eq(cron_parse("0 * * * *", &cr, why, sizeof why), 0);
-    ck_assert_int_eq(cron_latest(&cr, "", 0, utc_ms("2026-01-01T00:00:00Z"),
-                                 utc_ms("2026-01-03T10:30:00Z"), &t),
-                     0);
+    ck_assert_int_eq(
+        cron_latest(&cr, "", 0, utc_ms("2026-01-01T00:00:00Z"), utc_ms("2026-01-03T10:30:00Z"), &t),
+        0);
     ck_assert_msg(t == utc_ms("2026-01-03T10:00:00Z"), "hourly: the last full hour");
     ck_assert_int_eq(cron_parse("0 0 1 1 *", &cr, why, sizeof why), 0);
     ck_assert_int_eq(cron_latest(&cr, "Europe/Berlin", 0, utc_ms("2020-01-01T00:00:00Z"),
                                  utc_ms("2026-06-01T00:00:00Z"), &t),
                      0);
     ck_assert_msg(t == utc_ms("2025-12-31T23:00:00Z"), "yearly, six years down");
-    ck_assert_int_eq(cron_latest(&cr, "", 0, utc_ms("2026-01-01T00:00:00Z"),
-                                 utc_ms("2026-06-01T00:00:00Z"), &t),
-                     -ENOENT);
+    ck_assert_int_eq(
+        cron_latest(&cr, "", 0, utc_ms("2026-01-01T00:00:00Z"), utc_ms("2026-06-01T00:00:00Z"), &t),
+        -ENOENT);
     ck_assert_int_eq(cron_parse("* * * * *", &cr, why, sizeof why), 0);
-    ck_assert_int_eq(cron_latest(&cr, "", 0, utc_ms("2025-01-01T00:00:00Z"),
-                                 utc_ms("2026-01-01T00:00:30Z"), &t),
-                     0);
+    ck_assert_int_eq(
+        cron_latest(&cr, "", 0, utc_ms("2025-01-01T00:00:00Z"), utc_ms("2026-01-01T00:00:30Z"), &t),
+        0);
     ck_assert_msg(t == utc_ms("2026-01-01T00:00:00Z"), "every minute over a year");
     ck_assert_int_eq(cron_parse("@every 1h", &cr, why, sizeof why), 0);
     int64_t a = utc_ms("2026-01-01T00:00:00Z");

@@ -42,8 +42,8 @@ start(int64_t clock_ms)
     set_clock(clock_ms);
     setenv("CHANQ_TEST_CLOCK_FILE", clock_path, 1);
     setenv("CHANQ_TEST_COMPACT_MS", "40", 1); /* snapshots at random moments */
-    static const char *const args[] = {"--journal-segment", "64K", "--journal-compact", "64K",
-                                       "--max-schedules", "3", NULL};
+    static const char *const args[] = {
+        "--journal-segment", "64K", "--journal-compact", "64K", "--max-schedules", "3", NULL};
     struct harness *h = harness_start(args);
     ck_assert_msg(h != NULL, "chanqd starts");
     return h;
@@ -58,8 +58,7 @@ stop(struct harness *h)
     unlink(clock_path);
 }
 
-static json_t *
-reqf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *reqf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static json_t *
 reqf(int fd, const char *fmt, ...)
@@ -91,8 +90,8 @@ fails(int fd, const char *code, const char *want, const char *line)
     const char *msg = json_string_value(json_object_get(json_object_get(r, "error"), "message"));
     ck_assert_msg(strcmp(error_code(r), code) == 0, "%s: want %s, got %s (%s)", line, code,
                   error_code(r), msg ? msg : "ok");
-    ck_assert_msg(msg && strncmp(msg, want, strlen(want)) == 0, "%s: want '%s...', got '%s'",
-                  line, want, msg ? msg : "");
+    ck_assert_msg(msg && strncmp(msg, want, strlen(want)) == 0, "%s: want '%s...', got '%s'", line,
+                  want, msg ? msg : "");
     json_decref(r);
 }
 
@@ -101,8 +100,8 @@ fails(int fd, const char *code, const char *want, const char *line)
 static int64_t
 take_planned(int fd, const char *queue, int timeout_ms)
 {
-    json_t *r = reqf(fd, "{\"op\":\"fetch\",\"queue\":\"%s\",\"timeout_ms\":%d}", queue,
-                     timeout_ms);
+    json_t *r =
+        reqf(fd, "{\"op\":\"fetch\",\"queue\":\"%s\",\"timeout_ms\":%d}", queue, timeout_ms);
     json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
     int64_t planned = -1;
     if (job) {
@@ -148,8 +147,9 @@ START_TEST(a_planned_time_fires_once_across_kill9_and_clean_restarts)
 {
     struct harness *h = start(T0 + 30000);
     int fd = redial(h);
-    ok(fd, "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"tick\",\"cron\":\"* * * * *\","
-           "\"tz\":\"Europe/Berlin\",\"queue\":\"ticks\",\"payload\":{\"n\":1},\"missed\":\"once\"}");
+    ok(fd,
+       "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"tick\",\"cron\":\"* * * * *\","
+       "\"tz\":\"Europe/Berlin\",\"queue\":\"ticks\",\"payload\":{\"n\":1},\"missed\":\"once\"}");
     set_clock(T0 + MIN + 5000);
     ck_assert_int_eq(take_planned(fd, "ticks", 5000), T0 + MIN);
     ck_assert_int_eq(take_planned(fd, "ticks", 300), -1);
@@ -180,10 +180,12 @@ START_TEST(missed_runs_after_a_downtime_are_skipped_or_run_once)
 {
     struct harness *h = start(T0 + 30000);
     int fd = redial(h);
-    ok(fd, "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"skipper\",\"cron\":\"*/10 * * * *\","
-           "\"queue\":\"qs\",\"payload\":{}}");
-    ok(fd, "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"oncer\",\"cron\":\"*/10 * * * *\","
-           "\"queue\":\"qo\",\"payload\":{},\"missed\":\"once\"}");
+    ok(fd,
+       "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"skipper\",\"cron\":\"*/10 * * * *\","
+       "\"queue\":\"qs\",\"payload\":{}}");
+    ok(fd,
+       "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"oncer\",\"cron\":\"*/10 * * * *\","
+       "\"queue\":\"qo\",\"payload\":{},\"missed\":\"once\"}");
     harness_close(fd);
     harness_kill9(h);
     set_clock(T0 + 215 * MIN + 10000); /* 03:35:10: 21 planned times passed while down */
@@ -247,8 +249,8 @@ static char *
 digest(int fd)
 {
     json_t *r = reqf(fd, "{\"op\":\"stats\",\"digest\":true}");
-    char *d = strdup(json_string_value(
-        json_object_get(json_object_get(r, "server"), "state_digest")));
+    char *d =
+        strdup(json_string_value(json_object_get(json_object_get(r, "server"), "state_digest")));
     json_decref(r);
     return d;
 }
@@ -295,8 +297,9 @@ START_TEST(hostile_schedules_get_clear_errors_and_change_nothing)
     /* a payload over --max-job */
     size_t big = 600 * 1024;
     char *line = malloc(big + 256);
-    int n = snprintf(line, 256, "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"b\","
-                                "\"cron\":\"@daily\",\"queue\":\"q\",\"payload\":\"");
+    int n = snprintf(line, 256,
+                     "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"b\","
+                     "\"cron\":\"@daily\",\"queue\":\"q\",\"payload\":\"");
     memset(line + n, 'x', big);
     strcpy(line + n + big, "\"}");
     json_t *r = request(fd, line);
@@ -331,8 +334,8 @@ START_TEST(run_at_is_an_absolute_delay)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    json_t *r = reqf(fd, "{\"op\":\"submit\",\"queue\":\"r\",\"payload\":1,\"run_at\":%lld}",
-                     now - 5000);
+    json_t *r =
+        reqf(fd, "{\"op\":\"submit\",\"queue\":\"r\",\"payload\":1,\"run_at\":%lld}", now - 5000);
     ck_assert_msg(json_is_true(json_object_get(r, "ok")), "a past run_at");
     json_decref(r);
     r = reqf(fd, "{\"op\":\"fetch\",\"queue\":\"r\",\"timeout_ms\":0}");
@@ -365,7 +368,8 @@ START_TEST(run_at_is_an_absolute_delay)
     fails(fd, "bad_request", "field 'run_at': -1 is out of range",
           "{\"op\":\"submit\",\"queue\":\"r\",\"payload\":1,\"run_at\":-1}");
     r = reqf(fd, "{\"op\":\"stats\",\"queue\":\"r\"}");
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "queue"), "delayed")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "queue"), "delayed")),
+                     2);
     json_decref(r);
     harness_close(fd);
     stop(h);
