@@ -661,10 +661,9 @@ static int
 requested(const struct request *req, struct jrec_schedule *r, char *cron, char *tz,
           struct proto_error *err)
 {
-    memcpy(cron, req->cron.ptr, req->cron.len);
-    cron[req->cron.len] = '\0';
-    memcpy(tz, req->tz.ptr, req->tz.len);
-    tz[req->tz.len] = '\0';
+    snprintf(cron, MSG_MAX_CRON + 1, "%.*s", (int)req->cron.len,
+             req->cron.len ? req->cron.ptr : "");
+    snprintf(tz, MSG_MAX_TZ + 1, "%.*s", (int)req->tz.len, req->tz.len ? req->tz.ptr : "");
     char why[256];
     struct cron c;
     if (cron_parse(cron, &c, why, sizeof why) < 0) {
