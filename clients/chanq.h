@@ -341,6 +341,31 @@ int chanq_stats(struct chanq_conn *c, const char *queue, json_t **out);
  * *out, gathered page by page. 0 or -1. */
 int chanq_queues(struct chanq_conn *c, json_t **out);
 
+/* Schedules (docs/scheduling.md): named cron or interval definitions
+ * whose firings are jobs. */
+struct chanq_schedule_spec {
+    const char *cron;     /* a cron expression or "@every DURATION" (required) */
+    const char *tz;       /* IANA zone ("Europe/Berlin"); NULL: UTC */
+    const char *queue;    /* where its jobs go (required) */
+    const char *payload;  /* the jobs' payload template, JSON text (required) */
+    int64_t ttr_ms;       /* <= 0: the queue's */
+    int64_t max_attempts; /* <= 0: the queue's */
+    bool missed_once;     /* after a downtime: one job for the missed times (else none) */
+    bool replace;         /* replace a schedule of that name (else: conflict if it differs) */
+};
+
+/* Creates (or replaces) schedule `name`; when out is not NULL, stores its
+ * "schedule" object there (new reference). 0 or -1 ("bad_request" for a
+ * bad expression or zone, "conflict", "limit"). */
+int chanq_schedule_add(struct chanq_conn *c, const char *name,
+                       const struct chanq_schedule_spec *spec, json_t **out);
+/* Pauses, resumes or deletes schedule `name`. 0 or -1 ("not_found"). */
+int chanq_schedule_pause(struct chanq_conn *c, const char *name);
+int chanq_schedule_resume(struct chanq_conn *c, const char *name);
+int chanq_schedule_delete(struct chanq_conn *c, const char *name);
+/* Every schedule: the "schedules" array, a new reference in *out. 0 or -1. */
+int chanq_schedule_list(struct chanq_conn *c, json_t **out);
+
 /* Any request: `req` (a JSON object with "op"; borrowed) is sent as is and
  * the whole answer is stored in *out (new reference), also when it is an
  * error answer. Returns 0 when the answer says ok, -1 otherwise (error set;

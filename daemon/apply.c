@@ -7,6 +7,7 @@
 #include "daemon/jrec.h"
 #include "daemon/log.h"
 #include "daemon/queue.h"
+#include "daemon/schedule.h"
 
 #include "core/chan.h"
 
@@ -334,6 +335,23 @@ apply_order(struct broker *b, const struct jrec *r)
     return 0;
 }
 
+/* A schedule's firing: the job it made (when it made one) and its planned
+ * time, from one record. */
+static int
+apply_fire(struct broker *b, const struct jrec *r, const struct apply_how *how)
+{
+    const struct jrec_fire *f = &r->u.fire;
+    if (f->s.id) {
+        int rc = 0;
+        struct job *j = create(b, r, &f->s, &rc);
+        if (!j)
+            return rc;
+        if (submitted(b, j, &f->s, !(how && how->caller_places)) < 0)
+            return -1;
+    }
+    return schedule_apply_fire(b, f);
+}
+
 int
 apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how)
 {
@@ -358,6 +376,10 @@ apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how
         return apply_order(b, r);
     case JREC_KEY:
         return broker_key_apply(b, &r->u.key);
+    case JREC_SCHEDULE:
+        return schedule_apply(b, &r->u.schedule);
+    case JREC_FIRE:
+        return apply_fire(b, r, how);
     }
     return skip(b, r, 0, "unknown record type");
 }

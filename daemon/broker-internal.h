@@ -20,6 +20,7 @@ struct journal;
 struct jrec_key;
 struct key_entry;
 struct keytable;
+struct schedules;
 
 struct broker {
     pthread_mutex_t lock;      /* guards everything below and every job/queue field */
@@ -37,6 +38,7 @@ struct broker {
     struct membudget mem;      /* --max-memory: payloads + connection buffers */
     struct job_list finished;  /* final jobs kept for wait, oldest first */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
+    struct schedules *sched;   /* named schedules (daemon/schedule.h) */
 };
 
 /* The broker a job belongs to, for callers that do not hold the lock yet

@@ -6,6 +6,7 @@
 #include "daemon/fastrand.h"
 #include "daemon/keytable.h"
 #include "daemon/queue.h"
+#include "daemon/schedule.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,11 @@ broker_alloc(const struct broker_config *cfg, struct ctx *root, bool serving)
     b->serving = serving;
     b->jobs = jobtable_new();
     b->keys = keytable_new(cfg->max_keys_kept);
-    if (!b->jobs || !b->keys) {
+    b->sched = schedules_new();
+    if (!b->jobs || !b->keys || !b->sched) {
         jobtable_free(b->jobs);
         keytable_free(b->keys);
+        schedules_free(b->sched);
         free(b);
         return NULL;
     }
@@ -83,6 +86,7 @@ broker_free(struct broker *b)
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);
     keytable_free(b->keys);
+    schedules_free(b->sched);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }

@@ -30,6 +30,7 @@ struct broker_config {
                                      * job finished */
     size_t max_keys_kept;           /* keys of finished jobs kept at most (the oldest
                                      * windows end early past it) */
+    size_t max_schedules;           /* named schedules; more -> `limit` */
 };
 
 struct consumer;

@@ -8,6 +8,7 @@
 #include "daemon/keytable.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
+#include "daemon/run_at.h"
 
 #include "core/chan.h"
 #include "core/ctx.h"
@@ -149,6 +150,8 @@ nack_one(struct broker *b, struct job *j, const struct request *req, const char 
          struct durable *w)
 {
     int64_t delay = req->has_delay_ms ? req->delay_ms : backoff_ms(j->attempt);
+    if (req->has_run_at) /* checked by broker_op_nack */
+        delay = req->run_at > clock_wall_ms() ? req->run_at - clock_wall_ms() : 0;
     if (reservation_retry(b, j, delay, req->dead, error, w) < 0)
         return -1;
     j->queue->count.nacked++;
@@ -184,6 +187,9 @@ int
 broker_op_nack(struct broker *b, struct session *s, const struct request *req, struct buf *out,
                struct proto_error *err)
 {
+    int64_t run_at_delay_ms;
+    if (req->has_run_at && run_at_delay(req->run_at, clock_wall_ms(), &run_at_delay_ms, err) < 0)
+        return -1;
     char *error = req->error.len ? strndup(req->error.ptr, req->error.len) : NULL;
     if (req->error.len && !error) {
         proto_error_set(err, PROTO_INTERNAL, "out of memory");

@@ -8,6 +8,7 @@
 #include "daemon/keytable.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
+#include "daemon/run_at.h"
 
 #include "core/chan.h"
 #include "core/select.h"
@@ -74,7 +75,10 @@ submit_record(struct broker_op *op, struct submit *sub)
     const struct request *req = op->req;
     struct queue *q = sub->qs[0]; /* the first listed: the job's defaults */
     int64_t now = clock_wall_ms();
-    bool delayed = req->has_delay_ms && req->delay_ms > 0;
+    int64_t delay_ms = req->has_delay_ms ? req->delay_ms : 0;
+    if (req->has_run_at && run_at_delay(req->run_at, now, &delay_ms, op->err) < 0)
+        return -1; /* run_at: an absolute delay */
+    bool delayed = delay_ms > 0;
     struct jrec r = {.type = JREC_SUBMIT};
     r.u.submit = (struct jrec_submit){
         .id = b->next_id,
@@ -86,7 +90,7 @@ submit_record(struct broker_op *op, struct submit *sub)
         .max_attempts = (uint32_t)(req->has_max_attempts ? req->max_attempts : q->set.max_attempts),
         .created_ms = now,
         .deadline_ms = req->has_deadline_ms ? now + req->deadline_ms : 0,
-        .due_ms = delayed ? now + req->delay_ms : 0,
+        .due_ms = delayed ? now + delay_ms : 0,
         .parent_id = sub->parent ? sub->parent->id : 0,
         .key = req->key.ptr,
         .key_len = req->key.len,

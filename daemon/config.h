@@ -45,6 +45,7 @@ struct config {
     uint64_t max_connections_per_address; /* from one address (0: no limit); reloadable [main] */
     int64_t idle_timeout_ms;         /* close connections idle this long (0: never); reloadable [main] */
     uint64_t max_queues;             /* queues at once; reloadable [lead] */
+    uint64_t max_schedules;          /* named schedules at once; reloadable */
     size_t max_memory;               /* budget for job payload bytes; reloadable [lead] */
     uint64_t max_inflight;           /* requests in flight per connection before reads stop; reloadable [lead] */
     int64_t grace_ms;                /* graceful stop budget; reloadable [lead] */

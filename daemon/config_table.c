@@ -54,6 +54,8 @@ const struct config_key config_keys[] = {
      APPLY_READ_LIVE},
     {"max-queues", K_UINT, KEY_FIELD(max_queues), "10000", 1, 10000000, KEY_RELOAD, "N",
      "queues at once", APPLY_BROKER},
+    {"max-schedules", K_UINT, KEY_FIELD(max_schedules), "1000", 0, 100000, KEY_RELOAD, "N",
+     "named schedules at once (the schedule op)", APPLY_BROKER},
     {"max-memory", K_SIZE, KEY_FIELD(max_memory), "1G", 1 * MIB, 1024 * GIB, KEY_RELOAD, "BYTES",
      "memory budget for job payloads and connection buffers", APPLY_BROKER},
     {"max-inflight", K_UINT, KEY_FIELD(max_inflight), "64", 1, 65536, KEY_RELOAD, "N",

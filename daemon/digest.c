@@ -6,6 +6,7 @@
 #include "daemon/broker-internal.h"
 #include "daemon/keytable.h"
 #include "daemon/queue.h"
+#include "daemon/schedule.h"
 
 #include "core/chan.h"
 
@@ -79,6 +80,13 @@ feed_queue(EVP_MD_CTX *md, const struct queue *q)
     feed(md, "\n");
 }
 
+/* schedules_digest's feed. */
+static void
+feed_bytes(void *md, const void *p, size_t n)
+{
+    EVP_DigestUpdate(md, p, n);
+}
+
 static void
 feed_job(EVP_MD_CTX *md, const struct job *j)
 {
@@ -118,6 +126,7 @@ broker_state_digest(struct broker *b, char hex[BROKER_DIGEST_HEX])
     if (jobs) {
         for (size_t i = 0; i < b->nqueues; i++)
             feed_queue(md, b->queues[i]);
+        schedules_digest(b, feed_bytes, md);
         for (size_t i = 0; i < njobs; i++)
             feed_job(md, jobs[i]);
         /* Queued jobs on their way into a full channel (a requeue parked

@@ -163,6 +163,35 @@ encode_order(const struct jrec_order *o, struct enc *e)
     return true;
 }
 
+static bool
+encode_schedule(const struct jrec_schedule *s, struct enc *e)
+{
+    if ((!s->name && s->name_len) || (!s->cron && s->cron_len) || (!s->tz && s->tz_len) ||
+        (!s->queue && s->queue_len) || (!s->payload && s->payload_len))
+        return false;
+    put_b(e, s->name, s->name_len);
+    put_byte(e, (uint8_t)((s->deleted ? 1 : 0) | (s->paused ? 2 : 0) | (s->missed_once ? 4 : 0)));
+    put_b(e, s->cron, s->cron_len);
+    put_b(e, s->tz, s->tz_len);
+    put_b(e, s->queue, s->queue_len);
+    put_b(e, s->payload, s->payload_len);
+    put_i(e, s->ttr_ms);
+    put_u(e, s->max_attempts);
+    put_i(e, s->since_ms);
+    put_i(e, s->last_ms);
+    return true;
+}
+
+static bool
+encode_fire(const struct jrec_fire *f, struct enc *e)
+{
+    if (!f->name && f->name_len)
+        return false;
+    put_b(e, f->name, f->name_len);
+    put_i(e, f->planned_ms);
+    return submit_fields(&f->s, e);
+}
+
 /* Walks r's fields into e; false when r is invalid. */
 static bool
 encode(const struct jrec *r, struct enc *e)
@@ -181,6 +210,10 @@ encode(const struct jrec *r, struct enc *e)
         return encode_job(&r->u.job, e);
     case JREC_ORDER:
         return encode_order(&r->u.order, e);
+    case JREC_SCHEDULE:
+        return encode_schedule(&r->u.schedule, e);
+    case JREC_FIRE:
+        return encode_fire(&r->u.fire, e);
     case JREC_RESERVE:
         put_u(e, r->u.reserve.id);
         put_u(e, r->u.reserve.attempt);
@@ -419,6 +452,26 @@ decode_order(struct dec *d, struct jrec_order *o)
 }
 
 static void
+decode_schedule(struct dec *d, struct jrec_schedule *s)
+{
+    s->name = get_b(d, &s->name_len);
+    uint8_t flags = get_byte(d);
+    if (!d->why && (flags & ~7u))
+        fail(d, "unknown schedule flags");
+    s->deleted = flags & 1;
+    s->paused = (flags & 2) != 0;
+    s->missed_once = (flags & 4) != 0;
+    s->cron = get_b(d, &s->cron_len);
+    s->tz = get_b(d, &s->tz_len);
+    s->queue = get_b(d, &s->queue_len);
+    s->payload = get_b(d, &s->payload_len);
+    s->ttr_ms = get_i(d);
+    s->max_attempts = get_u32(d);
+    s->since_ms = get_i(d);
+    s->last_ms = get_i(d);
+}
+
+static void
 decode_body(struct dec *d, struct jrec *r)
 {
     switch (r->type) {
@@ -442,6 +495,14 @@ decode_body(struct dec *d, struct jrec *r)
     }
     case JREC_ORDER:
         decode_order(d, &r->u.order);
+        return;
+    case JREC_SCHEDULE:
+        decode_schedule(d, &r->u.schedule);
+        return;
+    case JREC_FIRE:
+        r->u.fire.name = get_b(d, &r->u.fire.name_len);
+        r->u.fire.planned_ms = get_i(d);
+        decode_submit(d, &r->u.fire.s);
         return;
     case JREC_RESERVE:
         r->u.reserve.id = get_u(d);
@@ -517,6 +578,7 @@ jrec_type_name(enum jrec_type t)
         [JREC_FINAL] = "final",   [JREC_DROP] = "drop",       [JREC_QUEUE] = "queue",
         [JREC_MOVE] = "move",     [JREC_JOB] = "job",         [JREC_ORDER] = "order",
         [JREC_KEY] = "key",
+        [JREC_SCHEDULE] = "schedule", [JREC_FIRE] = "fire",
     };
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
 }

@@ -23,6 +23,10 @@ enum jrec_type {
                        * the kept results */
     JREC_KEY = 14,    /* snapshot: an idempotency key whose job finished, and when it
                        * is free again */
+    JREC_SCHEDULE = 10, /* a schedule as it is now (create, replace, pause, resume,
+                         * snapshot), or its deletion */
+    JREC_FIRE = 11,     /* a schedule fired: its planned time and the job it made, in
+                         * one record, so that neither is durable without the other */
 };
 
 enum jrec_job_state {
@@ -144,6 +148,35 @@ struct jrec_key {
     int64_t until_ms; /* wall ms: the key is free again from then on */
 };
 
+/* A schedule (docs/scheduling.md). A deleted one carries only its name. */
+struct jrec_schedule {
+    const char *name;
+    size_t name_len;
+    bool deleted, paused;
+    bool missed_once;      /* after a downtime: fire once for the missed times (else skip) */
+    const char *cron;      /* the expression as given */
+    size_t cron_len;
+    const char *tz;        /* zone name; empty = UTC */
+    size_t tz_len;
+    const char *queue;     /* target queue */
+    size_t queue_len;
+    const char *payload;   /* the template (compact JSON) */
+    size_t payload_len;
+    int64_t ttr_ms;        /* 0 = the queue's default */
+    uint32_t max_attempts; /* 0 = the queue's default */
+    int64_t since_ms;      /* only planned times after this (created, replaced, resumed) */
+    int64_t last_ms;       /* the last planned time fired; 0 = none yet */
+};
+
+/* A firing: the schedule's last planned time becomes planned_ms and, when
+ * s.id is not 0, the job s is created (ready at once) in the same step. */
+struct jrec_fire {
+    const char *name;
+    size_t name_len;
+    int64_t planned_ms;
+    struct jrec_submit s;
+};
+
 /* One record. Decoded strings point into the record bytes (borrowed: valid
  * while those bytes are). */
 struct jrec {
@@ -159,6 +192,8 @@ struct jrec {
         struct jrec_job job;
         struct jrec_order order;
         struct jrec_key key;
+        struct jrec_schedule schedule;
+        struct jrec_fire fire;
     } u;
 };
 

@@ -54,6 +54,14 @@ static const struct family journal_families[] = {
      "Duration of the most recent journal fsync in seconds."},
 };
 
+static const struct family schedule_families[] = {
+    {"count", "chanq_schedules", "gauge", 1, "Named schedules."},
+    {"paused", "chanq_schedules_paused", "gauge", 1, "Schedules paused."},
+    {"fired", "chanq_schedule_firings_total", "counter", 1, "Planned times fired since start."},
+    {"skipped", "chanq_schedule_skipped_total", "counter", 1,
+     "Firings that made no job (queue closed, memory used up)."},
+};
+
 static const struct family queue_families[] = {
     {"capacity", "chanq_queue_capacity", "gauge", 1, "Jobs the queue holds before submits wait."},
     {"depth", "chanq_queue_depth", "gauge", 1, "Jobs queued and ready for delivery."},
@@ -373,6 +381,28 @@ put_cluster(FILE *f, const json_t *cluster)
     }
 }
 
+/* The schedules' figures, and the planned time of each one's last firing. */
+static void
+put_schedules(FILE *f, const json_t *sc)
+{
+    if (!json_is_object(sc))
+        return;
+    put_scalars(f, sc, schedule_families, N(schedule_families));
+    static const char *name = "chanq_schedule_last_fire_timestamp_seconds";
+    put_header(f, name, "gauge", "Planned time of the schedule's last firing (0: never).");
+    size_t i;
+    json_t *s;
+    json_array_foreach (json_object_get(sc, "list"), i, s) {
+        const char *sname = json_string_value(json_object_get(s, "name"));
+        if (!sname)
+            continue;
+        fprintf(f, "%s{schedule=\"", name);
+        put_label_value(f, sname);
+        fputs("\"} ", f);
+        put_value(f, json_object_get(s, "last_ms"), 1e3);
+    }
+}
+
 char *
 metrics_render(const json_t *stats, size_t *len)
 {
@@ -392,6 +422,7 @@ metrics_render(const json_t *stats, size_t *len)
     put_jobs(f, json_object_get(server, "jobs"));
     put_journal(f, json_object_get(server, "journal"));
     put_cluster(f, json_object_get(server, "cluster"));
+    put_schedules(f, json_object_get(server, "schedules"));
     put_queues(f, json_object_get(stats, "queues"));
     put_run_hists(f, json_object_get(stats, "queues"));
     if (fclose(f) != 0) {

@@ -6,6 +6,7 @@
 #include "daemon/log.h"
 #include "daemon/conn_env.h"
 #include "daemon/stats.h"
+#include "daemon/schedule.h"
 #include "daemon/tokens.h"
 
 #include "core/chan.h"
@@ -255,6 +256,7 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_CLUSTER_ADD] = {op_cluster_change, NULL},
     [OP_CLUSTER_REMOVE] = {op_cluster_change, NULL},
     [OP_CLUSTER_TRANSFER] = {op_cluster_change, NULL},
+    [OP_SCHEDULE] = {NULL, broker_op_schedule},
 };
 
 /* Logs an error answer with who got it and for which op and queue (req

@@ -8,6 +8,7 @@
 #include "daemon/log.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
+#include "daemon/schedule.h"
 
 #include <errno.h>
 
@@ -98,6 +99,7 @@ broker_start(struct broker *b)
         start_queue(b, b->queues[i]);
     jobtable_each(b->jobs, arm_timers, NULL);
     pthread_mutex_unlock(&b->lock);
+    schedules_start(b);
     if (b->journal)
         log_info("journal: restored %zu queues, %zu queued, %zu delayed, %zu dead jobs, %zu results",
                  b->nqueues, n.queued + n.orphans, n.delayed, n.dead, n.kept);

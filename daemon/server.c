@@ -6,6 +6,7 @@
 #include "chanq_config.h"
 
 #include "daemon/server-internal.h"
+#include "daemon/cron.h"
 #include "core/timer.h"
 #include "daemon/closewatch.h"
 #include "daemon/conn.h"
@@ -46,6 +47,7 @@ server_broker_settings(const struct config *cfg)
         .max_finished = cfg->keep_results,
         .key_window_ms = cfg->key_window_ms,
         .max_keys_kept = cfg->keep_keys,
+        .max_schedules = cfg->max_schedules,
     };
 }
 
@@ -209,6 +211,7 @@ server_new(struct config *cfg, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
     /* A client gone while we write to it is an EPIPE, not a signal. */
     signal(SIGPIPE, SIG_IGN);
+    cron_init(); /* before any thread: schedules' time zones (daemon/cron.h) */
     if (build(srv) < 0) {
         server_free(srv);
         srv = NULL;

@@ -8,6 +8,7 @@
 #include "daemon/jrec.h"
 #include "daemon/keytable.h"
 #include "daemon/queue.h"
+#include "daemon/schedule.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,6 +37,13 @@ put(struct writer *w, const struct jrec *r)
     }
     int n = jrec_encode(r, w->buf, w->cap);
     return n < 0 ? n : w->emit(w->arg, w->buf, (size_t)n);
+}
+
+/* schedules_snapshot's put. */
+static int
+put_any(void *w, const struct jrec *r)
+{
+    return put(w, r);
 }
 
 static int
@@ -183,6 +191,8 @@ write_state(struct broker *b, struct writer *w)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b->nqueues; i++)
         rc = put_queue(w, b->queues[i]);
+    if (rc == 0)
+        rc = schedules_snapshot(b, put_any, w);
     size_t n;
     struct job **jobs = broker_jobs_by_id(b, &n);
     if (!jobs)

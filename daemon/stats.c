@@ -9,6 +9,7 @@
 #include "daemon/config.h"
 #include "daemon/journal/journal.h"
 #include "daemon/membudget.h"
+#include "daemon/schedule.h"
 
 #include "core/go.h"
 #include "core/sched.h"
@@ -93,14 +94,15 @@ stats_server_json(const struct stats_src *src)
     json_t *jobs = broker_jobs_json(src->broker);
     struct membudget *mb = broker_membudget(src->broker);
     int64_t uptime_s = (timer_now_ms() - src->started_ms) / 1000;
-    json_t *server = json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o}", "uptime_s",
+    json_t *server = json_pack("{s:I, s:I, s:I, s:i, s:o, s:I, s:I, s:I, s:s, s:o, s:o*}", "uptime_s",
                      (json_int_t)uptime_s, "connections",
                      (json_int_t)atomic_load(src->connections), "goroutines",
                      (json_int_t)go_count(), "threads", sched_threads(), "jobs",
                      jobs ? jobs : json_object(), "rss_bytes", (json_int_t)rss_bytes(),
                      "memory_bytes", (json_int_t)membudget_used(mb), "buffer_bytes",
                      (json_int_t)atomic_load(&mb->buffers), "version", PACKAGE_VERSION,
-                     "journal", journal_json(src));
+                     "journal", journal_json(src), "schedules",
+                     broker_schedules_json(src->broker));
     json_t *cluster = server && src->cluster ? cluster_gate_status(src->cluster) : NULL;
     if (cluster)
         json_object_set_new(server, "cluster", cluster);

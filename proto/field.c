@@ -57,7 +57,15 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_KEY] = SPAN_F("key", K_ID, key),
     [F_PRIORITY] = INT_F("priority", priority, 0, MSG_MAX_PRIORITY),
     [F_TRACEPARENT] = SPAN_F("traceparent", K_TRACEPARENT, traceparent),
+    /* schedules */
+    [F_RUN_AT] = INT_F("run_at", run_at, 0, MSG_MAX_RUN_AT),
+    [F_ACTION] = SPAN_F("action", K_TEXT, action),
+    [F_NAME] = SPAN_F("name", K_QUEUE, name),
+    [F_CRON] = SPAN_F("cron", K_TEXT, cron),
+    [F_TZ] = SPAN_F("tz", K_TEXT, tz),
+    [F_MISSED] = SPAN_F("missed", K_TEXT, missed),
 };
+_Static_assert(F_NFIELDS <= 64, "struct decoder's seen mask has 64 bits");
 
 int
 field_reject(struct decoder *d, enum proto_err code, const char *fmt, ...)
@@ -120,8 +128,9 @@ take_queue_name(struct decoder *d, enum field f, const struct scan_value *v, str
     field_store_string(d, v, sp);
     if (!msg_queue_name_valid(sp->ptr, sp->len))
         return field_reject(d, PROTO_BAD_REQUEST,
-                            "field '%s': '%.*s%s' is not a queue name ([A-Za-z0-9_.:-]{1,128})",
-                            field_defs[f].name, QUOTE(sp->ptr, sp->len));
+                            "field '%s': '%.*s%s' is not a %s name ([A-Za-z0-9_.:-]{1,128})",
+                            field_defs[f].name, QUOTE(sp->ptr, sp->len),
+                            f == F_NAME ? "schedule" : "queue");
     return 0;
 }
 

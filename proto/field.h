@@ -50,6 +50,13 @@ enum field {
     F_KEY,
     F_PRIORITY,
     F_TRACEPARENT,
+    /* schedules (docs/scheduling.md) */
+    F_RUN_AT,
+    F_ACTION,
+    F_NAME,
+    F_CRON,
+    F_TZ,
+    F_MISSED,
     F_NFIELDS
 };
 
@@ -93,7 +100,7 @@ struct rule {
 /* Working state of one msg_decode() call. */
 struct decoder {
     struct scan_value vals[F_NFIELDS]; /* where each known field's value lies */
-    uint64_t seen;                     /* bit f: field f was present */
+    uint64_t seen;                     /* bit f: field f was present (F_NFIELDS <= 64) */
     const struct msg_limits *lim;      /* payload limit */
     struct request *out;               /* being filled */
     struct proto_error *err;           /* why it failed */

@@ -25,10 +25,22 @@ struct op_def {
     check_fn *check;
 };
 
+/* "run_at" is an absolute "delay_ms": one or the other. */
+static int
+check_run_at(struct decoder *d)
+{
+    if (d->out->has_run_at && d->out->has_delay_ms)
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "fields 'run_at' and 'delay_ms': give one, not both");
+    return 0;
+}
+
 static int
 check_submit(struct decoder *d)
 {
     struct request *r = d->out;
+    if (check_run_at(d))
+        return -EINVAL;
     if (r->queue.len && r->nqueues)
         return field_reject(d, PROTO_BAD_REQUEST,
                             "fields 'queue' and 'queues': give one, not both");
@@ -81,6 +93,53 @@ check_ids(struct decoder *d)
 }
 
 static int
+check_nack(struct decoder *d)
+{
+    return check_run_at(d) ? -EINVAL : check_ids(d);
+}
+
+/* span equals the C string word. */
+static bool
+span_is(const struct span *sp, const char *word)
+{
+    return sp->len == strlen(word) && memcmp(sp->ptr, word, sp->len) == 0;
+}
+
+/* What each schedule action needs; the daemon parses "cron" and looks
+ * "tz" up. */
+static int
+check_schedule(struct decoder *d)
+{
+    struct request *r = d->out;
+    static const char *const actions[] = {"create", "replace", "pause", "resume", "delete", "list"};
+    size_t a = 0;
+    while (a < 6 && !span_is(&r->action, actions[a]))
+        a++;
+    if (a == 6)
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "field 'action': '%.*s%s' is not one of create, replace, pause, "
+                            "resume, delete, list",
+                            QUOTE(r->action.ptr, r->action.len));
+    if (a < 5 && !r->name.len)
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'name': missing");
+    if (a < 2) {
+        const char *need = !r->cron.len ? "cron" : !r->queue.len ? "queue"
+                                                   : !r->payload.len ? "payload" : NULL;
+        if (need)
+            return field_reject(d, PROTO_BAD_REQUEST, "field '%s': missing", need);
+    }
+    if (r->cron.len > MSG_MAX_CRON)
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'cron': longer than %d bytes",
+                            MSG_MAX_CRON);
+    if (r->tz.len > MSG_MAX_TZ)
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'tz': longer than %d bytes", MSG_MAX_TZ);
+    if (r->missed.len && !span_is(&r->missed, "skip") && !span_is(&r->missed, "once"))
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'missed': '%.*s%s' is not skip or once",
+                            QUOTE(r->missed.ptr, r->missed.len));
+    return 0;
+}
+
+static int
 check_ack(struct decoder *d)
 {
     if (d->out->nids && d->out->result.len)
@@ -107,15 +166,17 @@ static const struct op_def ops[OP_COUNT] = {
                    RULES(OPT(F_QUEUE), OPT(F_QUEUES), REQ(F_PAYLOAD), OPT(F_DELAY_MS),
                          OPT(F_TTR_MS), OPT(F_MAX_ATTEMPTS), OPT(F_DEADLINE_MS), OPT(F_PARENT),
                          OPT(F_WAIT_MS), OPT(F_KEY), OPT(F_PRIORITY),
-                         OPT(F_TRACEPARENT)),
+                         OPT(F_TRACEPARENT), OPT(F_RUN_AT)),
                    check_submit},
     [OP_FETCH] = {"fetch",
                   RULES(OPT(F_QUEUE), OPT(F_QUEUES), OPT(F_TIMEOUT_MS), {F_COUNT, false, 1, 1000},
                         OPT(F_STRICT), OPT(F_ACK)),
                   check_fetch},
     [OP_ACK] = {"ack", RULES(OPT(F_ID), OPT(F_IDS), OPT(F_RESULT)), check_ack},
-    [OP_NACK] = {"nack", RULES(OPT(F_ID), OPT(F_IDS), OPT(F_ERROR), OPT(F_DELAY_MS), OPT(F_DEAD)),
-                 check_ids},
+    [OP_NACK] = {"nack",
+                 RULES(OPT(F_ID), OPT(F_IDS), OPT(F_ERROR), OPT(F_DELAY_MS), OPT(F_DEAD),
+                       OPT(F_RUN_AT)),
+                 check_nack},
     [OP_RELEASE] = {"release", RULES(REQ(F_ID)), NULL},
     [OP_TOUCH] = {"touch", RULES(REQ(F_ID), OPT(F_TTR_MS)), NULL},
     [OP_CANCEL] = {"cancel", RULES(REQ(F_ID)), NULL},
@@ -134,6 +195,10 @@ static const struct op_def ops[OP_COUNT] = {
     [OP_CLUSTER_ADD] = {"cluster_add", RULES(REQ(F_NODE), REQ(F_ADDRESS)), NULL},
     [OP_CLUSTER_REMOVE] = {"cluster_remove", RULES(REQ(F_NODE)), NULL},
     [OP_CLUSTER_TRANSFER] = {"cluster_transfer", RULES(OPT(F_NODE)), NULL},
+    [OP_SCHEDULE] = {"schedule",
+                     RULES(REQ(F_ACTION), OPT(F_NAME), OPT(F_CRON), OPT(F_TZ), OPT(F_QUEUE),
+                           OPT(F_PAYLOAD), OPT(F_TTR_MS), OPT(F_MAX_ATTEMPTS), OPT(F_MISSED)),
+                     check_schedule},
 };
 
 const char *

@@ -38,6 +38,7 @@ enum op {
     OP_CLUSTER_ADD,      /* ... and its membership changes, on the leader */
     OP_CLUSTER_REMOVE,
     OP_CLUSTER_TRANSFER,
+    OP_SCHEDULE, /* docs/scheduling.md */
     OP_COUNT /* number of values; not an op */
 };
 
@@ -56,6 +57,9 @@ enum op {
 #define MSG_MAX_PRIORITY 9      /* submit's "priority": 0 (default) .. 9, higher first */
 #define MSG_MAX_KEY MSG_MAX_ID  /* bytes in submit's idempotency "key" */
 #define MSG_DEFAULT_MAX_PAYLOAD (512 * 1024) /* --max-job default */
+#define MSG_MAX_RUN_AT INT64_C(253402300799999) /* "run_at": 9999-12-31T23:59:59.999Z */
+#define MSG_MAX_CRON 256 /* bytes of a schedule's "cron" */
+#define MSG_MAX_TZ 64    /* bytes of a schedule's "tz" */
 
 /* Server settings the decoder enforces. */
 struct msg_limits {
@@ -92,6 +96,10 @@ struct request {
     struct span address; /* cluster_add: "IPV4:PORT[/HOST:PORT]" of the new member */
     struct span key;     /* submit: idempotency key (1..MSG_MAX_KEY bytes) */
     struct span traceparent; /* submit: W3C trace context, syntax checked (proto/traceparent.h) */
+    /* schedule: "action" (create, replace, pause, resume, delete, list; checked),
+     * "name" (queue-name syntax), "cron" (at most MSG_MAX_CRON bytes, parsed by
+     * the daemon), "tz" (at most MSG_MAX_TZ bytes), "missed" (skip or once) */
+    struct span action, name, cron, tz, missed;
 
     int64_t capacity;     /* declare: 0 = unbuffered */
     int64_t ttr_ms;       /* declare, submit, touch */
@@ -112,6 +120,8 @@ struct request {
     int64_t burst;        /* the token bucket's size (default: rate) */
     int64_t priority;     /* submit: 0..MSG_MAX_PRIORITY, higher first */
     bool has_concurrency, has_rate, has_rate_per_ms, has_burst, has_priority;
+    int64_t run_at;       /* submit, nack: ms since the epoch (not with delay_ms) */
+    bool has_run_at;
 
     bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */

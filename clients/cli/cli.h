@@ -144,5 +144,6 @@ int cmd_stats(int argc, char **argv);
 int cmd_work(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 #endif

@@ -36,6 +36,7 @@ static const struct subcommand subcommands[] = {
     {"work", cmd_work, "run a command for each job (a worker pool)"},
     {"loadtest", cmd_loadtest, "producers and consumers at full speed; rates and latencies"},
     {"cluster", cmd_cluster, "a cluster's members and their state; membership changes"},
+    {"schedule", cmd_schedule, "named schedules: cron or interval jobs (add, list, rm, pause, resume)"},
 };
 
 #define NSUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])

@@ -73,6 +73,23 @@ sample_records(struct jrec *out)
     out[n].type = JREC_KEY;
     out[n++].u.key = (struct jrec_key){.key = "order-17", .key_len = 8, .id = 99,
                                        .until_ms = 1700000060000};
+    /* schedules */
+    out[n].type = JREC_SCHEDULE;
+    out[n++].u.schedule = (struct jrec_schedule){
+        .name = "nightly", .name_len = 7, .paused = true, .missed_once = true,
+        .cron = "30 2 * * mon-fri", .cron_len = 16, .tz = "Europe/Berlin", .tz_len = 13,
+        .queue = "reports", .queue_len = 7, .payload = PAYLOAD, .payload_len = strlen(PAYLOAD),
+        .ttr_ms = 60000, .max_attempts = 7, .since_ms = 1700000000000, .last_ms = 1700000060000,
+    };
+    out[n].type = JREC_SCHEDULE;
+    out[n++].u.schedule = (struct jrec_schedule){.name = "gone", .name_len = 4, .deleted = true};
+    out[n].type = JREC_FIRE;
+    out[n++].u.fire = (struct jrec_fire){
+        .name = "nightly", .name_len = 7, .planned_ms = 1700000120000,
+        .s = {.id = 99, .queue = "reports", .queue_len = 7, .payload = PAYLOAD,
+              .payload_len = strlen(PAYLOAD), .ttr_ms = 60000, .max_attempts = 7,
+              .created_ms = 1700000120004},
+    };
     return n;
 }
 
@@ -137,6 +154,23 @@ same_record(const struct jrec *a, const struct jrec *b)
     }
     case JREC_DROP:
         return a->u.drop.id == b->u.drop.id;
+    case JREC_SCHEDULE: {
+        const struct jrec_schedule *x = &a->u.schedule, *y = &b->u.schedule;
+        return same_bytes(x->name, x->name_len, y->name, y->name_len) &&
+               x->deleted == y->deleted && x->paused == y->paused &&
+               x->missed_once == y->missed_once &&
+               same_bytes(x->cron, x->cron_len, y->cron, y->cron_len) &&
+               same_bytes(x->tz, x->tz_len, y->tz, y->tz_len) &&
+               same_bytes(x->queue, x->queue_len, y->queue, y->queue_len) &&
+               same_bytes(x->payload, x->payload_len, y->payload, y->payload_len) &&
+               x->ttr_ms == y->ttr_ms && x->max_attempts == y->max_attempts &&
+               x->since_ms == y->since_ms && x->last_ms == y->last_ms;
+    }
+    case JREC_FIRE:
+        return same_bytes(a->u.fire.name, a->u.fire.name_len, b->u.fire.name,
+                          b->u.fire.name_len) &&
+               a->u.fire.planned_ms == b->u.fire.planned_ms &&
+               same_submit(&a->u.fire.s, &b->u.fire.s);
     case JREC_QUEUE: {
         const struct jrec_queue *x = &a->u.queue, *y = &b->u.queue;
         return same_bytes(x->name, x->name_len, y->name, y->name_len) &&
@@ -316,7 +350,7 @@ END_TEST
 
 START_TEST(encoding_refuses_small_buffers_and_invalid_records)
 {
-    struct jrec recs[16];
+    struct jrec recs[24];
     uint8_t buf[256];
     sample_records(recs);
     size_t need = jrec_size(&recs[0]);

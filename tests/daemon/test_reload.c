@@ -277,6 +277,19 @@ check_max_queues(struct harness *h, const char *dir)
 }
 
 static bool
+check_max_schedules(struct harness *h, const char *dir)
+{
+    int fd = dial(h);
+    json_decref(req_ok(fd, "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"s1\","
+                           "\"cron\":\"@daily\",\"queue\":\"q\",\"payload\":1}"));
+    req_err(fd, "limit",
+            "{\"op\":\"schedule\",\"action\":\"create\",\"name\":\"s2\",\"cron\":\"@daily\","
+            "\"queue\":\"q\",\"payload\":1}");
+    harness_close(fd);
+    return false;
+}
+
+static bool
 check_max_memory(struct harness *h, const char *dir)
 {
     int fd = dial(h);
@@ -416,6 +429,7 @@ static const struct reload_case cases[] = {
     {"max-connections-per-address", "0", "1", NULL, false, NULL, check_max_connections},
     {"idle-timeout", "0", "200", NULL, false, NULL, check_idle_timeout},
     {"max-queues", "100", "1", NULL, false, NULL, check_max_queues},
+    {"max-schedules", "100", "1", NULL, false, NULL, check_max_schedules},
     {"max-memory", "1G", "1M", NULL, false, NULL, check_max_memory},
     {"max-inflight", "64", "1", NULL, false, NULL, check_max_inflight},
     {"grace-ms", "60000", "100", NULL, false, NULL, check_grace_ms},
