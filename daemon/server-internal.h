@@ -55,6 +55,7 @@ struct server {
     size_t idle_goroutines;              /* the server's own (journal writer...) */
     struct http *http;                   /* --http endpoint, or NULL */
     struct http_admin *admin;            /* --http-admin routes, or NULL */
+    struct history *history;             /* --http's rate history, or NULL */
     struct sd_watchdog *wd;              /* systemd watchdog pings, or NULL */
     char health[256];                    /* /healthz's reason (loop thread) */
 };

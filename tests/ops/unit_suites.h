@@ -8,5 +8,6 @@ Suite *config_suite(void);
 Suite *metrics_suite(void);
 Suite *http_suite(void);
 Suite *sd_suite(void);
+Suite *history_suite(void);
 
 #endif
