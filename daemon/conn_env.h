@@ -20,6 +20,7 @@
 #include "proto/msg.h"
 
 struct broker;
+struct client_reg;
 struct closewatch;
 struct conn;
 struct ctx;
@@ -43,6 +44,7 @@ struct conn_env {
     struct peers *peers;           /* per-address counts and failed hellos */
     struct closewatch *closewatch; /* paused sockets, watched for their peer's close */
     const struct stats_src *stats; /* the server half of the stats op */
+    struct client_reg *clients;    /* open connections for `clients` (daemon/clientreg.h) */
 
     /* Written while serving. */
     _Atomic bool stopping;         /* a stop began: new requests get `shutting_down` */

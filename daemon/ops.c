@@ -3,6 +3,7 @@
 
 #include "daemon/ops.h"
 #include "daemon/log.h"
+#include "daemon/clientreg.h"
 #include "daemon/conn_env.h"
 #include "daemon/stats.h"
 #include "daemon/tokens.h"
@@ -73,6 +74,8 @@ op_hello(const struct conn_env *env, struct op_session *os, const struct request
         return hello_failed(env, os, err);
     os->authed = true;
     os->hello_failures = 0;
+    if (os->s.holder && os->s.holder->info)
+        client_info_set_name(os->s.holder->info, req->client.ptr, req->client.len);
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
                                PACKAGE_VERSION, "protocol", 1);
     int rc = encode_ok_fields(out, req->rid, fields);
@@ -97,6 +100,18 @@ op_stats(const struct conn_env *env, struct op_session *os, const struct request
         json_object_set_new(server, "state_digest", json_string(digest));
     }
     json_t *fields = server ? json_pack("{s:o}", "server", server) : NULL;
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return rc;
+}
+
+/* The open connections (docs/protocol.md, "clients"). */
+static int
+op_clients(const struct conn_env *env, struct op_session *os, const struct request *req,
+           struct buf *out, struct proto_error *err)
+{
+    json_t *all = env->clients ? client_reg_json(env->clients, env->broker) : json_array();
+    json_t *fields = all ? json_pack("{s:o}", "clients", all) : NULL;
     int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
     json_decref(fields);
     return rc;
@@ -129,6 +144,14 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_STATS] = {op_stats, NULL},
     [OP_CONSUME] = {NULL, broker_op_consume},
     [OP_CANCEL_CONSUME] = {NULL, broker_op_cancel_consume},
+    /* operator ops */
+    [OP_LIST] = {NULL, broker_op_list},
+    [OP_RETRY] = {NULL, broker_op_retry},
+    [OP_DELETE] = {NULL, broker_op_delete},
+    [OP_PURGE] = {NULL, broker_op_purge},
+    [OP_QUEUE_DELETE] = {NULL, broker_op_queue_delete},
+    [OP_CONFIGURE] = {NULL, broker_op_configure},
+    [OP_CLIENTS] = {op_clients, NULL},
 };
 
 void

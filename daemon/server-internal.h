@@ -38,6 +38,7 @@ struct server {
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
     struct closewatch *closewatch;       /* paused connections, watched for their peer's close */
+    struct client_reg *clients;          /* open connections (`clients`) */
     struct peers *peers;                 /* per-address counts and failed hellos */
     struct event *tick;                  /* idle connections, per-address log lines */
     /* What connections, ops and the admin routes get: borrowed pointers to

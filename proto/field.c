@@ -46,6 +46,12 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_IDS] = {"ids", 3, K_IDS, 0, 0, 0, 0},
     [F_ACK] = {"ack", 3, K_IDS, 0, 0, 0, 0},
     [F_PREFETCH] = INT_F("prefetch", prefetch, 1, MSG_MAX_PREFETCH),
+    /* operator ops */
+    [F_STATE] = SPAN_F("state", K_TEXT, state),
+    [F_ORDER] = SPAN_F("order", K_TEXT, order),
+    [F_CURSOR] = SPAN_F("cursor", K_ID, cursor),
+    [F_LIMIT] = INT_F("limit", limit, 1, MSG_MAX_LIST),
+    [F_FORCE] = BOOL_F("force", force),
 };
 
 int

@@ -40,6 +40,12 @@ enum field {
     F_IDS,
     F_ACK,
     F_PREFETCH,
+    /* operator ops */
+    F_STATE,
+    F_ORDER,
+    F_CURSOR,
+    F_LIMIT,
+    F_FORCE,
     F_NFIELDS
 };
 
