@@ -6,7 +6,8 @@ headless Chromium through chromedriver), against a real chanqd with
 - the list: a closed queue offers no Pause button, every rate has one
   format, the cards fill whole rows at 1280 px, the depth bars start at one
   x, and at 420 px nothing scrolls sideways (screenshots at both widths go
-  to the build directory: tests/ui/admin-1280.png, admin-420.png);
+  to the build directory: tests/ui/admin-1280.png, admin-1280-job.png,
+  admin-420.png, admin-420-drill.png);
 - the drill-down: a dead job shows in the Dead tab with its error, its job
   view shows errors and payload; Retry takes it out of the Dead tab and a
   worker then runs it (the view says done, the processed total counts it);
@@ -35,7 +36,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "ops"))
 from opslib import TOP_BUILDDIR, Daemon, dial, request  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException, TimeoutException, WebDriverException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
@@ -94,10 +96,18 @@ class Page:
         self.urls = []
 
     def wait(self, fn, what, timeout=WAIT):
+        """fn's first true value; the page redraws its tables as it polls,
+        so an element gone stale meanwhile is asked again."""
         try:
-            return WebDriverWait(self.d, timeout, poll_frequency=0.2).until(lambda _: fn())
+            return WebDriverWait(self.d, timeout, poll_frequency=0.2,
+                                 ignored_exceptions=(StaleElementReferenceException,)
+                                 ).until(lambda _: fn())
         except TimeoutException:
-            raise AssertionError("waited %ds for %s" % (timeout, what))
+            raise AssertionError("waited %ds for %s; the page is at %s and says %r; its jobs: %r"
+                                 % (timeout, what, self.d.current_url, self.js(
+                                     "return document.getElementById('msg').textContent"),
+                                     self.js("return [...document.querySelectorAll('#jobs tbody"
+                                             " tr')].map(r => r.dataset.job)")))
 
     def js(self, script, *args):
         return self.d.execute_script(script, *args)
@@ -113,7 +123,10 @@ class Page:
                          "%s to be shown" % sel)
 
     def click(self, sel):
-        self.visible(sel).click()
+        self.wait(lambda: self.visible(sel).click() or True, "a click on " + sel)
+
+    def text(self, sel):
+        return self.wait(lambda: self.one(sel).text + "\0", sel)[:-1]
 
     def click_and_confirm(self, sel):
         """Clicks, then accepts the page's confirm() box."""
@@ -135,8 +148,12 @@ class Page:
     def drain_network_log(self):
         for entry in self.d.get_log("performance"):
             msg = json.loads(entry["message"])["message"]
-            if msg.get("method") == "Network.requestWillBeSent":
-                self.urls.append(msg["params"]["request"]["url"])
+            # Requests of chanqd's page (its document's URL is ours), not
+            # those of the browser's own pages (the new tab it opens with).
+            params = msg.get("params", {})
+            if msg.get("method") == "Network.requestWillBeSent" and \
+                    params.get("documentURL", "").startswith(self.base):
+                self.urls.append(params["request"]["url"])
 
     def shot(self, name):
         os.makedirs(SHOTS, exist_ok=True)
@@ -169,8 +186,10 @@ def setup(d):
     ids = {}
     s = dial(("127.0.0.1", d.port))
     assert request(s, {"op": "hello", "token": TOKEN}).get("ok") is True
-    for q, cap in (("mail", 100), ("thumbs", 100), ("old", 10)):
-        assert request(s, {"op": "declare", "queue": q, "capacity": cap}).get("ok") is True
+    # thumbs' reservations outlast the run (a ttr of 10 min): its job stays held.
+    for q, extra in (("mail", {}), ("thumbs", {"ttr_ms": 600000}), ("old", {})):
+        r = request(s, dict({"op": "declare", "queue": q, "capacity": 100}, **extra))
+        assert r.get("ok") is True, r
     assert request(s, {"op": "close", "queue": "old"}).get("ok") is True
     r = request(s, {"op": "submit", "queue": "mail", "payload": {"to": "dead@example.com"},
                     "max_attempts": 1})
@@ -236,6 +255,7 @@ def check_dead_retry_and_run(p, d, ids, w):
     assert "smtp timeout" in p.one("#v-errors").text, p.one("#v-errors").text
     assert "dead@example.com" in p.one("#v-payload").text, p.one("#v-payload").text
     assert p.one("#v-attempts").text == "1 of 1", p.one("#v-attempts").text
+    p.shot("admin-1280-job.png")
     p.click_and_confirm("#v-retry")
     p.wait(lambda: not p.css(row), "the retried job to leave the Dead tab")
     p.wait(lambda: p.one("#v-state").text == "queued", "the job view to say queued")
@@ -270,8 +290,8 @@ def check_delete_purge_reserved_workers(p, d, ids):
     p.wait(lambda: p.css(row) and "127.0.0.1:" in p.css(row)[0].text, "the holder of the reserved job")
     assert not p.css(row + ' button[data-op="retry"]'), "a reserved job offers Retry"
     p.wait(lambda: len(p.css("#wtable tbody tr")) == 1, "one busy worker")
-    assert p.one("#wtable td.held").text == "1", p.one("#wtable td.held").text
-    print("busy workers: %s" % p.one("#wtable tbody tr").text.replace("\n", " | "))
+    assert p.text("#wtable td.held") == "1", p.text("#wtable td.held")
+    print("busy workers: %s" % p.text("#wtable tbody tr").replace("\n", " | "))
 
 
 def check_page_token(p, d):
