@@ -47,6 +47,10 @@ case $json in '{"jobs":[{"id":"'"${ids[0]}"'"'*'"payload":{"n":1}'*'"next":"'"${
 # A job whose only attempt ended with its connection (chanq fetch exits
 # holding it) is dead, with that error; retried, it is queued again.
 fetched=$(cq fetch mail --timeout-ms 2000) || fail "fetch"
+for _ in $(seq 100); do # the server sees the connection close soon, not at once
+    [ "$(cq jobs mail --state dead | grep -c '^[0-9]')" -eq 1 ] && break
+    sleep 0.1
+done
 out=$(cq jobs mail --state reserved)
 [ "$(printf '%s\n' "$out" | grep -c '^[0-9]')" -eq 0 ] || fail "the fetch's connection is gone: nothing reserved: $out"
 out=$(cq jobs mail --state dead)
