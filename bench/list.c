@@ -6,13 +6,18 @@
  * rising column. Then the same for a few page sizes at the far end, to
  * show the cost follows the page.
  *
- *   bench/list HOST:PORT [JOBS (default 1000000)] [LIMIT (default 1000)] */
+ * With the server's PID (same machine) it also gives the server's CPU
+ * time per page for each tenth: on a busy machine the wall time of a
+ * long call grows with the time slices it waits for, its CPU does not.
+ *
+ *   bench/list HOST:PORT [JOBS (default 1000000)] [LIMIT (default 1000)] [PID] */
 #include "chanq_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clients/chanq.h"
 
@@ -22,6 +27,26 @@ now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The server's CPU time (user + system) in ms, or -1 without a pid. */
+static double
+server_cpu_ms(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int
@@ -71,8 +96,8 @@ fill(struct chanq_conn *c, const char *queue, long jobs)
 
 /* Lists the whole queue; t[i] gets page i's time. Returns the pages. */
 static size_t
-list_all(struct chanq_conn *c, const char *queue, int64_t limit, double *t, size_t cap,
-         long *jobs_seen)
+list_all(struct chanq_conn *c, const char *queue, int64_t limit, double *t, double *cpu,
+         size_t cap, long *jobs_seen, long pid)
 {
     char *cursor = NULL;
     size_t pages = 0;
@@ -85,8 +110,10 @@ list_all(struct chanq_conn *c, const char *queue, int64_t limit, double *t, size
         double t0 = now_ms();
         if (chanq_list(c, &lo, &jobs, &next) < 0)
             die(c, "list");
-        if (pages < cap)
+        if (pages < cap) {
             t[pages] = now_ms() - t0;
+            cpu[pages] = server_cpu_ms(pid);
+        }
         pages++;
         *jobs_seen += (long)json_array_size(jobs);
         json_decref(jobs);
@@ -96,6 +123,17 @@ list_all(struct chanq_conn *c, const char *queue, int64_t limit, double *t, size
     return pages < cap ? pages : cap;
 }
 
+static int64_t
+server_rss(struct chanq_conn *c)
+{
+    json_t *st;
+    if (chanq_stats(c, NULL, &st) < 0)
+        die(c, "stats");
+    int64_t rss = json_integer_value(json_object_get(st, "rss_bytes"));
+    json_decref(st);
+    return rss;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -103,8 +141,10 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: bench/list HOST:PORT [JOBS] [LIMIT]\n");
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0);
     long jobs = argc > 2 ? atol(argv[2]) : 1000000;
     int64_t limit = argc > 3 ? atol(argv[3]) : 1000;
+    long pid = argc > 4 ? atol(argv[4]) : 0;
     struct chanq_error err;
     struct chanq_connect_opts co = {.read_timeout_ms = 600000};
     struct chanq_conn *c = chanq_connect(argv[1], &co, &err);
@@ -115,16 +155,21 @@ main(int argc, char **argv)
     const char *queue = "bench-list";
     if (chanq_declare(c, queue, jobs, 0, 0, NULL) < 0)
         die(c, "declare (use a fresh server)");
+    int64_t rss0 = server_rss(c);
     fill(c, queue, jobs);
+    int64_t rss1 = server_rss(c);
+    printf("server RSS %.1f -> %.1f MiB: %.1f bytes per queued job\n", (double)rss0 / 1048576,
+           (double)rss1 / 1048576, (double)(rss1 - rss0) / (double)jobs);
     size_t cap = (size_t)(jobs / limit + 2);
-    double *t = malloc(cap * sizeof *t);
+    double *t = malloc(cap * sizeof *t), *cpu = malloc(cap * sizeof *cpu);
     long seen;
-    double t0 = now_ms();
-    size_t pages = list_all(c, queue, limit, t, cap, &seen);
+    double t0 = now_ms(), cpu0 = server_cpu_ms(pid);
+    size_t pages = list_all(c, queue, limit, t, cpu, cap, &seen, pid);
     double total = now_ms() - t0;
     printf("listed %ld jobs in %zu pages of %lld: %.1f s, %.2f ms per page\n", seen, pages,
            (long long)limit, total / 1e3, total / (double)pages);
-    printf("%-22s %10s %10s\n", "pages (cursor depth)", "median ms", "p99 ms");
+    printf("%-22s %10s %10s %16s\n", "pages (cursor depth)", "median ms", "p99 ms",
+           "server CPU ms/page");
     for (int d = 0; d < 10; d++) {
         size_t from = pages * (size_t)d / 10, to = pages * (size_t)(d + 1) / 10;
         if (to <= from)
@@ -134,7 +179,9 @@ main(int argc, char **argv)
         double med = pct(v, to - from, 0.5), p99 = pct(v, to - from, 0.99);
         char label[48];
         snprintf(label, sizeof label, "%zu-%zu (%d%%)", from, to - 1, d * 10);
-        printf("%-22s %10.2f %10.2f\n", label, med, p99);
+        double before = from ? cpu[from - 1] : cpu0;
+        double per = pid > 0 ? (cpu[to - 1] - before) / (double)(to - from) : -1;
+        printf("%-22s %10.2f %10.2f %16.2f\n", label, med, p99, per);
         free(v);
     }
     /* Page size at the deep end (a cursor 1000 jobs before the last): the
@@ -168,6 +215,7 @@ main(int argc, char **argv)
     }
     free(probe);
     free(t);
+    free(cpu);
     chanq_conn_free(c);
     return 0;
 }

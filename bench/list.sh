@@ -6,7 +6,8 @@
 #
 # Builds daemon/chanqd and bench/list in BUILD_DIR (default ./build, which
 # must be configured: ./scripts/build.sh), starts chanqd --memory on a free
-# loopback port, runs bench/list against it and stops it.
+# loopback port, runs bench/list against it (with its pid: the server's CPU
+# per page too) and stops it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/build}
@@ -22,4 +23,4 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 [ -n "$port" ] || { cat "$log" >&2; exit 1; }
-"$build/bench/list" "127.0.0.1:$port" "${1:-1000000}" "${2:-1000}"
+"$build/bench/list" "127.0.0.1:$port" "${1:-1000000}" "${2:-1000}" "$pid"
