@@ -323,7 +323,7 @@ static int
 wait_outcome(struct broker_op *op, struct job *j, int r)
 {
     const struct request *req = op->req;
-    if (jobtable_get(op->b->jobs, j->id) != j) { /* an operator deleted it */
+    if (j->deleted) { /* an operator deleted it */
         proto_error_set(op->err, PROTO_NOT_FOUND, "job %.*s was deleted", (int)req->id.len,
                         req->id.ptr);
         return -1;

@@ -116,7 +116,8 @@ client_info_set_name(struct client_info *ci, const char *name, size_t len)
             len--; /* not inside a UTF-8 character */
     }
     pthread_mutex_lock(&ci->lock);
-    memcpy(ci->name, name, len);
+    if (len > 0) /* name may be NULL when there is none */
+        memcpy(ci->name, name, len);
     ci->name[len] = '\0';
     ci->named = len > 0;
     pthread_mutex_unlock(&ci->lock);

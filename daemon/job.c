@@ -502,6 +502,7 @@ job_deleted(struct job *j)
         job_deadline_stop(j);
     }
     j->state = JOB_CANCELLED; /* its timers, a tombstone and a parked submitter see a dead end */
+    j->deleted = 1;
     wake_waiters(j);
     tree_unlink(j);
     job_unref(broker_untrack(b, j));

@@ -69,6 +69,7 @@ struct job {
     _Atomic uint32_t refs; /* references (job_ref/job_unref) */
     uint8_t state;         /* enum job_state: written by this file's transitions only */
     uint8_t in_channel;    /* where a QUEUED job's pointer is (queue.h, enum placement) */
+    uint8_t deleted;       /* job_deleted took it out (a parked `wait` answers not_found) */
     uint16_t max_attempts; /* deliveries allowed before it goes dead */
     uint16_t attempt;      /* deliveries so far (1 on first) */
     int32_t ttr_ms;        /* reservation time */

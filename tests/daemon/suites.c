@@ -20,5 +20,6 @@ suite_fn *const test_suites[] = {
     guard_suite,
     memory_suite,
     consume_suite,
+    operator_suite,
     NULL,
 };

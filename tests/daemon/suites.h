@@ -19,5 +19,6 @@ Suite *limits_suite(void);
 Suite *guard_suite(void);
 Suite *memory_suite(void);
 Suite *consume_suite(void);
+Suite *operator_suite(void);
 
 #endif
