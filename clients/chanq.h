@@ -365,6 +365,55 @@ int chanq_schedule_resume(struct chanq_conn *c, const char *name);
 int chanq_schedule_delete(struct chanq_conn *c, const char *name);
 /* Every schedule: the "schedules" array, a new reference in *out. 0 or -1. */
 int chanq_schedule_list(struct chanq_conn *c, json_t **out);
+/* Operator ops (docs/protocol.md, "Operator ops"). */
+
+/* One page of list. queue and state ("queued", "delayed", "reserved",
+ * "dead", "finished") are required; zero-initialised, the rest means
+ * oldest first, from the start, the server's page size (100), no
+ * payloads. */
+struct chanq_list_opts {
+    const char *queue;
+    const char *state;
+    bool newest;        /* newest (highest id) first */
+    const char *cursor; /* the previous page's next; NULL: from the start */
+    int64_t limit;      /* 1..1000; <= 0: the server's default */
+    bool payload;       /* include each job's payload */
+};
+
+/* Lists one page: the "jobs" array in *jobs_out (new reference) and, when
+ * more may follow, the cursor of the next page in *next_out (malloc'd;
+ * NULL when the listing is complete; next_out may be NULL). 0 or -1
+ * ("not_found", "bad_request"). */
+int chanq_list(struct chanq_conn *c, const struct chanq_list_opts *o, json_t **jobs_out,
+               char **next_out);
+
+/* A dead job runs again with fresh attempts, a delayed one runs now.
+ * 0 or -1 ("conflict" for a job in another state, "not_found"). */
+int chanq_retry(struct chanq_conn *c, const char *id);
+
+/* Deletes a job in any state; a reserved one only with force (its holder
+ * gets a "cancel" event). Stores the state it was in in *state_out when
+ * not NULL (malloc'd). 0 or -1 ("conflict", "not_found"). */
+int chanq_delete(struct chanq_conn *c, const char *id, bool force, char **state_out);
+
+/* Deletes every job of the queue in state ("queued", "delayed", "dead",
+ * "finished"); stores how many in *n_out when not NULL. 0 or -1. */
+int chanq_purge(struct chanq_conn *c, const char *queue, const char *state, int64_t *n_out);
+
+/* Deletes a queue and its jobs; stores how many jobs in *n_out when not
+ * NULL. Requests waiting on it are answered "closed". 0 or -1. */
+int chanq_queue_delete(struct chanq_conn *c, const char *queue, int64_t *n_out);
+
+/* Changes an existing queue's settings: capacity < 0, ttr_ms <= 0 and
+ * max_attempts <= 0 are left as they are (at least one must be given).
+ * When out is not NULL, stores the "queue" object there (new reference).
+ * 0 or -1 ("not_found", "bad_request"). */
+int chanq_configure(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
+                    int64_t max_attempts, json_t **out);
+
+/* The open connections: the "clients" array (new reference) in *out.
+ * 0 or -1. */
+int chanq_clients(struct chanq_conn *c, json_t **out);
 
 /* Any request: `req` (a JSON object with "op"; borrowed) is sent as is and
  * the whole answer is stored in *out (new reference), also when it is an

@@ -598,3 +598,89 @@ chanq_queues(struct chanq_conn *c, json_t **out)
     *out = all;
     return 0;
 }
+
+/* ---- operator ops ---- */
+
+int
+chanq_list(struct chanq_conn *c, const struct chanq_list_opts *o, json_t **jobs_out,
+           char **next_out)
+{
+    json_t *req = json_pack("{s:s,s:s,s:s}", "op", "list", "queue", o->queue, "state", o->state);
+    if (req && o->newest)
+        json_object_set_new(req, "order", json_string("newest"));
+    if (req && o->cursor)
+        json_object_set_new(req, "cursor", json_string(o->cursor));
+    if (req && o->limit > 0)
+        json_object_set_new(req, "limit", json_integer(o->limit));
+    if (req && o->payload)
+        json_object_set_new(req, "payload", json_true());
+    json_t *resp;
+    *jobs_out = NULL;
+    if (next_out)
+        *next_out = NULL;
+    if (call_new(c, req, 0, &resp) < 0)
+        return -1;
+    json_t *jobs = json_object_get(resp, "jobs");
+    *jobs_out = jobs ? json_incref(jobs) : json_array();
+    if (next_out)
+        *next_out = chanqi_json_dup_str(resp, "next");
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_retry(struct chanq_conn *c, const char *id)
+{
+    return call_new(c, json_pack("{s:s,s:s}", "op", "retry", "id", id), 0, NULL);
+}
+
+int
+chanq_delete(struct chanq_conn *c, const char *id, bool force, char **state_out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "delete", "id", id), *resp;
+    if (req && force)
+        json_object_set_new(req, "force", json_true());
+    if (call_new(c, req, 0, &resp) < 0)
+        return -1;
+    if (state_out)
+        *state_out = chanqi_json_dup_str(resp, "state");
+    json_decref(resp);
+    return 0;
+}
+
+int
+chanq_purge(struct chanq_conn *c, const char *queue, const char *state, int64_t *n_out)
+{
+    return call_count(c,
+                      json_pack("{s:s,s:s,s:s}", "op", "purge", "queue", queue, "state", state),
+                      "purged", n_out);
+}
+
+int
+chanq_queue_delete(struct chanq_conn *c, const char *queue, int64_t *n_out)
+{
+    return call_count(c, json_pack("{s:s,s:s}", "op", "queue_delete", "queue", queue), "deleted",
+                      n_out);
+}
+
+int
+chanq_configure(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
+                int64_t max_attempts, json_t **out)
+{
+    json_t *req = json_pack("{s:s,s:s}", "op", "configure", "queue", queue);
+    if (req && capacity >= 0)
+        json_object_set_new(req, "capacity", json_integer(capacity));
+    if (req && ttr_ms > 0)
+        json_object_set_new(req, "ttr_ms", json_integer(ttr_ms));
+    if (req && max_attempts > 0)
+        json_object_set_new(req, "max_attempts", json_integer(max_attempts));
+    if (!out)
+        return call_new(c, req, 0, NULL);
+    return call_member(c, req, 0, "queue", out);
+}
+
+int
+chanq_clients(struct chanq_conn *c, json_t **out)
+{
+    return call_member(c, json_pack("{s:s}", "op", "clients"), 0, "clients", out);
+}

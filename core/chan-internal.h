@@ -26,13 +26,15 @@ struct chan {
     struct lock lock;      /* guards everything below; released by the park step */
     atomic_int refs;       /* references */
     size_t elem_size;      /* bytes per element */
-    size_t cap;            /* buffer slots */
+    size_t cap;            /* capacity: sends are taken while count < cap */
+    size_t slots;          /* ring size: >= cap and >= count (chan_set_cap) */
     atomic_size_t count;   /* buffered elements (written under lock) */
     size_t sendx, recvx;   /* ring indexes */
     atomic_bool closed;    /* written under lock */
     struct waitq recvq;    /* parked receivers (empty when count > 0) */
     struct waitq sendq;    /* parked senders (empty unless the buffer is full) */
-    unsigned char *buf;    /* cap * elem_size bytes, right after the struct */
+    unsigned char *buf;    /* slots * elem_size bytes: right after the struct, or its
+                            * own allocation once chan_set_cap resized it */
 };
 
 /* The select core behind chan_select, go_sleep and blocking calls with a

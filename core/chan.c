@@ -26,6 +26,7 @@ chan_new(size_t elem_size, size_t cap)
     atomic_init(&c->refs, 1);
     c->elem_size = elem_size;
     c->cap = cap;
+    c->slots = cap;
     c->buf = (unsigned char *)(c + 1);
     return c;
 }
@@ -43,6 +44,8 @@ chan_unref(struct chan *c)
         return;
     if (c->recvq.first || c->sendq.first)
         sched_fatal("chan_unref: freeing a channel goroutines are parked on");
+    if (c->buf != (unsigned char *)(c + 1))
+        free(c->buf);
     free(c);
 }
 
@@ -116,7 +119,7 @@ chan_send_locked(struct chan *c, const void *elem, struct waiter **peer)
     size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
     if (count < c->cap) {
         elem_copy(c->buf + c->sendx * c->elem_size, elem, c->elem_size);
-        c->sendx = (c->sendx + 1) % c->cap;
+        c->sendx = (c->sendx + 1) % c->slots;
         atomic_store_explicit(&c->count, count + 1, memory_order_relaxed);
         return true;
     }
@@ -126,28 +129,30 @@ chan_send_locked(struct chan *c, const void *elem, struct waiter **peer)
 bool
 chan_recv_locked(struct chan *c, void *elem, bool *ok, struct waiter **peer)
 {
-    struct waiter *w = waitq_dequeue(&c->sendq);
-    *peer = w;
+    *peer = NULL;
     *ok = true;
-    if (w) {
-        if (c->cap == 0) {
-            elem_copy(elem, w->elem, c->elem_size);
-        } else {
-            /* Full buffer: take the head, the sender's value becomes the tail. */
-            unsigned char *slot = c->buf + c->recvx * c->elem_size;
-            elem_copy(elem, slot, c->elem_size);
-            elem_copy(slot, w->elem, c->elem_size);
-            c->recvx = (c->recvx + 1) % c->cap;
-            c->sendx = c->recvx;
-        }
-        w->success = true;
-        return true;
-    }
     size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
     if (count > 0) {
         elem_copy(elem, c->buf + c->recvx * c->elem_size, c->elem_size);
-        c->recvx = (c->recvx + 1) % c->cap;
-        atomic_store_explicit(&c->count, count - 1, memory_order_relaxed);
+        c->recvx = (c->recvx + 1) % c->slots;
+        count--;
+        /* Room again: the longest-parked sender's value becomes the tail. */
+        struct waiter *w = count < c->cap ? waitq_dequeue(&c->sendq) : NULL;
+        if (w) {
+            elem_copy(c->buf + c->sendx * c->elem_size, w->elem, c->elem_size);
+            c->sendx = (c->sendx + 1) % c->slots;
+            count++;
+            w->success = true;
+            *peer = w;
+        }
+        atomic_store_explicit(&c->count, count, memory_order_relaxed);
+        return true;
+    }
+    struct waiter *w = waitq_dequeue(&c->sendq);
+    if (w) { /* unbuffered (or shrunk to 0 and drained): straight from the sender */
+        elem_copy(elem, w->elem, c->elem_size);
+        w->success = true;
+        *peer = w;
         return true;
     }
     if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
@@ -260,7 +265,8 @@ chan_try_recv(struct chan *c, void *elem)
     if (!c)
         return -EAGAIN;
     /* Go's lock-free fast path for the common "nothing there" case. */
-    if (atomic_load_explicit(&c->count, memory_order_acquire) == 0 && c->cap > 0 &&
+    if (atomic_load_explicit(&c->count, memory_order_acquire) == 0 &&
+        __atomic_load_n(&c->cap, __ATOMIC_RELAXED) > 0 &&
         !atomic_load_explicit(&c->closed, memory_order_acquire))
         return -EAGAIN;
     struct waiter *peer;
@@ -354,7 +360,7 @@ chan_peek_each(struct chan *c, chan_peek_fn *fn, void *arg)
     lock_acquire(&c->lock);
     size_t n = atomic_load_explicit(&c->count, memory_order_relaxed);
     for (size_t i = 0; i < n; i++)
-        if (!fn(c->buf + ((c->recvx + i) % c->cap) * c->elem_size, arg))
+        if (!fn(c->buf + ((c->recvx + i) % c->slots) * c->elem_size, arg))
             break;
     lock_release(&c->lock);
 }
@@ -414,7 +420,7 @@ chan_len(const struct chan *c)
 size_t
 chan_cap(const struct chan *c)
 {
-    return c ? c->cap : 0;
+    return c ? __atomic_load_n(&c->cap, __ATOMIC_RELAXED) : 0;
 }
 
 bool
@@ -427,4 +433,67 @@ size_t
 chan_elem_size(const struct chan *c)
 {
     return c ? c->elem_size : 0;
+}
+
+/* Moves the ring into a buffer of `slots` slots (>= count), oldest first. */
+static int
+chan_resize_ring(struct chan *c, size_t slots)
+{
+    size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+    if (slots && c->elem_size > SIZE_MAX / slots)
+        return -ENOMEM;
+    unsigned char *buf = slots && c->elem_size ? malloc(slots * c->elem_size) : NULL;
+    if (slots && c->elem_size && !buf)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++)
+        memcpy(buf + i * c->elem_size, c->buf + ((c->recvx + i) % c->slots) * c->elem_size,
+               c->elem_size);
+    if (c->buf != (unsigned char *)(c + 1))
+        free(c->buf);
+    c->buf = buf ? buf : (unsigned char *)(c + 1); /* no slots: the (empty) inline area */
+    c->slots = slots;
+    c->recvx = 0;
+    c->sendx = slots ? count % slots : 0;
+    return 0;
+}
+
+/* Lets parked senders in while there is room, a batch at a time (they are
+ * woken outside the channel lock). */
+static void
+chan_admit_senders(struct chan *c)
+{
+    struct waiter *woken[64];
+    size_t n;
+    do {
+        n = 0;
+        lock_acquire(&c->lock);
+        size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+        struct waiter *w;
+        while (n < 64 && count < c->cap && (w = waitq_dequeue(&c->sendq))) {
+            elem_copy(c->buf + c->sendx * c->elem_size, w->elem, c->elem_size);
+            c->sendx = (c->sendx + 1) % c->slots;
+            count++;
+            w->success = true;
+            woken[n++] = w;
+        }
+        atomic_store_explicit(&c->count, count, memory_order_relaxed);
+        lock_release(&c->lock);
+        for (size_t i = 0; i < n; i++)
+            sched_ready(woken[i]->g);
+    } while (n == 64);
+}
+
+int
+chan_set_cap(struct chan *c, size_t cap)
+{
+    lock_acquire(&c->lock);
+    size_t count = atomic_load_explicit(&c->count, memory_order_relaxed);
+    size_t slots = cap > count ? cap : count;
+    int rc = slots != c->slots ? chan_resize_ring(c, slots) : 0;
+    if (rc == 0)
+        __atomic_store_n(&c->cap, cap, __ATOMIC_RELAXED); /* chan_try_recv reads it unlocked */
+    lock_release(&c->lock);
+    if (rc == 0)
+        chan_admit_senders(c);
+    return rc;
 }

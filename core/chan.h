@@ -52,6 +52,14 @@ int chan_try_recv(struct chan *c, void *elem);
  * Any thread; never parks. */
 void chan_close(struct chan *c);
 
+/* Changes the capacity of a buffered channel. Growing lets parked senders
+ * in at once (oldest first); shrinking below the buffered count keeps every
+ * element (receivers drain them) and only makes sends wait until the count
+ * is below the new capacity. A channel made unbuffered (0) hands values
+ * over directly once its buffer is drained. 0, or -ENOMEM (nothing
+ * changed). Any thread; never parks. */
+int chan_set_cap(struct chan *c, size_t cap);
+
 /* Buffered elements now, capacity, closed flag: snapshots. Any thread.
  * A nil channel has len 0, cap 0 and is not closed. */
 size_t chan_len(const struct chan *c);

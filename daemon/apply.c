@@ -178,7 +178,15 @@ apply_state(struct broker *b, const struct jrec *r)
     struct job *j = job_for(b, r, s->id, to, &rc);
     if (!j)
         return rc;
+    /* A reservation that ends without its delivery given back (release
+     * lowers the attempt) is a failed attempt: its error goes to the history. */
+    bool failed = j->state == JOB_RESERVED && s->attempt >= j->attempt;
     set_text(j, s->error, s->error_len, false);
+    if (failed) {
+        const char *e = j->extra ? j->extra->error : NULL;
+        if (job_error_push(j, j->attempt, e, e ? strlen(e) : 0) < 0)
+            log_warn("job %" PRIu64 ": out of memory keeping its error history", j->id);
+    }
     j->attempt = (uint16_t)s->attempt;
     return enter(j, to, s->due_ms);
 }
@@ -257,7 +265,10 @@ apply_queue(struct broker *b, const struct jrec_queue *r)
         log_error("state machine: queue %.*s: %s", (int)r->name_len, r->name, err.message);
         return -1;
     }
-    queue_configure(q, &set);
+    if (queue_configure(q, &set) < 0) {
+        log_error("state machine: queue %.*s: out of memory resizing it", (int)r->name_len, r->name);
+        return -1;
+    }
     if (q->paused != r->paused) {
         q->paused = r->paused;
         queue_signal_change(q); /* parked fetchers re-plan their select */
@@ -352,6 +363,48 @@ apply_fire(struct broker *b, const struct jrec *r, const struct apply_how *how)
     return schedule_apply_fire(b, f);
 }
 
+static int
+apply_remove(struct broker *b, const struct jrec *r)
+{
+    const struct jrec_remove *rm = &r->u.remove;
+    if (rm->kind == JREC_REMOVE_JOB) {
+        struct job *j = jobtable_get(b->jobs, rm->id);
+        return j ? job_deleted(j) : skip(b, r, rm->id, "no such job");
+    }
+    struct queue *q = broker_find_queue(b, rm->queue, rm->queue_len);
+    if (!q)
+        return skip(b, r, 0, "no such queue");
+    if (rm->kind == JREC_REMOVE_QUEUE) {
+        broker_delete_queue(b, q);
+        return 0;
+    }
+    static const enum jobindex_kind which[] = {
+        [JREC_PURGE_QUEUED] = JOBINDEX_QUEUED, [JREC_PURGE_DELAYED] = JOBINDEX_DELAYED,
+        [JREC_PURGE_DEAD] = JOBINDEX_DEAD, [JREC_PURGE_FINISHED] = JOBINDEX_FINISHED,
+    };
+    broker_purge(b, q, which[rm->purge]);
+    return 0;
+}
+
+/* A snapshot's error history of a job (its JOB record came before). */
+static int
+apply_errors(struct broker *b, const struct jrec *r)
+{
+    const struct jrec_errors *e = &r->u.errors;
+    struct job *j = jobtable_get(b->jobs, e->id);
+    if (!j || job_errors_count(j) > 0)
+        return skip(b, r, e->id, j ? "it has a history already" : "no such job");
+    size_t pos = 0;
+    struct jrec_error er;
+    while (jrec_errors_next(e, &pos, &er)) {
+        if (job_error_push(j, er.attempt, er.has_text ? er.text : NULL, er.text_len) < 0) {
+            log_error("state machine: out of memory for job %" PRIu64 "'s errors", e->id);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int
 apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how)
 {
@@ -380,6 +433,10 @@ apply_record(struct broker *b, const struct jrec *r, const struct apply_how *how
         return schedule_apply(b, &r->u.schedule);
     case JREC_FIRE:
         return apply_fire(b, r, how);
+    case JREC_REMOVE:
+        return apply_remove(b, r);
+    case JREC_ERRORS:
+        return apply_errors(b, r);
     }
     return skip(b, r, 0, "unknown record type");
 }

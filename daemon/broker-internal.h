@@ -39,6 +39,7 @@ struct broker {
     struct job_list finished;  /* final jobs kept for wait, oldest first */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
     struct schedules *sched;   /* named schedules (daemon/schedule.h) */
+    struct queue *deleted_queues; /* queue_delete's: parked requests may still hold them */
 };
 
 /* The broker a job belongs to, for callers that do not hold the lock yet
@@ -118,6 +119,16 @@ void broker_shuffle(struct queue **qs, size_t n);
 /* A queued job was found in q's channel (sent there by a send-side
  * select): records its move when its queue still says otherwise. */
 void broker_landed_in(struct broker *b, struct queue *q, struct job *j);
+/* queue_remove.c: what REMOVE records do (the state machine's part).
+ * Deletes every job of q on index k (job_deleted); returns how many. */
+size_t broker_purge(struct broker *b, struct queue *q, enum jobindex_kind k);
+/* Deletes every job of q, closes q (its parked submitters, fetchers and
+ * consumers are told `closed`) and takes it out of the broker's list (its
+ * name is free); q itself stays allocated until the broker is freed. */
+size_t broker_delete_queue(struct broker *b, struct queue *q);
+/* Every job of q, all states (for the live op's `cancel` events). */
+size_t broker_queue_jobs(const struct queue *q);
+
 /* Every tracked job, sorted by id (malloc'd; *n of them), or NULL when out
  * of memory. */
 struct job **broker_jobs_by_id(struct broker *b, size_t *n);

@@ -82,6 +82,10 @@ broker_free(struct broker *b)
         return;
     for (size_t i = 0; i < b->nqueues; i++)
         queue_free(b->queues[i]);
+    for (struct queue *q = b->deleted_queues, *next; q; q = next) {
+        next = q->next_deleted;
+        queue_free(q);
+    }
     free(b->queues);
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);

@@ -48,6 +48,7 @@ struct holder {
      * room. NULL: no limit but the consume's prefetch. */
     struct chan *(*output_room)(struct holder *h);
     struct job_list reserved;   /* jobs reserved by this connection */
+    struct client_info *info;   /* who it is, for operators (daemon/clientreg.h); may be NULL */
     struct consumer *consumer;  /* its consume (broker_consume.c), or NULL */
 };
 
@@ -108,6 +109,9 @@ broker_op_fn broker_op_declare, broker_op_submit, broker_op_fetch, broker_op_ack
     broker_op_nack, broker_op_release, broker_op_touch, broker_op_cancel, broker_op_wait,
     broker_op_job, broker_op_close, broker_op_pause, broker_op_resume, broker_op_kick,
     broker_op_queues, broker_op_stats, broker_op_consume, broker_op_cancel_consume;
+/* The operator ops (broker_operator.c). */
+broker_op_fn broker_op_list, broker_op_retry, broker_op_delete, broker_op_purge,
+    broker_op_queue_delete, broker_op_configure;
 
 /* Ends h's consume, gives back every job h holds (they go back to their
  * queues at once, the interrupted delivery counted) and detaches h: no

@@ -330,6 +330,11 @@ static int
 wait_outcome(struct broker_op *op, struct job *j, int r)
 {
     const struct request *req = op->req;
+    if (j->deleted) { /* an operator deleted it */
+        proto_error_set(op->err, PROTO_NOT_FOUND, "job %.*s was deleted", (int)req->id.len,
+                        req->id.ptr);
+        return -1;
+    }
     if (r == 0 && job_state_is_final(j->state))
         return encode_final(req, j, op->out);
     if (ctx_err(op->b->root) != 0)

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "daemon/broker.h"
+#include "daemon/clientreg.h"
 #include "daemon/conn.h"
 #include "daemon/ops.h"
 #include "proto/buf.h"
@@ -98,6 +99,7 @@ struct conn {
     struct buf out;              /* answers ready to go, batched by the goroutine */
     struct buf fresh;            /* the answer of the request being handled */
     struct answers *answers;     /* answers waiting for the journal (goroutine) */
+    struct client_info info;     /* listed in env->clients while open (`clients`) */
 };
 
 /* What a line counts in the memory budget. */

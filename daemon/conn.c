@@ -66,6 +66,10 @@ conn_opened(struct conn *c)
 {
     conn_link(&c->env->conns, c);
     atomic_fetch_add(&c->env->connections, 1);
+    if (c->env->clients) {
+        client_reg_add(c->env->clients, &c->info, c->fd, &c->holder);
+        c->holder.info = &c->info;
+    }
 }
 
 /* c's socket is closed: no longer listed, counted, nor counted for its
@@ -75,6 +79,8 @@ conn_closed(struct conn *c)
 {
     struct conn_env *env = c->env;
     conn_unlink(&env->conns, c);
+    if (env->clients && c->holder.info)
+        client_reg_remove(env->clients, &c->info);
     peers_release(env->peers, conn_peer(c));
     size_t left = atomic_fetch_sub(&env->connections, 1) - 1;
     /* After a wave of connections (10k parked fetchers that all leave),
@@ -224,6 +230,7 @@ conn_free(struct conn *c)
         evbuffer_free(c->pending);
     }
     answers_free(c->answers);
+    client_info_fini(&c->info);
     free(c);
 }
 

@@ -21,6 +21,7 @@
 #include "proto/msg.h"
 
 struct broker;
+struct client_reg;
 struct closewatch;
 struct cluster_gate;
 struct conn;
@@ -46,6 +47,7 @@ struct conn_env {
     struct closewatch *closewatch; /* paused sockets, watched for their peer's close */
     const struct stats_src *stats; /* the server half of the stats op */
     struct cluster_gate *cluster;  /* cluster mode: who serves (ops.c); NULL: a single node */
+    struct client_reg *clients;    /* open connections for `clients` (daemon/clientreg.h) */
 
     /* Written while serving. */
     _Atomic bool stopping;         /* a stop began: new requests get `shutting_down` */

@@ -167,6 +167,7 @@ conn_deliver_backlog(struct conn *c)
         if (chan_try_send(c->reqs, &l) != 0)
             break;
         c->sent++;
+        atomic_fetch_add_explicit(&c->info.received, 1, memory_order_relaxed);
         c->backlog = next;
         if (!c->backlog)
             c->backlog_tail = NULL;

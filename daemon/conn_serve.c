@@ -153,6 +153,7 @@ conn_goroutine(void *arg)
             more = handle_line(c, l, &c->fresh);
             conn_line_free(c, l);
             atomic_fetch_add(&c->done, 1);
+            atomic_fetch_add_explicit(&c->info.answered, 1, memory_order_relaxed);
             after_preauth_line(c);
             /* A big answer took a while: let other connections (and, on
              * the loop thread, the loop's reads) have a turn. */

@@ -6,9 +6,11 @@
 
 #include "daemon/http.h"
 #include "daemon/accept_guard.h"
+#include "daemon/history.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/page_token.h"
 #include "daemon/status_page.h"
 
 #include <event2/buffer.h>
@@ -29,6 +31,10 @@
  * tabs need a handful; past this they are answered 503 and closed. */
 #define HTTP_MAX_CONNECTIONS 64
 #define HTTP_MAX_HEADERS 8192
+/* An admin request's JSON body: a few fields and ids, never a payload. */
+#define HTTP_MAX_BODY (64 * 1024)
+/* Where the page's token goes in daemon/status_page.html. */
+#define PAGE_TOKEN_MARK "@CHANQ_PAGE_TOKEN@"
 
 struct http {
     struct evhttp *evh;          /* libevent's server */
@@ -40,6 +46,9 @@ struct http {
     http_admin_fn *admin;        /* runs POST /admin/...; NULL = routes off (403) */
     void *admin_arg;             /* passed to admin */
     bool admin_needs_token;      /* told to the page through GET /admin */
+    struct page_tokens *page_tokens; /* what the page sends back with admin POSTs */
+    size_t page_mark;            /* offset of PAGE_TOKEN_MARK in the page */
+    struct history *history;     /* GET /history; NULL: 404 */
     struct http_call *calls;     /* admin calls awaiting their answer */
     size_t conns;                /* connections counted against HTTP_MAX_CONNECTIONS */
     struct event *admit;         /* counts or refuses the connections just accepted */
@@ -184,13 +193,60 @@ route_page(struct http *h, struct evhttp_request *req)
     evhttp_add_header(out, "X-Frame-Options", "DENY");
     evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(out, "Referrer-Policy", "no-referrer");
-    reply(req, 200, "OK", "text/html; charset=utf-8", (const char *)status_page_html,
-          status_page_html_len);
+    char token[PAGE_TOKEN_LEN + 1];
+    if (page_token_issue(h->page_tokens, token) < 0) {
+        evhttp_send_error(req, 503, "No random bytes for the page token");
+        return;
+    }
+    /* The page with its token in place of the mark: three pieces. */
+    const char *page = (const char *)status_page_html;
+    size_t after = h->page_mark + strlen(PAGE_TOKEN_MARK);
+    struct evbuffer *body = evbuffer_new();
+    if (!body || evbuffer_add(body, page, h->page_mark) != 0 ||
+        evbuffer_add(body, token, PAGE_TOKEN_LEN) != 0 ||
+        evbuffer_add(body, page + after, status_page_html_len - after) != 0) {
+        evbuffer_free(body);
+        evhttp_send_error(req, 500, "Out of memory");
+        return;
+    }
+    evhttp_add_header(out, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(out, "Cache-Control", "no-store");
+    evhttp_send_reply(req, 200, "OK", body);
+    evbuffer_free(body);
+}
+
+static void
+route_history(struct http *h, struct evhttp_request *req)
+{
+    json_t *doc = h->history ? history_json(h->history) : NULL;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text) {
+        reply_error(req, h->history ? 500 : 404, h->history ? "internal" : "not_found",
+                    h->history ? "out of memory" : "no rate history on this endpoint");
+        return;
+    }
+    reply(req, 200, "OK", "application/json", text, strlen(text));
+    free(text);
+}
+
+/* True unless url ("scheme://HOST[:PORT][/...]") names host (the Host
+ * header, "HOST[:PORT]"). "null" and anything unparsable are foreign. */
+static bool
+foreign_origin(const char *url, const char *host)
+{
+    const char *p = strstr(url, "://");
+    if (!host || !p)
+        return true;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    return n != strlen(host) || strncasecmp(p, host, n) != 0;
 }
 
 /* A browser tells where a request comes from: another site's page must not
- * be able to POST to us (a plain form needs no CORS preflight). Clients
- * other than browsers send neither header. */
+ * be able to POST to us (a plain form needs no CORS preflight). Asked in
+ * turn: Sec-Fetch-Site, Origin, Referer; clients other than browsers send
+ * none of them (and the page token stops forgeries that hide them). */
 static bool
 cross_site(struct evhttp_request *req)
 {
@@ -198,12 +254,12 @@ cross_site(struct evhttp_request *req)
     const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
     if (site)
         return strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0;
-    const char *origin = evhttp_find_header(in, "Origin");
     const char *host = evhttp_find_header(in, "Host");
-    if (!origin)
-        return false;
-    const char *p = strstr(origin, "://");
-    return !host || !p || strcasecmp(p + 3, host) != 0;
+    const char *origin = evhttp_find_header(in, "Origin");
+    if (origin)
+        return foreign_origin(origin, host);
+    const char *referer = evhttp_find_header(in, "Referer");
+    return referer && foreign_origin(referer, host);
 }
 
 /* The token of "Authorization: Bearer TOKEN", borrowed from req, or NULL. */
@@ -255,14 +311,68 @@ http_call_reply(struct http_call *call, int status, const char *body, size_t len
     free(call);
 }
 
-/* What the page needs to know to show its buttons. */
+/* What the page needs to know to show its buttons, and a page token: a
+ * page served by an earlier run of chanqd gets a valid one here, and so
+ * do scripts (another site cannot read it: no CORS). */
 static void
 route_admin_info(struct http *h, struct evhttp_request *req)
 {
-    char body[64];
-    int n = snprintf(body, sizeof body, "{\"admin\":%s,\"token\":%s}", h->admin ? "true" : "false",
-                     h->admin && h->admin_needs_token ? "true" : "false");
+    char token[PAGE_TOKEN_LEN + 1];
+    if (page_token_issue(h->page_tokens, token) < 0) {
+        reply_error(req, 503, "internal", "no random bytes for a page token");
+        return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"admin\":%s,\"token\":%s,\"page_token\":\"%s\"}",
+                     h->admin ? "true" : "false",
+                     h->admin && h->admin_needs_token ? "true" : "false", token);
     reply(req, 200, "OK", "application/json", body, (size_t)n);
+}
+
+/* The request's fields: its JSON object body (none is {}), then the
+ * query's queue= over it. A new reference, or NULL after answering 400. */
+static json_t *
+admin_fields(struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    json_t *fields = NULL;
+    json_error_t jerr;
+    if (len == 0)
+        fields = json_object();
+    else if (!(fields = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+                                   JSON_REJECT_DUPLICATES, &jerr)))
+        reply_error(req, 400, "bad_request", "body: not JSON");
+    if (fields && !json_is_object(fields)) {
+        json_decref(fields);
+        reply_error(req, 400, "bad_request", "body: want a JSON object of the op's fields");
+        return NULL;
+    }
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq args;
+    TAILQ_INIT(&args);
+    if (fields && query && evhttp_parse_query_str(query, &args) != 0) {
+        json_decref(fields);
+        reply_error(req, 400, "bad_request", "query: cannot parse");
+        return NULL;
+    }
+    const char *queue = evhttp_find_header(&args, "queue");
+    if (fields && queue)
+        json_object_set_new(fields, "queue", json_string(queue));
+    evhttp_clear_headers(&args);
+    return fields;
+}
+
+/* The client's address, for the log: "HOST:PORT". */
+static void
+peer_name(struct evhttp_request *req, char *buf, size_t size)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    snprintf(buf, size, "%s:%u", addr ? addr : "?", (unsigned)port);
 }
 
 static void
@@ -279,21 +389,28 @@ route_admin(struct http *h, struct evhttp_request *req)
         reply_error(req, 403, "forbidden", "cross-site admin request refused");
         return;
     }
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *query = evhttp_uri_get_query(uri);
-    struct evkeyvalq args;
-    TAILQ_INIT(&args);
-    if (query && evhttp_parse_query_str(query, &args) != 0) {
-        reply_error(req, 400, "bad_request", "query: cannot parse");
+    const char *pt = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                        "X-Chanq-Page-Token");
+    if (!page_token_valid(h->page_tokens, pt)) {
+        log_warn_limited("http: refused an admin request without a valid page token for %s",
+                         evhttp_request_get_uri(req));
+        reply_error(req, 403, "forbidden",
+                    "page token: send X-Chanq-Page-Token from GET /admin (or reload the page)");
         return;
     }
+    json_t *fields = admin_fields(req);
+    if (!fields)
+        return;
+    char peer[80];
+    peer_name(req, peer, sizeof peer);
     struct http_call *call = call_new(h, req);
     if (call)
-        h->admin(h->admin_arg, call, evhttp_uri_get_path(uri) + strlen("/admin/"),
-                 evhttp_find_header(&args, "queue"), bearer_token(req));
+        h->admin(h->admin_arg, call,
+                 evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)) + strlen("/admin/"),
+                 fields, bearer_token(req), peer);
     else
         reply_error(req, 500, "internal", "out of memory");
-    evhttp_clear_headers(&args);
+    json_decref(fields);
 }
 
 enum { ROUTE_GET = EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, ROUTE_POST = EVHTTP_REQ_POST };
@@ -309,6 +426,7 @@ static const struct route {
     {"/metrics", false, ROUTE_GET, "GET, HEAD", route_metrics},
     {"/stats", false, ROUTE_GET, "GET, HEAD", route_stats},
     {"/healthz", false, ROUTE_GET, "GET, HEAD", route_healthz},
+    {"/history", false, ROUTE_GET, "GET, HEAD", route_history},
     {"/admin", false, ROUTE_GET, "GET, HEAD", route_admin_info},
     {"/admin/", true, ROUTE_POST, "POST", route_admin},
 };
@@ -339,7 +457,7 @@ on_request(struct evhttp_request *req, void *arg)
         return;
     }
     log_debug("http: 404 for %s", evhttp_request_get_uri(req));
-    static const char nf[] = "not found: try /, /metrics, /stats or /healthz\n";
+    static const char nf[] = "not found: try /, /metrics, /stats, /history or /healthz\n";
     reply(req, 404, "Not Found", "text/plain", nf, sizeof nf - 1);
 }
 
@@ -445,10 +563,18 @@ http_new(struct event_base *base, const char *addr, http_snapshot_fn *snapshot,
     h->snapshot = snapshot;
     h->unhealthy = unhealthy;
     h->arg = arg;
+    const char *mark = strstr((const char *)status_page_html, PAGE_TOKEN_MARK);
+    if (!mark || !(h->page_tokens = page_tokens_new())) {
+        log_error("cannot start the http endpoint: %s",
+                  mark ? "no page tokens" : "the page has no token mark");
+        http_free(h);
+        return NULL;
+    }
+    h->page_mark = (size_t)(mark - (const char *)status_page_html);
     evhttp_set_allowed_methods(h->evh, ROUTE_GET | ROUTE_POST);
     evhttp_set_timeout(h->evh, HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(h->evh, HTTP_MAX_HEADERS);
-    evhttp_set_max_body_size(h->evh, 0);
+    evhttp_set_max_body_size(h->evh, HTTP_MAX_BODY);
     evhttp_set_gencb(h->evh, on_request, h);
     evhttp_set_bevcb(h->evh, on_new_bufferevent, h);
     if (!(h->admit = event_new(base, -1, 0, admit_fresh, h))) {
@@ -489,17 +615,25 @@ http_set_admin(struct http *h, http_admin_fn *admin, bool needs_token, void *arg
 }
 
 void
+http_set_history(struct http *h, struct history *history)
+{
+    h->history = history;
+}
+
+void
 http_free(struct http *h)
 {
     if (!h)
         return;
+    page_tokens_free(h->page_tokens);
     /* evhttp_free frees the requests still waiting: orphan their calls. */
     for (struct http_call *call = h->calls; call; call = call->next) {
         call->h = NULL;
         call->req = NULL;
     }
     accept_guard_free(h->guard);
-    evhttp_free(h->evh);
+    if (h->evh)
+        evhttp_free(h->evh);
     for (size_t i = 0; i < h->nfresh; i++)
         bufferevent_decref(h->fresh[i]);
     free(h->fresh);

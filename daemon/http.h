@@ -4,13 +4,18 @@
  *   GET /stats    the stats document as JSON
  *   GET /healthz  200 "ok" while the loop runs; 503 with the reason while
  *                 stopping or when the journal refuses writes
- *   GET /         the status page (daemon/status_page.html, built in)
+ *   GET /history  the rate history (daemon/history.h), after
+ *                 http_set_history (404 before)
+ *   GET /         the status page (daemon/status_page.html, built in), with
+ *                 a fresh page token (daemon/page_token.h) in it
  *   GET /admin    {"admin": the admin routes are on, "token": they want
- *                 "Authorization: Bearer TOKEN"} (both bool), for the page
- *   POST /admin/{pause,resume,close,kick}?queue=NAME
- *                 queue administration, only after http_set_admin (403
- *                 before); refused when the browser says it comes from
- *                 another site (Sec-Fetch-Site, else Origin against Host)
+ *                 "Authorization: Bearer TOKEN"} (both bool), for the page,
+ *                 and "page_token": a fresh page token
+ *   POST /admin/OP[?queue=NAME]  body: a JSON object of OP's fields
+ *                 the admin ops, only after http_set_admin (403 before);
+ *                 403 too without a valid X-Chanq-Page-Token header, and
+ *                 when the browser says it comes from another site
+ *                 (Sec-Fetch-Site, else Origin, else Referer, against Host)
  * Loop thread only; never blocks.
  *
  * The stats document the snapshot returns (fields may be missing; numbers
@@ -69,13 +74,14 @@ void http_free(struct http *h);
  * admin callback borrows it until it calls http_call_reply. */
 struct http_call;
 
-/* Runs the admin op `op` (the path's last part, e.g. "pause") on `queue`
- * (the query's queue=, or NULL). `token` is the bearer token of the
- * Authorization header, or NULL. The strings are borrowed for the call only.
- * Must call http_call_reply(call, ...) exactly once, now or later on the
- * loop thread. Loop thread; never blocks. */
-typedef void http_admin_fn(void *arg, struct http_call *call, const char *op, const char *queue,
-                           const char *token);
+/* Runs the admin op `op` (the path's last part, e.g. "pause") with
+ * `fields` (a JSON object: the body's fields, and the query's queue= over
+ * them). `token` is the bearer token of the Authorization header, or NULL;
+ * `peer` the client's "HOST:PORT", for the log. All borrowed for the call
+ * only. Must call http_call_reply(call, ...) exactly once, now or later on
+ * the loop thread. Loop thread; never blocks. */
+typedef void http_admin_fn(void *arg, struct http_call *call, const char *op, json_t *fields,
+                           const char *token, const char *peer);
 
 /* Answers call with status and the JSON text body[0..len), then frees it;
  * when the client hung up or the endpoint was freed meanwhile, only frees
@@ -86,6 +92,12 @@ void http_call_reply(struct http_call *call, int status, const char *body, size_
  * ...). needs_token only tells the page (through GET /admin) to ask for one;
  * checking it is admin's job. Loop thread, before serving. */
 void http_set_admin(struct http *h, http_admin_fn *admin, bool needs_token, void *arg);
+
+struct history;
+
+/* Serves GET /history from history (borrowed: it outlives h, or is unset
+ * with NULL first). Loop thread. */
+void http_set_history(struct http *h, struct history *history);
 
 /* The port actually bound. */
 int http_port(const struct http *h);

@@ -1,6 +1,7 @@
-/* The admin routes of the HTTP endpoint: decode POST /admin/OP?queue=NAME
- * into a protocol request, run the broker's op on a goroutine, answer on
- * the loop with the op's own JSON line. */
+/* The admin routes of the HTTP endpoint: turn POST /admin/OP and its
+ * JSON fields into a protocol request, run it through the protocol's own
+ * dispatch (daemon/ops.h) on a goroutine, answer on the loop with the op's
+ * own JSON line. */
 #include "chanq_config.h"
 
 #include "daemon/http_admin.h"
@@ -8,6 +9,7 @@
 #include "daemon/http.h"
 #include "daemon/log.h"
 #include "daemon/conn_env.h"
+#include "daemon/ops.h"
 #include "daemon/tokens.h"
 
 #include "core/evbridge.h"
@@ -17,6 +19,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,21 +38,28 @@ struct http_admin {
 struct admin_op {
     struct http_admin *a;   /* where it runs */
     struct http_call *call; /* what to answer */
-    broker_op_fn *fn;       /* the broker's op */
     struct request req;     /* decoded like a protocol line */
+    struct op_session os;   /* the asker as the ops see it: authenticated */
     struct holder holder;   /* the broker's view of the asker: holds no job */
+    bool change;            /* logged at info (changes) or debug (reads) */
+    char what[160];         /* "retry queue=mail id=..." for the log */
+    char peer[80];          /* who asked */
     struct buf out;         /* the op's answer line */
     int status;             /* HTTP status of that answer */
 };
 
+/* The ops the routes run: those that change a queue or its jobs, and
+ * those that read them for the page. None parks for long (no fetch, wait
+ * or consume: an HTTP request holds no reservation). Ops this chanqd
+ * does not know are refused by the decoder as on the wire. */
 static const struct admin_entry {
     const char *name; /* the path's last part and the protocol op */
-    broker_op_fn *fn; /* what runs it */
+    bool change;      /* changes state: logged at info */
 } admin_ops[] = {
-    {"pause", broker_op_pause},
-    {"resume", broker_op_resume},
-    {"close", broker_op_close},
-    {"kick", broker_op_kick},
+    {"pause", true},  {"resume", true}, {"close", true},        {"kick", true},
+    {"retry", true},  {"delete", true}, {"purge", true},        {"queue_delete", true},
+    {"configure", true}, {"list", false}, {"job", false},       {"clients", false},
+    {"queues", false},
 };
 
 static const struct admin_entry *
@@ -83,6 +93,22 @@ status_of(enum proto_err code)
     default:
         return 409;
     }
+}
+
+/* The HTTP status of an answer line: 200 for ok, else its error's. */
+static int
+status_of_line(const struct buf *out)
+{
+    static const char err[] = "{\"ok\":false";
+    if (out->len < sizeof err - 1 || memcmp(out->data, err, sizeof err - 1) != 0)
+        return out->len ? 200 : 500;
+    json_t *doc = json_loadb(out->data, out->len, 0, NULL);
+    const char *code = json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
+    enum proto_err e = PROTO_INTERNAL;
+    if (!code || !proto_err_parse(code, strlen(code), &e))
+        e = PROTO_INTERNAL;
+    json_decref(doc);
+    return status_of(e);
 }
 
 /* An answer that needs no goroutine: an error line with its status. */
@@ -127,33 +153,74 @@ op_goroutine(void *arg)
 {
     struct admin_op *op = arg;
     struct http_admin *a = op->a;
-    struct session s = {.holder = &op->holder, .ctx = a->env->root};
-    struct proto_error err = {PROTO_OK, ""};
-    op->status = 200;
-    if (op->fn(a->env->broker, &s, &op->req, &op->out, &err) < 0) {
-        if (err.code == PROTO_OK)
-            proto_error_set(&err, PROTO_INTERNAL, "out of memory");
-        op->out.len = 0;
-        op->status = status_of(err.code);
-        if (encode_proto_error(&op->out, op->req.rid, &err) < 0)
-            op->status = 500;
-    }
-    log_info_kv(LOG_FIELDS(LOG_STR("op", msg_op_name(op->req.op)),
-                           LOG_STR("queue", op->req.queue.ptr), LOG_INT("status", op->status)),
-                "http: admin %s %s: %d", msg_op_name(op->req.op), op->req.queue.ptr, op->status);
+    ops_handle(a->env, &op->os, &op->req, &op->out);
+    op->status = status_of_line(&op->out);
+    if (op->change)
+        log_info("http: admin %s from %s: %d", op->what, op->peer, op->status);
+    else
+        log_debug("http: admin %s from %s: %d", op->what, op->peer, op->status);
     /* The bridge queues without blocking; only memory can stop it. */
     while (evbridge_call(a->env->bridge, op_answer, op) < 0)
         go_sleep(10, NULL);
     atomic_fetch_sub(&a->inflight, 1); /* the last touch of a */
 }
 
+/* "OP queue=Q id=I" of the request's fields, for the log. */
+static void
+describe(char *buf, size_t size, const char *op, json_t *fields)
+{
+    const char *q = json_string_value(json_object_get(fields, "queue"));
+    const char *id = json_string_value(json_object_get(fields, "id"));
+    json_t *ids = json_object_get(fields, "ids");
+    int n = snprintf(buf, size, "%s", op);
+    if (q && n >= 0 && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, " queue=%.64s", q);
+    if (id && n >= 0 && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, " id=%.40s", id);
+    if (json_is_array(ids) && n >= 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " ids=%zu", json_array_size(ids));
+}
+
+/* The protocol request of op with fields, decoded as a line from a client
+ * would be (so every field is checked exactly as on the wire). Returns
+ * the new op, or NULL after answering call. */
+static struct admin_op *
+decode_op(struct http_admin *a, struct http_call *call, const char *name, json_t *fields)
+{
+    json_t *line = json_deep_copy(fields);
+    if (line) {
+        json_object_del(line, "rid"); /* the answer must start {"ok": */
+        json_object_set_new(line, "op", json_string(name));
+    }
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    struct admin_op *op = text ? calloc(1, sizeof *op) : NULL;
+    if (!op) {
+        free(text);
+        answer_now(call, PROTO_INTERNAL, "out of memory");
+        return NULL;
+    }
+    struct proto_error err = {PROTO_OK, ""};
+    struct msg_limits lim = conn_env_msg_limits(a->env);
+    int rc = msg_decode(text, strlen(text), &lim, &op->req, &err);
+    free(text);
+    if (rc < 0) {
+        answer_now(call, err.code, err.message);
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
 /* http_admin_fn: checks what the loop can check, then starts the op. */
 static void
-admin_run(void *arg, struct http_call *call, const char *name, const char *queue, const char *token)
+admin_run(void *arg, struct http_call *call, const char *name, json_t *fields, const char *token,
+          const char *peer)
 {
     struct http_admin *a = arg;
     if (tokens_required(a->env->tokens) &&
         !(token && tokens_accept(a->env->tokens, span_str(token)))) {
+        log_warn_limited("http: admin %s from %s refused: no valid token", name, peer);
         answer_now(call, PROTO_UNAUTHORIZED, "token: send \"Authorization: Bearer TOKEN\"");
         return;
     }
@@ -163,33 +230,22 @@ admin_run(void *arg, struct http_call *call, const char *name, const char *queue
     }
     const struct admin_entry *e = admin_find(name);
     if (!e) {
-        answer_now(call, PROTO_UNKNOWN_OP, "admin op: want pause, resume, close or kick");
+        answer_now(call, PROTO_UNKNOWN_OP,
+                   "admin op: want pause, resume, close, kick, retry, delete, purge, "
+                   "queue_delete, configure, list, job, clients or queues");
         return;
     }
-    /* Through the protocol's decoder, so a queue name is validated (and
-     * reported) exactly as on the wire. */
-    json_t *line = queue ? json_pack("{s:s, s:s}", "op", e->name, "queue", queue)
-                         : json_pack("{s:s}", "op", e->name);
-    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    json_decref(line);
-    struct admin_op *op = text ? calloc(1, sizeof *op) : NULL;
-    if (!op) {
-        free(text);
-        answer_now(call, PROTO_INTERNAL, "out of memory");
+    struct admin_op *op = decode_op(a, call, e->name, fields);
+    if (!op)
         return;
-    }
-    struct proto_error err = {PROTO_OK, ""};
-    struct msg_limits lim = conn_env_msg_limits(a->env);
-    int rc = msg_decode(text, strlen(text), &lim, &op->req, &err);
-    free(text);
-    if (rc < 0) {
-        answer_now(call, err.code, err.message);
-        op_free(op);
-        return;
-    }
     op->a = a;
     op->call = call;
-    op->fn = e->fn;
+    op->change = e->change;
+    describe(op->what, sizeof op->what, e->name, fields);
+    snprintf(op->peer, sizeof op->peer, "%s", peer);
+    op->os.authed = true; /* the bearer token was checked above */
+    op->os.s.holder = &op->holder;
+    op->os.s.ctx = a->env->root;
     op->holder.send_event = holder_send_event;
     buf_init(&op->out);
     atomic_fetch_add(&a->inflight, 1);
@@ -213,10 +269,10 @@ http_admin_new(struct http *h, const struct conn_env *env)
     bool token = tokens_required(env->tokens);
     http_set_admin(h, admin_run, token, a);
     if (token)
-        log_info("http: admin routes on (POST /admin/{pause,resume,close,kick}), token required");
+        log_info("http: admin routes on (POST /admin/OP), token required");
     else
         log_warn("http: admin routes on without a --token-file: whoever reaches the --http "
-                 "address can pause, close and kick queues");
+                 "address can read jobs, pause, close and purge queues");
     return a;
 }
 

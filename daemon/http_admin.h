@@ -1,6 +1,11 @@
-/* --http-admin: the broker's queue administration (pause, resume, close,
- * kick) behind POST /admin/OP?queue=NAME on the --http endpoint, for the
- * status page's buttons and for curl. */
+/* --http-admin: protocol ops behind POST /admin/OP on the --http endpoint,
+ * for the status page and for curl. The body is a JSON object of the op's
+ * protocol fields (docs/protocol.md), ?queue=NAME a shorthand for one; the
+ * answer is the op's own JSON line. Only the ops that administer queues
+ * and jobs (pause, resume, close, kick, retry, delete, purge,
+ * queue_delete, configure) and read them (list, job, clients, queues) are
+ * served; none that reserves or waits. Changes are logged at info with the
+ * client's address, reads at debug. */
 #ifndef CHANQ_DAEMON_HTTP_ADMIN_H
 #define CHANQ_DAEMON_HTTP_ADMIN_H
 
@@ -8,7 +13,7 @@ struct http;
 struct conn_env;
 struct http_admin;
 
-/* Turns h's admin routes on, running the ops on env's broker (both
+/* Turns h's admin routes on, running the ops through ops_handle on env (both
  * borrowed; they outlive the result). With --token-file set, a request
  * needs "Authorization: Bearer TOKEN" with one of env's tokens
  * (401 otherwise). Each op runs on a goroutine, so the loop never waits for

@@ -11,6 +11,7 @@
 #include "daemon/job.h"
 
 #include "daemon/broker-internal.h"
+#include "daemon/jobindex.h"
 #include "daemon/log.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
@@ -82,6 +83,7 @@ extra_free(struct job_extra *x)
     if (x->done)
         chan_unref(x->done);
     timer_free(x->deadline_timer);
+    job_errors_free(x->errors);
     if (x->parent)
         job_unref(x->parent);
     free(x);
@@ -300,10 +302,32 @@ refuse(const struct job *j, enum job_state to)
     return -1;
 }
 
+/* The index of j's queue that holds the jobs of j's state. */
+static struct jobindex *
+state_index(struct job *j)
+{
+    static const unsigned char kind[JOB_NSTATES] = {
+        [JOB_DELAYED] = JOBINDEX_DELAYED, [JOB_QUEUED] = JOBINDEX_QUEUED,
+        [JOB_RESERVED] = JOBINDEX_RESERVED, [JOB_DEAD] = JOBINDEX_DEAD,
+        [JOB_DONE] = JOBINDEX_FINISHED, [JOB_CANCELLED] = JOBINDEX_FINISHED,
+        [JOB_EXPIRED] = JOBINDEX_FINISHED,
+    };
+    return &j->queue->ix[kind[j->state]];
+}
+
+/* j has just entered its state: it joins that state's index. */
+static void
+indexed(struct job *j)
+{
+    jobindex_insert(state_index(j), j);
+}
+
 static void
 leave(struct job *j)
 {
     struct queue *q = j->queue;
+    if (j->state < JOB_NSTATES)
+        jobindex_remove(state_index(j), j);
     switch (j->state) {
     case JOB_DELAYED:
         q->delayed--;
@@ -353,12 +377,14 @@ job_submitted(struct job *j, int64_t due, struct job *parent, bool place)
         j->state = JOB_DELAYED;
         j->due = due;
         j->queue->delayed++;
+        indexed(j);
         if (b->serving)
             job_timer_arm(j, due - clock_wall_ms());
         return 0;
     }
     j->state = JOB_QUEUED;
     j->in_channel = CHAN_OUT;
+    indexed(j);
     if (place)
         queue_place(j->queue, j);
     return 0;
@@ -371,6 +397,7 @@ job_to_queued(struct job *j)
         return refuse(j, JOB_QUEUED);
     leave(j);
     j->state = JOB_QUEUED;
+    indexed(j);
     queue_place(j->queue, j);
     return 0;
 }
@@ -384,6 +411,7 @@ job_to_delayed(struct job *j, int64_t due)
     j->state = JOB_DELAYED;
     j->due = due;
     j->queue->delayed++;
+    indexed(j);
     if (j->queue->broker->serving)
         job_timer_arm(j, due - clock_wall_ms());
     return 0;
@@ -398,6 +426,7 @@ job_to_reserved(struct job *j, struct holder *h, uint16_t attempt)
     j->state = JOB_RESERVED;
     j->attempt = attempt;
     j->queue->reserved++;
+    indexed(j);
     reservation_begin(j, h);
     return 0;
 }
@@ -409,6 +438,7 @@ job_to_dead(struct job *j)
         return refuse(j, JOB_DEAD);
     leave(j);
     j->state = JOB_DEAD;
+    indexed(j);
     job_list_append(&j->queue->dead, j);
     wake_waiters(j);
     return 0;
@@ -420,6 +450,7 @@ evict_oldest_finished(struct broker *b)
 {
     struct job *old = b->finished.head;
     job_list_remove(&b->finished, old);
+    jobindex_remove(state_index(old), old);
     tree_unlink(old);
     job_unref(broker_untrack(b, old));
 }
@@ -432,6 +463,7 @@ job_to_final(struct job *j, enum job_state final)
         return refuse(j, final);
     leave(j);
     j->state = (uint8_t)final;
+    indexed(j);
     broker_payload_freed(b, j->payload_len);
     free(j->payload);
     j->payload = NULL;
@@ -470,5 +502,33 @@ job_dropped(struct job *j)
 void
 job_moved(struct job *j, struct queue *to)
 {
+    bool on_index = j->state == JOB_QUEUED; /* not a job taken back meanwhile */
+    if (on_index)
+        jobindex_remove(state_index(j), j);
     job_set_queue(j, to);
+    if (on_index)
+        indexed(j);
+}
+
+int
+job_deleted(struct job *j)
+{
+    struct broker *b = j->queue->broker;
+    if (j->state >= JOB_NSTATES)
+        return refuse(j, JOB_NSTATES);
+    if (j->state != JOB_DEAD && job_state_is_final(j->state)) {
+        /* A kept result: its payload is gone already. */
+        jobindex_remove(state_index(j), j);
+        job_list_remove(&b->finished, j);
+    } else {
+        leave(j);
+        broker_payload_freed(b, j->payload_len);
+        job_deadline_stop(j);
+    }
+    j->state = JOB_CANCELLED; /* its timers, a tombstone and a parked submitter see a dead end */
+    j->deleted = 1;
+    wake_waiters(j);
+    tree_unlink(j);
+    job_unref(broker_untrack(b, j));
+    return 0;
 }

@@ -62,6 +62,7 @@ struct job_extra {
     struct timer *deadline_timer; /* expires the job at deadline_ms */
     struct key_entry *key;    /* its idempotency key while live (the broker's key table
                                * owns it), or NULL */
+    struct job_errors *errors; /* the error of each recent failed attempt, or NULL */
 };
 
 struct job {
@@ -72,6 +73,7 @@ struct job {
     _Atomic uint32_t refs; /* references (job_ref/job_unref) */
     uint8_t state;         /* enum job_state: written by this file's transitions only */
     uint8_t in_channel;    /* where a QUEUED job's pointer is (queue.h, enum placement) */
+    uint8_t deleted;       /* job_deleted took it out (a parked `wait` answers not_found) */
     uint16_t max_attempts; /* deliveries allowed before it goes dead */
     uint16_t attempt;      /* deliveries so far (1 on first) */
     uint8_t priority;      /* 0..JOB_MAX_PRIORITY, higher delivered first within its queue */
@@ -88,6 +90,7 @@ struct job {
                               * queue's dead ones, the broker's kept results */
     struct timer *timer;   /* delay or ttr timer, NULL when none */
     struct job_extra *extra; /* parent/children, result, error, waiters */
+    struct job *ix_left, *ix_right; /* its queue's index of its state (jobindex.h) */
 };
 
 /* Priority levels of a job (submit's "priority"). */
@@ -131,6 +134,29 @@ size_t job_id_format(uint64_t id, char *buf);
 /* Parses a decimal id; false when s[0..len) is not one. */
 bool job_id_parse(const char *s, size_t len, uint64_t *out);
 
+/* ---- the error history (job_errors.c) ----
+ * A job keeps the error of each of its last JOB_ERROR_HISTORY failed
+ * attempts (nack, ttr, connection lost), oldest first; older entries are
+ * dropped. Each text is the job's `error` right after that failure, cut
+ * to JOB_ERROR_TEXT_MAX bytes (NULL: it had none). */
+#define JOB_ERROR_HISTORY 16
+#define JOB_ERROR_TEXT_MAX 512
+struct job_error {
+    uint32_t attempt; /* the attempt that failed */
+    char *text;       /* owned; NULL: no text */
+};
+struct job_errors {
+    struct job_error v[JOB_ERROR_HISTORY]; /* a ring: v[(start + i) % N] is the i-th */
+    unsigned start, n;
+};
+/* Appends an entry (dropping the oldest when full); text may be NULL.
+ * -1 when out of memory (nothing changed). */
+int job_error_push(struct job *j, uint32_t attempt, const char *text, size_t len);
+/* The number of entries, and the i-th (oldest first). */
+size_t job_errors_count(const struct job *j);
+const struct job_error *job_error_at(const struct job *j, size_t i);
+void job_errors_free(struct job_errors *e);
+
 /* ---- the lifecycle ---- */
 
 /* True when the table allows from -> to. */
@@ -164,5 +190,9 @@ int job_dropped(struct job *j);
 /* A queued job moves to another queue of the same broker (a send-side
  * select placed it there). */
 void job_moved(struct job *j, struct queue *to);
+/* An operator deleted it (`delete`, `purge`, `queue_delete`), in any
+ * state: it leaves its state (a holder loses it; the caller sent the
+ * `cancel` event), its waiters wake, and it leaves the table. 0. */
+int job_deleted(struct job *j);
 
 #endif

@@ -183,6 +183,21 @@ encode_schedule(const struct jrec_schedule *s, struct enc *e)
 }
 
 static bool
+encode_remove(const struct jrec_remove *r, struct enc *e)
+{
+    bool job = r->kind == JREC_REMOVE_JOB, purge = r->kind == JREC_REMOVE_PURGE;
+    if (r->kind < JREC_REMOVE_JOB || r->kind > JREC_REMOVE_QUEUE ||
+        (!r->queue && r->queue_len) || (job ? r->queue_len != 0 : r->queue_len == 0) ||
+        (purge ? r->purge < JREC_PURGE_QUEUED || r->purge > JREC_PURGE_FINISHED : r->purge != 0))
+        return false;
+    put_byte(e, (uint8_t)r->kind);
+    put_u(e, r->id);
+    put_b(e, r->queue, r->queue_len);
+    put_byte(e, (uint8_t)r->purge);
+    return true;
+}
+
+static bool
 encode_fire(const struct jrec_fire *f, struct enc *e)
 {
     if (!f->name && f->name_len)
@@ -190,6 +205,24 @@ encode_fire(const struct jrec_fire *f, struct enc *e)
     put_b(e, f->name, f->name_len);
     put_i(e, f->planned_ms);
     return submit_fields(&f->s, e);
+}
+
+static bool
+encode_errors(const struct jrec_errors *x, struct enc *e)
+{
+    if (!x->v && x->n)
+        return false;
+    put_u(e, x->id);
+    put_u(e, x->n);
+    for (size_t i = 0; i < x->n; i++) {
+        const struct jrec_error *er = &x->v[i];
+        if (!er->text && er->text_len)
+            return false;
+        put_u(e, er->attempt);
+        put_byte(e, er->has_text ? 1 : 0);
+        put_b(e, er->text, er->text_len);
+    }
+    return true;
 }
 
 /* Walks r's fields into e; false when r is invalid. */
@@ -214,6 +247,10 @@ encode(const struct jrec *r, struct enc *e)
         return encode_schedule(&r->u.schedule, e);
     case JREC_FIRE:
         return encode_fire(&r->u.fire, e);
+    case JREC_REMOVE:
+        return encode_remove(&r->u.remove, e);
+    case JREC_ERRORS:
+        return encode_errors(&r->u.errors, e);
     case JREC_RESERVE:
         put_u(e, r->u.reserve.id);
         put_u(e, r->u.reserve.attempt);
@@ -472,6 +509,52 @@ decode_schedule(struct dec *d, struct jrec_schedule *s)
 }
 
 static void
+decode_remove(struct dec *d, struct jrec_remove *r)
+{
+    uint8_t kind = get_byte(d);
+    r->kind = (enum jrec_remove_kind)kind;
+    r->id = get_u(d);
+    r->queue = get_b(d, &r->queue_len);
+    uint8_t purge = get_byte(d);
+    r->purge = (enum jrec_purge_state)purge;
+    if (d->why)
+        return;
+    bool job = kind == JREC_REMOVE_JOB;
+    if (kind < JREC_REMOVE_JOB || kind > JREC_REMOVE_QUEUE)
+        fail(d, "unknown remove kind");
+    else if (job ? r->queue_len != 0 : r->queue_len == 0)
+        fail(d, "remove record with a bad queue name");
+    else if (kind == JREC_REMOVE_PURGE ? purge < JREC_PURGE_QUEUED || purge > JREC_PURGE_FINISHED
+                                       : purge != 0)
+        fail(d, "bad purge state");
+}
+
+/* One error entry; fails d when it is malformed. */
+static void
+decode_error(struct dec *d, struct jrec_error *out)
+{
+    out->attempt = get_u32(d);
+    uint8_t has = get_byte(d);
+    if (!d->why && has > 1)
+        fail(d, "bad error flag");
+    out->has_text = has == 1;
+    out->text = get_b(d, &out->text_len);
+}
+
+static void
+decode_errors(struct dec *d, struct jrec_errors *x)
+{
+    x->id = get_u(d);
+    uint64_t n = get_u(d);
+    x->packed = d->p;
+    struct jrec_error er;
+    for (uint64_t i = 0; i < n && !d->why; i++)
+        decode_error(d, &er);
+    x->n = d->why ? 0 : (size_t)n;
+    x->packed_len = (size_t)(d->p - x->packed);
+}
+
+static void
 decode_body(struct dec *d, struct jrec *r)
 {
     switch (r->type) {
@@ -503,6 +586,12 @@ decode_body(struct dec *d, struct jrec *r)
         r->u.fire.name = get_b(d, &r->u.fire.name_len);
         r->u.fire.planned_ms = get_i(d);
         decode_submit(d, &r->u.fire.s);
+        return;
+    case JREC_REMOVE:
+        decode_remove(d, &r->u.remove);
+        return;
+    case JREC_ERRORS:
+        decode_errors(d, &r->u.errors);
         return;
     case JREC_RESERVE:
         r->u.reserve.id = get_u(d);
@@ -579,6 +668,7 @@ jrec_type_name(enum jrec_type t)
         [JREC_MOVE] = "move",     [JREC_JOB] = "job",         [JREC_ORDER] = "order",
         [JREC_KEY] = "key",
         [JREC_SCHEDULE] = "schedule", [JREC_FIRE] = "fire",
+        [JREC_REMOVE] = "remove", [JREC_ERRORS] = "errors",
     };
     return (unsigned)t < sizeof(names) / sizeof(names[0]) && names[t] ? names[t] : "unknown";
 }
@@ -591,5 +681,16 @@ jrec_order_next(const struct jrec_order *o, size_t *pos, uint64_t *id)
     struct dec d = {o->packed + *pos, o->packed + o->packed_len, NULL};
     *id = get_u(&d);
     *pos = (size_t)(d.p - o->packed);
+    return d.why == NULL;
+}
+
+bool
+jrec_errors_next(const struct jrec_errors *e, size_t *pos, struct jrec_error *out)
+{
+    if (*pos >= e->packed_len)
+        return false;
+    struct dec d = {e->packed + *pos, e->packed + e->packed_len, NULL};
+    decode_error(&d, out);
+    *pos = (size_t)(d.p - e->packed);
     return d.why == NULL;
 }

@@ -27,6 +27,9 @@ enum jrec_type {
                          * snapshot), or its deletion */
     JREC_FIRE = 11,     /* a schedule fired: its planned time and the job it made, in
                          * one record, so that neither is durable without the other */
+    /* operator ops (list, delete, purge, queue_delete) */
+    JREC_REMOVE = 12, /* an operator deleted a job, a queue's jobs of a state, or a queue */
+    JREC_ERRORS = 13, /* snapshot: a job's error history (after its JOB record) */
 };
 
 enum jrec_job_state {
@@ -124,6 +127,44 @@ struct jrec_order {
     size_t packed_len;
 };
 
+/* What a REMOVE record deletes. */
+enum jrec_remove_kind {
+    JREC_REMOVE_JOB = 1,   /* one job (`delete`), in any state */
+    JREC_REMOVE_PURGE = 2, /* every job of a queue in one state (`purge`) */
+    JREC_REMOVE_QUEUE = 3, /* a queue and all its jobs (`queue_delete`) */
+};
+/* The states a purge takes. */
+enum jrec_purge_state {
+    JREC_PURGE_QUEUED = 1,
+    JREC_PURGE_DELAYED = 2,
+    JREC_PURGE_DEAD = 3,
+    JREC_PURGE_FINISHED = 4, /* done, cancelled and expired (kept results) */
+};
+struct jrec_remove {
+    enum jrec_remove_kind kind;
+    uint64_t id;                /* JOB; 0 otherwise */
+    const char *queue;          /* PURGE, QUEUE; empty for JOB */
+    size_t queue_len;
+    enum jrec_purge_state purge; /* PURGE; 0 otherwise */
+};
+
+/* One entry of a job's error history. */
+struct jrec_error {
+    uint32_t attempt;
+    bool has_text;    /* false: the attempt failed without a text (null) */
+    const char *text; /* may be empty */
+    size_t text_len;
+};
+/* A job's error history, oldest first. Encoding reads v[0..n); decoding
+ * sets packed (use jrec_errors_next). */
+struct jrec_errors {
+    uint64_t id;
+    size_t n;
+    const struct jrec_error *v; /* encoding */
+    const uint8_t *packed;      /* decoded */
+    size_t packed_len;
+};
+
 struct jrec_queue {
     const char *name;
     size_t name_len;
@@ -194,6 +235,8 @@ struct jrec {
         struct jrec_key key;
         struct jrec_schedule schedule;
         struct jrec_fire fire;
+        struct jrec_remove remove;
+        struct jrec_errors errors;
     } u;
 };
 
@@ -217,6 +260,10 @@ const char *jrec_type_name(enum jrec_type t);
 /* The next id of a decoded ORDER record: *pos starts at 0; false after
  * the last one. */
 bool jrec_order_next(const struct jrec_order *o, size_t *pos, uint64_t *id);
+
+/* The next entry of a decoded ERRORS record: *pos starts at 0; false
+ * after the last one. Strings point into the record. */
+bool jrec_errors_next(const struct jrec_errors *e, size_t *pos, struct jrec_error *out);
 
 /* Ids per ORDER record a snapshot writes: each record stays far below the
  * segment's record limit. */

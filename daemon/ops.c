@@ -4,6 +4,7 @@
 #include "daemon/ops.h"
 #include "daemon/cluster/gate.h"
 #include "daemon/log.h"
+#include "daemon/clientreg.h"
 #include "daemon/conn_env.h"
 #include "daemon/stats.h"
 #include "daemon/schedule.h"
@@ -80,6 +81,8 @@ op_hello(const struct conn_env *env, struct op_session *os, const struct request
     os->authed = true;
     os->hello_failures = 0;
     conn_tag_set_client(&os->tag, req->client.ptr, req->client.len);
+    if (os->s.holder && os->s.holder->info)
+        client_info_set_name(os->s.holder->info, req->client.ptr, req->client.len);
     json_t *fields = json_pack("{s:s, s:s, s:i}", "server", "chanqd", "version",
                                PACKAGE_VERSION, "protocol", 1);
     if (fields && env->cluster) {
@@ -225,6 +228,18 @@ op_cluster_change(const struct conn_env *env, struct op_session *os, const struc
     return encode_ok(out, req->rid);
 }
 
+/* The open connections (docs/protocol.md, "clients"). */
+static int
+op_clients(const struct conn_env *env, struct op_session *os, const struct request *req,
+           struct buf *out, struct proto_error *err)
+{
+    json_t *all = env->clients ? client_reg_json(env->clients, env->broker) : json_array();
+    json_t *fields = all ? json_pack("{s:o}", "clients", all) : NULL;
+    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
+    json_decref(fields);
+    return rc;
+}
+
 /* A broker op, called through the server's broker. */
 struct op_entry {
     op_fn *fn;                 /* server-level handler, or NULL */
@@ -257,6 +272,14 @@ static const struct op_entry op_table[OP_COUNT] = {
     [OP_CLUSTER_REMOVE] = {op_cluster_change, NULL},
     [OP_CLUSTER_TRANSFER] = {op_cluster_change, NULL},
     [OP_SCHEDULE] = {NULL, broker_op_schedule},
+    /* operator ops */
+    [OP_LIST] = {NULL, broker_op_list},
+    [OP_RETRY] = {NULL, broker_op_retry},
+    [OP_DELETE] = {NULL, broker_op_delete},
+    [OP_PURGE] = {NULL, broker_op_purge},
+    [OP_QUEUE_DELETE] = {NULL, broker_op_queue_delete},
+    [OP_CONFIGURE] = {NULL, broker_op_configure},
+    [OP_CLIENTS] = {op_clients, NULL},
 };
 
 /* Logs an error answer with who got it and for which op and queue (req

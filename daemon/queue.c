@@ -60,11 +60,15 @@ queue_free(struct queue *q)
     free(q);
 }
 
-void
+int
 queue_configure(struct queue *q, const struct queue_settings *set)
 {
-    if (!q->jobs)
-        q->set.capacity = set->capacity;
+    /* A live channel changes its capacity in place: growing lets parked
+     * submitters in at once, shrinking keeps the jobs it holds. */
+    if (q->jobs && set->capacity != q->set.capacity &&
+        chan_set_cap(q->jobs, (size_t)set->capacity) < 0)
+        return -1;
+    q->set.capacity = set->capacity;
     q->set.ttr_ms = set->ttr_ms;
     q->set.max_attempts = set->max_attempts;
     if (q->set.concurrency != set->concurrency || q->set.rate != set->rate ||
@@ -77,6 +81,7 @@ queue_configure(struct queue *q, const struct queue_settings *set)
             log_error("queue %s: out of memory setting its limits: starved deliveries "
                       "wait for the next change", q->name);
     }
+    return 0;
 }
 
 int

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "daemon/job.h"
+#include "daemon/jobindex.h"
 
 struct broker;
 struct chan;
@@ -89,6 +90,9 @@ struct queue {
     int64_t refill_ms;            /* monotonic ms the bucket was last filled up to */
     struct chan *gate;            /* wakes starved deliveries, one per freed slot or token */
     struct timer *rate_timer;     /* fires when the next token is due while some starve */
+    struct jobindex ix[JOBINDEX_N]; /* its jobs of each state by id (`list`) */
+    bool deleted;                 /* queue_delete took it out of the broker's list */
+    struct queue *next_deleted;   /* the broker's deleted queues (freed with it) */
 };
 
 /* A new, empty queue of broker b with these settings; its job channel is
@@ -105,9 +109,10 @@ int queue_start(struct queue *q);
  * reserved without a holder (a replay's orphans), in the order of their
  * last records: the order they take when the broker starts. */
 struct job *queue_standby_pop(struct queue *q);
-/* Replaces the settings (declare's, a replayed queue record): capacity
- * only while not serving, when there is no channel yet. */
-void queue_configure(struct queue *q, const struct queue_settings *set);
+/* Replaces the settings (declare's, configure's, a replayed queue record);
+ * a new capacity applies to the live channel at once (chan_set_cap).
+ * 0, or -1 when out of memory (nothing changed). */
+int queue_configure(struct queue *q, const struct queue_settings *set);
 
 /* Queued jobs: buffered pointers that are not tombstones, or the standby list. */
 size_t queue_depth(const struct queue *q);

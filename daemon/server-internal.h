@@ -41,6 +41,7 @@ struct server {
     struct listener_set *listeners;      /* --listen, --unix or systemd's sockets */
     struct tls *tls;                     /* --tls-cert/--tls-key context; NULL without --tls-listen */
     struct closewatch *closewatch;       /* paused connections, watched for their peer's close */
+    struct client_reg *clients;          /* open connections (`clients`) */
     struct peers *peers;                 /* per-address counts and failed hellos */
     struct event *tick;                  /* idle connections, per-address log lines */
     /* What connections, ops and the admin routes get: borrowed pointers to
@@ -58,6 +59,7 @@ struct server {
     size_t idle_goroutines;              /* the server's own (journal writer...) */
     struct http *http;                   /* --http endpoint, or NULL */
     struct http_admin *admin;            /* --http-admin routes, or NULL */
+    struct history *history;             /* --http's rate history, or NULL */
     struct sd_watchdog *wd;              /* systemd watchdog pings, or NULL */
     char health[256];                    /* /healthz's reason (loop thread) */
 

@@ -8,6 +8,7 @@
 #include "daemon/server-internal.h"
 #include "daemon/cron.h"
 #include "core/timer.h"
+#include "daemon/clientreg.h"
 #include "daemon/closewatch.h"
 #include "daemon/conn.h"
 #include "daemon/journal/journal.h"
@@ -138,6 +139,7 @@ fill_env(struct server *srv)
     env->closewatch = srv->closewatch;
     env->stats = &srv->stats;
     env->cluster = srv->gate;
+    env->clients = srv->clients;
     srv->stats = (struct stats_src){
         .broker = srv->broker,
         .journal = srv->journal,
@@ -162,6 +164,8 @@ build(struct server *srv)
         return -1;
     }
     if (!(srv->closewatch = closewatch_new(srv->base, conn_peer_gone)))
+        return -1;
+    if (!(srv->clients = client_reg_new()))
         return -1;
     if (!(srv->peers = peers_new()) || !(srv->tick = evtimer_new(srv->base, server_on_tick, srv)))
         return -1;
@@ -285,6 +289,7 @@ server_free(struct server *srv)
     if (srv->root)
         ctx_release(srv->root);
     peers_free(srv->peers);
+    client_reg_free(srv->clients);
     tokens_free(srv->tokens);
     free(srv);
 }

@@ -7,6 +7,7 @@
 #include "daemon/server-internal.h"
 #include "core/timer.h"
 #include "daemon/conn.h"
+#include "daemon/history.h"
 #include "daemon/http.h"
 #include "daemon/http_admin.h"
 #include "daemon/listen.h"
@@ -168,6 +169,28 @@ snapshot(void *arg)
     return stats_snapshot(&srv->stats);
 }
 
+/* history_sample_fn: the queues' counters, summed. Once per history
+ * period, so building the queues' document is cheap enough. */
+static int
+sample(void *arg, struct history_counts *out)
+{
+    struct server *srv = arg;
+    json_t *queues = broker_queues_json(srv->broker);
+    if (!queues)
+        return -1;
+    *out = (struct history_counts){0};
+    const char *name;
+    json_t *q;
+    json_object_foreach(queues, name, q) {
+        out->submitted += (uint64_t)json_integer_value(json_object_get(q, "submitted"));
+        out->processed += (uint64_t)json_integer_value(json_object_get(q, "acked"));
+        out->failed += (uint64_t)json_integer_value(json_object_get(q, "nacked")) +
+                       (uint64_t)json_integer_value(json_object_get(q, "expired"));
+    }
+    json_decref(queues);
+    return 0;
+}
+
 /* http_unhealthy_fn: "stopping", or the journal's failure, or NULL. */
 static const char *
 unhealthy(void *arg)
@@ -202,6 +225,12 @@ server_life_start(struct server *srv)
         return -1;
     if (srv->http && cfg->http_admin && !(srv->admin = http_admin_new(srv->http, &srv->env)))
         return -1;
+    if (srv->http) {
+        srv->history = history_new(srv->base, HISTORY_PERIOD_MS, HISTORY_SLOTS, sample, srv);
+        if (!srv->history)
+            return -1;
+        http_set_history(srv->http, srv->history);
+    }
     srv->wd = sd_watchdog_new(srv->base);
     struct timeval now = {0, 0};
     if (event_base_once(srv->base, -1, EV_TIMEOUT, on_started, srv, &now) != 0) {
@@ -218,6 +247,7 @@ server_life_free(struct server *srv)
         notify_stopping(srv); /* also when the loop ended otherwise */
     sd_watchdog_free(srv->wd);
     http_free(srv->http);
+    history_free(srv->history);
     http_admin_free(srv->admin); /* while the bridge exists: its ops answer through it */
     struct event *evs[] = {srv->sig_term, srv->sig_int, srv->sig_hup, srv->stop_timer};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)

@@ -79,6 +79,21 @@ text_len(const char *s)
     return s ? strlen(s) : 0;
 }
 
+/* A job's error history, right after its JOB record. */
+static int
+put_errors(struct writer *w, const struct job *j)
+{
+    struct jrec_error v[JOB_ERROR_HISTORY];
+    size_t n = job_errors_count(j);
+    for (size_t i = 0; i < n; i++) {
+        const struct job_error *e = job_error_at(j, i);
+        v[i] = (struct jrec_error){e->attempt, e->text != NULL, e->text, text_len(e->text)};
+    }
+    struct jrec r = {.type = JREC_ERRORS};
+    r.u.errors = (struct jrec_errors){.id = j->id, .n = n, .v = v};
+    return put(w, &r);
+}
+
 static int
 put_job(struct writer *w, const struct job *j)
 {
@@ -110,7 +125,8 @@ put_job(struct writer *w, const struct job *j)
         .result = x ? x->result : NULL,
         .result_len = text_len(x ? x->result : NULL),
     };
-    return put(w, &r);
+    int rc = put(w, &r);
+    return rc == 0 && job_errors_count(j) ? put_errors(w, j) : rc;
 }
 
 /* The order of one list, JREC_ORDER_CHUNK ids per record. */

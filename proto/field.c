@@ -64,6 +64,12 @@ const struct field_def field_defs[F_NFIELDS] = {
     [F_CRON] = SPAN_F("cron", K_TEXT, cron),
     [F_TZ] = SPAN_F("tz", K_TEXT, tz),
     [F_MISSED] = SPAN_F("missed", K_TEXT, missed),
+    /* operator ops */
+    [F_STATE] = SPAN_F("state", K_TEXT, state),
+    [F_ORDER] = SPAN_F("order", K_TEXT, order),
+    [F_CURSOR] = SPAN_F("cursor", K_ID, cursor),
+    [F_LIMIT] = INT_F("limit", limit, 1, MSG_MAX_LIST),
+    [F_FORCE] = BOOL_F("force", force),
 };
 _Static_assert(F_NFIELDS <= 64, "struct decoder's seen mask has 64 bits");
 

@@ -57,6 +57,12 @@ enum field {
     F_CRON,
     F_TZ,
     F_MISSED,
+    /* operator ops */
+    F_STATE,
+    F_ORDER,
+    F_CURSOR,
+    F_LIMIT,
+    F_FORCE,
     F_NFIELDS
 };
 

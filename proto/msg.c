@@ -148,6 +148,65 @@ check_ack(struct decoder *d)
     return check_ids(d);
 }
 
+/* ---- the operator ops ---- */
+
+/* "state" as one of the names (list takes reserved, purge does not). */
+static int
+take_state(struct decoder *d, bool reserved_ok)
+{
+    static const char *const names[] = {
+        [MSG_STATE_QUEUED] = "queued", [MSG_STATE_DELAYED] = "delayed",
+        [MSG_STATE_RESERVED] = "reserved", [MSG_STATE_DEAD] = "dead",
+        [MSG_STATE_FINISHED] = "finished",
+    };
+    struct request *r = d->out;
+    for (int s = MSG_STATE_QUEUED; s <= MSG_STATE_FINISHED; s++) {
+        if (span_is(&r->state, names[s]) && (reserved_ok || s != MSG_STATE_RESERVED)) {
+            r->list_state = (enum msg_state)s;
+            return 0;
+        }
+    }
+    return field_reject(d, PROTO_BAD_REQUEST, "field 'state': '%.*s%s' is not one of %s",
+                        QUOTE(r->state.ptr, r->state.len),
+                        reserved_ok ? "queued, delayed, reserved, dead, finished"
+                                    : "queued, delayed, dead, finished");
+}
+
+static int
+check_list(struct decoder *d)
+{
+    struct request *r = d->out;
+    if (take_state(d, true))
+        return -EINVAL;
+    if (r->order.len && !span_is(&r->order, "oldest") && !span_is(&r->order, "newest"))
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "field 'order': '%.*s%s' is not one of oldest, newest",
+                            QUOTE(r->order.ptr, r->order.len));
+    r->newest = span_is(&r->order, "newest");
+    /* "payload" is a flag here (submit's any-JSON field, read as such). */
+    if (r->payload.len && !span_is(&r->payload, "true") && !span_is(&r->payload, "false"))
+        return field_reject(d, PROTO_BAD_REQUEST, "field 'payload': must be true or false");
+    r->with_payload = span_is(&r->payload, "true");
+    r->payload = (struct span){NULL, 0};
+    return 0;
+}
+
+static int
+check_purge(struct decoder *d)
+{
+    return take_state(d, false);
+}
+
+static int
+check_configure(struct decoder *d)
+{
+    struct request *r = d->out;
+    if (!r->has_capacity && !r->has_ttr_ms && !r->has_max_attempts)
+        return field_reject(d, PROTO_BAD_REQUEST,
+                            "give at least one of 'capacity', 'ttr_ms', 'max_attempts'");
+    return 0;
+}
+
 /* clang-format off */
 #define RULES(...) (const struct rule[]){__VA_ARGS__}, \
     sizeof((const struct rule[]){__VA_ARGS__}) / sizeof(struct rule)
@@ -199,6 +258,19 @@ static const struct op_def ops[OP_COUNT] = {
                      RULES(REQ(F_ACTION), OPT(F_NAME), OPT(F_CRON), OPT(F_TZ), OPT(F_QUEUE),
                            OPT(F_PAYLOAD), OPT(F_TTR_MS), OPT(F_MAX_ATTEMPTS), OPT(F_MISSED)),
                      check_schedule},
+    /* operator ops */
+    [OP_LIST] = {"list",
+                 RULES(REQ(F_QUEUE), REQ(F_STATE), OPT(F_ORDER), OPT(F_CURSOR), OPT(F_LIMIT),
+                       OPT(F_PAYLOAD)),
+                 check_list},
+    [OP_RETRY] = {"retry", RULES(REQ(F_ID)), NULL},
+    [OP_DELETE] = {"delete", RULES(REQ(F_ID), OPT(F_FORCE)), NULL},
+    [OP_PURGE] = {"purge", RULES(REQ(F_QUEUE), REQ(F_STATE)), check_purge},
+    [OP_QUEUE_DELETE] = {"queue_delete", RULES(REQ(F_QUEUE)), NULL},
+    [OP_CONFIGURE] = {"configure",
+                      RULES(REQ(F_QUEUE), OPT(F_CAPACITY), OPT(F_TTR_MS), OPT(F_MAX_ATTEMPTS)),
+                      check_configure},
+    [OP_CLIENTS] = {"clients", NULL, 0, NULL},
 };
 
 const char *

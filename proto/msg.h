@@ -39,6 +39,14 @@ enum op {
     OP_CLUSTER_REMOVE,
     OP_CLUSTER_TRANSFER,
     OP_SCHEDULE, /* docs/scheduling.md */
+    /* operator ops */
+    OP_LIST,
+    OP_RETRY,
+    OP_DELETE,
+    OP_PURGE,
+    OP_QUEUE_DELETE,
+    OP_CONFIGURE,
+    OP_CLIENTS,
     OP_COUNT /* number of values; not an op */
 };
 
@@ -51,6 +59,8 @@ enum op {
 #define MSG_MAX_ID 128         /* bytes in a job id */
 #define MSG_MAX_IDS 1000       /* ids in an "ids" (ack, nack) or "ack" (fetch) list */
 #define MSG_MAX_PREFETCH 1000  /* consume's "prefetch" */
+#define MSG_MAX_LIST 1000      /* list's "limit" */
+#define MSG_LIST_DEFAULT 100   /* ... when absent */
 #define MSG_MAX_RID 256        /* bytes of raw JSON text in "rid" */
 #define MSG_MAX_TEXT 4096      /* bytes in "error", "client", "token" */
 #define MSG_MAX_LIMIT 1000000   /* declare's "concurrency", "rate", "burst" */
@@ -60,6 +70,16 @@ enum op {
 #define MSG_MAX_RUN_AT INT64_C(253402300799999) /* "run_at": 9999-12-31T23:59:59.999Z */
 #define MSG_MAX_CRON 256 /* bytes of a schedule's "cron" */
 #define MSG_MAX_TZ 64    /* bytes of a schedule's "tz" */
+
+/* The job states list and purge name ("state"). */
+enum msg_state {
+    MSG_STATE_NONE = 0, /* absent */
+    MSG_STATE_QUEUED,
+    MSG_STATE_DELAYED,
+    MSG_STATE_RESERVED,
+    MSG_STATE_DEAD,
+    MSG_STATE_FINISHED, /* done, cancelled, expired (kept results) */
+};
 
 /* Server settings the decoder enforces. */
 struct msg_limits {
@@ -126,6 +146,17 @@ struct request {
     bool strict; /* fetch, consume: first listed ready queue wins (false when absent) */
     bool dead;   /* nack: bury the job now (false when absent) */
     bool digest; /* stats: add the state digest (false when absent) */
+
+    /* operator ops */
+    struct span state;    /* list, purge: the state's name (see list_state) */
+    struct span order;    /* list: "oldest" or "newest" */
+    struct span cursor;   /* list: the page starts after this job id */
+    int64_t limit;        /* list: jobs per page */
+    bool has_limit;
+    bool force;           /* delete: also a reserved job */
+    enum msg_state list_state; /* list, purge: "state" checked */
+    bool newest;          /* list: "order":"newest" */
+    bool with_payload;    /* list: "payload":true */
 
     char *store; /* owns the bytes every span above points to */
 };

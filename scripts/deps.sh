@@ -7,7 +7,7 @@ set -eu
 want_build="gcc make pkg-config autoconf automake libtool libevent-dev \
 libjansson-dev check libssl-dev libraft-dev libuv1-dev"
 want_test="netcat-openbsd python3 python3-venv procps systemd openssl chromium golang-go zsh \
-tzdata"
+tzdata chromium-driver python3-selenium"
 
 # Debian packaging (scripts/deb.sh): debian/control's Build-Depends and
 # the tools that build and check the packages.

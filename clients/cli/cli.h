@@ -145,5 +145,12 @@ int cmd_work(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
+/* cmd_operator.c */
+int cmd_jobs_list(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_purge(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
+int cmd_clients(int argc, char **argv);
 
 #endif

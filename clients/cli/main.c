@@ -37,6 +37,13 @@ static const struct subcommand subcommands[] = {
     {"loadtest", cmd_loadtest, "producers and consumers at full speed; rates and latencies"},
     {"cluster", cmd_cluster, "a cluster's members and their state; membership changes"},
     {"schedule", cmd_schedule, "named schedules: cron or interval jobs (add, list, rm, pause, resume)"},
+    /* operator commands */
+    {"jobs", cmd_jobs_list, "list a queue's jobs in one state, page by page"},
+    {"retry", cmd_retry, "run a dead or delayed job now"},
+    {"delete", cmd_delete, "delete a job (a reserved one with --force)"},
+    {"purge", cmd_purge, "delete every job of a queue in one state"},
+    {"queue", cmd_queue, "delete a queue, or change its settings"},
+    {"clients", cmd_clients, "list the server's connections"},
 };
 
 #define NSUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])

@@ -64,7 +64,15 @@ offers() {
 }
 
 expect "chanq su" submit
-expect "chanq qu" queues
+expect "chanq qu" queue queues
+expect "chanq que" queue queues
+expect "chanq jobs ma" mail mail:eu
+expect "chanq jobs mail --state d" dead delayed
+expect "chanq purge --state f" finished
+expect "chanq queue " configure delete
+expect "chanq queue delete ma" mail mail:eu
+expect "chanq delete --f" --force
+expect "chanq retry "
 offers "chanq " submit fetch queues stats work loadtest
 expect "chanq --se" --server --servers
 expect "chanq --vers" --version

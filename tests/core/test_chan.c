@@ -454,6 +454,60 @@ START_TEST(blocking_outside_a_goroutine_aborts_with_a_message)
 }
 END_TEST
 
+/* chan_set_cap: growing lets parked senders in at once and in order;
+ * shrinking below the count keeps every element and only holds new sends;
+ * made unbuffered, the buffer drains and then values are handed over. */
+static void
+set_cap_body(void *arg)
+{
+    struct probe p = {.c = chan_new(sizeof(int), 2), .n = 6, .wg = wg_new()};
+    wg_add(p.wg, 1);
+    go(send_n, &p);
+    for (int i = 0; i < 200 && atomic_load(&p.progress) < 2; i++)
+        go_sleep(5, NULL);
+    go_sleep(20, NULL);
+    ck_assert_int_eq(atomic_load(&p.progress), 2); /* parked on the third */
+    ck_assert_int_eq(chan_set_cap(p.c, 5), 0);
+    for (int i = 0; i < 200 && atomic_load(&p.progress) < 5; i++)
+        go_sleep(5, NULL);
+    ck_assert_msg(atomic_load(&p.progress) == 5, "growing did not let the sender in: %d",
+                  atomic_load(&p.progress));
+    ck_assert_int_eq(chan_len(p.c), 5);
+    ck_assert_int_eq(chan_cap(p.c), 5);
+    /* Shrink below the count: nothing lost, the sixth waits until the
+     * count is below the new capacity. */
+    ck_assert_int_eq(chan_set_cap(p.c, 1), 0);
+    ck_assert_int_eq(chan_len(p.c), 5);
+    int v = -1;
+    for (int want = 0; want < 4; want++) {
+        ck_assert_msg(chan_recv(p.c, &v, NULL) == 0 && v == want, "got %d, want %d", v, want);
+        go_sleep(5, NULL);
+        ck_assert_int_eq(atomic_load(&p.progress), 5);
+    }
+    ck_assert_msg(chan_recv(p.c, &v, NULL) == 0 && v == 4, "got %d, want 4", v);
+    wg_wait(p.wg, NULL); /* the count fell below 1: the sixth got in */
+    ck_assert_int_eq(chan_len(p.c), 1);
+    ck_assert_int_eq(chan_try_send(p.c, &v), -EAGAIN);
+    /* Unbuffered: the buffered value first, then straight from a sender. */
+    ck_assert_int_eq(chan_set_cap(p.c, 0), 0);
+    ck_assert_msg(chan_recv(p.c, &v, NULL) == 0 && v == 5, "got %d, want 5", v);
+    p.n = 1;
+    atomic_store(&p.progress, 0);
+    wg_add(p.wg, 1);
+    go(send_n, &p);
+    ck_assert_msg(chan_recv(p.c, &v, NULL) == 0 && v == 0, "handoff got %d", v);
+    wg_wait(p.wg, NULL);
+    ck_assert_int_eq(chan_len(p.c), 0);
+    wg_free(p.wg);
+    chan_unref(p.c);
+}
+
+START_TEST(set_cap_grows_wakes_senders_and_shrinks_keeping_elements)
+{
+    run_main(set_cap_body, NULL, 2);
+}
+END_TEST
+
 Suite *
 chan_suite(void)
 {
@@ -461,6 +515,7 @@ chan_suite(void)
     TCase *tc = tcase_create("chan");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, rendezvous_blocks_until_the_peer_arrives);
+    tcase_add_test(tc, set_cap_grows_wakes_senders_and_shrinks_keeping_elements);
     tcase_add_test(tc, buffered_send_blocks_only_when_full_and_keeps_fifo_order);
     tcase_add_test(tc, close_wakes_all_1000_waiting_receivers);
     tcase_add_test(tc, peek_each_shows_the_buffer_oldest_first_and_takes_nothing);

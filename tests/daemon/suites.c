@@ -23,5 +23,6 @@ suite_fn *const test_suites[] = {
     qlimits_suite,
     keys_suite,
     priority_suite,
+    operator_suite,
     NULL,
 };

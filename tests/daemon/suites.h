@@ -22,5 +22,6 @@ Suite *consume_suite(void);
 Suite *qlimits_suite(void);
 Suite *keys_suite(void);
 Suite *priority_suite(void);
+Suite *operator_suite(void);
 
 #endif

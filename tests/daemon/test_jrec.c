@@ -90,6 +90,21 @@ sample_records(struct jrec *out)
               .payload_len = strlen(PAYLOAD), .ttr_ms = 60000, .max_attempts = 7,
               .created_ms = 1700000120004},
     };
+    out[n].type = JREC_REMOVE;
+    out[n++].u.remove = (struct jrec_remove){.kind = JREC_REMOVE_JOB, .id = UINT64_MAX - 1};
+    out[n].type = JREC_REMOVE;
+    out[n++].u.remove = (struct jrec_remove){.kind = JREC_REMOVE_PURGE, .queue = "q1",
+                                             .queue_len = 2, .purge = JREC_PURGE_FINISHED};
+    out[n].type = JREC_REMOVE;
+    out[n++].u.remove = (struct jrec_remove){.kind = JREC_REMOVE_QUEUE, .queue = "mail:eu",
+                                             .queue_len = 7};
+    static const struct jrec_error errs[] = {
+        {.attempt = 1, .has_text = true, .text = "smtp timeout", .text_len = 12},
+        {.attempt = 2, .has_text = false},
+        {.attempt = 70000, .has_text = true, .text = "", .text_len = 0},
+    };
+    out[n].type = JREC_ERRORS;
+    out[n++].u.errors = (struct jrec_errors){.id = 14, .n = 3, .v = errs};
     return n;
 }
 
@@ -115,6 +130,24 @@ static bool
 same_bytes(const char *a, size_t alen, const char *b, size_t blen)
 {
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* An encoded ERRORS record's entries against a decoded one's. */
+static bool
+same_errors(const struct jrec_errors *x, const struct jrec_errors *y)
+{
+    const struct jrec_errors *dec = x->packed ? x : y, *enc = x->packed ? y : x;
+    if (x->id != y->id || x->n != y->n || !dec->packed)
+        return false;
+    size_t pos = 0, i = 0;
+    struct jrec_error e;
+    while (jrec_errors_next(dec, &pos, &e)) {
+        const struct jrec_error *w = i < enc->n ? &enc->v[i++] : NULL;
+        if (!w || w->attempt != e.attempt || w->has_text != e.has_text ||
+            !same_bytes(w->text, w->text_len, e.text, e.text_len))
+            return false;
+    }
+    return i == enc->n;
 }
 
 static bool
@@ -171,6 +204,13 @@ same_record(const struct jrec *a, const struct jrec *b)
                           b->u.fire.name_len) &&
                a->u.fire.planned_ms == b->u.fire.planned_ms &&
                same_submit(&a->u.fire.s, &b->u.fire.s);
+    case JREC_REMOVE: {
+        const struct jrec_remove *x = &a->u.remove, *y = &b->u.remove;
+        return x->kind == y->kind && x->id == y->id && x->purge == y->purge &&
+               same_bytes(x->queue, x->queue_len, y->queue, y->queue_len);
+    }
+    case JREC_ERRORS:
+        return same_errors(&a->u.errors, &b->u.errors);
     case JREC_QUEUE: {
         const struct jrec_queue *x = &a->u.queue, *y = &b->u.queue;
         return same_bytes(x->name, x->name_len, y->name, y->name_len) &&
@@ -250,7 +290,7 @@ END_TEST
 
 START_TEST(every_record_type_round_trips)
 {
-    struct jrec recs[24], back;
+    struct jrec recs[32], back;
     uint8_t buf[256];
     size_t n = sample_records(recs);
     for (size_t i = 0; i < n; i++) {
@@ -269,7 +309,7 @@ END_TEST
 
 START_TEST(decoding_refuses_every_truncation_and_trailing_bytes)
 {
-    struct jrec recs[24], back;
+    struct jrec recs[32], back;
     uint8_t buf[256];
     size_t n = sample_records(recs);
     for (size_t i = 0; i < n; i++) {
@@ -350,7 +390,7 @@ END_TEST
 
 START_TEST(encoding_refuses_small_buffers_and_invalid_records)
 {
-    struct jrec recs[24];
+    struct jrec recs[32];
     uint8_t buf[256];
     sample_records(recs);
     size_t need = jrec_size(&recs[0]);
@@ -395,6 +435,44 @@ START_TEST(decoding_random_bytes_never_crashes)
 }
 END_TEST
 
+START_TEST(remove_and_errors_records_refuse_inconsistent_fields)
+{
+    uint8_t buf[256];
+    static const struct jrec_remove bad[] = {
+        {.kind = 0},
+        {.kind = 4, .queue = "q", .queue_len = 1},
+        {.kind = JREC_REMOVE_JOB, .id = 1, .queue = "q", .queue_len = 1}, /* a job names no queue */
+        {.kind = JREC_REMOVE_QUEUE},                                      /* a queue needs a name */
+        {.kind = JREC_REMOVE_PURGE, .queue = "q", .queue_len = 1},        /* which state? */
+        {.kind = JREC_REMOVE_PURGE, .queue = "q", .queue_len = 1, .purge = 5},
+        {.kind = JREC_REMOVE_QUEUE, .queue = "q", .queue_len = 1, .purge = JREC_PURGE_DEAD},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct jrec r = {.type = JREC_REMOVE, .u.remove = bad[i]};
+        ck_assert_msg(jrec_encode(&r, buf, sizeof buf) == -EINVAL, "bad remove %zu encoded", i);
+    }
+    /* The same inconsistencies in bytes are refused by the decoder:
+     * type 12, kind, id, queue (length + bytes), purge state. */
+    static const uint8_t wire[][8] = {
+        {12, 1, 5, 1, 'q', 0},  /* job with a queue */
+        {12, 3, 0, 0, 0},       /* queue without a name */
+        {12, 2, 0, 1, 'q', 9},  /* purge of state 9 */
+        {12, 7, 0, 1, 'q', 0},  /* unknown kind */
+    };
+    static const size_t wire_len[] = {6, 5, 6, 6};
+    for (size_t i = 0; i < 4; i++) {
+        struct jrec out;
+        const char *why = NULL;
+        ck_assert_msg(jrec_decode(wire[i], wire_len[i], &out, &why) == -EBADMSG && why,
+                      "bad remove bytes %zu decoded", i);
+    }
+    /* ERRORS: an entry flag other than 0/1 is corruption. */
+    static const uint8_t errs[] = {13, 9, 1, 1, 2, 0};
+    struct jrec out;
+    ck_assert_int_eq(jrec_decode(errs, sizeof errs, &out, NULL), -EBADMSG);
+}
+END_TEST
+
 Suite *
 jrec_suite(void)
 {
@@ -406,6 +484,7 @@ jrec_suite(void)
     tcase_add_test(tc, decoding_refuses_bad_types_states_and_numbers);
     tcase_add_test(tc, encoding_refuses_small_buffers_and_invalid_records);
     tcase_add_test(tc, decoding_random_bytes_never_crashes);
+    tcase_add_test(tc, remove_and_errors_records_refuse_inconsistent_fields);
     suite_add_tcase(s, tc);
     return s;
 }

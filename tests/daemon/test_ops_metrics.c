@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon/http.h"
+#include "daemon/page_token.h"
 #include "daemon/metrics.h"
 #include "tests/daemon/metrics_fake.h"
 #include "tests/ops/unit_suites.h"
@@ -343,6 +344,42 @@ START_TEST(unknown_paths_methods_and_failed_snapshots_get_errors)
 }
 END_TEST
 
+/* The page's token (the meta tag's content) of response r into out. */
+static void
+page_token_of(const char *r, char out[PAGE_TOKEN_LEN + 1])
+{
+    static const char meta[] = "name=\"chanq-page-token\" content=\"";
+    const char *p = strstr(r, meta);
+    ck_assert_msg(p, "no page token tag: %.300s", r);
+    p += sizeof meta - 1;
+    ck_assert_msg(strspn(p, "0123456789abcdef") == PAGE_TOKEN_LEN && p[PAGE_TOKEN_LEN] == '"',
+                  "page token: %.40s", p);
+    memcpy(out, p, PAGE_TOKEN_LEN);
+    out[PAGE_TOKEN_LEN] = '\0';
+}
+
+START_TEST(each_page_gets_its_own_token_and_history_needs_one_set)
+{
+    struct http_fixture f;
+    static struct fetch fe;
+    fixture_start(&f);
+    char a[PAGE_TOKEN_LEN + 1], b[PAGE_TOKEN_LEN + 1];
+    const char *r = http_fetch(&f, &fe, GET("/"));
+    ck_assert_msg(strstr(r, " 200 ") && !strstr(r, "@CHANQ_PAGE_TOKEN@"), "page: %.200s", r);
+    page_token_of(r, a);
+    page_token_of(http_fetch(&f, &fe, GET("/")), b);
+    ck_assert_msg(strcmp(a, b) != 0, "two pages got the same token %s", a);
+    r = http_fetch(&f, &fe, GET("/admin"));
+    ck_assert_msg(strstr(r, "\"admin\":false") && strstr(r, "\"page_token\":\""), "%s", r);
+    r = http_fetch(&f, &fe, GET("/history"));
+    ck_assert_msg(strstr(r, " 404 ") && strstr(r, "not_found"), "history unset: %s", r);
+    r = http_fetch(&f, &fe,
+                   "POST /admin/pause?queue=q HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}");
+    ck_assert_msg(strstr(r, " 403 ") && strstr(r, "--http-admin"), "admin off: %s", r);
+    fixture_stop(&f);
+}
+END_TEST
+
 START_TEST(a_bad_address_is_refused)
 {
     struct event_base *base = event_base_new();
@@ -379,6 +416,7 @@ http_suite(void)
     tcase_add_test(tc, stats_route_serves_the_snapshot_as_json);
     tcase_add_test(tc, healthz_says_ok_then_503_while_stopping);
     tcase_add_test(tc, unknown_paths_methods_and_failed_snapshots_get_errors);
+    tcase_add_test(tc, each_page_gets_its_own_token_and_history_needs_one_set);
     tcase_add_test(tc, a_bad_address_is_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -639,6 +639,62 @@ class Model:
             raise Mismatch("%s: expected kicked %d: %s" % (what, n, json.dumps(ans)))
         return kicked
 
+    def retry(self, conn, req, ans):
+        """A dead job is queued again with fresh attempts, a delayed one now
+        (its attempt unchanged); other states are a conflict."""
+        what = "retry %s" % req["id"]
+        j = self.jobs.get(req["id"])
+        if j is None:
+            return self.expect_error(ans, "not_found", what)
+        if j.state == "dead":
+            j.queue.dead.remove(j)
+            j.attempt = 0
+        elif j.state != "delayed":
+            return self.expect_error(ans, "conflict", what)
+        self.enqueue(j)
+        self.record(j)
+        if ans != {"ok": True, "state": "queued"}:
+            raise Mismatch("%s: expected state queued: %s" % (what, json.dumps(ans)))
+        return j
+
+    def forget(self, j):
+        """An operator deleted j: it leaves the table (its children forget
+        it, as when a kept result is evicted) and its lists."""
+        if j.state == "dead":
+            j.queue.dead.remove(j)
+        elif j in self.fin:
+            self.fin.remove(j)
+        self.evict(j)
+
+    def delete(self, conn, req, ans):
+        """A job in a state the generator deletes (delayed, dead, finished)
+        goes; the answer names the state it was in."""
+        what = "delete %s" % req["id"]
+        j = self.jobs.get(req["id"])
+        if j is None:
+            return self.expect_error(ans, "not_found", what)
+        was = j.state
+        self.forget(j)
+        if ans != {"ok": True, "state": was}:
+            raise Mismatch("%s: expected state %s: %s" % (what, was, json.dumps(ans)))
+        return j
+
+    def purge(self, conn, req, ans):
+        """Every dead (or finished) job of the queue goes."""
+        what = "purge %s %s" % (req["queue"], req["state"])
+        q = self.queues.get(req["queue"])
+        if q is None:
+            return self.expect_error(ans, "not_found", what)
+        if req["state"] == "dead":
+            gone = list(q.dead)
+        else:
+            gone = [j for j in self.fin if j.queue is q]
+        for j in gone:
+            self.forget(j)
+        if ans != {"ok": True, "purged": len(gone)}:
+            raise Mismatch("%s: expected purged %d: %s" % (what, len(gone), json.dumps(ans)))
+        return gone
+
     def disconnect(self, conn):
         """A connection closes: its reserved jobs go back at once, the
         attempt used, with the error "connection lost"."""

@@ -48,7 +48,8 @@ class Ops:
     OPS = [("submit", 24), ("fetch", 20), ("ack", 10), ("nack", 7), ("release", 3),
            ("touch", 3), ("cancel", 5), ("wait", 3), ("kick", 3), ("pause_resume", 3),
            ("close", 0.4), ("declare", 2), ("disconnect", 1.5), ("time_passes", 0.6),
-           ("restart", 0.25), ("bad_request", 1)]
+           ("restart", 0.25), ("bad_request", 1),
+           ("retry", 1.5), ("delete", 1.5), ("purge", 0.4)]
 
     def hot_queues(self):
         return set(j.queue.name for j in self.model.hot_jobs())
@@ -390,6 +391,52 @@ class Ops:
         ans = self.do(rng.choice(sorted(self.conns)), req)
         for j in m.kick(0, req, ans):
             self.touched.add(j.id)
+        return True
+
+    def op_retry(self):
+        """retry: mostly a dead or (long) delayed job, sometimes one in
+        another state (conflict) or an unknown id."""
+        rng, m = self.rng, self.model
+        r = rng.random()
+        if r < 0.85:
+            j = self.pick_job(lambda j: j.state in ("dead", "delayed"))
+        elif r < 0.95:
+            j = self.pick_job(lambda j: j.state not in ("dead", "delayed"))
+        else:
+            j = None
+        if j is not None and (j.queue.name in self.hot_queues() or
+                              (j.state in ("dead", "delayed") and not self.room_for([j]))):
+            return False
+        jid = j.id if j is not None else self.unknown_id()
+        ans = self.do(rng.choice(sorted(self.conns)), {"op": "retry", "id": jid})
+        m.retry(0, {"id": jid}, ans)
+        if j is not None:
+            self.touched.add(j.id)
+        return True
+
+    def op_delete(self):
+        """delete of a delayed, dead or finished job (queued ones would
+        leave tombstones the model does not follow; reserved ones need
+        force), or an unknown id."""
+        rng, m = self.rng, self.model
+        j = self.pick_job(lambda j: j.state in ("delayed", "dead", "done", "cancelled",
+                                                "expired"))
+        if j is not None and j.queue.name in self.hot_queues():
+            return False
+        jid = j.id if j is not None and rng.random() < 0.95 else self.unknown_id()
+        req = {"op": "delete", "id": jid}
+        ans = self.do(rng.choice(sorted(self.conns)), req)
+        m.delete(0, req, ans)
+        return True
+
+    def op_purge(self):
+        rng, m = self.rng, self.model
+        name = self.pick_queue_name()
+        if name in self.hot_queues() or (m.pending_eviction() is not None):
+            return False
+        req = {"op": "purge", "queue": name, "state": rng.choice(["dead", "dead", "finished"])}
+        ans = self.do(rng.choice(sorted(self.conns)), req)
+        m.purge(0, req, ans)
         return True
 
     def op_pause_resume(self):

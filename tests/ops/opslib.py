@@ -198,11 +198,11 @@ def notify_messages(s, until, timeout=TIMEOUT):
     raise AssertionError("no %s within %gs; got %r" % (until, timeout, msgs))
 
 
-def main(tests):
+def main(tests, budget_s=120):
     """Runs each test function; prints PASS/FAIL lines and the summary.
     A test raising Skip counts as skipped. Exit status 1 on any failure,
     77 when everything was skipped."""
-    signal.alarm(120)  # a hung test fails the run rather than blocking it
+    signal.alarm(budget_s)  # a hung test fails the run rather than blocking it
     passed = failed = skipped = 0
     for t in tests:
         start = time.monotonic()

@@ -1,5 +1,5 @@
 /* The suites tests/daemon/check_daemon_unit runs: the operations modules
- * of chanqd tested in-process (config, metrics, http, sd). */
+ * of chanqd tested in-process (config, metrics, http, sd, history). */
 #include "chanq_config.h"
 
 #include "tests/check_main.h"
@@ -11,5 +11,6 @@ suite_fn *const test_suites[] = {
     http_suite,
     sd_suite,
     log_suite,
+    history_suite,
     NULL,
 };

@@ -9,5 +9,6 @@ Suite *metrics_suite(void);
 Suite *http_suite(void);
 Suite *sd_suite(void);
 Suite *log_suite(void);
+Suite *history_suite(void);
 
 #endif
