@@ -90,13 +90,13 @@ main(int argc, char **argv)
     log_set_format(cfg.log_format);
     log_info("chanqd %s starting", PACKAGE_VERSION);
     bool socket_activated = getenv("LISTEN_FDS") != NULL; /* server_new unsets it */
-    rc = 1;
+    int ran = -1; /* server_run's answer; -1 when the server did not start */
     struct server *srv = NULL;
     if (prepare_data_dir(&cfg) == 0 && (srv = server_new(&cfg, argc, argv)))
-        rc = server_run(srv);
+        ran = server_run(srv);
     server_free(srv);
     config_free(&cfg);
-    if (rc == SERVER_STEPPED_DOWN)
+    if (ran == SERVER_STEPPED_DOWN)
         return start_again(argv, socket_activated);
-    return rc == 0 ? 0 : 1;
+    return ran == 0 ? 0 : 1;
 }

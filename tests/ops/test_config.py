@@ -63,6 +63,21 @@ def test_start_up_stops_at_an_unknown_key_with_file_and_line():
         os.unlink(path)
 
 
+def test_a_server_that_cannot_start_exits_once_with_status_1():
+    # The listen port is taken: the server cannot start, and chanqd exits
+    # (it once took that for a cluster step-down and started again, for ever).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d = Daemon(["--memory", "--listen", "127.0.0.1:%d" % port], expect_start=False)
+        try:
+            assert d.wait() == 1, "exit status %s" % d.proc.returncode
+            assert d.log().count("starting") == 1, d.log()
+        finally:
+            d.cleanup()
+
+
 def test_flags_override_the_file():
     file_port = free_port()
     path = write("listen = 127.0.0.1:%d\nmemory = true\nlog-level = error\n" % file_port)
@@ -155,6 +170,7 @@ if __name__ == "__main__":
     sys.exit(main([
         test_check_config_accepts_a_good_file_and_refuses_a_bad_one,
         test_start_up_stops_at_an_unknown_key_with_file_and_line,
+        test_a_server_that_cannot_start_exits_once_with_status_1,
         test_flags_override_the_file,
         test_unix_socket_replaces_a_stale_file_and_is_group_only,
         test_ipv6_loopback_is_served,
