@@ -6,6 +6,7 @@
 
 #include "daemon/clientreg.h"
 #include "daemon/commit.h"
+#include "daemon/keytable.h"
 #include "daemon/queue.h"
 #include "daemon/reservation.h"
 
@@ -81,6 +82,13 @@ list_job_json(const struct job *j)
         j->state == JOB_DELAYED ? json_integer(j->due) : json_null(), "deadline",
         j->deadline_ms ? json_integer(j->deadline_ms) : json_null(), "parent",
         x && x->parent ? json_string(parentbuf) : json_null(), "errors", errors_json(j));
+    if (o) { /* what scheduling and tracing added to a job */
+        json_object_set_new(o, "priority", json_integer(j->priority));
+        json_object_set_new(o, "key", x && x->key ? json_stringn(x->key->key, x->key->len)
+                                                  : json_null());
+        json_object_set_new(o, "traceparent",
+                            x && x->traceparent ? json_string(x->traceparent) : json_null());
+    }
     if (o && j->state == JOB_RESERVED) {
         /* j->due is the monotonic time the reservation runs out. */
         int64_t expires = clock_wall_ms() + (j->due - timer_now_ms());

@@ -191,7 +191,7 @@ START_TEST(list_shows_each_state_with_its_fields)
     json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"s\",\"max_attempts\":2}"));
     char *delayed = NULL;
     json_t *r = req_ok(fx.fd, "{\"op\":\"submit\",\"queue\":\"s\",\"payload\":{\"d\":1},"
-                              "\"delay_ms\":3600000}");
+                              "\"delay_ms\":3600000,\"priority\":7,\"key\":\"nightly-1\"}");
     delayed = strdup(str(r, "id"));
     json_decref(r);
     char *dead = submit(fx.fd, "s", "{\"x\":\"dead\"}");
@@ -219,6 +219,9 @@ START_TEST(list_shows_each_state_with_its_fields)
                   "due %lld is not an hour after created %lld", due, created);
     ck_assert_ptr_null(json_object_get(j, "payload"));
     ck_assert_int_eq(json_array_size(json_object_get(j, "errors")), 0);
+    ck_assert_int_eq(num(j, "priority"), 7);
+    ck_assert_str_eq(str(j, "key"), "nightly-1");
+    ck_assert(json_is_null(json_object_get(j, "traceparent")));
     json_decref(ans);
 
     j = only_job(fx.fd, "s", "dead", ",\"payload\":true", &ans);
