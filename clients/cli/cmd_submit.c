@@ -27,8 +27,8 @@ static const char submit_usage[] =
     "                       at once; default: the server's --submit-wait)\n"
     "  --window N           submits in flight at once from stdin (default 256)\n"
     "  --key K              idempotency key (one job, so a JSON argument): while a\n"
-    "                       job submitted with K is live, and for the server's\n"
-    "                       --key-window after, the submit prints that job's id\n"
+    "                       job submitted with K is live, and for chanqd's\n"
+    "                       key-window after it, the submit prints that job's id\n"
     "                       followed by \"duplicate\" instead of making a new one\n"
     "  --priority N         0..9 (default 0): higher levels of a queue are\n"
     "                       delivered first, FIFO within a level\n";
