@@ -476,10 +476,11 @@ job_to_final(struct job *j, enum job_state final)
     else
         b->total_expired++;
     broker_key_finished(b, j);
+    /* Waiters first: with --keep-results 0 the eviction below frees j. */
+    wake_waiters(j);
     job_list_append(&b->finished, j);
     if (b->finished.n > b->cfg.max_finished)
         evict_oldest_finished(b);
-    wake_waiters(j);
     return 0;
 }
 
