@@ -316,19 +316,17 @@ broker_op_configure(struct broker *b, struct session *s, const struct request *r
     struct queue *q = named_queue(b, req, err);
     if (!q)
         return op_end(&op, -1);
-    /* The QUEUE record carries every setting: the old ones for what the
-     * request leaves out. Applying it resizes the live channel. */
-    struct jrec r = {.type = JREC_QUEUE};
-    r.u.queue = (struct jrec_queue){
-        .name = q->name,
-        .name_len = q->name_len,
-        .capacity = req->has_capacity ? req->capacity : q->set.capacity,
-        .ttr_ms = req->has_ttr_ms ? req->ttr_ms : q->set.ttr_ms,
-        .max_attempts = (uint32_t)(req->has_max_attempts ? req->max_attempts : q->set.max_attempts),
-        .paused = q->paused,
-        .closed = q->closed,
-    };
-    if (commit(b, &r, NULL, &op.w) < 0) {
+    /* The QUEUE record carries every setting (the delivery limits too):
+     * the old ones for what the request leaves out. Applying it resizes
+     * the live channel. */
+    struct queue_settings set = q->set;
+    if (req->has_capacity)
+        set.capacity = req->capacity;
+    if (req->has_ttr_ms)
+        set.ttr_ms = req->ttr_ms;
+    if (req->has_max_attempts)
+        set.max_attempts = req->max_attempts;
+    if (commit_queue_settings(b, q, &set, q->paused, q->closed, &op.w) < 0) {
         proto_error_set(err, PROTO_INTERNAL, "out of memory resizing queue '%s'", q->name);
         return op_end(&op, -1);
     }

@@ -111,24 +111,31 @@ commit_drop(struct broker *b, struct job *j, struct durable *w)
 }
 
 int
-commit_queue(struct broker *b, const struct queue *q, bool paused, bool closed,
-             struct durable *w)
+commit_queue_settings(struct broker *b, const struct queue *q, const struct queue_settings *set,
+                      bool paused, bool closed, struct durable *w)
 {
     struct jrec r = {.type = JREC_QUEUE};
     r.u.queue = (struct jrec_queue){
         .name = q->name,
         .name_len = q->name_len,
-        .capacity = q->set.capacity,
-        .ttr_ms = q->set.ttr_ms,
-        .max_attempts = (uint32_t)q->set.max_attempts,
-        .concurrency = (uint64_t)q->set.concurrency,
-        .rate = (uint64_t)q->set.rate,
-        .rate_per_ms = (uint64_t)q->set.rate_per_ms,
-        .burst = (uint64_t)q->set.burst,
+        .capacity = set->capacity,
+        .ttr_ms = set->ttr_ms,
+        .max_attempts = (uint32_t)set->max_attempts,
+        .concurrency = (uint64_t)set->concurrency,
+        .rate = (uint64_t)set->rate,
+        .rate_per_ms = (uint64_t)set->rate_per_ms,
+        .burst = (uint64_t)set->burst,
         .paused = paused,
         .closed = closed,
     };
     return commit(b, &r, NULL, w);
+}
+
+int
+commit_queue(struct broker *b, const struct queue *q, bool paused, bool closed,
+             struct durable *w)
+{
+    return commit_queue_settings(b, q, &q->set, paused, closed, w);
 }
 
 /* ---- waiting for durability ---- */

@@ -58,6 +58,11 @@ int commit_state(struct broker *b, struct job *j, struct jrec_state st, struct d
 int commit_final(struct broker *b, struct job *j, enum jrec_job_state to,
                  const struct span *result, struct durable *w);
 int commit_drop(struct broker *b, struct job *j, struct durable *w);
+/* The same with other settings than q's (configure: the record is what
+ * changes them). */
+int commit_queue_settings(struct broker *b, const struct queue *q,
+                          const struct queue_settings *set, bool paused, bool closed,
+                          struct durable *w);
 int commit_queue(struct broker *b, const struct queue *q, bool paused, bool closed,
                  struct durable *w);
 

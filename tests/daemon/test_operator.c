@@ -476,6 +476,19 @@ START_TEST(queue_delete_tells_every_waiter_closed)
 }
 END_TEST
 
+/* configure changes what it names and keeps the rest, the delivery
+ * limits too (its QUEUE record once left them out, which removed them). */
+START_TEST(configure_keeps_the_delivery_limits)
+{
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"lim\",\"concurrency\":3,"
+                              "\"rate\":50}"));
+    json_decref(req_ok(fx.fd, "{\"op\":\"configure\",\"queue\":\"lim\",\"capacity\":7}"));
+    ck_assert_int_eq(queue_stat(fx.fd, "lim", "capacity"), 7);
+    ck_assert_int_eq(queue_stat(fx.fd, "lim", "concurrency"), 3);
+    ck_assert_int_eq(queue_stat(fx.fd, "lim", "rate"), 50);
+}
+END_TEST
+
 START_TEST(configure_changes_capacity_live)
 {
     json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"c\",\"capacity\":1}"));
@@ -774,6 +787,7 @@ operator_suite(void)
     tcase_add_test(tc, purge_deletes_a_state_and_answers_the_count);
     tcase_add_test(tc, queue_delete_tells_every_waiter_closed);
     tcase_add_test(tc, configure_changes_capacity_live);
+    tcase_add_test(tc, configure_keeps_the_delivery_limits);
     tcase_add_test(tc, clients_lists_every_connection);
     tcase_add_test(tc, hostile_input_gets_clear_errors_and_changes_nothing);
     suite_add_tcase(s, tc);
