@@ -52,8 +52,9 @@ struct server {
     /* server_life.c */
     bool life_started;                   /* server_life_start ran (STOPPING=1 owed) */
     bool stopping_sent;                  /* STOPPING=1 went out */
-    struct event *sig_term, *sig_int;    /* graceful stop */
-    struct event *sig_hup;               /* reload */
+    int sigfd;                           /* signalfd: SIGTERM, SIGINT, SIGHUP; -1 */
+    struct event *sig_ev;                /* reads sigfd */
+    sigset_t old_sigmask;                /* the mask before server_new: restored */
     struct event *stop_timer;            /* polls the drain during a stop */
     int64_t stop_deadline;               /* when the grace period ends (monotonic ms) */
     size_t idle_goroutines;              /* the server's own (journal writer...) */
@@ -91,7 +92,10 @@ void server_on_accept_tls(evutil_socket_t fd, const struct sockaddr *peer, int p
                           void *arg);
 void server_on_tick(evutil_socket_t fd, short what, void *arg);
 
-/* server_life.c. Installs the signal handlers, starts --http (and its admin
+/* server_life.c. The signals the server reads from its signalfd (stop:
+ * SIGTERM and SIGINT; reload: SIGHUP). */
+void server_life_signals(sigset_t *set);
+/* Reads the signals above from a signalfd (they stay blocked in every thread), starts --http (and its admin
  * routes) and the watchdog, and schedules READY=1 for the loop's first
  * turn. Last step of server_new; 0, or -1 after logging why. */
 int server_life_start(struct server *srv);

@@ -203,16 +203,17 @@ server_new(struct config *cfg, int argc, char **argv)
     srv->cfg = cfg;
     srv->argc = argc;
     srv->argv = argv;
-    /* The ports are open before the handlers are installed: a stop or
-     * reload signal in between waits, blocked, instead of killing the
-     * process. The threads started meanwhile keep them blocked, so they
-     * are delivered to this (the loop's) thread. */
-    sigset_t sigs, old_mask;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
+    /* Stop and reload signals are read from a signalfd by the loop
+     * (server_life.c), never delivered to a handler: blocked here, before
+     * any thread starts, so every thread inherits the mask. A handler could
+     * run on a goroutine's stack, and ThreadSanitizer, which defers
+     * handlers to its next interception, lost a SIGTERM now and then (the
+     * loop idle in epoll_wait, the stop never seen). Signals sent before
+     * the loop runs wait, pending. */
+    srv->sigfd = -1;
+    sigset_t sigs;
+    server_life_signals(&sigs);
+    pthread_sigmask(SIG_BLOCK, &sigs, &srv->old_sigmask);
     /* A client gone while we write to it is an EPIPE, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     cron_init(); /* before any thread: schedules' time zones (daemon/cron.h) */
@@ -220,7 +221,6 @@ server_new(struct config *cfg, int argc, char **argv)
         server_free(srv);
         srv = NULL;
     }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     return srv;
 }
 
@@ -291,5 +291,7 @@ server_free(struct server *srv)
     peers_free(srv->peers);
     client_reg_free(srv->clients);
     tokens_free(srv->tokens);
+    /* What the caller had: a step-down's exec starts with it. */
+    pthread_sigmask(SIG_SETMASK, &srv->old_sigmask, NULL);
     free(srv);
 }

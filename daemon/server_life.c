@@ -18,7 +18,12 @@
 #include "core/ctx.h"
 #include "core/go.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #define STOP_POLL_MS 20
 
@@ -201,11 +206,38 @@ unhealthy(void *arg)
     return stats_journal_failure(&srv->stats, srv->health, sizeof srv->health);
 }
 
-static int
-add_signal(struct server *srv, struct event **ev, int sig, event_callback_fn fn)
+void
+server_life_signals(sigset_t *set)
 {
-    *ev = evsignal_new(srv->base, sig, fn, srv);
-    return *ev && evsignal_add(*ev, NULL) == 0 ? 0 : -1;
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+/* The loop's one reader of the stop and reload signals, in the order sent. */
+static void
+on_signals(evutil_socket_t fd, short what, void *arg)
+{
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP)
+            on_reload((int)si.ssi_signo, what, arg);
+        else
+            on_stop_signal((int)si.ssi_signo, what, arg);
+    }
+}
+
+static int
+read_signals(struct server *srv)
+{
+    sigset_t sigs;
+    server_life_signals(&sigs);
+    srv->sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (srv->sigfd < 0)
+        return -1;
+    srv->sig_ev = event_new(srv->base, srv->sigfd, EV_READ | EV_PERSIST, on_signals, srv);
+    return srv->sig_ev && event_add(srv->sig_ev, NULL) == 0 ? 0 : -1;
 }
 
 int
@@ -213,10 +245,8 @@ server_life_start(struct server *srv)
 {
     srv->life_started = true;
     srv->stop_timer = evtimer_new(srv->base, on_stop_poll, srv);
-    if (!srv->stop_timer || add_signal(srv, &srv->sig_term, SIGTERM, on_stop_signal) < 0 ||
-        add_signal(srv, &srv->sig_int, SIGINT, on_stop_signal) < 0 ||
-        add_signal(srv, &srv->sig_hup, SIGHUP, on_reload) < 0) {
-        log_error("cannot install signal handlers");
+    if (!srv->stop_timer || read_signals(srv) < 0) {
+        log_error("cannot read signals: %s", strerror(errno));
         return -1;
     }
     const struct config *cfg = srv->cfg;
@@ -249,8 +279,11 @@ server_life_free(struct server *srv)
     http_free(srv->http);
     history_free(srv->history);
     http_admin_free(srv->admin); /* while the bridge exists: its ops answer through it */
-    struct event *evs[] = {srv->sig_term, srv->sig_int, srv->sig_hup, srv->stop_timer};
+    struct event *evs[] = {srv->sig_ev, srv->stop_timer};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
+    if (srv->sigfd >= 0)
+        close(srv->sigfd);
+    srv->sigfd = -1;
 }

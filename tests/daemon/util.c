@@ -48,6 +48,7 @@ dial(struct harness *h)
 }
 
 static json_t *
+__attribute__((format(printf, 2, 0)))
 vreq(int fd, const char *fmt, va_list ap)
 {
     char *line;
