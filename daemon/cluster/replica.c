@@ -1,13 +1,16 @@
 /* The replica thread (see replica.h). Its loop holds three handles of our
- * own besides libraft's: the mailbox's uv_async, and a uv_check that runs
+ * own besides libraft's: the mailbox's uv_async, a uv_check that runs
  * after every loop iteration to publish the status and notice role
  * changes (libraft 0.15 has no callback for those; every change happens
  * inside a callback of this loop, so checking after each iteration sees
- * them all). */
+ * them all), and the leader's contact check (contact.h): raft_uv's start
+ * is wrapped so that each message received is seen on its way to
+ * libraft. */
 #include "chanq_config.h"
 
 #include "daemon/cluster/replica.h"
 
+#include "daemon/cluster/contact.h"
 #include "daemon/cluster/fsm.h"
 #include "daemon/cluster/nodelay.h"
 #include "daemon/log.h"
@@ -87,6 +90,14 @@ struct replica {
     bool raft_closing;
     bool join; /* no bootstrap: the leader adds this node */
     _Atomic uint64_t fence; /* replica_fence's term; UNFENCED until set */
+    /* The contact check: raft_uv's own start and libraft's receiver. */
+    int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    struct contact *contact;
+    uv_timer_t contact_timer;
+    uint64_t lead_term; /* the term contact_lead was last told of; 0 */
+    uint64_t lost_term; /* a term whose leader lost its majority's contact; 0 */
 };
 
 #define UNFENCED UINT64_MAX
@@ -226,6 +237,8 @@ raft_request(struct replica *r, struct proposal *p)
     switch (p->kind) {
     case REQ_PROPOSE: {
         uint64_t fence = atomic_load(&r->fence);
+        if (r->lost_term == r->raft.current_term)
+            return RAFT_NOTLEADER;
         if (fence != UNFENCED &&
             (raft_state(&r->raft) != RAFT_LEADER || r->raft.current_term != fence))
             return RAFT_NOTLEADER;
@@ -338,6 +351,13 @@ publish(struct replica *r)
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&r->raft, &lid, &laddr);
+    if (s.role == REPLICA_LEADER && r->lost_term == s.term) {
+        /* Stepped down on our own (on_contact_check): libraft does not
+         * know yet, nobody else may rely on it. */
+        s.role = REPLICA_FOLLOWER;
+        lid = 0;
+        laddr = NULL;
+    }
     s.leader_id = lid;
     if (laddr)
         snprintf(s.leader_address, sizeof s.leader_address, "%s", laddr);
@@ -382,6 +402,60 @@ on_check(uv_check_t *h)
         publish(r);
 }
 
+/* How long a leader may go without answers from a majority: below the
+ * election timeout (the others wait at least that long before electing
+ * another leader), above several heartbeats (election_ms / 10 apart). */
+static uint64_t
+contact_window_ms(const struct replica *r)
+{
+    return (uint64_t)r->election_ms * 7 / 10;
+}
+
+static void
+on_contact_check(uv_timer_t *t)
+{
+    struct replica *r = t->data;
+    uint64_t term = r->raft.current_term, now = uv_now(&r->loop);
+    if (r->raft_closing || raft_state(&r->raft) != RAFT_LEADER || r->lost_term == term)
+        return;
+    if (r->lead_term != term) {
+        r->lead_term = term;
+        contact_lead(r->contact, now);
+    }
+    uint64_t voters[REPLICA_MAX_MEMBERS];
+    size_t n = 0;
+    const struct raft_configuration *conf = &r->raft.configuration;
+    for (unsigned i = 0; i < conf->n && n < REPLICA_MAX_MEMBERS; i++)
+        if (conf->servers[i].role == RAFT_VOTER)
+            voters[n++] = conf->servers[i].id;
+    if (contact_quorum(r->contact, voters, n, r->id, now, contact_window_ms(r)))
+        return;
+    log_warn("cluster: node %llu, leader of term %llu, heard from no majority of its %zu voters "
+             "in %llu ms: stepping down",
+             (unsigned long long)r->id, (unsigned long long)term, n,
+             (unsigned long long)contact_window_ms(r));
+    r->lost_term = term;
+    publish(r);
+}
+
+/* libraft's receiver, seen first: a voter's answer to the leader. */
+static void
+on_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct replica *r = ((struct raft *)io->data)->data;
+    if (msg->type == RAFT_IO_APPEND_ENTRIES_RESULT)
+        contact_heard(r->contact, msg->server_id, uv_now(&r->loop));
+    r->raft_recv(io, msg);
+}
+
+static int
+start_io(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct replica *r = ((struct raft *)io->data)->data;
+    r->raft_recv = recv;
+    return r->uv_start(io, msecs, tick, on_recv);
+}
+
 static void
 on_raft_closed_early(struct raft *raft)
 {
@@ -396,6 +470,7 @@ on_raft_closed(struct raft *raft)
     nodelay_close(&r->transport);
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->check, NULL);
+    uv_close((uv_handle_t *)&r->contact_timer, NULL);
     pthread_mutex_lock(&r->mu);
     r->status.role = REPLICA_UNAVAILABLE;
     pthread_mutex_unlock(&r->mu);
@@ -429,6 +504,8 @@ setup(struct replica *r)
         fail(r, rc, r->dir, r->io.errmsg[0] ? r->io.errmsg : raft_strerror(rc));
         goto out_transport;
     }
+    r->uv_start = r->io.start;
+    r->io.start = start_io;
     if ((rc = raft_init(&r->raft, &r->io, cluster_fsm_raft(r->fsm), r->id, r->address)) != 0) {
         fail(r, rc, "init", raft_errmsg(&r->raft));
         goto out_io;
@@ -436,7 +513,6 @@ setup(struct replica *r)
     r->raft.data = r;
     raft_set_election_timeout(&r->raft, r->election_ms);
     raft_set_heartbeat_timeout(&r->raft, r->election_ms / 10 ? r->election_ms / 10 : 1);
-    raft_set_pre_vote(&r->raft, true);
     raft_set_snapshot_threshold(&r->raft, r->snapshot_threshold);
     raft_set_snapshot_trailing(&r->raft, r->snapshot_threshold / 8 + 1);
     /* A node that comes back (restarted, or started again after stepping
@@ -460,6 +536,10 @@ setup(struct replica *r)
     uv_check_init(&r->loop, &r->check);
     r->check.data = r;
     uv_check_start(&r->check, on_check);
+    uv_timer_init(&r->loop, &r->contact_timer);
+    r->contact_timer.data = r;
+    unsigned every = r->election_ms / 20 ? r->election_ms / 20 : 1;
+    uv_timer_start(&r->contact_timer, on_contact_check, every, every);
     return 0;
 
     /* libraft tears down asynchronously: close it and run the loop dry. */
@@ -526,6 +606,7 @@ replica_free(struct replica *r)
 {
     raft_configuration_close(&r->conf);
     cluster_fsm_free(r->fsm);
+    contact_free(r->contact);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->address);
@@ -578,7 +659,9 @@ replica_start(const struct replica_config *cfg, char *err, size_t errlen)
     size_t dl = strlen(cfg->data_dir) + sizeof "/raft";
     r->dir = malloc(dl);
     r->fsm = cluster_fsm_new(&cfg->broker);
-    if (!r->address || (cfg->bind_address && !r->bind_address) || !r->dir || !r->fsm) {
+    r->contact = contact_new(REPLICA_MAX_MEMBERS);
+    if (!r->address || (cfg->bind_address && !r->bind_address) || !r->dir || !r->fsm ||
+        !r->contact) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }

@@ -5,6 +5,7 @@
 #include "tests/cluster/suites.h"
 
 suite_fn *const test_suites[] = {
+    contact_suite,
     entry_suite,
     fsm_suite,
     leader_suite,

@@ -4,6 +4,7 @@
 
 #include <check.h>
 
+Suite *contact_suite(void);
 Suite *entry_suite(void);
 Suite *fsm_suite(void);
 Suite *leader_suite(void);
