@@ -139,6 +139,17 @@ broker_landed_in(struct broker *b, struct queue *q, struct job *j)
     landed_in(b, q, j);
 }
 
+/* A submit's job is in q's channel: queued from now on (its age in
+ * `oldest_age_ms` counts from here; before, its producer was waiting),
+ * unless a fetcher that took it straight away already reserved it. */
+static void
+submitted_into(struct broker *b, struct queue *q, struct job *j)
+{
+    if (j->state == JOB_QUEUED)
+        j->since_ms = timer_now_ms();
+    landed_in(b, q, j);
+}
+
 /* Tries to put j into one of the queues now, in order. Lock held. */
 static bool
 submit_try_now(struct broker *b, struct submit *sub)
@@ -149,7 +160,7 @@ submit_try_now(struct broker *b, struct submit *sub)
         job_ref(j); /* the channel's reference */
         queue_send_begin(q, j);
         if (chan_try_send(q->jobs, &j) == 0) {
-            landed_in(b, q, j);
+            submitted_into(b, q, j);
             queue_send_finished(q, j, true);
             return true;
         }
@@ -190,7 +201,7 @@ submit_wait(struct broker_op *op, struct submit *sub, int64_t wait_ms)
             q->waiting_submitters--;
             q->count.blocked_ms += (uint64_t)waited;
             if ((int)i == sent_to) {
-                landed_in(b, q, j);
+                submitted_into(b, q, j);
                 queue_send_finished(q, j, true);
                 continue;
             }

@@ -210,6 +210,12 @@ START_TEST(queues_and_stats_report_every_field)
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         ck_assert_msg(json_object_get(a, fields[i]), "queue stats miss %s", fields[i]);
     ck_assert_int_eq(json_integer_value(json_object_get(a, "depth")), 1);
+    /* The job was submitted just now: its age is not the machine's uptime
+     * (the monotonic clock's origin, which a submitted job's unset start
+     * once gave). */
+    json_int_t age = json_integer_value(json_object_get(a, "oldest_age_ms"));
+    ck_assert_msg(age >= 0 && age < 60000, "oldest_age_ms %lld for a job submitted just now",
+                  (long long)age);
     json_decref(r);
     r = req_ok(fx.fd, "{\"op\":\"stats\"}");
     json_t *s = json_object_get(r, "server");
