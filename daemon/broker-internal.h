@@ -126,6 +126,13 @@ size_t broker_purge(struct broker *b, struct queue *q, enum jobindex_kind k);
  * consumers are told `closed`) and takes it out of the broker's list (its
  * name is free); q itself stays allocated until the broker is freed. */
 size_t broker_delete_queue(struct broker *b, struct queue *q);
+/* The capacity, ttr_ms and max_attempts a declare or configure names,
+ * over set (the rest stays). */
+void broker_request_settings(const struct request *req, struct queue_settings *set);
+struct broker_op;
+/* Ends a declare or configure (broker_admin.c): answers {"queue": its
+ * stats with its name} once op->w's records are durable. */
+int op_end_with_queue(struct broker_op *op, const struct queue *q);
 /* Every job of q, all states (for the live op's `cancel` events). */
 size_t broker_queue_jobs(const struct queue *q);
 

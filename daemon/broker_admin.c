@@ -96,13 +96,32 @@ declared_queue(struct broker *b, const struct request *req, struct proto_error *
     }
     if (q)
         return q;
-    if (req->has_capacity)
-        set.capacity = req->capacity;
-    if (req->has_ttr_ms)
-        set.ttr_ms = req->ttr_ms;
-    if (req->has_max_attempts)
-        set.max_attempts = req->max_attempts;
+    broker_request_settings(req, &set);
     return broker_get_queue(b, req->queue.ptr, req->queue.len, &set, err);
+}
+
+void
+broker_request_settings(const struct request *req, struct queue_settings *set)
+{
+    if (req->has_capacity)
+        set->capacity = req->capacity;
+    if (req->has_ttr_ms)
+        set->ttr_ms = req->ttr_ms;
+    if (req->has_max_attempts)
+        set->max_attempts = req->max_attempts;
+}
+
+int
+op_end_with_queue(struct broker_op *op, const struct queue *q)
+{
+    json_t *stats = queue_stats_json(q);
+    if (stats)
+        json_object_set_new(stats, "name", json_string(q->name));
+    json_t *fields = stats ? json_pack("{s:o}", "queue", stats) : NULL;
+    size_t mark = op->out->len;
+    int rc = fields ? encode_ok_fields(op->out, op->req->rid, fields) : -1;
+    json_decref(fields);
+    return op_end_durable(op, rc, mark);
 }
 
 int
@@ -115,14 +134,7 @@ broker_op_declare(struct broker *b, struct session *s, const struct request *req
     /* Recorded also for a queue made on first use: its settings now count. */
     if (!q || commit_queue(b, q, q->paused, q->closed, &op.w) < 0)
         return op_end(&op, -1);
-    json_t *stats = queue_stats_json(q);
-    if (stats)
-        json_object_set_new(stats, "name", json_string(q->name));
-    json_t *fields = stats ? json_pack("{s:o}", "queue", stats) : NULL;
-    size_t mark = out->len;
-    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
-    json_decref(fields);
-    return op_end_durable(&op, rc, mark);
+    return op_end_with_queue(&op, q);
 }
 
 /* close, pause and resume: a QUEUE record with the new flags (paused < 0:

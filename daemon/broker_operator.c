@@ -320,22 +320,10 @@ broker_op_configure(struct broker *b, struct session *s, const struct request *r
      * the old ones for what the request leaves out. Applying it resizes
      * the live channel. */
     struct queue_settings set = q->set;
-    if (req->has_capacity)
-        set.capacity = req->capacity;
-    if (req->has_ttr_ms)
-        set.ttr_ms = req->ttr_ms;
-    if (req->has_max_attempts)
-        set.max_attempts = req->max_attempts;
+    broker_request_settings(req, &set);
     if (commit_queue_settings(b, q, &set, q->paused, q->closed, &op.w) < 0) {
         proto_error_set(err, PROTO_INTERNAL, "out of memory resizing queue '%s'", q->name);
         return op_end(&op, -1);
     }
-    json_t *stats = queue_stats_json(q);
-    if (stats)
-        json_object_set_new(stats, "name", json_string(q->name));
-    json_t *fields = stats ? json_pack("{s:o}", "queue", stats) : NULL;
-    size_t mark = out->len;
-    int rc = fields ? encode_ok_fields(out, req->rid, fields) : -1;
-    json_decref(fields);
-    return op_end_durable(&op, rc, mark);
+    return op_end_with_queue(&op, q);
 }
