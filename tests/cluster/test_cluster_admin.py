@@ -30,11 +30,16 @@ def status(node):
 
 
 def settled(nodes):
-    """Every node answers, all agree on one leader and one digest."""
+    """Every node answers, all agree on one leader, one digest and one
+    membership (each node learns a change to it from the log, as it learns
+    the jobs, but the digest covers the jobs only)."""
     views = [status(n) for n in nodes]
     if None in views or len({v["leader_id"] for v in views}) != 1 or views[0]["leader_id"] is None:
         return None
     if len({v["state_digest"] for v in views}) != 1:
+        return None
+    members = {json.dumps([(m["id"], m["voter"]) for m in v["members"]]) for v in views}
+    if len(members) != 1:
         return None
     return views
 
@@ -91,7 +96,9 @@ def test_cluster_ops_membership_and_handover():
         assert dup["error"]["code"] == "conflict", dup
         r = leader.ask({"op": "cluster_add", "node": 4, "address": addr[3]})
         assert r.get("ok"), r
-        views = until("four nodes agree", lambda: settled(everyone))
+        views = until("four nodes agree, node 4 voting",
+                      lambda: (lambda v: v if v and all(m["voter"] for m in v[0]["members"])
+                               else None)(settled(everyone)))
         assert [m["id"] for m in views[0]["members"]] == [1, 2, 3, 4], views[0]
         assert all(m["voter"] for m in views[0]["members"]), views[0]
         h = fourth.ask({"op": "hello"})

@@ -150,11 +150,21 @@ def ping(addr):
     assert r.get("ok") is True, "ping answer %r" % r
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, and never given
+    before in this process: a test that asks for several ports before any
+    daemon binds them (a cluster's Raft and client ports) must not get the
+    same one twice, which the kernel may hand out again once released."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def http_get(port, path, host="127.0.0.1"):
