@@ -8,7 +8,10 @@
  *
  * A snapshot is the standby written out as records (broker_snapshot_write),
  * framed as an entry; restoring one builds a fresh standby by applying
- * them, and replaces the old one only once that worked.
+ * them, and replaces the old one only once that worked. Snapshots are
+ * asynchronous (raft_fsm version 3): the standby is frozen on libraft's
+ * thread and written on libuv's thread pool; entries committed meanwhile
+ * are held and applied, in order, once the snapshot is stored.
  *
  * Threads: libraft calls the raft_fsm functions from the one thread that
  * drives it (the replica thread, or a test's); the other functions may be
@@ -34,6 +37,11 @@ void cluster_fsm_free(struct cluster_fsm *f);
 /* The struct raft_fsm to give raft_init or raft_fixture_grow (borrowed,
  * valid until cluster_fsm_free). */
 struct raft_fsm *cluster_fsm_raft(struct cluster_fsm *f);
+
+/* Makes snapshots synchronous (raft_fsm version 2: written within
+ * libraft's `snapshot` call, on its thread), for an io without async_work
+ * (libraft 0.15's raft_fixture). Before raft_init / raft_fixture_grow. */
+void cluster_fsm_sync_snapshots(struct cluster_fsm *f);
 
 /* Figures, each a consistent read. */
 struct cluster_fsm_stats {

@@ -97,6 +97,7 @@ struct replica {
     struct contact *contact;
     uv_timer_t contact_timer;
     uint64_t lead_term; /* the term contact_lead was last told of; 0 */
+    uint64_t last_check_ms; /* when on_contact_check last ran (loop time) */
     uint64_t lost_term; /* a term whose leader lost its majority's contact; 0 */
 };
 
@@ -416,9 +417,15 @@ on_contact_check(uv_timer_t *t)
 {
     struct replica *r = t->data;
     uint64_t term = r->raft.current_term, now = uv_now(&r->loop);
-    if (r->raft_closing || raft_state(&r->raft) != RAFT_LEADER || r->lost_term == term)
+    if (r->raft_closing || raft_state(&r->raft) != RAFT_LEADER || r->lost_term == term) {
+        r->last_check_ms = now;
         return;
-    if (r->lead_term != term) {
+    }
+    /* Answers that came while this loop was held up (a long apply) are
+     * still unread: a stall of our own counts against nobody. */
+    bool stalled = now - r->last_check_ms > contact_window_ms(r) / 2;
+    r->last_check_ms = now;
+    if (r->lead_term != term || stalled) {
         r->lead_term = term;
         contact_lead(r->contact, now);
     }
@@ -506,6 +513,12 @@ setup(struct replica *r)
     }
     r->uv_start = r->io.start;
     r->io.start = start_io;
+    /* raft_uv 0.15 implements async_work (the thread pool the state
+     * machine's asynchronous snapshot runs on) but leaves its version at
+     * 1, which raft_init refuses with an asynchronous snapshot; the cowsql
+     * fork says 2. */
+    if (r->io.version < 2 && r->io.async_work)
+        r->io.version = 2;
     if ((rc = raft_init(&r->raft, &r->io, cluster_fsm_raft(r->fsm), r->id, r->address)) != 0) {
         fail(r, rc, "init", raft_errmsg(&r->raft));
         goto out_io;

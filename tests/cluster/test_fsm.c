@@ -40,6 +40,10 @@ cl_setup(struct cl *c)
     for (unsigned i = 0; i < N; i++) {
         c->fsm[i] = cluster_fsm_new(&cfg);
         ck_assert_ptr_nonnull(c->fsm[i]);
+        /* libraft 0.15's fixture has no async_work: snapshots are
+         * written in libraft's call (the asynchronous path has its own
+         * tests, and runs in the real replica). */
+        cluster_fsm_sync_snapshots(c->fsm[i]);
         ck_assert_int_eq(raft_fixture_grow(&c->f, cluster_fsm_raft(c->fsm[i])), 0);
     }
     struct raft_configuration conf;
@@ -164,6 +168,8 @@ START_TEST(a_snapshot_restores_to_the_same_state)
     struct raft_buffer *bufs;
     unsigned n;
     ck_assert_int_eq(ra->snapshot(ra, &bufs, &n), 0);
+    ck_assert_uint_eq(n, 0); /* frozen only: the writing is snapshot_async's */
+    ck_assert_int_eq(ra->snapshot_async(ra, &bufs, &n), 0);
     ck_assert_uint_eq(n, 1);
     /* restore owns what it is given on success: hand it a copy. */
     struct raft_buffer copy = {.base = raft_malloc(bufs[0].len), .len = bufs[0].len};
@@ -179,6 +185,53 @@ START_TEST(a_snapshot_restores_to_the_same_state)
     cluster_fsm_free(a);
     cluster_fsm_free(b);
     entry_reset(&e);
+}
+END_TEST
+
+/* While a snapshot is written (off the replica thread) the standby stays
+ * as it was frozen; entries committed meanwhile apply at the thaw, in
+ * order, and a second snapshot waits its turn. */
+START_TEST(entries_applied_during_a_snapshot_wait_for_the_thaw)
+{
+    struct entry_builder first = {0}, second = {0};
+    for (uint64_t id = 1; id <= 10; id++)
+        add_submit(&first, id);
+    add_done(&second, 3);
+    add_submit(&second, 11);
+    add_done(&second, 11);
+    struct entry_builder both[2] = {first, second};
+    char before[BROKER_DIGEST_HEX], after[BROKER_DIGEST_HEX];
+    reference_digest(&first, 1, before);
+    reference_digest(both, 2, after);
+
+    struct cluster_fsm *a = cluster_fsm_new(&cfg), *b = cluster_fsm_new(&cfg);
+    struct raft_fsm *ra = cluster_fsm_raft(a), *rb = cluster_fsm_raft(b);
+    void *result;
+    struct raft_buffer in = {.base = first.buf, .len = first.len};
+    ck_assert_int_eq(ra->apply(ra, &in, &result), 0);
+    struct raft_buffer *bufs, *busy_bufs;
+    unsigned n, busy_n;
+    ck_assert_int_eq(ra->snapshot(ra, &bufs, &n), 0);
+    in = (struct raft_buffer){.base = second.buf, .len = second.len};
+    ck_assert_int_eq(ra->apply(ra, &in, &result), 0);
+    assert_digest(a, before, "frozen");
+    ck_assert_int_eq(ra->snapshot(ra, &busy_bufs, &busy_n), RAFT_BUSY);
+    ck_assert_int_eq(ra->snapshot_async(ra, &bufs, &n), 0);
+    struct raft_buffer copy = {.base = raft_malloc(bufs[0].len), .len = bufs[0].len};
+    memcpy(copy.base, bufs[0].base, copy.len);
+    ck_assert_int_eq(ra->snapshot_finalize(ra, &bufs, &n), 0);
+    assert_digest(a, after, "thawed");
+    ck_assert_int_eq(rb->restore(rb, &copy), 0);
+    assert_digest(b, before, "the snapshot: the state when it was frozen");
+    struct cluster_fsm_stats st;
+    cluster_fsm_stats(a, &st);
+    ck_assert_uint_eq(st.entries, 2);
+    ck_assert_uint_eq(st.snapshots, 1);
+    ck_assert_msg(!st.diverged, "not diverged");
+    cluster_fsm_free(a);
+    cluster_fsm_free(b);
+    entry_reset(&first);
+    entry_reset(&second);
 }
 END_TEST
 
@@ -403,6 +456,7 @@ fsm_suite(void)
     TCase *tc = tcase_create("fixture");
     tcase_add_test(tc, a_snapshot_restores_to_the_same_state);
     tcase_add_test(tc, a_malformed_snapshot_leaves_the_state_alone);
+    tcase_add_test(tc, entries_applied_during_a_snapshot_wait_for_the_thaw);
     tcase_add_test(tc, a_node_that_fell_behind_catches_up_through_a_snapshot);
     tcase_add_test(tc, entries_in_flight_when_leadership_is_lost_fail_and_apply_nowhere);
     tcase_add_test(tc, a_new_leader_puts_the_old_leaders_reservations_back);

@@ -422,6 +422,71 @@ START_TEST(three_nodes_elect_a_leader_and_commit_on_all_of_them)
 }
 END_TEST
 
+/* Snapshots on real replicas (asynchronous: written on libuv's thread
+ * pool while the nodes go on committing): every node takes some, all
+ * keep the same state, and a node restarted from its directory starts
+ * from its own latest snapshot. */
+START_TEST(snapshots_taken_while_committing_keep_every_node_equal)
+{
+    enum { N = 3, JOBS = 60 };
+    char *dir[N];
+    char addr[N][32];
+    struct replica_peer peers[N];
+    struct replica_config rc[N];
+    for (int i = 0; i < N; i++) {
+        dir[i] = temp_dir();
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", free_port());
+        peers[i] = (struct replica_peer){.id = (uint64_t)i + 1, .address = addr[i]};
+    }
+    struct replica *r[N];
+    for (int i = 0; i < N; i++) {
+        rc[i] = (struct replica_config){.id = (uint64_t)i + 1, .address = addr[i],
+                                        .peers = peers, .npeers = N, .data_dir = dir[i],
+                                        .election_ms = 300, .snapshot_threshold = 8,
+                                        .broker = cfg};
+        char err[256] = "";
+        r[i] = replica_start(&rc[i], err, sizeof err);
+        ck_assert_msg(r[i] != NULL, "replica_start %d: %s", i, err);
+    }
+    int l = wait_leader(r, N);
+    for (uint64_t id = 1; id <= JOBS; id++)
+        ck_assert_int_eq(propose_submit(r[l], id), 0);
+    /* An entry committed while a snapshot is written applies to the
+     * standby once it is stored: the leader's state is whole when all of
+     * them are in. */
+    struct cluster_fsm_stats lst = {0};
+    for (int waited = 0; waited < WAIT_MS && lst.entries < JOBS; waited += 10) {
+        cluster_fsm_stats(replica_fsm(r[l]), &lst);
+        sleep_ms(10);
+    }
+    ck_assert_uint_eq(lst.entries, JOBS);
+    char want[BROKER_DIGEST_HEX];
+    ck_assert_int_eq(cluster_fsm_digest(replica_fsm(r[l]), want), 0);
+    for (int i = 0; i < N; i++) {
+        struct cluster_fsm_stats st;
+        cluster_fsm_stats(replica_fsm(r[i]), &st);
+        wait_digest(r[i], want);
+        cluster_fsm_stats(replica_fsm(r[i]), &st);
+        ck_assert_msg(st.snapshots >= 1, "node %d took no snapshot in %d entries", i + 1, JOBS);
+        ck_assert_msg(!st.diverged, "node %d diverged", i + 1);
+    }
+    int f = (l + 1) % N;
+    replica_stop(r[f]);
+    char err[256] = "";
+    r[f] = replica_start(&rc[f], err, sizeof err);
+    ck_assert_msg(r[f] != NULL, "restart: %s", err);
+    wait_digest(r[f], want);
+    struct cluster_fsm_stats st;
+    cluster_fsm_stats(replica_fsm(r[f]), &st);
+    ck_assert_msg(st.restores >= 1, "the restarted node did not start from its snapshot");
+    for (int i = 0; i < N; i++) {
+        replica_stop(r[i]);
+        remove_dir(dir[i]);
+        free(dir[i]);
+    }
+}
+END_TEST
+
 Suite *
 replica_suite(void)
 {
@@ -433,6 +498,7 @@ replica_suite(void)
     tcase_add_test(tc, a_journal_in_cluster_mode_commits_each_batch_as_one_entry);
     tcase_add_test(tc, a_journal_on_a_follower_fails_its_batches_with_not_the_leader);
     tcase_add_test(tc, three_nodes_elect_a_leader_and_commit_on_all_of_them);
+    tcase_add_test(tc, snapshots_taken_while_committing_keep_every_node_equal);
     suite_add_tcase(s, tc);
     return s;
 }
