@@ -156,10 +156,6 @@ cluster_finish(const struct config *cfg, char *err, size_t errlen)
                     "cluster mode keeps its log in data-dir: it cannot run with memory");
         return -1;
     }
-    if (cfg->http_admin) {
-        config_fail(err, errlen, "http-admin is not available in cluster mode yet");
-        return -1;
-    }
     if (cfg->join && !cfg->peers)
         return 0;
     if (config_parse_peers(cfg->peers, peers, CONFIG_MAX_PEERS, &n, err, errlen) < 0)

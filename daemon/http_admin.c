@@ -88,6 +88,8 @@ status_of(enum proto_err code)
         return 429;
     case PROTO_SHUTTING_DOWN:
         return 503;
+    case PROTO_NOT_LEADER: /* a cluster follower: the message names the leader */
+        return 421;
     case PROTO_INTERNAL:
         return 500;
     default:

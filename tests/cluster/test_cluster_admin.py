@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,19 @@ def settled(nodes):
     return views
 
 
+def admin_post(http, op, fields):
+    """POST /admin/OP with a fresh page token: (HTTP status, answer)."""
+    base = "http://127.0.0.1:%d/admin" % http
+    token = json.loads(urllib.request.urlopen(base, timeout=10).read())["page_token"]
+    req = urllib.request.Request(base + "/" + op, data=json.dumps(fields).encode(),
+                                 headers={"X-Chanq-Page-Token": token}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def test_cluster_ops_membership_and_handover():
     if not cluster_built():
         raise Skip("chanqd built without the cluster code")
@@ -54,7 +68,7 @@ def test_cluster_ops_membership_and_handover():
     addr = ["127.0.0.1:%d/127.0.0.1:%d" % (raft[i], client[i]) for i in range(4)]
     peers = ",".join("%d@%s" % (i + 1, addr[i]) for i in range(3))
     nodes = [Node(top, i + 1, peers, client[i]) for i in range(3)]
-    nodes[0].args += ["--http", "127.0.0.1:%d" % http]
+    nodes[0].args += ["--http", "127.0.0.1:%d" % http, "--http-admin"]
     fourth = Node(top, 4, peers, client[3])
     fourth.args = [a for a in fourth.args if a not in ("--peers", peers)]
     fourth.args += ["--join", "--raft-listen", "127.0.0.1:%d" % raft[3]]
@@ -126,6 +140,24 @@ def test_cluster_ops_membership_and_handover():
                      b"chanq_cluster_leader_changes_total ",
                      b"chanq_cluster_commit_duration_seconds_bucket"):
             assert name in text, name
+
+        # The admin routes (on node 1) act on the leader's state, and on a
+        # follower answer 421 naming the leader: both, leadership moved
+        # between the two checks.
+        def check_admin():
+            code, body = admin_post(http, "pause", {"queue": "q"})
+            if nodes[0] is leader:
+                assert code == 200 and body.get("ok"), (code, body)
+                assert admin_post(http, "resume", {"queue": "q"})[0] == 200
+            else:
+                assert code == 421 and body["error"]["code"] == "not_leader", (code, body)
+                assert "127.0.0.1:%d" % leader.port in body["error"]["message"], body
+        check_admin()
+        to = nodes[1] if nodes[0] is leader else nodes[0]
+        assert leader.ask({"op": "cluster_transfer", "node": to.nid}).get("ok")
+        assert until("node %d serving" % to.nid, lambda: serving(nodes)) is to
+        leader = to
+        check_admin()
 
         # SIGTERM on the leader: it hands over, then exits 0.
         assert leader.ask({"op": "submit", "queue": "q", "payload": 2}).get("ok")

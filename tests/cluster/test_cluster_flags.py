@@ -44,7 +44,6 @@ def test_cluster_flags_are_checked_together():
     refused(["--node-id", "1"], "cluster mode needs both node-id and peers")
     refused(GOOD[2:], "cluster mode needs both node-id and peers")
     refused(GOOD + ["--memory"], "cannot run with memory")
-    refused(GOOD + ["--http", "127.0.0.1:0", "--http-admin"], "http-admin is not available")
     refused(["--node-id", "1", "--peers", "1@localhost:7501"],
             "'localhost:7501' is not an IPv4 address and port")
     refused(["--node-id", "1", "--peers", "1@127.0.0.1:7501,1@127.0.0.1:7502"], "listed twice")
