@@ -371,26 +371,51 @@ START_TEST(a_node_id_not_among_the_peers_is_refused_at_start)
 }
 END_TEST
 
-START_TEST(three_nodes_elect_a_leader_and_commit_on_all_of_them)
-{
-    enum { N = 3 };
+/* Three replicas on loopback ports, each with a directory of its own. */
+enum { N = 3 };
+struct trio {
     char *dir[N];
     char addr[N][32];
     struct replica_peer peers[N];
-    for (int i = 0; i < N; i++) {
-        dir[i] = temp_dir();
-        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", free_port());
-        peers[i] = (struct replica_peer){.id = (uint64_t)i + 1, .address = addr[i]};
-    }
+    struct replica_config rc[N];
     struct replica *r[N];
+};
+
+static void
+trio_start(struct trio *t, unsigned snapshot_threshold)
+{
     for (int i = 0; i < N; i++) {
-        struct replica_config rc = {.id = (uint64_t)i + 1, .address = addr[i], .peers = peers,
-                                    .npeers = N, .data_dir = dir[i], .election_ms = 300,
-                                    .broker = cfg};
-        char err[256] = "";
-        r[i] = replica_start(&rc, err, sizeof err);
-        ck_assert_msg(r[i] != NULL, "replica_start %d: %s", i, err);
+        t->dir[i] = temp_dir();
+        snprintf(t->addr[i], sizeof t->addr[i], "127.0.0.1:%d", free_port());
+        t->peers[i] = (struct replica_peer){.id = (uint64_t)i + 1, .address = t->addr[i]};
     }
+    for (int i = 0; i < N; i++) {
+        t->rc[i] = (struct replica_config){.id = (uint64_t)i + 1, .address = t->addr[i],
+                                           .peers = t->peers, .npeers = N,
+                                           .data_dir = t->dir[i], .election_ms = 300,
+                                           .snapshot_threshold = snapshot_threshold,
+                                           .broker = cfg};
+        char err[256] = "";
+        t->r[i] = replica_start(&t->rc[i], err, sizeof err);
+        ck_assert_msg(t->r[i] != NULL, "replica_start %d: %s", i, err);
+    }
+}
+
+static void
+trio_stop(struct trio *t)
+{
+    for (int i = 0; i < N; i++) {
+        replica_stop(t->r[i]);
+        remove_dir(t->dir[i]);
+        free(t->dir[i]);
+    }
+}
+
+START_TEST(three_nodes_elect_a_leader_and_commit_on_all_of_them)
+{
+    struct trio t;
+    trio_start(&t, 0);
+    struct replica **r = t.r;
     int l = wait_leader(r, N);
     /* Commit latency of a one-record entry, printed for the record (not
      * asserted: the machine is shared). Without TCP_NODELAY it is ~43 ms. */
@@ -414,11 +439,7 @@ START_TEST(three_nodes_elect_a_leader_and_commit_on_all_of_them)
     ck_assert_int_eq(cluster_fsm_digest(replica_fsm(r[l]), want), 0);
     for (int i = 0; i < N; i++)
         wait_digest(r[i], want);
-    for (int i = 0; i < N; i++) {
-        replica_stop(r[i]);
-        remove_dir(dir[i]);
-        free(dir[i]);
-    }
+    trio_stop(&t);
 }
 END_TEST
 
@@ -428,26 +449,10 @@ END_TEST
  * from its own latest snapshot. */
 START_TEST(snapshots_taken_while_committing_keep_every_node_equal)
 {
-    enum { N = 3, JOBS = 60 };
-    char *dir[N];
-    char addr[N][32];
-    struct replica_peer peers[N];
-    struct replica_config rc[N];
-    for (int i = 0; i < N; i++) {
-        dir[i] = temp_dir();
-        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", free_port());
-        peers[i] = (struct replica_peer){.id = (uint64_t)i + 1, .address = addr[i]};
-    }
-    struct replica *r[N];
-    for (int i = 0; i < N; i++) {
-        rc[i] = (struct replica_config){.id = (uint64_t)i + 1, .address = addr[i],
-                                        .peers = peers, .npeers = N, .data_dir = dir[i],
-                                        .election_ms = 300, .snapshot_threshold = 8,
-                                        .broker = cfg};
-        char err[256] = "";
-        r[i] = replica_start(&rc[i], err, sizeof err);
-        ck_assert_msg(r[i] != NULL, "replica_start %d: %s", i, err);
-    }
+    enum { JOBS = 60 };
+    struct trio t;
+    trio_start(&t, 8);
+    struct replica **r = t.r;
     int l = wait_leader(r, N);
     for (uint64_t id = 1; id <= JOBS; id++)
         ck_assert_int_eq(propose_submit(r[l], id), 0);
@@ -473,17 +478,13 @@ START_TEST(snapshots_taken_while_committing_keep_every_node_equal)
     int f = (l + 1) % N;
     replica_stop(r[f]);
     char err[256] = "";
-    r[f] = replica_start(&rc[f], err, sizeof err);
+    r[f] = replica_start(&t.rc[f], err, sizeof err);
     ck_assert_msg(r[f] != NULL, "restart: %s", err);
     wait_digest(r[f], want);
     struct cluster_fsm_stats st;
     cluster_fsm_stats(replica_fsm(r[f]), &st);
     ck_assert_msg(st.restores >= 1, "the restarted node did not start from its snapshot");
-    for (int i = 0; i < N; i++) {
-        replica_stop(r[i]);
-        remove_dir(dir[i]);
-        free(dir[i]);
-    }
+    trio_stop(&t);
 }
 END_TEST
 
