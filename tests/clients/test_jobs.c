@@ -515,18 +515,18 @@ START_TEST(a_job_with_run_at_is_not_fetched_before_its_time)
 {
     struct harness *h = tc_start(NULL);
     struct chanq_conn *c = tc_dial(h, NULL);
-    int64_t at = wall_ms() + 600;
+    int64_t at = wall_ms() + 1000;
     struct chanq_submit_opts o = {.queue = "later", .run_at = at};
     char *id = submit_ok(c, &o, "{}");
+    /* One clock on one machine: whenever a fetch gives the job, its time
+     * has come (on a slow host the first fetch may already get it). */
     size_t n;
     struct chanq_job *j = fetch_one(c, "later", 0, &n);
-    ck_assert_msg(n == 0 && wall_ms() < at, "a job due at %lld was ready before it",
-                  (long long)at);
-    j = fetch_one(c, "later", 10000, &n);
+    if (n == 0)
+        j = fetch_one(c, "later", 10000, &n);
     int64_t got = wall_ms();
     ck_assert_int_eq(n, 1);
     ck_assert_str_eq(j->id, id);
-    /* One clock on one machine: the server made it ready no earlier. */
     ck_assert_msg(got >= at, "fetched at %lld, due at %lld", (long long)got, (long long)at);
     chanq_jobs_free(j, n);
     free(id);
