@@ -88,8 +88,9 @@ struct chanq_connect_opts {
  * fetch, stats, job, wait, queues, declare, pause, resume, close, cancel,
  * chanq_request() of those (and chanq_submit_batch() makes its unanswered
  * submits again). A submit whose answer died with the leader may have been
- * committed: it is then made twice (at least once; idempotency keys make
- * that safe once the server has them). Acks, nacks, touches, releases,
+ * committed: it is then made twice (at least once; with
+ * chanq_submit_opts.key the second answers the first job, as a duplicate,
+ * and makes none). Acks, nacks, touches, releases,
  * consume and kick fail as on one server ("io": the reservations and the
  * consume ended with the connection; the server gives the jobs back); the
  * next call of the list above connects again. */
