@@ -189,7 +189,9 @@ int chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const 
 
 /* Whether the last submit answer read on c (chanq_submit(),
  * chanq_recv_submit()) named a job that already held the submit's key
- * ({"duplicate":true}: no job was made). false after any other answer. */
+ * ({"duplicate":true}: no job was made; a queue_out is then set to NULL,
+ * as the server does not say where that job is). false after any other
+ * answer. */
 bool chanq_submit_duplicate(const struct chanq_conn *c);
 
 /* The outcome of one submit of a batch. */

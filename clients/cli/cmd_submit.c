@@ -63,8 +63,10 @@ print_answer(const struct cli *g, struct chanq_conn *c, long line, bool show_que
         snprintf(what, sizeof what, "job %ld", line);
         return cli_report(g, c, what) == CLI_IO ? -1 : 1;
     }
-    /* A keyed submit answered with the job that holds the key says so. */
-    printf("%s%s%s%s\n", id, show_queue ? " " : "", show_queue && queue ? queue : "",
+    /* A keyed submit answered with the job that holds the key says so
+     * (and names no queue: the server does not say where that job is). */
+    bool with_queue = show_queue && queue;
+    printf("%s%s%s%s\n", id, with_queue ? " " : "", with_queue ? queue : "",
            chanq_submit_duplicate(c) ? " duplicate" : "");
     free(id);
     free(queue);

@@ -105,7 +105,7 @@ type submitAnswer struct {
 // Submitted is the whole answer to a submit (SubmitResult).
 type Submitted struct {
 	ID        string // the new job's id, or, when Duplicate, the one that holds the key
-	Queue     string // the queue that took the job
+	Queue     string // the queue that took the job; "" when Duplicate (not said)
 	Duplicate bool   // SubmitOptions.Key was held by job ID: no job was made
 }
 
@@ -178,7 +178,7 @@ func (c *Conn) SubmitAny(ctx context.Context, queues []string, payload any, opts
 // SubmitResult is Submit (one queue) or SubmitAny (several) that also
 // says whether the id is that of a job already holding opts.Key.
 func (c *Conn) SubmitResult(ctx context.Context, queues []string, payload any, opts *SubmitOptions) (Submitted, error) {
-	if len(queues) == 0 {
+	if len(queues) == 0 || (len(queues) == 1 && queues[0] == "") {
 		return Submitted{}, errNoQueue
 	}
 	p, err := marshalJSON("payload", payload)
@@ -196,7 +196,7 @@ func (c *Conn) SubmitResult(ctx context.Context, queues []string, payload any, o
 	if err := c.do(ctx, &r, &a); err != nil {
 		return Submitted{}, err
 	}
-	if a.Queue == "" {
+	if a.Queue == "" && !a.Duplicate { // a duplicate's job may be anywhere
 		a.Queue = r.Queue
 	}
 	return Submitted(a), nil

@@ -188,7 +188,7 @@ func TestSubmitKey(t *testing.T) {
 	}
 	again, err := c.SubmitResult(ctx, []string{q}, 2, &SubmitOptions{Key: "order-17"})
 	must(t, err)
-	if again != (Submitted{ID: first.ID, Queue: q, Duplicate: true}) {
+	if again != (Submitted{ID: first.ID, Duplicate: true}) {
 		t.Fatalf("the key again: %+v, first %+v", again, first)
 	}
 	if id, err := c.Submit(ctx, q, 3, &SubmitOptions{Key: "order-17"}); err != nil || id != first.ID {
@@ -206,6 +206,22 @@ func TestSubmitKey(t *testing.T) {
 	}
 	if _, err := c.Submit(ctx, q, 5, &SubmitOptions{Key: strings.Repeat("k", 129)}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("a 129-byte key: %v", err)
+	}
+	// A select, and a Cluster (of one server), say it the same way.
+	sel, err := c.SubmitResult(ctx, []string{q, q + "-b"}, 6, &SubmitOptions{Key: "order-17"})
+	must(t, err)
+	if sel != (Submitted{ID: first.ID, Duplicate: true}) {
+		t.Fatalf("a select with the key: %+v", sel)
+	}
+	cl, err := NewCluster(ctx, []string{shared.addr}, nil)
+	must(t, err)
+	defer cl.Close()
+	if s, err := cl.SubmitResult(ctx, []string{q}, 7, &SubmitOptions{Key: "order-18"}); err != nil ||
+		s != (Submitted{ID: other, Duplicate: true}) {
+		t.Fatalf("Cluster.SubmitResult: %+v %v", s, err)
+	}
+	if _, err := c.SubmitResult(ctx, []string{""}, 8, nil); !errors.Is(err, errNoQueue) {
+		t.Fatalf("an empty queue name: %v", err)
 	}
 }
 

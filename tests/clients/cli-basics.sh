@@ -98,7 +98,10 @@ cq stats mail --json | grep -q '"depth":990' || fail "stats --json"
 k1=$(cq submit keyed '{"n":1}' --key order-17) || fail "submit --key"
 k2=$(cq submit keyed '{"n":2}' --key order-17) || fail "submit --key again"
 [ "$k2" = "$k1 duplicate" ] || fail "a key submitted twice printed '$k1' then '$k2'"
-[ "$(cq submit keyed-a,keyed-b '{"n":3}' --key order-18 | wc -w)" -eq 2 ] || fail "--key with two queues"
+k3=$(cq submit keyed-a,keyed-b '{"n":3}' --key order-18) || fail "--key with two queues"
+k4=$(cq submit keyed-a,keyed-b '{"n":3}' --key order-18) || fail "--key with two queues again"
+case "$k3" in *" keyed-a" | *" keyed-b") ;; *) fail "--key with two queues printed '$k3'" ;; esac
+[ "$k4" = "${k3%% *} duplicate" ] || fail "--key with two queues again printed '$k4', want '${k3%% *} duplicate'"
 set +e
 echo '{"n":4}' | cq submit keyed --key order-19 >/dev/null 2>&1; rc=$?
 set -e

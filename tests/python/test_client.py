@@ -109,7 +109,8 @@ class Ops(unittest.TestCase):
         first = self.c.submit({"n": 1}, q, key="order-17")
         self.assertFalse(first.duplicate)
         again = self.c.submit({"n": 2}, q, key="order-17")
-        self.assertEqual((again, again.duplicate), (first, True))
+        self.assertEqual((again, again.duplicate, again.queue), (first, True, None))
+        self.assertEqual(first.queue, q)
         self.assertEqual(self.c.submit_many([{"n": 3}], q, key="order-17")[0], first)
         with self.c.pipeline() as p:
             r = p.submit({"n": 4}, q, key="order-17")

@@ -40,7 +40,8 @@ class JobId(str):
     """A job id (a ``str``) that also says which queue the job went to:
     with a send-side select (``queues=[...]``) the server picks it; and,
     for a submit with a ``key``, whether it is the id of the job that
-    already held the key (``duplicate``: no job was made)."""
+    already held the key (``duplicate``: no job was made; ``queue`` is
+    then None, as the server does not say where that job is)."""
 
     queue: str | None
     duplicate: bool
@@ -275,7 +276,15 @@ def submit(payload: Any, queue: str | None, queues: Iterable[str] | None = None,
          deadline_ms=deadline_ms, parent=parent, wait_ms=wait_ms, traceparent=traceparent,
          key=key, priority=priority, run_at=None if run_at is None else epoch_ms(run_at))
     return Request(body, _ms(wait_ms) if wait_ms is not None else None,
-                   lambda a: JobId(a["id"], a.get("queue", queue), a.get("duplicate") is True))
+                   _submitted(queue))
+
+
+def _submitted(queue: str | None) -> Callable[[dict[str, Any]], JobId]:
+    def parse(a: dict[str, Any]) -> JobId:
+        if a.get("duplicate") is True:  # the job holding the key, wherever it is
+            return JobId(a["id"], a.get("queue"), True)
+        return JobId(a["id"], a.get("queue", queue))
+    return parse
 
 
 def fetch(queues: str | Iterable[str], count: int | None, timeout_ms: int | None,
