@@ -88,8 +88,9 @@ struct chanq_connect_opts {
  * fetch, stats, job, wait, queues, declare, pause, resume, close, cancel,
  * chanq_request() of those (and chanq_submit_batch() makes its unanswered
  * submits again). A submit whose answer died with the leader may have been
- * committed: it is then made twice (at least once; idempotency keys make
- * that safe once the server has them). Acks, nacks, touches, releases,
+ * committed: it is then made twice (at least once; with
+ * chanq_submit_opts.key the second answers the first job, as a duplicate,
+ * and makes none). Acks, nacks, touches, releases,
  * consume and kick fail as on one server ("io": the reservations and the
  * consume ended with the connection; the server gives the jobs back); the
  * next call of the list above connects again. */
@@ -137,7 +138,16 @@ int chanq_ping(struct chanq_conn *c);
 #define CHANQ_NO_WAIT ((int64_t)-1)
 
 /* Every option of submit. Zero-initialised fields are not sent (the server's
- * defaults apply). Exactly one of queue / queues must be set. */
+ * defaults apply). Exactly one of queue / queues must be set.
+ *
+ * ABI: this struct (like every struct of this header) is allocated by the
+ * caller, so its size and layout are part of libchanq's binary interface.
+ * A field added to it changes the soname (libchanq.so.N, libtool's rule
+ * for a changed interface: CURRENT+1, REVISION=0, AGE=0, in configure.ac),
+ * so a program built against an older chanq.h never hands a smaller struct
+ * to a newer library: it keeps the library it was built for, and builds
+ * again to use the new fields. libchanq.so.2 is the one with key,
+ * priority and run_at (and traceparent here and in struct chanq_job). */
 struct chanq_submit_opts {
     const char *queue;         /* target queue */
     const char *const *queues; /* or: send-side select over these nqueues */
@@ -152,7 +162,22 @@ struct chanq_submit_opts {
     const char *traceparent; /* W3C trace context to keep with the job
                               * ("00-TRACEID-PARENTID-FLAGS"), or NULL; the
                               * server refuses a malformed one (bad_request) */
+    const char *key;      /* idempotency key (1..128 bytes, no control
+                           * characters), or NULL: while a job submitted with
+                           * it is live, and for the server's key-window
+                           * after, a submit with it makes no job and answers
+                           * that job's id (chanq_submit_duplicate()) */
+    int priority;         /* 0..9, higher delivered first within a queue;
+                           * 0: not sent (the server's default, 0) */
+    int64_t run_at;       /* ms since the epoch: ready then (a past time:
+                           * now), at most 365 days ahead; not with
+                           * delay_ms; 0: not sent */
 };
+
+/* The server checks priority, run_at and key, not libchanq: a value out of
+ * range (priority not 0..9, a run_at more than 365 days ahead, run_at with
+ * delay_ms, a key too long) fails with "bad_request" and the server's
+ * message, and makes no job. */
 
 /* Submits one job. `payload` is JSON text (any JSON value; NULL means
  * null); text spanning lines is re-encoded compactly. On success stores the
@@ -162,11 +187,19 @@ struct chanq_submit_opts {
 int chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *payload,
                  char **id_out, char **queue_out);
 
+/* Whether the last submit answer read on c (chanq_submit(),
+ * chanq_recv_submit()) named a job that already held the submit's key
+ * ({"duplicate":true}: no job was made; a queue_out is then set to NULL,
+ * as the server does not say where that job is). false after any other
+ * answer. */
+bool chanq_submit_duplicate(const struct chanq_conn *c);
+
 /* The outcome of one submit of a batch. */
 struct chanq_submit_result {
     char *id;                 /* malloc'd id, or NULL when this one failed */
     char *queue;              /* malloc'd queue it went to, or NULL */
     struct chanq_error error; /* why it failed, when id is NULL */
+    bool duplicate;           /* id is the job that held the key (no job made) */
 };
 
 /* Pipelined batch submit: writes the n submits without waiting (at most

@@ -49,6 +49,7 @@ struct chanq_conn {
     size_t in_off, in_len, in_cap; /* consumed prefix, filled length, size */
     size_t pending;          /* requests sent whose answer is not read */
     struct chanq_error err;  /* the last failure */
+    bool submit_duplicate;   /* the last submit answer said "duplicate" */
     json_t *server_info;     /* hello's answer, or NULL */
     chanq_event_fn *event_fn; /* deliver events here, or queue them */
     void *event_arg;

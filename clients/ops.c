@@ -68,6 +68,14 @@ build_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char
         rc = rc ? rc
                 : (chanqi_wbuf_puts(b, ",\"traceparent\":") ||
                    chanqi_wbuf_put_jstr(b, o->traceparent));
+    if (o->key)
+        rc = rc ? rc : (chanqi_wbuf_puts(b, ",\"key\":") || chanqi_wbuf_put_jstr(b, o->key));
+    /* Out-of-range values are sent for the server to refuse with its own
+     * message (bad_request), rather than dropped here without a word. */
+    if (o->priority != 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"priority\":", o->priority);
+    if (o->run_at != 0)
+        rc = rc ? rc : put_opt_i64(b, ",\"run_at\":", o->run_at);
     if (rc == 0 && chanqi_wbuf_puts(b, ",\"payload\":") == 0 &&
         chanqi_wbuf_put_jtext(b, payload) < 0) {
         b->len = mark;
@@ -102,6 +110,7 @@ static int
 recv_submit(struct chanq_conn *c, bool again, char **id_out, char **queue_out)
 {
     json_t *resp;
+    c->submit_duplicate = false;
     int rc = again ? chanqi_conn_recv_again(c, -1, &resp, true) : chanqi_conn_recv(c, -1, &resp);
     if (rc == 0) {
         char *id = chanqi_json_dup_str(resp, "id");
@@ -109,6 +118,7 @@ recv_submit(struct chanq_conn *c, bool again, char **id_out, char **queue_out)
             rc = chanqi_conn_fail(c, "io", "submit answer without an id");
         } else {
             *id_out = id;
+            c->submit_duplicate = json_is_true(json_object_get(resp, "duplicate"));
             if (queue_out)
                 *queue_out = chanqi_json_dup_str(resp, "queue");
         }
@@ -130,6 +140,12 @@ chanq_submit(struct chanq_conn *c, const struct chanq_submit_opts *o, const char
     if (chanqi_conn_revive(c) < 0 || chanq_send_submit(c, o, payload) < 0)
         return -1;
     return recv_submit(c, true, id_out, queue_out);
+}
+
+bool
+chanq_submit_duplicate(const struct chanq_conn *c)
+{
+    return c->submit_duplicate;
 }
 
 long
@@ -158,6 +174,7 @@ chanq_submit_batch(struct chanq_conn *c, const struct chanq_submit_opts *o,
         if (r->error.code[0])
             continue;
         if (chanq_recv_submit(c, &r->id, &r->queue) == 0) {
+            r->duplicate = c->submit_duplicate;
             ok++;
             continue;
         }

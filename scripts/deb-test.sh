@@ -9,7 +9,7 @@
 #      maintainer scripts run, the units pass `systemd-analyze verify`,
 #      chanqd runs as an unprivileged user with the packaged config and its
 #      data in /var/lib/chanqd as the unit sets it up (systemd does not run
-#      here), the packaged CLI (linked to the packaged libchanq.so.1)
+#      here), the packaged CLI (linked to the packaged libchanq.so.2)
 #      submits a job and `chanq work` runs it, python3-chanq does the same
 #      from Python, a C program builds against libchanq-dev with pkg-config
 #      (shared and static) and runs, and bash loads the completion;
@@ -25,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
-pkgs="chanqd chanq libchanq1 libchanq-dev python3-chanq"
+pkgs="chanqd chanq libchanq2 libchanq-dev python3-chanq"
 for p in $pkgs; do
     ls "$debs/${p}_"*.deb >/dev/null 2>&1 || fail "no ${p}_*.deb in $debs"
 done
@@ -44,7 +44,7 @@ has chanqd /usr/bin/chanqd /etc/chanq/chanqd.conf /lib/systemd/system/chanqd.ser
     /lib/systemd/system/chanqd.socket /usr/share/man/man8/chanqd.8.gz
 has chanq /usr/bin/chanq /usr/share/man/man1/chanq.1.gz \
     /usr/share/bash-completion/completions/chanq /usr/share/zsh/vendor-completions/_chanq
-has libchanq1 "/usr/lib/$multiarch/libchanq.so.1" "/usr/lib/$multiarch/libchanq.so.1.0.0"
+has libchanq2 "/usr/lib/$multiarch/libchanq.so.2" "/usr/lib/$multiarch/libchanq.so.2.0.0"
 has libchanq-dev /usr/include/chanq.h "/usr/lib/$multiarch/libchanq.a" \
     "/usr/lib/$multiarch/libchanq.so" "/usr/lib/$multiarch/pkgconfig/libchanq.pc"
 has python3-chanq /usr/lib/python3/dist-packages/chanq/__init__.py \
@@ -111,8 +111,8 @@ export CHANQ_SERVER=127.0.0.1:$port
 ls /var/lib/chanqd/ | grep -q . || fail "no journal in /var/lib/chanqd"
 ok "chanqd runs as uid $uid with /etc/chanq/chanqd.conf, its journal in /var/lib/chanqd"
 
-ldd /usr/bin/chanq | grep -q -E "libchanq\.so\.1 => (/usr)?/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libchanq\.so\.1 " ||
-    fail "chanq does not use the packaged libchanq.so.1: $(ldd /usr/bin/chanq)"
+ldd /usr/bin/chanq | grep -q -E "libchanq\.so\.2 => (/usr)?/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libchanq\.so\.2 " ||
+    fail "chanq does not use the packaged libchanq.so.2: $(ldd /usr/bin/chanq)"
 id=$(chanq submit mail '{"to":"ann@example.org"}') || fail "chanq submit"
 timeout 30 chanq work mail -q -- sh -c 'read -r p; echo "{\"sent\":$p}"' 2>/tmp/work.log &
 wpid=$!
@@ -168,7 +168,7 @@ ok "the bash completion loads"
 
 kill -TERM "$dpid"
 wait "$dpid" || fail "chanqd did not stop cleanly"
-dpkg --purge python3-chanq libchanq-dev chanq chanqd libchanq1 >/tmp/dpkg.log 2>&1 ||
+dpkg --purge python3-chanq libchanq-dev chanq chanqd libchanq2 >/tmp/dpkg.log 2>&1 ||
     { cat /tmp/dpkg.log; fail "dpkg --purge"; }
 ok "dpkg --purge removes the five packages"
 EOF

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the Debian packages (chanqd, chanq, libchanq1, libchanq-dev,
+# Builds the Debian packages (chanqd, chanq, libchanq2, libchanq-dev,
 # python3-chanq) from a clean copy of this checkout's tracked files,
 # uncommitted changes included, with `dpkg-buildpackage -us -uc -b`; checks
 # them with lintian (errors fail the build; warnings are printed); and

@@ -2,6 +2,7 @@
  * stdin, pipelined (many submits in flight on one connection). */
 #include "chanq_config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,10 +63,11 @@ print_answer(const struct cli *g, struct chanq_conn *c, long line, bool show_que
         snprintf(what, sizeof what, "job %ld", line);
         return cli_report(g, c, what) == CLI_IO ? -1 : 1;
     }
-    if (show_queue)
-        printf("%s %s\n", id, queue ? queue : "");
-    else
-        puts(id);
+    /* A keyed submit answered with the job that holds the key says so
+     * (and names no queue: the server does not say where that job is). */
+    bool with_queue = show_queue && queue;
+    printf("%s%s%s%s\n", id, with_queue ? " " : "", with_queue ? queue : "",
+           chanq_submit_duplicate(c) ? " duplicate" : "");
     free(id);
     free(queue);
     return 0;
@@ -140,69 +142,6 @@ settle_oldest(const struct cli *g, struct chanq_conn *c, const struct chanq_subm
     }
 }
 
-/* ---- a submit with a key or a priority (fields libchanq's options lack) ---- */
-
-/* The submit request o describes, with key (may be NULL), priority (< 0:
- * none) and payload (JSON text). */
-static json_t *
-keyed_request(const struct cli *g, const struct chanq_submit_opts *o, const char *key,
-              int64_t priority, const char *payload)
-{
-    json_error_t jerr;
-    json_t *p = json_loads(payload, JSON_DECODE_ANY, &jerr);
-    if (!p)
-        cli_usage_error(g, "the payload is not JSON");
-    json_t *req = json_pack("{s:s, s:o}", "op", "submit", "payload", p);
-    if (key)
-        json_object_set_new(req, "key", json_string(key));
-    if (priority >= 0)
-        json_object_set_new(req, "priority", json_integer(priority));
-    if (o->queue) {
-        json_object_set_new(req, "queue", json_string(o->queue));
-    } else {
-        json_t *qs = json_array();
-        for (size_t i = 0; i < o->nqueues; i++)
-            json_array_append_new(qs, json_string(o->queues[i]));
-        json_object_set_new(req, "queues", qs);
-    }
-    const struct {
-        const char *name;
-        int64_t v;
-    } ints[] = {{"delay_ms", o->delay_ms}, {"ttr_ms", o->ttr_ms},
-                {"max_attempts", o->max_attempts}, {"deadline_ms", o->deadline_ms}};
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        if (ints[i].v > 0)
-            json_object_set_new(req, ints[i].name, json_integer(ints[i].v));
-    if (o->wait_ms)
-        json_object_set_new(req, "wait_ms",
-                            json_integer(o->wait_ms == CHANQ_NO_WAIT ? 0 : o->wait_ms));
-    if (o->parent)
-        json_object_set_new(req, "parent", json_string(o->parent));
-    if (o->traceparent)
-        json_object_set_new(req, "traceparent", json_string(o->traceparent));
-    return req;
-}
-
-/* One keyed submit: prints the id (and the queue with several), then
- * "duplicate" when the key was bound already. */
-static int
-submit_keyed(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
-             const char *key, int64_t priority, const char *payload)
-{
-    json_t *req = keyed_request(g, o, key, priority, payload), *resp = NULL;
-    int rc = chanq_request(c, req, &resp);
-    json_decref(req);
-    if (rc < 0)
-        return cli_report(g, c, "submit");
-    const char *id = json_string_value(json_object_get(resp, "id"));
-    const char *queue = json_string_value(json_object_get(resp, "queue"));
-    bool dup = json_is_true(json_object_get(resp, "duplicate"));
-    printf("%s%s%s%s\n", id ? id : "", o->nqueues && queue ? " " : "",
-           o->nqueues && queue ? queue : "", dup ? " duplicate" : "");
-    json_decref(resp);
-    return CLI_OK;
-}
-
 /* Submits every NDJSON line of stdin, keeping up to window in flight. */
 static int
 submit_stdin(const struct cli *g, struct chanq_conn *c, const struct chanq_submit_opts *o,
@@ -261,6 +200,17 @@ out:
     return rc;
 }
 
+/* --priority N: passed on as given for the server to check (0..9, its
+ * message on bad_request); only what does not fit an int is refused here. */
+static int
+cli_priority(const struct cli *g, const char *arg)
+{
+    int64_t v = cli_i64(g, "--priority", arg);
+    if (v < INT_MIN || v > INT_MAX)
+        cli_usage_error(g, "--priority: a level 0..9");
+    return (int)v;
+}
+
 int
 cmd_submit(int argc, char **argv)
 {
@@ -279,8 +229,6 @@ cmd_submit(int argc, char **argv)
     struct cli g;
     struct chanq_submit_opts o = {0};
     long window = 256;
-    const char *key = NULL;
-    int64_t priority = -1;
     int opt;
     cli_init(&g, "submit", submit_usage);
     while ((opt = cli_getopt(&g, argc, argv, "h", opts)) != -1) {
@@ -298,8 +246,8 @@ cmd_submit(int argc, char **argv)
             break;
         }
         case OPT_WINDOW: window = (long)cli_i64(&g, "--window", optarg); break;
-        case OPT_KEY: key = optarg; break;
-        case OPT_PRIORITY: priority = cli_i64(&g, "--priority", optarg); break;
+        case OPT_KEY: o.key = optarg; break;
+        case OPT_PRIORITY: o.priority = cli_priority(&g, optarg); break;
         case OPT_TRACEPARENT:
             o.traceparent = optarg;
             break;
@@ -311,10 +259,8 @@ cmd_submit(int argc, char **argv)
         cli_usage_error(&g, "too many arguments (quote the JSON payload)");
     if (window < 1)
         window = 1;
-    if (key && argc - optind != 2)
+    if (o.key && argc - optind != 2)
         cli_usage_error(&g, "--key names one job: give its JSON payload as an argument");
-    if (priority >= 0 && argc - optind != 2)
-        cli_usage_error(&g, "--priority: give the JSON payload as an argument");
     size_t nq;
     char *qarg = strdup(argv[optind]);
     char **queues = split_queues(qarg, &nq);
@@ -328,9 +274,7 @@ cmd_submit(int argc, char **argv)
     }
     struct chanq_conn *c = cli_connect(&g);
     int rc;
-    if (key || priority >= 0) {
-        rc = submit_keyed(&g, c, &o, key, priority, argv[optind + 1]);
-    } else if (argc - optind == 2) {
+    if (argc - optind == 2) {
         rc = chanq_send_submit(c, &o, argv[optind + 1]) < 0 ? cli_report(&g, c, "submit")
              : print_answer(&g, c, 1, nq > 1) == 0         ? CLI_OK
                                                             : CLI_REFUSED;

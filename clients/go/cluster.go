@@ -325,6 +325,18 @@ func (cl *Cluster) Submit(ctx context.Context, queue string, payload any, opts *
 	return id, err
 }
 
+// SubmitResult as Conn.SubmitResult, made again like Submit: with a
+// SubmitOptions.Key, a submit made twice this way answers the first job
+// (Duplicate) instead of making a second.
+func (cl *Cluster) SubmitResult(ctx context.Context, queues []string, payload any, opts *SubmitOptions) (Submitted, error) {
+	var s Submitted
+	err := cl.run(ctx, true, true, func(c *Conn) (err error) {
+		s, err = c.SubmitResult(ctx, queues, payload, opts)
+		return err
+	})
+	return s, err
+}
+
 // Fetch as Conn.Fetch; a fetch lost with its connection is made again
 // (the server gives back what the dead connection had reserved). Ack the
 // jobs through the same Cluster.

@@ -498,6 +498,7 @@ type request struct {
 	Error       string          `json:"error,omitempty"`
 	Parent      string          `json:"parent,omitempty"`
 	Traceparent string          `json:"traceparent,omitempty"`
+	Key         string          `json:"key,omitempty"`
 	Client      string          `json:"client,omitempty"`
 	Token       string          `json:"token,omitempty"`
 	After       string          `json:"after,omitempty"`
@@ -507,6 +508,8 @@ type request struct {
 	DelayMs     *int64          `json:"delay_ms,omitempty"`
 	DeadlineMs  *int64          `json:"deadline_ms,omitempty"`
 	WaitMs      *int64          `json:"wait_ms,omitempty"`
+	Priority    *int64          `json:"priority,omitempty"`
+	RunAt       *int64          `json:"run_at,omitempty"`
 	TimeoutMs   *int64          `json:"timeout_ms,omitempty"`
 	Count       *int64          `json:"count,omitempty"`
 	Prefetch    *int64          `json:"prefetch,omitempty"`
@@ -575,6 +578,7 @@ func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
 	str("error", req.Error)
 	str("parent", req.Parent)
 	str("traceparent", req.Traceparent)
+	str("key", req.Key)
 	str("client", req.Client)
 	str("token", req.Token)
 	str("after", req.After)
@@ -584,6 +588,8 @@ func encodeRequest(buf *bytes.Buffer, req *request, scratch *[]byte) error {
 	num("delay_ms", req.DelayMs)
 	num("deadline_ms", req.DeadlineMs)
 	num("wait_ms", req.WaitMs)
+	num("priority", req.Priority)
+	num("run_at", req.RunAt)
 	num("timeout_ms", req.TimeoutMs)
 	num("count", req.Count)
 	num("prefetch", req.Prefetch)

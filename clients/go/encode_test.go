@@ -15,7 +15,8 @@ func TestEncodeRequest(t *testing.T) {
 	for _, s := range []string{"plain", "quote\\" + `"` + "back\\\\slash", "ctl\x00\x01\x1f\n\r\t", "bad utf8 \xff\xfe", "ünï ☃ \u2028\u2029 <&>", ""} {
 		req := &request{Op: "submit", Rid: 18446744073709551615, Queue: "q", Queues: []string{"a", s},
 			ID: s, Payload: json.RawMessage(`{"a":[1,"x"]}`), Error: s, Parent: s, Client: s, Token: s,
-			After: s, Capacity: &n, TTRMs: &big, WaitMs: &n, Strict: true, Dead: true}
+			After: s, Capacity: &n, TTRMs: &big, WaitMs: &n, Strict: true, Dead: true,
+			Traceparent: s, Key: s, Priority: &n, RunAt: &big}
 		var buf bytes.Buffer
 		var scratch []byte
 		must(t, encodeRequest(&buf, req, &scratch))

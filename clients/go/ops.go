@@ -55,7 +55,25 @@ type SubmitOptions struct {
 	// ErrTimeout); 0 means the server's --submit-wait (30 s), NoWait
 	// fails at once.
 	Wait time.Duration
+	// Key is an idempotency key (1..128 bytes): while a job submitted
+	// with it is live, and for the server's key-window after it
+	// finished, a submit with it makes no job and answers that job's id
+	// (Submitted.Duplicate, from SubmitResult). It makes a submit safe
+	// to make again after a lost answer.
+	Key string
+	// Priority is the job's level, 0..9: a queue delivers its higher
+	// levels first, FIFO within a level. 0 (the default) is not sent.
+	Priority int
+	// RunAt makes the job ready at that time (a past time: at once),
+	// sent as ms since the epoch; at most 365 days ahead, and not with
+	// Delay. The zero time is not sent.
+	RunAt time.Time
 }
+
+// The server checks Key, Priority and RunAt as it checks the other
+// fields: a value out of range (a priority not in 0..9, a RunAt more than
+// 365 days ahead or with Delay, a key over 128 bytes) is ErrBadRequest
+// with its message, and makes no job.
 
 func (o *SubmitOptions) fill(r *request) {
 	if o == nil {
@@ -70,11 +88,25 @@ func (o *SubmitOptions) fill(r *request) {
 	r.Parent = o.Parent
 	r.Traceparent = o.Traceparent
 	r.WaitMs = ms(o.Wait)
+	r.Key = o.Key
+	r.Priority = intp(o.Priority)
+	if !o.RunAt.IsZero() {
+		at := o.RunAt.UnixMilli()
+		r.RunAt = &at
+	}
 }
 
 type submitAnswer struct {
-	ID    string `json:"id"`
-	Queue string `json:"queue"`
+	ID        string `json:"id"`
+	Queue     string `json:"queue"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// Submitted is the whole answer to a submit (SubmitResult).
+type Submitted struct {
+	ID        string // the new job's id, or, when Duplicate, the one that holds the key
+	Queue     string // the queue that took the job; "" when Duplicate (not said)
+	Duplicate bool   // SubmitOptions.Key was held by job ID: no job was made
 }
 
 // Submit adds a job to queue and returns its id. payload is encoded with
@@ -141,6 +173,33 @@ func (c *Conn) SubmitAny(ctx context.Context, queues []string, payload any, opts
 	var a submitAnswer
 	err = c.do(ctx, &r, &a)
 	return a.ID, a.Queue, err
+}
+
+// SubmitResult is Submit (one queue) or SubmitAny (several) that also
+// says whether the id is that of a job already holding opts.Key.
+func (c *Conn) SubmitResult(ctx context.Context, queues []string, payload any, opts *SubmitOptions) (Submitted, error) {
+	if len(queues) == 0 || (len(queues) == 1 && queues[0] == "") {
+		return Submitted{}, errNoQueue
+	}
+	p, err := marshalJSON("payload", payload)
+	if err != nil {
+		return Submitted{}, err
+	}
+	r := request{Op: "submit", Payload: p}
+	if len(queues) == 1 {
+		r.Queue = queues[0]
+	} else {
+		r.Queues = queues
+	}
+	opts.fill(&r)
+	var a submitAnswer
+	if err := c.do(ctx, &r, &a); err != nil {
+		return Submitted{}, err
+	}
+	if a.Queue == "" && !a.Duplicate { // a duplicate's job may be anywhere
+		a.Queue = r.Queue
+	}
+	return Submitted(a), nil
 }
 
 // Job is a job delivered by Fetch (or pushed after Consume), reserved for

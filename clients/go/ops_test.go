@@ -177,6 +177,117 @@ func TestSubmitOptions(t *testing.T) {
 	}
 }
 
+func TestSubmitKey(t *testing.T) {
+	ctx := tctx(t)
+	c := dial(t, nil, nil)
+	q := qname(t, "q")
+	first, err := c.SubmitResult(ctx, []string{q}, 1, &SubmitOptions{Key: "order-17"})
+	must(t, err)
+	if first.Duplicate || first.Queue != q {
+		t.Fatalf("first keyed submit: %+v", first)
+	}
+	again, err := c.SubmitResult(ctx, []string{q}, 2, &SubmitOptions{Key: "order-17"})
+	must(t, err)
+	if again != (Submitted{ID: first.ID, Duplicate: true}) {
+		t.Fatalf("the key again: %+v, first %+v", again, first)
+	}
+	if id, err := c.Submit(ctx, q, 3, &SubmitOptions{Key: "order-17"}); err != nil || id != first.ID {
+		t.Fatalf("Submit with the key: %s %v, want %s", id, err, first.ID)
+	}
+	other, err := c.Submit(ctx, q, 4, &SubmitOptions{Key: "order-18"})
+	must(t, err)
+	if other == first.ID {
+		t.Fatalf("another key named the same job")
+	}
+	jobs, err := c.Fetch(ctx, []string{q}, &FetchOptions{Count: 10, Timeout: NoWait})
+	must(t, err)
+	if len(jobs) != 2 || jobs[0].ID != first.ID || string(jobs[0].Payload) != "1" || jobs[1].ID != other {
+		t.Fatalf("fetched %+v", jobs)
+	}
+	if _, err := c.Submit(ctx, q, 5, &SubmitOptions{Key: strings.Repeat("k", 129)}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("a 129-byte key: %v", err)
+	}
+	// A select, and a Cluster (of one server), say it the same way.
+	sel, err := c.SubmitResult(ctx, []string{q, q + "-b"}, 6, &SubmitOptions{Key: "order-17"})
+	must(t, err)
+	if sel != (Submitted{ID: first.ID, Duplicate: true}) {
+		t.Fatalf("a select with the key: %+v", sel)
+	}
+	cl, err := NewCluster(ctx, []string{shared.addr}, nil)
+	must(t, err)
+	defer cl.Close()
+	if s, err := cl.SubmitResult(ctx, []string{q}, 7, &SubmitOptions{Key: "order-18"}); err != nil ||
+		s != (Submitted{ID: other, Duplicate: true}) {
+		t.Fatalf("Cluster.SubmitResult: %+v %v", s, err)
+	}
+	if _, err := c.SubmitResult(ctx, []string{""}, 8, nil); !errors.Is(err, errNoQueue) {
+		t.Fatalf("an empty queue name: %v", err)
+	}
+}
+
+func TestSubmitPriority(t *testing.T) {
+	ctx := tctx(t)
+	c := dial(t, nil, nil)
+	q := qname(t, "q")
+	var ids []string
+	for i, level := range []int{0, 5, 0, 9, 5} {
+		id, err := c.Submit(ctx, q, i, &SubmitOptions{Priority: level})
+		must(t, err)
+		ids = append(ids, id)
+	}
+	jobs, err := c.Fetch(ctx, []string{q}, &FetchOptions{Count: 5, Timeout: 5 * time.Second})
+	must(t, err)
+	var got []string
+	for _, j := range jobs {
+		got = append(got, j.ID)
+	}
+	want := []string{ids[3], ids[1], ids[4], ids[0], ids[2]} // 9, 5, 5, 0, 0
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	for _, bad := range []int{10, -1} {
+		if _, err := c.Submit(ctx, q, 0, &SubmitOptions{Priority: bad}); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("priority %d: %v", bad, err)
+		}
+	}
+}
+
+func TestSubmitRunAt(t *testing.T) {
+	ctx := tctx(t)
+	c := dial(t, nil, nil)
+	q := qname(t, "q")
+	at := time.Now().Add(time.Second).Truncate(time.Millisecond)
+	id, err := c.Submit(ctx, q, "later", &SubmitOptions{RunAt: at})
+	must(t, err)
+	// One clock on one machine: whenever a fetch gives the job, its time
+	// has come (on a slow host the first fetch may already get it).
+	jobs, err := c.Fetch(ctx, []string{q}, &FetchOptions{Timeout: NoWait})
+	must(t, err)
+	if len(jobs) == 0 {
+		jobs, err = c.Fetch(ctx, []string{q}, &FetchOptions{Timeout: 10 * time.Second})
+		must(t, err)
+	}
+	if now := time.Now(); now.Before(at) {
+		t.Fatalf("fetched at %v, due at %v", now, at)
+	}
+	if len(jobs) != 1 || jobs[0].ID != id {
+		t.Fatalf("fetched %+v", jobs)
+	}
+	past, err := c.Submit(ctx, q, "past", &SubmitOptions{RunAt: time.Now().Add(-time.Hour)})
+	must(t, err)
+	if jobs, err = c.Fetch(ctx, []string{q}, &FetchOptions{Timeout: 5 * time.Second}); err != nil || len(jobs) != 1 || jobs[0].ID != past {
+		t.Fatalf("a past run_at: %+v %v", jobs, err)
+	}
+	for what, o := range map[string]*SubmitOptions{
+		"with Delay":     {RunAt: at, Delay: time.Second},
+		"400 days ahead": {RunAt: time.Now().Add(400 * 24 * time.Hour)},
+	} {
+		if _, err := c.Submit(ctx, q, 0, o); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("RunAt %s: %v", what, err)
+		}
+	}
+}
+
 func TestFetchOptions(t *testing.T) {
 	ctx := tctx(t)
 	c := dial(t, nil, nil)

@@ -93,6 +93,32 @@ printf '%s\n' "$table" | grep -q '^QUEUE' || fail "stats has no header: $table"
 printf '%s\n' "$table" | grep -Eq '^mail +990/5000 ' || fail "stats row for mail wrong: $table"
 cq stats mail --json | grep -q '"depth":990' || fail "stats --json"
 
+# --key: the second submit prints the first job's id and "duplicate"; a
+# key names one job, so it needs the JSON argument.
+k1=$(cq submit keyed '{"n":1}' --key order-17) || fail "submit --key"
+k2=$(cq submit keyed '{"n":2}' --key order-17) || fail "submit --key again"
+[ "$k2" = "$k1 duplicate" ] || fail "a key submitted twice printed '$k1' then '$k2'"
+k3=$(cq submit keyed-a,keyed-b '{"n":3}' --key order-18) || fail "--key with two queues"
+k4=$(cq submit keyed-a,keyed-b '{"n":3}' --key order-18) || fail "--key with two queues again"
+case "$k3" in *" keyed-a" | *" keyed-b") ;; *) fail "--key with two queues printed '$k3'" ;; esac
+[ "$k4" = "${k3%% *} duplicate" ] || fail "--key with two queues again printed '$k4', want '${k3%% *} duplicate'"
+set +e
+echo '{"n":4}' | cq submit keyed --key order-19 >/dev/null 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "--key with stdin: exit $rc, want 2"
+# --priority, from the argument and pipelined from stdin: level 7 first.
+low=$(cq submit ranked '"low"') || fail "submit to ranked"
+printf '"hi1"\n"hi2"\n' | cq submit ranked --priority 7 >"$TMP/hi" || fail "submit --priority from stdin"
+mid=$(cq submit ranked '"mid"' --priority 3) || fail "submit --priority"
+out=$(cq fetch ranked --count 4 --ack --timeout-ms 2000) || fail "fetch ranked"
+got=$(printf '%s\n' "$out" | while read -r l; do json_field "$l" id; done | tr '\n' ' ')
+want="$(tr '\n' ' ' <"$TMP/hi")$mid $low "
+[ "$got" = "$want" ] || fail "priorities delivered '$got', want '$want'"
+set +e
+cq submit ranked '1' --priority 10 >/dev/null 2>"$TMP/err.txt"; rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q priority "$TMP/err.txt" || fail "--priority 10: rc $rc $(cat "$TMP/err.txt")"
+
 cq close mail >/dev/null || fail "close"
 set +e
 cq submit mail '1' >/dev/null 2>"$TMP/err.txt"; rc=$?

@@ -3,7 +3,7 @@
 # DESTDIR=...`, then a program written outside the source tree is built
 # with nothing but `pkg-config --cflags --libs libchanq` (and `--static`),
 # and run against a chanqd of this build: linked to the installed
-# libchanq.so.1, then to libchanq.a. Also checks what the libraries export:
+# libchanq.so.2, then to libchanq.a. Also checks what the libraries export:
 # the shared one exactly the functions chanq.h declares, the static one no
 # global name outside chanq_* / chanqi_*.
 set -u
@@ -36,11 +36,11 @@ if ! (unset MAKEFLAGS MFLAGS; timeout 300 $make -C "$builddir" --no-print-direct
 fi
 eval "$(unset MAKEFLAGS MFLAGS; $make -s -C "$builddir" --no-print-directory print-install-dirs)"
 lib=$dest$libdir
-for f in "$lib/libchanq.so.1" "$lib/libchanq.a" "$lib/pkgconfig/libchanq.pc" \
+for f in "$lib/libchanq.so.2" "$lib/libchanq.a" "$lib/pkgconfig/libchanq.pc" \
     "$dest$includedir/chanq.h"; do
     [ -e "$f" ] || fail "$f not installed"
 done
-ok "make install put libchanq.so.1, libchanq.a, libchanq.pc and chanq.h in place"
+ok "make install put libchanq.so.2, libchanq.a, libchanq.pc and chanq.h in place"
 
 # The API: every function chanq.h declares (comments gone, the function
 # types of its typedefs left out), against what the libraries define.
@@ -49,16 +49,16 @@ $cc -E -P -I"$dest$includedir" -x c "$dest$includedir/chanq.h" >"$tmp/chanq.i" |
 grep '^typedef' "$tmp/chanq.i" | grep -o '\bchanq_[a-z0-9_]*(' | tr -d '(' | sort -u >"$tmp/types"
 grep -o '\bchanq_[a-z0-9_]*(' "$tmp/chanq.i" | tr -d '(' | sort -u | comm -23 - "$tmp/types" >"$tmp/api"
 [ "$(wc -l <"$tmp/api")" -gt 40 ] || fail "found only $(wc -l <"$tmp/api") functions in chanq.h"
-nm -D --defined-only "$lib/libchanq.so.1" | awk '$2 ~ /^[TWDBR]$/ { print $3 }' | sort -u >"$tmp/exported"
+nm -D --defined-only "$lib/libchanq.so.2" | awk '$2 ~ /^[TWDBR]$/ { print $3 }' | sort -u >"$tmp/exported"
 if ! cmp -s "$tmp/api" "$tmp/exported"; then
     diff "$tmp/api" "$tmp/exported"
-    fail "libchanq.so.1 exports other names than chanq.h declares (< header, > library)"
+    fail "libchanq.so.2 exports other names than chanq.h declares (< header, > library)"
 fi
-soname=$(readelf -d "$lib/libchanq.so.1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-[ "$soname" = libchanq.so.1 ] || fail "soname is '$soname', not libchanq.so.1"
+soname=$(readelf -d "$lib/libchanq.so.2" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = libchanq.so.2 ] || fail "soname is '$soname', not libchanq.so.2"
 stray=$(nm -g --defined-only "$lib/libchanq.a" | awk 'NF == 3 { print $3 }' | grep -v '^chanqi\{0,1\}_' || true)
 [ -z "$stray" ] || fail "libchanq.a defines global names outside chanq_/chanqi_: $stray"
-ok "libchanq.so.1 (soname libchanq.so.1) exports the $(wc -l <"$tmp/api") functions of chanq.h and nothing else; libchanq.a only chanq_/chanqi_ names"
+ok "libchanq.so.2 (soname libchanq.so.2) exports the $(wc -l <"$tmp/api") functions of chanq.h and nothing else; libchanq.a only chanq_/chanqi_ names"
 
 # A producer and a worker in one program, outside the tree. It uses
 # jansson directly too (chanq_wait hands out a json_t), which the .pc's
@@ -134,7 +134,7 @@ cd "$tmp/app" || fail "no $tmp/app"
 # shellcheck disable=SC2086
 $cc -std=c11 -Wall -Wextra -Wno-unused-parameter -Werror $cflags app.c -o app-shared $ldflags $flags ||
     fail "app.c does not build with pkg-config --cflags --libs libchanq"
-readelf -d app-shared | grep -q 'NEEDED.*\[libchanq\.so\.1\]' || fail "app-shared does not need libchanq.so.1"
+readelf -d app-shared | grep -q 'NEEDED.*\[libchanq\.so\.2\]' || fail "app-shared does not need libchanq.so.2"
 # The static variant: libchanq.a, and whatever --static adds for it.
 static_flags=$(printf '%s\n' "$static_flags" | sed 's/-lchanq\b/-l:libchanq.a/')
 # shellcheck disable=SC2086
@@ -164,7 +164,7 @@ done
 # LD_LIBRARY_PATH only: nothing of the build directory is on the way.
 out=$(LD_LIBRARY_PATH=$lib timeout 30 ./app-shared "127.0.0.1:$port") || fail "app-shared failed: $out"
 [ "$out" = '{"echo":{"from":"outside"}}' ] || fail "app-shared printed '$out'"
-LD_LIBRARY_PATH=$lib ldd ./app-shared | grep -q "libchanq.so.1 => $lib/libchanq.so.1" ||
+LD_LIBRARY_PATH=$lib ldd ./app-shared | grep -q "libchanq.so.2 => $lib/libchanq.so.2" ||
     fail "app-shared did not load the installed library: $(LD_LIBRARY_PATH=$lib ldd ./app-shared)"
 out=$(timeout 30 ./app-static "127.0.0.1:$port") || fail "app-static failed: $out"
 [ "$out" = '{"echo":{"from":"outside"}}' ] || fail "app-static printed '$out'"

@@ -419,6 +419,132 @@ START_TEST(closing_the_connection_gives_reserved_jobs_back)
 }
 END_TEST
 
+/* Submits with o and expects the server to refuse it with bad_request. */
+static void
+submit_refused(struct chanq_conn *c, const struct chanq_submit_opts *o, const char *what)
+{
+    char *id = NULL;
+    ck_assert_msg(chanq_submit(c, o, "{}", &id, NULL) < 0, "%s was accepted (id %s)", what, id);
+    ck_assert_msg(strcmp(chanq_last_error(c)->code, "bad_request") == 0, "%s: %s", what,
+                  tc_err(c));
+}
+
+START_TEST(a_key_submitted_twice_names_one_job)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    struct chanq_submit_opts o = {.queue = "keyed", .key = "order-17"};
+    char *first = submit_ok(c, &o, "{\"n\":1}");
+    ck_assert_msg(!chanq_submit_duplicate(c), "a new job was called a duplicate");
+    char *again = submit_ok(c, &o, "{\"n\":2}");
+    ck_assert_msg(chanq_submit_duplicate(c), "the second submit was not a duplicate");
+    ck_assert_str_eq(again, first);
+    /* In a batch too, and another key makes its own job. */
+    const char *payloads[] = {"{\"n\":3}"};
+    struct chanq_submit_result r[1];
+    ck_assert_int_eq(chanq_submit_batch(c, &o, payloads, 1, 0, r), 1);
+    ck_assert_msg(r[0].duplicate && strcmp(r[0].id, first) == 0, "batch: %s dup %d", r[0].id,
+                  r[0].duplicate);
+    chanq_submit_results_free(r, 1);
+    struct chanq_submit_opts other = {.queue = "keyed", .key = "order-18"};
+    char *third = submit_ok(c, &other, "{\"n\":4}");
+    ck_assert_msg(!chanq_submit_duplicate(c) && strcmp(third, first) != 0, "order-18: %s", third);
+    size_t n;
+    const char *qs[] = {"keyed"};
+    struct chanq_fetch_opts fo = {.queues = qs, .nqueues = 1, .timeout_ms = 0, .count = 10};
+    struct chanq_job *jobs = NULL;
+    ck_assert_msg(chanq_fetch(c, &fo, &jobs, &n) == 0, "fetch: %s", tc_err(c));
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(jobs[0].id, first);
+    ck_assert_str_eq(jobs[0].payload, "{\"n\":1}");
+    chanq_jobs_free(jobs, n);
+    char long_key[130];
+    memset(long_key, 'k', 129);
+    long_key[129] = '\0';
+    struct chanq_submit_opts bad = {.queue = "keyed", .key = long_key};
+    submit_refused(c, &bad, "a 129-byte key");
+    free(first);
+    free(again);
+    free(third);
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
+START_TEST(higher_priorities_are_delivered_first)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    const int levels[] = {0, 5, 0, 9, 5};
+    char *ids[5];
+    for (int i = 0; i < 5; i++) {
+        struct chanq_submit_opts o = {.queue = "prio", .priority = levels[i]};
+        ids[i] = submit_ok(c, &o, "{}");
+    }
+    const char *qs[] = {"prio"};
+    struct chanq_fetch_opts fo = {.queues = qs, .nqueues = 1, .timeout_ms = 5000, .count = 5};
+    struct chanq_job *jobs = NULL;
+    size_t n;
+    ck_assert_msg(chanq_fetch(c, &fo, &jobs, &n) == 0, "fetch: %s", tc_err(c));
+    ck_assert_int_eq(n, 5);
+    const int want[] = {3, 1, 4, 0, 2}; /* 9, then 5 and 0 each in submit order */
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(strcmp(jobs[i].id, ids[want[i]]) == 0, "delivery %zu is %s, not %s", i,
+                      jobs[i].id, ids[want[i]]);
+    chanq_jobs_free(jobs, n);
+    for (int i = 0; i < 5; i++)
+        free(ids[i]);
+    struct chanq_submit_opts high = {.queue = "prio", .priority = 10};
+    submit_refused(c, &high, "priority 10");
+    struct chanq_submit_opts low = {.queue = "prio", .priority = -1};
+    submit_refused(c, &low, "priority -1");
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+START_TEST(a_job_with_run_at_is_not_fetched_before_its_time)
+{
+    struct harness *h = tc_start(NULL);
+    struct chanq_conn *c = tc_dial(h, NULL);
+    int64_t at = wall_ms() + 1000;
+    struct chanq_submit_opts o = {.queue = "later", .run_at = at};
+    char *id = submit_ok(c, &o, "{}");
+    /* One clock on one machine: whenever a fetch gives the job, its time
+     * has come (on a slow host the first fetch may already get it). */
+    size_t n;
+    struct chanq_job *j = fetch_one(c, "later", 0, &n);
+    if (n == 0)
+        j = fetch_one(c, "later", 10000, &n);
+    int64_t got = wall_ms();
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(j->id, id);
+    ck_assert_msg(got >= at, "fetched at %lld, due at %lld", (long long)got, (long long)at);
+    chanq_jobs_free(j, n);
+    free(id);
+    struct chanq_submit_opts past = {.queue = "later", .run_at = 1000};
+    id = submit_ok(c, &past, "{}");
+    j = fetch_one(c, "later", 5000, &n);
+    ck_assert_msg(n == 1 && strcmp(j->id, id) == 0, "a run_at in the past was not ready");
+    chanq_jobs_free(j, n);
+    free(id);
+    struct chanq_submit_opts both = {.queue = "later", .run_at = at, .delay_ms = 10};
+    submit_refused(c, &both, "run_at with delay_ms");
+    struct chanq_submit_opts far = {.queue = "later", .run_at = wall_ms() + 400LL * 86400000};
+    submit_refused(c, &far, "run_at 400 days ahead");
+    chanq_conn_free(c);
+    harness_stop(h);
+}
+END_TEST
+
 Suite *
 client_jobs_suite(void)
 {
@@ -438,6 +564,9 @@ client_jobs_suite(void)
     tcase_add_test(tc, cancel_sends_an_event_between_answers_and_cascades_to_children);
     tcase_add_test(tc, wait_times_out_on_a_job_that_is_not_final);
     tcase_add_test(tc, closing_the_connection_gives_reserved_jobs_back);
+    tcase_add_test(tc, a_key_submitted_twice_names_one_job);
+    tcase_add_test(tc, higher_priorities_are_delivered_first);
+    tcase_add_test(tc, a_job_with_run_at_is_not_fetched_before_its_time);
     suite_add_tcase(s, tc);
     return s;
 }

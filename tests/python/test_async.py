@@ -82,6 +82,24 @@ class Async(unittest.IsolatedAsyncioTestCase):
         s = await c.submit(1, queues=[q + "-x", q + "-y"])
         self.assertIn(s.queue, (q + "-x", q + "-y"))
 
+    async def test_key_priority_and_run_at(self) -> None:
+        q = self.q()
+        first = await self.c.submit(1, q, key="k-1")
+        again = await self.c.submit(2, q, key="k-1")
+        self.assertEqual((again, first.duplicate, again.duplicate), (first, False, True))
+        self.assertTrue((await self.c.submit_many([3], q, key="k-1"))[0].duplicate)
+        high = await self.c.submit(4, q, priority=9)
+        at = int(time.time() * 1000) + 1000
+        later = await self.c.submit(5, q, run_at=at, priority=9)
+        got = [j.id for j in await self.c.fetch(q, count=3, timeout_ms=0)]
+        if later not in got:  # (on a slow host its time may have come already)
+            got += [j.id for j in await self.c.fetch(q, timeout_ms=10000)]
+        self.assertGreaterEqual(time.time() * 1000, at, "fetched before its run_at")
+        got.remove(later)
+        self.assertEqual(got, [high, first])
+        with self.assertRaises(chanq.BadRequest):
+            await self.c.submit(6, q, priority=10)
+
     async def test_typed_errors(self) -> None:
         c = self.c
         queued = await c.submit(1, "a-e1")

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import unittest
+from datetime import datetime, timedelta, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pylib import TOP_BUILDDIR, Server, run, until  # noqa: E402
@@ -102,6 +103,51 @@ class Ops(unittest.TestCase):
             r = p.submit({"n": 4}, q, traceparent=tp)
         self.assertEqual(self.c.job(r.result()).traceparent, tp)
         self.assertEqual(self.c.submit_many([5], q, traceparent=tp)[0].queue, q)
+
+    def test_a_key_submitted_twice_names_one_job(self) -> None:
+        q = self.q()
+        first = self.c.submit({"n": 1}, q, key="order-17")
+        self.assertFalse(first.duplicate)
+        again = self.c.submit({"n": 2}, q, key="order-17")
+        self.assertEqual((again, again.duplicate, again.queue), (first, True, None))
+        self.assertEqual(first.queue, q)
+        self.assertEqual(self.c.submit_many([{"n": 3}], q, key="order-17")[0], first)
+        with self.c.pipeline() as p:
+            r = p.submit({"n": 4}, q, key="order-17")
+        self.assertTrue(r.result().duplicate)
+        other = self.c.submit({"n": 5}, q, key="order-18")
+        self.assertNotEqual(other, first)
+        jobs = self.c.fetch(q, count=10, timeout_ms=0)
+        self.assertEqual([(j.id, j.payload) for j in jobs], [(first, {"n": 1}), (other, {"n": 5})])
+        with self.assertRaises(chanq.BadRequest):
+            self.c.submit(6, q, key="k" * 129)
+
+    def test_higher_priorities_are_delivered_first(self) -> None:
+        q = self.q()
+        levels = [0, 5, None, 9, 5]  # None: the default level, 0
+        ids = [self.c.submit(i, q, priority=lv) for i, lv in enumerate(levels)]
+        jobs = self.c.fetch(q, count=5, timeout_ms=1000)
+        self.assertEqual([j.id for j in jobs], [ids[3], ids[1], ids[4], ids[0], ids[2]])
+        for bad in (10, -1):
+            with self.assertRaises(chanq.BadRequest, msg=f"priority {bad}"):
+                self.c.submit(0, q, priority=bad)
+
+    def test_run_at_is_not_fetchable_before_its_time(self) -> None:
+        q = self.q()
+        at = int(time.time() * 1000) + 1000
+        jid = self.c.submit("later", q, run_at=at)
+        # One clock on one machine: whenever a fetch gives the job, its
+        # time has come (a slow host may get it from the first fetch).
+        jobs = self.c.fetch(q, timeout_ms=0) or self.c.fetch(q, timeout_ms=10000)
+        self.assertGreaterEqual(time.time() * 1000, at, "fetched before its run_at")
+        self.assertEqual([j.id for j in jobs], [jid])
+        # A datetime works too; one in the past is ready at once.
+        past = self.c.submit("past", q, run_at=datetime.now(timezone.utc) - timedelta(hours=1))
+        self.assertEqual([j.id for j in self.c.fetch(q, timeout_ms=5000)], [past])
+        with self.assertRaises(chanq.BadRequest):
+            self.c.submit("both", q, run_at=at, delay_ms=10)
+        with self.assertRaises(chanq.BadRequest):
+            self.c.submit("far", q, run_at=datetime.now(timezone.utc) + timedelta(days=400))
 
     def test_fetch_options(self) -> None:
         q = self.q()

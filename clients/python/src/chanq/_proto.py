@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from .errors import ChanqError, ProtocolError, error_from
@@ -37,13 +38,18 @@ UNSET: Any = _Unset()
 
 class JobId(str):
     """A job id (a ``str``) that also says which queue the job went to:
-    with a send-side select (``queues=[...]``) the server picks it."""
+    with a send-side select (``queues=[...]``) the server picks it; and,
+    for a submit with a ``key``, whether it is the id of the job that
+    already held the key (``duplicate``: no job was made; ``queue`` is
+    then None, as the server does not say where that job is)."""
 
     queue: str | None
+    duplicate: bool
 
-    def __new__(cls, value: str, queue: str | None = None) -> "JobId":
+    def __new__(cls, value: str, queue: str | None = None, duplicate: bool = False) -> "JobId":
         self = super().__new__(cls, value)
         self.queue = queue
+        self.duplicate = duplicate
         return self
 
 
@@ -242,10 +248,24 @@ def ping() -> Request[None]:
     return Request({"op": "ping"}, 0, _none)
 
 
-def submit(payload: Any, queue: str | None, queues: Iterable[str] | None, delay_ms: int | None,
-           ttr_ms: int | None, max_attempts: int | None, deadline_ms: int | None,
-           parent: str | None, wait_ms: int | None,
-           traceparent: str | None = None) -> Request[JobId]:
+def epoch_ms(t: int | datetime) -> int:
+    """ms since the epoch of an int (as is) or a datetime (a naive one is
+    local time, as :meth:`datetime.timestamp` reads it)."""
+    if isinstance(t, datetime):
+        return round(t.timestamp() * 1000)
+    return t
+
+
+def submit(payload: Any, queue: str | None, queues: Iterable[str] | None = None,
+           delay_ms: int | None = None, ttr_ms: int | None = None,
+           max_attempts: int | None = None, deadline_ms: int | None = None,
+           parent: str | None = None, wait_ms: int | None = None,
+           traceparent: str | None = None, key: str | None = None,
+           priority: int | None = None,
+           run_at: int | datetime | None = None) -> Request[JobId]:
+    """The submit request. Values go to the server as given: it checks
+    them (ranges, ``run_at`` with ``delay_ms``) and a bad one raises its
+    :class:`BadRequest`, as for every other field."""
     body: dict[str, Any] = {"op": "submit"}
     if queues is not None:
         body["queues"] = _queue_list(queues)
@@ -253,9 +273,18 @@ def submit(payload: Any, queue: str | None, queues: Iterable[str] | None, delay_
         body["queue"] = queue
     body["payload"] = payload
     _opt(body, delay_ms=delay_ms, ttr_ms=ttr_ms, max_attempts=max_attempts,
-         deadline_ms=deadline_ms, parent=parent, wait_ms=wait_ms, traceparent=traceparent)
+         deadline_ms=deadline_ms, parent=parent, wait_ms=wait_ms, traceparent=traceparent,
+         key=key, priority=priority, run_at=None if run_at is None else epoch_ms(run_at))
     return Request(body, _ms(wait_ms) if wait_ms is not None else None,
-                   lambda a: JobId(a["id"], a.get("queue", queue)))
+                   _submitted(queue))
+
+
+def _submitted(queue: str | None) -> Callable[[dict[str, Any]], JobId]:
+    def parse(a: dict[str, Any]) -> JobId:
+        if a.get("duplicate") is True:  # the job holding the key, wherever it is
+            return JobId(a["id"], a.get("queue"), True)
+        return JobId(a["id"], a.get("queue", queue))
+    return parse
 
 
 def fetch(queues: str | Iterable[str], count: int | None, timeout_ms: int | None,

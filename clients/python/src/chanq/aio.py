@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl as _ssl
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from . import _proto as P
@@ -241,9 +242,13 @@ class AsyncClient:
                      queues: Iterable[str] | None = None, delay_ms: int | None = None,
                      ttr_ms: int | None = None, max_attempts: int | None = None,
                      deadline_ms: int | None = None, parent: str | None = None,
-                     wait_ms: int | None = None, traceparent: str | None = None) -> JobId:
+                     wait_ms: int | None = None, traceparent: str | None = None,
+                     key: str | None = None, priority: int | None = None,
+                     run_at: int | datetime | None = None) -> JobId:
+        """As :meth:`chanq.Client.submit`."""
         return await self.call(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                        deadline_ms, parent, wait_ms, traceparent))
+                                        deadline_ms, parent, wait_ms, traceparent, key,
+                                        priority, run_at))
 
     async def submit_many(self, payloads: Iterable[Any], queue: str | None = None, *,
                           window: int = 1024, **options: Any) -> list[JobId]:
@@ -265,10 +270,7 @@ class AsyncClient:
                     first_error = e
 
         for p in payloads:
-            batch.append(P.submit(p, queue, options.get("queues"), options.get("delay_ms"),
-                                  options.get("ttr_ms"), options.get("max_attempts"),
-                                  options.get("deadline_ms"), options.get("parent"),
-                                  options.get("wait_ms"), options.get("traceparent")))
+            batch.append(P.submit(p, queue, **options))
             if len(batch) >= 128:
                 inflight.extend(await self.send(batch))
                 batch = []

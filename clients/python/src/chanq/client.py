@@ -14,6 +14,7 @@ import queue as _queue
 import socket
 import ssl as _ssl
 import threading
+from datetime import datetime
 from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from . import _proto as P
@@ -363,16 +364,28 @@ class Client:
                queues: Iterable[str] | None = None, delay_ms: int | None = None,
                ttr_ms: int | None = None, max_attempts: int | None = None,
                deadline_ms: int | None = None, parent: str | None = None,
-               wait_ms: int | None = None, traceparent: str | None = None) -> JobId:
+               wait_ms: int | None = None, traceparent: str | None = None,
+               key: str | None = None, priority: int | None = None,
+               run_at: int | datetime | None = None) -> JobId:
         """Submits a job to ``queue``, or to one of ``queues`` with room
         (send-side select; the returned id's ``.queue`` says which).
         Waits for room up to ``wait_ms`` (server default when None), then
         raises :class:`QueueFull` (or :class:`Timeout` on an unbuffered queue).
         ``traceparent`` (a W3C trace context, "00-TRACEID-PARENTID-FLAGS")
         is kept with the job and comes back as :attr:`Job.traceparent`; a
-        malformed one raises :class:`BadRequest`."""
+        malformed one raises :class:`BadRequest`.
+
+        ``key`` (1..128 bytes) is an idempotency key: while a job submitted
+        with it is live, and for the server's key-window after, a submit
+        with it makes no job and returns that job's id, with
+        ``.duplicate`` true. ``priority`` (0..9, default 0): a queue
+        delivers its higher levels first. ``run_at`` (ms since the epoch,
+        or a datetime; at most 365 days ahead, not with ``delay_ms``): the
+        job is ready then. The server checks them: a bad value raises
+        :class:`BadRequest` and makes no job."""
         return self.call(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                  deadline_ms, parent, wait_ms, traceparent))
+                                  deadline_ms, parent, wait_ms, traceparent, key, priority,
+                                  run_at))
 
     def submit_many(self, payloads: Iterable[Any], queue: str | None = None, *,
                     window: int = 1024, **options: Any) -> list[JobId]:
@@ -395,10 +408,7 @@ class Client:
                     first_error = e
 
         for p in payloads:
-            batch.append(P.submit(p, queue, options.get("queues"), options.get("delay_ms"),
-                                  options.get("ttr_ms"), options.get("max_attempts"),
-                                  options.get("deadline_ms"), options.get("parent"),
-                                  options.get("wait_ms"), options.get("traceparent")))
+            batch.append(P.submit(p, queue, **options))
             if len(batch) >= 128:
                 inflight.extend(self.send(batch))
                 batch = []
@@ -573,9 +583,12 @@ class Pipeline:
                delay_ms: int | None = None, ttr_ms: int | None = None,
                max_attempts: int | None = None, deadline_ms: int | None = None,
                parent: str | None = None, wait_ms: int | None = None,
-               traceparent: str | None = None) -> Reply[JobId]:
+               traceparent: str | None = None, key: str | None = None,
+               priority: int | None = None,
+               run_at: int | datetime | None = None) -> Reply[JobId]:
         return self.add(P.submit(payload, queue, queues, delay_ms, ttr_ms, max_attempts,
-                                 deadline_ms, parent, wait_ms, traceparent))
+                                 deadline_ms, parent, wait_ms, traceparent, key, priority,
+                                 run_at))
 
     def ack(self, id: str, result: Any = UNSET) -> Reply[None]:
         return self.add(P.ack(id, result))

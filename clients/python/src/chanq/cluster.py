@@ -26,6 +26,7 @@ import os
 import random
 import threading
 import time
+from datetime import datetime
 from typing import Any, Callable, Iterable, TypeVar
 
 from . import _proto as P
@@ -301,23 +302,23 @@ class ClusterClient:
                queues: Iterable[str] | None = None, delay_ms: int | None = None,
                ttr_ms: int | None = None, max_attempts: int | None = None,
                deadline_ms: int | None = None, parent: str | None = None,
-               wait_ms: int | None = None) -> JobId:
+               wait_ms: int | None = None, traceparent: str | None = None,
+               key: str | None = None, priority: int | None = None,
+               run_at: int | datetime | None = None) -> JobId:
         """As :meth:`chanq.Client.submit`; made again on the new leader when
-        the answer was lost with the leader (at-least-once)."""
+        the answer was lost with the leader (at-least-once; with a ``key``
+        the second one returns the first job, ``.duplicate`` true)."""
         qs = None if queues is None else list(queues)
         return self._run(lambda: P.submit(payload, queue, qs, delay_ms, ttr_ms, max_attempts,
-                                          deadline_ms, parent, wait_ms), True, submit=True)
+                                          deadline_ms, parent, wait_ms, traceparent, key,
+                                          priority, run_at), True, submit=True)
 
     def submit_many(self, payloads: Iterable[Any], queue: str | None = None, *,
                     window: int = 256, **options: Any) -> list[JobId]:
         """Submits pipelined, ``window`` at a time; the ones whose answers
         were lost with a leader are submitted again on the next. Returns
         the ids in order; raises the first error (the others were made)."""
-        reqs = [(lambda p=p: P.submit(p, queue, options.get("queues"), options.get("delay_ms"),
-                                      options.get("ttr_ms"), options.get("max_attempts"),
-                                      options.get("deadline_ms"), options.get("parent"),
-                                      options.get("wait_ms")))
-                for p in payloads]
+        reqs = [(lambda p=p: P.submit(p, queue, **options)) for p in payloads]
         out: list[JobId | None] = [None] * len(reqs)
         first_error: BaseException | None = None
         start = 0
