@@ -47,7 +47,9 @@ struct broker {
  * (timers, deferred answers). A send-side select may move a job to another
  * queue of the same broker under the lock meanwhile: the queue pointer is
  * read and written atomically (job_set_queue) so that this read is not a
- * data race. */
+ * data race. The queue read is alive: the job holds its queue, and the
+ * queue a move leaves is held by the moving submit until it answers
+ * (daemon/queue.h). */
 static inline struct broker *
 job_broker(struct job *j)
 {

@@ -25,7 +25,9 @@
  *  - a requeue goroutine (queue_place's wait for room), until its send ended;
  *  - the armed rate timer (queue_limits.c), until it fired or was stopped;
  *  - a queue_snap, until queue_snap_release (a `queues` page is encoded
- *    after the lock is released).
+ *    after the lock is released);
+ *  - the queue_delete op, until its REMOVE record (which names the queue
+ *    with q->name) is logged: applying it drops the registry's.
  * Refs are atomic: a job's last reference, hence possibly the queue's, may
  * go on any thread without the lock; by then nothing else can reach the
  * queue, so queue_free needs no lock. A listed queue never reaches zero. */
