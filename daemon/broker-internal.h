@@ -7,6 +7,7 @@
 #define CHANQ_DAEMON_BROKER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "daemon/broker.h"
 #include "daemon/clock.h"
@@ -39,14 +40,16 @@ struct broker {
     struct job_list finished;  /* final jobs kept for wait, oldest first */
     uint64_t total_done, total_cancelled, total_expired; /* final states reached */
     struct schedules *sched;   /* named schedules (daemon/schedule.h) */
-    struct queue *deleted_queues; /* queue_delete's: parked requests may still hold them */
+    _Atomic size_t queues_allocated; /* listed, and deleted ones still held (queue.h) */
 };
 
 /* The broker a job belongs to, for callers that do not hold the lock yet
  * (timers, deferred answers). A send-side select may move a job to another
  * queue of the same broker under the lock meanwhile: the queue pointer is
  * read and written atomically (job_set_queue) so that this read is not a
- * data race. */
+ * data race. The queue read is alive: the job holds its queue, and the
+ * queue a move leaves is held by the moving submit until it answers
+ * (daemon/queue.h). */
 static inline struct broker *
 job_broker(struct job *j)
 {
@@ -111,9 +114,13 @@ size_t broker_ack_ids(struct broker *b, struct holder *h, const struct span *ids
 /* Takes j out of the job table; the caller gets the table's reference. */
 struct job *broker_untrack(struct broker *b, struct job *j);
 /* Resolves a request's "queue" or "queues" into qs (created on first
- * use); 0, or -1 with err set. */
+ * use), each with a reference the caller drops (queue_unref) when the
+ * request is done with it; 0, or -1 with err set (then *nq is 0 and no
+ * reference is held). */
 int broker_resolve_queues(struct broker *b, const struct request *req, struct queue **qs,
                           size_t *nq, struct proto_error *err);
+/* Drops the references of qs[0..n) (any thread). */
+void broker_release_queues(struct queue **qs, size_t n);
 /* Shuffles qs (fair order among several queues). */
 void broker_shuffle(struct queue **qs, size_t n);
 /* A queued job was found in q's channel (sent there by a send-side
@@ -124,7 +131,8 @@ void broker_landed_in(struct broker *b, struct queue *q, struct job *j);
 size_t broker_purge(struct broker *b, struct queue *q, enum jobindex_kind k);
 /* Deletes every job of q, closes q (its parked submitters, fetchers and
  * consumers are told `closed`) and takes it out of the broker's list (its
- * name is free); q itself stays allocated until the broker is freed. */
+ * name is free), dropping the registry's reference: q is freed at once,
+ * or when its last holder lets go (queue.h). */
 size_t broker_delete_queue(struct broker *b, struct queue *q);
 /* The capacity, ttr_ms and max_attempts a declare or configure names,
  * over set (the rest stays). */

@@ -80,12 +80,10 @@ broker_free(struct broker *b)
 {
     if (!b)
         return;
+    /* The registry lets go of its queues; each is freed with the last job
+     * that points at it, in the table's unref below. */
     for (size_t i = 0; i < b->nqueues; i++)
-        queue_free(b->queues[i]);
-    for (struct queue *q = b->deleted_queues, *next; q; q = next) {
-        next = q->next_deleted;
-        queue_free(q);
-    }
+        queue_retire(b->queues[i]);
     free(b->queues);
     jobtable_each(b->jobs, unref_job, NULL);
     jobtable_free(b->jobs);
@@ -202,16 +200,31 @@ int
 broker_resolve_queues(struct broker *b, const struct request *req, struct queue **qs, size_t *nq,
                       struct proto_error *err)
 {
-    if (req->nqueues == 0) {
-        qs[0] = broker_get_queue(b, req->queue.ptr, req->queue.len, NULL, err);
-        *nq = 1;
-        return qs[0] ? 0 : -1;
-    }
-    for (size_t i = 0; i < req->nqueues; i++) {
-        qs[i] = broker_get_queue(b, req->queues[i].ptr, req->queues[i].len, NULL, err);
-        if (!qs[i])
+    size_t n = req->nqueues ? req->nqueues : 1;
+    *nq = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct span *name = req->nqueues ? &req->queues[i] : &req->queue;
+        struct queue *q = broker_get_queue(b, name->ptr, name->len, NULL, err);
+        if (!q) {
+            broker_release_queues(qs, i);
             return -1;
+        }
+        queue_ref(q); /* the request's */
+        qs[i] = q;
     }
-    *nq = req->nqueues;
+    *nq = n;
     return 0;
+}
+
+void
+broker_release_queues(struct queue **qs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        queue_unref(qs[i]);
+}
+
+size_t
+broker_queues_allocated(struct broker *b)
+{
+    return atomic_load_explicit(&b->queues_allocated, memory_order_relaxed);
 }

@@ -98,6 +98,9 @@ struct membudget *broker_membudget(struct broker *b);
 void broker_set_config(struct broker *b, const struct broker_config *cfg);
 /* Frees every queue and job. No op may run any more. */
 void broker_free(struct broker *b);
+/* Queues allocated now: the listed ones, plus deleted ones that a request,
+ * a job or a timer still holds (freed when it lets go). Any thread. */
+size_t broker_queues_allocated(struct broker *b);
 
 /* The ops. Each validates against the broker's state, then either appends
  * its success line (proto encoders, rid echoed) to out and returns 0, or

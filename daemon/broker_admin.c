@@ -271,6 +271,8 @@ broker_op_queues(struct broker *b, struct session *s, const struct request *req,
     bool more = first + n < b->nqueues;
     pthread_mutex_unlock(&b->lock);
     int rc = queues_page_encode(out, req->rid, snaps, n, more);
+    for (size_t i = 0; i < n; i++)
+        queue_snap_release(&snaps[i]);
     free(snaps);
     if (rc < 0)
         proto_error_set(err, PROTO_INTERNAL, "out of memory");

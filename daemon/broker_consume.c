@@ -40,7 +40,7 @@
 struct consumer {
     struct broker *b;
     struct holder *h;               /* the connection; NULL once detached (lock) */
-    struct pick pick;               /* the queues it takes from (lock) */
+    struct pick pick;               /* the queues it takes from, held (lock) */
     size_t prefetch;                /* pushes wait while h holds this many jobs (lock) */
     bool want_credit;               /* the pusher waits for a job to leave h (lock) */
     struct chan *wake;              /* cap 1: credit came back, or the settings changed */
@@ -52,6 +52,7 @@ struct consumer {
 static void
 consumer_free(struct consumer *c)
 {
+    broker_release_queues(c->pick.qs, c->pick.nq);
     if (c->wake)
         chan_unref(c->wake);
     if (c->ctx)
@@ -225,8 +226,11 @@ step(struct consumer *c)
     struct job *j = NULL;
     struct queue *from = NULL;
     int k = deliver_park(c->b, &c->pick, NULL, c->wake, c->ctx, -1, &j, &from);
-    if (k == 0)
-        return got_one(c, from, j);
+    if (k == 0) {
+        int rc = got_one(c, from, j);
+        queue_unref(from); /* deliver_park's: c->pick may have let go of it */
+        return rc;
+    }
     return k == -EAGAIN ? 0 : ended(c);
 }
 
@@ -283,11 +287,14 @@ broker_op_consume(struct broker *b, struct session *s, const struct request *req
     if (req->nqueues && broker_resolve_queues(b, req, pick.qs, &pick.nq, err) < 0)
         return op_end(&op, -1);
     if (!c && !(c = consumer_start(b, s))) {
+        broker_release_queues(pick.qs, pick.nq);
         proto_error_set(err, PROTO_INTERNAL, "out of memory starting a consume");
         return op_end(&op, -1);
     }
-    if (req->nqueues)
+    if (req->nqueues) {
+        broker_release_queues(c->pick.qs, c->pick.nq); /* the old ones (none when new) */
         c->pick = pick;
+    }
     if (req->has_prefetch)
         c->prefetch = (size_t)req->prefetch;
     wake(c); /* the pusher re-plans with the new settings */

@@ -72,7 +72,9 @@ fetch_gather(struct broker_op *op, struct fetch *f)
         struct queue *from = NULL;
         int k = deliver_park(op->b, &f->pick, op->s, NULL, op->s->ctx, left, &j, &from);
         if (k == 0) {
-            if (!(j = deliver_reserve(op->b, from, j, h)))
+            j = deliver_reserve(op->b, from, j, h);
+            queue_unref(from); /* deliver_park's; the pick holds it too */
+            if (!j)
                 continue;
             f->got[0] = j;
             f->n = 1 + deliver_take(op->b, &f->pick, h, f->got + 1, f->max - 1, SIZE_MAX);
@@ -133,6 +135,7 @@ broker_op_fetch(struct broker *b, struct session *s, const struct request *req, 
      * failure answers an error and the jobs fetched stay reserved until
      * their ttr runs out or the connection closes). */
     rc = op_end_durable(&op, rc, mark);
+    broker_release_queues(f.pick.qs, f.pick.nq);
     id_errors_free(&acked);
     for (size_t i = 0; i < f.n; i++)
         job_unref(f.got[i]); /* the channel's reference; the table keeps the job */

@@ -299,7 +299,10 @@ broker_op_queue_delete(struct broker *b, struct session *s, const struct request
     cancel_holders(q);
     struct jrec_remove rm = {.kind = JREC_REMOVE_QUEUE, .queue = q->name,
                              .queue_len = q->name_len};
-    if (commit_remove(b, rm, &op.w) < 0)
+    queue_ref(q); /* applying rm frees q; it is logged after, with q's name */
+    int rc = commit_remove(b, rm, &op.w);
+    queue_unref(q);
+    if (rc < 0)
         return op_end(&op, -1);
     size_t mark = out->len;
     return op_end_durable(&op, encode_ok_int(out, req->rid, "deleted", (int64_t)n), mark);

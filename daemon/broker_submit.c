@@ -20,8 +20,12 @@
 
 /* A submit's plan: the open queues it may go to, in the order tried. */
 struct submit {
-    struct queue *qs[MSG_MAX_QUEUES];
+    struct queue *qs[MSG_MAX_QUEUES];   /* the plan (borrowed from held) */
     size_t nq;
+    struct queue *held[MSG_MAX_QUEUES]; /* every queue named, a reference each: the
+                                         * plan drops closed ones, which the answer
+                                         * and the park may still read */
+    size_t nheld;
     struct job *parent; /* borrowed; NULL for none */
     struct job *job;    /* the new job (a reference of ours) */
 };
@@ -32,8 +36,10 @@ submit_precheck(struct broker_op *op, struct submit *sub)
 {
     struct broker *b = op->b;
     const struct request *req = op->req;
-    if (broker_resolve_queues(b, req, sub->qs, &sub->nq, op->err) < 0)
+    if (broker_resolve_queues(b, req, sub->held, &sub->nheld, op->err) < 0)
         return -1;
+    memcpy(sub->qs, sub->held, sub->nheld * sizeof *sub->qs);
+    sub->nq = sub->nheld;
     size_t open = 0;
     for (size_t i = 0; i < sub->nq; i++)
         if (!sub->qs[i]->closed)
@@ -344,9 +350,12 @@ broker_op_submit(struct broker *b, struct session *s, const struct request *req,
     if (submit_precheck(&op, &sub) < 0 || submit_record(&op, &sub) < 0) {
         if (sub.job)
             job_unref(sub.job);
+        broker_release_queues(sub.held, sub.nheld);
         return op_end(&op, -1);
     }
-    if (submit_place(&op, &sub, &dw) < 0) {
+    int placed = submit_place(&op, &sub, &dw);
+    broker_release_queues(sub.held, sub.nheld); /* the job holds its own queue */
+    if (placed < 0) {
         op_end(&op, -1);
         durable_finish(&op.w, NULL); /* the submit record, then */
         durable_finish(&dw, NULL);   /* the drop record */

@@ -140,6 +140,7 @@ deliver_park(struct broker *b, const struct pick *p, struct session *s, struct c
     size_t nq = p->nq;
     for (size_t i = 0; i < nq; i++) {
         struct queue *q = qs[i] = p->qs[i];
+        queue_ref(q); /* p's may go while we wait (a consume told to take from others) */
         changed[i] = q->changed;
         chan_ref(changed[i]); /* pause/resume replaces it while we wait */
         q->waiting_fetchers++;
@@ -147,8 +148,12 @@ deliver_park(struct broker *b, const struct pick *p, struct session *s, struct c
         bool take = !q->paused && lw[i] != LIMIT_STARVED;
         cases[4 * i] = (struct chan_case){take ? q->jobs : NULL, CHAN_RECV, j, false};
         cases[4 * i + 1] = (struct chan_case){changed[i], CHAN_RECV, NULL, false};
+        /* Once drained, `drained` stays ready: waiting on it would wake
+         * this park at once, again and again (a fetch that lists a deleted
+         * queue and another one spun so, starving the other goroutines). */
+        bool drained_news = q->closed && !q->drained_sent;
         cases[4 * i + 2] =
-            (struct chan_case){q->closed ? q->drained : NULL, CHAN_RECV, NULL, false};
+            (struct chan_case){drained_news ? q->drained : NULL, CHAN_RECV, NULL, false};
         cases[4 * i + 3] = (struct chan_case){lw[i] == LIMIT_STARVED ? q->gate : NULL,
                                               CHAN_RECV, NULL, false};
     }
@@ -158,16 +163,19 @@ deliver_park(struct broker *b, const struct pick *p, struct session *s, struct c
         session_before_park(s);
     int r = chan_select(cases, 4 * nq + 1, ctx, timeout_ms);
     pthread_mutex_lock(&b->lock);
+    bool got = r >= 0 && (size_t)r < 4 * nq && r % 4 == 0;
     for (size_t i = 0; i < nq; i++) {
         qs[i]->waiting_fetchers--;
         chan_unref(changed[i]);
-        limit_unplan(qs[i], lw[i], r >= 0 && (size_t)r == 4 * i);
+        limit_unplan(qs[i], lw[i], got && (size_t)r == 4 * i);
+        if (!got || (size_t)r != 4 * i)
+            queue_unref(qs[i]);
     }
     if (r < 0)
         return r;
-    if ((size_t)r >= 4 * nq || r % 4 != 0)
+    if (!got)
         return -EAGAIN;
-    *from = qs[r / 4];
+    *from = qs[r / 4]; /* the caller's reference now */
     return 0;
 }
 

@@ -26,8 +26,9 @@ struct session;
 
 /* The queues one delivery takes from. */
 struct pick {
-    struct queue *qs[MSG_MAX_QUEUES];    /* as asked (queues live as long as the broker) */
-    struct queue *order[MSG_MAX_QUEUES]; /* as tried this round */
+    struct queue *qs[MSG_MAX_QUEUES];    /* as asked, each a reference of the pick's owner
+                                          * (broker_resolve_queues; daemon/queue.h) */
+    struct queue *order[MSG_MAX_QUEUES]; /* qs as tried this round (borrowed from qs) */
     size_t nq;
     bool strict; /* the listed order instead of a random one */
 };
@@ -63,7 +64,8 @@ int deliver_give_back(struct broker *b, struct job *j, struct durable *w);
 bool deliver_all_drained(struct pick *p);
 
 /* Releases the lock and parks until one of p's queues hands over a job
- * (0: the job in *j, its queue in *from), the plan changes (a queue
+ * (0: the job in *j, its queue in *from with a reference the caller drops
+ * with queue_unref: p may no longer hold it), the plan changes (a queue
  * paused, resumed or closed: -EAGAIN), `extra` (may be NULL) is ready
  * (-EAGAIN; its value is taken), timeout_ms passes (-ETIMEDOUT; < 0: no
  * limit) or ctx is done (-ECANCELED, -ETIMEDOUT). It waits on the queues p

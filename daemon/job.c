@@ -61,6 +61,7 @@ job_new(uint64_t id, struct queue *q, const char *payload, size_t len)
     j->payload_len = (uint32_t)len;
     j->id = id;
     j->queue = q;
+    queue_ref(q); /* j->queue: held for the job's life (queue.h) */
     j->state = JOB_NSTATES; /* none yet */
     atomic_init(&j->refs, 1);
     return j;
@@ -97,6 +98,7 @@ job_unref(struct job *j)
     timer_free(j->timer);
     extra_free(j->extra);
     free(j->payload);
+    queue_unref(j->queue);
     free(j);
 }
 
@@ -506,7 +508,10 @@ job_moved(struct job *j, struct queue *to)
     bool on_index = j->state == JOB_QUEUED; /* not a job taken back meanwhile */
     if (on_index)
         jobindex_remove(state_index(j), j);
+    struct queue *from = j->queue;
+    queue_ref(to);
     job_set_queue(j, to);
+    queue_unref(from); /* never the last: it is listed, or held by the submit moving j */
     if (on_index)
         indexed(j);
 }

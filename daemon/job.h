@@ -21,8 +21,9 @@
  *   DONE, CANCELLED, EXPIRED  -> gone (evicted from the kept results)
  *
  * Jobs are refcounted: the job table, a queue channel slot, a timer and an
- * operation in flight each hold a reference. Fields are guarded by the
- * broker lock; refs are atomic. Every function here: lock held. */
+ * operation in flight each hold a reference. A job holds one on its queue
+ * (j->queue) until it is freed. Fields are guarded by the broker lock;
+ * refs are atomic. Every function here: lock held, but job_ref/job_unref. */
 #ifndef CHANQ_DAEMON_JOB_H
 #define CHANQ_DAEMON_JOB_H
 
@@ -67,7 +68,7 @@ struct job_extra {
 
 struct job {
     uint64_t id;           /* server-assigned, unique across restarts */
-    struct queue *queue;   /* the queue it belongs to (queues live as long as the broker) */
+    struct queue *queue;   /* the queue it belongs to (a reference: see queue.h) */
     char *payload;         /* compact JSON text, owned; NULL once final */
     uint32_t payload_len;  /* bytes of payload */
     _Atomic uint32_t refs; /* references (job_ref/job_unref) */

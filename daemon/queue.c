@@ -21,6 +21,8 @@ queue_new(struct broker *b, const char *name, size_t name_len, const struct queu
     if (!q)
         return NULL;
     q->broker = b;
+    atomic_init(&q->refs, 1); /* the registry's */
+    atomic_fetch_add_explicit(&b->queues_allocated, 1, memory_order_relaxed);
     q->name = strndup(name, name_len);
     q->name_len = name_len;
     q->set = *set;
@@ -29,7 +31,7 @@ queue_new(struct broker *b, const char *name, size_t name_len, const struct queu
     q->changed = chan_new(0, 0);
     if (!q->name || !q->closing || !q->drained || !q->changed || queue_limits_init(q) < 0 ||
         (b->serving && queue_start(q) < 0)) {
-        queue_free(q);
+        queue_unref(q);
         return NULL;
     }
     return q;
@@ -42,11 +44,10 @@ unref_chan(struct chan *c)
         chan_unref(c);
 }
 
-void
+/* The last reference went: nothing reaches q any more (any thread). */
+static void
 queue_free(struct queue *q)
 {
-    if (!q)
-        return;
     struct job *j;
     while (q->jobs && chan_try_recv(q->jobs, &j) == 0)
         job_unref(j);
@@ -57,7 +58,33 @@ queue_free(struct queue *q)
     queue_limits_free(q);
     free(q->lanes);
     free(q->name);
+    atomic_fetch_sub_explicit(&q->broker->queues_allocated, 1, memory_order_relaxed);
     free(q);
+}
+
+void
+queue_ref(struct queue *q)
+{
+    atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+}
+
+void
+queue_unref(struct queue *q)
+{
+    /* acq_rel: whoever frees sees every write made under the lock by the
+     * holders that let go before it. */
+    if (atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1)
+        queue_free(q);
+}
+
+void
+queue_retire(struct queue *q)
+{
+    struct job *j;
+    while (q->jobs && chan_try_recv(q->jobs, &j) == 0)
+        job_unref(j);
+    queue_limits_stop(q);
+    queue_unref(q);
 }
 
 int
@@ -286,7 +313,7 @@ queue_send_finished(struct queue *q, struct job *j, bool sent)
 }
 
 struct requeue {
-    struct queue *q;
+    struct queue *q; /* a reference of the goroutine's */
     struct job *j; /* carries the channel's reference */
 };
 
@@ -304,6 +331,7 @@ requeue_fn(void *arg)
     pthread_mutex_unlock(&b->lock);
     if (rc != 0)
         job_unref(j); /* shutting down: the job stays where it is */
+    queue_unref(q); /* the goroutine's */
 }
 
 void
@@ -325,8 +353,10 @@ queue_place(struct queue *q, struct job *j)
     if (r) {
         r->q = q;
         r->j = j;
+        queue_ref(q); /* the goroutine's, until its send ended */
         if (go(requeue_fn, r) == 0)
             return;
+        queue_unref(q);
         free(r);
     }
     /* No memory for a goroutine: the job stays QUEUED outside the channel;

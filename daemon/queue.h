@@ -5,11 +5,37 @@
  * goroutine that waits for room), or, while the broker is not serving (a
  * replay, a standby state), onto an ordered list that becomes the
  * channel's content when it starts. Every field is guarded by the broker
- * lock; the channels do their own locking. Every function: lock held. */
+ * lock (but refs); the channels do their own locking. Every function: lock
+ * held, unless it says otherwise.
+ *
+ * Lifetime. A queue is reference counted (queue_ref/queue_unref); the last
+ * reference frees it, so a deleted queue goes as soon as nothing can touch
+ * it any more, and a client looping declare+delete holds no memory. Who
+ * holds one, taken and dropped where said:
+ *  - the broker's registry, while the queue is listed: queue_new's
+ *    reference, dropped by broker_delete_queue (or broker_free);
+ *  - every job, on j->queue: taken by job_new and job_moved, dropped when
+ *    the job is freed (job_unref, any thread). A timer or a deferred answer
+ *    that holds a job can so always read j->queue->broker;
+ *  - a request that names queues: what broker_resolve_queues gives (a
+ *    submit's plan, a fetch's or a consume's pick), dropped when the
+ *    request ends or the consume changes its queues;
+ *  - a parked delivery, for its park (deliver_park: the pick it parks on
+ *    may change meanwhile), and the queue it hands a job from;
+ *  - a requeue goroutine (queue_place's wait for room), until its send ended;
+ *  - the armed rate timer (queue_limits.c), until it fired or was stopped;
+ *  - a queue_snap, until queue_snap_release (a `queues` page is encoded
+ *    after the lock is released);
+ *  - the queue_delete op, until its REMOVE record (which names the queue
+ *    with q->name) is logged: applying it drops the registry's.
+ * Refs are atomic: a job's last reference, hence possibly the queue's, may
+ * go on any thread without the lock; by then nothing else can reach the
+ * queue, so queue_free needs no lock. A listed queue never reaches zero. */
 #ifndef CHANQ_DAEMON_QUEUE_H
 #define CHANQ_DAEMON_QUEUE_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,15 +118,25 @@ struct queue {
     struct timer *rate_timer;     /* fires when the next token is due while some starve */
     struct jobindex ix[JOBINDEX_N]; /* its jobs of each state by id (`list`) */
     bool deleted;                 /* queue_delete took it out of the broker's list */
-    struct queue *next_deleted;   /* the broker's deleted queues (freed with it) */
+    _Atomic size_t refs;          /* references (see the top of this file) */
 };
 
-/* A new, empty queue of broker b with these settings; its job channel is
- * made now when b serves, else by queue_start. NULL when out of memory. */
+/* A new, empty queue of broker b with these settings, with one reference
+ * (the registry's); its job channel is made now when b serves, else by
+ * queue_start. NULL when out of memory. */
 struct queue *queue_new(struct broker *b, const char *name, size_t name_len,
                         const struct queue_settings *set);
-/* Frees q and its channels, dropping the channel's job references. */
-void queue_free(struct queue *q);
+/* Takes a reference. Any thread, but the caller must already hold one, or
+ * the lock while q is listed. */
+void queue_ref(struct queue *q);
+/* Drops a reference; the last one frees q and its channels, dropping the
+ * channel's job references. Any thread, lock held or not. */
+void queue_unref(struct queue *q);
+/* The registry lets go of q (queue_delete, broker_free): the job
+ * references its channel holds are dropped (jobs hold q: a cycle
+ * otherwise), its rate timer is stopped, and the registry's reference is
+ * dropped. Lock held (or the broker is being freed). */
+void queue_retire(struct queue *q);
 /* The broker starts serving: makes the channel (the caller then moves the
  * standby list into it, queue_standby_pop). 0 or -ENOMEM. */
 int queue_start(struct queue *q);
@@ -167,8 +203,10 @@ void queue_room_freed(struct queue *q);
 /* A parked delivery is being kept off q by a limit: makes sure it is woken
  * when the rate gives the next token. */
 void queue_starving(struct queue *q);
-/* The limits' share of a queue: set up or changed (a full bucket), freed. */
+/* The limits' share of a queue: set up or changed (a full bucket), its
+ * rate timer stopped (the caller holds a reference of its own), freed. */
 int queue_limits_init(struct queue *q);
+void queue_limits_stop(struct queue *q);
 void queue_limits_free(struct queue *q);
 
 /* Counts an acked job that ran ms milliseconds (reserve to ack). */
@@ -179,9 +217,10 @@ json_t *queue_stats_json(const struct queue *q);
 
 /* A queue's stats copied out (under the broker lock), to be turned into
  * JSON after the lock is released: a `queues` answer must not hold the
- * lock while it builds thousands of objects. name is the queue's own
- * (queues live as long as the broker). */
+ * lock while it builds thousands of objects. name is the queue's own: the
+ * snapshot holds a reference until queue_snap_release (any thread). */
 struct queue_snap {
+    struct queue *q;
     const char *name;
     struct queue_settings set;
     size_t depth, reserved, delayed, dead, waiting_submitters, waiting_fetchers;
@@ -190,7 +229,8 @@ struct queue_snap {
     struct queue_counters count;
     int64_t oldest_age_ms;
 };
-void queue_snapshot(const struct queue *q, struct queue_snap *out);
+void queue_snapshot(struct queue *q, struct queue_snap *out);
+void queue_snap_release(struct queue_snap *s);
 /* The snapshot as queue_stats_json gives it (new reference, or NULL). */
 json_t *queue_snap_json(const struct queue_snap *s);
 

@@ -112,7 +112,9 @@ queue_room_freed(struct queue *q)
             break; /* full: enough wakes are on their way */
 }
 
-/* The rate timer: the next token is due. */
+/* The rate timer: the next token is due. It holds a reference to q from
+ * its arming (queue_starving) until here, so a deleted queue is not freed
+ * under it. */
 static void
 rate_tick(void *arg)
 {
@@ -123,19 +125,23 @@ rate_tick(void *arg)
     if (q->starved > chan_len(q->gate))
         queue_starving(q); /* still some waiting: the token after */
     pthread_mutex_unlock(&b->lock);
+    queue_unref(q); /* the armed timer's */
 }
 
 void
 queue_starving(struct queue *q)
 {
-    if (q->set.rate <= 0 || !q->rate_timer)
-        return;
+    if (q->set.rate <= 0 || !q->rate_timer || q->deleted)
+        return; /* a deleted queue delivers nothing: no token to wait for */
     refill(q, timer_now_ms());
     int64_t need = (int64_t)(q->armed + 1) * q->set.rate_per_ms - q->tokens;
     if (need <= 0 || q->tokens >= bucket_full(q))
         return; /* tokens are there: a slot or an armed receiver is what it waits for */
     /* Re-arming moves the one timer: the earliest due token wins anyway,
-     * since every starved delivery needs the next one. */
+     * since every starved delivery needs the next one. An armed timer
+     * holds a reference (one that fired or was never armed holds none). */
+    if (!timer_stop(q->rate_timer))
+        queue_ref(q);
     timer_reset(q->rate_timer, (need + q->set.rate - 1) / q->set.rate);
 }
 
@@ -156,6 +162,13 @@ queue_limits_init(struct queue *q)
         return -ENOMEM;
     queue_room_freed(q); /* a limit raised or lifted: the starved re-plan */
     return 0;
+}
+
+void
+queue_limits_stop(struct queue *q)
+{
+    if (q->rate_timer && timer_stop(q->rate_timer))
+        queue_unref(q); /* the armed timer's: never the last (the caller holds one) */
 }
 
 void

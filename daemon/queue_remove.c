@@ -35,7 +35,7 @@ broker_queue_jobs(const struct queue *q)
 
 /* The deleted queue's channel: the pointers left in it are tombstones
  * now. Taking them out lets parked requeuers finish their sends; then the
- * buffer goes (the queue stays allocated, its buffer need not). */
+ * buffer goes (holders may keep the queue a while, its buffer need not). */
 static void
 empty_channel(struct queue *q)
 {
@@ -59,8 +59,7 @@ unlist(struct broker *b, struct queue *q)
         break;
     }
     q->deleted = true;
-    q->next_deleted = b->deleted_queues;
-    b->deleted_queues = q;
+    queue_retire(q); /* the registry's reference: freed now, or by its last holder */
 }
 
 size_t

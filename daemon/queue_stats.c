@@ -73,8 +73,8 @@ queue_oldest_age_ms(const struct queue *q)
     return age > 0 ? age : 0;
 }
 
-void
-queue_snapshot(const struct queue *q, struct queue_snap *out)
+static void
+snap_fill(const struct queue *q, struct queue_snap *out)
 {
     *out = (struct queue_snap){
         .name = q->name,
@@ -91,6 +91,23 @@ queue_snapshot(const struct queue *q, struct queue_snap *out)
         .oldest_age_ms = queue_oldest_age_ms(q),
         .tokens = queue_tokens(q),
     };
+}
+
+void
+queue_snapshot(struct queue *q, struct queue_snap *out)
+{
+    snap_fill(q, out);
+    queue_ref(q); /* name is read after the lock is released */
+    out->q = q;
+}
+
+void
+queue_snap_release(struct queue_snap *s)
+{
+    if (s->q)
+        queue_unref(s->q);
+    s->q = NULL;
+    s->name = NULL;
 }
 
 /* The delivery limits, only on a queue that has them, named as declare
@@ -138,6 +155,6 @@ json_t *
 queue_stats_json(const struct queue *q)
 {
     struct queue_snap s;
-    queue_snapshot(q, &s);
+    snap_fill(q, &s); /* lock held throughout: no reference needed */
     return queue_snap_json(&s);
 }

@@ -31,11 +31,13 @@
 static const bool rss_meaningful = false;
 enum { UNAUTH_CLIENTS = 400, LINE_CLIENTS = 100, LINE_BUDGET_MIB = 16, SLOW = 15 };
 enum { FLOODERS = 4, FLOOD_REQUESTS = 10 };
+enum { DELETE_CYCLES = 4000 };
 #define LINE_BUDGET "16M"
 #else
 static const bool rss_meaningful = true;
 enum { UNAUTH_CLIENTS = 1000, LINE_CLIENTS = 200, LINE_BUDGET_MIB = 64, SLOW = 1 };
 enum { FLOODERS = 16, FLOOD_REQUESTS = 40 };
+enum { DELETE_CYCLES = 20000 };
 #define LINE_BUDGET "64M"
 #endif
 
@@ -375,6 +377,56 @@ START_TEST(a_queues_flood_is_bounded_and_others_are_served)
 }
 END_TEST
 
+/* n cycles of declare, submit, queue_delete of a fresh queue each, sent
+ * pipelined (BATCH cycles at a time); every answer must be ok. */
+static void
+declare_submit_delete(int fd, int first, int n)
+{
+    enum { BATCH = 50 };
+    for (int done = 0; done < n;) {
+        int k = n - done < BATCH ? n - done : BATCH;
+        char line[256];
+        for (int i = first + done; i < first + done + k; i++) {
+            snprintf(line, sizeof line, "{\"op\":\"declare\",\"queue\":\"loop-%d\",\"capacity\":5}", i);
+            ck_assert_int_eq(send_line(fd, line), 0);
+            snprintf(line, sizeof line, "{\"op\":\"submit\",\"queue\":\"loop-%d\",\"payload\":"
+                     "\"%0100d\"}", i, i);
+            ck_assert_int_eq(send_line(fd, line), 0);
+            snprintf(line, sizeof line, "{\"op\":\"queue_delete\",\"queue\":\"loop-%d\"}", i);
+            ck_assert_int_eq(send_line(fd, line), 0);
+        }
+        for (int i = 0; i < 3 * k; i++) {
+            json_t *a = recv_json(fd);
+            ck_assert_msg(is_ok(a), "cycle %d: an answer is not ok", first + done + i / 3);
+            json_decref(a);
+        }
+        done += k;
+    }
+}
+
+/* A client looping declare + submit + queue_delete holds no memory: a
+ * deleted queue is freed with its last holder (it was kept until the
+ * server stopped, about 1 KiB apiece). */
+START_TEST(declare_and_delete_loops_hold_no_memory)
+{
+    struct harness *h = start_daemon(NULL);
+    int fd = dial(h);
+    declare_submit_delete(fd, 0, DELETE_CYCLES / 10); /* warm up the allocator */
+    long long base = daemon_rss(h);
+    int64_t t0 = harness_now_ms();
+    declare_submit_delete(fd, DELETE_CYCLES / 10, DELETE_CYCLES);
+    long long grown = daemon_rss(h) - base;
+    fprintf(stderr, "declare+submit+delete x%d: RSS %lld -> %+lld KiB in %lld ms\n",
+            DELETE_CYCLES, base / 1024, grown / 1024, (long long)(harness_now_ms() - t0));
+    ck_assert_msg(!rss_meaningful || grown < 4 * MIB, "RSS grew by %lld KiB", grown / 1024);
+    json_t *r = req_ok(fd, "{\"op\":\"queues\"}");
+    ck_assert_int_eq(json_object_size(json_object_get(r, "queues")), 0);
+    json_decref(r);
+    harness_close(fd);
+    ck_assert_int_eq(harness_stop(h), 0);
+}
+END_TEST
+
 Suite *
 memory_suite(void)
 {
@@ -385,6 +437,7 @@ memory_suite(void)
     tcase_add_test(tc, hello_has_a_deadline_and_a_small_line_limit);
     tcase_add_test(tc, unfinished_lines_stay_within_the_budget);
     tcase_add_test(tc, a_queues_flood_is_bounded_and_others_are_served);
+    tcase_add_test(tc, declare_and_delete_loops_hold_no_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -476,6 +476,135 @@ START_TEST(queue_delete_tells_every_waiter_closed)
 }
 END_TEST
 
+/* Polls a queue stat until it is want (10 s at most). */
+static void
+await_stat(int fd, const char *queue, const char *field, long long want)
+{
+    for (int i = 0; i < 100 && queue_stat(fd, queue, field) != want; i++)
+        usleep(100 * 1000);
+    ck_assert_int_eq(queue_stat(fd, queue, field), want);
+}
+
+/* The next answer on fd (events skipped) is the error code. */
+static void
+answers_error(int fd, const char *code, const char *what)
+{
+    json_t *a = recv_json(fd);
+    while (a && json_object_get(a, "event")) {
+        json_decref(a);
+        a = recv_json(fd);
+    }
+    ck_assert_msg(a && strcmp(error_code(a), code) == 0, "%s: not told %s", what, code);
+    json_decref(a);
+}
+
+/* One round of queue_delete_frees_under_parked_requests. */
+static void
+delete_under_parked_requests(void)
+{
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"full\",\"capacity\":1}"));
+    free(submit(fx.fd, "full", "1"));
+    char *ids[2] = {submit(fx.fd, "d", "1"), submit(fx.fd, "d", "2")};
+    /* A rate limited queue with a job but no token: its fetcher starves,
+     * the rate timer armed for the next token (minutes away). */
+    json_decref(req_ok(fx.fd, "{\"op\":\"declare\",\"queue\":\"r\",\"rate\":1,"
+                              "\"rate_per_ms\":600000,\"burst\":1}"));
+    char *first = submit(fx.fd, "r", "1");
+    free(submit(fx.fd, "r", "2"));
+    char *got = fetch_one(fx.fd, "r", 1000);
+    ck_assert_str_eq(got, first);
+    json_decref(req_ok(fx.fd, "{\"op\":\"ack\",\"id\":\"%s\"}", got));
+    free(got);
+    free(first);
+    int w = dial(fx.h), sub = dial(fx.h), alone = dial(fx.h), two = dial(fx.h),
+        con = dial(fx.h), starved = dial(fx.h);
+    json_t *r = req_ok(w, "{\"op\":\"fetch\",\"queue\":\"d\",\"count\":2}");
+    ck_assert_int_eq(json_array_size(json_object_get(r, "jobs")), 2);
+    json_decref(r);
+    ck_assert_int_eq(send_line(sub, "{\"op\":\"submit\",\"queue\":\"full\",\"payload\":2,"
+                                    "\"wait_ms\":30000}"), 0);
+    ck_assert_int_eq(send_line(alone, "{\"op\":\"fetch\",\"queue\":\"d\",\"timeout_ms\":30000}"),
+                     0);
+    ck_assert_int_eq(send_line(two, "{\"op\":\"fetch\",\"queues\":[\"d\",\"other\"],"
+                                    "\"timeout_ms\":30000}"), 0);
+    json_decref(req_ok(con, "{\"op\":\"consume\",\"queue\":\"d\"}"));
+    ck_assert_int_eq(send_line(starved, "{\"op\":\"fetch\",\"queue\":\"r\",\"timeout_ms\":30000}"),
+                     0);
+    await_stat(fx.fd, "full", "waiting_submitters", 1);
+    await_stat(fx.fd, "d", "waiting_fetchers", 3);
+    await_stat(fx.fd, "r", "waiting_fetchers", 1);
+
+    /* The reserved jobs go; their holder hears it, parked requests on d
+     * alone end `closed`, the fetch that lists another queue goes on. */
+    r = req_ok(fx.fd, "{\"op\":\"queue_delete\",\"queue\":\"d\"}");
+    ck_assert_int_eq(num(r, "deleted"), 2);
+    json_decref(r);
+    for (int i = 0; i < 2; i++) {
+        json_t *ev = next_event(w, 5000);
+        ck_assert_msg(ev && strcmp(str(ev, "event"), "cancel") == 0, "holder not told cancel");
+        json_decref(ev);
+    }
+    answers_error(alone, "closed", "fetch parked on the deleted queue alone");
+    json_t *ev = next_event(con, 5000);
+    ck_assert_msg(ev && strcmp(str(ev, "event"), "consume_end") == 0, "consumer not ended");
+    ck_assert_str_eq(str(ev, "reason"), "closed");
+    json_decref(ev);
+    ck_assert_msg(no_data_within(two, 300), "a fetch with another queue stopped waiting");
+    char *other = submit(fx.fd, "other", "3");
+    r = recv_json(two);
+    ck_assert_msg(is_ok(r), "the fetch on d and other did not get other's job");
+    json_t *job = json_array_get(json_object_get(r, "jobs"), 0);
+    ck_assert_str_eq(str(job, "id"), other);
+    ck_assert_str_eq(str(job, "queue"), "other");
+    json_decref(r);
+    json_decref(req_ok(two, "{\"op\":\"ack\",\"id\":\"%s\"}", other));
+    free(other);
+    /* The worker acks one deleted job and fails the other: both are gone. */
+    req_err(w, "not_found", "{\"op\":\"ack\",\"id\":\"%s\"}", ids[0]);
+    req_err(w, "not_found", "{\"op\":\"nack\",\"id\":\"%s\",\"error\":\"x\"}", ids[1]);
+    req_err(w, "not_found", "{\"op\":\"job\",\"id\":\"%s\"}", ids[1]);
+
+    r = req_ok(fx.fd, "{\"op\":\"queue_delete\",\"queue\":\"full\"}");
+    ck_assert_int_eq(num(r, "deleted"), 2); /* its job and the waiting submit's */
+    json_decref(r);
+    answers_error(sub, "closed", "submit parked for room");
+    r = req_ok(fx.fd, "{\"op\":\"queue_delete\",\"queue\":\"r\"}");
+    ck_assert_int_eq(num(r, "deleted"), 2); /* the queued job and the acked one's result */
+    json_decref(r);
+    answers_error(starved, "closed", "fetch starved by the rate limit");
+
+    /* Healthy: only `other` is listed, and the names work anew. */
+    r = req_ok(fx.fd, "{\"op\":\"queues\"}");
+    ck_assert_int_eq(json_object_size(json_object_get(r, "queues")), 1);
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(r, "queues"), "other"));
+    json_decref(r);
+    char *again = submit(sub, "d", "4");
+    char *back = fetch_one(alone, "d", 1000);
+    ck_assert_str_eq(back, again);
+    json_decref(req_ok(alone, "{\"op\":\"ack\",\"id\":\"%s\"}", back));
+    ck_assert_int_eq(queue_stat(fx.fd, "d", "acked"), 1);
+    json_decref(req_ok(fx.fd, "{\"op\":\"queue_delete\",\"queue\":\"d\"}"));
+    free(again);
+    free(back);
+    free(ids[0]);
+    free(ids[1]);
+    int fds[] = {w, sub, alone, two, con, starved};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        harness_close(fds[i]);
+}
+
+/* queue_delete while requests are parked on the queue: each gets the
+ * answer the protocol documents, and the daemon goes on serving, round
+ * after round (the deleted queues are freed as their holders let go: the
+ * sanitizer builds see any use after that, and the teardown any leak). */
+START_TEST(queue_delete_frees_under_parked_requests)
+{
+    for (int round = 0; round < 3; round++)
+        delete_under_parked_requests();
+    json_decref(req_ok(fx.fd, "{\"op\":\"ping\"}"));
+}
+END_TEST
+
 /* configure changes what it names and keeps the rest, the delivery
  * limits too (its QUEUE record once left them out, which removed them). */
 START_TEST(configure_keeps_the_delivery_limits)
@@ -786,6 +915,7 @@ operator_suite(void)
     tcase_add_test(tc, delete_takes_jobs_of_any_state_and_reserved_only_by_force);
     tcase_add_test(tc, purge_deletes_a_state_and_answers_the_count);
     tcase_add_test(tc, queue_delete_tells_every_waiter_closed);
+    tcase_add_test(tc, queue_delete_frees_under_parked_requests);
     tcase_add_test(tc, configure_changes_capacity_live);
     tcase_add_test(tc, configure_keeps_the_delivery_limits);
     tcase_add_test(tc, clients_lists_every_connection);
