@@ -12,6 +12,8 @@ failover:
   on the dead connection come back from the new leader), the pool is
   still running and counted a failover;
 - every job is then done on the leader (no ack owed);
+- the leader is stopped gracefully (SIGTERM): the pool goes on with the
+  next leader and runs the jobs submitted after;
 - two nodes are killed (no majority, no leader): stop() while the pool
   looks for a leader ends it within 5 s.
 
@@ -19,6 +21,7 @@ Every wait is bounded; SKIP (77) in a --without-cluster build."""
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -33,6 +36,7 @@ from opslib import Skip, main  # noqa: E402
 QUEUE = "awq"
 BEFORE = 100  # jobs submitted before the kill
 AFTER = 100  # jobs submitted after it
+STOPPED = 50  # jobs submitted after a graceful stop (SIGTERM) of the leader
 STOP_MAX_S = 5.0  # stop() while it looks for a leader: far below WAIT
 
 
@@ -98,13 +102,27 @@ def check_async_worker_across_a_kill(nodes, servers):
         assert pool.worker.failovers >= 1, pool.worker.failovers
         # Its acks reach the leader: nothing stays queued or reserved.
         until("every job done", lambda: all(c.job(i).state == "done" for i in ids))
+        # A graceful stop of the leader (consume_end shutting_down, then
+        # the connection closes): the pool goes on with the next leader.
+        leader = until("a leader", lambda: leader_of(nodes))
+        leader.proc.send_signal(signal.SIGTERM)
+        total = BEFORE + AFTER + STOPPED
+        ids += [c.submit({"k": k}, QUEUE) for k in range(BEFORE + AFTER, total)]
+        until("the pool to run the jobs after a graceful stop",
+              lambda: pool.done() >= set(range(total)) or "error" in pool.result)
+        assert "error" not in pool.result and pool.thread.is_alive(), pool.result
+        assert pool.worker.failovers >= 2, pool.worker.failovers
+        leader.proc.wait(WAIT)
+        leader.start()
+        until("every job done", lambda: all(c.job(i).state == "done" for i in ids))
+        failovers = pool.worker.failovers
         # With no majority left no node serves: stop() ends the search.
         leader = until("a leader", lambda: leader_of(nodes))
         leader.kill()
         next(n for n in nodes if n is not leader).kill()
         until("the pool to lose its connection", lambda: pool.worker._client.closed)
         time.sleep(0.5)  # into its search for a leader
-        assert pool.thread.is_alive() and pool.worker.failovers == 1, pool.result
+        assert pool.thread.is_alive() and pool.worker.failovers == failovers, pool.result
         t1 = time.monotonic()
         pool.stop()
         stop_s = time.monotonic() - t1
@@ -127,9 +145,9 @@ def test_async_worker_follows_the_leader():
     try:
         servers = ",".join(n.address for n in nodes)
         resumed_s, stop_s, runs, stats = check_async_worker_across_a_kill(nodes, servers)
-        print("AsyncWorker across a kill: %d jobs, %d runs, every job run %.2f s after the "
+        print("AsyncWorker across a kill and a SIGTERM: %d jobs, %d runs, every job run %.2f s after the "
               "kill; stopped in %.2f s while no node served; %s"
-              % (BEFORE + AFTER, runs, resumed_s, stop_s, stats))
+              % (BEFORE + AFTER + STOPPED, runs, resumed_s, stop_s, stats))
     except BaseException:
         for n in nodes:
             sys.stdout.write("--- node %d log (tail):\n%s" % (n.nid, n.log()[-2000:]))
