@@ -31,14 +31,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Coroutine, Iterable
 
 from . import _proto as P
 from ._proto import Event, Job
 from .aio import AsyncClient
 from .client import Client
 from .aio_cluster import aconnect_leader
-from .cluster import dial, parse_servers
+from .cluster import Backoff, dial, parse_servers
 from .errors import ChanqError, Closed, ConnectionLost, NotLeader, ShuttingDown, Unauthorized
 
 log = logging.getLogger("chanq.worker")
@@ -48,8 +48,10 @@ log = logging.getLogger("chanq.worker")
 class WorkerStats:
     """What a pool did: jobs fetched (pushed or fetched), acked, nacked
     (the handler raised), cancelled (cancel or revoked event while running,
-    or before it started), released (received after the stop) and failed
-    acks/nacks (``errors``)."""
+    or before it started), released (received after the stop), failed
+    acks/nacks (``errors``) and ``lost``: jobs an :class:`AsyncWorker`
+    with several servers held on a connection that died (a failover),
+    their verdict dropped or never made; the server gives them back."""
 
     fetched: int = 0
     acked: int = 0
@@ -57,6 +59,7 @@ class WorkerStats:
     cancelled: int = 0
     released: int = 0
     errors: int = 0
+    lost: int = 0
 
 
 class JobContext:
@@ -568,26 +571,46 @@ class Worker:
 
 
 async def _adial(address: Any, **connect: Any) -> AsyncClient:
-    """One address: an AsyncClient; several: the serving leader's. (The
-    async pool ends when its connection is lost, one server or several.)"""
+    """One address: an AsyncClient; several: the serving leader's."""
     addrs = parse_servers(address)
     if len(addrs) == 1:
         return await AsyncClient.connect(addrs[0], **connect)
     return await aconnect_leader(addrs, **connect)
 
 
+# Errors after which a pool with several servers looks for the leader again.
+_FAILOVER = (ConnectionLost, NotLeader, ShuttingDown)
+
+
 class AsyncWorker:
     """A pool of ``concurrency`` asyncio tasks running ``await handler(ctx)``
     per job. A ``cancel`` (or ``revoked``) event cancels the handler's task.
     Same options as :class:`Worker` (``mode="consume"`` by default: one
-    connection, jobs pushed, acks pipelined)."""
+    connection, jobs pushed, acks pipelined).
+
+    ``address`` may list several servers (``"a:1,b:2,c:3"`` or a list: a
+    cluster). In consume mode the pool then consumes from the serving
+    leader, and when that connection is lost, or its node stops serving
+    (``consume_end`` with ``shutting_down``, or ``not_leader``), it finds
+    the leader again (as :func:`chanq.aconnect_leader`, with its backoff;
+    tried again until :meth:`stop`) and consumes again with the same
+    options. The jobs it held on the lost connection are not acked or
+    nacked: their reservation died with the connection, and the server
+    (or the new leader) delivers them again, their attempt counted. A
+    handler running then finishes, but its verdict is dropped and counted
+    in ``stats.lost``, as is a job received and not yet started. Delivery
+    is therefore at least once across a failover: make handlers
+    idempotent. ``failovers`` counts the reconnections. With one server,
+    or in fetch mode, a lost connection ends the pool (``error`` says why).
+    """
 
     def __init__(self, handler: Callable[[JobContext], Awaitable[Any]],
                  queues: str | Iterable[str],
-                 address: str | tuple[str, int] = P.DEFAULT_ADDRESS, *, concurrency: int = 1,
-                 prefetch: int | None = None, mode: str = "consume", poll_ms: int = 500,
-                 touch_ms: int | None = None, nack_delay_ms: int | None = None,
-                 strict: bool = False, **connect: Any) -> None:
+                 address: str | tuple[str, int] | list[str] = P.DEFAULT_ADDRESS, *,
+                 concurrency: int = 1, prefetch: int | None = None, mode: str = "consume",
+                 poll_ms: int = 500, touch_ms: int | None = None,
+                 nack_delay_ms: int | None = None, strict: bool = False,
+                 **connect: Any) -> None:
         self.handler = handler
         self.queues = [queues] if isinstance(queues, str) else list(queues)
         self.address = address
@@ -601,13 +624,22 @@ class AsyncWorker:
         self.connect = connect
         self.stats = WorkerStats()
         self.error: BaseException | None = None
+        self.failovers = 0
+        self._servers = parse_servers(address)
         self._stop: asyncio.Event | None = None
         self._running: dict[str, tuple[JobContext, "asyncio.Task[Any]"]] = {}
         # consume mode
-        self._jobs: "asyncio.Queue[tuple[Job, float] | None]" = asyncio.Queue()
+        self._client: AsyncClient | None = None  # the connection consuming now
+        self._leaving: AsyncClient | None = None  # its node said shutting_down
+        self._old: list[AsyncClient] = []  # earlier ones, kept for their verdicts
+        self._jobs: "asyncio.Queue[tuple[AsyncClient, Job, float] | None]" = asyncio.Queue()
         self._out: "asyncio.Queue[_Out | None]" = asyncio.Queue()
-        self._waiting: dict[str, str] = {}
+        self._waiting: dict[tuple[AsyncClient, str], str] = {}
         self._input_done = False
+
+    @property
+    def _cluster(self) -> bool:
+        return self.mode == "consume" and len(self._servers) > 1
 
     def stop(self) -> None:
         """Stops taking jobs; running jobs finish."""
@@ -646,25 +678,37 @@ class AsyncWorker:
 
     # ---- consume mode --------------------------------------------------
 
-    async def _run_consume(self) -> None:
-        client = await _adial(self.address, on_event=self._on_push, **self.connect)
+    async def _consume(self, prefer: Any = None) -> AsyncClient:
+        """A connection (to the leader, given several servers) consuming
+        the queues; the pushes name the connection they came on."""
+        if self._cluster:
+            client = await aconnect_leader(self._servers, prefer=prefer, **self.connect)
+        else:
+            client = await _adial(self.address, **self.connect)
+        client.on_event = lambda ev: self._on_push(client, ev)
         try:
             await client.consume(self.queues, prefetch=self.prefetch,
                                  strict=self.strict or None)
         except BaseException:
             await client.close()
             raise
-        sender = asyncio.get_running_loop().create_task(self._send_loop(client))
-        feeder = asyncio.get_running_loop().create_task(self._feed(client))
+        return client
+
+    async def _run_consume(self) -> None:
+        self._client = await self._consume()
+        sender = asyncio.get_running_loop().create_task(self._send_loop())
+        feeder = asyncio.get_running_loop().create_task(self._feed())
         try:
-            await asyncio.gather(*(self._runner(client) for _ in range(self.concurrency)))
+            await asyncio.gather(*(self._runner() for _ in range(self.concurrency)))
         finally:
             feeder.cancel()
             self._out.put_nowait(None)
             try:
                 await sender
             finally:
-                await client.close()
+                assert self._client is not None
+                for c in self._old + [self._client]:
+                    await c.close()
 
     def _end_input(self) -> None:
         """No job will be pushed any more: the slots end once the rest ran."""
@@ -673,51 +717,124 @@ class AsyncWorker:
             for _ in range(self.concurrency):
                 self._jobs.put_nowait(None)
 
-    def _on_push(self, ev: Event) -> None:
+    def _on_push(self, client: AsyncClient, ev: Event) -> None:
         if ev.kind == "jobs":
             self.stats.fetched += len(ev.jobs)
             now = time.monotonic()
             for job in ev.jobs:
-                self._waiting[job.id] = ""
-                self._jobs.put_nowait((job, now))
-        elif ev.kind == "consume_end" and ev.reason == "closed":
-            self._end_input()
-        elif ev.kind in ("cancel", "revoked") and ev.id in self._waiting:
-            self._waiting[ev.id] = "cancel" if ev.kind == "cancel" else (ev.reason or "revoked")
+                self._waiting[(client, job.id)] = ""
+                self._jobs.put_nowait((client, job, now))
+        elif ev.kind == "consume_end" and client is self._client:
+            if ev.reason == "closed":
+                self._end_input()
+            elif ev.reason == "shutting_down" and self._cluster:
+                self._leaving = client  # the feeder finds the next leader
+        elif ev.kind in ("cancel", "revoked") and (client, ev.id) in self._waiting:
+            self._waiting[(client, ev.id)] = \
+                "cancel" if ev.kind == "cancel" else (ev.reason or "revoked")
         else:
             self._on_event(ev)
 
-    async def _feed(self, client: AsyncClient) -> None:
+    async def _feed(self) -> None:
         """Stops the consume on stop() (no job is pushed after
-        cancel_consume's answer); a lost connection ends the pool."""
+        cancel_consume's answer); a lost connection ends the pool, or,
+        given several servers, makes it consume on the leader again."""
         assert self._stop is not None
         while not self._input_done:
             try:
                 await asyncio.wait_for(self._stop.wait(), 0.05)
             except asyncio.TimeoutError:
-                if client.closed:
+                client = self._client
+                assert client is not None
+                if not client.closed and self._leaving is not client:
+                    continue
+                if self._cluster:
+                    await self._failover(client)
+                else:
                     self.error = client._closed
                     self._end_input()
                 continue
-            try:
-                await client.cancel_consume()
-            except ChanqError:
-                pass
+            client = self._client
+            assert client is not None
+            if not client.closed:
+                try:
+                    await client.cancel_consume()
+                except ChanqError:
+                    pass
             self._end_input()
 
-    async def _runner(self, client: AsyncClient) -> None:
+    async def _failover(self, lost: AsyncClient) -> None:
+        """Consumes on the (new) leader, tried again with a backoff until
+        it works or stop(). The lost connection stays open while its node
+        keeps it (a node shutting down may still take the verdicts)."""
+        assert self._stop is not None
+        log.warning("worker connection lost (%s); looking for the leader",
+                    lost._closed or "its node stops serving")
+        self._old = [c for c in self._old if not c.closed]
+        if not lost.closed:
+            self._old.append(lost)
+        backoff = Backoff()
+        prefer: Any = None
+        while not self._stop.is_set():
+            try:
+                client = await self._unless_stopped(self._consume(prefer))
+            except Unauthorized as e:
+                self.error = e
+                self._end_input()
+                return
+            except NotLeader as e:
+                prefer = e.leader
+            except ChanqError as e:
+                log.info("worker: no leader yet: %s", e)
+                prefer = None
+            else:
+                if client is not None:
+                    self._client = client
+                    self.failovers += 1
+                    log.warning("worker consuming again (failover %d)", self.failovers)
+                return
+            try:
+                await asyncio.wait_for(self._stop.wait(), backoff.delay())
+            except asyncio.TimeoutError:
+                pass
+
+    async def _unless_stopped(self, coro: Coroutine[Any, Any, AsyncClient]
+                              ) -> AsyncClient | None:
+        """coro's connection, or None when stop() came first (closing what
+        coro made, if it made one anyway)."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
+        stopped = loop.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if task.cancelled() or task.exception() is not None:
+                return None
+            await task.result().close()
+            return None
+        return task.result()
+
+    async def _runner(self) -> None:
         assert self._stop is not None
         while True:
             item = await self._jobs.get()
             if item is None:
                 return
-            job, arrived = item
-            why = self._waiting.pop(job.id, "")
+            client, job, arrived = item
+            why = self._waiting.pop((client, job.id), "")
             if why:
                 log.info("job %s taken back (%s) before it ran", job.id, why)
                 self.stats.cancelled += 1
-            elif client.closed:
-                pass  # the server gave it back with the connection
+            elif client.closed or any(client is c for c in self._old):
+                # The server gave it back with the connection (or will,
+                # a connection left for a new leader).
+                if self._cluster:
+                    self.stats.lost += 1
             elif self._stop.is_set():
                 self._out.put_nowait((client, "release", job.id, None))
             elif not await self._renewed(client, job, arrived):
@@ -744,30 +861,52 @@ class AsyncWorker:
             log.info("job %s taken back before it ran: %s", job.id, e)
             return False
 
-    async def _send_loop(self, client: AsyncClient) -> None:
-        """As Worker's sender: what waits goes out in one write, the acks
-        without a result as one request, answers counted as they come."""
+    async def _send_loop(self) -> None:
+        """As Worker's sender: what waits goes out in one write per
+        connection, the acks without a result as one request, answers
+        counted as they come."""
         while True:
             items = [await self._out.get()]
             while len(items) < 4 * _ACK_BATCH and not self._out.empty():
                 items.append(self._out.get_nowait())
-            its = [it for it in items if it is not None]
-            if its:
-                reqs = _requests(its, self.nack_delay_ms)
-                try:
-                    futs = await client.send([r for r, _, _ in reqs])
-                except ChanqError as e:
-                    log.warning("worker: %d answers lost: %s", len(its), e)
-                    self.stats.errors += len(its)
-                    futs = []
-                for fut, (_, field, n) in zip(futs, reqs):
-                    try:
-                        _account(self.stats, field, n, await fut)
-                    except ChanqError as e:
-                        log.warning("worker: %s", e)
-                        self.stats.errors += n
-            if len(its) < len(items):
+            by_client: dict[int, tuple[AsyncClient, list[_Out]]] = {}
+            for it in items:
+                if it is not None:
+                    by_client.setdefault(id(it[0]), (it[0], []))[1].append(it)
+            for client, its in by_client.values():
+                await self._send(client, its)
+            if any(it is None for it in items):
                 return
+
+    async def _send(self, client: AsyncClient, items: list[_Out]) -> None:
+        """Sends one connection's verdicts. Given several servers, those
+        of a lost connection (or refused by a node that stopped serving)
+        are dropped into ``lost``: the jobs come back on the leader."""
+        if self._cluster and client.closed:
+            log.warning("worker: %d verdicts dropped: their connection was lost", len(items))
+            self.stats.lost += len(items)
+            return
+        reqs = _requests(items, self.nack_delay_ms)
+        try:
+            futs = await client.send([r for r, _, _ in reqs])
+        except ChanqError as e:
+            log.warning("worker: %d answers lost: %s", len(items), e)
+            if self._cluster and isinstance(e, _FAILOVER):
+                self.stats.lost += len(items)
+            else:
+                self.stats.errors += len(items)
+            return
+        for fut, (_, field, n) in zip(futs, reqs):
+            try:
+                _account(self.stats, field, n, await fut)
+            except ChanqError as e:
+                log.warning("worker: %s", e)
+                if self._cluster and isinstance(e, _FAILOVER):
+                    self.stats.lost += n
+                    if client is self._client and not isinstance(e, ConnectionLost):
+                        self._leaving = client  # not_leader: the feeder fails over
+                else:
+                    self.stats.errors += n
 
     # ---- fetch mode ----------------------------------------------------
 
@@ -846,7 +985,11 @@ class AsyncWorker:
             failure = e
         finally:
             touching.cancel()
-            self._running.pop(job.id, None)
+            # A job delivered again (after a failover) may run under the
+            # same id meanwhile: leave its entry alone.
+            entry = self._running.get(job.id)
+            if entry is not None and entry[1] is task:
+                del self._running[job.id]
         if ctx.cancelled.is_set():
             self.stats.cancelled += 1
             return None, None, True
