@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_cluster_smoke import Node, cluster_built, digests, serving, until  # noqa: E402
+from test_cluster_smoke import Node, cluster_built, cluster_run, digests, serving, until  # noqa: E402
 from opslib import TOP_BUILDDIR, Skip, free_port, main  # noqa: E402
 
 CHANQ = os.path.join(TOP_BUILDDIR, "clients", "chanq")
@@ -73,7 +72,7 @@ def test_cluster_ops_membership_and_handover():
     fourth.args = [a for a in fourth.args if a not in ("--peers", peers)]
     fourth.args += ["--join", "--raft-listen", "127.0.0.1:%d" % raft[3]]
     everyone = nodes + [fourth]
-    try:
+    with cluster_run(everyone, top):
         for n in nodes:
             n.start()
         leader = until("a serving leader", lambda: serving(nodes))
@@ -174,15 +173,6 @@ def test_cluster_ops_membership_and_handover():
               lambda: len(set(digests(nodes))) == 1 and None not in digests(nodes))
         print("cluster: SIGTERM to a serving successor %.2f s (election timeout 0.5 s)"
               % handover_s)
-    except BaseException:
-        for n in everyone:
-            if os.path.exists(n.log_path):
-                sys.stdout.write("--- node %d log:\n%s" % (n.nid, n.log()[-4000:]))
-        raise
-    finally:
-        for n in everyone:
-            n.kill()
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

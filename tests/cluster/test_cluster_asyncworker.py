@@ -20,7 +20,6 @@ failover:
 Every wait is bounded; SKIP (77) in a --without-cluster build."""
 import asyncio
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -31,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from test_cluster_failover import WAIT, chanq, cluster_built, leader_of, until  # noqa: E402
 from test_cluster_clients import start_cluster  # noqa: E402
+from test_cluster_smoke import cluster_run  # noqa: E402
 from opslib import Skip, main  # noqa: E402
 
 QUEUE = "awq"
@@ -142,20 +142,12 @@ def test_async_worker_follows_the_leader():
         raise Skip("chanqd built without the cluster code")
     top = tempfile.mkdtemp(prefix="chanq-asyncworker-")
     nodes = start_cluster(top)
-    try:
+    with cluster_run(nodes, top, tail=2000):
         servers = ",".join(n.address for n in nodes)
         resumed_s, stop_s, runs, stats = check_async_worker_across_a_kill(nodes, servers)
         print("AsyncWorker across a kill and a SIGTERM: %d jobs, %d runs, every job run %.2f s after the "
               "kill; stopped in %.2f s while no node served; %s"
               % (BEFORE + AFTER + STOPPED, runs, resumed_s, stop_s, stats))
-    except BaseException:
-        for n in nodes:
-            sys.stdout.write("--- node %d log (tail):\n%s" % (n.nid, n.log()[-2000:]))
-        raise
-    finally:
-        for n in nodes:
-            n.kill()
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

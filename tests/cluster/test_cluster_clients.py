@@ -14,7 +14,6 @@ three-node cluster (--raft-election-ms 500, free loopback ports):
 Every wait is bounded; SKIP (77) in a --without-cluster build."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from test_cluster_failover import (WAIT, Node, chanq, cluster_built, free_port,  # noqa: E402
                                    leader_of, until)
+from test_cluster_smoke import cluster_run  # noqa: E402
 from opslib import TOP_BUILDDIR, Skip, main  # noqa: E402
 
 CLI = os.path.join(TOP_BUILDDIR, "clients", "chanq")
@@ -155,21 +155,13 @@ def test_cli_and_libchanq_follow_the_leader():
         raise Skip("chanqd built without the cluster code")
     top = tempfile.mkdtemp(prefix="chanq-clients-")
     nodes = start_cluster(top)
-    try:
+    with cluster_run(nodes, top, tail=2000):
         check_reach_the_leader(nodes)
         servers = ",".join(n.address for n in nodes)
         n = check_stdin_submit_across_a_kill(nodes, servers)
         resumed_s = check_worker_after_a_kill(nodes, servers, top)
         print("chanq submit: %d lines across a kill, every id a job; chanq work ran jobs "
               "again %.2f s after its leader was killed" % (n, resumed_s))
-    except BaseException:
-        for n in nodes:
-            sys.stdout.write("--- node %d log (tail):\n%s" % (n.nid, n.log()[-2000:]))
-        raise
-    finally:
-        for n in nodes:
-            n.kill()
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ with its attempt counted), the restarted node catches up until all three
 report the same state digest, and a leader left alone steps down (its
 connections close and it starts again, in the same process, as a follower). Every wait is bounded; nothing depends
 on how fast the machine is."""
-import json
+import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +63,23 @@ class Node:
             self.proc.wait()
 
 
+@contextlib.contextmanager
+def cluster_run(nodes, top, tail=4000):
+    """The body of a cluster test: on failure, the tail of each node's log
+    is printed; in any case every node is killed and top removed."""
+    try:
+        yield
+    except BaseException:
+        for n in nodes:
+            if os.path.exists(n.log_path):
+                sys.stdout.write("--- node %d log (tail):\n%s" % (n.nid, n.log()[-tail:]))
+        raise
+    finally:
+        for n in nodes:
+            n.kill()
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def until(what, fn, timeout=WAIT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,7 +115,7 @@ def test_three_nodes_fail_over_and_agree():
     client = [free_port() for _ in range(3)]
     peers = ",".join("%d@127.0.0.1:%d/127.0.0.1:%d" % (i + 1, raft[i], client[i]) for i in range(3))
     nodes = [Node(top, i + 1, peers, client[i]) for i in range(3)]
-    try:
+    with cluster_run(nodes, top):
         for n in nodes:
             n.start()
         leader = until("a serving leader", lambda: serving(nodes))
@@ -163,14 +179,6 @@ def test_three_nodes_fail_over_and_agree():
         assert new.proc.poll() is None, "the same process goes on"
         h = until("hello from the node started again", lambda: new.try_ask({"op": "hello"}))
         assert h.get("ok") and h["role"] != "leader", h
-    except BaseException:
-        for n in nodes:
-            sys.stdout.write("--- node %d log:\n%s" % (n.nid, n.log()[-4000:]))
-        raise
-    finally:
-        for n in nodes:
-            n.kill()
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":
