@@ -316,12 +316,15 @@ START_TEST(a_journal_in_cluster_mode_commits_each_batch_as_one_entry)
     ck_assert_int_eq(run.first_rc, 0);
     ck_assert_int_eq(run.batch_rc, 0);
     ck_assert_uint_eq(run.bytes, 0);
-    ck_assert_uint_eq(run.st.batches, 2);
+    /* The two asynchronous appends share a batch unless the writer took
+     * the first before the second came (a loaded machine): 2 or 3. */
+    ck_assert_msg(run.st.batches == 2 || run.st.batches == 3, "%llu batches",
+                  (unsigned long long)run.st.batches);
     ck_assert_uint_eq(run.st.write_errors, 0);
     struct cluster_fsm_stats st;
     cluster_fsm_stats(replica_fsm(r), &st);
     ck_assert_uint_eq(st.records, 3); /* applied before each waiter was released */
-    ck_assert_uint_eq(st.entries, 2);
+    ck_assert_uint_eq(st.entries, run.st.batches); /* one entry a batch */
     replica_stop(r);
     remove_dir(dir);
     free(dir);
@@ -347,7 +350,11 @@ START_TEST(a_journal_on_a_follower_fails_its_batches_with_not_the_leader)
     ck_assert_msg(sched_run_main(journal_body, &run, 2) == 0, "sched_run_main");
     ck_assert_int_eq(run.first_rc, -ENOTCONN);
     ck_assert_int_eq(run.batch_rc, -ENOTCONN);
-    ck_assert_uint_eq(run.st.write_errors, 2);
+    /* Every batch failed: 2, or 3 when the asynchronous appends did not
+     * share one (see above). */
+    ck_assert_msg(run.st.write_errors == 2 || run.st.write_errors == 3, "%llu write errors",
+                  (unsigned long long)run.st.write_errors);
+    ck_assert_uint_eq(run.st.write_errors, run.st.batches);
     struct cluster_fsm_stats st;
     cluster_fsm_stats(replica_fsm(r), &st);
     ck_assert_uint_eq(st.records, 0);
