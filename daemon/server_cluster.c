@@ -159,7 +159,12 @@ describe(void *arg, char *role, size_t rolelen, char *leader, size_t leaderlen)
     struct replica_status s;
     replica_status(srv->replica, &s);
     const char *addr = s.leader_id ? client_address(srv, &s, s.leader_id) : NULL;
-    snprintf(role, rolelen, "%s", role_name(&s));
+    /* What clients go by: "leader" only once it serves. Elected but not
+     * yet serving (its barrier, then its state's promotion) it says so,
+     * and names itself: a client comes back after a pause instead of
+     * taking its not_leader answers as a leader's. */
+    bool elected = s.role == REPLICA_LEADER && !cluster_gate_serving(srv->gate);
+    snprintf(role, rolelen, "%s", elected ? "elected" : role_name(&s));
     snprintf(leader, leaderlen, "%s", addr ? addr : "");
 }
 

@@ -157,6 +157,9 @@ def test_cluster_ops_membership_and_handover():
         assert until("node %d serving" % to.nid, lambda: serving(nodes)) is to
         leader = to
         check_admin()
+        # The node that handed over starts again as a follower: the SIGTERM
+        # below hands over to the most up-to-date voter, so let it be back.
+        until("all three again on one leader and one digest", lambda: settled(nodes))
 
         # SIGTERM on the leader: it hands over, then exits 0.
         assert leader.ask({"op": "submit", "queue": "q", "payload": 2}).get("ok")
