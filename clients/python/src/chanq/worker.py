@@ -811,8 +811,12 @@ class AsyncWorker:
         finally:
             stopped.cancel()
         if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Cancelled again until it ends: Python 3.11's wait_for, inside
+            # the search, can swallow a cancel that meets the end of the
+            # call it waits for, and the search would go on to its timeout.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             if task.cancelled() or task.exception() is not None:
                 return None
             await task.result().close()
