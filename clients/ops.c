@@ -528,11 +528,13 @@ chanq_job_info(struct chanq_conn *c, const char *id, json_t **out)
     return call_member(c, json_pack("{s:s,s:s}", "op", "job", "id", id), 0, "job", out);
 }
 
-int
-chanq_declare(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
-              int64_t max_attempts, json_t **out)
+/* declare and configure: the queue's settings (a negative capacity, a
+ * ttr_ms or max_attempts of 0 or less: not sent); *out the queue's stats. */
+static int
+queue_settings_op(struct chanq_conn *c, const char *op, const char *queue, int64_t capacity,
+                  int64_t ttr_ms, int64_t max_attempts, json_t **out)
 {
-    json_t *req = json_pack("{s:s,s:s}", "op", "declare", "queue", queue);
+    json_t *req = json_pack("{s:s,s:s}", "op", op, "queue", queue);
     if (req && capacity >= 0)
         json_object_set_new(req, "capacity", json_integer(capacity));
     if (req && ttr_ms > 0)
@@ -542,6 +544,13 @@ chanq_declare(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t
     if (!out)
         return call_new(c, req, 0, NULL);
     return call_member(c, req, 0, "queue", out);
+}
+
+int
+chanq_declare(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
+              int64_t max_attempts, json_t **out)
+{
+    return queue_settings_op(c, "declare", queue, capacity, ttr_ms, max_attempts, out);
 }
 
 static int
@@ -684,16 +693,7 @@ int
 chanq_configure(struct chanq_conn *c, const char *queue, int64_t capacity, int64_t ttr_ms,
                 int64_t max_attempts, json_t **out)
 {
-    json_t *req = json_pack("{s:s,s:s}", "op", "configure", "queue", queue);
-    if (req && capacity >= 0)
-        json_object_set_new(req, "capacity", json_integer(capacity));
-    if (req && ttr_ms > 0)
-        json_object_set_new(req, "ttr_ms", json_integer(ttr_ms));
-    if (req && max_attempts > 0)
-        json_object_set_new(req, "max_attempts", json_integer(max_attempts));
-    if (!out)
-        return call_new(c, req, 0, NULL);
-    return call_member(c, req, 0, "queue", out);
+    return queue_settings_op(c, "configure", queue, capacity, ttr_ms, max_attempts, out);
 }
 
 int
